@@ -1,0 +1,34 @@
+"""Durations as bot designers write them: ``30s``, ``10m``, ``2h``, ``1d``, ``1h30m``."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)")
+_WHOLE = re.compile(r"^\s*(?:\d+(?:\.\d+)?\s*[dhms]\s*)+$")
+_UNIT = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_duration(text: str | int | float) -> timedelta:
+    """Parse ``"1h30m"`` into a timedelta; a bare number is seconds."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        return timedelta(seconds=float(text))
+    if not isinstance(text, str) or not _WHOLE.match(text):
+        raise ValueError(
+            f"{text!r} is not a duration; write it like 30s, 10m, 2h, 1d or 1h30m"
+        )
+    seconds = sum(float(n) * _UNIT[u] for n, u in _PART.findall(text))
+    return timedelta(seconds=seconds)
+
+
+def format_duration(delta: timedelta) -> str:
+    total = int(delta.total_seconds())
+    if total == 0:
+        return "0s"
+    out = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        n, total = divmod(total, size)
+        if n:
+            out.append(f"{n}{unit}")
+    return "".join(out)

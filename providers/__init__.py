@@ -1,0 +1,1 @@
+"""Provider adapters: one module per vendor behind the `providers.base.Provider` protocol."""

@@ -1,0 +1,141 @@
+"""The Provider protocol, capability tables, and the one place HTTP answers become errors.
+
+A provider adapter turns an ``OutboundMessage`` into its vendor's request, sends it,
+and parses the vendor's webhooks into ``StatusReport``/``ContactEvent`` values. It
+imports only the kernel (``engine.models``, ``engine.errors``).
+"""
+
+from __future__ import annotations
+
+import email.utils
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from engine.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+from engine.models import Channel, ContactEvent, OutboundMessage, SendResult, StatusReport
+
+CONTENT_TYPES = frozenset({"text", "media", "buttons", "list", "location", "template", "email"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Capabilities:
+    """What a provider can do; ``disparo check`` compares flows against it."""
+
+    channels: frozenset[Channel]
+    content_types: frozenset[str]
+    files_per_template: int = 1
+    read_receipts: bool = True
+    idempotency_key: bool = False  # a resend with the same key is never delivered twice
+    webhooks: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParsedWebhook:
+    """What one webhook body said. ``errors`` names the items that were rejected;
+    the good items of a batch are kept."""
+
+    statuses: list[StatusReport] = field(default_factory=list)
+    contact_events: list[ContactEvent] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+class ProviderHost(Protocol):
+    """What the engine offers a provider."""
+
+    async def schedule_callback(self, provider: str, delay_seconds: float, body: bytes) -> None:
+        """Feed ``body`` to ``POST /webhooks/{provider}`` processing after a delay, durably."""
+
+
+class ProviderConfig(BaseModel):
+    """Base of every provider's config model: misspelled keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+    webhook_secret: str | None = None
+    timeout: float = 15.0
+    max_in_flight: int = 64
+
+
+class Provider(Protocol):
+    name: str  # the instance name in config/disparo.yaml
+    capabilities: Capabilities
+    config_model: ClassVar[type[ProviderConfig]]
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def build_request(self, message: OutboundMessage) -> Mapping[str, Any]:
+        """The exact JSON body the vendor would get (used by ``disparo simulate``)."""
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        """Send one message; raise a ``ProviderError`` subclass on failure."""
+
+    def parse_webhook(
+        self, body: bytes, headers: Mapping[str, str], received_at: datetime
+    ) -> ParsedWebhook:
+        """Parse a vendor webhook; raise ``ProviderRejected`` when the body is unusable."""
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def error_for_status(
+    status: int,
+    vendor_message: str | None,
+    *,
+    provider: str,
+    retry_after: str | None = None,
+) -> ProviderError:
+    """Map a non-2xx HTTP answer to the typed error the engine acts on."""
+    said = f": {vendor_message}" if vendor_message else ""
+    if status == 429:
+        return ProviderRateLimited(
+            f"{provider} is rate limiting (429){said}",
+            status=status,
+            vendor_message=vendor_message,
+            retry_after=parse_retry_after(retry_after),
+        )
+    if status in (401, 403):
+        return ProviderAuthError(
+            f"{provider} refused the credentials ({status}){said}",
+            status=status,
+            vendor_message=vendor_message,
+        )
+    if status >= 500 or status == 408:
+        return ProviderUnavailable(
+            f"{provider} answered {status}{said}",
+            status=status,
+            vendor_message=vendor_message,
+            retry_after=parse_retry_after(retry_after),
+        )
+    return ProviderRejected(
+        f"{provider} rejected the message ({status}){said}",
+        status=status,
+        vendor_message=vendor_message,
+    )

@@ -1,0 +1,1 @@
+"""Stores: one module per database behind the `storage.base.Store` protocol."""

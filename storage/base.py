@@ -1,0 +1,259 @@
+"""The Store protocol: everything disparo keeps, in domain verbs (never SQL strings).
+
+Every backend (``storage.sqlite.SQLiteStore``, ``storage.postgres.PostgresStore``)
+implements this protocol and passes the same contract suite in ``tests/contract``.
+
+Guarantees every implementation gives:
+
+- ``commit`` is atomic: all of a ``Commit`` is written or none of it.
+- Due work is claimed with a lease and a fence: ``claim_due_work`` bumps the row's
+  fence; a ``Commit`` that completes or reschedules a claimed row names the fence it
+  saw and raises ``StaleFence`` (writing nothing) when a newer claim took the row.
+- Runs use optimistic concurrency: a ``RunChange`` names the version it read and
+  raises ``StaleRun`` (writing nothing) when the run moved on.
+- Run creation is idempotent: a ``NewRun`` whose idempotency key exists writes
+  nothing and returns the existing run with ``created=False``.
+- Message statuses are monotonic (``engine.models.status_can_advance``); a change
+  that would move a status backwards is dropped (not an error) unless ``force``.
+- A status report for a provider message id not yet recorded is kept and becomes
+  due work in the same transaction that records that id.
+- Errors of the driver never escape: an unreachable/locked/full database raises
+  ``StoreUnavailable``; pending migrations raise ``SchemaOutdated`` on ``open``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from engine.models import (
+    Attendance,
+    Channel,
+    Contact,
+    ContactEvent,
+    ContactUpsert,
+    DueWork,
+    Event,
+    Message,
+    MessageStatus,
+    NewDueWork,
+    NewEvent,
+    Run,
+    RunStatus,
+    StatusReport,
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewRun:
+    id: str
+    flow: str
+    flow_version: str
+    contact_id: str
+    step: str | None
+    status: RunStatus
+    idempotency_key: str
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    step_seq: int = 1
+    # Refuse (``Conflict``) a second open run of the same (contact, flow).
+    exclusive: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunChange:
+    """The run's new state; applied only if the stored version is ``expected_version``."""
+
+    run_id: str
+    expected_version: int
+    step: str | None
+    status: RunStatus
+    step_seq: int
+    vars: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewMessage:
+    id: str
+    run_id: str
+    contact_id: str
+    flow: str
+    step: str
+    step_seq: int
+    provider: str
+    channel: Channel
+    idempotency_key: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageChange:
+    """Changes to one message. Fields left at their default are not touched.
+
+    ``status`` moves only forward unless ``force``; ``expected_status`` makes the
+    whole commit fail with ``StaleRun`` when the stored status differs (optimistic
+    concurrency for the dispatcher's queued -> sending step).
+    """
+
+    message_id: str
+    at: datetime
+    status: MessageStatus | None = None
+    force: bool = False
+    expected_status: MessageStatus | None = None
+    payload: Mapping[str, Any] | None = None
+    provider_message_id: str | None = None
+    attempts: int | None = None
+    next_attempt_at: datetime | None = _UNSET
+    last_error: str | None = _UNSET
+
+    def sets(self, name: str) -> bool:
+        return getattr(self, name) is not _UNSET
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContactChange:
+    """Facts the engine writes about a contact while running a flow."""
+
+    contact_id: str
+    context_patch: Mapping[str, Any] | None = None  # merged key by key; None value deletes
+    last_outbound_at: datetime | None = None  # stored as max(stored, given)
+    attendance: Attendance | None = None  # starts attendance (handoff)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Completion:
+    """What happens to the claimed due-work row this commit finishes.
+
+    ``retry_at`` None deletes the row; a time gives it back to the queue then
+    (lease cleared, ``attempts`` + 1, ``payload`` replaced when given).
+    """
+
+    work: DueWork
+    retry_at: datetime | None = None
+    payload: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Commit:
+    """One atomic unit of change: the transactional outbox of the run state machine."""
+
+    now: datetime
+    done: Completion | None = None
+    new_run: NewRun | None = None
+    run: RunChange | None = None
+    contact: ContactChange | None = None
+    new_messages: Sequence[NewMessage] = ()
+    messages: Sequence[MessageChange] = ()
+    new_due: Sequence[NewDueWork] = ()
+    cancel_timers_of_run: str | None = None  # drop the run's unclaimed TIMER rows
+    cancel_all_due_of_run: str | None = None  # drop every unclaimed row of the run (cancel)
+    events: Sequence[NewEvent] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommitResult:
+    run: Run | None = None  # the created or changed run, or the existing one for a reused key
+    created: bool = False
+    # Message changes whose status really moved (monotonic rule), by message id.
+    status_applied: Mapping[str, MessageStatus] = field(default_factory=dict)
+
+
+IngestOutcome = Literal["queued", "pending", "duplicate", "unknown_contact"]
+
+
+class Store(Protocol):
+    # -- lifecycle
+    async def open(self) -> None:
+        """Connect; raise ``SchemaOutdated`` when migrations are pending."""
+
+    async def close(self) -> None: ...
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations; return the names applied (empty when up to date)."""
+
+    async def pending_migrations(self) -> list[str]: ...
+
+    async def ping(self) -> None:
+        """Return when the store answers; raise ``StoreUnavailable`` otherwise."""
+
+    # -- contacts
+    async def upsert_contact(self, upsert: ContactUpsert, now: datetime) -> Contact: ...
+
+    async def get_contact(self, contact_id: str) -> Contact | None: ...
+
+    async def get_contacts(self, contact_ids: Sequence[str]) -> dict[str, Contact]: ...
+
+    async def find_contact_by_phone(self, phone: str) -> Contact | None: ...
+
+    # -- flows (runs are pinned to the exact file they started with)
+    async def save_flow_version(self, flow: str, version: str, source: str) -> None: ...
+
+    async def get_flow_source(self, flow: str, version: str) -> str | None: ...
+
+    # -- runs, messages, events
+    async def commit(self, commit: Commit) -> CommitResult: ...
+
+    async def get_run(self, run_id: str) -> Run | None: ...
+
+    async def list_open_runs(self, contact_id: str) -> list[Run]: ...
+
+    async def get_message(self, message_id: str) -> Message | None: ...
+
+    async def list_run_messages(self, run_id: str) -> list[Message]: ...
+
+    async def find_message(
+        self,
+        provider: str,
+        *,
+        provider_message_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Message | None: ...
+
+    async def list_events(
+        self,
+        *,
+        contact_id: str | None = None,
+        run_id: str | None = None,
+        kind_prefix: str | None = None,
+        limit: int = 200,
+    ) -> list[Event]:
+        """Events newest first."""
+
+    async def count_outbound(self, contact_id: str, since: datetime) -> int:
+        """Messages to the contact that left (sent or beyond) at or after ``since``."""
+
+    # -- due work
+    async def claim_due_work(
+        self, *, owner: str, now: datetime, lease_seconds: float, limit: int
+    ) -> list[DueWork]:
+        """Claim rows due at ``now`` that nobody holds (or whose lease expired)."""
+
+    async def extend_leases(
+        self, *, owner: str, work: Sequence[DueWork], until: datetime
+    ) -> set[int]:
+        """Extend the leases still held (same owner and fence); return their ids."""
+
+    async def next_due_at(self) -> datetime | None:
+        """When the earliest row becomes claimable (due time or lease expiry)."""
+
+    # -- what comes in (webhooks, POST /v1/events); durable before the caller answers 2xx
+    async def ingest_status_reports(
+        self, reports: Sequence[StatusReport], now: datetime
+    ) -> list[IngestOutcome]:
+        """Queue each report as STATUS due work for its message, or keep it pending."""
+
+    async def ingest_contact_events(
+        self, events: Sequence[ContactEvent], now: datetime
+    ) -> list[IngestOutcome]:
+        """Record contact facts and queue INBOUND due work for each open run.
+
+        Facts: reply/button/choice set ``last_inbound_at`` and ``last_interaction_at``
+        (never moved back); interaction sets ``last_interaction_at``;
+        attendance_started/ended set/clear the attendance; opt_out/opt_in set/clear
+        ``opted_out_at``. Each event is appended to the log (dropped as ``duplicate``
+        when its dedupe key was seen).
+        """
