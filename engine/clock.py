@@ -7,10 +7,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Clock(Protocol):
@@ -37,10 +38,8 @@ class SystemClock:
         if wake is None:
             await asyncio.sleep(delay)
             return
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout=delay)
-        except TimeoutError:
-            pass
 
 
 class VirtualClock:
@@ -63,9 +62,9 @@ class VirtualClock:
         if wake is None:
             await fut
             return
-        waiter = asyncio.ensure_future(wake.wait())
+        waiter: asyncio.Future[Any] = asyncio.ensure_future(wake.wait())
         try:
-            await asyncio.wait({fut, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([fut, waiter], return_when=asyncio.FIRST_COMPLETED)
         finally:
             waiter.cancel()
             if not fut.done():

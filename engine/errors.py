@@ -211,7 +211,7 @@ class RequestError(DisparoError):
     """A bad HTTP API request, mapped to a JSON error body."""
 
     status: int
-    code: str  # type: ignore[misc]
+    code: str
     message: str
     details: list[FieldError] = field(default_factory=list)
 

@@ -8,6 +8,7 @@ imports only the kernel (``engine.models``, ``engine.errors``).
 from __future__ import annotations
 
 import email.utils
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -139,3 +140,45 @@ def error_for_status(
         status=status,
         vendor_message=vendor_message,
     )
+
+
+def vendor_message(body: bytes, *, limit: int = 300) -> str | None:
+    """The vendor's own words from an error body, for operators.
+
+    Understands the common shapes ``{"error": {"message": ...}}``, ``{"error": "..."}``,
+    ``{"message": ...}``, ``{"detail": ...}``, ``{"errors": [{"message": ...}]}``, and
+    falls back to the body's text; ``None`` when the body is empty. Cut to ``limit``.
+    """
+    text = body.decode("utf-8", errors="replace").strip()
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        data = None
+    found = _message_in(data)
+    said = " ".join((found if found is not None else text).split())
+    return said[:limit] if len(said) <= limit else said[: limit - 1] + "…"
+
+
+def _message_in(data: Any) -> str | None:
+    if isinstance(data, str) and data.strip():
+        return data
+    if isinstance(data, list) and data:
+        return _message_in(data[0])
+    if not isinstance(data, dict):
+        return None
+    for name in ("error", "message", "detail", "errors", "description", "error_description"):
+        found = _message_in(data.get(name))
+        if found is not None:
+            return found
+    return None
+
+
+def mask_phone(phone: str | None) -> str:
+    """``+5511999999999`` -> ``+55*******9999``: only the country code and last four
+    digits survive, so a log line identifies a contact to its owner and nobody else."""
+    digits = "".join(c for c in phone or "" if c.isdigit())
+    if len(digits) < 8:  # too short to keep any digit without revealing most of it
+        return "*" * len(digits) if digits else "<no phone>"
+    return f"+{digits[:2]}{'*' * (len(digits) - 6)}{digits[-4:]}"

@@ -96,7 +96,8 @@ class MessageChange:
 
     ``status`` moves only forward unless ``force``; ``expected_status`` makes the
     whole commit fail with ``StaleRun`` when the stored status differs (optimistic
-    concurrency for the dispatcher's queued -> sending step).
+    concurrency for the dispatcher's queued -> sending step). A status that may not
+    move is dropped alone: the other fields the change sets are still written.
     """
 
     message_id: str
@@ -149,6 +150,8 @@ class Commit:
     new_messages: Sequence[NewMessage] = ()
     messages: Sequence[MessageChange] = ()
     new_due: Sequence[NewDueWork] = ()
+    # "Unclaimed": no lease, or one that expired before ``now``; the row ``done``
+    # completes is never dropped by these (``done`` decides its fate).
     cancel_timers_of_run: str | None = None  # drop the run's unclaimed TIMER rows
     cancel_all_due_of_run: str | None = None  # drop every unclaimed row of the run (cancel)
     events: Sequence[NewEvent] = ()
@@ -226,11 +229,17 @@ class Store(Protocol):
     async def count_outbound(self, contact_id: str, since: datetime) -> int:
         """Messages to the contact that left (sent or beyond) at or after ``since``."""
 
+    async def last_outbound_at(
+        self, contact_id: str, *, exclude_run: str | None = None
+    ) -> datetime | None:
+        """When the newest message to the contact left (sent or beyond), skipping the
+        messages of ``exclude_run``: a flow's own follow-ups are not "recent contact"."""
+
     # -- due work
     async def claim_due_work(
         self, *, owner: str, now: datetime, lease_seconds: float, limit: int
     ) -> list[DueWork]:
-        """Claim rows due at ``now`` that nobody holds (or whose lease expired)."""
+        """Claim rows due at ``now`` that nobody holds (or whose ``lease_until < now``)."""
 
     async def extend_leases(
         self, *, owner: str, work: Sequence[DueWork], until: datetime
@@ -244,7 +253,11 @@ class Store(Protocol):
     async def ingest_status_reports(
         self, reports: Sequence[StatusReport], now: datetime
     ) -> list[IngestOutcome]:
-        """Queue each report as STATUS due work for its message, or keep it pending."""
+        """Queue each report as STATUS due work for its message, or keep it pending.
+
+        A report with neither ``provider_message_id`` nor ``idempotency_key`` raises
+        ``ValueError`` (nothing of the batch is written).
+        """
 
     async def ingest_contact_events(
         self, events: Sequence[ContactEvent], now: datetime
@@ -255,5 +268,7 @@ class Store(Protocol):
         (never moved back); interaction sets ``last_interaction_at``;
         attendance_started/ended set/clear the attendance; opt_out/opt_in set/clear
         ``opted_out_at``. Each event is appended to the log (dropped as ``duplicate``
-        when its dedupe key was seen).
+        when its dedupe key was seen). An event without ``contact_id`` raises
+        ``ValueError`` (nothing written; the engine resolves phones first); an unknown
+        contact id is ``unknown_contact``.
         """

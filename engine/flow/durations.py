@@ -15,9 +15,7 @@ def parse_duration(text: str | int | float) -> timedelta:
     if isinstance(text, int | float) and not isinstance(text, bool):
         return timedelta(seconds=float(text))
     if not isinstance(text, str) or not _WHOLE.match(text):
-        raise ValueError(
-            f"{text!r} is not a duration; write it like 30s, 10m, 2h, 1d or 1h30m"
-        )
+        raise ValueError(f"{text!r} is not a duration; write it like 30s, 10m, 2h, 1d or 1h30m")
     seconds = sum(float(n) * _UNIT[u] for n, u in _PART.findall(text))
     return timedelta(seconds=seconds)
 

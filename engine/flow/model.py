@@ -14,19 +14,36 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    WithJsonSchema,
     model_validator,
 )
 
 from engine.flow.durations import parse_duration
 
 STEP_ID = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
-EVENT_KEY = re.compile(
-    r"^(sent|delivered|read|failed|reply|skipped|timeout|(button|choice)\.[^\s]+)$"
-)
+EVENT_PATTERN = r"^(sent|delivered|read|failed|reply|skipped|timeout|(button|choice)\.[^\s]+)$"
+EVENT_KEY = re.compile(EVENT_PATTERN)
+TIME_RANGE = r"^\d{1,2}:\d{2}-\d{1,2}:\d{2}$"
+SINCE = r"^(last_inbound|last_interaction|last_outbound|context\.[A-Za-z0-9_.]+)$"
+SET_KEY = r"^context(\.[^.\s]+)+$"
+DURATION_PATTERN = r"^\s*(\d+(\.\d+)?\s*[dhms]\s*)+$"
 STEP_KINDS = ("send", "wait", "branch", "set", "handoff", "end")
 _KIND_ATTR = {"set": "set_"}
+
+# What each pattern above asks for, in the words error messages use.
+PATTERN_HINTS: dict[str, str] = {
+    STEP_ID: "an id made of letters, digits, `_` and `-` that starts with a letter or `_`",
+    EVENT_PATTERN: (
+        "an event: sent, delivered, read, failed, reply, skipped, timeout, "
+        "button.<id> or choice.<row id>"
+    ),
+    TIME_RANGE: "a time range like 20:00-08:00",
+    SINCE: "last_inbound, last_interaction, last_outbound or context.<field>",
+    SET_KEY: "a context field like `context.nps_nota`",
+}
 
 
 def _duration(value: str | int | float) -> str | int | float:
@@ -37,11 +54,23 @@ def _duration(value: str | int | float) -> str | int | float:
 Duration = Annotated[
     str | int | float,
     AfterValidator(_duration),
-    Field(description="A duration: 30s, 10m, 2h, 1d, 1h30m (a bare number is seconds)"),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": DURATION_PATTERN},
+                {"type": "number", "minimum": 0},
+            ]
+        }
+    ),
+    Field(description="A duration like 30s, 10m, 2h, 1d or 1h30m (a bare number is seconds)"),
 ]
 StepRef = Annotated[str, Field(pattern=STEP_ID, description="The id of a step in this flow")]
 Expression = Annotated[
     str, Field(description="A Jinja expression over contact, context, run and now")
+]
+EventKey = Annotated[str, Field(pattern=EVENT_PATTERN)]
+TimeRange = Annotated[
+    str, Field(pattern=TIME_RANGE, description="A local time range like 20:00-08:00")
 ]
 
 
@@ -58,6 +87,8 @@ class _Model(BaseModel):
 
 
 class MediaSpec(_Model):
+    """A file to send: exactly one of `url` or `base64`."""
+
     kind: Literal["image", "video", "audio", "document", "sticker"] = "image"
     url: str | None = None
     base64: str | None = None
@@ -68,32 +99,42 @@ class MediaSpec(_Model):
     @model_validator(mode="after")
     def _one_source(self) -> MediaSpec:
         if (self.url is None) == (self.base64 is None):
-            raise ValueError("media needs exactly one of `url` or `base64`")
+            raise ValueError("`media` needs exactly one of `url` or `base64`")
         return self
 
 
 class ButtonSpec(_Model):
-    id: str
-    title: str
+    """A reply button; tapping it sends the event `button.<id>`."""
+
+    id: str = Field(description="Sent back as the event button.<id>")
+    title: str = Field(description="What the contact sees (<= 20 chars)")
 
 
 class ListRowSpec(_Model):
-    id: str
-    title: str
+    """One option of a list menu; choosing it sends the event `choice.<id>`."""
+
+    id: str = Field(description="Sent back as the event choice.<id>")
+    title: str = Field(description="What the contact sees (<= 24 chars)")
     description: str | None = None
 
 
 class ListSectionSpec(_Model):
+    """A group of rows under an optional title."""
+
     title: str | None = None
     rows: list[ListRowSpec] = Field(min_length=1)
 
 
 class ListSpec(_Model):
+    """A list menu: a button that opens sections of rows (<= 10 rows in total)."""
+
     button: str = Field(description="Label of the button that opens the list (<= 20 chars)")
     sections: list[ListSectionSpec] = Field(min_length=1)
 
 
 class LocationSpec(_Model):
+    """A map pin."""
+
     latitude: float | str
     longitude: float | str
     name: str | None = None
@@ -102,6 +143,8 @@ class LocationSpec(_Model):
 
 
 class TemplateSpec(_Model):
+    """An approved WhatsApp template, sent when the 24 h window is closed."""
+
     name: str = Field(description="Template name, resolved per provider via config/templates.yaml")
     language: str | None = None
     params: dict[str, str] | list[str] = Field(default_factory=dict)
@@ -109,12 +152,16 @@ class TemplateSpec(_Model):
 
 
 class EmailSpec(_Model):
+    """An e-mail (channel email)."""
+
     subject: str
     body: str
     html: bool = False
 
 
 class SendSpec(_Model):
+    """What a `send` step sends: one kind of content, plus an optional template."""
+
     channel: Literal["whatsapp", "sms", "email"] | None = None
     provider: str | None = Field(
         default=None, description="A provider instance named in config/disparo.yaml"
@@ -145,13 +192,17 @@ class SendSpec(_Model):
             if v is not None
         ]
         if len(kinds) > 1:
-            raise ValueError(f"a send has one kind of content; found {', '.join(kinds)}")
+            raise ValueError(
+                f"a send has one kind of content, but this one has {' and '.join(kinds)}; "
+                "split it into two steps"
+            )
         if not kinds and self.text is None and self.template is None:
             raise ValueError(
-                "a send needs content: text, media, buttons, list, location, template or email"
+                "`send` has nothing to send; give it text, media, buttons, list, location, "
+                "template or email"
             )
-        if (self.buttons or self.list_) and self.text is None:
-            raise ValueError("buttons and list need `text` for the message body")
+        if (self.buttons is not None or self.list_ is not None) and self.text is None:
+            raise ValueError("`buttons` and `list` need `text:` for the message body")
         return self
 
 
@@ -159,28 +210,44 @@ class SendSpec(_Model):
 
 
 class InactivityRule(_Model):
+    """Wait until the contact has been quiet this long; `otherwise: skip` skips instead."""
+
     for_: Duration = Field(alias="for")
     otherwise: Literal["defer", "skip"] = "defer"
 
 
 class QuietHoursRule(_Model):
-    range: str = Field(pattern=r"^\d{1,2}:\d{2}-\d{1,2}:\d{2}$")
+    """No sends inside `range` (local time) on `days` (every day when unset)."""
+
+    range: TimeRange
     days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] | None = None
 
 
 class Rules(_Model):
+    """Contact-context rules; a step's rules override the flow's `defaults.rules`."""
+
     window: Literal["template", "skip", "ignore"] | None = Field(
         default=None, description="24 h window closed: send the template, skip, or ignore"
     )
     window_margin: Duration | None = Field(
         default=None, description="Treat the window as closed this long before it really closes"
     )
-    inactivity: Duration | InactivityRule | None = None
-    recent_contact: Duration | None = None
-    in_attendance: Literal["skip", "defer", "send"] | None = None
-    quiet_hours: Annotated[str, Field(pattern=r"^\d{1,2}:\d{2}-\d{1,2}:\d{2}$")] | QuietHoursRule | None = None
-    max_per_day: int | None = Field(default=None, ge=1)
-    timezone: str | None = None
+    inactivity: Duration | InactivityRule | None = Field(
+        default=None, description="The contact talked to the bot less than this ago: defer"
+    )
+    recent_contact: Duration | None = Field(
+        default=None, description="Any outbound to the contact less than this ago: skip"
+    )
+    in_attendance: Literal["skip", "defer", "send"] | None = Field(
+        default=None, description="What to do while a live agent attends the contact"
+    )
+    quiet_hours: TimeRange | QuietHoursRule | None = Field(
+        default=None, description="Local time range with no sends; deferred to its end"
+    )
+    max_per_day: int | None = Field(
+        default=None, ge=1, description="Outbound messages per contact per local day"
+    )
+    timezone: str | None = Field(default=None, description="IANA zone, e.g. America/Sao_Paulo")
 
     def merged_over(self, base: Rules | None) -> Rules:
         """These rules with unset fields taken from ``base``."""
@@ -195,11 +262,15 @@ class Rules(_Model):
 
 
 class WaitFor(_Model):
+    """Wait for an event, at most `up_to`."""
+
     for_: Literal["reply", "read", "delivered", "event"] = Field(alias="for")
     up_to: Duration | None = None
 
 
 class BranchCase(_Model):
+    """`- when: expression` + `goto: step`, or a final `- else: step`."""
+
     when: Expression | None = None
     goto: StepRef | None = None
     else_: StepRef | None = Field(default=None, alias="else")
@@ -208,49 +279,67 @@ class BranchCase(_Model):
     def _shape(self) -> BranchCase:
         if self.else_ is not None:
             if self.when is not None or self.goto is not None:
-                raise ValueError("an `else` case stands alone: `- else: step_id`")
+                raise ValueError("an `else` case stands alone, like `- else: step_id`")
         elif self.when is None or self.goto is None:
-            raise ValueError("a branch case needs `when:` and `goto:` (or `else:`)")
+            raise ValueError("a branch case needs both `when:` and `goto:` (or is `- else:`)")
         return self
 
 
 class HandoffSpec(_Model):
+    """Mark the contact as attended by a live agent."""
+
     attendant: str | None = None
     until: Duration | None = None
 
 
 class Timeout(_Model):
+    """Go to `goto` when nothing moved the run within `after`."""
+
     after: Duration
     goto: StepRef
 
 
 class Step(_Model):
-    send: SendSpec | None = None
-    wait: Duration | WaitFor | None = None
-    branch: list[BranchCase] | None = None
-    set_: dict[str, Any] | None = Field(default=None, alias="set")
-    handoff: HandoffSpec | None = None
-    end: Literal["completed", "cancelled", "failed"] | None = None
+    """One step: exactly one of send, wait, branch, set, handoff or end."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"oneOf": [{"required": [kind]} for kind in STEP_KINDS]}
+    )
+
+    send: SendSpec | None = Field(default=None, description="Send a message")
+    wait: Duration | WaitFor | None = Field(
+        default=None, description="Wait a duration (1h) or for an event ({for: reply, up_to: 24h})"
+    )
+    branch: list[BranchCase] | None = Field(
+        default=None, description="Go to the first case whose `when:` is true, else `else:`"
+    )
+    set_: dict[Annotated[str, Field(pattern=SET_KEY)], Any] | None = Field(
+        default=None, alias="set", description="Write contact context: {context.nps_nota: 10}"
+    )
+    handoff: HandoffSpec | None = Field(default=None, description="Hand over to a live agent")
+    end: Literal["completed", "cancelled", "failed"] | None = Field(
+        default=None, description="Finish the run with this status"
+    )
     rules: Rules | None = None
-    on: dict[str, StepRef] | None = None
+    on: dict[EventKey, StepRef] | None = Field(
+        default=None, description="Where each event goes: {button.pagar: pagamento, read: fim}"
+    )
     timeout: Timeout | None = None
-    next: StepRef | None = None
+    next: StepRef | None = Field(default=None, description="The step after this one")
     description: str | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Step:
         kinds = [k for k in STEP_KINDS if getattr(self, _KIND_ATTR.get(k, k)) is not None]
-        if len(kinds) != 1:
-            found = ", ".join(kinds) if kinds else "none"
+        if not kinds:
             raise ValueError(
-                f"a step does exactly one of {', '.join(STEP_KINDS)}; found {found}"
+                "this step does nothing; give it one of send, wait, branch, set, handoff or end"
             )
-        for key in self.on or {}:
-            if not EVENT_KEY.match(key):
-                raise ValueError(
-                    f"`on: {key}` is not an event; use sent, delivered, read, failed, reply, "
-                    "skipped, timeout, button.<id> or choice.<id>"
-                )
+        if len(kinds) > 1:
+            raise ValueError(
+                f"a step does one thing, but this one has {' and '.join(kinds)}; "
+                "split it into steps linked with `next:`"
+            )
         return self
 
     @property
@@ -261,26 +350,36 @@ class Step(_Model):
 # ------------------------------------------------------------------ triggers
 
 
+def _empty_mapping(value: Any) -> Any:
+    return {} if value is None else value
+
+
 class ApiTrigger(_Model):
-    api: dict[str, Any] = Field(default_factory=dict)
+    """`- api: {}`: started by `POST /v1/runs`."""
+
+    api: Annotated[dict[str, Any], BeforeValidator(_empty_mapping)]
 
 
 class CronTrigger(_Model):
+    """At each fire time, start a run for every contact matching `audience`."""
+
     cron: str = Field(description="Five-field cron expression in the flow's timezone")
     audience: Expression | None = None
     misfire_grace: Duration | None = None
 
 
 class AfterTrigger(_Model):
+    """Re-engagement: start a run `after` this long `since` a contact timestamp."""
+
     after: Duration
-    since: str = Field(
-        pattern=r"^(last_inbound|last_interaction|last_outbound|context\.[A-Za-z0-9_.]+)$"
-    )
+    since: str = Field(pattern=SINCE, description="The timestamp to count from")
     unless: Expression | None = None
 
 
 class EventTrigger(_Model):
-    event: Literal["reply"] = "reply"
+    """An inbound reply matching `keyword` or `regex` starts the flow."""
+
+    event: Literal["reply"]
     keyword: str | list[str] | None = None
     regex: str | None = None
 
@@ -288,21 +387,34 @@ class EventTrigger(_Model):
 Trigger = ApiTrigger | CronTrigger | AfterTrigger | EventTrigger
 
 
+def _api_only() -> list[Trigger]:
+    return [ApiTrigger(api={})]
+
+
 class Defaults(_Model):
+    """What every step uses unless it says otherwise."""
+
     provider: str | None = None
     channel: Literal["whatsapp", "sms", "email"] | None = None
     rules: Rules | None = None
 
 
 class Flow(_Model):
+    """A disparo flow file (flows/*.yaml)."""
+
     flow: str = Field(pattern=STEP_ID, description="The flow's name, unique across flows/")
     description: str | None = None
     timezone: str | None = None
     concurrency: Literal["one", "many"] = "one"
     defaults: Defaults = Field(default_factory=Defaults)
-    triggers: list[Trigger] = Field(default_factory=lambda: [ApiTrigger()])
-    start: StepRef
-    steps: dict[Annotated[str, Field(pattern=STEP_ID)], Step] = Field(min_length=1)
+    triggers: list[Trigger] = Field(
+        default_factory=_api_only,
+        description="What starts a run (default: the API only)",
+    )
+    start: StepRef = Field(description="The first step")
+    steps: dict[Annotated[str, Field(pattern=STEP_ID)], Step] = Field(
+        min_length=1, description="The steps by id"
+    )
 
     def rules_for(self, step_id: str) -> Rules:
         step = self.steps[step_id]

@@ -1,0 +1,365 @@
+"""The HTTP API: /v1 (bearer auth), /webhooks/{provider}, /healthz, /metrics.
+
+Errors are JSON ``{"error": {"code", "message", "details": [{"field", "message"}]}}``;
+nothing is half-written on any error because every write is one store commit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from engine.api_models import ContactIn, EventIn, RunIn
+from engine.api_views import contact_view, event_view, message_view, run_view
+from engine.errors import (
+    Conflict,
+    DisparoError,
+    FieldError,
+    NotFound,
+    ProviderRejected,
+    RequestError,
+    StoreUnavailable,
+    UserInputError,
+)
+from engine.models import ContactEvent, ContactUpsert, MessageStatus, StatusReport
+from engine.runtime import Engine
+
+log = logging.getLogger("disparo.api")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ENGINE = web.AppKey("engine", Engine)
+
+
+def error_response(
+    status: int, code: str, message: str, details: list[FieldError] | None = None
+) -> web.Response:
+    body = {
+        "error": {
+            "code": code,
+            "message": message,
+            "details": [{"field": d.field, "message": d.message} for d in details or []],
+        }
+    }
+    return web.json_response(body, status=status)
+
+
+def _pydantic_details(exc: ValidationError, prefix: str = "") -> list[FieldError]:
+    out = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown field; remove it or check its spelling"
+        out.append(
+            FieldError(field=f"{prefix}{path}" if path else prefix.rstrip("."), message=message)
+        )
+    return out
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RequestError as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[ENGINE].settings.server.max_body_bytes
+        return error_response(
+            413, "BODY_TOO_LARGE", f"the body is larger than {limit} bytes; send a smaller one"
+        )
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return error_response(exc.status, exc.reason.upper().replace(" ", "_"), exc.reason)
+        raise
+    except StoreUnavailable as exc:
+        log.warning("store unavailable: %s", exc)
+        return error_response(503, exc.code, "the store is unavailable; retry later")
+    except NotFound as exc:
+        return error_response(404, exc.code, str(exc))
+    except Conflict as exc:
+        return error_response(409, exc.code, str(exc))
+    except UserInputError as exc:
+        return error_response(400, exc.code, str(exc))
+    except DisparoError as exc:
+        log.exception("request failed: %s", exc)
+        return error_response(500, exc.code, str(exc))
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith("/v1/"):
+        expected = request.app[ENGINE].settings.api_token_value
+        given = request.headers.get("Authorization", "")
+        scheme, _, token = given.partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(
+            token.encode(), expected.encode()
+        ):
+            return error_response(401, "UNAUTHORIZED", "send `Authorization: Bearer <api_token>`")
+    return await handler(request)
+
+
+async def read_json(request: web.Request) -> Any:
+    raw = await request.read()
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RequestError(
+            status=400, code="INVALID_JSON", message=f"the body is not valid JSON: {exc}"
+        ) from None
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_body(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestError(
+            status=400,
+            code="VALIDATION_ERROR",
+            message="the request body is invalid",
+            details=_pydantic_details(exc),
+        ) from None
+
+
+def _upsert(contact: ContactIn, contact_id: str) -> ContactUpsert:
+    return ContactUpsert(
+        id=contact_id,
+        phone=contact.phone,
+        email=contact.email,
+        name=contact.name,
+        tags=tuple(contact.tags) if contact.tags is not None else None,
+        context=contact.context,
+        timezone=contact.timezone,
+    )
+
+
+async def create_run(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    body = parse_body(RunIn, await read_json(request))
+    try:
+        contact_id = body.contact.contact_id()
+    except ValueError as exc:
+        raise RequestError(
+            status=400,
+            code="VALIDATION_ERROR",
+            message=str(exc),
+            details=[FieldError(field="contact", message=str(exc))],
+        ) from None
+    if body.flow not in engine.catalog.current:
+        known = ", ".join(sorted(engine.catalog.current))
+        raise RequestError(
+            status=422,
+            code="UNKNOWN_FLOW",
+            message=f"no flow named {body.flow!r}",
+            details=[FieldError(field="flow", message=f"loaded flows: {known}")],
+        )
+    key = body.idempotency_key or request.headers.get("Idempotency-Key")
+    run, created = await engine.start_run(
+        body.flow, _upsert(body.contact, contact_id), context=body.context, idempotency_key=key
+    )
+    return web.json_response(
+        {"run_id": run.id, "status": str(run.status), "step": run.step},
+        status=201 if created else 200,
+    )
+
+
+async def get_run(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    run = await engine.get_run(request.match_info["run_id"])
+    events = await engine.store.list_events(run_id=run.id, limit=500)
+    messages = await engine.store.list_run_messages(run.id)
+    return web.json_response(run_view(run, events, messages))
+
+
+async def cancel_run(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    run = await engine.cancel_run(request.match_info["run_id"])
+    return web.json_response({"run_id": run.id, "status": str(run.status)})
+
+
+async def get_message(request: web.Request) -> web.Response:
+    message = await request.app[ENGINE].get_message(request.match_info["message_id"])
+    return web.json_response(message_view(message))
+
+
+async def put_contact(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    contact_id = request.match_info["contact_id"]
+    body = parse_body(ContactIn, await read_json(request))
+    if body.id is not None and body.id != contact_id:
+        raise RequestError(
+            status=400,
+            code="VALIDATION_ERROR",
+            message="the body's id differs from the URL's",
+            details=[FieldError(field="id", message=f"must be {contact_id!r} or absent")],
+        )
+    existed = await engine.store.get_contact(contact_id) is not None
+    contact = await engine.upsert_contact(_upsert(body, contact_id))
+    return web.json_response(contact_view(contact), status=200 if existed else 201)
+
+
+async def get_contact(request: web.Request) -> web.Response:
+    contact = await request.app[ENGINE].get_contact(request.match_info["contact_id"])
+    return web.json_response(contact_view(contact))
+
+
+async def get_decisions(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    events = await engine.decisions(request.match_info["contact_id"], request.query.get("flow"))
+    return web.json_response({"events": [event_view(e) for e in events]})
+
+
+async def post_events(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    data = await read_json(request)
+    items = data if isinstance(data, list) else [data]
+    parsed: list[EventIn] = []
+    details: list[FieldError] = []
+    for index, item in enumerate(items):
+        try:
+            parsed.append(EventIn.model_validate(item))
+        except ValidationError as exc:
+            details += _pydantic_details(
+                exc, prefix=f"[{index}]." if isinstance(data, list) else ""
+            )
+    if details:
+        raise RequestError(
+            status=400, code="VALIDATION_ERROR", message="the event is invalid", details=details
+        )
+    now = engine.clock.now()
+    contact_events: list[ContactEvent] = []
+    reports: list[StatusReport] = []
+    for event in parsed:
+        at = (event.at or now).astimezone(UTC)
+        if event.type == "status":
+            if not event.message_id or not event.status:
+                raise RequestError(
+                    status=400,
+                    code="VALIDATION_ERROR",
+                    message="a status event needs message_id and status",
+                    details=[FieldError(field="message_id", message="required for type status")],
+                )
+            message = await engine.get_message(event.message_id)
+            reports.append(
+                StatusReport(
+                    provider=message.provider,
+                    status=MessageStatus(event.status),
+                    at=at,
+                    idempotency_key=message.idempotency_key,
+                    error_message=event.error,
+                    dedupe_key=f"api:{event.id}" if event.id else None,
+                )
+            )
+            continue
+        contact_id, phone = await _event_contact(engine, event)
+        contact_events.append(
+            ContactEvent(
+                type=event.type,
+                at=at,
+                contact_id=contact_id,
+                phone=phone,
+                text=event.text,
+                button_id=event.button_id,
+                attendant=event.attendant,
+                until=event.until.astimezone(UTC) if event.until else None,
+                source="api",
+                dedupe_key=f"api:{event.id}" if event.id else None,
+            )
+        )
+    outcomes = []
+    if reports:
+        outcomes += await engine.ingest_status_reports(reports)
+    if contact_events:
+        outcomes += await engine.ingest_contact_events(contact_events)
+    return web.json_response({"accepted": len(outcomes), "outcomes": outcomes}, status=202)
+
+
+async def _event_contact(engine: Engine, event: EventIn) -> tuple[str | None, str | None]:
+    if event.contact is None:
+        raise RequestError(
+            status=400,
+            code="VALIDATION_ERROR",
+            message="the event needs a contact",
+            details=[FieldError(field="contact", message='a contact id or {"phone": ...}')],
+        )
+    if isinstance(event.contact, str):
+        await engine.get_contact(event.contact)
+        return event.contact, None
+    if event.contact.id:
+        await engine.get_contact(event.contact.id)
+        return event.contact.id, None
+    return None, event.contact.phone
+
+
+async def webhook(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    name = request.match_info["provider"]
+    provider = engine.providers.get(name)
+    if provider is None:
+        return error_response(404, "NOT_FOUND", f"no provider named {name!r} is configured")
+    secret = getattr(getattr(provider, "config", None), "webhook_secret", None)
+    if secret:
+        token = request.query.get("token", "")
+        if not secrets.compare_digest(token.encode(), str(secret).encode()):
+            engine.metrics.webhooks.labels(name, "unauthorized").inc()
+            return error_response(401, "UNAUTHORIZED", "wrong or missing ?token= for this webhook")
+    started = time.perf_counter()
+    body = await request.read()
+    try:
+        outcome = await engine.ingest_webhook(name, body, dict(request.headers))
+    except ProviderRejected as exc:
+        engine.metrics.webhooks.labels(name, "rejected").inc()
+        return error_response(400, "INVALID_WEBHOOK", str(exc))
+    engine.metrics.webhook_latency.labels(name).observe(time.perf_counter() - started)
+    engine.metrics.webhooks.labels(name, "stored").inc()
+    return web.json_response(
+        {
+            "accepted": outcome.accepted,
+            "duplicates": outcome.duplicates,
+            "pending": outcome.pending,
+            "rejected": outcome.errors,
+        }
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    try:
+        await request.app[ENGINE].store.ping()
+    except StoreUnavailable as exc:
+        return web.json_response({"status": "unavailable", "store": str(exc)}, status=503)
+    return web.json_response({"status": "ok"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(
+        body=request.app[ENGINE].metrics.render(), content_type="text/plain", charset="utf-8"
+    )
+
+
+def build_app(engine: Engine) -> web.Application:
+    app = web.Application(
+        middlewares=[errors_middleware, auth_middleware],
+        client_max_size=engine.settings.server.max_body_bytes,
+    )
+    app[ENGINE] = engine
+    app.router.add_post("/v1/runs", create_run)
+    app.router.add_get("/v1/runs/{run_id}", get_run)
+    app.router.add_post("/v1/runs/{run_id}/cancel", cancel_run)
+    app.router.add_get("/v1/messages/{message_id}", get_message)
+    app.router.add_post("/v1/events", post_events)
+    app.router.add_put("/v1/contacts/{contact_id}", put_contact)
+    app.router.add_get("/v1/contacts/{contact_id}", get_contact)
+    app.router.add_get("/v1/contacts/{contact_id}/decisions", get_decisions)
+    app.router.add_post("/webhooks/{provider}", webhook)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    return app

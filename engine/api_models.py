@@ -1,0 +1,91 @@
+"""Request bodies of the HTTP API, validated with pydantic (unknown fields are errors)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from engine.phones import InvalidPhone, normalise_phone
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ContactIn(_Body):
+    id: str | None = Field(default=None, min_length=1, max_length=200)
+    phone: str | None = None
+    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    name: str | None = Field(default=None, max_length=200)
+    tags: list[str] | None = None
+    timezone: str | None = None
+    context: dict[str, Any] | None = None
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return normalise_phone(value)
+        except InvalidPhone as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA timezone, e.g. America/Sao_Paulo") from None
+        return value
+
+    def contact_id(self) -> str:
+        ident = self.id or self.phone or self.email
+        if not ident:
+            raise ValueError("a contact needs an `id`, a `phone` or an `email`")
+        return ident
+
+
+class RunIn(_Body):
+    flow: str
+    contact: ContactIn
+    context: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class EventIn(_Body):
+    type: Literal[
+        "reply",
+        "button",
+        "choice",
+        "interaction",
+        "attendance_started",
+        "attendance_ended",
+        "opt_out",
+        "opt_in",
+        "status",
+    ]
+    contact: str | ContactIn | None = None
+    at: datetime | None = None
+    text: str | None = None
+    button_id: str | None = None
+    attendant: str | None = None
+    until: datetime | None = None
+    message_id: str | None = None  # for type=status
+    status: Literal["sent", "delivered", "read", "failed"] | None = None
+    error: str | None = None
+    id: str | None = Field(default=None, description="Your id of this event; repeats are ignored")
+
+    @field_validator("at", "until")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give a timezone, e.g. 2026-11-23T10:00:00-03:00 or ...Z")
+        return value

@@ -1,0 +1,205 @@
+"""The `disparo` command. Exit codes: 0 success, 1 a problem in the user's input,
+2 usage error, 3 the engine could not reach its store or a provider."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from engine.errors import (
+    ConfigError,
+    DisparoError,
+    NotFound,
+    SchemaOutdated,
+    StoreError,
+    UserInputError,
+)
+
+EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+DEFAULT_CONFIG = "config/disparo.yaml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="disparo", description="Outbound orchestration for conversational bots."
+    )
+    p.add_argument("--log-format", choices=("text", "json"), default=None, help="log line format")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("serve", help="API + webhooks + dispatcher + scheduler in one process")
+    s.add_argument("--config", default=DEFAULT_CONFIG)
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+
+    c = sub.add_parser("check", help="validate flow files and the config")
+    c.add_argument("paths", nargs="*", help="flow files or folders (default: the config's flows)")
+    c.add_argument("--config", default=DEFAULT_CONFIG)
+
+    m = sub.add_parser("simulate", help="dry-run a flow on a virtual clock; sends nothing")
+    m.add_argument("flow", help="a flow name or a flow file")
+    m.add_argument("--contact", required=True, help="JSON or YAML file with the contact")
+    m.add_argument("--events", help="JSON Lines of events to inject")
+    m.add_argument("--at", help="start time (ISO-8601; default: the contact file's `now` or now)")
+    m.add_argument("--until", help="stop time (ISO-8601; default: 7 days after the start)")
+    m.add_argument(
+        "--json", action="store_true", help="JSON Lines, one object per thing that happens"
+    )
+    m.add_argument("--config", default=DEFAULT_CONFIG)
+
+    sub.add_parser("schema", help="print the JSON Schema of flow files")
+
+    g = sub.add_parser("graph", help="print a flow as a diagram")
+    g.add_argument("flow", help="a flow file, or a flow name from the config's flows")
+    g.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    g.add_argument("--config", default=DEFAULT_CONFIG)
+
+    w = sub.add_parser("why", help="the decisions and events behind what was (not) sent")
+    w.add_argument("contact")
+    w.add_argument("--flow")
+    w.add_argument("--limit", type=int, default=50)
+    w.add_argument("--json", action="store_true")
+    w.add_argument("--config", default=DEFAULT_CONFIG)
+
+    mg = sub.add_parser("migrate", help="apply storage migrations")
+    mg.add_argument("--config", default=DEFAULT_CONFIG)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return EXIT_USAGE if exc.code else EXIT_OK
+    commands: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
+        "serve": _serve,
+        "check": _check,
+        "simulate": _simulate,
+        "schema": _schema,
+        "graph": _graph,
+        "why": _why,
+        "migrate": _migrate,
+    }
+    try:
+        return asyncio.run(commands[args.command](args))
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except (UserInputError, NotFound) as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_INPUT
+    except SchemaOutdated as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except StoreError as exc:
+        print(f"the store is unavailable: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except DisparoError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_UNAVAILABLE
+
+
+def _settings(path: str) -> Any:
+    from engine.settings import load_settings
+
+    if not Path(path).exists():
+        raise ConfigError(f"{path}: no such config file; pass --config PATH")
+    return load_settings(Path(path))
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from engine.serve import serve
+
+    settings = _settings(args.config)
+    return await serve(settings, host=args.host, port=args.port, log_format=args.log_format)
+
+
+async def _migrate(args: argparse.Namespace) -> int:
+    from engine.runtime import open_store
+
+    settings = _settings(args.config)
+    store = open_store(settings.storage)
+    applied = await store.migrate()
+    await store.close()
+    if applied:
+        print(f"applied {len(applied)} migration(s): {', '.join(applied)}")
+    else:
+        print("the database is up to date")
+    return EXIT_OK
+
+
+async def _check(args: argparse.Namespace) -> int:
+    from engine.check import check
+
+    problems = check(args.config, [Path(p) for p in args.paths])
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} problem(s)", file=sys.stderr)
+        return EXIT_INPUT
+    print("ok", file=sys.stderr)
+    return EXIT_OK
+
+
+async def _schema(args: argparse.Namespace) -> int:
+    from engine.flow.schema import flow_json_schema
+
+    print(json.dumps(flow_json_schema(), indent=2, sort_keys=True, ensure_ascii=False))
+    return EXIT_OK
+
+
+def _flow_file(ref: str, config: str) -> Any:
+    from engine.flow.loader import load_flow, load_flows
+
+    if Path(ref).is_file():
+        return load_flow(Path(ref))
+    settings = _settings(config)
+    flows = load_flows(Path(settings.flows))
+    if ref not in flows:
+        raise NotFound(f"no flow file or flow named {ref!r}; flows: {', '.join(sorted(flows))}")
+    return flows[ref]
+
+
+async def _graph(args: argparse.Namespace) -> int:
+    from engine.flow.graph import to_dot, to_mermaid
+
+    loaded = _flow_file(args.flow, args.config)
+    print(to_mermaid(loaded.flow) if args.format == "mermaid" else to_dot(loaded.flow))
+    return EXIT_OK
+
+
+async def _simulate(args: argparse.Namespace) -> int:
+    from engine.simulate import run_simulation
+
+    settings = _settings(args.config)
+    return await run_simulation(settings, args)
+
+
+async def _why(args: argparse.Namespace) -> int:
+    from engine.api_views import event_view
+    from engine.runtime import Engine
+
+    settings = _settings(args.config)
+    async with Engine(settings, run_loop=False) as engine:
+        events = await engine.decisions(args.contact, args.flow, limit=args.limit)
+    for event in events:
+        view = event_view(event)
+        if args.json:
+            print(json.dumps(view, ensure_ascii=False))
+            continue
+        data = view["data"]
+        if event.kind == "decision":
+            line = f"{data.get('rule')}: {data.get('outcome')} ({data.get('reason')})"
+            facts = data.get("facts") or {}
+            if facts:
+                line += " " + ", ".join(f"{k}={v}" for k, v in facts.items())
+        else:
+            line = ", ".join(f"{k}={v}" for k, v in data.items())
+        print(f"{view['at']}  {event.kind:<22} {line}")
+    if not events:
+        print(f"no events for contact {args.contact}", file=sys.stderr)
+    return EXIT_OK

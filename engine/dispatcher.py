@@ -1,0 +1,445 @@
+"""The dispatcher: claims due work with a lease and a fence and handles it.
+
+Every delay, timeout, deferral, retry, status report and inbound event reaches a
+run as a due-work row. The dispatcher claims rows, runs the pure state machine,
+and writes the outcome in one atomic commit that completes the row under its
+fence, so a stale worker can never commit over a newer claim.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from engine import runner
+from engine.clock import Clock
+from engine.effects import Effects, collect_effects
+from engine.errors import StaleFence, StaleRun, StoreUnavailable
+from engine.flows import FlowCatalog
+from engine.metrics import Metrics
+from engine.models import (
+    REPORTED_STATUSES,
+    STATUS_RANK,
+    Contact,
+    DueKind,
+    DueWork,
+    MessageStatus,
+    NewEvent,
+    Run,
+    status_can_advance,
+)
+from engine.scope import RunnerScope, contact_timezone
+from engine.template_catalog import TemplateCatalog
+from providers.base import Provider
+from storage.base import (
+    Commit,
+    CommitResult,
+    Completion,
+    ContactChange,
+    MessageChange,
+    RunChange,
+    Store,
+)
+
+log = logging.getLogger("disparo.dispatcher")
+
+MAX_STALE_RETRIES = 8
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DispatchSettings:
+    lease_seconds: float = 30.0
+    max_in_flight: int = 64
+    poll_interval: float = 1.0
+    max_attempts: int = 8
+    backoff_base: float = 2.0
+    backoff_cap: float = 300.0
+    default_timezone: str = "America/Sao_Paulo"
+
+
+class RunLocks:
+    """One asyncio lock per run id, so one process never handles a run twice at once."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, run_id: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(run_id, (asyncio.Lock(), 0))
+        self._locks[run_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[run_id]
+            if users <= 1:
+                del self._locks[run_id]
+            else:
+                self._locks[run_id] = (lock, users - 1)
+
+
+def status_chain(current: MessageStatus, new: MessageStatus) -> list[str]:
+    """Run events a status jump implies, in order: sending -> read is sent, delivered, read."""
+    if new == MessageStatus.FAILED:
+        return ["failed"]
+    if new not in STATUS_RANK:
+        return []
+    low = STATUS_RANK.get(current, 0)
+    return [
+        str(s)
+        for s in (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ)
+        if low < STATUS_RANK[s] <= STATUS_RANK[new]
+    ]
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        clock: Clock,
+        catalog: FlowCatalog,
+        providers: dict[str, Provider],
+        metrics: Metrics,
+        settings: DispatchSettings,
+        owner: str,
+        on_callback: Callable[[str, bytes], Any],
+        templates: TemplateCatalog | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store, self.clock, self.catalog = store, clock, catalog
+        self.templates = templates
+        self.providers, self.metrics, self.settings = providers, metrics, settings
+        self.owner = owner
+        self.rng = rng or random.Random()
+        self._on_callback = on_callback
+        self.locks = RunLocks()
+        self.wake = asyncio.Event()
+        self._tasks: dict[int, tuple[asyncio.Task[None], DueWork]] = {}
+        self._stopping = False
+        self._loop_task: asyncio.Task[None] | None = None
+        self._beat_task: asyncio.Task[None] | None = None
+        # Imported here to keep module import order simple; sending needs the dispatcher.
+        from engine.sending import Sender
+
+        self.sender = Sender(self)
+
+    # ------------------------------------------------------------------ loop
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._loop(), name="disparo-dispatcher")
+        self._beat_task = asyncio.create_task(self._heartbeat(), name="disparo-heartbeat")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming; let in-flight work finish within ``grace`` seconds."""
+        self._stopping = True
+        self.wake.set()
+        for task in (self._loop_task, self._beat_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        pending = [t for t, _ in self._tasks.values()]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
+    def notify(self) -> None:
+        """Something became due now: wake the claim loop."""
+        self.wake.set()
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            try:
+                claimed = await self.claim_and_spawn()
+            except StoreUnavailable as exc:
+                log.warning("store unavailable while claiming work: %s", exc)
+                claimed = 0
+            if claimed:
+                await asyncio.sleep(0)
+                continue
+            self.wake.clear()
+            try:
+                nxt = await self.store.next_due_at()
+            except StoreUnavailable:
+                nxt = None
+            now = self.clock.now()
+            target = now + timedelta(seconds=self.settings.poll_interval)
+            if nxt is not None and nxt < target:
+                target = nxt
+            await self.clock.sleep_until(target, self.wake)
+
+    async def _heartbeat(self) -> None:
+        interval = self.settings.lease_seconds / 3
+        while not self._stopping:
+            await self.clock.sleep_until(self.clock.now() + timedelta(seconds=interval))
+            held = [work for _, work in self._tasks.values()]
+            if not held:
+                continue
+            until = self.clock.now() + timedelta(seconds=self.settings.lease_seconds)
+            try:
+                await self.store.extend_leases(owner=self.owner, work=held, until=until)
+            except StoreUnavailable as exc:
+                log.warning("could not extend leases: %s", exc)
+
+    async def claim_and_spawn(self) -> int:
+        free = self.settings.max_in_flight - len(self._tasks)
+        if free <= 0:
+            return 0
+        now = self.clock.now()
+        items = await self.store.claim_due_work(
+            owner=self.owner, now=now, lease_seconds=self.settings.lease_seconds, limit=free
+        )
+        for item in items:
+            self.metrics.due_lag.labels(str(item.kind)).observe(
+                max(0.0, (now - item.due_at).total_seconds())
+            )
+            task = asyncio.create_task(self._guarded(item))
+            self._tasks[item.id] = (task, item)
+            task.add_done_callback(functools.partial(self._finished, item.id))
+        self.metrics.in_flight.set(len(self._tasks))
+        return len(items)
+
+    def _finished(self, work_id: int, _task: object = None) -> None:
+        self._tasks.pop(work_id, None)
+        self.metrics.in_flight.set(len(self._tasks))
+        self.wake.set()
+
+    async def process_due(self) -> int:
+        """Handle everything due now until nothing is left (tests and the simulator)."""
+        handled = 0
+        while True:
+            claimed = await self.claim_and_spawn()
+            handled += claimed
+            if self._tasks:
+                await asyncio.gather(*(t for t, _ in list(self._tasks.values())))
+                continue
+            if not claimed:
+                return handled
+
+    # ------------------------------------------------------------------ handling
+
+    async def _guarded(self, work: DueWork) -> None:
+        try:
+            await self.handle(work)
+        except StaleFence:
+            log.info("due work %s was taken over by a newer claim; dropped stale result", work.id)
+        except StoreUnavailable as exc:
+            log.warning("store unavailable handling %s %s: %s", work.kind, work.id, exc)
+        except Exception:
+            log.exception("handling %s %s failed; retrying later", work.kind, work.id)
+            delay = self.backoff(work.attempts + 1)
+            with contextlib.suppress(Exception):
+                await self.store.commit(
+                    Commit(
+                        now=self.clock.now(),
+                        done=Completion(work=work, retry_at=self.clock.now() + delay),
+                    )
+                )
+
+    async def handle(self, work: DueWork) -> None:
+        if work.kind == DueKind.DISPATCH:
+            await self.sender.dispatch(work)
+        elif work.kind == DueKind.TIMER:
+            payload = work.payload
+            event = runner.StepEvent(
+                name="timeout", step_seq=int(payload["step_seq"]), data=dict(payload)
+            )
+            timer = NewEvent(
+                kind="timer", at=self.clock.now(), run_id=work.run_id, data=dict(payload)
+            )
+            await self.apply_events(work, [event], extra_events=[timer])
+        elif work.kind == DueKind.STATUS:
+            await self._status(work)
+        elif work.kind == DueKind.INBOUND:
+            await self.apply_events(work, inbound_step_events(work.payload))
+        elif work.kind == DueKind.CALLBACK:
+            body = str(work.payload["body"]).encode()
+            await self._on_callback(str(work.payload["provider"]), body)
+            await self.store.commit(Commit(now=self.clock.now(), done=Completion(work=work)))
+        else:  # START and future kinds: nothing to do but complete
+            await self.store.commit(Commit(now=self.clock.now(), done=Completion(work=work)))
+
+    def backoff(self, attempt: int) -> timedelta:
+        """Full-jitter exponential backoff (AWS architecture blog), capped."""
+        ceiling = min(self.settings.backoff_cap, self.settings.backoff_base * 2 ** max(0, attempt))
+        return timedelta(seconds=self.rng.uniform(ceiling / 10, ceiling))
+
+    async def _status(self, work: DueWork) -> None:
+        assert work.message_id is not None
+        for _ in range(MAX_STALE_RETRIES):
+            message = await self.store.get_message(work.message_id)
+            if message is None:
+                await self.store.commit(Commit(now=self.clock.now(), done=Completion(work=work)))
+                return
+            new = MessageStatus(str(work.payload["status"]))
+            at = datetime.fromisoformat(str(work.payload.get("at") or self.clock.now().isoformat()))
+            if new not in REPORTED_STATUSES or not status_can_advance(message.status, new):
+                await self.store.commit(Commit(now=self.clock.now(), done=Completion(work=work)))
+                return
+            error = work.payload.get("error_message") or work.payload.get("error_code")
+            change = MessageChange(
+                message_id=message.id,
+                at=at,
+                status=new,
+                expected_status=message.status,
+            )
+            if new == MessageStatus.FAILED and error:
+                change = replace(change, last_error=str(error))
+            events = [
+                runner.StepEvent(
+                    name=name, step_seq=message.step_seq, data={"message_id": message.id}
+                )
+                for name in status_chain(message.status, new)
+            ]
+            try:
+                await self.apply_events(work, events, messages=[change], run_id=message.run_id)
+            except StaleRun:
+                continue
+            self.metrics.messages.labels(message.provider, str(new)).inc()
+            return
+        raise StaleRun(f"message {work.message_id} kept changing while applying a status")
+
+    async def apply_events(
+        self,
+        work: DueWork | None,
+        events: Sequence[runner.StepEvent],
+        *,
+        messages: Sequence[MessageChange] = (),
+        run_id: str | None = None,
+        extra_events: Sequence[NewEvent] = (),
+        contact_last_outbound: datetime | None = None,
+    ) -> CommitResult | None:
+        """Feed ``events`` to the run's state machine and commit the outcome atomically.
+
+        Retries on ``StaleRun`` from a concurrent change of the run (not of ``messages``:
+        a message's ``expected_status`` mismatch is re-raised for the caller).
+        """
+        run_id = run_id or (work.run_id if work else None)
+        assert run_id is not None
+        async with self.locks.hold(run_id):
+            for _ in range(MAX_STALE_RETRIES):
+                run = await self.store.get_run(run_id)
+                if run is None:
+                    if work is not None:
+                        await self.store.commit(
+                            Commit(
+                                now=self.clock.now(), done=Completion(work=work), messages=messages
+                            )
+                        )
+                    return None
+                contact = await self.store.get_contact(run.contact_id)
+                assert contact is not None, f"run {run.id} has no contact {run.contact_id}"
+                commit = await self.transition_commit(
+                    run,
+                    contact,
+                    events,
+                    work=work,
+                    messages=messages,
+                    extra_events=extra_events,
+                    contact_last_outbound=contact_last_outbound,
+                )
+                try:
+                    result = await self.store.commit(commit)
+                except StaleRun:
+                    if messages and any(m.expected_status for m in messages):
+                        fresh = [await self.store.get_message(m.message_id) for m in messages]
+                        if any(
+                            f is None or (m.expected_status and f.status != m.expected_status)
+                            for f, m in zip(fresh, messages, strict=True)
+                        ):
+                            raise
+                    continue
+                if (
+                    result.run is not None
+                    and commit.run is not None
+                    and result.run.status != run.status
+                    and result.run.status not in ("active", "waiting")
+                ):
+                    self.metrics.runs.labels(run.flow, str(result.run.status)).inc()
+                if commit.new_due:
+                    self.notify()
+                return result
+        raise StaleRun(f"run {run_id} kept changing; will retry")
+
+    async def transition_commit(
+        self,
+        run: Run,
+        contact: Contact,
+        events: Sequence[runner.StepEvent],
+        *,
+        work: DueWork | None,
+        messages: Sequence[MessageChange] = (),
+        extra_events: Sequence[NewEvent] = (),
+        contact_last_outbound: datetime | None = None,
+    ) -> Commit:
+        now = self.clock.now()
+        loaded = await self.catalog.pinned(run.flow, run.flow_version)
+        flow = loaded.flow
+        tz = contact_timezone(contact, flow, self.settings.default_timezone)
+        scope = RunnerScope.for_run(run, contact, flow, now, tz)
+        state = runner.RunState(
+            step=run.step, status=run.status, step_seq=run.step_seq, vars=run.vars
+        )
+        fx = Effects(events=list(extra_events))
+        for event in events:
+            transition = runner.handle(flow, state, event, scope, now)
+            collect_effects(
+                transition, flow=flow, run_id=run.id, contact_id=run.contact_id, now=now, into=fx
+            )
+            state = transition.state
+        change = None
+        if (state.step, state.status, state.step_seq, dict(state.vars)) != (
+            run.step,
+            run.status,
+            run.step_seq,
+            dict(run.vars),
+        ):
+            change = RunChange(
+                run_id=run.id,
+                expected_version=run.version,
+                step=state.step,
+                status=state.status,
+                step_seq=state.step_seq,
+                vars=state.vars,
+            )
+        contact_change = fx.contact_change(contact.id)
+        if contact_last_outbound is not None:
+            contact_change = ContactChange(
+                contact_id=contact.id,
+                context_patch=contact_change.context_patch if contact_change else None,
+                attendance=contact_change.attendance if contact_change else None,
+                last_outbound_at=contact_last_outbound,
+            )
+        return Commit(
+            now=now,
+            done=Completion(work=work) if work is not None else None,
+            run=change,
+            contact=contact_change,
+            messages=messages,
+            new_messages=fx.new_messages,
+            new_due=fx.new_due,
+            cancel_timers_of_run=run.id if fx.cancel_timers else None,
+            cancel_all_due_of_run=run.id if fx.cancel_all else None,
+            events=fx.events,
+        )
+
+
+def inbound_step_events(payload: Any) -> list[runner.StepEvent]:
+    """The run event a contact event means: reply, button.<id>, choice.<id> (or none)."""
+    kind = str(payload.get("type", ""))
+    data = {k: v for k, v in payload.items() if v is not None}
+    if kind == "reply":
+        return [runner.StepEvent(name="reply", data=data)]
+    if kind in ("button", "choice") and payload.get("button_id"):
+        return [runner.StepEvent(name=f"{kind}.{payload['button_id']}", data=data)]
+    return []

@@ -1,0 +1,160 @@
+"""Checks that need more than the flow file: Jinja syntax, the configured providers'
+capabilities, and the template catalogue. Run by `disparo check` and at engine start,
+so a flow that would fail at send time is refused before any run starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from engine.errors import Problem
+from engine.flow.model import Flow, Step
+from engine.flow.problems import did_you_mean
+from engine.flow.validate import FlowCheck, Locator
+from engine.flow.yaml_source import DocPath
+from engine.render import check_expression_syntax, check_template_syntax
+from engine.template_catalog import TemplateCatalog
+from providers.base import Capabilities
+
+# Data, not templates: a base64 payload is never rendered.
+_NOT_TEMPLATES = frozenset({"base64", "provider", "channel", "kind"})
+_CONTENT_KINDS = ("media", "buttons", "list", "location", "email")
+
+
+def _strings(value: Any, path: DocPath) -> Iterator[tuple[DocPath, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if key not in _NOT_TEMPLATES:
+                yield from _strings(item, (*path, key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _strings(item, (*path, index))
+
+
+def template_syntax(flow: Flow, at: Locator) -> Iterable[Problem]:
+    """Every Jinja template and expression of the flow compiles."""
+    for sid, step in flow.steps.items():
+        if step.send is not None:
+            spec = step.send.model_dump(by_alias=True, exclude_none=True)
+            for path, text in _strings(spec, ("steps", sid, "send")):
+                why = check_template_syntax(text)
+                if why is not None:
+                    yield at.problem(path, f"template does not compile: {why}")
+        for path, text in _strings(step.set_ or {}, ("steps", sid, "set")):
+            why = check_template_syntax(text)
+            if why is not None:
+                yield at.problem(path, f"template does not compile: {why}")
+        for index, case in enumerate(step.branch or []):
+            if case.when is not None:
+                why = check_expression_syntax(case.when)
+                if why is not None:
+                    path = ("steps", sid, "branch", index, "when")
+                    yield at.problem(path, f"expression does not compile: {why}")
+    for index, trigger in enumerate(flow.triggers):
+        for key in ("audience", "unless"):
+            expression = getattr(trigger, key, None)
+            if isinstance(expression, str):
+                why = check_expression_syntax(expression)
+                if why is not None:
+                    path = ("triggers", index, key)
+                    yield at.problem(path, f"expression does not compile: {why}")
+
+
+def _content_kind(step: Step) -> str:
+    assert step.send is not None
+    spec = step.send
+    for kind in _CONTENT_KINDS:
+        if getattr(spec, "list_" if kind == "list" else kind) is not None:
+            return kind
+    return "text" if spec.text is not None else "template"
+
+
+def provider_capabilities(capabilities: Mapping[str, Capabilities]) -> FlowCheck:
+    """Each send's provider can carry its channel and content, and reports what `on:` waits for."""
+
+    def check(flow: Flow, at: Locator) -> Iterable[Problem]:
+        for sid, step in flow.steps.items():
+            if step.send is None:
+                continue
+            name = flow.provider_for(sid)
+            caps = capabilities.get(name or "")
+            if caps is None:
+                continue  # an unknown or missing provider is reported by validate_flow
+            where: DocPath = ("steps", sid, "send")
+            channel = flow.channel_for(sid)
+            if channel not in caps.channels:
+                can = ", ".join(sorted(caps.channels))
+                yield at.problem(
+                    (*where, "channel") if step.send.channel else where,
+                    f"provider `{name}` cannot send {channel} (it sends: {can}); "
+                    "pick another provider for this step",
+                    at_key=step.send.channel is None,
+                )
+            kinds = {_content_kind(step)}
+            if step.send.template is not None:
+                kinds.add("template")
+            for needed in sorted(kinds):
+                if needed not in caps.content_types:
+                    can = ", ".join(sorted(caps.content_types))
+                    yield at.problem(
+                        (*where, needed),
+                        f"provider `{name}` cannot send {needed} content (it sends: {can}); "
+                        "change the content or the provider",
+                        at_key=True,
+                    )
+            if not caps.read_receipts and step.on and "read" in step.on:
+                yield at.problem(
+                    ("steps", sid, "on", "read"),
+                    f"provider `{name}` reports no read receipts, so `read` never happens "
+                    "here; use `delivered` or a `timeout:`",
+                    at_key=True,
+                )
+
+    return check
+
+
+def template_catalog(catalog: TemplateCatalog) -> FlowCheck:
+    """Each template a flow sends is in the catalogue, for its provider, with known params."""
+
+    def check(flow: Flow, at: Locator) -> Iterable[Problem]:
+        for sid, step in flow.steps.items():
+            spec = step.send.template if step.send is not None else None
+            if spec is None or "{" in spec.name:
+                continue  # a rendered name is only known at send time
+            where: DocPath = ("steps", sid, "send", "template")
+            entry = catalog.templates.get(spec.name)
+            if entry is None:
+                hint = did_you_mean(spec.name, catalog.templates)
+                yield at.problem(
+                    (*where, "name"),
+                    f"template `{spec.name}` is not in the template catalogue "
+                    f"(config `templates:`){hint or '; add it there once it is approved'}",
+                )
+                continue
+            provider = flow.provider_for(sid)
+            if provider and provider not in entry.providers:
+                yield at.problem(
+                    (*where, "name"),
+                    f"template `{spec.name}` has no id for provider `{provider}`; add "
+                    f"`{provider}: {{id: ...}}` under its `providers:` in config/templates.yaml",
+                )
+            if isinstance(spec.params, Mapping):
+                for key in spec.params:
+                    if key not in entry.params:
+                        yield at.problem(
+                            (*where, "params", key),
+                            f"template `{spec.name}` has no parameter `{key}` "
+                            f"(it takes: {', '.join(entry.params) or 'none'})",
+                            at_key=True,
+                        )
+            elif len(spec.params) != len(entry.params):
+                yield at.problem(
+                    (*where, "params"),
+                    f"template `{spec.name}` takes {len(entry.params)} parameter(s), "
+                    f"this step gives {len(spec.params)}",
+                )
+
+    return check

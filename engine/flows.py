@@ -1,0 +1,62 @@
+"""The flows an engine serves: the current file of each flow, and every pinned version.
+
+Runs are pinned to the version (content hash) they started with; editing a flow
+file never changes a run in flight. Versions are saved in the store so any engine
+process, after any restart, can load the exact file a run started with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from engine.errors import NotFound
+from engine.flow.loader import LoadedFlow, load_flow_text, load_flows
+from engine.flow.validate import FlowCheck
+from storage.base import Store
+
+
+class FlowCatalog:
+    def __init__(self, store: Store, current: dict[str, LoadedFlow]) -> None:
+        self.store = store
+        self.current = current
+        self._versions: dict[tuple[str, str], LoadedFlow] = {
+            (f.flow.flow, f.version): f for f in current.values()
+        }
+
+    @classmethod
+    async def load(
+        cls,
+        store: Store,
+        directory: Path,
+        *,
+        providers: Mapping[str, object] | None = None,
+        checks: Iterable[FlowCheck] = (),
+    ) -> FlowCatalog:
+        """Load every flow file under ``directory`` and save its version in the store.
+
+        A flow with any problem (``providers`` and ``checks`` included) stops the load:
+        the engine never serves a flow that would fail at send time."""
+        flows = load_flows(directory, providers=providers, extra_checks=checks)
+        for loaded in flows.values():
+            await store.save_flow_version(loaded.flow.flow, loaded.version, loaded.source)
+        return cls(store, flows)
+
+    def latest(self, name: str) -> LoadedFlow:
+        try:
+            return self.current[name]
+        except KeyError:
+            known = ", ".join(sorted(self.current)) or "none"
+            raise NotFound(f"flow {name!r} is not loaded; loaded flows: {known}") from None
+
+    async def pinned(self, name: str, version: str) -> LoadedFlow:
+        """The exact flow file a run started with."""
+        cached = self._versions.get((name, version))
+        if cached is not None:
+            return cached
+        source = await self.store.get_flow_source(name, version)
+        if source is None:
+            raise NotFound(f"flow {name!r} version {version} is not in the store")
+        loaded = load_flow_text(source, f"{name}@{version}.yaml")
+        self._versions[(name, version)] = loaded
+        return loaded

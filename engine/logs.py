@@ -1,0 +1,71 @@
+"""Logging: one line per thing that happened; text by default, JSON with --log-format json.
+
+Phone numbers are masked and registered secrets redacted in every record, whatever
+logger emitted it, so a careless f-string elsewhere cannot leak them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+_PHONE = re.compile(r"\+?\b(\d{2})(\d{6,11})(\d{4})\b")
+
+
+def mask_phone(text: str) -> str:
+    """``+5511999999999`` -> ``+55*******9999`` wherever a phone-like number appears."""
+    return _PHONE.sub(lambda m: f"+{m.group(1)}{'*' * len(m.group(2))}{m.group(3)}", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Masks phone numbers and replaces known secret values with ``***``."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def clean(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return mask_phone(text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = self.clean(record.getMessage())
+        record.msg, record.args = message, None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = self.clean(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "at": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_text:
+            entry["error"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def setup_logging(
+    log_format: str = "text", secrets: Iterable[str] = (), level: int = logging.INFO
+) -> None:
+    """Route every ``disparo.*`` and library log line through one redacting handler."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter(secrets))
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -1,0 +1,54 @@
+"""Prometheus metrics of one engine (its own registry, so tests and processes don't mix)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.messages = Counter(
+            "disparo_messages_total",
+            "Messages by provider and the status they reached",
+            ["provider", "status"],
+            registry=self.registry,
+        )
+        self.decisions = Counter(
+            "disparo_rule_decisions_total",
+            "Rule decisions by rule and outcome",
+            ["rule", "outcome"],
+            registry=self.registry,
+        )
+        self.due_lag = Histogram(
+            "disparo_due_work_lag_seconds",
+            "How late due work was claimed after it came due",
+            ["kind"],
+            buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600),
+            registry=self.registry,
+        )
+        self.webhook_latency = Histogram(
+            "disparo_webhook_seconds",
+            "Time to durably store a webhook, by provider",
+            ["provider"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+            registry=self.registry,
+        )
+        self.webhooks = Counter(
+            "disparo_webhooks_total",
+            "Webhook requests by provider and result",
+            ["provider", "result"],
+            registry=self.registry,
+        )
+        self.runs = Counter(
+            "disparo_runs_total",
+            "Runs started and finished",
+            ["flow", "event"],
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "disparo_due_work_in_flight", "Due work being handled now", registry=self.registry
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,168 @@
+"""pt-BR formatting for message templates: money, dates, first names and phones.
+
+Pure functions of their inputs; none touches the process locale (``setlocale`` is
+process-global and not thread-safe), so Portuguese names come from the tables here.
+Each raises ``FormatError`` with a plain-words message when it cannot format a value.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, tzinfo
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+import phonenumbers
+
+MONTHS = (
+    "janeiro",
+    "fevereiro",
+    "março",
+    "abril",
+    "maio",
+    "junho",
+    "julho",
+    "agosto",
+    "setembro",
+    "outubro",
+    "novembro",
+    "dezembro",
+)
+MONTHS_SHORT = tuple(m[:3] for m in MONTHS)
+WEEKDAYS = (  # Monday first, as date.weekday()
+    "segunda-feira",
+    "terça-feira",
+    "quarta-feira",
+    "quinta-feira",
+    "sexta-feira",
+    "sábado",
+    "domingo",
+)
+WEEKDAYS_SHORT = ("seg", "ter", "qua", "qui", "sex", "sáb", "dom")
+DEFAULT_DATE_FORMAT = "%d/%m/%Y"
+
+_CENT = Decimal("0.01")
+_PT_BR_NUMBER = re.compile(r"-?\d{1,3}(\.\d{3})*(,\d+)?|-?\d+(,\d+)?")
+_DIRECTIVE = re.compile(r"%(.)", re.DOTALL)
+
+
+class FormatError(ValueError):
+    """A template filter got a value it cannot format; the message says which and why."""
+
+
+# ------------------------------------------------------------------ money
+
+
+def to_decimal(value: Any) -> Decimal:
+    """``value`` as an exact Decimal: ints, Decimals, floats (by their shortest repr,
+    so 2.675 is 2.675, not 2.67499...) and numeric strings, either plain (``1670.5``)
+    or pt-BR (``1.670,50``, ``1670,5``). Booleans, NaN and infinities are refused."""
+    if isinstance(value, bool):
+        raise FormatError(f"`brl` needs a number, got {value!r}")
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, int):
+        number = Decimal(value)
+    elif isinstance(value, float):
+        number = Decimal(repr(value))
+    elif isinstance(value, str):
+        text = value.strip()
+        if "," in text and _PT_BR_NUMBER.fullmatch(text):
+            text = text.replace(".", "").replace(",", ".")
+        try:
+            number = Decimal(text)
+        except InvalidOperation:
+            raise FormatError(f"`brl` needs a number, got {value!r}") from None
+    else:
+        raise FormatError(f"`brl` needs a number, got {type(value).__name__} {value!r}")
+    if not number.is_finite():
+        raise FormatError(f"`brl` needs a finite number, got {value!r}")
+    return number
+
+
+def brl(value: Any) -> str:
+    """Brazilian reais, rounded half-up to the cent: 1670 -> ``R$ 1.670,00``,
+    -1234.5 -> ``-R$ 1.234,50``. A value that rounds to zero has no minus sign."""
+    cents = to_decimal(value).quantize(_CENT, rounding=ROUND_HALF_UP)
+    sign = "-" if cents < 0 else ""
+    units, _, fraction = f"{abs(cents):f}".partition(".")
+    grouped = f"{int(units):,}".replace(",", ".")
+    return f"{sign}R$ {grouped},{fraction}"
+
+
+# ------------------------------------------------------------------ dates
+
+
+def to_datetime(value: Any, tz: tzinfo) -> date | datetime:
+    """A date or datetime to print in ``tz``: aware datetimes are converted to ``tz``,
+    naive ones are taken as already local, ISO strings are parsed first."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+        except ValueError:
+            raise FormatError(
+                f"`date` needs a date like 2026-11-30 or 2026-11-30T10:00:00-03:00, got {value!r}"
+            ) from None
+    if isinstance(value, datetime):
+        return value.astimezone(tz) if value.tzinfo is not None else value
+    if isinstance(value, date):
+        return value
+    raise FormatError(f"`date` needs a date, got {type(value).__name__} {value!r}")
+
+
+def format_date(value: Any, fmt: str, tz: tzinfo) -> str:
+    """strftime with Portuguese names for ``%B %b %A %a`` (``%d de %B`` -> ``30 de
+    novembro``); every other directive is strftime's own."""
+    moment = to_datetime(value, tz)
+
+    def name(match: re.Match[str]) -> str:
+        code = match[1]
+        if code == "B":
+            return MONTHS[moment.month - 1]
+        if code == "b":
+            return MONTHS_SHORT[moment.month - 1]
+        if code == "A":
+            return WEEKDAYS[moment.weekday()]
+        if code == "a":
+            return WEEKDAYS_SHORT[moment.weekday()]
+        return match[0]
+
+    return moment.strftime(_DIRECTIVE.sub(name, fmt))
+
+
+# ------------------------------------------------------------------ names and phones
+
+
+def _capitalised(word: str) -> str:
+    # "maria" and "MARIA" become "Maria"; "McDonald" was written with care: kept.
+    if word.islower() or word.isupper():
+        return "-".join(part.capitalize() for part in word.split("-"))
+    return word
+
+
+def first_name(value: Any) -> str:
+    """The first word of a full name, capitalised: ``maria da silva`` -> ``Maria``."""
+    if not isinstance(value, str):
+        raise FormatError(f"`first_name` needs a name, got {type(value).__name__} {value!r}")
+    words = value.split()
+    return _capitalised(words[0]) if words else ""
+
+
+def phone(value: Any) -> str:
+    """An E.164 number as people read it: ``+5511999999999`` -> ``(11) 99999-9999``;
+    numbers outside Brazil keep their country code (``+1 415-555-2671``)."""
+    if not isinstance(value, str):
+        raise FormatError(f"`phone` needs a phone number, got {type(value).__name__} {value!r}")
+    try:
+        number = phonenumbers.parse(value, "BR")
+    except phonenumbers.NumberParseException:
+        raise FormatError(
+            f"`phone` needs a phone number like +5511999999999, got {value!r}"
+        ) from None
+    style = (
+        phonenumbers.PhoneNumberFormat.NATIONAL
+        if number.country_code == 55
+        else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    )
+    return phonenumbers.format_number(number, style)

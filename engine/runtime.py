@@ -1,0 +1,450 @@
+"""The Engine: store, flows, providers, dispatcher and scheduler with one explicit lifecycle.
+
+    async with Engine(settings) as engine:
+        run, created = await engine.start_run("cobranca_boleto", contact, context=...)
+
+Everything the HTTP API and the CLI do goes through these methods.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from engine import runner
+from engine.check import flow_checks, load_catalog
+from engine.clock import Clock, SystemClock
+from engine.dispatcher import Dispatcher, DispatchSettings
+from engine.effects import Effects, collect_effects
+from engine.errors import Conflict, NotFound, ProviderRejected, UserInputError
+from engine.flows import FlowCatalog
+from engine.metrics import Metrics
+from engine.models import (
+    OPEN_RUN_STATUSES,
+    Contact,
+    ContactEvent,
+    ContactUpsert,
+    DueKind,
+    Event,
+    Message,
+    NewDueWork,
+    NewEvent,
+    Run,
+    RunStatus,
+    StatusReport,
+)
+from engine.opt_out import is_opt_out
+from engine.scope import RunnerScope, contact_timezone
+from engine.settings import Settings
+from providers.base import Provider
+from providers.registry import provider_class
+from storage.base import Commit, ContactChange, IngestOutcome, NewRun, RunChange, Store
+
+log = logging.getLogger("disparo.engine")
+
+
+def open_store(dsn: str) -> Store:
+    """The store a DSN names: ``sqlite:///path`` (default) or ``postgresql://...``."""
+    if dsn.startswith(("postgresql://", "postgres://")):
+        from storage.postgres import PostgresStore  # type: ignore[import-not-found,unused-ignore]
+
+        store: Store = PostgresStore(dsn)
+        return store
+    from storage.sqlite import SQLiteStore
+
+    return SQLiteStore(dsn)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookOutcome:
+    accepted: int = 0
+    duplicates: int = 0
+    pending: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        store: Store | None = None,
+        run_loop: bool = True,
+        owner: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.store: Store = store or open_store(settings.storage)
+        self.metrics = Metrics()
+        self.run_loop = run_loop
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.providers: dict[str, Provider] = {}
+        self._catalog: FlowCatalog | None = None
+        self._dispatcher: Dispatcher | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Engine:
+        await self.store.open()
+        try:
+            for name, config in self.settings.providers.items():
+                cls = provider_class(config.type)
+                provider: Provider = cls(name, config, self)
+                await provider.start()
+                self.providers[name] = provider
+            templates = load_catalog(self.settings)
+            capabilities = {n: p.capabilities for n, p in self.providers.items()}
+            self._catalog = await FlowCatalog.load(
+                self.store,
+                Path(self.settings.flows),
+                providers=capabilities,
+                checks=flow_checks(capabilities, templates),
+            )
+            d = self.settings.dispatcher
+            self._dispatcher = Dispatcher(
+                store=self.store,
+                clock=self.clock,
+                catalog=self._catalog,
+                providers=self.providers,
+                metrics=self.metrics,
+                settings=DispatchSettings(
+                    lease_seconds=d.lease_seconds,
+                    max_in_flight=d.max_in_flight,
+                    poll_interval=d.poll_interval,
+                    max_attempts=d.max_attempts,
+                    backoff_base=d.backoff_base,
+                    backoff_cap=d.backoff_cap,
+                    default_timezone=self.settings.timezone,
+                ),
+                owner=self.owner,
+                on_callback=self._callback,
+                templates=templates,
+            )
+            if self.run_loop:
+                self._dispatcher.start()
+        except BaseException:
+            await self._close()
+            raise
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._close()
+
+    async def _close(self) -> None:
+        if self._dispatcher is not None:
+            await self._dispatcher.stop()
+        for provider in self.providers.values():
+            await provider.close()
+        await self.store.close()
+
+    @property
+    def catalog(self) -> FlowCatalog:
+        assert self._catalog is not None, "use `async with Engine(...)`"
+        return self._catalog
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        assert self._dispatcher is not None, "use `async with Engine(...)`"
+        return self._dispatcher
+
+    # ------------------------------------------------------------------ runs
+
+    async def start_run(
+        self,
+        flow_name: str,
+        contact: ContactUpsert,
+        *,
+        context: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        trigger: str = "api",
+    ) -> tuple[Run, bool]:
+        """Start ``flow_name`` for a contact; the same idempotency key starts one run.
+
+        Raises ``Conflict`` when the contact already has an open run of a flow that
+        allows one at a time (the refusal is recorded as an event).
+        """
+        loaded = self.catalog.latest(flow_name)
+        flow = loaded.flow
+        now = self.clock.now()
+        if context:
+            contact = ContactUpsert(
+                id=contact.id,
+                phone=contact.phone,
+                email=contact.email,
+                name=contact.name,
+                tags=contact.tags,
+                timezone=contact.timezone,
+                context={**(contact.context or {}), **context},
+            )
+        stored = await self.store.upsert_contact(contact, now)
+        run_id = str(uuid.uuid4())
+        tz = contact_timezone(stored, flow, self.settings.timezone)
+        scope = RunnerScope(
+            contact=stored, run_id=run_id, flow=flow, run_vars={}, now=now, timezone=tz
+        )
+        transition = runner.start(flow, scope, now)
+        fx = Effects(
+            events=[
+                NewEvent(
+                    kind="run.started",
+                    at=now,
+                    contact_id=stored.id,
+                    run_id=run_id,
+                    data={"flow": flow.flow, "version": loaded.version, "trigger": trigger},
+                )
+            ]
+        )
+        collect_effects(
+            transition, flow=flow, run_id=run_id, contact_id=stored.id, now=now, into=fx
+        )
+        state = transition.state
+        commit = Commit(
+            now=now,
+            new_run=NewRun(
+                id=run_id,
+                flow=flow.flow,
+                flow_version=loaded.version,
+                contact_id=stored.id,
+                step=state.step,
+                status=state.status,
+                step_seq=state.step_seq,
+                vars=state.vars,
+                idempotency_key=idempotency_key or f"auto:{run_id}",
+                exclusive=flow.concurrency == "one",
+            ),
+            contact=fx.contact_change(stored.id),
+            new_messages=fx.new_messages,
+            new_due=fx.new_due,
+            events=fx.events,
+        )
+        try:
+            result = await self.store.commit(commit)
+        except Conflict:
+            await self.store.commit(
+                Commit(
+                    now=now,
+                    events=[
+                        NewEvent(
+                            kind="run.trigger_skipped",
+                            at=now,
+                            contact_id=stored.id,
+                            data={
+                                "flow": flow.flow,
+                                "trigger": trigger,
+                                "reason": "contact already has an open run of this flow",
+                            },
+                        )
+                    ],
+                )
+            )
+            raise Conflict(
+                f"contact {stored.id} already has an open run of flow {flow.flow!r}; "
+                "set `concurrency: many` in the flow to allow several"
+            ) from None
+        assert result.run is not None
+        if result.created:
+            self.metrics.runs.labels(flow.flow, "started").inc()
+            log.info("started run %s of %s for contact %s", result.run.id, flow.flow, stored.id)
+            self.dispatcher.notify()
+        return result.run, result.created
+
+    async def cancel_run(self, run_id: str, reason: str = "cancelled through the API") -> Run:
+        run = await self.get_run(run_id)
+        if run.status not in OPEN_RUN_STATUSES:
+            raise Conflict(f"run {run_id} is already {run.status}")
+        now = self.clock.now()
+        result = await self.store.commit(
+            Commit(
+                now=now,
+                run=RunChange(
+                    run_id=run.id,
+                    expected_version=run.version,
+                    step=run.step,
+                    status=RunStatus.CANCELLED,
+                    step_seq=run.step_seq,
+                    vars=run.vars,
+                ),
+                cancel_all_due_of_run=run.id,
+                events=[
+                    NewEvent(
+                        kind="run.finished",
+                        at=now,
+                        contact_id=run.contact_id,
+                        run_id=run.id,
+                        data={"status": "cancelled", "reason": reason},
+                    )
+                ],
+            )
+        )
+        assert result.run is not None
+        return result.run
+
+    async def get_run(self, run_id: str) -> Run:
+        run = await self.store.get_run(run_id)
+        if run is None:
+            raise NotFound(f"run {run_id} does not exist")
+        return run
+
+    async def get_message(self, message_id: str) -> Message:
+        message = await self.store.get_message(message_id)
+        if message is None:
+            raise NotFound(f"message {message_id} does not exist")
+        return message
+
+    async def get_contact(self, contact_id: str) -> Contact:
+        contact = await self.store.get_contact(contact_id)
+        if contact is None:
+            raise NotFound(f"contact {contact_id} does not exist")
+        return contact
+
+    async def decisions(
+        self, contact_id: str, flow: str | None = None, limit: int = 200
+    ) -> list[Event]:
+        """Rule decisions and run events behind what was (not) sent, newest first."""
+        await self.get_contact(contact_id)
+        events = await self.store.list_events(contact_id=contact_id, limit=limit)
+        if flow is None:
+            return events
+        runs = {e.run_id for e in events if e.kind == "run.started" and e.data.get("flow") == flow}
+        return [e for e in events if e.run_id in runs or e.data.get("flow") == flow]
+
+    # ------------------------------------------------------------------ what comes in
+
+    async def ingest_contact_events(self, events: Sequence[ContactEvent]) -> list[IngestOutcome]:
+        """Durably record contact events (replies, clicks, attendance, opt-out)."""
+        resolved: list[ContactEvent] = []
+        now = self.clock.now()
+        for event in events:
+            contact_id = event.contact_id
+            if contact_id is None:
+                if not event.phone:
+                    raise UserInputError("a contact event needs a contact id or a phone number")
+                found = await self.store.find_contact_by_phone(event.phone)
+                if found is None:
+                    found = await self.store.upsert_contact(
+                        ContactUpsert(id=event.phone, phone=event.phone), now
+                    )
+                contact_id = found.id
+            event = _with_contact(event, contact_id)
+            resolved.append(event)
+            if (
+                event.type == "reply"
+                and event.text
+                and is_opt_out(event.text, self.settings.opt_out_keywords)
+            ):
+                resolved.append(
+                    ContactEvent(
+                        type="opt_out",
+                        at=event.at,
+                        contact_id=contact_id,
+                        text=event.text,
+                        source=event.source,
+                        dedupe_key=f"{event.dedupe_key}:opt_out" if event.dedupe_key else None,
+                    )
+                )
+        outcomes = await self.store.ingest_contact_events(resolved, now)
+        self.dispatcher.notify()
+        return outcomes
+
+    async def ingest_status_reports(self, reports: Sequence[StatusReport]) -> list[IngestOutcome]:
+        outcomes = await self.store.ingest_status_reports(reports, self.clock.now())
+        self.dispatcher.notify()
+        return outcomes
+
+    async def ingest_webhook(
+        self, provider_name: str, body: bytes, headers: Mapping[str, str]
+    ) -> WebhookOutcome:
+        """Parse a provider webhook and store what it says before the caller answers 2xx."""
+        provider = self.providers.get(provider_name)
+        if provider is None:
+            raise NotFound(f"no provider named {provider_name!r} is configured")
+        parsed = provider.parse_webhook(body, headers, self.clock.now())
+        if not parsed.statuses and not parsed.contact_events and parsed.errors:
+            raise ProviderRejected("; ".join(parsed.errors), status=400)
+        outcomes: list[IngestOutcome] = []
+        if parsed.statuses:
+            outcomes += await self.ingest_status_reports(parsed.statuses)
+        if parsed.contact_events:
+            outcomes += await self.ingest_contact_events(parsed.contact_events)
+        return WebhookOutcome(
+            accepted=sum(o in ("queued", "pending") for o in outcomes),
+            duplicates=outcomes.count("duplicate"),
+            pending=outcomes.count("pending"),
+            errors=parsed.errors,
+        )
+
+    async def _callback(self, provider: str, body: bytes) -> None:
+        await self.ingest_webhook(provider, body, {})
+
+    async def schedule_callback(self, provider: str, delay_seconds: float, body: bytes) -> None:
+        """ProviderHost: replay ``body`` as a webhook of ``provider`` later, durably."""
+        await self.store.commit(
+            Commit(
+                now=self.clock.now(),
+                new_due=[
+                    NewDueWork(
+                        kind=DueKind.CALLBACK,
+                        due_at=self.clock.now() + timedelta(seconds=delay_seconds),
+                        payload={"provider": provider, "body": body.decode()},
+                    )
+                ],
+            )
+        )
+        self.dispatcher.notify()
+
+    async def upsert_contact(self, upsert: ContactUpsert) -> Contact:
+        return await self.store.upsert_contact(upsert, self.clock.now())
+
+    async def set_context(self, contact_id: str, patch: Mapping[str, Any]) -> None:
+        await self.store.commit(
+            Commit(
+                now=self.clock.now(),
+                contact=ContactChange(contact_id=contact_id, context_patch=patch),
+            )
+        )
+
+    # ------------------------------------------------------------------ virtual time
+
+    async def settle(self) -> int:
+        """Handle everything due now (used with a virtual clock)."""
+        return await self.dispatcher.process_due()
+
+    async def run_until(self, until: datetime) -> None:
+        """Advance a virtual clock to ``until``, handling due work in time order."""
+        from engine.clock import VirtualClock
+
+        clock = self.clock
+        assert isinstance(clock, VirtualClock), "run_until needs a VirtualClock"
+        await self.settle()
+        while True:
+            nxt = await self.store.next_due_at()
+            if nxt is None or nxt > until:
+                break
+            if nxt > clock.now():
+                clock.set(nxt)
+            await self.settle()
+        if until > clock.now():
+            clock.set(until)
+        await self.settle()
+
+
+def _with_contact(event: ContactEvent, contact_id: str) -> ContactEvent:
+    from dataclasses import replace
+
+    return replace(event, contact_id=contact_id)
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, default=str)

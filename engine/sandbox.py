@@ -1,0 +1,345 @@
+"""The Jinja sandbox message templates run in: what it refuses, and what it cannot.
+
+Protected:
+
+- Python internals: ``ImmutableSandboxedEnvironment`` from jinja2 >= 3.1.6, which
+  carries the fixes for the published escapes (``str.format``, ``format_map``,
+  indirect ``format``, ``|attr``); underscore attributes and the mutating methods
+  of dicts, lists and sets are refused.
+- Only what a message needs compiles: text, ``{{ }}``, ``{% if %}``, ``{% for %}``,
+  ``{% set x = ... %}`` and ``{% with %}``. Macros, call/filter/set blocks,
+  ``block``/``extends``/``include``/``import``, ``autoescape`` and ``self`` are
+  refused at compile time; so are unknown filters and tests (with a suggestion).
+- Globals are ``range`` (jinja caps it at 100,000 items) and ``dict`` only: no
+  ``lipsum``, ``cycler``, ``joiner`` or ``namespace``.
+- Size: no string a template builds may pass ``MAX_TEXT`` characters, no collection
+  ``MAX_ITEMS`` items, no integer ``MAX_INT_BITS`` bits. ``*`` and ``**``,
+  width-like arguments (``center``, ``ljust``, ``indent``, ``batch``, ``slice``,
+  printf and ``str.format`` widths) and ``replace``/``join`` growth are checked
+  *before* computing; ``+``, ``%``, ``~``, every call and every filter result after.
+
+Not protected: CPU time. Nested loops over ``range(100000)`` spin without output and
+jinja has no timeout. Templates come from flow files reviewed like code, and contact
+data is only ever data, never template source; to run templates from untrusted
+authors, render in a child process with ``RLIMIT_AS`` and a wall-clock limit.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+from collections.abc import Callable, Mapping
+from string import Formatter
+from typing import Any, NoReturn
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes, pass_eval_context
+from jinja2 import filters as jinja_filters
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.exceptions import SecurityError
+from jinja2.nodes import EvalContext
+from jinja2.runtime import Context, Undefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
+
+MAX_TEXT = 65_536  # characters: the longest string or output a template may build
+MAX_ITEMS = 100_000  # jinja's own MAX_RANGE
+MAX_INT_BITS = 4_096
+
+# Scope only wraps other statements (the parser's autoescape block); those are checked.
+_ALLOWED_STATEMENTS = (nodes.Output, nodes.If, nodes.For, nodes.Assign, nodes.With, nodes.Scope)
+_TAGS = {
+    nodes.Macro: "{% macro %}",
+    nodes.CallBlock: "{% call %}",
+    nodes.FilterBlock: "{% filter %}",
+    nodes.AssignBlock: "{% set %}...{% endset %}",
+    nodes.Block: "{% block %}",
+    nodes.Extends: "{% extends %}",
+    nodes.Include: "{% include %}",
+    nodes.Import: "{% import %}",
+    nodes.FromImport: "{% from ... import %}",
+    nodes.ScopedEvalContextModifier: "{% autoescape %}",
+}
+_PRINTF = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
+
+
+class TooLarge(SecurityError):
+    """A template tried to build a value past the sandbox's size limits."""
+
+
+class UnprintableValue(Exception):
+    """A ``{{ }}`` printed ``None`` or a function: a message never says "None" or
+    "<built-in method ...>" to a contact."""
+
+
+class MissingValue(UndefinedError):
+    """A template used a name or key that does not exist; carries what was looked up."""
+
+    def __init__(self, message: str, *, name: Any, obj: Any) -> None:
+        super().__init__(message)
+        self.name, self.obj = name, obj
+
+
+class StrictMissing(StrictUndefined):
+    """``StrictUndefined`` that raises ``MissingValue``, so errors can name the path."""
+
+    __slots__ = ()
+
+    def _fail_with_undefined_error(self, *args: Any, **kwargs: Any) -> NoReturn:
+        if self._undefined_exception is not UndefinedError:  # the sandbox's SecurityError
+            raise self._undefined_exception(self._undefined_message)
+        raise MissingValue(
+            self._undefined_message, name=self._undefined_name, obj=self._undefined_obj
+        )
+
+
+# StrictUndefined aliases every dunder to the base method; point them at ours. repr
+# too: a list holding a missing value must not print "[Undefined]".
+for _attr in dir(StrictUndefined):
+    if (
+        _attr == "__repr__"
+        or getattr(StrictUndefined, _attr) is Undefined._fail_with_undefined_error
+    ):
+        setattr(StrictMissing, _attr, StrictMissing._fail_with_undefined_error)
+
+
+def checked_size(value: Any) -> Any:
+    """``value`` unchanged, unless it is a string or collection past the limits."""
+    if isinstance(value, str | bytes):
+        _at_most("a text", len(value))
+    elif isinstance(value, list | tuple | dict | set | frozenset):
+        _at_most("a collection", len(value), MAX_ITEMS, " items")
+    return value
+
+
+def _at_most(what: str, size: int, limit: int = MAX_TEXT, unit: str = " characters") -> None:
+    if size > limit:
+        raise TooLarge(f"{what} of {size:,}{unit} is over the template limit of {limit:,}{unit}")
+
+
+def _check_printf(fmt: str) -> None:
+    total = 0
+    for match in _PRINTF.finditer(fmt):
+        for part in match.groups():
+            if part == "*":
+                raise SecurityError("`*` widths in % formats")
+            total += int(part or 0)
+    _at_most("format widths", total)
+
+
+def _check_format_spec(fmt: str) -> None:
+    total = 0
+    for _, _, spec, _ in Formatter().parse(fmt):
+        if spec and "{" in spec:
+            raise SecurityError("nested `{}` in a format spec")
+        total += sum(int(digits) for digits in re.findall(r"\d+", spec or ""))
+    _at_most("format widths", total)
+
+
+def _check_replace(s: Any, old: Any, new: Any, count: Any) -> None:
+    if not isinstance(s, str | bytes) or not isinstance(old, str | bytes):
+        return
+    hits = s.count(old) if old else len(s) + 1  # type: ignore[arg-type]
+    if isinstance(count, int) and count >= 0:
+        hits = min(hits, count)
+    _at_most("a replaced text", len(s) + hits * (len(new) - len(old)))
+
+
+def _check_join(separator: Any, items: Any) -> None:
+    if isinstance(items, list | tuple) and isinstance(separator, str | bytes):
+        texts = sum(len(item) for item in items if isinstance(item, str | bytes))
+        _at_most("a joined text", len(separator) * max(len(items) - 1, 0) + texts)
+
+
+def _check_text_method(
+    owner: str | bytes, name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> None:
+    if name in ("center", "ljust", "rjust", "zfill") and args and isinstance(args[0], int):
+        _at_most(f"`{name}` width", args[0])
+    elif name == "expandtabs":
+        size = args[0] if args else kwargs.get("tabsize", 8)
+        size = size if isinstance(size, int) else 8
+        tab: Any = "\t" if isinstance(owner, str) else b"\t"
+        _at_most("an expanded text", len(owner) + owner.count(tab) * size)
+    elif name == "replace" and len(args) >= 2:
+        _check_replace(owner, args[0], args[1], args[2] if len(args) > 2 else -1)
+    elif name == "join" and args:
+        _check_join(owner, args[0])
+
+
+# -------------------------------------------------------------- guarded filters
+
+
+def _center(value: Any, width: int = 80) -> str:
+    _at_most("`center` width", width)
+    return jinja_filters.do_center(value, width)
+
+
+def _indent(s: Any, width: int | str = 4, first: bool = False, blank: bool = False) -> str:
+    text = str(s)
+    unit = len(width) if isinstance(width, str) else width
+    _at_most("an indented text", len(text) + (text.count("\n") + 1) * unit)
+    return jinja_filters.do_indent(text, width, first, blank)
+
+
+def _batch(value: Any, linecount: int, fill_with: Any = None) -> Any:
+    _at_most("`batch` size", linecount, MAX_ITEMS, "")
+    return jinja_filters.do_batch(value, linecount, fill_with)
+
+
+def _slice(value: Any, slices: int, fill_with: Any = None) -> Any:
+    _at_most("`slice` count", slices, MAX_ITEMS, "")
+    return jinja_filters.sync_do_slice(value, slices, fill_with)
+
+
+def _format(value: Any, *args: Any, **kwargs: Any) -> str:
+    _check_printf(str(value))
+    return jinja_filters.do_format(value, *args, **kwargs)
+
+
+@pass_eval_context
+def _replace(eval_ctx: EvalContext, s: Any, old: Any, new: Any, count: int | None = None) -> str:
+    _check_replace(str(s), str(old), str(new), count)
+    return jinja_filters.do_replace(eval_ctx, s, old, new, count)
+
+
+@pass_eval_context
+def _join(eval_ctx: EvalContext, value: Any, d: str = "", attribute: Any = None) -> str:
+    items = list(value)
+    if attribute is None:
+        _check_join(d, items)
+    return jinja_filters.sync_do_join(eval_ctx, items, d, attribute)
+
+
+_GUARDED_FILTERS: dict[str, Callable[..., Any]] = {
+    "center": _center,
+    "indent": _indent,
+    "batch": _batch,
+    "slice": _slice,
+    "format": _format,
+    "replace": _replace,
+    "join": _join,
+}
+
+
+def _sized(func: Callable[..., Any]) -> Callable[..., Any]:
+    # functools.wraps copies jinja's pass_* marker along with the name.
+    @functools.wraps(func)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        return checked_size(func(*args, **kwargs))
+
+    return checked
+
+
+def _printable(value: Any) -> Any:
+    if isinstance(value, Undefined):
+        return value  # printing it raises the precise error
+    if value is None:
+        raise UnprintableValue(
+            "printed an empty value (None); give it a default, e.g. `{{ x | default('-', true) }}`"
+        )
+    if callable(value):
+        raise UnprintableValue("printed a function, not a value; call it with `()`")
+    return value
+
+
+class _SizedConcat(CodeGenerator):
+    """Compiles ``a ~ b`` to a size-checked join."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.checked_size(")
+        super().visit_Concat(node, frame)
+        self.write(")")
+
+
+class MessageSandbox(ImmutableSandboxedEnvironment):
+    """The environment every message template and flow expression compiles in."""
+
+    code_generator_class = _SizedConcat
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def __init__(self, *, autoescape: bool, filters: Mapping[str, Callable[..., Any]]) -> None:
+        super().__init__(
+            autoescape=autoescape,
+            undefined=StrictMissing,
+            finalize=_printable,
+            # A message reads like its source: a line holding only a tag leaves no blank line.
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.globals = {"range": safe_range, "dict": dict}
+        merged = {**self.filters, **_GUARDED_FILTERS, **filters}
+        self.filters = {name: _sized(func) for name, func in merged.items()}
+
+    checked_size = staticmethod(checked_size)
+
+    def _generate(
+        self,
+        source: nodes.Template,
+        name: str | None,
+        filename: str | None,
+        defer_init: bool = False,
+    ) -> str:
+        self._refuse_unneeded(source)
+        return super()._generate(source, name, filename, defer_init)
+
+    def _refuse_unneeded(self, tree: nodes.Template) -> None:
+        for node in tree.find_all((nodes.Stmt, nodes.Name, nodes.Filter, nodes.Test)):
+            if isinstance(node, nodes.Stmt) and not isinstance(node, _ALLOWED_STATEMENTS):
+                tag = _TAGS.get(type(node), f"`{type(node).__name__}`")
+                raise TemplateSyntaxError(
+                    f"{tag} is not available in message templates", node.lineno
+                )
+            if isinstance(node, nodes.Name) and node.name == "self":
+                raise TemplateSyntaxError(
+                    "`self` is not available in message templates", node.lineno
+                )
+            if isinstance(node, nodes.Filter | nodes.Test):
+                known = self.filters if isinstance(node, nodes.Filter) else self.tests
+                if node.name not in known:
+                    kind = "filter" if isinstance(node, nodes.Filter) else "test"
+                    close = difflib.get_close_matches(node.name, list(known), n=1)
+                    hint = f"; did you mean `{close[0]}`?" if close else ""
+                    raise TemplateSyntaxError(f"no {kind} named `{node.name}`{hint}", node.lineno)
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, str | bytes | list | tuple) and isinstance(times, int):
+                    text = isinstance(seq, str | bytes)
+                    limit, unit = (MAX_TEXT, " characters") if text else (MAX_ITEMS, " items")
+                    _at_most("a repeated value", len(seq) * max(times, 0), limit, unit)
+            if isinstance(left, int) and isinstance(right, int):
+                bits = left.bit_length() + right.bit_length()
+                _at_most("a number", bits, MAX_INT_BITS, " bits")
+        elif operator == "**" and isinstance(left, int) and isinstance(right, int):
+            if right > 0 and abs(left) > 1:
+                _at_most("a number", right * abs(left).bit_length(), MAX_INT_BITS, " bits")
+        elif operator == "%" and isinstance(left, str):
+            _check_printf(left)
+        return checked_size(super().call_binop(context, operator, left, right))
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        wrapper = super().wrap_str_format(value)
+        if wrapper is None:
+            return None
+        fmt: str = value.__self__
+        inner = wrapper
+
+        def checked(*args: Any, **kwargs: Any) -> str:
+            _check_format_spec(fmt)
+            result: str = checked_size(inner(*args, **kwargs))
+            return result
+
+        return checked
+
+    def call(
+        __self,  # jinja's own positional-only convention
+        __context: Context,
+        __obj: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str | bytes):
+            _check_text_method(owner, getattr(__obj, "__name__", ""), args, kwargs)
+        return checked_size(super().call(__context, __obj, *args, **kwargs))

@@ -1,0 +1,410 @@
+"""Sending one message: rules, rendering, the outbox write, the provider call, the outcome.
+
+Order of a send (ARCHITECTURE.md, "the life of a message"):
+1. evaluate the contact-context rules; a skip or a deferral is recorded and stops here;
+2. render and check the content; a render or limit error fails the message, nothing is sent;
+3. mark the message ``sending`` with its rendered payload, durably, BEFORE the call;
+4. call the provider; record the answer under the due-work fence.
+
+A message found in ``sending`` when its row is claimed again means a worker died
+after step 3: the request may have left. It is resent with the same idempotency
+key only to a provider that honours one; otherwise it becomes ``ambiguous`` and is
+resolved by a later status webhook or by an operator, never resent blindly.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import TypeAdapter
+
+from engine import runner
+from engine.content import build_content
+from engine.errors import (
+    ContentError,
+    ProviderAmbiguous,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderUnavailable,
+    ProviderUnreachable,
+    RenderError,
+    StaleRun,
+)
+from engine.flow.model import Flow, InactivityRule, Rules, to_timedelta
+from engine.models import (
+    OPEN_RUN_STATUSES,
+    Contact,
+    Content,
+    DueWork,
+    Message,
+    MessageStatus,
+    NewEvent,
+    OutboundMessage,
+    Template,
+)
+from engine.rules import RuleFacts, decide
+from engine.scope import contact_timezone, render_scope
+from storage.base import Commit, Completion, MessageChange
+
+if TYPE_CHECKING:
+    from engine.dispatcher import Dispatcher
+
+log = logging.getLogger("disparo.sending")
+_CONTENT: TypeAdapter[Any] = TypeAdapter(Content)
+
+
+def provider_hints(rules: Rules, flow: Flow, step: str) -> dict[str, Any]:
+    """Flow facts a vendor can enforce as a second guard (Robbu discardSettings, Altu)."""
+    hints: dict[str, Any] = {}
+    if rules.recent_contact is not None:
+        hints["recent_contact_hours"] = to_timedelta(rules.recent_contact).total_seconds() / 3600
+    if rules.in_attendance is not None:
+        hints["in_attendance"] = rules.in_attendance
+    if rules.inactivity is not None:
+        value = (
+            rules.inactivity.for_
+            if isinstance(rules.inactivity, InactivityRule)
+            else rules.inactivity
+        )
+        hints["inactivity_minutes"] = to_timedelta(value).total_seconds() / 60
+    return hints
+
+
+class Sender:
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.d = dispatcher
+
+    @property
+    def now(self) -> datetime:
+        return self.d.clock.now()
+
+    async def _complete(self, work: DueWork, **commit: Any) -> None:
+        await self.d.store.commit(Commit(now=self.now, done=Completion(work=work), **commit))
+
+    async def dispatch(self, work: DueWork) -> None:
+        assert work.message_id is not None
+        store = self.d.store
+        message = await store.get_message(work.message_id)
+        if message is None or message.status not in (MessageStatus.QUEUED, MessageStatus.SENDING):
+            await self._complete(work)
+            return
+        run = await store.get_run(message.run_id)
+        if run is None or run.status not in OPEN_RUN_STATUSES:
+            await self._complete(
+                work,
+                messages=[self._change(message, MessageStatus.SKIPPED, last_error="run is closed")],
+            )
+            return
+        loaded = await self.d.catalog.pinned(run.flow, run.flow_version)
+        flow = loaded.flow
+        contact = await store.get_contact(run.contact_id)
+        assert contact is not None
+        provider = self.d.providers.get(message.provider)
+        if provider is None:
+            await self._fail(work, message, f"provider {message.provider!r} is not configured")
+            return
+
+        if message.status == MessageStatus.SENDING:
+            # A previous attempt may have reached the provider (crash or ambiguous answer).
+            if not provider.capabilities.idempotency_key:
+                await self._ambiguous(work, message, "a previous attempt may have been sent")
+                return
+            content = _CONTENT.validate_python(dict(message.payload))
+            attempts = message.attempts
+        else:
+            prepared = await self._prepare(work, message, flow, contact)
+            if prepared is None:
+                return
+            content, attempts = prepared
+
+        rules = flow.rules_for(message.step)
+        outbound = OutboundMessage(
+            message_id=message.id,
+            idempotency_key=message.idempotency_key,
+            run_id=run.id,
+            flow=flow.flow,
+            step=message.step,
+            channel=message.channel,
+            contact=contact,
+            content=content,
+            hints=provider_hints(rules, flow, message.step),
+        )
+        try:
+            result = await provider.send(outbound)
+        except ProviderError as exc:
+            await self._provider_error(
+                work, message, exc, attempts, idempotent=provider.capabilities.idempotency_key
+            )
+            return
+        log.info(
+            "sent message %s of run %s step %s via %s (provider id %s)",
+            message.id,
+            run.id,
+            message.step,
+            message.provider,
+            result.provider_message_id,
+        )
+        self.d.metrics.messages.labels(message.provider, str(result.status)).inc()
+        change = MessageChange(
+            message_id=message.id,
+            at=self.now,
+            status=result.status,
+            expected_status=MessageStatus.SENDING,
+            provider_message_id=result.provider_message_id,
+            last_error=None,
+        )
+        try:
+            await self.d.apply_events(
+                work,
+                [runner.StepEvent(name="sent", step_seq=message.step_seq)],
+                messages=[change],
+                run_id=run.id,
+                contact_last_outbound=self.now,
+            )
+        except StaleRun:
+            # A status webhook moved the message first; keep its status, add the id.
+            late = MessageChange(
+                message_id=message.id, at=self.now, provider_message_id=result.provider_message_id
+            )
+            await self._complete(work, messages=[late])
+
+    async def _prepare(
+        self, work: DueWork, message: Message, flow: Flow, contact: Contact
+    ) -> tuple[Any, int] | None:
+        """Rules, then render; on success the message is durably ``sending``."""
+        step = flow.steps[message.step]
+        assert step.send is not None
+        rules = flow.rules_for(message.step)
+        tz = contact_timezone(contact, flow, self.d.settings.default_timezone)
+        now = self.now
+        sent_today = 0
+        if rules.max_per_day is not None:
+            local_midnight = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+            sent_today = await self.d.store.count_outbound(contact.id, local_midnight)
+        verdict = decide(
+            rules,
+            RuleFacts(
+                contact=contact,
+                channel=message.channel,
+                now=now,
+                timezone=tz,
+                has_template=step.send.template is not None,
+                sent_today=sent_today,
+                last_outbound_at=(
+                    await self.d.store.last_outbound_at(contact.id, exclude_run=message.run_id)
+                    if rules.recent_contact is not None
+                    else None
+                ),
+            ),
+        )
+        events = []
+        for decision in verdict.decisions:
+            self.d.metrics.decisions.labels(decision.rule, decision.outcome).inc()
+            events.append(
+                NewEvent(
+                    kind="decision",
+                    at=now,
+                    contact_id=contact.id,
+                    run_id=message.run_id,
+                    message_id=message.id,
+                    data={**decision.as_event_data(), "step": message.step},
+                )
+            )
+        if verdict.action == "skip":
+            log.info("skipped message %s step %s: %s", message.id, message.step, verdict.reason)
+            self.d.metrics.messages.labels(message.provider, "skipped").inc()
+            await self.d.apply_events(
+                work,
+                [
+                    runner.StepEvent(
+                        name="skipped", step_seq=message.step_seq, data={"reason": verdict.reason}
+                    )
+                ],
+                messages=[self._change(message, MessageStatus.SKIPPED, last_error=verdict.reason)],
+                run_id=message.run_id,
+                extra_events=events,
+            )
+            return None
+        if verdict.action == "defer":
+            assert verdict.until is not None
+            log.info(
+                "deferred message %s until %s: %s",
+                message.id,
+                verdict.until.isoformat(),
+                verdict.reason,
+            )
+            await self.d.store.commit(
+                Commit(
+                    now=now,
+                    done=Completion(work=work, retry_at=verdict.until),
+                    messages=[
+                        MessageChange(message_id=message.id, at=now, next_attempt_at=verdict.until)
+                    ],
+                    events=events,
+                )
+            )
+            return None
+        scope = render_scope(
+            contact=contact,
+            run_id=message.run_id,
+            flow=flow,
+            step=message.step,
+            run_vars={},
+            now=now,
+            timezone=tz,
+        )
+        try:
+            content = build_content(
+                step.send,
+                scope,
+                flow=flow.flow,
+                step=message.step,
+                use_template=verdict.action == "send_template",
+                channel=message.channel,
+            )
+        except (RenderError, ContentError) as exc:
+            await self._fail(work, message, str(exc), extra_events=events)
+            return None
+        if isinstance(content, Template) and self.d.templates is not None:
+            known = self.d.templates.resolve(content.name, message.provider)
+            if known is None:
+                why = (
+                    f"template {content.name!r} has no id for provider {message.provider!r} "
+                    "in the template catalogue; add it to config/templates.yaml"
+                )
+                await self._fail(work, message, why, extra_events=events)
+                return None
+            content = content.model_copy(
+                update={"name": known.id, "language": content.language or known.language}
+            )
+        attempts = message.attempts + 1
+        await self.d.store.commit(
+            Commit(
+                now=now,
+                messages=[
+                    MessageChange(
+                        message_id=message.id,
+                        at=now,
+                        status=MessageStatus.SENDING,
+                        expected_status=MessageStatus.QUEUED,
+                        payload=content.model_dump(mode="json"),
+                        attempts=attempts,
+                        next_attempt_at=None,
+                    )
+                ],
+                events=events,
+            )
+        )
+        return content, attempts
+
+    def _change(
+        self, message: Message, status: MessageStatus, *, last_error: str | None
+    ) -> MessageChange:
+        return MessageChange(
+            message_id=message.id, at=self.now, status=status, last_error=last_error
+        )
+
+    async def _fail(
+        self,
+        work: DueWork,
+        message: Message,
+        error: str,
+        *,
+        extra_events: list[NewEvent] | None = None,
+    ) -> None:
+        log.warning("message %s step %s failed: %s", message.id, message.step, error)
+        self.d.metrics.messages.labels(message.provider, "failed").inc()
+        await self.d.apply_events(
+            work,
+            [runner.StepEvent(name="failed", step_seq=message.step_seq, data={"error": error})],
+            messages=[self._change(message, MessageStatus.FAILED, last_error=error)],
+            run_id=message.run_id,
+            extra_events=extra_events or [],
+        )
+
+    async def _ambiguous(self, work: DueWork, message: Message, why: str) -> None:
+        log.warning("message %s is ambiguous (%s); not resending blindly", message.id, why)
+        self.d.metrics.messages.labels(message.provider, "ambiguous").inc()
+        await self._complete(
+            work,
+            messages=[
+                MessageChange(
+                    message_id=message.id,
+                    at=self.now,
+                    status=MessageStatus.AMBIGUOUS,
+                    force=True,
+                    last_error=why,
+                )
+            ],
+            events=[
+                NewEvent(
+                    kind="message.ambiguous",
+                    at=self.now,
+                    contact_id=message.contact_id,
+                    run_id=message.run_id,
+                    message_id=message.id,
+                    data={"reason": why},
+                )
+            ],
+        )
+
+    async def _provider_error(
+        self,
+        work: DueWork,
+        message: Message,
+        exc: ProviderError,
+        attempts: int,
+        *,
+        idempotent: bool,
+    ) -> None:
+        error = exc.vendor_message or str(exc)
+        if isinstance(exc, ProviderAmbiguous):
+            if not idempotent:
+                await self._ambiguous(work, message, str(exc))
+                return
+            # Same key again is safe: the provider dedupes it. Stay `sending`.
+            await self._retry(work, message, exc, keep_sending=True, attempts=attempts)
+            return
+        if isinstance(exc, ProviderUnreachable | ProviderRateLimited):
+            await self._retry(work, message, exc, attempts=attempts)
+            return
+        if isinstance(exc, ProviderUnavailable) and attempts < self.d.settings.max_attempts:
+            await self._retry(work, message, exc, attempts=attempts)
+            return
+        if isinstance(exc, ProviderUnavailable):
+            error = f"gave up after {attempts} attempts: {error}"
+        await self._fail(work, message, error)
+
+    async def _retry(
+        self,
+        work: DueWork,
+        message: Message,
+        exc: ProviderError,
+        *,
+        attempts: int,
+        keep_sending: bool = False,
+    ) -> None:
+        delay = self.d.backoff(attempts)
+        if exc.retry_after is not None:
+            delay = max(delay, to_timedelta(exc.retry_after))
+        retry_at = self.now + delay
+        log.info(
+            "message %s attempt %d: %s; retrying at %s",
+            message.id,
+            attempts,
+            exc.code,
+            retry_at.isoformat(),
+        )
+        change = MessageChange(
+            message_id=message.id,
+            at=self.now,
+            status=None if keep_sending else MessageStatus.QUEUED,
+            force=not keep_sending,
+            last_error=exc.vendor_message or str(exc),
+            next_attempt_at=retry_at,
+        )
+        await self.d.store.commit(
+            Commit(now=self.now, done=Completion(work=work, retry_at=retry_at), messages=[change])
+        )

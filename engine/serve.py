@@ -1,0 +1,55 @@
+"""`disparo serve`: one process with the API, webhooks, dispatcher and scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+
+from engine.api import build_app
+from engine.logs import setup_logging
+from engine.runtime import Engine
+from engine.settings import Settings
+
+log = logging.getLogger("disparo.serve")
+
+
+async def serve(
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    log_format: str | None = None,
+) -> int:
+    """Serve until SIGTERM/SIGINT; then stop claiming and finish in-flight work."""
+    setup_logging(log_format or settings.log_format, secrets=settings.secret_values())
+    host = host or settings.server.host
+    port = port or settings.server.port
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with Engine(settings) as engine:
+        runner = web.AppRunner(build_app(engine), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        flows = ", ".join(sorted(engine.catalog.current)) or "none"
+        log.info(
+            "disparo listening on http://%s:%d (flows: %s; providers: %s)",
+            host,
+            port,
+            flows,
+            ", ".join(sorted(engine.providers)) or "none",
+        )
+        try:
+            await stop.wait()
+        finally:
+            log.info("stopping: no new work is claimed; finishing what is in flight")
+            await runner.cleanup()
+    log.info("stopped")
+    return 0

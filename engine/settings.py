@@ -1,0 +1,313 @@
+"""config/disparo.yaml -> typed, frozen ``Settings``.
+
+- ``${VAR}`` and ``${VAR:-default}`` in string values come from the environment
+  (``:-`` also applies when the variable is set but empty); ``$${`` writes a literal
+  ``${``. An unset ``${VAR}`` with no default is an error naming the variable and
+  its file:line:col.
+- Unknown keys are errors with file:line:col and a did-you-mean, exactly as in flow
+  files (the YAML reading and the error wording are shared with the flow loader).
+- Each entry of ``providers`` needs ``type:`` and is validated by that type's
+  config model (``providers.registry``), its errors pointing into the entry.
+- Relative paths (``flows``, ``templates``, and a ``sqlite:///relative.db`` in
+  ``storage``) are relative to the working directory disparo runs in, not to the
+  config file: ``disparo serve --config config/disparo.yaml`` run from the project
+  root (what ``make run`` does) finds ``flows/`` and ``var/`` there.
+- Secrets (``api_token``; provider fields named like password, token, api_key,
+  secret) never appear in reprs or error messages; ``secret_values()`` lists them so
+  logs can redact them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from engine.errors import ConfigError, Problem
+from engine.flow.model import STEP_ID
+from engine.flow.problems import Describer, did_you_mean, problems_from_validation, timezone_problem
+from engine.flow.yaml_source import DocPath, SourceMap, YamlSourceError, format_path, read_yaml
+from engine.opt_out import DEFAULT_OPT_OUT_KEYWORDS
+from providers import registry
+from providers.base import ProviderConfig
+
+CONFIG_WORDS = Describer(named={"providers": "provider"})
+SECRET_FIELD = re.compile(r"password|secret|token|api_?key|private", re.IGNORECASE)
+_REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
+_VARIABLE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$", re.DOTALL)
+_MASK = "'**********'"
+
+
+class _Section(BaseModel):
+    # Inputs may be secrets: pydantic's own error text must not repeat them.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class ServerSettings(_Section):
+    host: str = Field(default="127.0.0.1", description="Address the HTTP server listens on")
+    port: int = Field(default=8080, ge=1, le=65535)
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Larger request bodies get 413"
+    )
+
+
+class DispatcherSettings(_Section):
+    lease_seconds: float = Field(default=30.0, gt=0)
+    max_in_flight: int = Field(default=64, ge=1)
+    poll_interval: float = Field(default=1.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1)
+    backoff_base: float = Field(default=2.0, gt=0)
+    backoff_cap: float = Field(default=300.0, gt=0)
+
+
+class Settings(_Section):
+    """Everything ``disparo serve`` needs; build it with ``load_settings``."""
+
+    storage: str = Field(
+        default="sqlite:///var/disparo.db", description="sqlite:///path or postgresql://..."
+    )
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    api_token: SecretStr = Field(description="Bearer token of the /v1 API")
+    timezone: str = Field(default="America/Sao_Paulo", description="Default IANA time zone")
+    flows: Path = Field(default=Path("flows"), description="Folder of flow files")
+    templates: Path | None = Field(default=None, description="Template catalogue (YAML)")
+    log_format: Literal["text", "json"] = "text"
+    dispatcher: DispatcherSettings = Field(default_factory=DispatcherSettings)
+    opt_out_keywords: tuple[str, ...] = DEFAULT_OPT_OUT_KEYWORDS
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+
+    @field_validator("storage")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("use sqlite:///path/to/file.db or postgresql://user@host/db")
+        return value
+
+    @field_validator("api_token")
+    @classmethod
+    def _some_token(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("the API token is empty; set DISPARO_API_TOKEN or `api_token:`")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        why = timezone_problem(value)
+        if why is not None:
+            raise ValueError(why)
+        return value
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _typed_providers(cls, value: Any) -> Any:
+        """Entries given as mappings are validated by their type's model (``load_settings``
+        passes models already; this serves settings built in code)."""
+        if not isinstance(value, Mapping):
+            return value
+        out: dict[Any, Any] = {}
+        for name, entry in value.items():
+            if isinstance(entry, Mapping) and entry.get("type") in registry.PROVIDER_TYPES:
+                model = registry.config_model_for(str(entry["type"]))
+                try:
+                    entry = model.model_validate(entry)
+                except ValidationError as exc:
+                    said = "; ".join(
+                        f"{format_path(e['loc'])}: "
+                        + ("is not valid" if _secret_path(e["loc"]) else e["msg"])
+                        for e in exc.errors()
+                    )
+                    raise ValueError(f"provider `{name}`: {said}") from None
+            out[name] = entry
+        return out
+
+    @property
+    def api_token_value(self) -> str:
+        return self.api_token.get_secret_value()
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret in the settings (API token, provider credentials), for redaction."""
+        found = [self.api_token_value]
+        for config in self.providers.values():
+            for name in type(config).model_fields:
+                found.extend(_secrets_in(getattr(config, name), SECRET_FIELD.search(name)))
+        return tuple(dict.fromkeys(s for s in found if s))
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            if name == "providers":
+                yield name, {key: _Masked(config) for key, config in self.providers.items()}
+            else:
+                yield name, value
+
+
+def _secrets_in(value: Any, secret_name: object) -> list[str]:
+    if isinstance(value, SecretStr):
+        return [value.get_secret_value()]
+    if isinstance(value, str):
+        return [value] if secret_name else []
+    if isinstance(value, Mapping):
+        return [s for v in value.values() for s in _secrets_in(v, secret_name)]
+    return []
+
+
+class _Masked:
+    """A provider config as its repr, with secret-named fields masked."""
+
+    def __init__(self, config: BaseModel) -> None:
+        parts = []
+        for name in type(config).model_fields:
+            value = getattr(config, name)
+            hidden = SECRET_FIELD.search(name) and isinstance(value, str)
+            parts.append(f"{name}={_MASK if hidden else repr(value)}")
+        self.text = f"{type(config).__name__}({', '.join(parts)})"
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _secret_path(path: DocPath) -> bool:
+    return any(isinstance(p, str) and SECRET_FIELD.search(p) for p in path)
+
+
+# ------------------------------------------------------------------ loading
+
+
+def load_settings(path: Path, environ: Mapping[str, str] = os.environ) -> Settings:
+    """Read, interpolate and validate a config file.
+
+    Raises ``ConfigError`` listing every problem (file:line:col, plain words) found in
+    one pass: YAML problems, unset variables, unknown or invalid keys, providers.
+    """
+    try:
+        document = read_yaml(path)
+    except YamlSourceError as exc:
+        raise ConfigError(str(exc), exc.problems) from None
+    where = document.source_map
+    if document.data is not None and not isinstance(document.data, dict):
+        problem = where.problem((), "the config must be a mapping of keys, like `storage: ...`")
+        raise ConfigError(str(problem), [problem])
+    unread: list[Problem] = []
+    data = _interpolate(document.data or {}, (), environ, where, unread)
+    problems: list[Problem] = []
+    settings_data = {k: v for k, v in data.items() if k != "providers"}
+    settings_data["providers"] = _providers(data.get("providers"), data, where, problems)
+    try:
+        settings = Settings.model_validate(settings_data)
+    except ValidationError as exc:
+        problems += problems_from_validation(
+            exc, Settings, data, where, describer=CONFIG_WORDS, secret=_secret_path
+        )
+    # A value that could not be read is not judged as well.
+    unread_paths = {p.path for p in unread}
+    problems = unread + [p for p in problems if p.path not in unread_paths]
+    if problems:
+        problems.sort(key=lambda p: (p.line or 0, p.column or 0))
+        raise ConfigError(f"{where.filename}: {len(problems)} problem(s)", problems)
+    return settings
+
+
+def _interpolate(
+    value: Any, path: DocPath, environ: Mapping[str, str], where: SourceMap, out: list[Problem]
+) -> Any:
+    """A copy of ``value`` with ``${VAR}`` references in strings replaced."""
+    if isinstance(value, dict):
+        return {k: _interpolate(v, (*path, k), environ, where, out) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, (*path, i), environ, where, out) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        text = match.group(0)
+        if text == "$${":
+            return "${"
+        body = match.group(1)
+        parsed = _VARIABLE.match(body) if body is not None else None
+        if parsed is None:
+            shown = f"`{text}`" if body is not None else "`${` that is never closed with `}`"
+            out.append(
+                where.problem(
+                    path,
+                    f"{shown} in `{format_path(path)}` is not a variable reference; "
+                    "write ${NAME} or ${NAME:-default}",
+                )
+            )
+            return text
+        name, default = parsed.group(1), parsed.group(2)
+        found = environ.get(name)
+        if found:
+            return found
+        if default is not None:
+            return default
+        if found is None:
+            out.append(
+                where.problem(
+                    path,
+                    f"environment variable `{name}` is not set (used by `{format_path(path)}`); "
+                    f"set it, or give a default: ${{{name}:-...}}",
+                )
+            )
+        return ""
+
+    return _REFERENCE.sub(replace, value)
+
+
+def _providers(
+    raw: Any, data: Any, where: SourceMap, out: list[Problem]
+) -> dict[str, ProviderConfig]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        out.append(where.problem(("providers",), "`providers` must map provider names to settings"))
+        return {}
+    known = sorted(registry.PROVIDER_TYPES)
+    configs: dict[str, ProviderConfig] = {}
+    for name, entry in raw.items():
+        path: DocPath = ("providers", name)
+        if not re.match(STEP_ID, name):
+            out.append(
+                where.problem(
+                    path,
+                    f"provider name `{name}` must be letters, digits, `_` and `-` "
+                    "(it is part of the webhook URL)",
+                    at_key=True,
+                )
+            )
+        if not isinstance(entry, dict):
+            out.append(
+                where.problem(
+                    path, f"provider `{name}` must be a mapping with `type:` and settings"
+                )
+            )
+            continue
+        type_name = entry.get("type")
+        if type_name is None:
+            message = f"provider `{name}` needs `type:` (one of: {', '.join(known)})"
+            out.append(where.problem(path, message, at_key=True))
+            continue
+        if not isinstance(type_name, str) or type_name not in registry.PROVIDER_TYPES:
+            hint = did_you_mean(str(type_name), known) or f"; known types: {', '.join(known)}"
+            message = f"provider `{name}` has unknown type `{type_name}`{hint}"
+            out.append(where.problem((*path, "type"), message))
+            continue
+        model = registry.config_model_for(type_name)
+        try:
+            configs[name] = model.model_validate(entry)
+        except ValidationError as exc:
+            out.extend(
+                problems_from_validation(
+                    exc,
+                    model,
+                    data,
+                    where,
+                    describer=CONFIG_WORDS,
+                    prefix=path,
+                    secret=_secret_path,
+                )
+            )
+    return configs

@@ -1,0 +1,363 @@
+"""`disparo simulate`: a dry run of one flow for one contact on a virtual clock.
+
+It runs the real engine (runner, rules, rendering, the provider's request builder)
+against an in-memory store; providers are replaced by a recorder that answers
+`sent` and records the exact body the real provider would have received.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.clock import VirtualClock, utc
+from engine.errors import UserInputError
+from engine.models import (
+    ContactEvent,
+    ContactUpsert,
+    MessageStatus,
+    NewEvent,
+    OutboundMessage,
+    SendResult,
+    StatusReport,
+)
+from engine.runtime import Engine
+from engine.settings import Settings
+from providers.base import Capabilities, ParsedWebhook, Provider
+from storage.base import Commit
+
+CONTACT_TIMESTAMPS = ("last_inbound_at", "last_interaction_at", "last_outbound_at", "opted_out_at")
+
+
+class RecordingProvider:
+    """Stands in for a configured provider: same capabilities and request body, no I/O."""
+
+    def __init__(self, real: Provider, engine: Engine) -> None:
+        self.name = real.name
+        self.capabilities: Capabilities = real.capabilities
+        self.config = getattr(real, "config", None)
+        self._real, self._engine, self._count = real, engine, 0
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def build_request(self, message: OutboundMessage) -> Mapping[str, Any]:
+        return self._real.build_request(message)
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        self._count += 1
+        payload = self._real.build_request(message)
+        await self._engine.store.commit(
+            Commit(
+                now=self._engine.clock.now(),
+                events=[
+                    NewEvent(
+                        kind="simulate.send",
+                        at=self._engine.clock.now(),
+                        run_id=message.run_id,
+                        message_id=message.message_id,
+                        contact_id=message.contact.id,
+                        data={
+                            "step": message.step,
+                            "provider": self.name,
+                            "channel": message.channel,
+                            "payload": dict(payload),
+                        },
+                    )
+                ],
+            )
+        )
+        return SendResult(provider_message_id=f"sim-{self._count}", status=MessageStatus.SENT)
+
+    def parse_webhook(
+        self, body: bytes, headers: Mapping[str, str], received_at: datetime
+    ) -> ParsedWebhook:
+        return self._real.parse_webhook(body, headers, received_at)
+
+
+def _read_document(path: str) -> Any:
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return yaml.safe_load(text)
+
+
+def _time(value: Any, field: str) -> datetime:
+    try:
+        parsed = (
+            value
+            if isinstance(value, datetime)
+            else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        )
+        return utc(parsed)
+    except ValueError as exc:
+        raise UserInputError(
+            f"{field}: {value!r} is not an ISO-8601 time with a timezone ({exc})"
+        ) from None
+
+
+def load_contact(path: str) -> tuple[ContactUpsert, dict[str, datetime], datetime | None]:
+    data = _read_document(path)
+    if not isinstance(data, dict):
+        raise UserInputError(
+            f"{path}: the contact file must be a mapping with id, phone, context, ..."
+        )
+    data = dict(data.get("contact", data))
+    now = _time(data.pop("now"), f"{path}: now") if "now" in data else None
+    stamps = {k: _time(data.pop(k), f"{path}: {k}") for k in CONTACT_TIMESTAMPS if data.get(k)}
+    if data.get("attendance"):
+        stamps["attendance"] = _time(
+            data.pop("attendance").get("since", now), f"{path}: attendance"
+        )
+    known = {"id", "phone", "email", "name", "tags", "context", "timezone"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        allowed = ", ".join(sorted(known | set(CONTACT_TIMESTAMPS)))
+        raise UserInputError(
+            f"{path}: unknown contact field(s) {', '.join(unknown)}; known: {allowed}"
+        )
+    ident = data.get("id") or data.get("phone") or "contato-simulado"
+    upsert = ContactUpsert(
+        id=str(ident),
+        phone=data.get("phone"),
+        email=data.get("email"),
+        name=data.get("name"),
+        tags=tuple(data.get("tags") or ()),
+        context=data.get("context") or {},
+        timezone=data.get("timezone"),
+    )
+    return upsert, stamps, now
+
+
+def load_events(path: str) -> list[dict[str, Any]]:
+    events = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserInputError(f"{path}:{number}: not JSON ({exc.msg})") from None
+        if "at" not in event or "type" not in event:
+            raise UserInputError(f"{path}:{number}: every event needs `at` and `type`")
+        event["at"] = _time(event["at"], f"{path}:{number}: at")
+        events.append(event)
+    return sorted(events, key=lambda e: e["at"])
+
+
+async def _seed_facts(engine: Engine, contact_id: str, stamps: dict[str, datetime]) -> None:
+    """Write the contact file's timestamps as the events that would have produced them."""
+    facts: list[ContactEvent] = []
+    if "last_inbound_at" in stamps:
+        facts.append(
+            ContactEvent(
+                type="reply", at=stamps["last_inbound_at"], contact_id=contact_id, source="simulate"
+            )
+        )
+    if "last_interaction_at" in stamps:
+        facts.append(
+            ContactEvent(
+                type="interaction",
+                at=stamps["last_interaction_at"],
+                contact_id=contact_id,
+                source="simulate",
+            )
+        )
+    if "attendance" in stamps:
+        facts.append(
+            ContactEvent(
+                type="attendance_started",
+                at=stamps["attendance"],
+                contact_id=contact_id,
+                source="simulate",
+            )
+        )
+    if "opted_out_at" in stamps:
+        facts.append(
+            ContactEvent(
+                type="opt_out", at=stamps["opted_out_at"], contact_id=contact_id, source="simulate"
+            )
+        )
+    if facts:
+        await engine.store.ingest_contact_events(facts, engine.clock.now())
+    if "last_outbound_at" in stamps:
+        from storage.base import ContactChange
+
+        await engine.store.commit(
+            Commit(
+                now=engine.clock.now(),
+                contact=ContactChange(
+                    contact_id=contact_id, last_outbound_at=stamps["last_outbound_at"]
+                ),
+            )
+        )
+
+
+def _line(event: Any) -> dict[str, Any] | None:
+    data = dict(event.data)
+    base = {"at": event.at.isoformat()}
+    if event.kind == "run.step":
+        return {**base, "kind": "enter", "step": data["step"]}
+    if event.kind == "decision":
+        out = {
+            **base,
+            "kind": "decision",
+            "step": data.get("step"),
+            "rule": data.get("rule"),
+            "outcome": data.get("outcome"),
+            "reason": data.get("reason"),
+            "facts": data.get("facts", {}),
+        }
+        if data.get("until"):
+            out["until"] = data["until"]
+        return out
+    if event.kind == "simulate.send":
+        return {
+            **base,
+            "kind": "send",
+            "step": data["step"],
+            "provider": data["provider"],
+            "channel": data["channel"],
+            "payload": data["payload"],
+        }
+    if event.kind.startswith(("inbound.", "status.")):
+        return {
+            **base,
+            "kind": "event",
+            "type": event.kind.split(".", 1)[1],
+            **{k: v for k, v in data.items() if k in ("text", "button_id", "status")},
+        }
+    if event.kind == "timer":
+        return {**base, "kind": "timer", "step": data.get("step"), "reason": data.get("reason")}
+    if event.kind == "run.finished":
+        return {**base, "kind": "end", "status": data.get("status"), "reason": data.get("reason")}
+    return None
+
+
+async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
+    contact, stamps, contact_now = load_contact(args.contact)
+    events = load_events(args.events) if args.events else []
+    start = (
+        _time(args.at, "--at")
+        if args.at
+        else (contact_now or datetime.now(UTC).replace(microsecond=0))
+    )
+    until = _time(args.until, "--until") if args.until else start + timedelta(days=7)
+    clock = VirtualClock(min([start, *stamps.values()]))
+    sim_settings = settings.model_copy(update={"storage": "sqlite:///:memory:"})
+    flow_is_file = await asyncio.to_thread(Path(args.flow).is_file)
+    async with Engine(sim_settings, clock=clock, run_loop=False) as engine:
+        flow_name = args.flow
+        if flow_is_file:
+            from engine.flow.loader import load_flow
+
+            loaded = load_flow(Path(args.flow))
+            await engine.store.save_flow_version(loaded.flow.flow, loaded.version, loaded.source)
+            engine.catalog.current[loaded.flow.flow] = loaded
+            flow_name = loaded.flow.flow
+        for name, real in list(engine.providers.items()):
+            engine.providers[name] = RecordingProvider(real, engine)  # type: ignore[assignment]
+        stored = await engine.upsert_contact(contact)
+        await _seed_facts(engine, stored.id, stamps)
+        clock.set(start)
+        run, _ = await engine.start_run(flow_name, contact, trigger="simulate")
+        await engine.settle()
+        for event in events:
+            if event["at"] > until:
+                break
+            await engine.run_until(event["at"])
+            await _inject(engine, run.id, stored.id, event)
+            await engine.settle()
+        await engine.run_until(until)
+        log = await engine.store.list_events(run_id=run.id, limit=100000)
+        contact_log = await engine.store.list_events(contact_id=stored.id, limit=100000)
+    seen = {e.id for e in log}
+    ordered = sorted(
+        [
+            *log,
+            *[
+                e
+                for e in contact_log
+                if e.id not in seen and e.kind.startswith("inbound.") and e.at >= start
+            ],
+        ],
+        key=lambda e: e.id,
+    )
+    lines = [line for e in ordered if (line := _line(e)) is not None]
+    for line in lines:
+        if args.json:
+            print(json.dumps(line, ensure_ascii=False, default=str))
+        else:
+            print(_human(line))
+    return 0
+
+
+async def _inject(engine: Engine, run_id: str, contact_id: str, event: dict[str, Any]) -> None:
+    kind = event["type"]
+    if kind == "status":
+        messages = await engine.store.list_run_messages(run_id)
+        if not messages:
+            print(
+                f"{event['at'].isoformat()}: no message to apply status {event.get('status')} to",
+                file=sys.stderr,
+            )
+            return
+        last = max(messages, key=lambda m: m.created_at)
+        await engine.ingest_status_reports(
+            [
+                StatusReport(
+                    provider=last.provider,
+                    status=MessageStatus(event["status"]),
+                    at=event["at"],
+                    idempotency_key=last.idempotency_key,
+                )
+            ]
+        )
+        return
+    await engine.ingest_contact_events(
+        [
+            ContactEvent(
+                type=kind,
+                at=event["at"],
+                contact_id=contact_id,
+                text=event.get("text"),
+                button_id=event.get("button_id") or event.get("id"),
+                attendant=event.get("attendant"),
+                until=_time(event["until"], "until") if event.get("until") else None,
+                source="simulate",
+            )
+        ]
+    )
+
+
+def _human(line: dict[str, Any]) -> str:
+    at = line["at"][:19].replace("T", " ")
+    kind = line["kind"]
+    if kind == "enter":
+        return f"{at}  enter     {line['step']}"
+    if kind == "decision":
+        extra = f" until {line['until'][:16]}" if line.get("until") else ""
+        return f"{at}  decision  {line['rule']}: {line['outcome']} ({line['reason']}){extra}"
+    if kind == "send":
+        payload = json.dumps(line["payload"], ensure_ascii=False)
+        return (
+            f"{at}  send      {line['step']} via {line['provider']} ({line['channel']}): {payload}"
+        )
+    if kind == "event":
+        rest = " ".join(f"{k}={v}" for k, v in line.items() if k not in ("at", "kind", "type"))
+        return f"{at}  event     {line['type']} {rest}".rstrip()
+    if kind == "timer":
+        return f"{at}  timer     {line['step']} ({line['reason']})"
+    return f"{at}  end       {line.get('status')}: {line.get('reason')}"

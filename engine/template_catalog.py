@@ -1,0 +1,60 @@
+"""The approved WhatsApp templates (config/templates.yaml), by the name flows use.
+
+A flow names a template (`template: {name: boleto_vencendo, params: ...}`); the
+catalogue says which parameters it takes and how each provider instance knows it
+(its id there and its language). `disparo check` compares flows against it; the
+sender resolves the name to the provider's id before sending.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from engine.errors import ConfigError
+from engine.flow.problems import Describer, problems_from_validation
+from engine.flow.yaml_source import YamlSourceError, read_yaml
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProviderTemplate(_Model):
+    id: str = Field(min_length=1, description="The template's id (name) at this provider")
+    language: str | None = Field(default=None, description="Language code, e.g. pt_BR")
+
+
+class TemplateEntry(_Model):
+    params: list[str] = Field(default_factory=list, description="Parameter names, in order")
+    providers: dict[str, ProviderTemplate] = Field(
+        min_length=1, description="Provider instance name -> how that provider knows it"
+    )
+
+
+class TemplateCatalog(_Model):
+    templates: dict[str, TemplateEntry] = Field(default_factory=dict)
+
+    def resolve(self, name: str, provider: str) -> ProviderTemplate | None:
+        entry = self.templates.get(name)
+        return entry.providers.get(provider) if entry is not None else None
+
+
+_WORDS = Describer(named={"templates": "template", "providers": "provider"})
+
+
+def load_template_catalog(path: Path) -> TemplateCatalog:
+    """Read and validate the catalogue; every problem is reported as file:line:col."""
+    try:
+        document = read_yaml(path)
+    except YamlSourceError as exc:
+        raise ConfigError(str(exc), exc.problems) from None
+    data = document.data if document.data is not None else {}
+    try:
+        return TemplateCatalog.model_validate(data)
+    except ValidationError as exc:
+        problems = problems_from_validation(
+            exc, TemplateCatalog, data, document.source_map, describer=_WORDS
+        )
+        raise ConfigError(f"{path}: {len(problems)} problem(s)", problems) from None

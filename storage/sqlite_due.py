@@ -1,0 +1,86 @@
+"""Write units of due work: claim under a lease and a fence, complete, reschedule, cancel.
+
+A claim bumps the row's fence; completing or rescheduling names the fence it saw,
+so a worker whose lease was taken over can never write over the newer claim.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from engine.errors import StaleFence
+from engine.models import DueWork, NewDueWork
+from storage.base import Completion
+from storage.sqlite_codec import DUE_COLUMNS, due_from_row, dumps, to_us
+
+
+def claim(db: sqlite3.Connection, owner: str, now: int, until: int, limit: int) -> list[DueWork]:
+    rows = db.execute(
+        "UPDATE due_work SET lease_owner = ?, lease_until = ?, fence = fence + 1 "
+        "WHERE id IN (SELECT id FROM due_work WHERE due_at <= ? "
+        "AND (lease_until IS NULL OR lease_until < ?) ORDER BY due_at, id LIMIT ?) "
+        f"RETURNING {DUE_COLUMNS}",
+        (owner, until, now, now, limit),
+    ).fetchall()
+    # RETURNING gives no order; callers get the claim order.
+    return sorted((due_from_row(row) for row in rows), key=lambda work: (work.due_at, work.id))
+
+
+def extend(db: sqlite3.Connection, owner: str, work: Sequence[DueWork], until: int) -> set[int]:
+    held: set[int] = set()
+    for item in work:
+        cursor = db.execute(
+            "UPDATE due_work SET lease_until = ? WHERE id = ? AND lease_owner = ? AND fence = ?",
+            (until, item.id, owner, item.fence),
+        )
+        if cursor.rowcount == 1:
+            held.add(item.id)
+    return held
+
+
+def check_fence(db: sqlite3.Connection, work: DueWork) -> None:
+    row = db.execute("SELECT fence FROM due_work WHERE id = ?", (work.id,)).fetchone()
+    if row is None or row[0] != work.fence:
+        now_held = "is gone" if row is None else f"was claimed again (fence {row[0]})"
+        raise StaleFence(
+            f"due work {work.id} {now_held} since it was claimed with fence {work.fence}; "
+            "this result is dropped"
+        )
+
+
+def complete(db: sqlite3.Connection, done: Completion) -> None:
+    work = done.work
+    if done.retry_at is None:
+        db.execute("DELETE FROM due_work WHERE id = ? AND fence = ?", (work.id, work.fence))
+        return
+    db.execute(
+        "UPDATE due_work SET due_at = ?, lease_owner = NULL, lease_until = NULL, "
+        "attempts = attempts + 1, payload = coalesce(?, payload) WHERE id = ? AND fence = ?",
+        (
+            to_us(done.retry_at),
+            None if done.payload is None else dumps(done.payload),
+            work.id,
+            work.fence,
+        ),
+    )
+
+
+def cancel_due(
+    db: sqlite3.Connection, run_id: str, now: int, *, keep: int | None, timers_only: bool
+) -> None:
+    """Drop the run's rows nobody holds (no lease, or an expired one), except ``keep``."""
+    kind = " AND kind = 'timer'" if timers_only else ""
+    db.execute(
+        "DELETE FROM due_work WHERE run_id = ? AND id IS NOT ? "
+        f"AND (lease_until IS NULL OR lease_until < ?){kind}",
+        (run_id, keep, now),
+    )
+
+
+def insert_due(db: sqlite3.Connection, due: NewDueWork, now: int) -> None:
+    db.execute(
+        "INSERT INTO due_work (kind, due_at, run_id, message_id, payload, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (due.kind.value, to_us(due.due_at), due.run_id, due.message_id, dumps(due.payload), now),
+    )

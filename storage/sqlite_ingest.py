@@ -1,0 +1,185 @@
+"""Write units for what comes in: provider status reports and contact events.
+
+Both run as one write unit per batch of reports/events, so a webhook is answered
+2xx only once everything it carried is durable. Each item gets its own outcome;
+an unknown message or a duplicate never affects the other items.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from engine.models import ContactEvent, NewEvent, StatusReport
+from storage.base import IngestOutcome
+from storage.sqlite_codec import dumps, iso, to_us, to_us_or_none
+from storage.sqlite_commit import insert_event, open_run_ids, queue_status, report_payload
+
+
+def check_reports(reports: Sequence[StatusReport]) -> None:
+    """Refuse reports no message could ever match (an adapter bug), before writing."""
+    for index, report in enumerate(reports):
+        if report.provider_message_id is None and report.idempotency_key is None:
+            raise ValueError(
+                f"status report {index} of {report.provider!r} has neither a provider "
+                "message id nor an idempotency key"
+            )
+        to_us(report.at)
+
+
+def ingest_status_reports(
+    db: sqlite3.Connection, reports: Sequence[StatusReport], now: int
+) -> list[IngestOutcome]:
+    return [_ingest_status(db, report, now) for report in reports]
+
+
+def _ingest_status(db: sqlite3.Connection, report: StatusReport, now: int) -> IngestOutcome:
+    key = report.dedupe_key
+    if key is not None and _seen(db, key):
+        return "duplicate"
+    payload = report_payload(
+        provider=report.provider,
+        status=report.status,
+        at=iso(report.at),
+        provider_message_id=report.provider_message_id,
+        idempotency_key=report.idempotency_key,
+        error_code=report.error_code,
+        error_message=report.error_message,
+    )
+    message = _match(db, report)
+    if message is not None:
+        queued = queue_status(db, message=message, report=payload, dedupe_key=key, now=now)
+        return "queued" if queued else "duplicate"
+    cursor = db.execute(
+        "INSERT INTO pending_statuses (provider, provider_message_id, idempotency_key, report, "
+        "dedupe_key, received_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        (
+            report.provider,
+            report.provider_message_id,
+            report.idempotency_key,
+            dumps(payload),
+            key,
+            now,
+        ),
+    )
+    return "pending" if cursor.rowcount == 1 else "duplicate"
+
+
+def _seen(db: sqlite3.Connection, dedupe_key: str) -> bool:
+    row = db.execute(
+        "SELECT 1 FROM events WHERE dedupe_key = ?1 "
+        "UNION ALL SELECT 1 FROM pending_statuses WHERE dedupe_key = ?1 LIMIT 1",
+        (dedupe_key,),
+    ).fetchone()
+    return row is not None
+
+
+def _match(db: sqlite3.Connection, report: StatusReport) -> tuple[str, str, str] | None:
+    """(id, run id, contact id) of the reported message, by provider id, then by key.
+
+    The idempotency key is globally unique, so it matches whatever the provider.
+    """
+    row = None
+    if report.provider_message_id is not None:
+        row = db.execute(
+            "SELECT id, run_id, contact_id FROM messages "
+            "WHERE provider = ? AND provider_message_id = ?",
+            (report.provider, report.provider_message_id),
+        ).fetchone()
+    if row is None and report.idempotency_key is not None:
+        row = db.execute(
+            "SELECT id, run_id, contact_id FROM messages WHERE idempotency_key = ?",
+            (report.idempotency_key,),
+        ).fetchone()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+# ---------------------------------------------------------------- contact events
+
+# How each event type moves the contact's facts. Timestamps never move back: an
+# older event arriving late does not undo a newer one.
+_FACTS: dict[str, str] = {
+    "reply": "last_inbound_at = max(coalesce(last_inbound_at, :at), :at), "
+    "last_interaction_at = max(coalesce(last_interaction_at, :at), :at)",
+    "interaction": "last_interaction_at = max(coalesce(last_interaction_at, :at), :at)",
+    "attendance_started": "attendant = :attendant, attendance_since = :at, "
+    "attendance_until = :until, attendance_changed_at = :at",
+    "attendance_ended": "attendant = NULL, attendance_since = NULL, attendance_until = NULL, "
+    "attendance_changed_at = :at",
+    "opt_out": "opted_out_at = coalesce(opted_out_at, :at), opt_changed_at = :at",
+    "opt_in": "opted_out_at = NULL, opt_changed_at = :at",
+}
+_FACTS["button"] = _FACTS["choice"] = _FACTS["reply"]
+_GUARD: dict[str, str] = {
+    "attendance_started": " AND (attendance_changed_at IS NULL OR attendance_changed_at <= :at)",
+    "opt_out": " AND (opt_changed_at IS NULL OR opt_changed_at <= :at)",
+}
+_GUARD["attendance_ended"] = _GUARD["attendance_started"]
+_GUARD["opt_in"] = _GUARD["opt_out"]
+
+
+def check_events(events: Sequence[ContactEvent]) -> None:
+    """Refuse events the engine did not resolve to a contact, before writing."""
+    for index, event in enumerate(events):
+        if event.contact_id is None:
+            raise ValueError(
+                f"contact event {index} ({event.type}) has no contact_id; "
+                "resolve the phone to a contact first"
+            )
+        if event.type not in _FACTS:
+            raise ValueError(f"contact event {index} has an unknown type {event.type!r}")
+        to_us(event.at)
+        to_us_or_none(event.until)
+
+
+def ingest_contact_events(
+    db: sqlite3.Connection, events: Sequence[ContactEvent], now: int
+) -> list[IngestOutcome]:
+    return [_ingest_event(db, event, now) for event in events]
+
+
+def _ingest_event(db: sqlite3.Connection, event: ContactEvent, now: int) -> IngestOutcome:
+    contact_id = event.contact_id
+    assert contact_id is not None  # check_events ran first
+    if db.execute("SELECT 1 FROM contacts WHERE id = ?", (contact_id,)).fetchone() is None:
+        return "unknown_contact"
+    fields = {
+        "type": event.type,
+        "at": iso(event.at),
+        "contact_id": contact_id,
+        "phone": event.phone,
+        "text": event.text,
+        "button_id": event.button_id,
+        "attendant": event.attendant,
+        "until": None if event.until is None else iso(event.until),
+        "source": event.source,
+        "dedupe_key": event.dedupe_key,
+    }
+    logged = NewEvent(
+        kind=f"inbound.{event.type}",
+        at=event.at,
+        contact_id=contact_id,
+        data={k: v for k, v in fields.items() if v is not None and k not in ("at", "contact_id")},
+        dedupe_key=event.dedupe_key,
+    )
+    if not insert_event(db, logged):
+        return "duplicate"
+    db.execute(
+        f"UPDATE contacts SET {_FACTS[event.type]}, updated_at = :now "
+        f"WHERE id = :id{_GUARD.get(event.type, '')}",
+        {
+            "at": to_us(event.at),
+            "until": to_us_or_none(event.until),
+            "attendant": event.attendant,
+            "now": now,
+            "id": contact_id,
+        },
+    )
+    payload = dumps(fields)
+    for run_id in open_run_ids(db, contact_id):
+        db.execute(
+            "INSERT INTO due_work (kind, due_at, run_id, payload, created_at) "
+            "VALUES ('inbound', ?, ?, ?, ?)",
+            (now, run_id, payload, now),
+        )
+    return "queued"

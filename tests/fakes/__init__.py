@@ -1,0 +1,1 @@
+"""Fake vendor servers that enforce their documented contracts (aiohttp, 127.0.0.1)."""

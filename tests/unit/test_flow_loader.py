@@ -1,0 +1,353 @@
+"""Loading flow files: what a bot designer sees when a file is wrong."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.errors import FlowError
+from engine.flow.loader import LoadedFlow, flow_version, load_flow, load_flow_text, load_flows
+
+GOOD = """\
+flow: lembrete_simples
+defaults: {provider: sandbox}
+start: lembrete
+steps:
+  lembrete:
+    send:
+      text: Oi {{ contact.first_name }}!
+      buttons:
+        - {id: pagar, title: Pagar agora}
+    on:
+      button.pagar: fim
+  fim:
+    end: completed
+"""
+
+
+def problems(text: str, filename: str = "x.yaml") -> list[str]:
+    with pytest.raises(FlowError) as caught:
+        load_flow_text(text, filename)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_a_good_flow_loads_with_its_source_and_a_stable_version() -> None:
+    loaded = load_flow_text(GOOD, "x.yaml")
+    assert loaded.flow.flow == "lembrete_simples"
+    assert loaded.source == GOOD
+    assert loaded.version == flow_version(GOOD)
+    assert len(loaded.version) == 16
+    assert int(loaded.version, 16) >= 0
+    assert load_flow_text(GOOD, "other.yaml").version == loaded.version
+    assert load_flow_text(GOOD.replace("Oi", "Olá"), "x.yaml").version != loaded.version
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        loaded.version = "x"  # type: ignore[misc]
+
+
+def test_a_misspelled_key_points_at_it_and_suggests_the_right_one() -> None:
+    text = """\
+flow: x
+defaults: {provider: sandbox}
+start: lembrete
+steps:
+  lembrete:
+    send:
+      buttns:
+        - {id: pagar, title: Pagar}
+      text: oi
+"""
+    assert problems(text) == [
+        "x.yaml:7:7: unknown key `buttns` in step `lembrete`; did you mean `buttons`?"
+    ]
+
+
+def test_three_different_mistakes_are_reported_in_one_pass_sorted_by_line() -> None:
+    text = """\
+flow: x
+defaults: {provider: sandbox}
+start: lembrete
+steps:
+  lembrete:
+    send:
+      text: oi
+      buttns: [{id: a, title: A}]
+    next: pagamnto
+  pagamento:
+    end: completd
+"""
+    assert problems(text) == [
+        "x.yaml:8:7: unknown key `buttns` in step `lembrete`; did you mean `buttons`?",
+        "x.yaml:9:11: `next` in step `lembrete` goes to `pagamnto`, which is not a step; "
+        "did you mean `pagamento`?",
+        "x.yaml:11:10: `end` in step `pagamento` must be one of completed, cancelled, failed; "
+        "got `completd`; did you mean `completed`?",
+    ]
+
+
+def test_a_value_that_fits_no_alternative_of_a_union_is_one_plain_message() -> None:
+    text = """\
+flow: x
+defaults:
+  provider: sandbox
+  rules:
+    inactivity: dez minutos
+start: a
+steps:
+  a: {end: completed}
+"""
+    assert problems(text) == [
+        "x.yaml:5:17: `inactivity` in `defaults.rules`: 'dez minutos' is not a duration; "
+        "write it like 30s, 10m, 2h, 1d or 1h30m"
+    ]
+
+
+def test_a_union_given_a_mapping_is_judged_as_the_mapping_alternative() -> None:
+    text = """\
+flow: x
+start: a
+steps:
+  a:
+    wait: {fro: reply}
+"""
+    assert problems(text) == ["x.yaml:5:12: unknown key `fro` in step `a`; did you mean `for`?"]
+
+
+def test_a_union_given_the_wrong_shape_names_every_accepted_shape() -> None:
+    text = "flow: x\nstart: a\nsteps:\n  a:\n    wait: [1h]\n"
+    assert problems(text) == [
+        "x.yaml:5:11: `wait` in step `a` must be a duration like 30s, 10m, 2h, 1d or 1h30m "
+        "or a mapping with `for:`; got a list"
+    ]
+
+
+def test_a_trigger_with_a_typo_is_judged_as_the_trigger_it_resembles() -> None:
+    text = """\
+flow: x
+triggers:
+  - cron: "0 9 * * 1-5"
+    audiance: "contact.context.ativo"
+  - {}
+start: a
+steps:
+  a: {end: completed}
+"""
+    assert problems(text) == [
+        "x.yaml:4:5: unknown key `audiance` in item 1 of `triggers`; did you mean `audience`?",
+        "x.yaml:5:5: item 2 of `triggers` must be a mapping with one of: `api:`, `cron:`, "
+        "`after:` and `since:`, `event:`; got an empty mapping",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        (
+            "    send: {text: 10, provider: p}\n",
+            'x.yaml:5:18: `text` in step `a` must be text; write it in quotes: "10"',
+        ),
+        (
+            "    send: {text: oi, channel: whatsap, provider: p}\n",
+            "x.yaml:5:31: `channel` in step `a` must be one of whatsapp, sms, email; "
+            "got `whatsap`; did you mean `whatsapp`?",
+        ),
+        (
+            "    wait: 1h\n    on: {lido: b}\n",
+            "x.yaml:6:10: `lido` in `on` of step `a` is not an event: sent, delivered, read, "
+            "failed, reply, skipped, timeout, button.<id> or choice.<row id>",
+        ),
+        (
+            "    set: {nps: 10}\n",
+            "x.yaml:5:11: `nps` in step `a` is not a context field like `context.nps_nota`",
+        ),
+        (
+            "    wait: 1h\n    timeout: {after: 2h}\n",
+            "x.yaml:6:5: missing key `goto` in `timeout` of step `a` "
+            "(the id of a step in this flow)",
+        ),
+        (
+            "    send: {text: oi, provider: p}\n    end: completed\n",
+            "x.yaml:4:3: step `a`: a step does one thing, but this one has send and end; "
+            "split it into steps linked with `next:`",
+        ),
+        (
+            "    description: nada\n",
+            "x.yaml:4:3: step `a`: this step does nothing; give it one of send, wait, branch, "
+            "set, handoff or end",
+        ),
+    ],
+)
+def test_structural_mistakes_in_a_step_read_as_plain_words(snippet: str, expected: str) -> None:
+    # the step's key `a:` is on line 4, its content from line 5
+    text = "flow: x\nstart: a\nsteps:\n  a:\n" + snippet
+    assert problems(text) == [expected]
+
+
+def test_a_missing_top_level_key_says_what_it_is_for() -> None:
+    assert problems("flow: x\nsteps:\n  a: {end: completed}\n") == [
+        "x.yaml:1:1: missing key `start` (the first step)"
+    ]
+
+
+def test_empty_steps_and_empty_files_and_lists_are_explained() -> None:
+    assert problems("flow: x\nstart: a\nsteps: {}\n") == ["x.yaml:3:8: `steps` must not be empty"]
+    assert problems("") == [
+        "x.yaml:1:1: the file is empty; a flow needs `flow:`, `start:` and `steps:`"
+    ]
+    assert problems("- a\n- b\n") == [
+        "x.yaml:1:1: the file must be a mapping with `flow:`, `start:`, `steps:`; got a list"
+    ]
+
+
+def test_yaml_one_one_booleans_stay_text_so_on_is_a_key() -> None:
+    loaded = load_flow_text(GOOD.replace("Pagar agora", "no"), "x.yaml")
+    step = loaded.flow.steps["lembrete"]
+    assert step.on == {"button.pagar": "fim"}
+    assert step.send is not None
+    assert step.send.buttons is not None
+    assert step.send.buttons[0].title == "no"
+
+
+def test_duplicate_keys_point_at_the_second_one() -> None:
+    text = "flow: x\nstart: a\nsteps:\n  a: {end: completed}\n  a:\n    end: failed\n"
+    assert problems(text) == ["x.yaml:5:3: duplicate key `a` (first written on line 4); keep one"]
+
+
+def test_python_object_tags_are_rejected_without_running_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran: list[str] = []
+    monkeypatch.setattr("os.system", lambda command: ran.append(command))
+    text = "flow: !!python/object/apply:os.system ['touch pwned']\nstart: a\nsteps: {}\n"
+    assert problems(text) == [
+        "x.yaml:1:7: the YAML tag `!!python/object/apply:os.system` is not allowed; "
+        "this file holds plain data only"
+    ]
+    assert ran == []
+
+
+def test_an_alias_bomb_is_rejected_fast() -> None:
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    previous = "a"
+    for name in "bcdefghi":
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]")
+        previous = name
+    started = time.perf_counter()
+    found = problems("\n".join(lines) + "\n")
+    assert time.perf_counter() - started < 2.0
+    assert len(found) == 1
+    assert "the file expands to more than 100000 values" in found[0]
+
+
+def test_too_many_aliases_and_too_deep_nesting_are_rejected() -> None:
+    many = "a: &a 1\nb: [" + ", ".join(["*a"] * 101) + "]\n"
+    assert problems(many)[0].endswith("the file uses more than 100 YAML aliases (`*name`)")
+    deep = "a: " + "[" * 60 + "]" * 60 + "\n"
+    assert problems(deep)[0].endswith("the file is nested more than 50 levels deep")
+
+
+def test_a_300_kib_file_is_rejected_before_it_is_read(tmp_path: Path) -> None:
+    big = tmp_path / "grande.yaml"
+    big.write_text(GOOD + "# " + "x" * 300 * 1024 + "\n")
+    with pytest.raises(FlowError) as caught:
+        load_flow(big)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{big}: the file is 300 KiB; files are limited to 256 KiB"
+    ]
+    assert problems("# " + "x" * 300 * 1024)[0].endswith("files are limited to 256 KiB")
+
+
+def test_yaml_syntax_errors_point_at_the_line_in_plain_words() -> None:
+    assert problems("flow: x\nsteps:\n\ta: 1\n") == [
+        "x.yaml:3:1: a tab is used for indentation here; YAML needs spaces"
+    ]
+    assert problems("flow: x\nstart: 'a\n") == [
+        "x.yaml:2:8: a quote or bracket opened here is never closed"
+    ]
+
+
+def test_load_flow_reads_a_file_and_remembers_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "lembrete.yaml"
+    path.write_text(GOOD, encoding="utf-8")
+    loaded = load_flow(path)
+    assert isinstance(loaded, LoadedFlow)
+    assert loaded.path == path
+    assert loaded.filename == str(path)
+    assert loaded.version == flow_version(GOOD)
+
+
+def test_load_flows_reads_yaml_and_yml_and_skips_other_files(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(GOOD)
+    (tmp_path / "b.yml").write_text(GOOD.replace("lembrete_simples", "outro"))
+    (tmp_path / "flow.schema.json").write_text("{}")
+    (tmp_path / ".#a.yaml").write_text("not: [yaml")
+    assert sorted(load_flows(tmp_path)) == ["lembrete_simples", "outro"]
+
+
+def test_load_flows_collects_problems_of_every_file_and_duplicate_names(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(GOOD)
+    (tmp_path / "b.yaml").write_text(GOOD)
+    (tmp_path / "c.yaml").write_text(GOOD.replace("next", "nxt").replace("on:", "onn:"))
+    with pytest.raises(FlowError) as caught:
+        load_flows(tmp_path)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{tmp_path / 'b.yaml'}:1:7: flow `lembrete_simples` is also defined in "
+        f"{tmp_path / 'a.yaml'}; each flow needs its own name",
+        f"{tmp_path / 'c.yaml'}:10:5: unknown key `onn` in step `lembrete`; did you mean `on`?",
+    ]
+
+
+def test_load_flows_on_a_missing_directory_says_so(tmp_path: Path) -> None:
+    with pytest.raises(FlowError, match="no such flows directory"):
+        load_flows(tmp_path / "nope")
+
+
+def test_merge_keys_share_routes_and_keys_written_in_place_win() -> None:
+    text = """\
+flow: x
+defaults: {provider: sandbox}
+start: a
+steps:
+  a:
+    send: {text: oi}
+    on: &rotas {reply: fim, failed: fim}
+    next: b
+  b:
+    send: {text: tchau}
+    on:
+      <<: *rotas
+      reply: a
+  fim: {end: completed}
+"""
+    steps = load_flow_text(text, "x.yaml").flow.steps
+    assert steps["a"].on == {"reply": "fim", "failed": "fim"}
+    assert steps["b"].on == {"reply": "a", "failed": "fim"}
+
+
+def test_dates_and_numbers_keep_the_type_a_designer_expects() -> None:
+    text = GOOD.replace(
+        "  fim:\n",
+        "    next: marca\n  marca:\n    set: {context.vence: 2026-11-30, "
+        "context.valor: 1670.5, context.ok: true}\n    next: fim\n  fim:\n",
+    )
+    step = load_flow_text(text, "x.yaml").flow.steps["marca"]
+    assert step.set_ == {"context.vence": "2026-11-30", "context.valor": 1670.5, "context.ok": True}
+
+
+def test_a_broken_part_does_not_also_report_what_its_removal_would_imply() -> None:
+    text = """\
+flow: x
+defaults: {provider: sandbox, rules: {window: template}}
+start: a
+steps:
+  a:
+    send:
+      text: oi
+      template: boleto_vencendo
+"""
+    # the template is the wrong shape; "no template" would only be an echo of that
+    assert problems(text) == [
+        "x.yaml:8:17: `template` in step `a` must be a mapping with `name:`; got `boleto_vencendo`"
+    ]

@@ -1,0 +1,230 @@
+"""config/disparo.yaml: interpolation, pointed errors, provider entries, secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import pytest
+from pydantic import Field, SecretStr, field_validator
+
+from engine.errors import ConfigError
+from engine.settings import Settings, load_settings
+from providers import registry
+from providers.base import ProviderConfig
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class FakeConfig(ProviderConfig):
+    type: Literal["fake"] = "fake"
+    url: str
+    password: str
+    api_key: SecretStr | None = None
+    retries: int = Field(default=3, ge=0)
+
+    @field_validator("password")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        # a sloppy vendor validator that repeats the secret it rejects
+        if len(value) < 8:
+            raise ValueError(f"{value!r} is shorter than 8 characters")
+        return value
+
+
+class FakeProvider:
+    config_model: ClassVar[type[ProviderConfig]] = FakeConfig
+
+
+@pytest.fixture(autouse=True)
+def fake_provider_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        registry,
+        "PROVIDER_TYPES",
+        {"fake": f"{__name__}:FakeProvider", "sandbox": "providers.sandbox:SandboxProvider"},
+    )
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "disparo.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems(path: Path, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ or {})
+    return [str(p) for p in caught.value.problems]
+
+
+def test_the_shipped_config_runs_with_no_environment_variables() -> None:
+    settings = load_settings(REPO / "config" / "disparo.yaml", {})
+    assert settings.storage == "sqlite:///var/disparo.db"
+    assert settings.api_token_value == "dev-token"
+    assert settings.server.host == "127.0.0.1"
+    assert settings.server.port == 8080
+    assert settings.server.max_body_bytes == 1024 * 1024
+    assert settings.timezone == "America/Sao_Paulo"
+    # relative paths stay relative to the working directory (the project root)
+    assert settings.flows == Path("flows")
+    assert settings.templates == Path("config/templates.yaml")
+    assert sorted(settings.providers) == ["sandbox", "sandbox_sms"]
+    assert type(settings.providers["sandbox"]).__name__ == "SandboxConfig"
+    assert settings.providers["sandbox_sms"].channels == ("sms",)  # type: ignore[attr-defined]
+
+
+def test_defaults_fill_what_the_file_leaves_out(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, "api_token: t\n"), {})
+    assert settings.log_format == "text"
+    assert settings.templates is None
+    assert settings.providers == {}
+    d = settings.dispatcher
+    assert (d.lease_seconds, d.max_in_flight, d.poll_interval) == (30.0, 64, 1.0)
+    assert (d.max_attempts, d.backoff_base, d.backoff_cap) == (8, 2.0, 300.0)
+    assert "SAIR" in settings.opt_out_keywords
+
+
+def test_environment_variables_are_interpolated_with_defaults(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "api_token: ${TOKEN:-dev}\nstorage: ${DSN}\nserver: {port: '${PORT:-9000}'}\n"
+        "timezone: America/${CITY:-Recife}\nflows: $${literal}/flows\n",
+    )
+    settings = load_settings(path, {"DSN": "postgresql://u@db/disparo", "CITY": ""})
+    assert settings.api_token_value == "dev"
+    assert settings.storage == "postgresql://u@db/disparo"
+    assert settings.server.port == 9000
+    assert settings.timezone == "America/Recife"  # set but empty also takes the default
+    assert settings.flows == Path("${literal}/flows")
+    assert load_settings(path, {"TOKEN": "abc", "DSN": "sqlite:///x.db"}).api_token_value == "abc"
+
+
+def test_an_unset_variable_without_default_names_the_variable_and_the_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "api_token: t\nproviders:\n  fake:\n    type: fake\n    url: http://x\n"
+        "    password: ${FAKE_PASSWORD}\n",
+    )
+    assert problems(path) == [
+        f"{path}:6:15: environment variable `FAKE_PASSWORD` is not set (used by "
+        "`providers.fake.password`); set it, or give a default: ${FAKE_PASSWORD:-...}"
+    ]
+
+
+def test_a_broken_reference_is_not_taken_literally(tmp_path: Path) -> None:
+    path = write(tmp_path, "api_token: ${DISPARO_API_TOKEN:-dev\n")
+    assert problems(path) == [
+        f"{path}:1:12: `${{` that is never closed with `}}` in `api_token` is not a variable "
+        "reference; write ${NAME} or ${NAME:-default}"
+    ]
+
+
+def test_unknown_keys_point_at_the_key_and_suggest_the_right_one(tmp_path: Path) -> None:
+    path = write(tmp_path, "api_token: t\nstorge: sqlite:///x.db\nserver:\n  prot: 8081\n")
+    assert problems(path) == [
+        f"{path}:2:1: unknown key `storge`; did you mean `storage`?",
+        f"{path}:4:3: unknown key `prot` in `server`; did you mean `port`?",
+    ]
+
+
+def test_invalid_values_are_explained(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "api_token: '  '\nstorage: mysql://x\ntimezone: America/Sao_Pablo\nlog_format: xml\n"
+        "server: {port: 70000}\n",
+    )
+    assert problems(path) == [
+        f"{path}:1:12: `api_token`: the API token is empty; set DISPARO_API_TOKEN or `api_token:`",
+        f"{path}:2:10: `storage`: use sqlite:///path/to/file.db or postgresql://user@host/db",
+        f"{path}:3:11: `timezone`: `America/Sao_Pablo` is not a time zone; "
+        "did you mean `America/Sao_Paulo`?",
+        f"{path}:4:13: `log_format` must be one of text, json; got `xml`",
+        f"{path}:5:16: `port` in `server` must be at most 65535",
+    ]
+
+
+def test_a_missing_api_token_is_reported(tmp_path: Path) -> None:
+    assert problems(write(tmp_path, "storage: sqlite:///x.db\n")) == [
+        f"{tmp_path / 'disparo.yaml'}:1:1: missing key `api_token` (bearer token of the /v1 API)"
+    ]
+
+
+def test_provider_entries_are_validated_by_their_type_at_their_lines(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+api_token: t
+providers:
+  gw:
+    type: fake
+    url: http://x
+    pasword: hunter22
+    retries: -1
+  other:
+    type: fak
+  third:
+    url: http://y
+  "bad name": {type: fake, url: u, password: hunter22}
+""",
+    )
+    assert problems(path) == [
+        f"{path}:3:3: missing key `password` in provider `gw`",
+        f"{path}:6:5: unknown key `pasword` in provider `gw`; did you mean `password`?",
+        f"{path}:7:14: `retries` in provider `gw` must be at least 0",
+        f"{path}:9:11: provider `other` has unknown type `fak`; did you mean `fake`?",
+        f"{path}:10:3: provider `third` needs `type:` (one of: fake, sandbox)",
+        f"{path}:12:3: provider name `bad name` must be letters, digits, `_` and `-` "
+        "(it is part of the webhook URL)",
+    ]
+
+
+def test_valid_provider_entries_become_their_config_models(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "api_token: t\nproviders:\n"
+        "  gw: {type: fake, url: http://x, password: hunter22, retries: 5}\n",
+    )
+    config = load_settings(path, {}).providers["gw"]
+    assert isinstance(config, FakeConfig)
+    assert config.retries == 5
+
+
+def test_secrets_never_appear_in_reprs_or_error_messages(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "api_token: ${TOKEN}\nproviders:\n  gw:\n    type: fake\n    url: http://x\n"
+        "    password: ${PASS}\n    api_key: ${KEY}\n    webhook_secret: ${HOOK}\n",
+    )
+    env = {"TOKEN": "tok-123456", "PASS": "pass-123456", "KEY": "key-123456", "HOOK": "hook-1234"}
+    settings = load_settings(path, env)
+    shown = repr(settings) + str(settings)
+    for secret in env.values():
+        assert secret not in shown
+    assert "url='http://x'" in shown
+    assert sorted(settings.secret_values()) == sorted(env.values())
+
+    short = {**env, "PASS": "s3cr3t"}
+    assert problems(path, short) == [f"{path}:6:15: `password` in provider `gw` is not valid"]
+
+
+def test_settings_built_in_code_validate_provider_mappings_by_type() -> None:
+    settings = Settings(
+        api_token=SecretStr("t"),
+        providers={"gw": {"type": "fake", "url": "http://x", "password": "hunter22"}},
+    )
+    assert isinstance(settings.providers["gw"], FakeConfig)
+    with pytest.raises(ValueError, match="provider `gw`: password: is not valid") as caught:
+        Settings(
+            api_token=SecretStr("t"),
+            providers={"gw": {"type": "fake", "url": "http://x", "password": "s3cr3t"}},
+        )
+    assert "s3cr3t" not in str(caught.value)
+
+
+def test_yaml_problems_in_the_config_are_config_errors(tmp_path: Path) -> None:
+    path = write(tmp_path, "api_token: t\napi_token: u\n")
+    assert problems(path) == [
+        f"{path}:2:1: duplicate key `api_token` (first written on line 1); keep one"
+    ]
+    with pytest.raises(ConfigError, match="no such file"):
+        load_settings(tmp_path / "missing.yaml", {})
