@@ -306,6 +306,7 @@ class Dispatcher:
             except StaleRun:
                 continue
             self.metrics.messages.labels(message.provider, str(new)).inc()
+            log.info("message %s of run %s is %s", message.id, message.run_id, new)
             return
         raise StaleRun(f"message {work.message_id} kept changing while applying a status")
 
@@ -366,6 +367,13 @@ class Dispatcher:
                     and result.run.status not in ("active", "waiting")
                 ):
                     self.metrics.runs.labels(run.flow, str(result.run.status)).inc()
+                    log.info(
+                        "run %s of %s finished %s at step %s",
+                        run.id,
+                        run.flow,
+                        result.run.status,
+                        result.run.step,
+                    )
                 if commit.new_due:
                     self.notify()
                 return result

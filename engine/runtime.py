@@ -254,6 +254,14 @@ class Engine:
                 "set `concurrency: many` in the flow to allow several"
             ) from None
         assert result.run is not None
+        if not result.created and (
+            result.run.flow != flow.flow or result.run.contact_id != stored.id
+        ):
+            raise Conflict(
+                f"idempotency key {idempotency_key!r} already started run {result.run.id} "
+                f"of flow {result.run.flow!r} for contact {result.run.contact_id}; "
+                "use a new key for a different request"
+            )
         if result.created:
             self.metrics.runs.labels(flow.flow, "started").inc()
             log.info("started run %s of %s for contact %s", result.run.id, flow.flow, stored.id)
@@ -337,6 +345,9 @@ class Engine:
                         ContactUpsert(id=event.phone, phone=event.phone), now
                     )
                 contact_id = found.id
+            elif await self.store.get_contact(contact_id) is None:
+                # A fact about a contact not seen yet is kept: its reply opens the window.
+                await self.store.upsert_contact(ContactUpsert(id=contact_id), now)
             event = _with_contact(event, contact_id)
             resolved.append(event)
             if (
@@ -355,6 +366,8 @@ class Engine:
                     )
                 )
         outcomes = await self.store.ingest_contact_events(resolved, now)
+        for event, outcome in zip(resolved, outcomes, strict=True):
+            log.info("inbound %s of contact %s: %s", event.type, event.contact_id, outcome)
         self.dispatcher.notify()
         return outcomes
 

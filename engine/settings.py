@@ -27,12 +27,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+import providers.registry as registry
 from engine.errors import ConfigError, Problem
 from engine.flow.model import STEP_ID
 from engine.flow.problems import Describer, did_you_mean, problems_from_validation, timezone_problem
 from engine.flow.yaml_source import DocPath, SourceMap, YamlSourceError, format_path, read_yaml
 from engine.opt_out import DEFAULT_OPT_OUT_KEYWORDS
-from providers import registry
 from providers.base import ProviderConfig
 
 CONFIG_WORDS = Describer(named={"providers": "provider"})

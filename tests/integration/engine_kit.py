@@ -1,0 +1,107 @@
+"""An in-process engine on a virtual clock, a SQLite file and the sandbox providers,
+with the example flows: what the integration tests drive."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from engine.clock import VirtualClock
+from engine.models import ContactEvent, ContactUpsert, Message, Run
+from engine.runtime import Engine, open_store
+from engine.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+START = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)  # 10:00 in São Paulo, a Monday
+
+
+def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
+    providers = {
+        "sandbox": {
+            "type": "sandbox",
+            "delivered_after": "1s",
+            "read_after": "5s",
+            "fail_suffix": "0000",
+        },
+        "sandbox_sms": {
+            "type": "sandbox",
+            "channels": ["sms"],
+            "delivered_after": "2s",
+            "read_after": None,
+            "fail_suffix": "0000",
+        },
+    }
+    for name, change in overrides.pop("provider_changes", {}).items():
+        providers[name] = {**providers[name], **change}
+    data: dict[str, Any] = {
+        "storage": f"sqlite:///{tmp_path / 'disparo.db'}",
+        "api_token": "test-token",
+        "timezone": "America/Sao_Paulo",
+        "flows": overrides.pop("flows", ROOT / "flows"),
+        "templates": ROOT / "config" / "templates.yaml",
+        "providers": providers,
+        **overrides,
+    }
+    return Settings.model_validate(data)
+
+
+class Harness:
+    def __init__(self, engine: Engine, clock: VirtualClock) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    async def start(
+        self,
+        flow: str,
+        contact: str = "c-1",
+        *,
+        phone: str = "+5511999998888",
+        name: str | None = "Maria Souza",
+        context: dict[str, Any] | None = None,
+        key: str | None = None,
+    ) -> Run:
+        run, _ = await self.engine.start_run(
+            flow,
+            ContactUpsert(id=contact, phone=phone, name=name),
+            context=context,
+            idempotency_key=key,
+        )
+        await self.engine.settle()
+        return run
+
+    async def advance(self, delta: timedelta) -> None:
+        await self.engine.run_until(self.clock.now() + delta)
+
+    async def event(self, type_: str, contact: str = "c-1", **fields: Any) -> None:
+        await self.engine.ingest_contact_events(
+            [ContactEvent(type=type_, at=self.clock.now(), contact_id=contact, **fields)]
+        )
+        await self.engine.settle()
+
+    async def run(self, run_id: str) -> Run:
+        return await self.engine.get_run(run_id)
+
+    async def messages(self, run_id: str) -> list[Message]:
+        found = await self.engine.store.list_run_messages(run_id)
+        return sorted(found, key=lambda m: (m.created_at, m.step_seq))
+
+    async def kinds(self, run_id: str) -> list[str]:
+        events = await self.engine.store.list_events(run_id=run_id, limit=10_000)
+        return [e.kind for e in sorted(events, key=lambda e: e.id)]
+
+    async def decisions(self, run_id: str) -> list[dict[str, Any]]:
+        events = await self.engine.store.list_events(run_id=run_id, limit=10_000)
+        return [dict(e.data) for e in sorted(events, key=lambda e: e.id) if e.kind == "decision"]
+
+
+@asynccontextmanager
+async def harness(settings: Settings, at: datetime = START) -> AsyncIterator[Harness]:
+    migrating = open_store(settings.storage)
+    await migrating.migrate()
+    await migrating.close()
+    clock = VirtualClock(at)
+    async with Engine(settings, clock=clock, run_loop=False) as engine:
+        yield Harness(engine, clock)

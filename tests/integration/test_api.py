@@ -1,0 +1,237 @@
+"""The HTTP API over a real aiohttp server and a real SQLite store (virtual clock)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from engine.api import build_app
+from engine.models import MessageStatus
+from providers.generic_webhook import status_body
+from tests.integration.engine_kit import Harness, harness, settings_for
+
+AUTH = {"Authorization": "Bearer test-token"}
+RUN = {
+    "flow": "cobranca_boleto",
+    "contact": {"id": "c-1", "phone": "+55 11 99999-8888", "name": "Maria Souza"},
+    "context": {"valor": 1670, "vencimento": "2026-11-30"},
+    "idempotency_key": "boleto-c-1-2026-11",
+}
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[tuple[TestClient[Any, Any], Harness]]:
+    settings = settings_for(tmp_path, server={"max_body_bytes": 4096})
+    async with harness(settings) as h:
+        client = TestClient(TestServer(build_app(h.engine)))
+        await client.start_server()
+        try:
+            yield client, h
+        finally:
+            await client.close()
+
+
+async def error_of(response: Any) -> dict[str, Any]:
+    body = await response.json()
+    error: dict[str, Any] = body["error"]
+    return error
+
+
+async def test_creating_a_run_twice_with_one_key_starts_one_run(api: Any) -> None:
+    client, h = api
+    first = await client.post("/v1/runs", json=RUN, headers=AUTH)
+    again = await client.post("/v1/runs", json=RUN, headers=AUTH)
+
+    assert first.status == 201
+    assert again.status == 200
+    created, repeated = await first.json(), await again.json()
+    assert created["run_id"] == repeated["run_id"]
+    await h.engine.settle()
+    run = await client.get(f"/v1/runs/{created['run_id']}", headers=AUTH)
+    assert len((await run.json())["messages"]) == 1
+
+
+async def test_a_key_reused_for_another_contact_is_a_conflict(api: Any) -> None:
+    client, _ = api
+    await client.post("/v1/runs", json=RUN, headers=AUTH)
+    other = {**RUN, "contact": {"id": "c-2", "phone": "+5511977776666"}}
+
+    response = await client.post("/v1/runs", json=other, headers=AUTH)
+
+    assert response.status == 409
+    assert "idempotency key" in (await error_of(response))["message"]
+
+
+async def test_the_v1_api_needs_the_bearer_token(api: Any) -> None:
+    client, _ = api
+    missing = await client.post("/v1/runs", json=RUN)
+    wrong = await client.post("/v1/runs", json=RUN, headers={"Authorization": "Bearer nope"})
+
+    assert missing.status == 401
+    assert wrong.status == 401
+    assert (await error_of(wrong))["code"] == "UNAUTHORIZED"
+    assert (await client.get("/healthz")).status == 200  # probes need no token
+
+
+async def test_a_bad_run_request_names_each_field(api: Any) -> None:
+    client, h = api
+    bad = {"flow": "cobranca_boleto", "contact": {"id": "c-1", "phone": "12"}, "contxt": {}}
+
+    response = await client.post("/v1/runs", json=bad, headers=AUTH)
+
+    assert response.status == 400
+    error = await error_of(response)
+    fields = {d["field"] for d in error["details"]}
+    assert fields == {"contact.phone", "contxt"}
+    assert await h.engine.store.get_contact("c-1") is None  # nothing half-written
+
+
+async def test_an_unknown_flow_lists_the_loaded_ones(api: Any) -> None:
+    client, _ = api
+    response = await client.post("/v1/runs", json={**RUN, "flow": "cobranca"}, headers=AUTH)
+
+    assert response.status == 422
+    error = await error_of(response)
+    assert error["code"] == "UNKNOWN_FLOW"
+    assert "cobranca_boleto" in error["details"][0]["message"]
+
+
+async def test_a_body_over_the_limit_is_refused_with_413(api: Any) -> None:
+    client, h = api
+    huge = {**RUN, "context": {"blob": "x" * 10_000}}
+
+    response = await client.post("/v1/runs", json=huge, headers=AUTH)
+
+    assert response.status == 413
+    assert (await error_of(response))["code"] == "BODY_TOO_LARGE"
+    assert await h.engine.store.get_contact("c-1") is None
+
+
+async def test_invalid_json_is_a_400(api: Any) -> None:
+    client, _ = api
+    response = await client.post("/v1/runs", data=b"{not json", headers=AUTH)
+
+    assert response.status == 400
+    assert (await error_of(response))["code"] == "INVALID_JSON"
+
+
+async def test_unknown_ids_are_404(api: Any) -> None:
+    client, _ = api
+    for path in ("/v1/runs/nope", "/v1/messages/nope", "/v1/contacts/nope"):
+        response = await client.get(path, headers=AUTH)
+        assert response.status == 404, path
+
+
+async def test_a_store_that_is_down_answers_503(api: Any) -> None:
+    client, h = api
+    await h.engine.store.close()
+
+    response = await client.post("/v1/runs", json=RUN, headers=AUTH)
+    health = await client.get("/healthz")
+
+    assert response.status == 503
+    assert health.status == 503
+
+
+async def test_cancel_stops_the_run_and_its_timers(api: Any) -> None:
+    client, h = api
+    created = await (await client.post("/v1/runs", json=RUN, headers=AUTH)).json()
+    await h.engine.settle()
+
+    response = await client.post(f"/v1/runs/{created['run_id']}/cancel", headers=AUTH)
+    await h.advance(timedelta(hours=3))
+
+    assert response.status == 200
+    run = await (await client.get(f"/v1/runs/{created['run_id']}", headers=AUTH)).json()
+    assert run["status"] == "cancelled"
+    assert [m["step"] for m in run["messages"]] == ["lembrete"]  # no SMS after 2 h
+
+
+async def test_status_webhooks_are_deduplicated_and_never_go_back(api: Any) -> None:
+    client, h = api
+    created = await (await client.post("/v1/runs", json=RUN, headers=AUTH)).json()
+    await h.engine.settle()
+    (message,) = await h.messages(created["run_id"])
+    pid = message.provider_message_id
+    assert pid is not None
+
+    def post(status: str) -> Any:
+        body = status_body(
+            provider_message_id=pid, idempotency_key=None, status=MessageStatus(status)
+        )
+        return client.post("/webhooks/sandbox", data=body)
+
+    read = await post("read")
+    again = await post("read")
+    late = await post("delivered")
+
+    assert read.status == again.status == late.status == 200
+    assert (await again.json())["duplicates"] == 1
+    await h.engine.settle()
+    stored = await h.engine.get_message(message.id)
+    assert stored.status == "read"
+    run = await h.run(created["run_id"])
+    assert run.step == "aguardando_resposta"
+    text = await (await client.get("/metrics")).text()
+    assert 'disparo_webhook_seconds_count{provider="sandbox"} 3.0' in text
+
+
+async def test_a_status_for_an_unknown_provider_id_waits_for_it(api: Any) -> None:
+    client, _ = api
+    body = status_body(
+        provider_message_id="sbx-not-yet", idempotency_key=None, status=MessageStatus.READ
+    )
+
+    response = await client.post("/webhooks/sandbox", data=body)
+
+    assert response.status == 200
+    assert (await response.json())["pending"] == 1
+
+
+async def test_a_malformed_webhook_is_a_400_naming_the_problem(api: Any) -> None:
+    client, _ = api
+    response = await client.post("/webhooks/sandbox", data=b'{"statuses": [{"status": "lido"}]}')
+    unknown = await client.post("/webhooks/robbu", data=b"{}")
+
+    assert response.status == 400
+    assert "statuses[0]: status" in (await error_of(response))["message"]
+    assert unknown.status == 404
+
+
+async def test_events_reach_the_run_and_metrics_count_them(api: Any) -> None:
+    client, h = api
+    created = await (await client.post("/v1/runs", json=RUN, headers=AUTH)).json()
+    await h.advance(timedelta(seconds=6))
+
+    event = {"type": "button", "contact": "c-1", "button_id": "pagar", "id": "evt-1"}
+    first = await client.post("/v1/events", json=event, headers=AUTH)
+    second = await client.post("/v1/events", json=event, headers=AUTH)
+    await h.advance(timedelta(seconds=6))
+
+    assert first.status == second.status == 202
+    assert (await second.json())["outcomes"] == ["duplicate"]
+    run = await (await client.get(f"/v1/runs/{created['run_id']}", headers=AUTH)).json()
+    assert run["status"] == "completed"
+    text = await (await client.get("/metrics")).text()
+    assert 'disparo_messages_total{provider="sandbox",status="read"} 2.0' in text
+    assert 'disparo_rule_decisions_total{outcome="template",rule="window"} 1.0' in text
+    assert "_created" not in text
+
+
+async def test_contacts_can_be_upserted_and_read(api: Any) -> None:
+    client, _ = api
+    body = {"phone": "(11) 98888-7777", "name": "João", "context": {"plano": "ouro"}}
+
+    created = await client.put("/v1/contacts/c-9", json=body, headers=AUTH)
+    updated = await client.put("/v1/contacts/c-9", json={"context": {"x": 1}}, headers=AUTH)
+    read = await (await client.get("/v1/contacts/c-9", headers=AUTH)).json()
+
+    assert created.status == 201
+    assert updated.status == 200
+    assert read["phone"] == "+5511988887777"
+    assert read["context"] == {"plano": "ouro", "x": 1}

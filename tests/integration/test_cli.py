@@ -1,0 +1,205 @@
+"""The `disparo` commands as a user runs them: real processes, real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "config" / "disparo.yaml"
+
+
+def disparo(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def maria(tmp_path: Path) -> Path:
+    path = tmp_path / "maria.yaml"
+    path.write_text(
+        "id: c-1\n"
+        'phone: "+5511999998888"\n'
+        "name: Maria Souza\n"
+        'context: {valor: 1670, vencimento: "2026-11-30"}\n'
+        'last_inbound_at: "2026-11-23T09:00:00-03:00"\n'
+    )
+    return path
+
+
+def test_check_passes_the_example_flows() -> None:
+    result = disparo("check", "--config", str(CONFIG))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ""
+
+
+def test_check_points_at_the_misspelled_key(tmp_path: Path) -> None:
+    source = (ROOT / "flows" / "cobranca_boleto.yaml").read_text()
+    broken = tmp_path / "cobranca_boleto.yaml"
+    broken.write_text(source.replace("      buttons:", "      buttns:", 1))
+    line = next(i for i, text in enumerate(broken.read_text().splitlines(), 1) if "buttns" in text)
+
+    result = disparo("check", "--config", str(CONFIG), str(broken))
+
+    assert result.returncode == 1
+    assert result.stdout.startswith(f"{broken}:{line}:7: unknown key `buttns`")
+    assert "did you mean `buttons`?" in result.stdout
+
+
+def test_check_reports_every_problem_in_one_pass(tmp_path: Path) -> None:
+    flow = tmp_path / "f.yaml"
+    flow.write_text(
+        "flow: f\n"
+        "start: a\n"
+        "defaults: {provider: sandbox}\n"
+        "steps:\n"
+        "  a: {send: {text: 'Oi {{ contact.name }'}, next: b}\n"
+        "  b: {send: {text: oi, provider: sandbx}, next: fim}\n"
+        "  orfao: {end: completed}\n"
+    )
+
+    result = disparo("check", "--config", str(CONFIG), str(flow))
+
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert any(":6:" in x and "sandbx" in x and "did you mean `sandbox`" in x for x in lines)
+    assert any("`fim`" in x for x in lines)
+    assert any("orfao" in x and "never reached" in x for x in lines)
+    assert "4 problem(s)" in result.stderr
+    assert any(":5:" in x and "does not compile" in x for x in lines)
+
+
+def test_simulate_json_prints_one_object_per_thing_that_happens(maria: Path) -> None:
+    result = disparo(
+        "simulate",
+        "cobranca_boleto",
+        "--config",
+        str(CONFIG),
+        "--contact",
+        str(maria),
+        "--at",
+        "2026-11-23T10:00:00-03:00",
+        "--json",
+    )
+
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(x) for x in result.stdout.splitlines()]
+    kinds = [x["kind"] for x in lines]
+    assert kinds[0] == "enter"
+    assert kinds[-1] == "end"
+    assert lines[-1]["status"] == "completed"
+    # The reply was an hour ago: the window is open but inactivity (10 min) passes.
+    sends = [x for x in lines if x["kind"] == "send"]
+    assert [s["step"] for s in sends] == ["lembrete", "sms"]
+    assert sends[0]["payload"]["content"]["type"] == "buttons"
+    assert sends[0]["provider"] == "sandbox"
+    assert sends[1]["channel"] == "sms"
+    timer = next(x for x in lines if x["kind"] == "timer")
+    assert timer["at"].startswith("2026-11-23T15:00:00")  # 2 h later, not read
+    for decision in (x for x in lines if x["kind"] == "decision"):
+        assert {"rule", "outcome", "reason", "step"} <= decision.keys()
+
+
+def test_simulate_with_a_read_receipt_takes_the_other_path(maria: Path, tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        '{"at": "2026-11-23T10:30:00-03:00", "type": "status", "status": "read"}\n'
+        '{"at": "2026-11-23T10:31:00-03:00", "type": "button", "button_id": "ajuda"}\n'
+    )
+
+    result = disparo(
+        "simulate",
+        "cobranca_boleto",
+        "--config",
+        str(CONFIG),
+        "--contact",
+        str(maria),
+        "--at",
+        "2026-11-23T10:00:00-03:00",
+        "--events",
+        str(events),
+        "--json",
+    )
+
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(x) for x in result.stdout.splitlines()]
+    entered = [x["step"] for x in lines if x["kind"] == "enter"]
+    assert entered[:3] == ["lembrete", "aguardando_resposta", "transferir"]
+    assert "sms" not in entered
+
+
+def test_graph_draws_every_step_and_edge() -> None:
+    mermaid = disparo("graph", "cobranca_boleto", "--config", str(CONFIG))
+    dot = disparo("graph", "cobranca_boleto", "--config", str(CONFIG), "--format", "dot")
+
+    assert mermaid.returncode == dot.returncode == 0
+    assert mermaid.stdout.startswith("flowchart")
+    for step in ("lembrete", "sms", "aguardando_resposta", "pagamento", "fim"):
+        assert step in mermaid.stdout
+        assert step in dot.stdout
+    assert "digraph" in dot.stdout
+
+
+def test_schema_prints_the_committed_schema() -> None:
+    result = disparo("schema")
+
+    assert result.returncode == 0
+    committed = json.loads((ROOT / "flows" / "flow.schema.json").read_text())
+    assert json.loads(result.stdout) == committed
+
+
+def test_migrate_then_why_on_a_fresh_database(tmp_path: Path) -> None:
+    config = tmp_path / "disparo.yaml"
+    config.write_text(
+        CONFIG.read_text()
+        .replace("sqlite:///var/disparo.db", f"sqlite:///{tmp_path / 'd.db'}")
+        .replace("flows: flows/", f"flows: {ROOT / 'flows'}")
+        .replace("templates: config/templates.yaml", f"templates: {ROOT / 'config/templates.yaml'}")
+    )
+
+    first = disparo("migrate", "--config", str(config))
+    again = disparo("migrate", "--config", str(config))
+    why = disparo("why", "nobody", "--config", str(config))
+
+    assert first.returncode == 0, first.stderr
+    assert "applied 1 migration(s)" in first.stdout
+    assert "up to date" in again.stdout
+    assert why.returncode == 1
+    assert "contact nobody does not exist" in why.stderr
+
+
+def test_serving_an_unmigrated_database_says_to_migrate(tmp_path: Path) -> None:
+    config = tmp_path / "disparo.yaml"
+    config.write_text(
+        CONFIG.read_text()
+        .replace("sqlite:///var/disparo.db", f"sqlite:///{tmp_path / 'd.db'}")
+        .replace("flows: flows/", f"flows: {ROOT / 'flows'}")
+        .replace("templates: config/templates.yaml", f"templates: {ROOT / 'config/templates.yaml'}")
+    )
+
+    result = disparo("why", "c-1", "--config", str(config))
+
+    assert result.returncode == 3
+    assert "disparo migrate" in result.stderr
+
+
+def test_a_bad_config_is_an_input_error_with_its_line(tmp_path: Path) -> None:
+    config = tmp_path / "disparo.yaml"
+    config.write_text(CONFIG.read_text().replace("timezone: America/Sao_Paulo", "timezon: UTC"))
+
+    result = disparo("check", "--config", str(config))
+
+    assert result.returncode == 1
+    assert f"{config}:" in result.stdout
+    assert "timezon" in result.stdout

@@ -1,0 +1,106 @@
+"""What operators rely on: opt-out, render errors that send nothing, leases that
+outlive a dead worker, logs without phone numbers or secrets."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from engine.errors import Conflict, StaleFence
+from engine.logs import RedactingFilter
+from engine.models import ContactEvent, ContactUpsert, MessageStatus
+from storage.base import Commit, Completion
+from tests.integration.engine_kit import harness, settings_for
+
+S = MessageStatus
+BOLETO = {"valor": 1670, "vencimento": "2026-11-30"}
+
+
+async def test_a_contact_who_replies_sair_gets_nothing_more(tmp_path: Path) -> None:
+    async with harness(settings_for(tmp_path)) as h:
+        await h.event("reply", text="SAIR")
+        contact = await h.engine.get_contact("c-1")
+        assert contact.opted_out_at is not None
+
+        run = await h.start("cobranca_boleto", context=BOLETO)
+        await h.advance(timedelta(seconds=2))
+
+        (reminder,) = await h.messages(run.id)
+        assert reminder.status == S.SKIPPED
+        assert reminder.provider_message_id is None
+        opt_out = [d for d in await h.decisions(run.id) if d["rule"] == "opt_out"]
+        assert opt_out[0]["outcome"] == "skip"
+
+
+async def test_a_missing_variable_fails_the_message_and_names_the_field(tmp_path: Path) -> None:
+    async with harness(settings_for(tmp_path)) as h:
+        await h.event("reply", text="oi")
+        await h.advance(timedelta(minutes=11))
+        run = await h.start("cobranca_boleto", context={"vencimento": "2026-11-30"})  # no valor
+        await h.advance(timedelta(seconds=2))
+
+        reminder = (await h.messages(run.id))[0]
+        assert reminder.status == S.FAILED
+        assert reminder.provider_message_id is None  # nothing reached the provider
+        assert reminder.last_error is not None
+        for part in ("cobranca_boleto", "lembrete", "send.text", "valor"):
+            assert part in reminder.last_error
+
+
+async def test_one_open_run_per_contact_unless_the_flow_allows_many(tmp_path: Path) -> None:
+    async with harness(settings_for(tmp_path)) as h:
+        await h.start("cobranca_boleto", context=BOLETO)
+        with pytest.raises(Conflict, match="already has an open run"):
+            await h.start("cobranca_boleto", context=BOLETO)
+
+
+async def test_work_claimed_by_a_dead_worker_is_taken_over_after_its_lease(
+    tmp_path: Path,
+) -> None:
+    async with harness(settings_for(tmp_path, dispatcher={"lease_seconds": 30})) as h:
+        await h.event("reply", text="oi")  # the survey goes only inside the window
+        run, _ = await h.engine.start_run(
+            "pesquisa_nps", ContactUpsert(id="c-1", phone="+5511999998888", name="Maria")
+        )
+        # Another process claims the send and dies before doing anything.
+        claimed = await h.engine.store.claim_due_work(
+            owner="dead-worker", now=h.clock.now(), lease_seconds=30, limit=10
+        )
+        assert claimed
+        await h.engine.settle()
+        (message,) = await h.messages(run.id)
+        assert message.status == S.QUEUED  # still leased: nobody else touches it
+
+        await h.advance(timedelta(seconds=31))
+        await h.advance(timedelta(seconds=6))
+
+        (message,) = await h.messages(run.id)
+        assert message.status == S.READ
+        assert message.attempts == 1
+        # The dead worker's fence is stale: its late commit must not land.
+        with pytest.raises(StaleFence):
+            await h.engine.store.commit(Commit(now=h.clock.now(), done=Completion(work=claimed[0])))
+
+
+async def test_logs_mask_phones_and_hide_the_api_token(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(tmp_path)
+    async with harness(settings) as h:
+        caplog.handler.addFilter(RedactingFilter(settings.secret_values()))
+        caplog.set_level(logging.INFO)
+        await h.engine.ingest_contact_events(
+            [ContactEvent(type="reply", at=h.clock.now(), phone="+5511977776666", text="oi")]
+        )
+        logging.getLogger("disparo.test").info("token is %s", "test-token")
+        await h.start("cobranca_boleto", context=BOLETO)
+        await h.advance(timedelta(seconds=6))
+
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "inbound reply" in text
+    assert "+5511977776666" not in text
+    assert "5511977776666" not in text
+    assert "test-token" not in text
