@@ -69,7 +69,18 @@ def provider_hints(rules: Rules, flow: Flow, step: str) -> dict[str, Any]:
             else rules.inactivity
         )
         hints["inactivity_minutes"] = to_timedelta(value).total_seconds() / 60
+    following = flow.steps[step].next
+    handoff = flow.steps[following].handoff if following in flow.steps else None
+    if handoff is not None and handoff.attendant:
+        hints["attendant"] = handoff.attendant  # Robbu assigns the contact on send
     return hints
+
+
+def _index_in(order: list[str]) -> Any:
+    def key(name: str) -> tuple[int, str]:
+        return (order.index(name) if name in order else len(order), name)
+
+    return key
 
 
 class Sender:
@@ -276,8 +287,16 @@ class Sender:
                 )
                 await self._fail(work, message, why, extra_events=events)
                 return None
+            order = self.d.templates.templates[content.name].params
+            params = content.params
+            if isinstance(params, dict):  # the catalogue's order is the positional order
+                params = {k: params[k] for k in sorted(params, key=_index_in(order))}
             content = content.model_copy(
-                update={"name": known.id, "language": content.language or known.language}
+                update={
+                    "name": known.id,
+                    "language": content.language or known.language,
+                    "params": params,
+                }
             )
         attempts = message.attempts + 1
         await self.d.store.commit(

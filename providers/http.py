@@ -46,24 +46,19 @@ Config (``config/disparo.yaml``)::
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Mapping
 from datetime import datetime
-from types import SimpleNamespace
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-import aiohttp
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from engine.errors import (
     ProviderAmbiguous,
     ProviderError,
     ProviderRejected,
-    ProviderUnavailable,
-    ProviderUnreachable,
 )
 from engine.models import Channel, OutboundMessage, SendResult
 from providers.base import (
@@ -72,11 +67,11 @@ from providers.base import (
     ParsedWebhook,
     ProviderConfig,
     ProviderHost,
-    error_for_status,
     mask_phone,
     vendor_message,
 )
 from providers.generic_webhook import parse_generic_webhook
+from providers.transport import HttpTransport, Redactor
 
 log = logging.getLogger("disparo.providers.http")
 
@@ -153,32 +148,20 @@ class HttpProvider:
             read_receipts=config.read_receipts,
             idempotency_key=config.idempotency_header is not None,
         )
-        parts = urlsplit(config.url)
-        # Errors name the host only: a path or query may carry a token.
-        self._where = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
         self._headers = {k: v.get_secret_value() for k, v in config.headers.items()}
-        self._secrets = _secret_fragments(self._headers.values())
+        self._redact = Redactor(_secret_fragments(self._headers.values()))
         self._path = config.id_field.split(".") if config.id_field else None
-        self._slots = asyncio.Semaphore(config.max_in_flight)
-        self._session: aiohttp.ClientSession | None = None
+        self._http = HttpTransport(
+            name, timeout=config.timeout, max_in_flight=config.max_in_flight, redact=self._redact
+        )
 
     async def start(self) -> None:
         """Open the one connection pool, sized to ``max_in_flight``."""
-        if self._session is not None:
-            return
-        trace = aiohttp.TraceConfig()
-        trace.on_request_headers_sent.append(_mark_left)
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.config.max_in_flight),
-            timeout=aiohttp.ClientTimeout(total=self.config.timeout),
-            trace_configs=[trace],
-        )
+        await self._http.start()
 
     async def close(self) -> None:
         """Close the pool; safe to call twice."""
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        await self._http.close()
 
     def build_request(self, message: OutboundMessage) -> Mapping[str, Any]:
         """The JSON body posted to ``url`` (documented in the module docstring)."""
@@ -198,17 +181,18 @@ class HttpProvider:
 
         At most ``max_in_flight`` requests are open at once; the rest wait here.
         """
-        session = self._session
-        if session is None:
-            raise RuntimeError(f"http provider {self.name} was used before start()")
         try:
             self._check_route(message)
             body = json.dumps(self.build_request(message), ensure_ascii=False, default=str)
             headers = {**self._headers, "Content-Type": "application/json"}
             if self.config.idempotency_header:
                 headers[self.config.idempotency_header] = message.idempotency_key
-            async with self._slots:
-                result = await self._post(session, body.encode(), headers)
+            answer = await self._http.request(
+                "POST", self.config.url, body=body.encode(), headers=headers
+            )
+            if not answer.ok:
+                raise self._http.status_error(answer)
+            result = self._accepted(answer.status, answer.body)
         except ProviderError as exc:
             log.warning("http %s: message %s: %s: %s", self.name, message.message_id, exc.code, exc)
             raise
@@ -242,67 +226,6 @@ class HttpProvider:
         if why is not None:
             raise ProviderRejected(f"http provider {self.name} {why}", left=False)
 
-    async def _post(
-        self, session: aiohttp.ClientSession, body: bytes, headers: dict[str, str]
-    ) -> SendResult:
-        attempt = SimpleNamespace(left=False)
-        status: int | None = None
-        retry_after: str | None = None
-        try:
-            async with session.post(
-                self.config.url,
-                data=body,
-                headers=headers,
-                allow_redirects=False,  # a redirected POST may be replayed as a GET
-                trace_request_ctx=attempt,
-            ) as response:
-                status = response.status
-                retry_after = response.headers.get("Retry-After")
-                raw = await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            if status is not None and not 200 <= status < 300:
-                # The status already says what happened; only the vendor's words were lost.
-                raise self._status_error(status, b"", retry_after) from exc
-            raise self._transport_error(exc, left=attempt.left) from exc
-        if not 200 <= status < 300:
-            raise self._status_error(status, raw, retry_after)
-        return self._accepted(status, raw)
-
-    def _transport_error(self, exc: BaseException, *, left: bool) -> ProviderError:
-        where, name = self._where, self.name
-        if isinstance(exc, aiohttp.ClientConnectorDNSError):
-            return ProviderUnreachable(f"{name}: the host of {where} did not resolve", left=False)
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            reason = exc.strerror or type(exc.os_error).__name__
-            return ProviderUnreachable(f"{name} could not connect to {where}: {reason}", left=False)
-        if isinstance(exc, TimeoutError):
-            if left:
-                return ProviderAmbiguous(
-                    f"{name}: no answer from {where} within {self.config.timeout:g}s "
-                    "after the request was sent; it may have been delivered"
-                )
-            return ProviderUnavailable(
-                f"{name}: timed out after {self.config.timeout:g}s before the request "
-                f"reached {where}",
-                left=False,
-            )
-        kind = type(exc).__name__
-        if left:
-            return ProviderAmbiguous(
-                f"{name}: the connection to {where} broke after the request was sent ({kind}); "
-                "it may have been delivered"
-            )
-        return ProviderUnreachable(f"{name}: the connection to {where} failed ({kind})", left=False)
-
-    def _status_error(self, status: int, raw: bytes, retry_after: str | None) -> ProviderError:
-        said = vendor_message(raw)
-        return error_for_status(
-            status,
-            self._redact(said) if said else None,
-            provider=self.name,
-            retry_after=retry_after,
-        )
-
     def _accepted(self, status: int, raw: bytes) -> SendResult:
         try:
             data: Any = json.loads(raw) if raw.strip() else None
@@ -328,22 +251,8 @@ class HttpProvider:
             )
         return SendResult(provider_message_id=found, raw=data if isinstance(data, dict) else {})
 
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
 
 _NOT_JSON = object()
-
-
-async def _mark_left(
-    session: aiohttp.ClientSession,
-    context: SimpleNamespace,
-    params: aiohttp.TraceRequestHeadersSentParams,
-) -> None:
-    # From here on the gateway may have the request: a lost answer is ambiguous.
-    context.trace_request_ctx.left = True
 
 
 def _dig(data: Any, path: list[str]) -> Any:

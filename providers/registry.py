@@ -14,6 +14,9 @@ from providers.base import ProviderConfig
 PROVIDER_TYPES: dict[str, str] = {
     "sandbox": "providers.sandbox:SandboxProvider",
     "http": "providers.http:HttpProvider",
+    "robbu": "providers.robbu:RobbuProvider",
+    "altu": "providers.altu:AltuProvider",
+    "interflow": "providers.interflow:InterflowProvider",
 }
 
 

@@ -29,6 +29,7 @@ from engine.errors import (
 from engine.models import Channel, Contact, MessageStatus, OutboundMessage, Template, Text
 from providers.http import HttpConfig, HttpProvider
 from providers.registry import config_model_for, provider_class
+from providers.transport import HttpTransport
 from tests.fakes.gateway import FakeGateway, Fault
 
 TOKEN = "gw-s3cr3t-token-5f1e9a"
@@ -295,11 +296,11 @@ async def test_a_refused_connection_never_left(make_provider: MakeProvider) -> N
 
 
 def test_a_timeout_before_the_request_was_written_is_unavailable_not_ambiguous() -> None:
-    config = HttpConfig(url="http://127.0.0.1:9/v1", timeout=1)
-    provider = HttpProvider("gw", config, NoHost())
-    before = provider._transport_error(aiohttp.ConnectionTimeoutError(), left=False)
-    after = provider._transport_error(TimeoutError(), left=True)
-    reset_before = provider._transport_error(aiohttp.ServerDisconnectedError(), left=False)
+    transport = HttpTransport("gw", timeout=1, max_in_flight=1)
+    url = "http://127.0.0.1:9/v1"
+    before = transport.transport_error(aiohttp.ConnectionTimeoutError(), url, left=False)
+    after = transport.transport_error(TimeoutError(), url, left=True)
+    reset_before = transport.transport_error(aiohttp.ServerDisconnectedError(), url, left=False)
     assert (type(before), before.left) == (ProviderUnavailable, False)
     assert (type(after), after.left) == (ProviderAmbiguous, True)
     assert (type(reset_before), reset_before.left) == (ProviderUnreachable, False)

@@ -1,0 +1,178 @@
+"""One HTTP client for every adapter: a pooled aiohttp session that knows whether a
+request left before it failed.
+
+That one bit decides what the engine may do next:
+
+- could not connect (refused, DNS, TLS) -> ``ProviderUnreachable`` (never left);
+- timed out before the request was written -> ``ProviderUnavailable`` (never left);
+- timed out, reset or disconnected after it was written -> ``ProviderAmbiguous``:
+  the vendor may have the message, so a resend without an idempotency key could
+  deliver it twice;
+- any answer with a status -> ``Answer``; ``status_error`` maps a non-2xx answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import SimpleNamespace
+from urllib.parse import urlsplit
+
+import aiohttp
+from multidict import CIMultiDictProxy
+
+from engine.errors import (
+    ProviderAmbiguous,
+    ProviderError,
+    ProviderUnavailable,
+    ProviderUnreachable,
+)
+from providers.base import error_for_status, vendor_message
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+def host_of(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``: errors name the host only, since a path or
+    query may carry a token and the user part a password."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+class Redactor:
+    """Replaces known secrets (and their longer fragments) in text shown to operators."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self.secrets: list[str] = []
+        self.add(*secrets)
+
+    def add(self, *secrets: str) -> None:
+        for secret in secrets:
+            if secret:
+                self.secrets.append(secret)
+                if secret.lower().startswith("bearer "):
+                    self.secrets.append(secret[7:])
+        self.secrets.sort(key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+class HttpTransport:
+    """A connection pool sized to ``max_in_flight``; at most that many requests at once."""
+
+    def __init__(
+        self, provider: str, *, timeout: float, max_in_flight: int, redact: Redactor | None = None
+    ) -> None:
+        self.provider = provider
+        self.timeout = timeout
+        self.max_in_flight = max_in_flight
+        self.redact = redact or Redactor()
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self._session is not None:
+            return
+        trace = aiohttp.TraceConfig()
+        trace.on_request_headers_sent.append(_mark_left)
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.max_in_flight),
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+            trace_configs=[trace],
+        )
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Answer:
+        """Send one request; transport failures raise the typed errors above."""
+        session = self._session
+        if session is None:
+            raise RuntimeError(f"provider {self.provider} was used before start()")
+        attempt = SimpleNamespace(left=False)
+        status: int | None = None
+        async with self._slots:
+            try:
+                async with session.request(
+                    method,
+                    url,
+                    data=body,
+                    headers=dict(headers or {}),
+                    allow_redirects=False,  # a redirected POST may be replayed as a GET
+                    trace_request_ctx=attempt,
+                ) as response:
+                    status = response.status
+                    answer_headers = response.headers
+                    raw = await response.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                if status is not None:
+                    # The status already says what happened; only the body was lost.
+                    return Answer(status, answer_headers, b"")
+                raise self.transport_error(exc, url, left=attempt.left) from exc
+        return Answer(status, answer_headers, raw)
+
+    def transport_error(self, exc: BaseException, url: str, *, left: bool) -> ProviderError:
+        where, name = host_of(url), self.provider
+        if isinstance(exc, aiohttp.ClientConnectorDNSError):
+            return ProviderUnreachable(f"{name}: the host of {where} did not resolve", left=False)
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            reason = exc.strerror or type(exc.os_error).__name__
+            return ProviderUnreachable(f"{name} could not connect to {where}: {reason}", left=False)
+        if isinstance(exc, TimeoutError):
+            if left:
+                return ProviderAmbiguous(
+                    f"{name}: no answer from {where} within {self.timeout:g}s "
+                    "after the request was sent; it may have been delivered"
+                )
+            return ProviderUnavailable(
+                f"{name}: timed out after {self.timeout:g}s before the request reached {where}",
+                left=False,
+            )
+        kind = type(exc).__name__
+        if left:
+            return ProviderAmbiguous(
+                f"{name}: the connection to {where} broke after the request was sent ({kind}); "
+                "it may have been delivered"
+            )
+        return ProviderUnreachable(f"{name}: the connection to {where} failed ({kind})", left=False)
+
+    def status_error(self, answer: Answer, said: str | None = None) -> ProviderError:
+        """The typed error for a non-2xx answer, with the vendor's words (redacted)."""
+        words = said if said is not None else vendor_message(answer.body)
+        return error_for_status(
+            answer.status,
+            self.redact(words) if words else None,
+            provider=self.provider,
+            retry_after=answer.headers.get("Retry-After"),
+        )
+
+
+async def _mark_left(
+    session: aiohttp.ClientSession,
+    context: SimpleNamespace,
+    params: aiohttp.TraceRequestHeadersSentParams,
+) -> None:
+    # From here on the vendor may have the request: a lost answer is ambiguous.
+    context.trace_request_ctx.left = True
