@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from engine import runner
+from engine.circuit import CircuitBreaker
 from engine.clock import Clock
 from engine.effects import Effects, collect_effects
 from engine.errors import StaleFence, StaleRun, StoreUnavailable
@@ -62,6 +63,9 @@ class DispatchSettings:
     backoff_base: float = 2.0
     backoff_cap: float = 300.0
     default_timezone: str = "America/Sao_Paulo"
+    breaker_failures: int = 5
+    breaker_cooldown: float = 30.0
+    breaker_cooldown_cap: float = 300.0
 
 
 class RunLocks:
@@ -116,6 +120,7 @@ class Dispatcher:
     ) -> None:
         self.store, self.clock, self.catalog = store, clock, catalog
         self.templates = templates
+        self._breakers: dict[str, CircuitBreaker] = {}
         self.providers, self.metrics, self.settings = providers, metrics, settings
         self.owner = owner
         self.rng = rng or random.Random()
@@ -268,6 +273,19 @@ class Dispatcher:
             await self.store.commit(Commit(now=self.clock.now(), done=Completion(work=work)))
         else:  # START and future kinds: nothing to do but complete
             await self.store.commit(Commit(now=self.clock.now(), done=Completion(work=work)))
+
+    def breaker(self, provider: str) -> CircuitBreaker:
+        found = self._breakers.get(provider)
+        if found is None:
+            s = self.settings
+            found = CircuitBreaker(
+                provider,
+                threshold=s.breaker_failures,
+                cooldown=timedelta(seconds=s.breaker_cooldown),
+                cooldown_cap=timedelta(seconds=s.breaker_cooldown_cap),
+            )
+            self._breakers[provider] = found
+        return found
 
     def backoff(self, attempt: int) -> timedelta:
         """Full-jitter exponential backoff (AWS architecture blog), capped."""

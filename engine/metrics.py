@@ -59,6 +59,12 @@ class Metrics:
         self.in_flight = Gauge(
             "disparo_due_work_in_flight", "Due work being handled now", registry=self.registry
         )
+        self.circuit_open = Gauge(
+            "disparo_provider_circuit_open",
+            "1 while a provider's circuit is open (its sends are paused)",
+            ["provider"],
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -117,6 +117,13 @@ class Sender:
             await self._fail(work, message, f"provider {message.provider!r} is not configured")
             return
 
+        breaker = self.d.breaker(message.provider)
+        blocked = breaker.blocked_until(self.now)
+        if blocked is not None:
+            # The provider is down: move the work to when the circuit half-opens, no attempt.
+            await self._complete_later(work, message, blocked)
+            return
+
         if message.status == MessageStatus.SENDING:
             # A previous attempt may have reached the provider (crash or ambiguous answer).
             if not provider.capabilities.idempotency_key:
@@ -145,6 +152,18 @@ class Sender:
         try:
             result = await provider.send(outbound)
         except ProviderError as exc:
+            unwell = isinstance(exc, ProviderUnreachable | ProviderUnavailable) or (
+                isinstance(exc, ProviderAmbiguous) and exc.status is None
+            )
+            if unwell and breaker.failure(self.now):
+                self.d.metrics.circuit_open.labels(message.provider).set(1)
+                log.warning(
+                    "provider %s failed %d times in a row (%s); pausing its sends until %s",
+                    message.provider,
+                    breaker.failures,
+                    exc.code,
+                    breaker.open_until.isoformat() if breaker.open_until else "?",
+                )
             await self._provider_error(
                 work, message, exc, attempts, idempotent=provider.capabilities.idempotency_key
             )
@@ -157,6 +176,11 @@ class Sender:
             message.provider,
             result.provider_message_id,
         )
+        if breaker.is_open or breaker.failures:
+            if breaker.is_open:
+                log.info("provider %s answers again; its circuit is closed", message.provider)
+            self.d.metrics.circuit_open.labels(message.provider).set(0)
+        breaker.success()
         self.d.metrics.messages.labels(message.provider, str(result.status)).inc()
         change = MessageChange(
             message_id=message.id,
@@ -317,6 +341,15 @@ class Sender:
             )
         )
         return content, attempts
+
+    async def _complete_later(self, work: DueWork, message: Message, when: datetime) -> None:
+        await self.d.store.commit(
+            Commit(
+                now=self.now,
+                done=Completion(work=work, retry_at=when),
+                messages=[MessageChange(message_id=message.id, at=self.now, next_attempt_at=when)],
+            )
+        )
 
     def _change(
         self, message: Message, status: MessageStatus, *, last_error: str | None

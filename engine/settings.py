@@ -62,6 +62,13 @@ class DispatcherSettings(_Section):
     max_attempts: int = Field(default=8, ge=1)
     backoff_base: float = Field(default=2.0, gt=0)
     backoff_cap: float = Field(default=300.0, gt=0)
+    breaker_failures: int = Field(
+        default=5, ge=1, description="Consecutive provider failures that open its circuit"
+    )
+    breaker_cooldown: float = Field(
+        default=30.0, gt=0, description="Seconds a circuit stays open (doubles while it fails)"
+    )
+    breaker_cooldown_cap: float = Field(default=300.0, gt=0)
 
 
 class Settings(_Section):

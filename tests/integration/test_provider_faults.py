@@ -1,0 +1,164 @@
+"""The engine's answer to every kind of provider fault, end to end: a flow sending
+through the `http` provider to the fake gateway, on a virtual clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.models import MessageStatus
+from tests.fakes.gateway import FakeGateway, Fault
+from tests.integration.engine_kit import Harness, harness, settings_for
+
+AUTH = "Bearer gw-test-token-0123456789"
+FLOW = """\
+flow: aviso
+defaults: {provider: gateway, rules: {window: ignore}}
+start: aviso
+steps:
+  aviso:
+    send: {text: "Olá {{ contact.first_name }}, seu pedido saiu para entrega."}
+    on: {failed: fim}
+    next: fim
+  fim: {end: completed}
+"""
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[FakeGateway]:
+    async with FakeGateway(auth_value=AUTH) as gw:
+        yield gw
+
+
+def make_settings(tmp_path: Path, gateway: FakeGateway, **http: Any) -> Any:
+    flows = tmp_path / "flows"
+    flows.mkdir(exist_ok=True)
+    (flows / "aviso.yaml").write_text(FLOW)
+    settings = settings_for(
+        tmp_path,
+        flows=flows,
+        dispatcher={"max_attempts": 3, "breaker_failures": 3, "breaker_cooldown": 60},
+    )
+    gateway_config = {
+        "type": "http",
+        "url": gateway.url,
+        "headers": {"Authorization": AUTH},
+        "timeout": 0.3,
+        **http,
+    }
+    return settings.model_copy(
+        update={"providers": {**settings.providers, "gateway": _http(gateway_config)}}
+    )
+
+
+def _http(config: dict[str, Any]) -> Any:
+    from providers.http import HttpConfig
+
+    return HttpConfig.model_validate(config)
+
+
+async def only_message(h: Harness, run_id: str) -> Any:
+    (message,) = await h.messages(run_id)
+    return message
+
+
+async def test_a_rejected_message_fails_at_once_with_the_vendor_words(
+    tmp_path: Path, gateway: FakeGateway
+) -> None:
+    gateway.fail_next(Fault.reject("destinatário inválido", status=422))
+    async with harness(make_settings(tmp_path, gateway)) as h:
+        run = await h.start("aviso")
+
+        message = await only_message(h, run.id)
+        assert message.status == MessageStatus.FAILED
+        assert message.attempts == 1
+        assert "destinatário inválido" in (message.last_error or "")
+        assert gateway.stats()["requests"] == 1
+
+
+async def test_5xx_is_retried_with_backoff_then_fails(tmp_path: Path, gateway: FakeGateway) -> None:
+    gateway.fail_next(Fault.error(503), times=10)
+    async with harness(make_settings(tmp_path, gateway)) as h:
+        run = await h.start("aviso")
+        first = await only_message(h, run.id)
+        assert first.status == MessageStatus.QUEUED
+        assert first.next_attempt_at is not None
+        assert first.next_attempt_at > h.clock.now()
+
+        await h.advance(timedelta(minutes=30))
+
+        message = await only_message(h, run.id)
+        assert message.status == MessageStatus.FAILED
+        assert message.attempts == 3
+        assert "gave up after 3 attempts" in (message.last_error or "")
+
+
+async def test_429_waits_for_retry_after(tmp_path: Path, gateway: FakeGateway) -> None:
+    gateway.fail_next(Fault.rate_limit(retry_after="120"))
+    async with harness(make_settings(tmp_path, gateway)) as h:
+        run = await h.start("aviso")
+        waiting = await only_message(h, run.id)
+        assert waiting.next_attempt_at is not None
+        assert waiting.next_attempt_at - h.clock.now() >= timedelta(seconds=120)
+
+        await h.advance(timedelta(seconds=119))
+        assert gateway.stats()["delivered"] == 0
+        await h.advance(timedelta(seconds=60))
+
+        assert (await only_message(h, run.id)).status == MessageStatus.SENT
+        assert gateway.stats()["delivered"] == 1
+
+
+async def test_a_lost_answer_without_an_idempotency_key_is_ambiguous_not_resent(
+    tmp_path: Path, gateway: FakeGateway
+) -> None:
+    gateway.fail_next(Fault.disconnect())
+    async with harness(make_settings(tmp_path, gateway, idempotency_header=None)) as h:
+        run = await h.start("aviso")
+        await h.advance(timedelta(hours=1))
+
+        message = await only_message(h, run.id)
+        assert message.status == MessageStatus.AMBIGUOUS
+        assert gateway.stats()["requests"] == 1  # never resent blindly
+        assert gateway.stats()["delivered"] == 1
+
+
+async def test_a_lost_answer_with_an_idempotency_key_is_resent_and_delivered_once(
+    tmp_path: Path, gateway: FakeGateway
+) -> None:
+    gateway.fail_next(Fault.disconnect())
+    async with harness(make_settings(tmp_path, gateway)) as h:
+        run = await h.start("aviso")
+        await h.advance(timedelta(minutes=5))
+
+        message = await only_message(h, run.id)
+        assert message.status == MessageStatus.SENT
+        assert gateway.stats()["requests"] == 2
+        assert gateway.stats()["duplicates"] == {}
+
+
+async def test_a_provider_that_is_down_opens_its_circuit(
+    tmp_path: Path, gateway: FakeGateway
+) -> None:
+    gateway.fail_next(Fault.error(502), times=3)
+    async with harness(make_settings(tmp_path, gateway)) as h:
+        runs = [
+            await h.start("aviso", contact=f"c-{i}", phone=f"+55119999900{i:02d}") for i in range(6)
+        ]
+        # Three failures in a row open the circuit: the other three are not attempted.
+        assert gateway.stats()["requests"] == 3
+        metrics = h.engine.metrics.render().decode()
+        assert 'disparo_provider_circuit_open{provider="gateway"} 1.0' in metrics
+
+        await h.advance(timedelta(seconds=59))
+        assert gateway.stats()["requests"] == 3
+
+        await h.advance(timedelta(minutes=10))
+        statuses = [(await only_message(h, r.id)).status for r in runs]
+        assert statuses == [MessageStatus.SENT] * 6
+        metrics = h.engine.metrics.render().decode()
+        assert 'disparo_provider_circuit_open{provider="gateway"} 0.0' in metrics
