@@ -72,6 +72,22 @@ def _content_kind(step: Step) -> str:
     return "text" if spec.text is not None else "template"
 
 
+_WORDS = {
+    "buttons": "reply buttons",
+    "list": "list menus",
+    "media": "files",
+    "location": "locations",
+    "template": "approved templates",
+    "email": "e-mail",
+}
+_INSTEAD = {
+    "buttons": "use a template with quick replies",
+    "list": "use a template with quick replies or numbered text options",
+    "media": "send a link in the text",
+    "location": "send the address in the text",
+}
+
+
 def provider_capabilities(capabilities: Mapping[str, Capabilities]) -> FlowCheck:
     """Each send's provider can carry its channel and content, and reports what `on:` waits for."""
 
@@ -98,11 +114,17 @@ def provider_capabilities(capabilities: Mapping[str, Capabilities]) -> FlowCheck
                 kinds.add("template")
             for needed in sorted(kinds):
                 if needed not in caps.content_types:
-                    can = ", ".join(sorted(caps.content_types))
+                    others = [
+                        other
+                        for other, c in sorted(capabilities.items())
+                        if needed in c.content_types and channel in c.channels
+                    ]
+                    instead = _INSTEAD.get(needed, "change the content")
+                    if others:
+                        instead += f", or use a provider that can: {', '.join(others)}"
                     yield at.problem(
                         (*where, needed),
-                        f"provider `{name}` cannot send {needed} content (it sends: {can}); "
-                        "change the content or the provider",
+                        f"provider `{name}` can't send {_WORDS.get(needed, needed)}; {instead}",
                         at_key=True,
                     )
             if not caps.read_receipts and step.on and "read" in step.on:

@@ -1,0 +1,148 @@
+"""`disparo check`'s checks that need the config: Jinja syntax, provider capabilities
+and the template catalogue, each pointing at the line of the flow file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.errors import FlowError
+from engine.flow.loader import load_flow_text
+from engine.flow_checks import provider_capabilities, template_catalog, template_syntax
+from engine.template_catalog import TemplateCatalog
+from providers.base import CONTENT_TYPES, Capabilities
+
+CAPS = {
+    "robbu_whatsapp": Capabilities(
+        channels=frozenset({"whatsapp", "sms", "email"}),
+        content_types=frozenset({"text", "media", "template", "email"}),
+        read_receipts=True,
+    ),
+    "altu": Capabilities(channels=frozenset({"whatsapp"}), content_types=CONTENT_TYPES),
+    "sms_only": Capabilities(
+        channels=frozenset({"sms"}), content_types=frozenset({"text"}), read_receipts=False
+    ),
+}
+CATALOG = TemplateCatalog.model_validate(
+    {
+        "templates": {
+            "boleto_vencendo": {
+                "params": ["PrimeiroNome", "Valor"],
+                "providers": {"robbu_whatsapp": {"id": "boleto_v2"}, "altu": {"id": "tpl-9"}},
+            }
+        }
+    }
+)
+
+
+def problems(source: str) -> list[str]:
+    checks = [template_syntax, provider_capabilities(CAPS), template_catalog(CATALOG)]
+    with pytest.raises(FlowError) as caught:
+        load_flow_text(source, "f.yaml", providers=CAPS, extra_checks=checks)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_a_template_that_does_not_compile_points_at_its_line() -> None:
+    found = problems(
+        "flow: f\nstart: a\ndefaults: {provider: altu}\nsteps:\n"
+        "  a: {send: {text: 'Oi {{ contact.name }'}, next: b}\n"
+        "  b:\n    branch:\n      - when: 'context.x >'\n        goto: a\n      - else: a\n"
+    )
+
+    assert found[0].startswith("f.yaml:5:")
+    assert "template does not compile" in found[0]
+    assert found[1].startswith("f.yaml:8:")
+    assert "expression does not compile" in found[1]
+
+
+def test_buttons_through_a_provider_without_them_suggest_what_to_do() -> None:
+    found = problems(
+        "flow: f\nstart: a\ndefaults: {provider: robbu_whatsapp}\nsteps:\n"
+        "  a:\n    send:\n      text: Quer pagar?\n      buttons: [{id: sim, title: Sim}]\n"
+        "    next: fim\n  fim: {end: completed}\n"
+    )
+
+    assert found == [
+        "f.yaml:8:7: provider `robbu_whatsapp` can't send reply buttons; use a template with "
+        "quick replies, or use a provider that can: altu"
+    ]
+
+
+def test_a_channel_the_provider_does_not_carry_is_an_error() -> None:
+    found = problems(
+        "flow: f\nstart: a\ndefaults: {provider: altu}\nsteps:\n"
+        "  a: {send: {channel: sms, text: oi}, next: fim}\n  fim: {end: completed}\n"
+    )
+
+    assert len(found) == 1
+    assert "provider `altu` cannot send sms (it sends: whatsapp)" in found[0]
+
+
+def test_waiting_for_read_on_a_provider_without_read_receipts_is_an_error() -> None:
+    found = problems(
+        "flow: f\nstart: a\ndefaults: {provider: sms_only, channel: sms}\nsteps:\n"
+        "  a:\n    send: {text: oi}\n    on: {read: fim}\n    next: fim\n"
+        "  fim: {end: completed}\n"
+    )
+
+    assert len(found) == 1
+    assert found[0].startswith("f.yaml:7:10:")
+    assert "reports no read receipts" in found[0]
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        (
+            "{name: boleto_vencend, params: {PrimeiroNome: x}}",
+            "template `boleto_vencend` is not in the template catalogue (config `templates:`); "
+            "did you mean `boleto_vencendo`?",
+        ),
+        (
+            "{name: boleto_vencendo, params: {PrimeiroNome: x, Valr: y}}",
+            "template `boleto_vencendo` has no parameter `Valr` (it takes: PrimeiroNome, Valor)",
+        ),
+        (
+            "{name: boleto_vencendo, params: [x]}",
+            "template `boleto_vencendo` takes 2 parameter(s), this step gives 1",
+        ),
+    ],
+)
+def test_templates_are_checked_against_the_catalogue(template: str, expected: str) -> None:
+    found = problems(
+        "flow: f\nstart: a\ndefaults: {provider: altu}\nsteps:\n"
+        f"  a: {{send: {{template: {template}}}, next: fim}}\n  fim: {{end: completed}}\n"
+    )
+
+    assert len(found) == 1
+    assert found[0].endswith(expected)
+
+
+def test_a_template_without_an_id_for_the_step_provider_is_an_error() -> None:
+    catalog = TemplateCatalog.model_validate(
+        {"templates": {"t": {"params": [], "providers": {"altu": {"id": "x"}}}}}
+    )
+    source = (
+        "flow: f\nstart: a\ndefaults: {provider: robbu_whatsapp}\nsteps:\n"
+        "  a: {send: {template: {name: t}}, next: fim}\n  fim: {end: completed}\n"
+    )
+    with pytest.raises(FlowError) as caught:
+        load_flow_text(source, "f.yaml", providers=CAPS, extra_checks=[template_catalog(catalog)])
+
+    (problem,) = caught.value.problems
+    assert "has no id for provider `robbu_whatsapp`" in str(problem)
+
+
+def test_the_catalogue_file_is_validated_with_lines(tmp_path: Path) -> None:
+    from engine.errors import ConfigError
+    from engine.template_catalog import load_template_catalog
+
+    path = tmp_path / "templates.yaml"
+    path.write_text("templates:\n  t:\n    params: [a]\n    providres: {}\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_template_catalog(path)
+
+    text = [str(p) for p in caught.value.problems]
+    assert any(t.startswith(f"{path}:4:5:") and "providres" in t for t in text)
