@@ -22,6 +22,7 @@ from engine.clock import VirtualClock, utc
 from engine.errors import UserInputError
 from engine.models import (
     ContactEvent,
+    ContactEventType,
     ContactUpsert,
     MessageStatus,
     NewEvent,
@@ -157,39 +158,22 @@ def load_events(path: str) -> list[dict[str, Any]]:
     return sorted(events, key=lambda e: e["at"])
 
 
+# The contact file's timestamps, and the event that sets each one.
+_STAMP_EVENTS: dict[str, ContactEventType] = {
+    "last_inbound_at": "reply",
+    "last_interaction_at": "interaction",
+    "attendance": "attendance_started",
+    "opted_out_at": "opt_out",
+}
+
+
 async def _seed_facts(engine: Engine, contact_id: str, stamps: dict[str, datetime]) -> None:
     """Write the contact file's timestamps as the events that would have produced them."""
-    facts: list[ContactEvent] = []
-    if "last_inbound_at" in stamps:
-        facts.append(
-            ContactEvent(
-                type="reply", at=stamps["last_inbound_at"], contact_id=contact_id, source="simulate"
-            )
-        )
-    if "last_interaction_at" in stamps:
-        facts.append(
-            ContactEvent(
-                type="interaction",
-                at=stamps["last_interaction_at"],
-                contact_id=contact_id,
-                source="simulate",
-            )
-        )
-    if "attendance" in stamps:
-        facts.append(
-            ContactEvent(
-                type="attendance_started",
-                at=stamps["attendance"],
-                contact_id=contact_id,
-                source="simulate",
-            )
-        )
-    if "opted_out_at" in stamps:
-        facts.append(
-            ContactEvent(
-                type="opt_out", at=stamps["opted_out_at"], contact_id=contact_id, source="simulate"
-            )
-        )
+    facts = [
+        ContactEvent(type=kind, at=stamps[stamp], contact_id=contact_id, source="simulate")
+        for stamp, kind in _STAMP_EVENTS.items()
+        if stamp in stamps
+    ]
     if facts:
         await engine.store.ingest_contact_events(facts, engine.clock.now())
     if "last_outbound_at" in stamps:
