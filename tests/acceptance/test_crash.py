@@ -1,0 +1,179 @@
+"""Crash safety: `kill -9` of `disparo serve` mid-send loses no message and sends none twice.
+
+A fake in-house gateway (``tests.fakes.gateway``) sits behind an ``http`` provider.
+It answers slowly, and its first requests deliver and then hang, so when the engine
+dies some messages are delivered with their answer lost, some are in the gateway
+without being delivered, some are marked ``sending`` and some are still queued. A
+second process on the same database reclaims the expired leases and finishes the
+work: every run completes, every key reaches the gateway, and no key is accepted
+twice (a resend of an ambiguous send carries the same idempotency key, which the
+gateway answers with the first id instead of delivering again).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.acceptance.conftest import (
+    Api,
+    DisparoServer,
+    Gateway,
+    free_port,
+    run_cli,
+    wait_for,
+    write_config,
+)
+
+pytestmark = pytest.mark.acceptance
+
+RUNS = 100
+HUNG = 5  # the first requests: delivered by the gateway, never answered
+GATEWAY_SLOTS = 8  # the http provider's max_in_flight
+LATENCY = 0.1  # seconds the gateway takes per request
+KILL_AFTER = HUNG + 10  # deliveries seen before the kill
+
+FLOW = textwrap.dedent(
+    """\
+    flow: aviso_gateway
+    description: One message per contact through the in-house gateway.
+    defaults:
+      provider: gateway
+      rules:
+        window: ignore
+    start: aviso
+    steps:
+      aviso:
+        send:
+          text: "Oi {{ contact.first_name }}! Aviso número {{ context.n }}."
+        next: fim
+      fim:
+        end: completed
+    """
+)
+
+
+def gateway_provider(gateway: Gateway) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "url": gateway.url,
+        "headers": {"Authorization": "Bearer gw-test-token-0123456789"},
+        "idempotency_header": "Idempotency-Key",
+        "id_field": "messages.0.id",
+        "timeout": 30,  # longer than the test: a hung request ends only by the crash
+        "max_in_flight": GATEWAY_SLOTS,
+        "channels": ["whatsapp"],
+        "read_receipts": False,
+    }
+
+
+def start_runs(api: Api) -> list[str]:
+    def start(n: int) -> str:
+        reply = api.post(
+            "/v1/runs",
+            {
+                "flow": "aviso_gateway",
+                "contact": {"id": f"crash-{n}", "phone": f"+55119{n:08d}", "name": f"Pessoa {n}"},
+                "context": {"n": n},
+                "idempotency_key": f"crash-run-{n}",
+            },
+        )
+        assert reply.status == 201, reply.body
+        run_id: str = reply.body["run_id"]
+        return run_id
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(start, range(RUNS)))
+
+
+def test_kill_9_mid_send_then_restart_delivers_every_message_exactly_once(tmp_path: Path) -> None:
+    gateway = Gateway(free_port(), tmp_path / "gateway.log", latency=LATENCY)
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "aviso_gateway.yaml").write_text(FLOW, encoding="utf-8")
+    port = free_port()
+    config = write_config(
+        tmp_path,
+        port=port,
+        providers={"gateway": gateway_provider(gateway)},
+        flows=flows,
+        # Short leases: the second process reclaims the dead one's work within seconds.
+        dispatcher={
+            "lease_seconds": 2,
+            "poll_interval": 0.2,
+            "backoff_base": 0.2,
+            "backoff_cap": 1,
+        },
+    )
+    run_cli(config, "check")
+    run_cli(config, "migrate")
+
+    first = DisparoServer(config, port, tmp_path / "serve-1.log")
+    second = DisparoServer(config, free_port(), tmp_path / "serve-2.log")
+    gateway.start()
+    try:
+        gateway.script_fault(kind="hang", times=HUNG)
+        run_ids = start_runs(first.start())
+
+        # Crash while sends are in flight: the hung ones at least, and most not yet sent.
+        wait_for(
+            gateway.stats,
+            lambda s: s["delivered"] >= KILL_AFTER,
+            what=f"{KILL_AFTER} deliveries at the gateway",
+        )
+        first.kill()
+        at_kill = gateway.stats()
+        assert at_kill["delivered"] < RUNS, "everything was sent before the crash: nothing tested"
+
+        api = second.start()
+        wait_for(
+            gateway.stats,
+            lambda s: s["delivered"] >= RUNS,
+            what="every message delivered after the restart",
+            timeout=45,
+        )
+        runs = wait_for(
+            lambda: [api.run(run_id) for run_id in run_ids],
+            lambda rs: all(r["status"] not in ("active", "waiting") for r in rs),
+            what="every run finished",
+            timeout=30,
+        )
+        stats = gateway.stats()
+        # GET /v1/messages/{id} of every message the runs list.
+        seen = [api.message(m["id"]) for r in runs for m in r["messages"]]
+    finally:
+        first.stop()
+        second.stop()
+        gateway.stop()
+
+    # Every run finished, each with exactly one message, accepted by the gateway.
+    assert [r["status"] for r in runs] == ["completed"] * RUNS, second.log()
+    messages = [m for r in runs for m in r["messages"]]
+    assert len(messages) == RUNS
+    assert [len(r["messages"]) for r in runs] == [1] * RUNS
+    keys = {m["idempotency_key"] for m in messages}
+    assert len(keys) == RUNS
+
+    # The gateway got every key, and accepted each one exactly once...
+    assert set(stats["delivered_keys"]) == keys
+    assert stats["duplicates"] == {}
+    assert set(stats["delivered_keys"].values()) == {1}
+    assert stats["delivered"] == RUNS
+    # ...although some were sent twice: the hung ones (delivered, answer lost) at
+    # least were resent by the second process, with the same key.
+    resent = {k for k, n in stats["requests_by_key"].items() if n > 1}
+    assert len(resent) >= HUNG
+    assert resent <= keys
+
+    # The engine's side agrees: each message is `sent`, once, with the gateway's id.
+    assert [m["id"] for m in seen] == [m["id"] for m in messages]
+    for message in seen:
+        assert message["status"] == "sent", message
+        assert message["provider"] == "gateway"
+        assert message["provider_message_id"].startswith("gw-")
+        assert message["last_error"] is None
+    assert len({m["provider_message_id"] for m in seen}) == RUNS
