@@ -127,7 +127,16 @@ def provider_capabilities(capabilities: Mapping[str, Capabilities]) -> FlowCheck
                         f"provider `{name}` can't send {_WORDS.get(needed, needed)}; {instead}",
                         at_key=True,
                     )
-            if not caps.read_receipts and step.on and "read" in step.on:
+            if not caps.webhooks and step.on:
+                for event in ("delivered", "read", "failed"):
+                    if event in step.on:
+                        yield at.problem(
+                            ("steps", sid, "on", event),
+                            f"provider `{name}` reports no statuses after `sent`, so "
+                            f"`{event}` never happens here; use `sent` or a `timeout:`",
+                            at_key=True,
+                        )
+            elif not caps.read_receipts and step.on and "read" in step.on:
                 yield at.problem(
                     ("steps", sid, "on", "read"),
                     f"provider `{name}` reports no read receipts, so `read` never happens "
@@ -135,7 +144,33 @@ def provider_capabilities(capabilities: Mapping[str, Capabilities]) -> FlowCheck
                     at_key=True,
                 )
 
+            if caps.attendant_conflicts_with_in_attendance:
+                yield from _attendant_conflict(flow, at, sid, name or "")
+
     return check
+
+
+def _attendant_conflict(flow: Flow, at: Locator, sid: str, provider: str) -> Iterable[Problem]:
+    """A send followed by a handoff to a named attendant assigns the contact to that
+    attendant; with `in_attendance: skip|defer` Robbu refuses it ("message not sent:
+    contact in attendance")."""
+    step = flow.steps[sid]
+    following = flow.steps.get(step.next) if step.next else None
+    handoff = following.handoff if following is not None else None
+    guard = flow.rules_for(sid).in_attendance
+    if handoff is None or not handoff.attendant or guard not in ("skip", "defer"):
+        return
+    own = step.rules is not None and step.rules.in_attendance is not None
+    path: DocPath = (
+        ("steps", sid, "rules", "in_attendance") if own else ("defaults", "rules", "in_attendance")
+    )
+    yield at.problem(
+        path,
+        f"provider `{provider}` refuses a send that assigns attendant `{handoff.attendant}` "
+        f"(the handoff after step `{sid}`) while `in_attendance: {guard}` discards attended "
+        'contacts ("message not sent: contact in attendance"); set `rules: '
+        f"{{in_attendance: send}}` on step `{sid}`",
+    )
 
 
 def template_catalog(catalog: TemplateCatalog) -> FlowCheck:

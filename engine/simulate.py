@@ -51,7 +51,7 @@ class RecordingProvider:
         return None
 
     async def close(self) -> None:
-        return None
+        await self._real.close()  # the engine closes what it holds: this wrapper
 
     def build_request(self, message: OutboundMessage) -> Mapping[str, Any]:
         return self._real.build_request(message)

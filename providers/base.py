@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from engine.errors import (
     ProviderAuthError,
@@ -38,6 +38,8 @@ class Capabilities:
     read_receipts: bool = True
     idempotency_key: bool = False  # a resend with the same key is never delivered twice
     webhooks: bool = True
+    # Robbu refuses a send that assigns an attendant while discarding attended contacts.
+    attendant_conflicts_with_in_attendance: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,7 +65,8 @@ class ProviderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: str
-    webhook_secret: str | None = None
+    # Plain str (the API compares it in constant time); kept out of reprs and logs.
+    webhook_secret: str | None = Field(default=None, repr=False)
     timeout: float = 15.0
     max_in_flight: int = 64
 

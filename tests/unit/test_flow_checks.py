@@ -146,3 +146,61 @@ def test_the_catalogue_file_is_validated_with_lines(tmp_path: Path) -> None:
 
     text = [str(p) for p in caught.value.problems]
     assert any(t.startswith(f"{path}:4:5:") and "providres" in t for t in text)
+
+
+ROBBU = Capabilities(
+    channels=frozenset({"whatsapp"}),
+    content_types=frozenset({"text", "template"}),
+    read_receipts=False,
+    webhooks=False,
+    attendant_conflicts_with_in_attendance=True,
+)
+
+
+def robbu_problems(source: str) -> list[str]:
+    caps = {"robbu": ROBBU}
+    with pytest.raises(FlowError) as caught:
+        load_flow_text(source, "f.yaml", providers=caps, extra_checks=[provider_capabilities(caps)])
+    return [str(p) for p in caught.value.problems]
+
+
+def test_a_status_the_provider_never_reports_cannot_move_the_run() -> None:
+    found = robbu_problems(
+        "flow: f\nstart: a\ndefaults: {provider: robbu}\nsteps:\n"
+        "  a:\n    send: {text: oi}\n    on: {delivered: fim, sent: fim}\n"
+        "  fim: {end: completed}\n"
+    )
+
+    assert len(found) == 1
+    assert "reports no statuses after `sent`, so `delivered` never happens" in found[0]
+
+
+def test_assigning_an_attendant_while_skipping_attended_contacts_is_refused() -> None:
+    found = robbu_problems(
+        "flow: f\nstart: a\ndefaults: {provider: robbu, rules: {in_attendance: skip}}\n"
+        "steps:\n"
+        "  a: {send: {text: Vou te passar para um atendente}, next: h}\n"
+        "  h: {handoff: {attendant: Operador}, next: fim}\n"
+        "  fim: {end: completed}\n"
+    )
+
+    assert len(found) == 1
+    assert found[0].startswith("f.yaml:3:")  # defaults.rules.in_attendance
+    assert "assigns attendant `Operador`" in found[0]
+    assert "in_attendance: send" in found[0]
+
+
+def test_the_same_flow_passes_once_the_step_sends_to_attended_contacts() -> None:
+    source = (
+        "flow: f\nstart: a\ndefaults: {provider: robbu, rules: {in_attendance: skip}}\n"
+        "steps:\n"
+        "  a:\n    send: {text: Vou te passar para um atendente}\n"
+        "    rules: {in_attendance: send}\n    next: h\n"
+        "  h: {handoff: {attendant: Operador}, next: fim}\n"
+        "  fim: {end: completed}\n"
+    )
+    caps = {"robbu": ROBBU}
+    loaded = load_flow_text(
+        source, "f.yaml", providers=caps, extra_checks=[provider_capabilities(caps)]
+    )
+    assert loaded.flow.flow == "f"

@@ -1,0 +1,166 @@
+"""The Altu/Zenvia outbound status webhook -> ``StatusReport`` values.
+
+The vendor document only says that ``externalId`` "is returned in the send statuses
+of your status webhook"; it shows no body. This parser reads the field names of the
+documented send answer (``status``, ``external_id``, ``message_id``, ``contact_id``)::
+
+    {"status": "delivered", "external_id": "run-1:lembrete:0", "message_id": 218,
+     "contact_id": 874, "timestamp": "2024-05-01T12:00:00Z"}
+
+and also a Zenvia-style status object in place of the string
+(``"messageStatus": {"code": "READ", "timestamp": ..., "description": ..., "causes":
+[{"reason": ..., "channelErrorCode": ...}]}``), since the status webhook is set up
+like the Zenvia integration webhook. ``externalId`` is accepted for ``external_id``.
+A body is one such object or a JSON array of them.
+
+Statuses (case-insensitive): ``pending`` and ``sent`` -> sent (``pending`` is how the
+send answer says "accepted"), ``delivered``, ``read``; ``rejected``,
+``not_delivered``, ``failed``, ``error`` -> failed. ``timestamp`` is ISO 8601 with a
+zone or epoch seconds/milliseconds; without a usable one the time of receipt is used.
+
+An item is matched by ``external_id`` (our idempotency key) and/or ``message_id``
+(Altu's id, as ``SendResult.provider_message_id`` stored it). A bad item lands in
+``ParsedWebhook.errors`` and the others are kept; a body that is not JSON, or not an
+object or array of objects, is rejected whole. Dedupe keys name the message and our
+status, so a redelivered webhook (or ``pending`` after ``sent``) changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from engine.errors import ProviderRejected
+from engine.models import MessageStatus, StatusReport
+from providers.base import ParsedWebhook
+
+STATUS_MAP: dict[str, MessageStatus] = {
+    "pending": MessageStatus.SENT,
+    "sent": MessageStatus.SENT,
+    "delivered": MessageStatus.DELIVERED,
+    "read": MessageStatus.READ,
+    "rejected": MessageStatus.FAILED,
+    "not_delivered": MessageStatus.FAILED,
+    "failed": MessageStatus.FAILED,
+    "error": MessageStatus.FAILED,
+}
+_MS_THRESHOLD = 10**11  # epoch numbers above this are milliseconds
+
+
+class _BadItem(ValueError):
+    pass
+
+
+def parse_status_webhook(body: bytes, *, provider: str, received_at: datetime) -> ParsedWebhook:
+    """Parse one status webhook body (see the module docstring)."""
+    items, batch = _load(body, provider)
+    statuses: list[StatusReport] = []
+    errors: list[str] = []
+    for index, item in enumerate(items):
+        where = f"item {index}" if batch else "body"
+        try:
+            statuses.append(_report(item, provider, received_at))
+        except _BadItem as exc:
+            errors.append(f"{where}: {exc}")
+    return ParsedWebhook(statuses=statuses, errors=errors)
+
+
+def _load(body: bytes, provider: str) -> tuple[list[Any], bool]:
+    def rejected(why: str) -> ProviderRejected:
+        return ProviderRejected(f"{provider} status webhook: {why}", status=400, left=False)
+
+    try:
+        document = json.loads(body)
+    except RecursionError:
+        raise rejected("the body nests too deeply to be a status") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise rejected(f"the body is not UTF-8 JSON ({exc})") from None
+    if isinstance(document, dict):
+        return [document], False
+    if isinstance(document, list):
+        return document, True
+    raise rejected(f"expected a JSON object or array, got {type(document).__name__}")
+
+
+def _report(item: Any, provider: str, received_at: datetime) -> StatusReport:
+    if not isinstance(item, dict):
+        raise _BadItem(f"must be an object, got {type(item).__name__}")
+    key = _identifier(item, "external_id", "externalId")
+    message_id = _identifier(item, "message_id")
+    if key is None and message_id is None:
+        raise _BadItem("names no message: it needs 'external_id' or 'message_id'")
+    detail = item.get("messageStatus")
+    detail = detail if isinstance(detail, dict) else {}
+    said = item.get("status", detail.get("code"))
+    if not isinstance(said, str) or not said.strip():
+        raise _BadItem("needs 'status' (a string) or 'messageStatus.code'")
+    status = STATUS_MAP.get(said.strip().lower())
+    if status is None:
+        known = ", ".join(STATUS_MAP)
+        raise _BadItem(f"unknown status {said!r} (known: {known})")
+    code, message = _failure(item, detail) if status == MessageStatus.FAILED else (None, None)
+    return StatusReport(
+        provider=provider,
+        status=status,
+        at=_when(item.get("timestamp", detail.get("timestamp"))) or received_at,
+        provider_message_id=message_id,
+        idempotency_key=key,
+        error_code=code,
+        error_message=message,
+        dedupe_key=f"{provider}:status:{key or 'altu-' + str(message_id)}:{status}",
+    )
+
+
+def _identifier(item: dict[str, Any], *names: str) -> str | None:
+    for name in names:
+        value = item.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
+            raise _BadItem(f"'{name}' must be a non-empty string or an integer")
+        return str(value)
+    return None
+
+
+def _failure(item: dict[str, Any], detail: dict[str, Any]) -> tuple[str | None, str | None]:
+    causes = detail.get("causes")
+    cause = causes[0] if isinstance(causes, list) and causes else {}
+    cause = cause if isinstance(cause, dict) else {}
+    error = item.get("error")
+    error = error if isinstance(error, dict) else {"message": error}
+    code = error.get("code", item.get("error_code", cause.get("channelErrorCode")))
+    message = next(
+        (
+            v
+            for v in (
+                error.get("message"),
+                item.get("description"),
+                item.get("reason"),
+                cause.get("reason"),
+                detail.get("description"),
+            )
+            if isinstance(v, str) and v.strip()
+        ),
+        None,
+    )
+    return (str(code) if code is not None else None), message
+
+
+def _when(value: Any) -> datetime | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        seconds = value / 1000 if value > _MS_THRESHOLD else value
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if isinstance(value, str):
+        try:
+            when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        # A time without a zone could be anyone's local time: trust receipt instead.
+        return when.astimezone(UTC) if when.tzinfo is not None else None
+    return None

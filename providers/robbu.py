@@ -1,0 +1,323 @@
+"""Robbu Invenio: one ``POST /v1/sendmessage`` per message, for WhatsApp, SMS and e-mail.
+
+Authentication (``providers.robbu_login``): ``POST /v1/login`` with
+``{"Company", "Username", "Password"}`` answers an ``access_token`` that lasts years;
+logging in again invalidates the previous token. The token is fetched on the first
+send, kept, and sent as ``Authorization: Bearer <token>``. Only a 401 renews it, once
+for all concurrent sends; a 401 with the renewed token is ``ProviderAuthError``, never
+a login loop. (One process holds one token: two engine processes sharing one Robbu
+API user would invalidate each other's token; see ARCHITECTURE.md, scale-out.)
+
+The body (``providers.robbu_request``; ``build_request`` shows it with the private
+token masked as ``***`` because ``disparo simulate`` prints and stores it)::
+
+    {"invenioPrivateToken": private_token,
+     "text": "…",                       # always present, "" for templates
+     "emailSubject": "",                # the subject of email content
+     "channel": 3,                      # email 1, sms 2, whatsapp 3 (the message's channel)
+     "templateName": "",                # the template id from config/templates.yaml
+     "attendantUserName": "",           # hints["attendant"]: the handoff step that follows
+     "templateParameters": [{"parameterName": "Cliente", "parameterValue": "Roberto"}],
+     "source": {"countryCode": 55, "phoneNumber": 11999999999, "prospect": false},
+     "destination": {"countryCode": 55, "phoneNumber": 11988887777, "email": ""},
+     "discardSettings": {"recentContactLastHours": 4, "InAttendance": true},
+     "contact": {"name", "customCode", "id", "tag", "jokers": [5 strings],
+                 "walletClientCode", "updateIfExists"},
+     "files": [{"address": url, "base64": data, "name": "boleto.pdf"}]}   # only with a file
+
+- content: text -> ``text``; media (WhatsApp) -> its caption in ``text`` and one file;
+  template -> ``templateName`` + ``templateParameters`` (named params by name, a tuple
+  as ``"1"``, ``"2"``, … as the carousel example does) and its ``header_media`` as the
+  one file a template may carry; email (channel email only) -> ``text`` +
+  ``emailSubject``. Robbu has no reply buttons, lists or locations: those, and content
+  a channel cannot carry (files by SMS, text without a subject by e-mail), are refused
+  before sending (``ProviderRejected``, ``left=False``).
+- ``destination``: the E.164 phone split into country code and national number (as
+  numbers, like the document); by e-mail only ``{"email"}``; by SMS, like the document's
+  SMS example, ``prospect`` instead of ``email``. ``source`` is sent only when configured
+  (the SMS example has none).
+- ``discardSettings``: ``recentContactLastHours`` is ``hints["recent_contact_hours"]``
+  rounded down (0 without the rule); ``InAttendance`` is true when the flow's
+  ``in_attendance`` is ``skip`` or ``defer``. Robbu refuses ``InAttendance: true``
+  together with an ``attendantUserName`` ("message not sent: contact in attendance"):
+  that answer is a final ``ProviderRejected`` with Robbu's words.
+- ``contact``: ``name`` from the contact; ``customCode``, ``id`` (CPF/CNPJ) and ``tag``
+  from its context keys ``custom_code``, ``cpf_cnpj`` (or ``cpf``, ``cnpj``) and ``tag``;
+  ``jokers`` from ``joker1`` … ``joker5`` (300 characters each, 3000 for the fifth; a
+  longer value is refused naming the field, never cut); ``walletClientCode`` and
+  ``updateIfExists`` from the config.
+
+Answers: 2xx is sent (Robbu returns no message id, so ``provider_message_id`` is None;
+a 2xx whose body says the message was not sent is ``ProviderRejected``); 400/404 ->
+``ProviderRejected`` with Robbu's message; 401 -> one re-login then
+``ProviderAuthError``; 429 -> ``ProviderRateLimited``; 5xx -> ``ProviderUnavailable``;
+transport failures as in ``providers.transport``. Robbu dedupes nothing, so an
+ambiguous send is never resent blindly (``idempotency_key=False``).
+
+Statuses: the document describes no status or inbound webhook (delivery failures are
+only in Invenio Center's reports), so ``webhooks`` and ``read_receipts`` are false and
+``parse_webhook`` refuses every body with that explanation.
+
+Config (``config/disparo.yaml``)::
+
+    robbu_whatsapp:
+      type: robbu
+      base_url: https://api.robbu.global
+      company: ${ROBBU_COMPANY}
+      username: ${ROBBU_USERNAME}          # a user of type API
+      password: ${ROBBU_PASSWORD}
+      private_token: ${ROBBU_PRIVATE_TOKEN}
+      channel: whatsapp                    # whatsapp=3, sms=2, email=1; omit: the message's
+      source: {country_code: 55, phone_number: "11999999999", prospect: false}
+      wallet_client_code: comercial
+      update_if_exists: false              # let the send update the contact in Invenio
+      timeout: 15
+      max_in_flight: 64
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from engine.errors import ProviderAuthError, ProviderError, ProviderRejected
+from engine.models import Channel, OutboundMessage, SendResult
+from providers.base import (
+    Capabilities,
+    ParsedWebhook,
+    ProviderConfig,
+    ProviderHost,
+    mask_phone,
+    vendor_message,
+)
+from providers.robbu_login import RobbuLogin
+from providers.robbu_request import CONTENT_BY_CHANNEL, Account, Source, sendmessage_body
+from providers.transport import Answer, HttpTransport, Redactor
+
+log = logging.getLogger("disparo.providers.robbu")
+
+ALL_CHANNELS: tuple[Channel, ...] = ("whatsapp", "sms", "email")
+MASK = "***"
+NOT_SENT = "message not sent"  # how Robbu's refusals begin ("… contact in attendance")
+
+
+class RobbuSource(BaseModel):
+    """The sending line: ``{country_code: 55, phone_number: "11999999999", prospect: false}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    country_code: int = Field(ge=1, le=999)
+    phone_number: str
+    prospect: bool = False
+
+    @field_validator("phone_number", mode="before")
+    @classmethod
+    def _digits(cls, value: Any) -> str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            raise ValueError("write the line's number with its area code, e.g. '11999999999'")
+        digits = "".join(c for c in value if c not in " -().")
+        if not digits.isdigit() or not 6 <= len(digits) <= 14:
+            raise ValueError(
+                f"{value!r} is not a phone number with area code and without the country "
+                "code, e.g. '11999999999'"
+            )
+        return digits
+
+
+class RobbuConfig(ProviderConfig):
+    """``type: robbu`` settings; password and private token are ``SecretStr``."""
+
+    type: Literal["robbu"] = "robbu"
+    base_url: str = "https://api.robbu.global"
+    company: str = Field(min_length=1)
+    username: str = Field(min_length=1)
+    password: SecretStr
+    private_token: SecretStr
+    channel: Channel | None = None
+    source: RobbuSource | None = None
+    wallet_client_code: str = ""
+    update_if_exists: bool = False
+    timeout: float = Field(default=15.0, gt=0)
+    max_in_flight: int = Field(default=64, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("base_url must be an absolute http:// or https:// address")
+        return url.rstrip("/")
+
+    @field_validator("password", "private_token")
+    @classmethod
+    def _not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("is empty; set it (usually from an environment variable)")
+        return value
+
+
+class RobbuProvider:
+    """Provider protocol implementation for Robbu Invenio's SendMessage API."""
+
+    config_model: ClassVar[type[ProviderConfig]] = RobbuConfig
+
+    def __init__(self, name: str, config: RobbuConfig, host: ProviderHost) -> None:
+        self.name = name
+        self.config = config
+        self.host = host
+        channels = (config.channel,) if config.channel else ALL_CHANNELS
+        self.capabilities = Capabilities(
+            channels=frozenset(channels),
+            content_types=frozenset().union(*(CONTENT_BY_CHANNEL[c] for c in channels)),
+            files_per_template=1,
+            read_receipts=False,
+            idempotency_key=False,
+            webhooks=False,
+            attendant_conflicts_with_in_attendance=True,
+        )
+        private_token = config.private_token.get_secret_value()
+        password = config.password.get_secret_value()
+        self._redact = Redactor([private_token, password])
+        self._http = HttpTransport(
+            name, timeout=config.timeout, max_in_flight=config.max_in_flight, redact=self._redact
+        )
+        self.login = RobbuLogin(
+            name,
+            url=f"{config.base_url}/v1/login",
+            company=config.company,
+            username=config.username,
+            password=password,
+            http=self._http,
+            redact=self._redact,
+        )
+        self._send_url = f"{config.base_url}/v1/sendmessage"
+        source = config.source
+        self._account = Account(
+            provider=name,
+            private_token=private_token,
+            source=None
+            if source is None
+            else Source(
+                country_code=source.country_code,
+                phone_number=int(source.phone_number),
+                prospect=source.prospect,
+            ),
+            wallet_client_code=config.wallet_client_code,
+            update_if_exists=config.update_if_exists,
+        )
+
+    async def start(self) -> None:
+        """Open the connection pool; the login waits for the first send."""
+        await self._http.start()
+
+    async def close(self) -> None:
+        """Drop any login in flight and close the pool; safe to call twice."""
+        self.login.close()
+        await self._http.close()
+
+    def build_request(self, message: OutboundMessage) -> Mapping[str, Any]:
+        """The SendMessage body (module docstring) with ``invenioPrivateToken`` masked."""
+        return {**self._body(message), "invenioPrivateToken": MASK}
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        """POST the message with the kept token; renew it once on a 401."""
+        try:
+            body = json.dumps(self._body(message), ensure_ascii=False).encode()
+            token = await self.login.token()
+            answer = await self._post(body, token)
+            if answer.status == 401:
+                log.info(
+                    "robbu %s: the access token was refused (401); logging in again", self.name
+                )
+                answer = await self._post(body, await self.login.renew(token))
+                if answer.status == 401:
+                    raise self._refused_again(answer)
+            if not answer.ok:
+                raise self._http.status_error(answer)
+            result = self._accepted(answer)
+        except ProviderError as exc:
+            log.warning(
+                "robbu %s: message %s to %s: %s: %s",
+                self.name,
+                message.message_id,
+                _recipient(message),
+                exc.code,
+                exc,
+            )
+            raise
+        log.debug(
+            "robbu %s: message %s to %s accepted (channel %s)",
+            self.name,
+            message.message_id,
+            _recipient(message),
+            message.channel,
+        )
+        return result
+
+    def parse_webhook(
+        self, body: bytes, headers: Mapping[str, str], received_at: datetime
+    ) -> ParsedWebhook:
+        """Refuse every body: Robbu's SendMessage API delivers no status webhooks."""
+        raise ProviderRejected(
+            f"robbu provider {self.name} takes no webhooks: Robbu's SendMessage API "
+            "documents no status or inbound callback (delivery and read statuses are only "
+            "in Invenio Center's reports), so nothing should post to this URL",
+            left=False,
+        )
+
+    # ------------------------------------------------------------------ internals
+
+    def _body(self, message: OutboundMessage) -> dict[str, Any]:
+        if self.config.channel and message.channel != self.config.channel:
+            raise ProviderRejected(
+                f"robbu provider {self.name} sends on channel {self.config.channel} only "
+                f"(config `channel`); this message is for {message.channel}",
+                left=False,
+            )
+        return sendmessage_body(message, self._account)
+
+    async def _post(self, body: bytes, token: str) -> Answer:
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        return await self._http.request("POST", self._send_url, body=body, headers=headers)
+
+    def _refused_again(self, answer: Answer) -> ProviderAuthError:
+        said = self._http.status_error(answer).vendor_message
+        return ProviderAuthError(
+            f"{self.name}: Robbu refused a freshly issued access token too (401)"
+            + (f": {said}" if said else "")
+            + "; not logging in again: check the API user's permissions",
+            status=401,
+            vendor_message=said,
+        )
+
+    def _accepted(self, answer: Answer) -> SendResult:
+        try:
+            data: Any = json.loads(answer.body) if answer.body.strip() else None
+        except (ValueError, RecursionError):
+            data = None
+        said = vendor_message(answer.body, limit=300)
+        refused = isinstance(data, dict) and data.get("success") is False
+        if refused or (said is not None and said.lower().startswith(NOT_SENT)):
+            words = self._redact(said) if said else None
+            raise ProviderRejected(
+                f"{self.name} answered {answer.status} but did not send the message"
+                + (f": {words}" if words else ""),
+                status=answer.status,
+                vendor_message=words,
+            )
+        return SendResult(provider_message_id=None, raw=data if isinstance(data, dict) else {})
+
+
+def _recipient(message: OutboundMessage) -> str:
+    if message.channel != "email":
+        return mask_phone(message.contact.phone)
+    domain = (message.contact.email or "").rpartition("@")[2]
+    return f"***@{domain}" if domain else "<no e-mail>"
