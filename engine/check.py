@@ -31,7 +31,7 @@ def flow_checks(
 ) -> list[FlowCheck]:
     checks: list[FlowCheck] = [template_syntax, provider_capabilities(capabilities)]
     if catalog is not None:
-        checks.append(template_catalog(catalog))
+        checks.append(template_catalog(catalog, capabilities))
     return checks
 
 

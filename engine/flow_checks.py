@@ -127,6 +127,7 @@ def provider_capabilities(capabilities: Mapping[str, Capabilities]) -> FlowCheck
                         f"provider `{name}` can't send {_WORDS.get(needed, needed)}; {instead}",
                         at_key=True,
                     )
+            yield from _content_details(step, caps, name or "", where, at)
             if not caps.webhooks and step.on:
                 for event in ("delivered", "read", "failed"):
                     if event in step.on:
@@ -148,6 +149,48 @@ def provider_capabilities(capabilities: Mapping[str, Capabilities]) -> FlowCheck
                 yield from _attendant_conflict(flow, at, sid, name or "")
 
     return check
+
+
+def _content_details(
+    step: Step, caps: Capabilities, name: str, where: DocPath, at: Locator
+) -> Iterable[Problem]:
+    """What a provider refuses inside a content type it otherwise sends."""
+    spec = step.send
+    assert spec is not None
+    media = spec.media
+    if media is not None and media.kind not in caps.media_kinds:
+        yield at.problem(
+            (*where, "media", "kind"),
+            f"provider `{name}` can't send a {media.kind}; it sends "
+            f"{', '.join(sorted(caps.media_kinds))}",
+        )
+    if media is not None and media.base64 is not None and caps.media_by_url_only:
+        yield at.problem(
+            (*where, "media", "base64"),
+            f"provider `{name}` takes files by URL only; publish the file and give `url:`",
+            at_key=True,
+        )
+    if spec.buttons is not None and spec.header is not None and not caps.buttons_text_header:
+        yield at.problem(
+            (*where, "header"),
+            f"provider `{name}` can't show a text header on reply buttons; put it in the text",
+            at_key=True,
+        )
+    template = spec.template
+    if template is None:
+        return
+    if template.header_media is not None and caps.files_per_template < 1:
+        yield at.problem(
+            (*where, "template", "header_media"),
+            f"provider `{name}` can't send a file with a template",
+            at_key=True,
+        )
+    if caps.template_params_named and isinstance(template.params, list) and template.params:
+        yield at.problem(
+            (*where, "template", "params"),
+            f"provider `{name}` needs named template parameters: "
+            "`params: {Name: value, ...}` as the catalogue names them",
+        )
 
 
 def _attendant_conflict(flow: Flow, at: Locator, sid: str, provider: str) -> Iterable[Problem]:
@@ -173,8 +216,11 @@ def _attendant_conflict(flow: Flow, at: Locator, sid: str, provider: str) -> Ite
     )
 
 
-def template_catalog(catalog: TemplateCatalog) -> FlowCheck:
-    """Each template a flow sends is in the catalogue, for its provider, with known params."""
+def template_catalog(
+    catalog: TemplateCatalog, capabilities: Mapping[str, Capabilities] | None = None
+) -> FlowCheck:
+    """Each template a flow sends is in the catalogue, for its provider, with known params
+    (and a language where the provider needs one)."""
 
     def check(flow: Flow, at: Locator) -> Iterable[Problem]:
         for sid, step in flow.steps.items():
@@ -198,6 +244,16 @@ def template_catalog(catalog: TemplateCatalog) -> FlowCheck:
                     f"template `{spec.name}` has no id for provider `{provider}`; add "
                     f"`{provider}: {{id: ...}}` under its `providers:` in config/templates.yaml",
                 )
+            elif provider and spec.language is None:
+                caps = (capabilities or {}).get(provider)
+                needs = caps is not None and caps.template_needs_language
+                if needs and entry.providers[provider].language is None:
+                    yield at.problem(
+                        (*where, "name"),
+                        f"provider `{provider}` needs the template's language; set "
+                        f"`language: pt_BR` (or another) for `{spec.name}` under "
+                        f"`{provider}` in config/templates.yaml, or on this step",
+                    )
             if isinstance(spec.params, Mapping):
                 for key in spec.params:
                     if key not in entry.params:

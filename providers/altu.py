@@ -86,6 +86,10 @@ CAPABILITIES = Capabilities(
     # The document shows templates and file, button, list and location contents only.
     content_types=frozenset({"template", "media", "buttons", "list", "location"}),
     files_per_template=0,
+    media_kinds=frozenset({"image", "video", "audio", "document", "sticker"}),
+    media_by_url_only=True,
+    buttons_text_header=False,  # the only documented header is a file URL
+    template_params_named=True,  # `fields` is a mapping
     read_receipts=True,  # Zenvia reports READ for WhatsApp
     idempotency_key=False,  # the document never says a repeated externalId is dropped
     webhooks=True,

@@ -40,6 +40,11 @@ class Capabilities:
     webhooks: bool = True
     # Robbu refuses a send that assigns an attendant while discarding attended contacts.
     attendant_conflicts_with_in_attendance: bool = False
+    media_kinds: frozenset[str] = frozenset({"image", "video", "audio", "document", "sticker"})
+    media_by_url_only: bool = False  # no base64 payloads
+    buttons_text_header: bool = True  # a text `header:` on reply buttons
+    template_needs_language: bool = False  # from the step or the template catalogue
+    template_params_named: bool = False  # parameters must be a mapping, not a list
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

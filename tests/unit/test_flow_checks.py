@@ -204,3 +204,53 @@ def test_the_same_flow_passes_once_the_step_sends_to_attended_contacts() -> None
         source, "f.yaml", providers=caps, extra_checks=[provider_capabilities(caps)]
     )
     assert loaded.flow.flow == "f"
+
+
+URL_ONLY = {
+    "iflow": Capabilities(
+        channels=frozenset({"whatsapp"}),
+        content_types=frozenset({"text", "media", "buttons", "template"}),
+        files_per_template=0,
+        media_kinds=frozenset({"image", "document"}),
+        media_by_url_only=True,
+        buttons_text_header=False,
+        template_needs_language=True,
+        template_params_named=True,
+    )
+}
+
+
+@pytest.mark.parametrize(
+    ("send", "expected"),
+    [
+        ("{media: {kind: sticker, url: 'https://x/s.webp'}}", "can't send a sticker"),
+        ("{media: {kind: image, base64: aGk=}}", "takes files by URL only"),
+        (
+            "{text: oi, header: Oferta, buttons: [{id: a, title: A}]}",
+            "can't show a text header on reply buttons",
+        ),
+        (
+            "{template: {name: t, language: pt_BR, params: {P: x},"
+            " header_media: {url: 'https://x/a.pdf', kind: document}}}",
+            "can't send a file with a template",
+        ),
+        ("{template: {name: t, language: pt_BR, params: [x]}}", "needs named template parameters"),
+        ("{template: {name: t, params: {P: x}}}", "needs the template's language"),
+    ],
+)
+def test_what_a_provider_refuses_inside_a_content_type(send: str, expected: str) -> None:
+    catalog = TemplateCatalog.model_validate(
+        {"templates": {"t": {"params": ["P"], "providers": {"iflow": {"id": "t1"}}}}}
+    )
+    source = (
+        "flow: f\nstart: a\ndefaults: {provider: iflow}\nsteps:\n"
+        f"  a: {{send: {send}, next: fim}}\n  fim: {{end: completed}}\n"
+    )
+    checks = [provider_capabilities(URL_ONLY), template_catalog(catalog, URL_ONLY)]
+    with pytest.raises(FlowError) as caught:
+        load_flow_text(source, "f.yaml", providers=URL_ONLY, extra_checks=checks)
+
+    messages = [str(p) for p in caught.value.problems]
+    assert len(messages) == 1, messages
+    assert expected in messages[0]
+    assert messages[0].startswith("f.yaml:5:")
