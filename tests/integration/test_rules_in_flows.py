@@ -1,0 +1,90 @@
+"""Rules composed in a running engine: a deferral is checked again at its new time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from engine.models import ContactEvent, MessageStatus
+from tests.integration.engine_kit import harness, settings_for
+
+FLOW = """\
+flow: oferta
+defaults:
+  provider: sandbox
+  rules:
+    quiet_hours: "21:00-08:00"
+    window: template
+    max_per_day: 1
+concurrency: many
+start: oferta
+steps:
+  oferta:
+    send:
+      text: "Oi {{ contact.first_name }}, temos uma oferta para você."
+      template: {name: boleto_vencendo, params: {PrimeiroNome: "{{ contact.first_name }}"}}
+    next: fim
+  fim: {end: completed}
+"""
+
+
+def flows_dir(tmp_path: Path) -> Path:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "oferta.yaml").write_text(FLOW)
+    return flows
+
+
+def local(day: int, hour: int, minute: int = 0) -> datetime:
+    """A time in São Paulo (UTC-3, no DST) on 2026-11-<day>."""
+    return datetime(2026, 11, day, hour, minute, tzinfo=UTC) + timedelta(hours=3)
+
+
+async def test_a_message_deferred_out_of_quiet_hours_is_checked_again_for_the_window(
+    tmp_path: Path,
+) -> None:
+    settings = settings_for(tmp_path, flows=flows_dir(tmp_path))
+    async with harness(settings, at=local(23, 7)) as h:
+        await h.event("reply", text="oi")  # 07:00: the window opens until 07:00 tomorrow
+        h.clock.set(local(23, 21, 30))
+        run = await h.start("oferta")
+
+        (message,) = await h.messages(run.id)
+        assert message.status == MessageStatus.QUEUED
+        assert message.next_attempt_at == local(24, 8)  # quiet hours end
+
+        await h.advance(timedelta(hours=11))
+
+        (message,) = await h.messages(run.id)
+        assert message.status != MessageStatus.QUEUED
+        # At 08:00 the 24 h window had closed an hour before: the template went.
+        assert message.payload["type"] == "template"
+        rules = [(d["rule"], d["outcome"]) for d in await h.decisions(run.id)]
+        assert ("quiet_hours", "defer") in rules
+        assert rules[-1] == ("window", "template")
+
+
+async def test_the_daily_cap_defers_the_second_message_to_the_next_local_day(
+    tmp_path: Path,
+) -> None:
+    settings = settings_for(tmp_path, flows=flows_dir(tmp_path))
+    async with harness(settings, at=local(23, 9)) as h:
+        await h.engine.ingest_contact_events(
+            [ContactEvent(type="reply", at=h.clock.now(), contact_id="c-1", text="oi")]
+        )
+        first = await h.start("oferta")
+        await h.advance(timedelta(seconds=2))
+        second = await h.start("oferta")
+
+        (sent,) = await h.messages(first.id)
+        (held,) = await h.messages(second.id)
+        assert sent.status in (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ)
+        assert held.status == MessageStatus.QUEUED
+        assert held.next_attempt_at == local(24, 0)
+
+        await h.advance(timedelta(hours=24))
+
+        (held,) = await h.messages(second.id)
+        # Midnight is inside quiet hours: deferred again, to 08:00, then sent.
+        assert held.status in (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ)
+        assert held.status_at["sending"] == local(24, 8)
