@@ -70,8 +70,21 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _accept_log_format_anywhere(parser: argparse.ArgumentParser) -> None:
+    """`disparo serve --log-format json` as well as `disparo --log-format json serve`."""
+    for action in parser._subparsers._group_actions if parser._subparsers else []:
+        for command in getattr(action, "choices", {}).values():
+            command.add_argument(
+                "--log-format",
+                choices=("text", "json"),
+                default=argparse.SUPPRESS,
+                help="log line format (text, or JSON lines)",
+            )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
+    _accept_log_format_anywhere(parser)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
