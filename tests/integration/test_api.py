@@ -235,3 +235,29 @@ async def test_contacts_can_be_upserted_and_read(api: Any) -> None:
     assert updated.status == 200
     assert read["phone"] == "+5511988887777"
     assert read["context"] == {"plano": "ouro", "x": 1}
+
+
+async def test_webhooks_need_the_instance_token_and_respect_the_size_limit(
+    tmp_path: Path,
+) -> None:
+    settings = settings_for(
+        tmp_path,
+        server={"max_body_bytes": 4096},
+        provider_changes={"sandbox": {"webhook_secret": "s3cr3t-hook"}},
+    )
+    body = status_body(provider_message_id="sbx-1", idempotency_key=None, status=MessageStatus.READ)
+    async with harness(settings) as h:
+        client = TestClient(TestServer(build_app(h.engine)))
+        await client.start_server()
+        try:
+            missing = await client.post("/webhooks/sandbox", data=body)
+            wrong = await client.post("/webhooks/sandbox?token=nope", data=body)
+            right = await client.post("/webhooks/sandbox?token=s3cr3t-hook", data=body)
+            huge = await client.post("/webhooks/sandbox?token=s3cr3t-hook", data=b"x" * 5000)
+            said = await wrong.text()
+        finally:
+            await client.close()
+
+    assert (missing.status, wrong.status, right.status) == (401, 401, 200)
+    assert huge.status == 413
+    assert "s3cr3t-hook" not in said
