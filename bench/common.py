@@ -33,17 +33,57 @@ def wait_for_port(port: int, timeout: float = 15.0) -> None:
 
 
 @contextmanager
-def child(args: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """A fresh server process for one measurement, stopped afterwards."""
-    proc = subprocess.Popen(
-        [sys.executable, *args], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}
-    )
-    try:
-        wait_for_port(port)
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+def child(
+    args: list[str], port: int, *, log: Path | None = None, stop_timeout: float = 30.0
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A fresh server process for one measurement, stopped (SIGTERM) afterwards.
+
+    ``log``: a file for its stdout and stderr (default: inherited).
+    """
+    with open(log, "ab") if log is not None else open(os.devnull, "rb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=out if log is not None else None,
+            stderr=out if log is not None else None,
+        )
+        try:
+            wait_for_port(port)
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=stop_timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class MachineBusy:
+    """How busy all CPUs were between ``start()`` and ``stop()`` (0..1, from /proc/stat)."""
+
+    def __init__(self) -> None:
+        self._start = self._read()
+
+    @staticmethod
+    def _read() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        idle = values[3] + values[4]  # idle + iowait
+        return sum(values) - idle, sum(values)
+
+    def start(self) -> None:
+        self._start = self._read()
+
+    def stop(self) -> float:
+        busy, total = self._read()
+        return (busy - self._start[0]) / max(1, total - self._start[1])
 
 
 def summary(name: str, values: list[float]) -> str:

@@ -21,30 +21,57 @@ engine/raw). Target: >= 0.35x.
 
     .venv/bin/python bench/dispatch.py [--messages 10000] [--rounds 5]
                                        [--log info|off] [--check-every 10]
+                                       [--store sqlite|postgres] [--postgres-dsn DSN]
+
+``--store postgres`` runs the engine on a fresh schema of ``--postgres-dsn``
+(default ``$DISPARO_TEST_POSTGRES_DSN``) per round; the fake's outbox check reads
+SQLite files only, so it is off there (the store's contract tests cover the order).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import child, free_port, paired, summary
+from bench.common import MachineBusy, child, free_port, paired, process_cpu, summary
 
 CONCURRENCY = 64
 WARMUP = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    rate: float  # messages per second
+    cpu_us: float  # CPU of this process (raw client or engine) per message, µs
+    fake_us: float  # CPU of the fake gateway per message, µs
+    busy: float  # both CPUs during the timed part, 0..1
+    body: float  # mean request body, bytes
+
+    def describe(self) -> str:
+        return (
+            f"{self.rate:.0f}/s ({self.cpu_us:.0f} µs CPU/msg, fake {self.fake_us:.0f} µs, "
+            f"machine {self.busy:.0%} busy, {self.body:.0f} B bodies)"
+        )
+
 
 FLOW = """
 flow: bench
@@ -68,11 +95,11 @@ steps:
 FILLER = "Acompanhe pelo aplicativo ou responda esta mensagem se precisar de ajuda. " * 8
 
 
-def write_config(tmp: Path, port: int) -> Path:
+def write_config(tmp: Path, port: int, storage: str | None = None) -> Path:
     (tmp / "flows").mkdir()
     (tmp / "flows" / "bench.yaml").write_text(FLOW)
     config = {
-        "storage": f"sqlite:///{tmp}/bench.db",
+        "storage": storage or f"sqlite:///{tmp}/bench.db",
         "api_token": "bench-token",
         "flows": str(tmp / "flows"),
         "providers": {
@@ -92,12 +119,11 @@ def write_config(tmp: Path, port: int) -> Path:
 
 def raw_body(i: int) -> bytes:
     """A body shaped and sized like the `http` provider's (about 1 KB)."""
-    text = (
-        f"Oi Maria! Seu pedido P{i} de R$ 1.670,00\nsaiu para entrega e chega hoje. {FILLER}\n"
-    )
+    text = f"Oi Maria! Seu pedido P{i} de R$ 1.670,00\nsaiu para entrega e chega hoje. {FILLER}\n"
     return json.dumps(
         {
             "idempotency_key": f"raw-{i}:aviso:1",
+            "id": f"{i:08d}-0000-4000-8000-000000000000",
             "to": {"phone": f"+55119{i:08d}", "email": None},
             "channel": "whatsapp",
             "content": {"type": "text", "body": text, "preview_url": False},
@@ -118,36 +144,41 @@ async def fake_stats(port: int) -> dict[str, Any]:
         return stats
 
 
-async def raw_round(n: int) -> float:
+async def raw_round(n: int) -> Round:
+    # Bodies and headers are built before the clock starts: the raw loop is the ceiling.
+    requests = [
+        (raw_body(i), {"Content-Type": "application/json", "Idempotency-Key": f"raw-{i}:aviso:1"})
+        for i in range(WARMUP + n)
+    ]
     port = free_port()
-    with child(["bench/fake_provider.py", str(port)], port):
+    with child(["bench/fake_provider.py", str(port)], port) as fake:
         url = f"http://127.0.0.1:{port}/send"
         connector = aiohttp.TCPConnector(limit=CONCURRENCY)
         async with aiohttp.ClientSession(connector=connector) as session:
 
             async def post_all(first: int, count: int) -> None:
-                numbers = iter(range(first, first + count))
+                queue = iter(requests[first : first + count])
 
                 async def worker() -> None:
-                    for i in numbers:
-                        headers = {
-                            "Content-Type": "application/json",
-                            "Idempotency-Key": f"raw-{i}:aviso:1",
-                        }
-                        async with session.post(url, data=raw_body(i), headers=headers) as answer:
+                    for body, headers in queue:
+                        async with session.post(url, data=body, headers=headers) as answer:
                             answer.raise_for_status()
                             json.loads(await answer.read())
 
                 await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
 
             await post_all(0, WARMUP)
+            busy, fake_cpu, cpu = MachineBusy(), process_cpu(fake.pid), time.process_time()
             started = time.perf_counter()
             await post_all(WARMUP, n)
             elapsed = time.perf_counter() - started
+            cpu, fake_cpu = time.process_time() - cpu, process_cpu(fake.pid) - fake_cpu
+            load = busy.stop()
         stats = await fake_stats(port)
     if stats["posts"] != WARMUP + n:
         raise RuntimeError(f"raw loop: the fake saw {stats['posts']} POSTs, not {WARMUP + n}")
-    return n / elapsed
+    body = stats["bytes"] / stats["posts"]
+    return Round(n / elapsed, cpu / n * 1e6, fake_cpu / n * 1e6, load, body)
 
 
 class Complaints(logging.Handler):
@@ -196,7 +227,49 @@ def verify_store(db_path: Path, total: int) -> None:
         )
 
 
-async def engine_round(n: int, check_every: int, complaints: Complaints) -> float:
+@contextlib.asynccontextmanager
+async def postgres_schema(dsn: str) -> AsyncIterator[str]:
+    """A DSN on a fresh schema of the PostgreSQL database ``dsn`` (dropped afterwards)."""
+    import asyncpg
+
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f'CREATE SCHEMA "{name}"')
+        parts = urlsplit(dsn)
+        query = urlencode([*parse_qsl(parts.query), ("search_path", name)])
+        yield urlunsplit(parts._replace(query=query))
+    finally:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        await admin.close()
+
+
+async def verify_postgres(dsn: str, total: int) -> None:
+    """``verify_store`` for the PostgreSQL store."""
+    import asyncpg
+
+    db = await asyncpg.connect(dsn)
+    try:
+        rows = await db.fetch("SELECT status, count(*) FROM messages GROUP BY status")
+        statuses = {row[0]: row[1] for row in rows}
+        distinct = await db.fetchval(
+            "SELECT count(DISTINCT provider_message_id) FROM messages WHERE status = 'sent'"
+        )
+        rows = await db.fetch("SELECT status, count(*) FROM runs GROUP BY status")
+        runs = {row[0]: row[1] for row in rows}
+    finally:
+        await db.close()
+    if statuses != {"sent": total} or distinct != total or runs != {"completed": total}:
+        raise RuntimeError(
+            f"store after the round: messages {statuses}, distinct gateway ids {distinct}, "
+            f"runs {runs}; expected {total} sent messages and completed runs"
+        )
+
+
+async def engine_round(
+    n: int, check_every: int, complaints: Complaints, postgres: str | None = None
+) -> Round:
+    """``postgres``: a DSN whose schema this round owns (else SQLite under a temp dir)."""
     from engine.models import ContactUpsert
     from engine.runtime import Engine, open_store
     from engine.settings import load_settings
@@ -205,12 +278,14 @@ async def engine_round(n: int, check_every: int, complaints: Complaints) -> floa
     port = free_port()
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        settings = load_settings(write_config(tmp, port))
+        settings = load_settings(write_config(tmp, port, postgres))
         migrator = open_store(settings.storage)
         await migrator.migrate()
         await migrator.close()
         check = ["--check-db", str(tmp / "bench.db"), "--check-every", str(check_every)]
-        with child(["bench/fake_provider.py", str(port), *check], port):
+        if postgres is not None:
+            check = []  # the fake reads SQLite files only: no outbox check on PostgreSQL
+        with child(["bench/fake_provider.py", str(port), *check], port) as fake:
             async with Engine(settings) as engine:
                 # Incremented after the commit that records the message `sent` and the
                 # run `completed` is durable.
@@ -240,25 +315,32 @@ async def engine_round(n: int, check_every: int, complaints: Complaints) -> floa
 
                 async def wait_completed(total: int) -> None:
                     # Poll the counter's own value (no scrape); 5 ms is far below a round.
-                    while completed._value.get() < total:  # noqa: ASYNC110
+                    while completed._value.get() < total:
                         if complaints.records:
                             raise RuntimeError(f"engine complained: {complaints.records[:3]}")
                         await asyncio.sleep(0.005)
 
                 await start_all(0, WARMUP)
                 await wait_completed(WARMUP)
+                busy, fake_cpu, cpu = MachineBusy(), process_cpu(fake.pid), time.process_time()
                 started = time.perf_counter()
                 await asyncio.gather(start_all(WARMUP, n), wait_completed(WARMUP + n))
                 elapsed = time.perf_counter() - started
+                cpu, fake_cpu = time.process_time() - cpu, process_cpu(fake.pid) - fake_cpu
+                load = busy.stop()
             stats = await fake_stats(port)
-        verify_store(tmp / "bench.db", WARMUP + n)
+        if postgres is None:
+            verify_store(tmp / "bench.db", WARMUP + n)
+        else:
+            await verify_postgres(postgres, WARMUP + n)
     if complaints.records:
         raise RuntimeError(f"engine complained: {complaints.records[:3]}")
     if stats["posts"] != WARMUP + n or stats["message_ids"] != WARMUP + n:
         raise RuntimeError(f"the fake saw {stats}; expected {WARMUP + n} distinct POSTs")
-    if not stats["checked"] or stats["not_sending"]:
+    if (postgres is None and not stats["checked"]) or stats["not_sending"]:
         raise RuntimeError(f"outbox not durable before the POST: {stats}")
-    return n / elapsed
+    body = stats["bytes"] / stats["posts"]
+    return Round(n / elapsed, cpu / n * 1e6, fake_cpu / n * 1e6, load, body)
 
 
 async def main() -> None:
@@ -277,27 +359,51 @@ async def main() -> None:
         default=10,
         help="the fake checks the outbox row of every N-th POST in the engine's database",
     )
+    parser.add_argument(
+        "--store",
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        help="the engine's store; postgres uses a fresh schema of --postgres-dsn per round",
+    )
+    parser.add_argument(
+        "--postgres-dsn",
+        default=os.environ.get("DISPARO_TEST_POSTGRES_DSN"),
+        help="PostgreSQL database for --store postgres (default: $DISPARO_TEST_POSTGRES_DSN)",
+    )
     args = parser.parse_args()
+    if args.store == "postgres" and not args.postgres_dsn:
+        parser.error("--store postgres needs --postgres-dsn or DISPARO_TEST_POSTGRES_DSN")
     complaints = setup_logs(args.log)
     print(
         f"{args.messages} messages per round (+{WARMUP} warm-up), {CONCURRENCY} in flight, "
         f"engine logging {args.log}, {os.cpu_count()} CPUs",
         flush=True,
     )
-    raw: list[float] = []
-    eng: list[float] = []
+    raw: list[Round] = []
+    eng: list[Round] = []
     for round_no in range(1, args.rounds + 1):
         raw.append(await raw_round(args.messages))
-        eng.append(await engine_round(args.messages, args.check_every, complaints))
-        ratio = eng[-1] / raw[-1]
+        if args.store == "postgres":
+            async with postgres_schema(args.postgres_dsn) as dsn:
+                eng.append(await engine_round(args.messages, args.check_every, complaints, dsn))
+        else:
+            eng.append(await engine_round(args.messages, args.check_every, complaints))
         print(
-            f"round {round_no}: raw {raw[-1]:.0f}/s  engine {eng[-1]:.0f}/s  ratio {ratio:.2f}",
+            f"round {round_no}: raw {raw[-1].describe()}\n"
+            f"         engine {eng[-1].describe()}  ratio {eng[-1].rate / raw[-1].rate:.2f}",
             flush=True,
         )
-    print(summary("raw aiohttp POST loop", raw))
-    print(summary("disparo (sqlite, FULL)", eng))
-    medians, per_round = paired(eng, raw)
+    raw_rates, eng_rates = [r.rate for r in raw], [r.rate for r in eng]
+    print(summary("raw aiohttp POST loop", raw_rates))
+    print(
+        summary(
+            "disparo (sqlite, FULL)" if args.store == "sqlite" else "disparo (postgres)", eng_rates
+        )
+    )
+    medians, per_round = paired(eng_rates, raw_rates)
     print(f"ratio of medians {medians:.2f}x   paired ratio {per_round:.2f}x   (target >= 0.35x)")
+    cpu = statistics.median(e.cpu_us / r.cpu_us for e, r in zip(eng, raw, strict=True))
+    print(f"engine CPU per message / raw client CPU per message: median {cpu:.1f}x")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ Run as its own process so it does not share the measured event loop:
 Every answer carries a fresh gateway message id (``wamid.bench.<n>``), as a real
 gateway does: the store keeps (provider, provider_message_id) unique.
 
+``POST /webhooks/{provider}`` is the bare webhook receiver of bench/webhooks.py:
+it reads the body and answers 200, nothing else.
+
 ``GET /stats`` answers what this process saw, so a benchmark can check it did the
 work it claims: ``posts``, ``message_ids`` (distinct disparo message ids in the
 bodies; 0 for the raw loop, whose bodies carry none), ``checked`` and
@@ -32,6 +35,7 @@ class Fake:
     def __init__(self, check_db: str | None, check_every: int) -> None:
         self.numbers = itertools.count(1)
         self.posts = 0
+        self.bytes = 0
         self.ids: set[str] = set()
         self.checked = 0
         self.not_sending: list[str] = []
@@ -42,6 +46,7 @@ class Fake:
     async def send(self, request: web.Request) -> web.Response:
         body = await request.read()
         self.posts += 1
+        self.bytes += len(body)
         if body[:14] == b'{"message_id":':
             message_id = json.loads(body)["message_id"]
             self.ids.add(message_id)
@@ -62,10 +67,17 @@ class Fake:
         if row is None or row[0] != "sending":
             self.not_sending.append(f"{message_id}={row[0] if row else 'missing'}")
 
+    async def webhook(self, request: web.Request) -> web.Response:
+        """The bare webhook receiver bench/webhooks.py compares disparo with."""
+        await request.read()
+        self.posts += 1
+        return web.Response(body=b'{"ok": true}', content_type="application/json")
+
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response(
             {
                 "posts": self.posts,
+                "bytes": self.bytes,
                 "message_ids": len(self.ids),
                 "checked": self.checked,
                 "not_sending": len(self.not_sending),
@@ -83,6 +95,7 @@ def main() -> None:
     fake = Fake(args.check_db, args.check_every)
     app = web.Application()
     app.router.add_post("/send", fake.send)
+    app.router.add_post("/webhooks/{provider}", fake.webhook)
     app.router.add_get("/stats", fake.stats)
     web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
 

@@ -13,6 +13,7 @@ from engine.flow.validate import FlowCheck
 from engine.flow_checks import provider_capabilities, template_catalog, template_syntax
 from engine.settings import Settings, load_settings
 from engine.template_catalog import TemplateCatalog, load_template_catalog
+from engine.triggers import trigger_problems
 from providers.base import Capabilities, ProviderHost
 from providers.registry import provider_class
 
@@ -29,7 +30,11 @@ def capabilities_of(settings: Settings) -> dict[str, Capabilities]:
 def flow_checks(
     capabilities: Mapping[str, Capabilities], catalog: TemplateCatalog | None
 ) -> list[FlowCheck]:
-    checks: list[FlowCheck] = [template_syntax, provider_capabilities(capabilities)]
+    checks: list[FlowCheck] = [
+        template_syntax,
+        provider_capabilities(capabilities),
+        trigger_problems,
+    ]
     if catalog is not None:
         checks.append(template_catalog(catalog, capabilities))
     return checks

@@ -58,6 +58,18 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
     g.add_argument("--config", default=DEFAULT_CONFIG)
 
+    t = sub.add_parser(
+        "trigger",
+        help="start a flow for every contact of a CSV file; idempotent per row",
+        description="Check the whole CSV file (every problem is reported and nothing is "
+        "started if there is one), then start FLOW for each row. Rerunning the same file "
+        "starts nothing new. The runs are durably created in the store; the serving "
+        "process (`disparo serve`) sends their messages, this command sends nothing.",
+    )
+    t.add_argument("flow", help="a flow name from the config's flows")
+    t.add_argument("--contacts", required=True, help="CSV file, one contact per row")
+    t.add_argument("--config", default=DEFAULT_CONFIG)
+
     w = sub.add_parser("why", help="the decisions and events behind what was (not) sent")
     w.add_argument("contact")
     w.add_argument("--flow")
@@ -96,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "schema": _schema,
         "graph": _graph,
         "why": _why,
+        "trigger": _trigger,
         "migrate": _migrate,
     }
     try:
@@ -192,12 +205,24 @@ async def _simulate(args: argparse.Namespace) -> int:
     return await run_simulation(settings, args)
 
 
+async def _trigger(args: argparse.Namespace) -> int:
+    from engine.bulk import trigger
+    from engine.runtime import Engine
+
+    settings = _settings(args.config)
+    # No dispatcher loop: the runs are stored, and `disparo serve` sends them.
+    async with Engine(settings, run_loop=False, triggers=False) as engine:
+        tally = await trigger(engine, args.flow, Path(args.contacts), name=args.contacts)
+    print(tally.summary())
+    return EXIT_OK
+
+
 async def _why(args: argparse.Namespace) -> int:
     from engine.api_views import event_view
     from engine.runtime import Engine
 
     settings = _settings(args.config)
-    async with Engine(settings, run_loop=False) as engine:
+    async with Engine(settings, run_loop=False, triggers=False) as engine:
         events = await engine.decisions(args.contact, args.flow, limit=args.limit)
     for event in events:
         view = event_view(event)

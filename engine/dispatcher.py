@@ -13,7 +13,7 @@ import contextlib
 import functools
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -117,6 +117,7 @@ class Dispatcher:
         on_callback: Callable[[str, bytes], Any],
         templates: TemplateCatalog | None = None,
         rng: random.Random | None = None,
+        on_trigger: Callable[[DueWork], Awaitable[None]] | None = None,
     ) -> None:
         self.store, self.clock, self.catalog = store, clock, catalog
         self.templates = templates
@@ -125,6 +126,7 @@ class Dispatcher:
         self.owner = owner
         self.rng = rng or random.Random()
         self._on_callback = on_callback
+        self._on_trigger = on_trigger
         self.locks = RunLocks()
         self.wake = asyncio.Event()
         self._tasks: dict[int, tuple[asyncio.Task[None], DueWork]] = {}
@@ -271,6 +273,10 @@ class Dispatcher:
             body = str(work.payload["body"]).encode()
             await self._on_callback(str(work.payload["provider"]), body)
             await self.store.commit(Commit(now=self.clock.now(), done=Completion(work=work)))
+        elif work.kind in (DueKind.CRON, DueKind.FANOUT, DueKind.SWEEP):
+            if self._on_trigger is None:  # kept for an engine that runs triggers
+                raise RuntimeError(f"this engine does not run triggers; {work.kind} left due")
+            await self._on_trigger(work)
         else:  # START and future kinds: nothing to do but complete
             await self.store.commit(Commit(now=self.clock.now(), done=Completion(work=work)))
 
@@ -289,7 +295,9 @@ class Dispatcher:
 
     def backoff(self, attempt: int) -> timedelta:
         """Full-jitter exponential backoff (AWS architecture blog), capped."""
-        ceiling = min(self.settings.backoff_cap, self.settings.backoff_base * 2 ** max(0, attempt))
+        # The exponent is capped: rows rescheduled forever (triggers) count every step.
+        exponent = min(max(0, attempt), 32)
+        ceiling = min(self.settings.backoff_cap, self.settings.backoff_base * 2**exponent)
         return timedelta(seconds=self.rng.uniform(ceiling / 10, ceiling))
 
     async def _status(self, work: DueWork) -> None:

@@ -68,6 +68,9 @@ class DueKind(StrEnum):
     STATUS = "status"  # a provider status report for one message
     INBOUND = "inbound"  # a contact event delivered to one open run
     CALLBACK = "callback"  # a delayed provider webhook (sandbox statuses)
+    CRON = "cron"  # a cron trigger's next fire time (one row per trigger)
+    FANOUT = "fanout"  # one firing walking its audience in chunks (cursor in the payload)
+    SWEEP = "sweep"  # an `after` trigger's next re-engagement sweep (one row per trigger)
 
 
 # ---------------------------------------------------------------- contacts

@@ -34,6 +34,7 @@ from engine.models import (
     ContactEvent,
     ContactUpsert,
     DueKind,
+    DueWork,
     Event,
     Message,
     NewDueWork,
@@ -45,6 +46,7 @@ from engine.models import (
 from engine.opt_out import is_opt_out
 from engine.scope import RunnerScope, contact_timezone
 from engine.settings import Settings
+from engine.triggers import Triggers
 from providers.base import Provider
 from providers.registry import provider_class
 from storage.base import Commit, ContactChange, IngestOutcome, NewRun, RunChange, Store
@@ -81,6 +83,7 @@ class Engine:
         store: Store | None = None,
         run_loop: bool = True,
         owner: str | None = None,
+        triggers: bool = True,
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
@@ -91,6 +94,9 @@ class Engine:
         self.providers: dict[str, Provider] = {}
         self._catalog: FlowCatalog | None = None
         self._dispatcher: Dispatcher | None = None
+        # cron, `after` and `event` triggers (off for one-shot commands and simulations)
+        self.runs_triggers = triggers
+        self._triggers: Triggers | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -111,6 +117,7 @@ class Engine:
                 checks=flow_checks(capabilities, templates),
             )
             d = self.settings.dispatcher
+            triggers_on = self.runs_triggers
             self._dispatcher = Dispatcher(
                 store=self.store,
                 clock=self.clock,
@@ -132,7 +139,18 @@ class Engine:
                 owner=self.owner,
                 on_callback=self._callback,
                 templates=templates,
+                on_trigger=self._on_trigger if triggers_on else None,
             )
+            if triggers_on:
+                self._triggers = Triggers(
+                    store=self.store,
+                    clock=self.clock,
+                    catalog=self._catalog,
+                    settings=self.settings,
+                    metrics=self.metrics,
+                    notify=self._dispatcher.notify,
+                )
+                await self._triggers.schedule()
             if self.run_loop:
                 self._dispatcher.start()
         except BaseException:
@@ -371,6 +389,8 @@ class Engine:
         outcomes = await self.store.ingest_contact_events(resolved, now)
         for event, outcome in zip(resolved, outcomes, strict=True):
             log.info("inbound %s of contact %s: %s", event.type, event.contact_id, outcome)
+        if self._triggers is not None:  # stored first: a start lost here is retried (2xx not sent)
+            await self._triggers.on_contact_events(resolved, outcomes)
         self.dispatcher.notify()
         return outcomes
 
@@ -400,6 +420,10 @@ class Engine:
             pending=outcomes.count("pending"),
             errors=parsed.errors,
         )
+
+    async def _on_trigger(self, work: DueWork) -> None:
+        assert self._triggers is not None
+        await self._triggers.handle(work)
 
     async def _callback(self, provider: str, body: bytes) -> None:
         await self.ingest_webhook(provider, body, {})

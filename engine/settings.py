@@ -71,6 +71,22 @@ class DispatcherSettings(_Section):
     breaker_cooldown_cap: float = Field(default=300.0, gt=0)
 
 
+class TriggerSettings(_Section):
+    """How cron campaigns and re-engagement sweeps run (engine.triggers)."""
+
+    sweep_interval: float = Field(
+        default=60.0, gt=0, description="Seconds between re-engagement sweeps, at least"
+    )
+    chunk_size: int = Field(
+        default=500, ge=1, le=5000, description="Contacts a fan-out or sweep handles per step"
+    )
+    misfire_grace: float = Field(
+        default=3600.0,
+        ge=0,
+        description="Seconds a cron firing may be late and still run, unless the trigger says",
+    )
+
+
 class Settings(_Section):
     """Everything ``disparo serve`` needs; build it with ``load_settings``."""
 
@@ -84,6 +100,7 @@ class Settings(_Section):
     templates: Path | None = Field(default=None, description="Template catalogue (YAML)")
     log_format: Literal["text", "json"] = "text"
     dispatcher: DispatcherSettings = Field(default_factory=DispatcherSettings)
+    triggers: TriggerSettings = Field(default_factory=TriggerSettings)
     opt_out_keywords: tuple[str, ...] = DEFAULT_OPT_OUT_KEYWORDS
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
 

@@ -242,7 +242,7 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
     clock = VirtualClock(min([start, *stamps.values()]))
     sim_settings = settings.model_copy(update={"storage": "sqlite:///:memory:"})
     flow_is_file = await asyncio.to_thread(Path(args.flow).is_file)
-    async with Engine(sim_settings, clock=clock, run_loop=False) as engine:
+    async with Engine(sim_settings, clock=clock, run_loop=False, triggers=False) as engine:
         flow_name = args.flow
         if flow_is_file:
             from engine.flow.loader import load_flow

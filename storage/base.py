@@ -17,6 +17,9 @@ Guarantees every implementation gives:
   that would move a status backwards is dropped (not an error) unless ``force``.
 - A status report for a provider message id not yet recorded is kept and becomes
   due work in the same transaction that records that id.
+- Triggers: a cron firing (``Commit.firing``) is recorded once, ever; trigger rows
+  (CRON, SWEEP) are unique by key (``schedule_triggers``); contact pages come in a
+  stable order (ids byte-wise, or (timestamp, id)) so a cursor resumes them exactly.
 - Errors of the driver never escape: an unreachable/locked/full database raises
   ``StoreUnavailable``; pending migrations raise ``SchemaOutdated`` on ``open``.
 """
@@ -139,6 +142,19 @@ class Completion:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TriggerFiring:
+    """One fire time of one cron trigger, recorded once, ever (see ``Commit.firing``)."""
+
+    flow: str
+    trigger: int  # the trigger's index in the flow's `triggers:` list
+    fire_time: datetime
+
+
+# The contact timestamps a re-engagement sweep (`after` + `since`) can count from.
+ContactTimestamp = Literal["last_inbound_at", "last_interaction_at", "last_outbound_at"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Commit:
     """One atomic unit of change: the transactional outbox of the run state machine."""
 
@@ -155,6 +171,10 @@ class Commit:
     cancel_timers_of_run: str | None = None  # drop the run's unclaimed TIMER rows
     cancel_all_due_of_run: str | None = None  # drop every unclaimed row of the run (cancel)
     events: Sequence[NewEvent] = ()
+    # Record a cron firing; when (flow, trigger, fire_time) was recorded before, the
+    # commit raises ``Conflict`` and writes nothing: each fire time fires once, across
+    # every process and restart.
+    firing: TriggerFiring | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -271,4 +291,37 @@ class Store(Protocol):
         when its dedupe key was seen). An event without ``contact_id`` raises
         ``ValueError`` (nothing written; the engine resolves phones first); an unknown
         contact id is ``unknown_contact``.
+        """
+
+    # -- triggers (cron, re-engagement sweeps)
+    async def schedule_triggers(self, wanted: Mapping[str, NewDueWork], now: datetime) -> list[str]:
+        """Make the keyed due-work rows exactly ``wanted`` (key -> row); return the keys added.
+
+        A key already stored keeps its row untouched (due time, payload, lease: they
+        carry the trigger's state across restarts); a key not stored is inserted as
+        given; every stored row that has a key not in ``wanted`` is deleted, leased or
+        not (its holder's completion then raises ``StaleFence``). Rows without a key
+        are never touched. One atomic write; processes calling this at the same time
+        never store a key twice (the loser's insert of that key is skipped).
+        """
+
+    async def page_contacts(self, *, after: str | None, limit: int) -> list[Contact]:
+        """Up to ``limit`` contacts in id order (byte order of the UTF-8 id), with ids
+        greater than ``after`` (from the first contact when None)."""
+
+    async def contacts_in_window(
+        self,
+        field: ContactTimestamp,
+        *,
+        above: datetime | None,
+        up_to: datetime | None,
+        cursor: tuple[datetime, str] | None = None,
+        limit: int,
+    ) -> list[Contact]:
+        """Contacts whose ``field`` lies in ``(above, up_to]``, ordered by (``field``, id).
+
+        ``None`` leaves that bound open; contacts whose ``field`` is not set are never
+        returned. ``cursor`` (the (timestamp, id) of the last contact of the previous
+        page) returns only contacts after it in that order. At most ``limit``. Served by
+        an index on (``field``, id): cost follows the matches, not the contacts.
         """

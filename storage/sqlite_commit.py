@@ -33,6 +33,7 @@ from storage.sqlite_codec import (
     to_us_or_none,
 )
 from storage.sqlite_due import cancel_due, check_fence, complete, insert_due
+from storage.sqlite_triggers import record_firing
 
 # Statuses that mean the message left for the contact (counted by count_outbound).
 LEFT_STATUSES = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ)
@@ -48,6 +49,8 @@ def apply_commit(db: sqlite3.Connection, commit: Commit) -> CommitResult:
             return CommitResult(run=existing, created=False)
     if commit.done is not None:
         check_fence(db, commit.done.work)
+    if commit.firing is not None:
+        record_firing(db, commit.firing, now)
     run: Run | None = None
     created = False
     if commit.new_run is not None:

@@ -1,0 +1,431 @@
+"""Status webhook ingestion: `disparo serve` vs a bare aiohttp handler, same load generator.
+
+engine: a real ``python -m engine serve`` process (API, webhooks, dispatcher; INFO
+logging to a file) on a SQLite file (WAL, synchronous=FULL) that already holds
+the messages the webhooks talk about: ``POST /webhooks/wa`` parses each body with
+the sandbox provider (disparo's generic format), stores the report durably (event
++ status due work) and only then answers 200. Its dispatcher applies the reports
+to the messages and runs (``read`` completes the run) in the same process, as in
+production.
+raw: ``bench/fake_provider.py``: an aiohttp handler that reads the body and
+answers 200, nothing else.
+
+Both servers run in their own process; this process is only the load generator:
+one aiohttp session, ``--concurrency`` senders (default 64) posting the same
+``--requests`` bodies per round after a warm-up of 500. The bodies are what a
+provider sends: one status each, ``delivered`` for every message and then ``read``
+for every message, naming the gateway id and the idempotency key, with a
+timestamp (``providers.generic_webhook.status_body``, the function the sandbox
+builds its own callbacks with).
+
+Setup (once): runs are started through ``POST /v1/runs`` on a sandbox provider
+whose ``delivered_after`` and ``read_after`` are null, so only its ``sent``
+callback fires; the setup waits until every message is ``sent`` with its gateway
+id, then keeps that database as a template. Every engine round starts a fresh
+server on a fresh copy of it, so rounds start from the same state.
+
+Each round checks its work: every answer must be 200; the engine must have
+answered ``accepted`` for every report (none pending, none duplicate), its
+database must hold one status event per request afterwards, and its log must
+have no warning. Rounds alternate raw and engine; the script prints every round,
+the medians and the paired ratio (median of per-round engine/raw). Target: >= 0.5x.
+
+    .venv/bin/python bench/webhooks.py [--requests 10000] [--rounds 5] [--concurrency 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import MachineBusy, child, free_port, paired, process_cpu, summary
+
+WARMUP = 500
+PROVIDER = "wa"
+TOKEN = "bench-token"
+
+FLOW = """
+flow: aviso
+defaults:
+  provider: wa
+  rules:
+    window: ignore
+start: aviso
+steps:
+  aviso:
+    send:
+      text: |
+        Oi {{ contact.first_name }}! Seu pedido {{ context.pedido }} saiu para entrega
+        e chega hoje. Acompanhe pelo aplicativo.
+    on:
+      read: fim
+    timeout: {after: 1d, goto: fim}
+  fim:
+    end: completed
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    rate: float  # answered requests per second
+    cpu_us: float  # server CPU per request, µs
+    busy: float  # both CPUs, 0..1
+    note: str = ""
+
+
+def write_config(tmp: Path, db: Path, port: int) -> Path:
+    flows = tmp / "flows"
+    flows.mkdir(exist_ok=True)
+    (flows / "aviso.yaml").write_text(FLOW)
+    config = {
+        "storage": f"sqlite:///{db}",
+        "server": {"host": "127.0.0.1", "port": port},
+        "api_token": TOKEN,
+        "flows": str(flows),
+        "providers": {
+            PROVIDER: {
+                "type": "sandbox",
+                "delivered_after": None,
+                "read_after": None,
+                "fail_suffix": None,
+            }
+        },
+    }
+    path = tmp / f"disparo-{port}.yaml"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def serve_args(config: Path, dispatcher: str = "on") -> list[str]:
+    if dispatcher == "on":
+        return ["-m", "engine", "serve", "--config", str(config)]
+    return ["bench/webhooks.py", "--ingest-only-server", str(config)]
+
+
+async def ingest_only_server(config: Path) -> None:
+    """`disparo serve` without the dispatcher: the same app, logging and store, but
+    stored reports are not applied (they wait as due work). Isolates ingestion."""
+    from aiohttp import web
+
+    from engine.api import build_app
+    from engine.logs import setup_logging
+    from engine.runtime import Engine
+    from engine.settings import load_settings
+
+    settings = load_settings(config)
+    setup_logging(settings.log_format, secrets=settings.secret_values())
+    async with Engine(settings, run_loop=False) as engine:
+        runner = web.AppRunner(build_app(engine), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, settings.server.host, settings.server.port).start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+
+async def post_all(
+    session: aiohttp.ClientSession,
+    url: str,
+    bodies: Sequence[bytes],
+    concurrency: int,
+    headers: dict[str, str] | None = None,
+) -> list[dict[str, object]]:
+    """POST every body from ``concurrency`` senders; every answer must be a JSON 200."""
+    answers: list[dict[str, object]] = []
+    queue = iter(bodies)
+    headers = {"Content-Type": "application/json", **(headers or {})}
+
+    async def sender() -> None:
+        for body in queue:
+            async with session.post(url, data=body, headers=headers) as response:
+                raw = await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"{url} answered {response.status}: {raw[:300]!r}")
+                answers.append(json.loads(raw))
+
+    await asyncio.gather(*(sender() for _ in range(concurrency)))
+    return answers
+
+
+def wait_until(db_path: Path, sql: str, expected: int, timeout: float, what: str) -> float:
+    """Poll a read-only connection until ``sql`` gives ``expected``; seconds it took."""
+    started = time.monotonic()
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        while True:
+            got = db.execute(sql).fetchone()[0]
+            if os.environ.get("BENCH_DEBUG"):
+                print(f"{time.monotonic() - started:.2f} {got}", file=sys.stderr)
+            if got == expected:
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                raise RuntimeError(f"{what}: {got} after {timeout:.0f}s, expected {expected}")
+            time.sleep(0.05)
+    finally:
+        db.close()
+
+
+async def prepare(tmp: Path, messages: int, concurrency: int) -> Path:
+    """A migrated database holding ``messages`` runs whose message is ``sent``."""
+    from engine.runtime import open_store
+
+    template = tmp / "template.db"
+    store = open_store(f"sqlite:///{template}")
+    await store.migrate()
+    await store.close()
+    port = free_port()
+    config = write_config(tmp, template, port)
+    started = time.monotonic()
+    with child(serve_args(config), port, log=tmp / "setup.log"):
+        bodies = [
+            json.dumps(
+                {
+                    "flow": "aviso",
+                    "contact": {"id": f"c{i}", "phone": f"+55119{i:08d}", "name": "Maria Souza"},
+                    "context": {"pedido": f"P{i}"},
+                    "idempotency_key": f"wh-{i}",
+                }
+            ).encode()
+            for i in range(messages)
+        ]
+        url = f"http://127.0.0.1:{port}/v1/runs"
+        async with aiohttp.ClientSession() as session:
+            queue = iter(bodies)
+
+            async def starter() -> None:
+                for body in queue:
+                    async with session.post(
+                        url,
+                        data=body,
+                        headers={
+                            "Authorization": f"Bearer {TOKEN}",
+                            "Content-Type": "application/json",
+                        },
+                    ) as response:
+                        if response.status not in (200, 201):
+                            raise RuntimeError(f"POST /v1/runs: {response.status}")
+                        await response.read()
+
+            await asyncio.gather(*(starter() for _ in range(concurrency)))
+        wait_until(
+            template,
+            "SELECT count(*) FROM messages WHERE status = 'sent' "
+            "AND provider_message_id IS NOT NULL",
+            messages,
+            timeout=600,
+            what="setup: messages sent",
+        )
+        # The sandbox's own `sent` callbacks must be applied too, or a round would
+        # inherit their leases and work.
+        wait_until(
+            template,
+            "SELECT count(*) FROM due_work WHERE kind != 'timer'",
+            0,
+            timeout=600,
+            what="setup: work left",
+        )
+    print(f"setup: {messages} runs started and sent in {time.monotonic() - started:.1f}s")
+    return template
+
+
+def status_bodies(template: Path) -> tuple[list[bytes], list[bytes]]:
+    """(warm-up bodies, timed bodies): ``delivered`` then ``read`` per message."""
+    from engine.models import MessageStatus
+    from providers.generic_webhook import status_body
+    from providers.sandbox import SandboxConfig, SandboxProvider
+
+    db = sqlite3.connect(f"file:{template}?mode=ro", uri=True)
+    try:
+        rows = db.execute(
+            "SELECT provider_message_id, idempotency_key FROM messages "
+            "ORDER BY CAST(substr(contact_id, 2) AS INTEGER)"
+        ).fetchall()
+    finally:
+        db.close()
+    # The ids the setup stored are the ones the sandbox derives from the keys, and
+    # the sandbox parses these bodies as its own: they are its webhooks.
+    sandbox = SandboxProvider(
+        PROVIDER,
+        SandboxConfig(delivered_after=None, read_after=None),
+        host=None,  # type: ignore[arg-type]
+    )
+    wrong = [row for row in rows if sandbox.provider_id_for(row[1]) != row[0]]
+    if wrong:
+        raise RuntimeError(f"{len(wrong)} stored ids are not the sandbox's, e.g. {wrong[0]}")
+    sent_at = datetime.now(UTC)
+
+    def body(row: tuple[str, str], status: MessageStatus, after: float) -> bytes:
+        return status_body(
+            provider_message_id=row[0],
+            idempotency_key=row[1],
+            status=status,
+            at=sent_at + timedelta(seconds=after),
+        )
+
+    parsed = sandbox.parse_webhook(body(rows[0], MessageStatus.READ, 30), {}, sent_at)
+    if len(parsed.statuses) != 1 or parsed.errors:
+        raise RuntimeError(f"the sandbox does not parse the bodies: {parsed}")
+    warm, timed = rows[:WARMUP], rows[WARMUP:]
+    warmup = [body(r, MessageStatus.DELIVERED, 2) for r in warm]
+    bodies = [body(r, MessageStatus.DELIVERED, 2) for r in timed]
+    bodies += [body(r, MessageStatus.READ, 30) for r in timed]
+    return warmup, bodies
+
+
+async def raw_round(warmup: Sequence[bytes], bodies: Sequence[bytes], concurrency: int) -> Round:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/webhooks/{PROVIDER}"
+    with child(["bench/fake_provider.py", str(port)], port) as proc:
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await post_all(session, url, warmup, concurrency)
+            busy, cpu = MachineBusy(), process_cpu(proc.pid)
+            started = time.perf_counter()
+            await post_all(session, url, bodies, concurrency)
+            elapsed = time.perf_counter() - started
+            cpu, load = process_cpu(proc.pid) - cpu, busy.stop()
+            async with session.get(f"http://127.0.0.1:{port}/stats") as response:
+                stats = await response.json()
+    if stats["posts"] != len(warmup) + len(bodies):
+        raise RuntimeError(f"the bare server saw {stats['posts']} webhooks")
+    return Round(len(bodies) / elapsed, cpu / len(bodies) * 1e6, load)
+
+
+async def engine_round(
+    tmp: Path,
+    template: Path,
+    warmup: Sequence[bytes],
+    bodies: Sequence[bytes],
+    concurrency: int,
+    dispatcher: str,
+) -> Round:
+    port = free_port()
+    db_path = tmp / f"round-{port}.db"
+    source, copy = sqlite3.connect(template), sqlite3.connect(db_path)
+    source.backup(copy)
+    source.close()
+    copy.close()
+    config = write_config(tmp, db_path, port)
+    log = tmp / f"round-{port}.log"
+    url = f"http://127.0.0.1:{port}/webhooks/{PROVIDER}"
+    with child(serve_args(config, dispatcher), port, log=log) as proc:
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await post_all(session, url, warmup, concurrency)
+            busy, cpu = MachineBusy(), process_cpu(proc.pid)
+            started = time.perf_counter()
+            answers = await post_all(session, url, bodies, concurrency)
+            elapsed = time.perf_counter() - started
+            cpu, load = process_cpu(proc.pid) - cpu, busy.stop()
+        if dispatcher == "on":
+            # The dispatcher applies the stored reports after the answers; how long it lags.
+            drained = wait_until(
+                db_path,
+                "SELECT count(*) FROM due_work WHERE kind = 'status'",
+                0,
+                timeout=600,
+                what="status work left",
+            )
+            note = f"applied {drained:.1f}s after the last answer"
+        else:
+            note = "not applied: no dispatcher"
+    accepted = sum(int(a["accepted"]) for a in answers)  # type: ignore[call-overload]
+    odd = sum(int(a["pending"]) + int(a["duplicates"]) for a in answers)  # type: ignore[call-overload]
+    if accepted != len(bodies) or odd:
+        raise RuntimeError(f"engine accepted {accepted} of {len(bodies)} reports ({odd} odd)")
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        events = db.execute(
+            "SELECT count(*) FROM events WHERE kind IN ('status.delivered', 'status.read')"
+        ).fetchone()[0]
+        read = db.execute("SELECT count(*) FROM messages WHERE status = 'read'").fetchone()[0]
+    finally:
+        db.close()
+    expect_read = len(bodies) // 2 if dispatcher == "on" else 0
+    if events != len(warmup) + len(bodies) or read != expect_read:
+        raise RuntimeError(f"stored {events} status events and {read} read messages")
+    complaints = [
+        line for line in log.read_text().splitlines() if " WARNING " in line or " ERROR " in line
+    ]
+    if complaints:
+        raise RuntimeError(f"the server complained: {complaints[:3]}")
+    db_path.unlink()
+    return Round(len(bodies) / elapsed, cpu / len(bodies) * 1e6, load, note)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--requests", type=int, default=10000, help="timed webhooks per round (even)"
+    )
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, default=64, help="concurrent senders")
+    parser.add_argument(
+        "--dispatcher",
+        choices=["on", "off"],
+        default="on",
+        help="on: `disparo serve` as is (reports are applied as they arrive); "
+        "off: the same app without the dispatcher, to isolate ingestion",
+    )
+    parser.add_argument("--ingest-only-server", metavar="CONFIG", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.ingest_only_server:
+        await ingest_only_server(Path(args.ingest_only_server))
+        return
+    if args.requests % 2:
+        parser.error("--requests must be even: a delivered and a read per message")
+    print(
+        f"{args.requests} webhooks per round (+{WARMUP} warm-up), {args.concurrency} senders, "
+        f"dispatcher {args.dispatcher}, {os.cpu_count()} CPUs",
+        flush=True,
+    )
+    raw: list[float] = []
+    eng: list[float] = []
+    cpu_ratios: list[float] = []
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        template = await prepare(tmp, WARMUP + args.requests // 2, args.concurrency)
+        warmup, bodies = status_bodies(template)
+        print(f"bodies: {len(bodies[0])} to {max(map(len, bodies))} bytes, e.g. {bodies[0]!r}")
+        for round_no in range(1, args.rounds + 1):
+            r = await raw_round(warmup, bodies, args.concurrency)
+            e = await engine_round(tmp, template, warmup, bodies, args.concurrency, args.dispatcher)
+            raw.append(r.rate)
+            eng.append(e.rate)
+            cpu_ratios.append(r.cpu_us / e.cpu_us)
+            print(
+                f"round {round_no}: raw {r.rate:.0f}/s ({r.cpu_us:.0f} µs server CPU/req, "
+                f"machine {r.busy:.0%} busy)  engine {e.rate:.0f}/s ({e.cpu_us:.0f} µs/req, "
+                f"machine {e.busy:.0%} busy; {e.note})  ratio {e.rate / r.rate:.2f}",
+                flush=True,
+            )
+    print(summary("raw aiohttp handler", raw))
+    print(summary(f"disparo (dispatcher {args.dispatcher})", eng))
+    medians, per_round = paired(eng, raw)
+    print(f"ratio of medians {medians:.2f}x   paired ratio {per_round:.2f}x   (target >= 0.5x)")
+    # The load generator, not the bare server, limits the raw rate; server CPU per
+    # request says what each server could take with a faster client.
+    print(
+        "server CPU per request, raw/engine: median "
+        f"{statistics.median(cpu_ratios):.2f}x (capacity ratio, independent of the client)"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,233 @@
+"""``disparo trigger``: start a flow for every contact of a CSV file.
+
+Two readings of the file, never the whole file in memory: the first checks every
+row and reports every problem at once (nothing is started when there is one); the
+second starts the runs through ``Engine.start_run``. Each row's idempotency key
+(``engine.bulk_csv``) makes a rerun of the same file start nothing new, so a rerun
+is also how to finish a trigger a store failure interrupted.
+
+The engine runs no dispatcher here: the runs and their first sends are durably in
+the store, and the serving process (``disparo serve``) sends them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+from engine.bulk_csv import ContactRow, ContactsFile, RowProblem
+from engine.errors import Conflict, DisparoError, StoreError, UserInputError
+from engine.runtime import Engine
+
+# Rows started at once: enough for SQLite's group commit to share each fsync.
+BATCH = 256
+
+
+class ContactsFileError(UserInputError):
+    """The contacts file has problems; every one of them, sorted by line."""
+
+    def __init__(self, name: str, problems: list[RowProblem]) -> None:
+        self.name = name
+        self.row_problems = sorted(problems, key=lambda p: p.line)
+        super().__init__(f"{len(problems)} problem(s) in {name}")
+
+    def __str__(self) -> str:
+        lines = [p.render(self.name) for p in self.row_problems]
+        lines.append(f"{len(self.row_problems)} problem(s) in {self.name}; nothing was started")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckedFile:
+    """What the checking reading learnt: rows to start and lines that repeat a row."""
+
+    rows: int
+    repeated: frozenset[int]
+    stamp: tuple[int, int]  # size and mtime: the file must not change before starting
+
+
+@dataclass(slots=True, kw_only=True)
+class TriggerTally:
+    started: int = 0
+    already_running: int = 0  # the contact has an open run of this one-at-a-time flow
+    triggered_before: int = 0  # the row's idempotency key already started a run
+    repeated: int = 0  # the row repeats an earlier row of the file
+
+    @property
+    def skipped_duplicates(self) -> int:
+        return self.triggered_before + self.repeated
+
+    def summary(self) -> str:
+        return (
+            f"started {self.started}, already running {self.already_running}, "
+            f"skipped duplicates {self.skipped_duplicates} "
+            f"({self.triggered_before} triggered before, {self.repeated} repeated in the file)"
+        )
+
+
+def check_contacts(
+    contacts: ContactsFile, on_progress: Callable[[int], None] | None = None
+) -> CheckedFile:
+    """Read the whole file once; raise ``ContactsFileError`` with every problem in it.
+
+    Two rows with the same identity for the same contact are one row (the later
+    ones are ``repeated``), unless their data differ: an ``idempotency_key`` reused
+    for different data is a problem.
+    """
+    stamp = _stamp(contacts.path)
+    problems: list[RowProblem] = []
+    first_seen: dict[bytes, tuple[int, str]] = {}
+    repeated: set[int] = set()
+    rows = 0
+    for index, item in enumerate(contacts.rows()):
+        if on_progress is not None and index % 1000 == 0:
+            on_progress(contacts.bytes_read)
+        if isinstance(item, RowProblem):
+            problems.append(item)
+            continue
+        identity = f"{item.contact.id}\x00{item.identity}".encode()
+        key = hashlib.blake2b(identity, digest_size=16).digest()
+        earlier = first_seen.get(key)
+        if earlier is None:
+            first_seen[key] = (item.line, item.digest)
+            rows += 1
+        elif earlier[1] == item.digest:
+            repeated.add(item.line)
+        else:
+            problems.append(
+                RowProblem(
+                    line=item.line,
+                    column="idempotency_key",
+                    message=f"line {earlier[0]} has the same key for contact {item.contact.id} "
+                    "with other data; give each row its own key or delete one of them",
+                )
+            )
+    if on_progress is not None:
+        on_progress(contacts.bytes_read)
+    if problems:
+        raise ContactsFileError(contacts.name, problems)
+    return CheckedFile(rows=rows, repeated=frozenset(repeated), stamp=stamp)
+
+
+async def start_runs(
+    engine: Engine,
+    flow: str,
+    contacts: ContactsFile,
+    checked: CheckedFile,
+    on_done: Callable[[], None] | None = None,
+) -> TriggerTally:
+    """Start ``flow`` for every row ``check_contacts`` accepted, in batches.
+
+    Rows of one contact start in file order; different contacts start concurrently.
+    """
+    if _stamp(contacts.path) != checked.stamp:
+        raise UserInputError(
+            f"{contacts.name} changed while it was being checked; nothing was started; "
+            "run the command again"
+        )
+    tally = TriggerTally(repeated=len(checked.repeated))
+
+    async def start_in_order(rows: list[ContactRow]) -> None:
+        for row in rows:
+            try:
+                _, created = await engine.start_run(
+                    flow, row.contact, idempotency_key=row.idempotency_key(flow), trigger="csv"
+                )
+            except Conflict:
+                # The key holds flow and contact, so the one conflict left is a contact
+                # already in an open run of a one-at-a-time flow (recorded as an event).
+                tally.already_running += 1
+            else:
+                if created:
+                    tally.started += 1
+                else:
+                    tally.triggered_before += 1
+            if on_done is not None:
+                on_done()
+
+    for batch in _batches(contacts, checked):
+        by_contact: dict[str, list[ContactRow]] = {}
+        for row in batch:
+            by_contact.setdefault(row.contact.id, []).append(row)
+        # Every row of the batch gets its answer before a failure is raised, so the
+        # count of started runs is right.
+        outcomes = await asyncio.gather(
+            *(start_in_order(rows) for rows in by_contact.values()), return_exceptions=True
+        )
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures:
+            error = next((f for f in failures if isinstance(f, DisparoError)), failures[0])
+            if isinstance(error, StoreError):
+                raise type(error)(
+                    f"{error}; {tally.started} run(s) were started before that; run the same "
+                    "command again to start the rest (rows already started are skipped)"
+                ) from error
+            raise error
+    return tally
+
+
+def _batches(contacts: ContactsFile, checked: CheckedFile) -> Iterator[list[ContactRow]]:
+    batch: list[ContactRow] = []
+    for item in contacts.rows():
+        if isinstance(item, RowProblem):
+            raise UserInputError(
+                f"{contacts.name} changed while runs were being started "
+                f"({item.render(contacts.name)}); fix it and run the command again: "
+                "rows already started are skipped"
+            )
+        if item.line in checked.repeated:
+            continue
+        batch.append(item)
+        if len(batch) == BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def trigger(
+    engine: Engine, flow: str, path: Path, *, name: str | None = None, progress: bool = True
+) -> TriggerTally:
+    """Check ``path`` entirely, then start ``flow`` for each of its rows.
+
+    ``progress`` draws rich progress bars on stderr when it is a terminal.
+    """
+    engine.catalog.latest(flow)  # an unknown flow is an input error before any reading
+    contacts, size = _open_contacts(path, name)
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not (progress and console.is_terminal),
+    ) as bars:
+        checking = bars.add_task(f"checking {contacts.name}", total=size or 1)
+        try:
+            checked = await asyncio.to_thread(
+                check_contacts, contacts, lambda done: bars.update(checking, completed=done)
+            )
+        except OSError as exc:
+            raise UserInputError(f"{contacts.name}: cannot be read ({exc.strerror})") from None
+        starting = bars.add_task("starting runs", total=checked.rows or 1)
+        tally = await start_runs(engine, flow, contacts, checked, lambda: bars.advance(starting))
+        bars.update(starting, completed=checked.rows or 1)
+    return tally
+
+
+def _open_contacts(path: Path, name: str | None) -> tuple[ContactsFile, int]:
+    if not path.is_file():
+        raise UserInputError(f"{name or path}: no such file; pass --contacts PATH to a CSV file")
+    return ContactsFile(path, name), path.stat().st_size
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    info = path.stat()
+    return info.st_size, info.st_mtime_ns

@@ -1,0 +1,207 @@
+"""What starts runs besides ``POST /v1/runs``: cron campaigns, re-engagement sweeps and
+inbound keywords (FLOW_FORMAT.md, "Triggers").
+
+Every firing is due work, never an in-memory timer: a CRON row per `cron` trigger
+(``engine.triggers_cron``) and a SWEEP row per `after` trigger
+(``engine.triggers_sweep``), claimed with a lease and a fence like any other row, so
+they survive restarts, run on one process at a time, and move with a
+``VirtualClock`` in tests. `event` triggers start runs as replies are ingested
+(``engine.triggers_inbound``).
+
+``Triggers.schedule`` (run by ``Engine.__aenter__``) makes the store's trigger rows
+match the loaded flows: each row has a key made of the flow, the trigger's index and
+a digest of its definition, so a restart keeps the rows (and their next fire time,
+watermark and cursor) as they are, an edited trigger gets a fresh row, and a removed
+one loses its row. With several engine processes the last one to start decides the
+schedule; they are expected to serve the same flows.
+
+A contact already in a one-at-a-time flow is recorded (``run.trigger_skipped``) and
+skipped; the fan-out or sweep goes on with the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from engine.clock import Clock
+from engine.errors import Problem
+from engine.flow.model import AfterTrigger, CronTrigger, EventTrigger, Flow, to_timedelta
+from engine.flow.validate import Locator
+from engine.flows import FlowCatalog
+from engine.metrics import Metrics
+from engine.models import ContactEvent, DueKind, DueWork, NewDueWork
+from engine.scheduler import CronSchedule, cron_problem
+from engine.settings import Settings
+from engine.triggers_cron import handle_cron, handle_fanout, iso
+from engine.triggers_inbound import InboundTrigger, inbound_triggers, start_from_replies
+from engine.triggers_start import TriggerContext
+from engine.triggers_sweep import handle_sweep
+from storage.base import IngestOutcome, Store
+
+log = logging.getLogger("disparo.triggers")
+
+TRIGGER_KINDS = frozenset({DueKind.CRON, DueKind.FANOUT, DueKind.SWEEP})
+
+
+class Triggers:
+    """The triggers of one engine: schedules their rows, handles them when due."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        clock: Clock,
+        catalog: FlowCatalog,
+        settings: Settings,
+        metrics: Metrics,
+        notify: Callable[[], None],
+    ) -> None:
+        self.ctx = TriggerContext(
+            store=store,
+            clock=clock,
+            catalog=catalog,
+            settings=settings.triggers,
+            default_timezone=settings.timezone,
+            metrics=metrics,
+            notify=notify,
+        )
+        self.opt_out_keywords = settings.opt_out_keywords
+        self._inbound: list[InboundTrigger] | None = None
+
+    async def schedule(self) -> list[str]:
+        """Make the stored CRON and SWEEP rows match the loaded flows; return new keys."""
+        flows = [loaded.flow for loaded in self.ctx.catalog.current.values()]
+        wanted = trigger_rows(
+            flows,
+            now=self.ctx.clock.now(),
+            default_timezone=self.ctx.default_timezone,
+            misfire_grace=self.ctx.settings.misfire_grace,
+        )
+        added = await self.ctx.store.schedule_triggers(wanted, self.ctx.clock.now())
+        if added:
+            log.info("scheduled triggers: %s", ", ".join(sorted(added)))
+        return added
+
+    async def handle(self, work: DueWork) -> None:
+        """Handle a CRON, FANOUT or SWEEP row the dispatcher claimed."""
+        if work.kind == DueKind.CRON:
+            await handle_cron(self.ctx, work)
+        elif work.kind == DueKind.FANOUT:
+            await handle_fanout(self.ctx, work)
+        elif work.kind == DueKind.SWEEP:
+            await handle_sweep(self.ctx, work)
+        else:
+            raise ValueError(f"due work {work.id} of kind {work.kind} is not a trigger")
+
+    async def on_contact_events(
+        self, events: Sequence[ContactEvent], outcomes: Sequence[IngestOutcome]
+    ) -> int:
+        """Start the flows that stored replies trigger (before the caller answers 2xx)."""
+        if self._inbound is None:
+            flows = [loaded.flow for loaded in self.ctx.catalog.current.values()]
+            self._inbound = inbound_triggers(flows)
+        if not self._inbound:
+            return 0
+        return await start_from_replies(
+            self.ctx, self._inbound, events, outcomes, self.opt_out_keywords
+        )
+
+
+def _digest(definition: Mapping[str, Any]) -> str:
+    text = json.dumps(definition, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def flow_timezone(flow: Flow, default: str) -> str:
+    """The time zone cron expressions of ``flow`` are read in."""
+    rules = flow.defaults.rules
+    return flow.timezone or (rules.timezone if rules else None) or default
+
+
+def trigger_rows(
+    flows: Iterable[Flow], *, now: datetime, default_timezone: str, misfire_grace: float
+) -> dict[str, NewDueWork]:
+    """The CRON and SWEEP rows the flows need, by key (``Store.schedule_triggers``).
+
+    A CRON row is due at the next fire time after ``now``; a SWEEP row is due now,
+    with its watermark at ``now - after``: contacts whose timestamp comes due from
+    the moment the trigger exists are re-engaged, older ones are not.
+    """
+    rows: dict[str, NewDueWork] = {}
+    for flow in flows:
+        zone = flow_timezone(flow, default_timezone)
+        for index, trigger in enumerate(flow.triggers):
+            if isinstance(trigger, CronTrigger):
+                grace = trigger.misfire_grace
+                definition: dict[str, Any] = {
+                    "flow": flow.flow,
+                    "trigger": index,
+                    "cron": trigger.cron,
+                    "timezone": zone,
+                    "audience": trigger.audience,
+                    "misfire_grace": (
+                        to_timedelta(grace).total_seconds() if grace is not None else misfire_grace
+                    ),
+                }
+                fire = CronSchedule(trigger.cron, zone).next_after(now)
+                if fire is None:
+                    continue
+                key = f"cron:{flow.flow}:{index}:{_digest(definition)}"
+                rows[key] = NewDueWork(
+                    kind=DueKind.CRON, due_at=fire, payload={**definition, "fire_time": iso(fire)}
+                )
+            elif isinstance(trigger, AfterTrigger):
+                after = to_timedelta(trigger.after)
+                definition = {
+                    "flow": flow.flow,
+                    "trigger": index,
+                    "since": trigger.since,
+                    "after": after.total_seconds(),
+                    "unless": trigger.unless,
+                }
+                key = f"after:{flow.flow}:{index}:{_digest(definition)}"
+                rows[key] = NewDueWork(
+                    kind=DueKind.SWEEP,
+                    due_at=now,
+                    payload={**definition, "watermark": iso(now - after), "cutoff": None},
+                )
+    return rows
+
+
+def trigger_problems(flow: Flow, at: Locator) -> Iterable[Problem]:
+    """`disparo check` for triggers: cron values, `event` keywords and regexes."""
+    for index, trigger in enumerate(flow.triggers):
+        where = ("triggers", index)
+        if isinstance(trigger, CronTrigger) and len(trigger.cron.split()) == 5:
+            why = cron_problem(trigger.cron)
+            if why is not None:
+                yield at.problem((*where, "cron"), f"`cron` of trigger {index + 1}: {why}")
+        elif isinstance(trigger, EventTrigger):
+            words = [trigger.keyword] if isinstance(trigger.keyword, str) else trigger.keyword
+            if not words and trigger.regex is None:
+                yield at.problem(
+                    (*where, "event"),
+                    f"trigger {index + 1} needs `keyword:` or `regex:` to know which "
+                    "replies start the flow",
+                )
+            for position, word in enumerate(words or []):
+                if not word.strip(" .!?,;"):
+                    listed = not isinstance(trigger.keyword, str)
+                    path = (*where, "keyword", position) if listed else (*where, "keyword")
+                    yield at.problem(path, "an empty keyword matches no reply; remove it")
+            if trigger.regex is not None:
+                try:
+                    re.compile(trigger.regex)
+                except re.error as exc:
+                    yield at.problem(
+                        (*where, "regex"), f"`regex` does not compile: {exc}; check the pattern"
+                    )
+
+
+__all__ = ["TRIGGER_KINDS", "Triggers", "flow_timezone", "trigger_problems", "trigger_rows"]

@@ -1,0 +1,331 @@
+"""The pure parts of triggers: cron fire times (crontab semantics, time zones), misfire
+decisions, sweep timing, context timestamps, keyword/regex matching and the checks
+`disparo check` runs on triggers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from engine.errors import FlowError
+from engine.flow.loader import load_flow_text
+from engine.flow.model import EventTrigger, Flow
+from engine.models import Contact, ContactEvent, DueKind
+from engine.scheduler import CronSchedule, cron_problem
+from engine.triggers import trigger_problems, trigger_rows
+from engine.triggers_cron import cron_run_key, plan_firing
+from engine.triggers_inbound import compile_trigger, event_run_key
+from engine.triggers_sweep import after_run_key, context_timestamp, next_sweep_at
+
+SAO_PAULO = "America/Sao_Paulo"
+
+
+def sp(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    """A São Paulo wall time as UTC (UTC-3 all year since 2019)."""
+    return datetime(year, month, day, hour, minute, tzinfo=ZoneInfo(SAO_PAULO)).astimezone(UTC)
+
+
+def fire_times(expression: str, start: datetime, count: int, zone: str = SAO_PAULO) -> list:
+    schedule = CronSchedule(expression, zone)
+    out, moment = [], start
+    for _ in range(count):
+        moment = schedule.next_after(moment)
+        out.append(moment)
+    return out
+
+
+# ------------------------------------------------------------------ fire times
+
+
+def test_weekdays_are_read_as_crontab_reads_them_monday_to_friday() -> None:
+    friday_at_nine = sp(2026, 11, 20, 9)
+
+    found = fire_times("0 9 * * 1-5", friday_at_nine, 3)
+
+    # Not Saturday: APScheduler 3 alone would read 1-5 as Tuesday-Saturday.
+    assert found == [sp(2026, 11, 23, 9), sp(2026, 11, 24, 9), sp(2026, 11, 25, 9)]
+
+
+def test_sunday_is_both_zero_and_seven_and_steps_count_from_sunday() -> None:
+    monday = sp(2026, 11, 23)
+
+    assert fire_times("0 8 * * 0", monday, 1) == [sp(2026, 11, 29, 8)]
+    assert fire_times("0 8 * * 7", monday, 1) == [sp(2026, 11, 29, 8)]
+    assert fire_times("0 8 * * 5-7", monday, 3) == [
+        sp(2026, 11, 27, 8),
+        sp(2026, 11, 28, 8),
+        sp(2026, 11, 29, 8),
+    ]
+    # */2 over weekdays: Sunday, Tuesday, Thursday, Saturday.
+    assert [
+        t.astimezone(ZoneInfo(SAO_PAULO)).strftime("%a")
+        for t in fire_times("0 8 * * */2", monday, 4)
+    ] == ["Tue", "Thu", "Sat", "Sun"]
+
+
+def test_day_of_month_and_weekday_both_set_fire_on_either() -> None:
+    found = fire_times("0 9 1 * 1", sp(2026, 11, 24), 3)
+
+    assert found == [sp(2026, 11, 30, 9), sp(2026, 12, 1, 9), sp(2026, 12, 7, 9)]
+
+
+def test_sao_paulo_has_no_daylight_saving_nine_is_always_noon_utc() -> None:
+    # January used to be summer time (UTC-2) until 2019; it no longer is.
+    for day in (datetime(2026, 1, 15, tzinfo=UTC), datetime(2026, 7, 15, tzinfo=UTC)):
+        (fire,) = fire_times("0 9 * * *", day, 1)
+        assert fire.hour == 12
+        assert fire.tzinfo == UTC
+
+
+def test_a_zone_with_daylight_saving_keeps_the_local_hour() -> None:
+    before = fire_times("0 9 * * *", datetime(2026, 3, 7, tzinfo=UTC), 2, "America/New_York")
+
+    assert before == [
+        datetime(2026, 3, 7, 14, tzinfo=UTC),  # 09:00 EST
+        datetime(2026, 3, 8, 13, tzinfo=UTC),  # 09:00 EDT, after the clocks moved
+    ]
+
+
+def test_next_after_is_strictly_after_and_next_from_includes_the_moment() -> None:
+    schedule = CronSchedule("0 9 * * *", SAO_PAULO)
+    nine = sp(2026, 11, 23, 9)
+
+    assert schedule.next_from(nine) == nine
+    assert schedule.next_after(nine) == sp(2026, 11, 24, 9)
+
+
+@pytest.mark.parametrize(
+    ("expression", "says"),
+    [
+        ("61 * * * *", "minute '61': the last value (61) is higher than the maximum value (59)"),
+        ("0 25 * * *", "hour '25'"),
+        ("0 9 0 * *", "day of month '0'"),
+        ("0 9 * 13 *", "month '13'"),
+        ("0 9 * * 8", "day of week '8': use 0-7 (0 and 7 are Sunday)"),
+        ("0 9 * * 5-1", "the range goes backwards"),
+        ("x 9 * * *", "minute 'x': not a number, range (1-5), list (1,15), step (*/10) or *"),
+        ("0 9 30 2 *", "it never fires"),
+        ("0 9 * *", "4 fields; write five"),
+    ],
+)
+def test_a_bad_cron_expression_names_the_field(expression: str, says: str) -> None:
+    problem = cron_problem(expression)
+
+    assert problem is not None
+    assert says in problem
+
+
+# ------------------------------------------------------------------ misfires
+
+
+def test_a_firing_handled_on_time_fires_and_moves_to_the_next() -> None:
+    schedule = CronSchedule("0 9 * * *", SAO_PAULO)
+    nine = sp(2026, 11, 23, 9)
+
+    plan = plan_firing(schedule, nine, nine, timedelta(minutes=10))
+
+    assert (plan.fire, plan.missed, plan.next_fire) == (nine, None, sp(2026, 11, 24, 9))
+
+
+def test_a_firing_late_within_grace_fires_once() -> None:
+    schedule = CronSchedule("0 9 * * *", SAO_PAULO)
+    nine = sp(2026, 11, 23, 9)
+
+    plan = plan_firing(schedule, nine, nine + timedelta(minutes=10), timedelta(minutes=10))
+
+    assert plan.fire == nine
+    assert plan.missed is None
+
+
+def test_a_firing_late_beyond_grace_is_skipped_and_reported() -> None:
+    schedule = CronSchedule("0 9 * * *", SAO_PAULO)
+    nine = sp(2026, 11, 23, 9)
+
+    plan = plan_firing(schedule, nine, nine + timedelta(minutes=11), timedelta(minutes=10))
+
+    assert plan.fire is None
+    assert plan.missed == nine
+    assert plan.next_fire == sp(2026, 11, 24, 9)
+
+
+def test_missed_fire_times_are_coalesced_into_the_newest_within_grace() -> None:
+    schedule = CronSchedule("*/5 * * * *", SAO_PAULO)
+    due = sp(2026, 11, 23, 9)
+    now = sp(2026, 11, 23, 11, 7)
+
+    plan = plan_firing(schedule, due, now, timedelta(minutes=30))
+
+    assert plan.fire == sp(2026, 11, 23, 11, 5)
+    assert plan.missed == due
+    assert plan.next_fire == sp(2026, 11, 23, 11, 10)
+
+
+def test_a_row_not_yet_due_does_nothing() -> None:
+    schedule = CronSchedule("0 9 * * *", SAO_PAULO)
+    nine = sp(2026, 11, 23, 9)
+
+    plan = plan_firing(schedule, nine, nine - timedelta(seconds=1), timedelta(hours=1))
+
+    assert (plan.fire, plan.missed, plan.next_fire) == (None, None, nine)
+
+
+# ------------------------------------------------------------------ sweeps
+
+
+def test_the_next_sweep_waits_for_the_earliest_timestamp_to_come_due() -> None:
+    now = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    minute, day = timedelta(minutes=1), timedelta(hours=23)
+
+    # Nothing pending: the earliest anything written from now on can come due.
+    assert next_sweep_at(now, interval=minute, after=day, earliest=None) == now + day
+    # A contact wrote 2 h ago: due 21 h from now.
+    two_hours_ago = now - timedelta(hours=2)
+    assert next_sweep_at(now, interval=minute, after=day, earliest=two_hours_ago) == (
+        two_hours_ago + day
+    )
+    # Already due: not sooner than the interval.
+    old = now - timedelta(days=2)
+    assert next_sweep_at(now, interval=minute, after=day, earliest=old) == now + minute
+
+
+def test_context_timestamps_are_read_from_iso_dates_and_unix_seconds() -> None:
+    zone = ZoneInfo(SAO_PAULO)
+    contact = Contact(
+        id="c-1",
+        context={
+            "vence": "2026-11-30",
+            "pago_em": "2026-11-23T10:00:00-03:00",
+            "local": "2026-11-23T10:00:00",
+            "epoch": 1795608000,
+            "boleto": {"emitido": "2026-11-20T12:00:00Z"},
+            "flag": True,
+            "texto": "amanhã",
+        },
+    )
+
+    assert context_timestamp(contact, "vence", zone) == datetime(2026, 11, 30, 3, tzinfo=UTC)
+    assert context_timestamp(contact, "pago_em", zone) == datetime(2026, 11, 23, 13, tzinfo=UTC)
+    assert context_timestamp(contact, "local", zone) == datetime(2026, 11, 23, 13, tzinfo=UTC)
+    assert context_timestamp(contact, "epoch", zone) == datetime(2026, 11, 25, 12, tzinfo=UTC)
+    assert context_timestamp(contact, "boleto.emitido", zone) == datetime(
+        2026, 11, 20, 12, tzinfo=UTC
+    )
+    for missing in ("flag", "texto", "nada", "boleto.nada", "vence.dia"):
+        assert context_timestamp(contact, missing, zone) is None
+
+
+def test_run_keys_name_the_trigger_the_moment_and_the_contact() -> None:
+    at = datetime(2026, 11, 24, 12, tzinfo=UTC)
+    local = at.astimezone(ZoneInfo(SAO_PAULO))
+
+    assert cron_run_key("campanha", 1, local, "c-1") == (
+        "cron:campanha:1:2026-11-24T12:00:00+00:00:c-1"
+    )
+    assert after_run_key("volta", 0, "c-1", local) == "after:volta:0:c-1:2026-11-24T12:00:00+00:00"
+
+
+# ------------------------------------------------------------------ replies
+
+
+def test_keywords_match_the_whole_message_ignoring_case_accents_and_punctuation() -> None:
+    trigger = compile_trigger(
+        "promo", 0, EventTrigger(event="reply", keyword=["promoção", "quero desconto"])
+    )
+
+    assert trigger.matches("PROMOCAO")
+    assert trigger.matches("  Promoção! ")
+    assert trigger.matches("Quero desconto.")
+    assert not trigger.matches("quero a promoção")
+    assert not trigger.matches("desconto")
+
+
+def test_a_regex_is_searched_ignoring_case_and_anchors_when_asked() -> None:
+    loose = compile_trigger("p", 0, EventTrigger(event="reply", regex=r"pedido\s*\d+"))
+    anchored = compile_trigger("p", 1, EventTrigger(event="reply", regex=r"^pedido\s*\d+$"))
+
+    assert loose.matches("Meu PEDIDO 123 atrasou")
+    assert anchored.matches("pedido 123")
+    assert not anchored.matches("meu pedido 123")
+    assert not loose.matches("pedido")
+
+
+def test_an_event_key_is_the_same_for_every_delivery_of_the_event() -> None:
+    at = datetime(2026, 11, 23, 13, tzinfo=UTC)
+    keyed = ContactEvent(type="reply", at=at, contact_id="c-1", text="promo", dedupe_key="w:9")
+    bare = ContactEvent(type="reply", at=at, contact_id="c-1", text="promo")
+    other = ContactEvent(type="reply", at=at, contact_id="c-2", text="promo")
+
+    assert event_run_key("promo", 0, keyed) == "event:promo:0:w:9"
+    assert event_run_key("promo", 0, bare) == event_run_key("promo", 0, bare)
+    assert event_run_key("promo", 0, bare) != event_run_key("promo", 0, other)
+
+
+# ------------------------------------------------------------------ checks and rows
+
+HEAD = "flow: f\nstart: a\nsteps:\n  a: {wait: 1h}\ntriggers:\n"
+
+
+def problems(triggers_yaml: str) -> list[str]:
+    with pytest.raises(FlowError) as caught:
+        load_flow_text(HEAD + triggers_yaml, "f.yaml", extra_checks=[trigger_problems])
+    return [str(p) for p in caught.value.problems]
+
+
+def test_a_cron_value_out_of_range_points_at_its_line() -> None:
+    (found,) = problems('  - cron: "0 24 * * *"\n')
+
+    assert found.startswith("f.yaml:6:")
+    assert "`cron` of trigger 1: hour '24'" in found
+
+
+def test_an_event_trigger_without_keyword_or_regex_says_what_to_add() -> None:
+    (found,) = problems("  - api: {}\n  - event: reply\n")
+
+    assert found.startswith("f.yaml:7:")
+    assert "trigger 2 needs `keyword:` or `regex:`" in found
+
+
+def test_a_regex_that_does_not_compile_and_an_empty_keyword_are_reported() -> None:
+    found = problems('  - event: reply\n    regex: "pedido ("\n    keyword: ["ok", " "]\n')
+
+    assert any(p.startswith("f.yaml:7:") and "`regex` does not compile" in p for p in found)
+    assert any(p.startswith("f.yaml:8:") and "an empty keyword" in p for p in found)
+
+
+def flow(triggers: list[dict[str, object]]) -> Flow:
+    return Flow.model_validate(
+        {"flow": "f", "start": "a", "steps": {"a": {"wait": "1h"}}, "triggers": triggers}
+    )
+
+
+def test_trigger_rows_are_keyed_by_definition_so_a_restart_finds_the_same_rows() -> None:
+    now = sp(2026, 11, 23, 10)
+    triggers: list[dict[str, object]] = [
+        {"api": {}},
+        {"cron": "0 9 * * 1-5", "audience": "contact.context.vip"},
+        {"after": "23h", "since": "last_inbound"},
+    ]
+    rows = trigger_rows([flow(triggers)], now=now, default_timezone=SAO_PAULO, misfire_grace=60)
+    later = trigger_rows(
+        [flow(triggers)], now=now + timedelta(hours=5), default_timezone=SAO_PAULO, misfire_grace=60
+    )
+    edited = trigger_rows(
+        [flow([triggers[0], {**triggers[1], "cron": "0 10 * * 1-5"}, triggers[2]])],
+        now=now,
+        default_timezone=SAO_PAULO,
+        misfire_grace=60,
+    )
+
+    assert set(rows) == set(later)
+    sweep_key, cron_key = sorted(rows)
+    assert cron_key.startswith("cron:f:1:")
+    assert sweep_key.startswith("after:f:2:")
+    assert rows[cron_key].kind == DueKind.CRON
+    assert rows[cron_key].due_at == sp(2026, 11, 24, 9)
+    assert rows[sweep_key].kind == DueKind.SWEEP
+    assert rows[sweep_key].due_at == now
+    assert rows[sweep_key].payload["watermark"] == (now - timedelta(hours=23)).isoformat()
+    assert cron_key not in edited
+    assert sweep_key in edited
