@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from engine.models import MessageStatus, RunStatus
+from engine.models import ContactEvent, MessageStatus, RunStatus
 from tests.integration.engine_kit import harness, settings_for
 
 S = MessageStatus
@@ -153,3 +153,20 @@ async def test_reengagement_too_close_to_the_window_end_is_skipped(tmp_path: Pat
         (nudge,) = await h.messages(run.id)
         assert nudge.status == S.SKIPPED
         assert (await h.run(run.id)).status == RunStatus.COMPLETED
+
+
+async def test_reengagement_starts_by_itself_23h_after_a_contact_without_a_name_wrote(
+    tmp_path: Path,
+) -> None:
+    async with harness(settings_for(tmp_path)) as h:
+        await h.engine.ingest_contact_events(
+            [ContactEvent(type="reply", at=h.clock.now(), phone="+5511977776666", text="oi")]
+        )
+        await h.advance(timedelta(hours=23, minutes=2))
+
+        runs = await h.engine.store.list_events(contact_id="+5511977776666", limit=100)
+        started = [e for e in runs if e.kind == "run.started"]
+        assert len(started) == 1
+        (nudge,) = await h.messages(str(started[0].run_id))
+        assert nudge.status in (S.SENT, S.DELIVERED, S.READ)
+        assert nudge.payload["body"].startswith("Oi! Vi que a gente não terminou")
