@@ -2,18 +2,17 @@
 
 ``store`` is a migrated, opened store on a fresh database per test: SQLite always
 (a file under ``tmp_path``), PostgreSQL when ``DISPARO_TEST_POSTGRES_DSN`` is set
-and ``storage.postgres`` exists. Time is fixed (``NOW``); nothing reads the wall
-clock.
+(a schema of its own per test on that server, named in the DSN's ``search_path``
+and dropped afterwards). Time is fixed (``NOW``); nothing reads the wall clock.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 
@@ -23,24 +22,33 @@ from tests.contract.store_kit import Database, Seed
 POSTGRES_DSN_ENV = "DISPARO_TEST_POSTGRES_DSN"
 
 
-def _postgres_dsn_or_skip() -> str:
-    if importlib.util.find_spec("storage.postgres") is None:
-        pytest.skip("PostgreSQL store not implemented yet (issue 5)")
+def postgres_dsn_or_skip() -> str:
     dsn = os.environ.get(POSTGRES_DSN_ENV)
     if not dsn:
-        pytest.skip(f"set {POSTGRES_DSN_ENV} to run the PostgreSQL contract tests")
+        pytest.skip(
+            f"PostgreSQL tests skipped: set {POSTGRES_DSN_ENV} "
+            "(e.g. postgresql://postgres@127.0.0.1:5432/test) to run them"
+        )
     return dsn
 
 
-async def _fresh_postgres_database(dsn: str) -> AsyncIterator[str]:
-    asyncpg = pytest.importorskip("asyncpg", reason="the PostgreSQL tests need asyncpg")
+def with_search_path(dsn: str, schema: str) -> str:
+    """``dsn`` with ``search_path=schema`` (asyncpg passes it to the server as a setting)."""
+    parts = urlsplit(dsn)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "search_path"]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("search_path", schema)])))
+
+
+async def fresh_postgres_schema(dsn: str) -> AsyncIterator[str]:
+    """A DSN whose tables live in a new, empty schema; the schema is dropped afterwards."""
+    import asyncpg
+
     name = f"disparo_test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(dsn)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        parts = urlsplit(dsn)
-        yield urlunsplit(parts._replace(path=f"/{name}"))
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE SCHEMA "{name}"')
+        yield with_search_path(dsn, name)
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
     finally:
         await admin.close()
 
@@ -55,7 +63,7 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
     if request.param == "sqlite":
         yield Database("sqlite", str(tmp_path / "var" / "disparo.db"))
         return
-    async for dsn in _fresh_postgres_database(_postgres_dsn_or_skip()):
+    async for dsn in fresh_postgres_schema(postgres_dsn_or_skip()):
         yield Database("postgres", dsn)
 
 
@@ -91,3 +99,10 @@ async def another_store(database: Database) -> AsyncIterator[Callable[[], Awaita
 @pytest.fixture
 def seed(store: Store) -> Seed:
     return Seed(store)
+
+
+@pytest.fixture
+async def postgres_dsn() -> AsyncIterator[str]:
+    """A DSN on a fresh, empty schema of the test server (PostgreSQL-only tests)."""
+    async for dsn in fresh_postgres_schema(postgres_dsn_or_skip()):
+        yield dsn

@@ -1,0 +1,103 @@
+"""Trigger storage on PostgreSQL: the schedule of keyed trigger rows, and the contact
+pages that fan-outs and re-engagement sweeps walk.
+
+Cron firings are recorded by ``disparo_commit`` (``Commit.firing``, unique by
+(flow, trigger, fire time)); ``schedule_triggers`` is a write unit of the group
+commit (``disparo_schedule_triggers``). Contact ids are ordered byte-wise
+(``COLLATE "C"``, as SQLite orders them), whatever the database's collation, and
+each page is served by an index in that order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from engine.models import Contact, NewDueWork
+from storage.base import ContactTimestamp
+from storage.postgres_codec import CONTACT_COLUMNS, contact_from_row, schedule_unit
+
+# The only columns a sweep may select on: each has a (column, id) index.
+TIMESTAMP_COLUMNS: frozenset[str] = frozenset(
+    {"last_inbound_at", "last_interaction_at", "last_outbound_at"}
+)
+
+
+class TriggerMethods:
+    """The trigger verbs of ``storage.base.Store``; ``PostgresStore`` provides the I/O."""
+
+    async def _apply(self, unit: dict[str, Any]) -> Any:
+        raise NotImplementedError  # PostgresStore sends the unit in its group commit
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        raise NotImplementedError  # PostgresStore runs the query on its pool
+
+    async def schedule_triggers(self, wanted: Mapping[str, NewDueWork], now: datetime) -> list[str]:
+        """Make the keyed trigger rows exactly ``wanted`` (see the protocol)."""
+        added: list[str] = await self._apply(schedule_unit(wanted, now))
+        return added
+
+    async def page_contacts(self, *, after: str | None, limit: int) -> list[Contact]:
+        """Up to ``limit`` contacts with ids after ``after``, in id (byte) order."""
+        if after is None:
+            rows = await self._fetch(
+                f'SELECT {CONTACT_COLUMNS} FROM contacts ORDER BY id COLLATE "C" LIMIT $1',
+                max(0, limit),
+            )
+        else:
+            rows = await self._fetch(
+                f'SELECT {CONTACT_COLUMNS} FROM contacts WHERE id COLLATE "C" > $1 '
+                'ORDER BY id COLLATE "C" LIMIT $2',
+                after,
+                max(0, limit),
+            )
+        return [contact_from_row(row) for row in rows]
+
+    async def contacts_in_window(
+        self,
+        field: ContactTimestamp,
+        *,
+        above: datetime | None,
+        up_to: datetime | None,
+        cursor: tuple[datetime, str] | None = None,
+        limit: int,
+    ) -> list[Contact]:
+        """Contacts with ``field`` in ``(above, up_to]`` by (``field``, id), after ``cursor``."""
+        sql, params = window_query(field, above=above, up_to=up_to, cursor=cursor, limit=limit)
+        rows = await self._fetch(sql, *params)
+        return [contact_from_row(row) for row in rows]
+
+
+def window_query(
+    field: ContactTimestamp,
+    *,
+    above: datetime | None,
+    up_to: datetime | None,
+    cursor: tuple[datetime, str] | None,
+    limit: int,
+) -> tuple[str, list[Any]]:
+    """The SQL (and parameters) of ``contacts_in_window``."""
+    if field not in TIMESTAMP_COLUMNS:
+        raise ValueError(
+            f"contacts cannot be swept by {field!r}; use one of {sorted(TIMESTAMP_COLUMNS)}"
+        )
+    where = [f"{field} IS NOT NULL"]
+    params: list[Any] = []
+    if cursor is not None:
+        params += [cursor[0], cursor[1]]
+        where.append(f'({field}, id COLLATE "C") > (${len(params) - 1}, ${len(params)})')
+    if above is not None:
+        params.append(above)
+        where.append(f"{field} > ${len(params)}")
+    if up_to is not None:
+        params.append(up_to)
+        where.append(f"{field} <= ${len(params)}")
+    params.append(max(0, limit))
+    sql = (
+        f"SELECT {CONTACT_COLUMNS} FROM contacts WHERE {' AND '.join(where)} "
+        f'ORDER BY {field}, id COLLATE "C" LIMIT ${len(params)}'
+    )
+    return sql, params

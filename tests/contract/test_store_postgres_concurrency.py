@@ -1,0 +1,194 @@
+"""PostgreSQL: several processes (stores with pools of their own) on one database.
+
+Each store here stands for one `disparo serve` process: its own pool, its own group
+commit. What one node does must never undo or duplicate what another did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from engine.errors import Conflict, StaleFence
+from engine.models import DueKind, DueWork, MessageStatus, NewDueWork, RunStatus, StatusReport
+from storage.base import Commit, Completion, MessageChange, NewRun
+from storage.postgres import PostgresStore
+from tests.contract.store_kit import NOW, Seed, at
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def nodes(postgres_dsn: str) -> AsyncIterator[list[PostgresStore]]:
+    """Four migrated, opened stores on one database."""
+    first = PostgresStore(postgres_dsn)
+    await first.migrate()
+    stores = [first, *(PostgresStore(postgres_dsn) for _ in range(3))]
+    for store in stores:
+        await store.open()
+    try:
+        yield stores
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_four_nodes_claiming_at_once_never_share_a_row(nodes: list[PostgresStore]) -> None:
+    for start in range(0, 600, 100):
+        await nodes[0].commit(
+            Commit(
+                now=NOW,
+                new_due=[
+                    NewDueWork(kind=DueKind.CALLBACK, due_at=at(n % 13), payload={"n": n})
+                    for n in range(start, start + 100)
+                ],
+            )
+        )
+    claimed: dict[str, list[DueWork]] = {}
+
+    async def claimer(store: PostgresStore, owner: str) -> None:
+        while batch := await store.claim_due_work(
+            owner=owner, now=at(20), lease_seconds=30, limit=9
+        ):
+            claimed.setdefault(owner, []).extend(batch)
+
+    await asyncio.gather(
+        *(claimer(store, f"node{i}-{j}") for i, store in enumerate(nodes) for j in range(3))
+    )
+
+    ids = [work.id for batch in claimed.values() for work in batch]
+    assert len(ids) == len(set(ids)) == 600
+    assert {owner.split("-")[0] for owner in claimed} == {"node0", "node1", "node2", "node3"}
+    assert all(w.lease_owner == owner for owner, batch in claimed.items() for w in batch)
+
+
+async def test_a_node_whose_lease_was_taken_over_cannot_commit(nodes: list[PostgresStore]) -> None:
+    slow, fast = nodes[0], nodes[1]
+    seed = Seed(slow)
+    run = await seed.run()
+    await seed.due(DueKind.TIMER, run_id=run.id)
+    [stale] = await slow.claim_due_work(owner="slow", now=NOW, lease_seconds=30, limit=5)
+    [fresh] = await fast.claim_due_work(owner="fast", now=at(31), lease_seconds=30, limit=5)
+
+    assert await slow.extend_leases(owner="slow", work=[stale], until=at(90)) == set()
+    with pytest.raises(StaleFence):
+        await slow.commit(Commit(now=at(40), done=Completion(work=stale, retry_at=at(50))))
+    await fast.commit(Commit(now=at(41), done=Completion(work=fresh)))
+
+    assert await slow.next_due_at() is None
+
+
+async def test_one_idempotency_key_from_many_nodes_makes_one_run(
+    nodes: list[PostgresStore],
+) -> None:
+    contact = await Seed(nodes[0]).contact()
+
+    def create(store: PostgresStore, n: int) -> Commit:
+        return Commit(
+            now=NOW,
+            new_run=NewRun(
+                id=f"r-{n}",
+                flow="cobranca",
+                flow_version="v1",
+                contact_id=contact.id,
+                step="lembrete",
+                status=RunStatus.ACTIVE,
+                idempotency_key="boleto-c-1-2026-11",
+            ),
+        )
+
+    results = await asyncio.gather(
+        *(store.commit(create(store, n)) for n in range(10) for store in nodes)
+    )
+
+    assert sum(result.created for result in results) == 1
+    assert len({result.run.id for result in results if result.run is not None}) == 1
+    assert len(await nodes[3].list_open_runs(contact.id)) == 1
+
+
+async def test_exclusive_runs_started_at_once_on_many_nodes_leave_one_open(
+    nodes: list[PostgresStore],
+) -> None:
+    contact = await Seed(nodes[0]).contact()
+
+    def create(n: int) -> Commit:
+        return Commit(
+            now=NOW,
+            new_run=NewRun(
+                id=f"r-{n}",
+                flow="cobranca",
+                flow_version="v1",
+                contact_id=contact.id,
+                step="lembrete",
+                status=RunStatus.ACTIVE,
+                idempotency_key=f"key-{n}",
+            ),
+        )
+
+    results = await asyncio.gather(
+        *(nodes[n % 4].commit(create(n)) for n in range(24)), return_exceptions=True
+    )
+
+    assert sum(not isinstance(r, BaseException) for r in results) == 1
+    assert all(isinstance(r, Conflict) for r in results if isinstance(r, BaseException))
+    assert len(await nodes[2].list_open_runs(contact.id)) == 1
+
+
+async def test_a_webhook_racing_the_send_commit_is_never_left_pending(
+    nodes: list[PostgresStore],
+) -> None:
+    sender, receiver = nodes[0], nodes[1]
+    seed = Seed(sender)
+    run = await seed.run()
+    messages = [await seed.message(run, status=MessageStatus.SENDING) for _ in range(25)]
+
+    async def record_id(n: int, message_id: str) -> None:
+        await sender.commit(
+            Commit(
+                now=at(1),
+                messages=[
+                    MessageChange(
+                        message_id=message_id,
+                        at=at(1),
+                        status=MessageStatus.SENT,
+                        provider_message_id=f"wamid.{n}",
+                    )
+                ],
+            )
+        )
+
+    async def report(n: int) -> None:
+        await receiver.ingest_status_reports(
+            [
+                StatusReport(
+                    provider="sandbox",
+                    status=MessageStatus.DELIVERED,
+                    at=at(1),
+                    provider_message_id=f"wamid.{n}",
+                    dedupe_key=f"d-{n}",
+                )
+            ],
+            at(1),
+        )
+
+    await asyncio.gather(
+        *(record_id(n, m) for n, m in enumerate(messages)), *(report(n) for n in range(25))
+    )
+
+    work = await nodes[2].claim_due_work(owner="x", now=at(2), lease_seconds=30, limit=100)
+    assert sorted(w.message_id for w in work if w.kind == DueKind.STATUS) == sorted(messages)  # type: ignore[type-var]
+
+
+async def test_one_status_applied_from_many_nodes_moves_once(nodes: list[PostgresStore]) -> None:
+    seed = Seed(nodes[0])
+    message_id = await seed.message(await seed.run(), status=MessageStatus.SENT)
+    change = Commit(
+        now=at(1),
+        messages=[MessageChange(message_id=message_id, at=at(1), status=MessageStatus.DELIVERED)],
+    )
+
+    results = await asyncio.gather(*(store.commit(change) for store in nodes for _ in range(5)))
+
+    assert sum(len(result.status_applied) for result in results) == 1
