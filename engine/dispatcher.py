@@ -207,7 +207,7 @@ class Dispatcher:
             owner=self.owner, now=now, lease_seconds=self.settings.lease_seconds, limit=free
         )
         for item in items:
-            self.metrics.due_lag.labels(str(item.kind)).observe(
+            self.metrics.child(self.metrics.due_lag, str(item.kind)).observe(
                 max(0.0, (now - item.due_at).total_seconds())
             )
             task = asyncio.create_task(self._guarded(item))
@@ -331,7 +331,7 @@ class Dispatcher:
                 await self.apply_events(work, events, messages=[change], run_id=message.run_id)
             except StaleRun:
                 continue
-            self.metrics.messages.labels(message.provider, str(new)).inc()
+            self.metrics.child(self.metrics.messages, message.provider, str(new)).inc()
             log.info("message %s of run %s is %s", message.id, message.run_id, new)
             return
         raise StaleRun(f"message {work.message_id} kept changing while applying a status")
@@ -345,17 +345,26 @@ class Dispatcher:
         run_id: str | None = None,
         extra_events: Sequence[NewEvent] = (),
         contact_last_outbound: datetime | None = None,
+        known_run: Run | None = None,
     ) -> CommitResult | None:
         """Feed ``events`` to the run's state machine and commit the outcome atomically.
 
         Retries on ``StaleRun`` from a concurrent change of the run (not of ``messages``:
         a message's ``expected_status`` mismatch is re-raised for the caller).
+        ``known_run``: the run as the caller just read it, used for the first attempt
+        instead of reading it again; its version is checked by the commit, and a
+        retry reads the run afresh.
         """
         run_id = run_id or (work.run_id if work else None)
         assert run_id is not None
+        fresh_run = known_run if known_run is not None and known_run.id == run_id else None
         async with self.locks.hold(run_id):
             for _ in range(MAX_STALE_RETRIES):
-                run = await self.store.get_run(run_id)
+                if fresh_run is not None:
+                    run: Run | None = fresh_run
+                    fresh_run = None
+                else:
+                    run = await self.store.get_run(run_id)
                 if run is None:
                     if work is not None:
                         await self.store.commit(
@@ -392,7 +401,7 @@ class Dispatcher:
                     and result.run.status != run.status
                     and result.run.status not in ("active", "waiting")
                 ):
-                    self.metrics.runs.labels(run.flow, str(result.run.status)).inc()
+                    self.metrics.child(self.metrics.runs, run.flow, str(result.run.status)).inc()
                     log.info(
                         "run %s of %s finished %s at step %s",
                         run.id,

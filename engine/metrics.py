@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeVar, cast
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -14,10 +16,13 @@ from prometheus_client import (
 # `*_created` series double the output and no dashboard of ours reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
+_M = TypeVar("_M", Counter, Gauge, Histogram)
+
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.messages = Counter(
             "disparo_messages_total",
             "Messages by provider and the status they reached",
@@ -65,6 +70,14 @@ class Metrics:
             ["provider"],
             registry=self.registry,
         )
+
+    def child(self, metric: _M, *values: str) -> _M:
+        """``metric.labels(*values)``, looked up once per label set (the hot path)."""
+        key = (id(metric), values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return cast(_M, found)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -284,7 +284,7 @@ class Engine:
                 "use a new key for a different request"
             )
         if result.created:
-            self.metrics.runs.labels(flow.flow, "started").inc()
+            self.metrics.child(self.metrics.runs, flow.flow, "started").inc()
             log.info("started run %s of %s for contact %s", result.run.id, flow.flow, stored.id)
             self.dispatcher.notify()
         return result.run, result.created

@@ -83,9 +83,23 @@ def _index_in(order: list[str]) -> Any:
     return key
 
 
+_HINTS_CACHE_SIZE = 1024
+
+
 class Sender:
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.d = dispatcher
+        # provider_hints by (flow, pinned version, step): a pinned flow never changes.
+        self._hints: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    def _hints_for(self, flow: Flow, version: str, step: str) -> dict[str, Any]:
+        key = (flow.flow, version, step)
+        hints = self._hints.get(key)
+        if hints is None:
+            if len(self._hints) >= _HINTS_CACHE_SIZE:
+                self._hints.clear()
+            hints = self._hints[key] = provider_hints(flow.rules_for(step), flow, step)
+        return dict(hints)  # each message gets its own copy
 
     @property
     def now(self) -> datetime:
@@ -137,7 +151,6 @@ class Sender:
                 return
             content, attempts = prepared
 
-        rules = flow.rules_for(message.step)
         outbound = OutboundMessage(
             message_id=message.id,
             idempotency_key=message.idempotency_key,
@@ -147,7 +160,7 @@ class Sender:
             channel=message.channel,
             contact=contact,
             content=content,
-            hints=provider_hints(rules, flow, message.step),
+            hints=self._hints_for(flow, run.flow_version, message.step),
         )
         try:
             result = await provider.send(outbound)
@@ -181,7 +194,7 @@ class Sender:
                 log.info("provider %s answers again; its circuit is closed", message.provider)
             self.d.metrics.circuit_open.labels(message.provider).set(0)
         breaker.success()
-        self.d.metrics.messages.labels(message.provider, str(result.status)).inc()
+        self.d.metrics.child(self.d.metrics.messages, message.provider, str(result.status)).inc()
         change = MessageChange(
             message_id=message.id,
             at=self.now,
@@ -197,6 +210,7 @@ class Sender:
                 messages=[change],
                 run_id=run.id,
                 contact_last_outbound=self.now,
+                known_run=run,
             )
         except StaleRun:
             # A status webhook moved the message first; keep its status, add the id.
@@ -236,7 +250,7 @@ class Sender:
         )
         events = []
         for decision in verdict.decisions:
-            self.d.metrics.decisions.labels(decision.rule, decision.outcome).inc()
+            self.d.metrics.child(self.d.metrics.decisions, decision.rule, decision.outcome).inc()
             events.append(
                 NewEvent(
                     kind="decision",
@@ -249,7 +263,7 @@ class Sender:
             )
         if verdict.action == "skip":
             log.info("skipped message %s step %s: %s", message.id, message.step, verdict.reason)
-            self.d.metrics.messages.labels(message.provider, "skipped").inc()
+            self.d.metrics.child(self.d.metrics.messages, message.provider, "skipped").inc()
             await self.d.apply_events(
                 work,
                 [
@@ -367,7 +381,7 @@ class Sender:
         extra_events: list[NewEvent] | None = None,
     ) -> None:
         log.warning("message %s step %s failed: %s", message.id, message.step, error)
-        self.d.metrics.messages.labels(message.provider, "failed").inc()
+        self.d.metrics.child(self.d.metrics.messages, message.provider, "failed").inc()
         await self.d.apply_events(
             work,
             [runner.StepEvent(name="failed", step_seq=message.step_seq, data={"error": error})],
@@ -378,7 +392,7 @@ class Sender:
 
     async def _ambiguous(self, work: DueWork, message: Message, why: str) -> None:
         log.warning("message %s is ambiguous (%s); not resending blindly", message.id, why)
-        self.d.metrics.messages.labels(message.provider, "ambiguous").inc()
+        self.d.metrics.child(self.d.metrics.messages, message.provider, "ambiguous").inc()
         await self._complete(
             work,
             messages=[

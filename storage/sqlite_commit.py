@@ -7,7 +7,7 @@ Every function here is synchronous and runs inside the caller's savepoint
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from engine.errors import Conflict, NotFound, StaleRun
@@ -32,7 +32,7 @@ from storage.sqlite_codec import (
     to_us,
     to_us_or_none,
 )
-from storage.sqlite_due import cancel_due, check_fence, complete, insert_due
+from storage.sqlite_due import cancel_due, complete, insert_due
 from storage.sqlite_triggers import record_firing
 
 # Statuses that mean the message left for the contact (counted by count_outbound).
@@ -48,7 +48,10 @@ def apply_commit(db: sqlite3.Connection, commit: Commit) -> CommitResult:
         if existing is not None:
             return CommitResult(run=existing, created=False)
     if commit.done is not None:
-        check_fence(db, commit.done.work)
+        # First, as the fence check: a stale worker writes nothing. The rest of the
+        # unit never touches this row (cancel_due keeps it), so doing it first is
+        # the same as doing it last.
+        complete(db, commit.done)
     if commit.firing is not None:
         record_firing(db, commit.firing, now)
     run: Run | None = None
@@ -69,14 +72,15 @@ def apply_commit(db: sqlite3.Connection, commit: Commit) -> CommitResult:
     own = commit.done.work.id if commit.done is not None else None
     if commit.cancel_all_due_of_run is not None:
         cancel_due(db, commit.cancel_all_due_of_run, now, keep=own, timers_only=False)
-    if commit.cancel_timers_of_run is not None:
+    if (
+        commit.cancel_timers_of_run is not None
+        and commit.cancel_timers_of_run != commit.cancel_all_due_of_run
+    ):  # cancelling all of a run's rows already dropped its timers
         cancel_due(db, commit.cancel_timers_of_run, now, keep=own, timers_only=True)
-    if commit.done is not None:
-        complete(db, commit.done)
     for due in commit.new_due:
         insert_due(db, due, now)
-    for event in commit.events:
-        insert_event(db, event)
+    if commit.events:
+        insert_events(db, commit.events)
     return CommitResult(run=run, created=created, status_applied=applied)
 
 
@@ -159,12 +163,16 @@ def merge_context(stored: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[s
 
 
 def change_contact(db: sqlite3.Connection, change: ContactChange, now: int) -> None:
-    row = db.execute("SELECT context FROM contacts WHERE id = ?", (change.contact_id,)).fetchone()
-    if row is None:
-        raise NotFound(f"contact {change.contact_id} does not exist")
     sets = ["updated_at = ?"]
     params: list[Any] = [now]
     if change.context_patch:
+        # Only a merge needs the stored context; otherwise the UPDATE's row count
+        # tells whether the contact exists.
+        row = db.execute(
+            "SELECT context FROM contacts WHERE id = ?", (change.contact_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"contact {change.contact_id} does not exist")
         sets.append("context = ?")
         params.append(dumps(merge_context(loads(row[0]), change.context_patch)))
     if change.last_outbound_at is not None:
@@ -182,7 +190,11 @@ def change_contact(db: sqlite3.Connection, change: ContactChange, now: int) -> N
             to_us_or_none(change.attendance.until),
             since,
         ]
-    db.execute(f"UPDATE contacts SET {', '.join(sets)} WHERE id = ?", (*params, change.contact_id))
+    cursor = db.execute(
+        f"UPDATE contacts SET {', '.join(sets)} WHERE id = ?", (*params, change.contact_id)
+    )
+    if cursor.rowcount == 0:
+        raise NotFound(f"contact {change.contact_id} does not exist")
 
 
 # ---------------------------------------------------------------- messages
@@ -270,22 +282,33 @@ def change_message(db: sqlite3.Connection, change: MessageChange, now: int) -> M
 # ---------------------------------------------------------------- events
 
 
+_INSERT_EVENT = (
+    "INSERT INTO events (contact_id, run_id, message_id, kind, at, data, dedupe_key) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+
+
+def _event_params(event: NewEvent) -> tuple[Any, ...]:
+    return (
+        event.contact_id,
+        event.run_id,
+        event.message_id,
+        event.kind,
+        to_us(event.at),
+        dumps(event.data),
+        event.dedupe_key,
+    )
+
+
 def insert_event(db: sqlite3.Connection, event: NewEvent) -> bool:
     """Append ``event``; False when its dedupe key was already seen (nothing written)."""
-    cursor = db.execute(
-        "INSERT INTO events (contact_id, run_id, message_id, kind, at, data, dedupe_key) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        (
-            event.contact_id,
-            event.run_id,
-            event.message_id,
-            event.kind,
-            to_us(event.at),
-            dumps(event.data),
-            event.dedupe_key,
-        ),
-    )
+    cursor = db.execute(_INSERT_EVENT, _event_params(event))
     return cursor.rowcount == 1
+
+
+def insert_events(db: sqlite3.Connection, events: Sequence[NewEvent]) -> None:
+    """Append ``events`` in order with one prepared statement (duplicates are skipped)."""
+    db.executemany(_INSERT_EVENT, [_event_params(event) for event in events])
 
 
 def open_run_ids(db: sqlite3.Connection, contact_id: str) -> list[str]:

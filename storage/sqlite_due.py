@@ -39,30 +39,35 @@ def extend(db: sqlite3.Connection, owner: str, work: Sequence[DueWork], until: i
     return held
 
 
-def check_fence(db: sqlite3.Connection, work: DueWork) -> None:
-    row = db.execute("SELECT fence FROM due_work WHERE id = ?", (work.id,)).fetchone()
-    if row is None or row[0] != work.fence:
-        now_held = "is gone" if row is None else f"was claimed again (fence {row[0]})"
-        raise StaleFence(
-            f"due work {work.id} {now_held} since it was claimed with fence {work.fence}; "
-            "this result is dropped"
-        )
-
-
 def complete(db: sqlite3.Connection, done: Completion) -> None:
+    """Delete or reschedule the claimed row under its fence; ``StaleFence`` if it moved on.
+
+    One statement does both the fence check and the write: the row is touched only
+    while it still carries the fence it was claimed with.
+    """
     work = done.work
     if done.retry_at is None:
-        db.execute("DELETE FROM due_work WHERE id = ? AND fence = ?", (work.id, work.fence))
+        cursor = db.execute(
+            "DELETE FROM due_work WHERE id = ? AND fence = ?", (work.id, work.fence)
+        )
+    else:
+        cursor = db.execute(
+            "UPDATE due_work SET due_at = ?, lease_owner = NULL, lease_until = NULL, "
+            "attempts = attempts + 1, payload = coalesce(?, payload) WHERE id = ? AND fence = ?",
+            (
+                to_us(done.retry_at),
+                None if done.payload is None else dumps(done.payload),
+                work.id,
+                work.fence,
+            ),
+        )
+    if cursor.rowcount == 1:
         return
-    db.execute(
-        "UPDATE due_work SET due_at = ?, lease_owner = NULL, lease_until = NULL, "
-        "attempts = attempts + 1, payload = coalesce(?, payload) WHERE id = ? AND fence = ?",
-        (
-            to_us(done.retry_at),
-            None if done.payload is None else dumps(done.payload),
-            work.id,
-            work.fence,
-        ),
+    row = db.execute("SELECT fence FROM due_work WHERE id = ?", (work.id,)).fetchone()
+    now_held = "is gone" if row is None else f"was claimed again (fence {row[0]})"
+    raise StaleFence(
+        f"due work {work.id} {now_held} since it was claimed with fence {work.fence}; "
+        "this result is dropped"
     )
 
 
