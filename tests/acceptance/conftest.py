@@ -358,3 +358,36 @@ def disparo(tmp_path: Path) -> Iterator[Api]:
         yield api
     finally:
         server.stop()
+
+
+GATEWAY_FLOW = """\
+flow: {name}
+description: One message per contact through the in-house gateway.
+defaults:
+  provider: gateway
+  rules:
+    window: ignore
+start: aviso
+steps:
+  aviso:
+    send:
+      text: "Oi {{{{ contact.first_name }}}}! Aviso número {{{{ context.n }}}}."
+    next: fim
+  fim:
+    end: completed
+"""
+
+
+def gateway_provider(gateway: Gateway, *, timeout: float, max_in_flight: int) -> dict[str, Any]:
+    """An `http` provider entry for the fake gateway (deduplicates by idempotency key)."""
+    return {
+        "type": "http",
+        "url": gateway.url,
+        "headers": {"Authorization": "Bearer gw-test-token-0123456789"},
+        "idempotency_header": "Idempotency-Key",
+        "id_field": "messages.0.id",
+        "timeout": timeout,
+        "max_in_flight": max_in_flight,
+        "channels": ["whatsapp"],
+        "read_receipts": False,
+    }

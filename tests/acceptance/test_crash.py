@@ -12,7 +12,6 @@ gateway answers with the first id instead of delivering again).
 
 from __future__ import annotations
 
-import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.acceptance.conftest import (
+    GATEWAY_FLOW,
     Api,
     DisparoServer,
     Gateway,
@@ -28,6 +28,7 @@ from tests.acceptance.conftest import (
     wait_for,
     write_config,
 )
+from tests.acceptance.conftest import gateway_provider as shared_gateway_provider
 
 pytestmark = pytest.mark.acceptance
 
@@ -37,38 +38,12 @@ GATEWAY_SLOTS = 8  # the http provider's max_in_flight
 LATENCY = 0.1  # seconds the gateway takes per request
 KILL_AFTER = HUNG + 10  # deliveries seen before the kill
 
-FLOW = textwrap.dedent(
-    """\
-    flow: aviso_gateway
-    description: One message per contact through the in-house gateway.
-    defaults:
-      provider: gateway
-      rules:
-        window: ignore
-    start: aviso
-    steps:
-      aviso:
-        send:
-          text: "Oi {{ contact.first_name }}! Aviso número {{ context.n }}."
-        next: fim
-      fim:
-        end: completed
-    """
-)
+FLOW = GATEWAY_FLOW.format(name="aviso_gateway")
 
 
 def gateway_provider(gateway: Gateway) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "url": gateway.url,
-        "headers": {"Authorization": "Bearer gw-test-token-0123456789"},
-        "idempotency_header": "Idempotency-Key",
-        "id_field": "messages.0.id",
-        "timeout": 30,  # longer than the test: a hung request ends only by the crash
-        "max_in_flight": GATEWAY_SLOTS,
-        "channels": ["whatsapp"],
-        "read_receipts": False,
-    }
+    # A timeout longer than the test: a hung request ends only by the crash.
+    return shared_gateway_provider(gateway, timeout=30, max_in_flight=GATEWAY_SLOTS)
 
 
 def start_runs(api: Api) -> list[str]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import textwrap
 import threading
 import uuid
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ import pytest
 import yaml
 
 from tests.acceptance.conftest import (
+    GATEWAY_FLOW,
     Api,
     DisparoServer,
     Gateway,
@@ -37,6 +37,7 @@ from tests.acceptance.conftest import (
     wait_for,
     write_config,
 )
+from tests.acceptance.conftest import gateway_provider as shared_gateway_provider
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.postgres]
 
@@ -44,24 +45,7 @@ RUNS = 2000
 AGAIN_EVERY = 10  # every 10th run is started a second time, through another process
 POSTERS = 12
 
-FLOW = textwrap.dedent(
-    """\
-    flow: aviso_multi
-    description: One message per contact through the in-house gateway.
-    defaults:
-      provider: gateway
-      rules:
-        window: ignore
-    start: aviso
-    steps:
-      aviso:
-        send:
-          text: "Oi {{ contact.first_name }}! Aviso número {{ context.n }}."
-        next: fim
-      fim:
-        end: completed
-    """
-)
+FLOW = GATEWAY_FLOW.format(name="aviso_multi")
 
 
 async def _schema(dsn: str, statement: str) -> None:
@@ -91,17 +75,7 @@ def postgres_dsn() -> Iterator[str]:
 
 
 def gateway_provider(gateway: Gateway) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "url": gateway.url,
-        "headers": {"Authorization": "Bearer gw-test-token-0123456789"},
-        "idempotency_header": "Idempotency-Key",
-        "id_field": "messages.0.id",
-        "timeout": 10,
-        "max_in_flight": 16,
-        "channels": ["whatsapp"],
-        "read_receipts": False,
-    }
+    return shared_gateway_provider(gateway, timeout=10, max_in_flight=16)
 
 
 class Starter:
