@@ -337,23 +337,30 @@ class Sender:
                 }
             )
         attempts = message.attempts + 1
-        await self.d.store.commit(
-            Commit(
-                now=now,
-                messages=[
-                    MessageChange(
-                        message_id=message.id,
-                        at=now,
-                        status=MessageStatus.SENDING,
-                        expected_status=MessageStatus.QUEUED,
-                        payload=content.model_dump(mode="json"),
-                        attempts=attempts,
-                        next_attempt_at=None,
-                    )
-                ],
-                events=events,
+        try:
+            await self.d.store.commit(
+                Commit(
+                    now=now,
+                    messages=[
+                        MessageChange(
+                            message_id=message.id,
+                            at=now,
+                            status=MessageStatus.SENDING,
+                            expected_status=MessageStatus.QUEUED,
+                            payload=content.model_dump(mode="json"),
+                            attempts=attempts,
+                            next_attempt_at=None,
+                        )
+                    ],
+                    events=events,
+                )
             )
-        )
+        except StaleRun:
+            # Another worker took this message over (our lease lapsed while we were
+            # slow) and is sending it. Leave it to that worker: our due work stays
+            # leased until it expires, and whoever claims it then sees `sending`.
+            log.info("message %s is being sent by another worker; leaving it", message.id)
+            return None
         return content, attempts
 
     async def _complete_later(self, work: DueWork, message: Message, when: datetime) -> None:

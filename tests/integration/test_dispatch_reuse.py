@@ -4,7 +4,9 @@ is in flight) and that the store's combined statements keep their guarantees."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +110,35 @@ async def test_a_run_finished_during_the_provider_call_keeps_its_end(
         assert done.status == RunStatus.CANCELLED  # the `sent` answer did not reopen it
         [message] = await h.messages(run.id)
         assert message.provider_message_id  # the provider's id is still recorded
+
+
+async def test_a_message_another_worker_took_over_is_left_to_it_not_sent_twice(
+    tmp_path: Path, gateway: FakeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Our lease lapsed while we rendered: another worker marked the message
+    `sending` first. We must not call the provider, nor crash."""
+    async with harness(settings(tmp_path, gateway)) as h:
+        store = h.engine.store
+        real_commit = store.commit
+        raced: list[str] = []
+
+        async def commit_after_a_rival(commit: Commit) -> Any:
+            wants_sending = [
+                m for m in commit.messages if m.expected_status == MessageStatus.QUEUED
+            ]
+            if wants_sending and not raced:
+                rival = replace(wants_sending[0], payload={"rival": True})
+                await real_commit(Commit(now=commit.now, messages=[rival]))
+                raced.append(rival.message_id)
+            return await real_commit(commit)
+
+        store.commit = commit_after_a_rival  # type: ignore[method-assign]
+        run = await h.start("aviso")
+
+        (message,) = await h.messages(run.id)
+        assert raced == [message.id]
+        assert message.status == MessageStatus.SENDING
+        assert message.payload == {"rival": True}  # the rival's attempt, untouched
+        assert gateway.stats()["requests"] == 0  # we did not send it as well
+        # An expected race, not a failure: no error or traceback in the log.
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
