@@ -148,11 +148,19 @@ class Dispatcher:
         """Stop claiming; let in-flight work finish within ``grace`` seconds."""
         self._stopping = True
         self.wake.set()
-        for task in (self._loop_task, self._beat_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        loop_task = self._loop_task
+        if loop_task is not None:
+            # Let a claim in progress finish and spawn its work: cancelling it half
+            # way would leave rows leased with nobody to run them until the lease ends.
+            done, _ = await asyncio.wait([loop_task], timeout=grace)
+            if not done:
+                loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop_task
+        if self._beat_task is not None:
+            self._beat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._beat_task
         pending = [t for t, _ in self._tasks.values()]
         if pending:
             _, late = await asyncio.wait(pending, timeout=grace)
@@ -175,6 +183,8 @@ class Dispatcher:
                 await asyncio.sleep(0)
                 continue
             self.wake.clear()
+            if self._stopping:
+                break
             try:
                 nxt = await self.store.next_due_at()
             except StoreUnavailable:
