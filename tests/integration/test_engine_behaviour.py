@@ -3,17 +3,21 @@ outlive a dead worker, logs without phone numbers or secrets."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from engine.clock import VirtualClock
 from engine.errors import Conflict, StaleFence
 from engine.logs import RedactingFilter
-from engine.models import ContactEvent, ContactUpsert, MessageStatus
+from engine.models import ContactEvent, ContactUpsert, DueKind, MessageStatus
+from engine.runtime import Engine, open_store
 from storage.base import Commit, Completion
-from tests.integration.engine_kit import harness, settings_for
+from tests.integration.engine_kit import START, harness, settings_for
 
 S = MessageStatus
 BOLETO = {"valor": 1670, "vencimento": "2026-11-30"}
@@ -104,3 +108,37 @@ async def test_logs_mask_phones_and_hide_the_api_token(
     assert "+5511977776666" not in text
     assert "5511977776666" not in text
     assert "test-token" not in text
+
+
+async def test_stopping_while_a_claim_commits_runs_the_claimed_work(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    migrating = open_store(settings.storage)
+    await migrating.migrate()
+    await migrating.close()
+    clock = VirtualClock(START)
+    async with Engine(settings, clock=clock, run_loop=True, triggers=False) as engine:
+        real_claim = engine.store.claim_due_work
+        claimed, release = asyncio.Event(), asyncio.Event()
+
+        async def claim_then_pause(**kw: Any) -> Any:
+            work = await real_claim(**kw)
+            if any(w.kind == DueKind.DISPATCH for w in work):
+                claimed.set()
+                await release.wait()  # the claim is durable; the loop hasn't spawned yet
+            return work
+
+        engine.store.claim_due_work = claim_then_pause  # type: ignore[method-assign]
+        await engine.ingest_contact_events(
+            [ContactEvent(type="reply", at=START, contact_id="c-1", text="oi")]
+        )
+        run, _ = await engine.start_run(
+            "pesquisa_nps", ContactUpsert(id="c-1", phone="+5511999998888", name="Maria")
+        )
+        await claimed.wait()
+        stopping = asyncio.create_task(engine.dispatcher.stop())
+        await asyncio.sleep(0)
+        release.set()
+        await stopping
+
+        (message,) = await engine.store.list_run_messages(run.id)
+        assert message.status != MessageStatus.QUEUED  # sent, not left leased
