@@ -14,17 +14,15 @@ import os
 import socket
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from engine import runner
 from engine.check import flow_checks, load_catalog
 from engine.clock import Clock, SystemClock
 from engine.dispatcher import Dispatcher, DispatchSettings
-from engine.effects import Effects, collect_effects
 from engine.errors import Conflict, NotFound, ProviderRejected, UserInputError
 from engine.flows import FlowCatalog
 from engine.metrics import Metrics
@@ -44,12 +42,12 @@ from engine.models import (
     StatusReport,
 )
 from engine.opt_out import is_opt_out
-from engine.scope import RunnerScope, contact_timezone
+from engine.run_start import start_commit
 from engine.settings import Settings
 from engine.triggers import Triggers
 from providers.base import Provider
 from providers.registry import provider_class
-from storage.base import Commit, ContactChange, IngestOutcome, NewRun, RunChange, Store
+from storage.base import Commit, ContactChange, IngestOutcome, RunChange, Store
 
 log = logging.getLogger("disparo.engine")
 
@@ -200,55 +198,15 @@ class Engine:
         flow = loaded.flow
         now = self.clock.now()
         if context:
-            contact = ContactUpsert(
-                id=contact.id,
-                phone=contact.phone,
-                email=contact.email,
-                name=contact.name,
-                tags=contact.tags,
-                timezone=contact.timezone,
-                context={**(contact.context or {}), **context},
-            )
+            contact = replace(contact, context={**(contact.context or {}), **context})
         stored = await self.store.upsert_contact(contact, now)
-        run_id = str(uuid.uuid4())
-        tz = contact_timezone(stored, flow, self.settings.timezone)
-        scope = RunnerScope(
-            contact=stored, run_id=run_id, flow=flow, run_vars={}, now=now, timezone=tz
-        )
-        transition = runner.start(flow, scope, now)
-        fx = Effects(
-            events=[
-                NewEvent(
-                    kind="run.started",
-                    at=now,
-                    contact_id=stored.id,
-                    run_id=run_id,
-                    data={"flow": flow.flow, "version": loaded.version, "trigger": trigger},
-                )
-            ]
-        )
-        collect_effects(
-            transition, flow=flow, run_id=run_id, contact_id=stored.id, now=now, into=fx
-        )
-        state = transition.state
-        commit = Commit(
+        commit = start_commit(
+            loaded,
+            stored,
             now=now,
-            new_run=NewRun(
-                id=run_id,
-                flow=flow.flow,
-                flow_version=loaded.version,
-                contact_id=stored.id,
-                step=state.step,
-                status=state.status,
-                step_seq=state.step_seq,
-                vars=state.vars,
-                idempotency_key=idempotency_key or f"auto:{run_id}",
-                exclusive=flow.concurrency == "one",
-            ),
-            contact=fx.contact_change(stored.id),
-            new_messages=fx.new_messages,
-            new_due=fx.new_due,
-            events=fx.events,
+            default_timezone=self.settings.timezone,
+            key=idempotency_key,
+            trigger=trigger,
         )
         try:
             result = await self.store.commit(commit)
@@ -369,7 +327,7 @@ class Engine:
             elif await self.store.get_contact(contact_id) is None:
                 # A fact about a contact not seen yet is kept: its reply opens the window.
                 await self.store.upsert_contact(ContactUpsert(id=contact_id), now)
-            event = _with_contact(event, contact_id)
+            event = replace(event, contact_id=contact_id)
             resolved.append(event)
             if (
                 event.type == "reply"
@@ -478,12 +436,6 @@ class Engine:
         if until > clock.now():
             clock.set(until)
         await self.settle()
-
-
-def _with_contact(event: ContactEvent, contact_id: str) -> ContactEvent:
-    from dataclasses import replace
-
-    return replace(event, contact_id=contact_id)
 
 
 def dumps(data: Any) -> str:

@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from engine import runner
 from engine.clock import Clock
-from engine.effects import Effects, collect_effects
 from engine.errors import Conflict, RenderError
 from engine.flow.loader import LoadedFlow
 from engine.flow.model import Flow
@@ -29,9 +26,10 @@ from engine.flows import FlowCatalog
 from engine.metrics import Metrics
 from engine.models import Contact, NewEvent
 from engine.render import RenderScope, is_true
-from engine.scope import RunnerScope, contact_timezone
+from engine.run_start import start_commit
+from engine.scope import contact_timezone
 from engine.settings import TriggerSettings
-from storage.base import Commit, NewRun, Store
+from storage.base import Commit, Store
 
 log = logging.getLogger("disparo.triggers")
 
@@ -75,62 +73,6 @@ class TriggerContext:
 
     def starter(self) -> RunStarter:
         return RunStarter(self)
-
-
-def start_commit(
-    loaded: LoadedFlow,
-    contact: Contact,
-    *,
-    now: datetime,
-    default_timezone: str,
-    key: str,
-    trigger: str,
-    data: Mapping[str, Any],
-) -> Commit:
-    """The commit that creates a run of ``loaded`` for a stored contact and enters its
-    first step (what ``Engine.start_run`` writes, without touching the contact)."""
-    flow = loaded.flow
-    run_id = str(uuid.uuid4())
-    tz = contact_timezone(contact, flow, default_timezone)
-    scope = RunnerScope(
-        contact=contact, run_id=run_id, flow=flow, run_vars={}, now=now, timezone=tz
-    )
-    transition = runner.start(flow, scope, now)
-    started = NewEvent(
-        kind="run.started",
-        at=now,
-        contact_id=contact.id,
-        run_id=run_id,
-        data={"flow": flow.flow, "version": loaded.version, "trigger": trigger, **data},
-    )
-    fx = collect_effects(
-        transition,
-        flow=flow,
-        run_id=run_id,
-        contact_id=contact.id,
-        now=now,
-        into=Effects(events=[started]),
-    )
-    state = transition.state
-    return Commit(
-        now=now,
-        new_run=NewRun(
-            id=run_id,
-            flow=flow.flow,
-            flow_version=loaded.version,
-            contact_id=contact.id,
-            step=state.step,
-            status=state.status,
-            step_seq=state.step_seq,
-            vars=state.vars,
-            idempotency_key=key,
-            exclusive=flow.concurrency == "one",
-        ),
-        contact=fx.contact_change(contact.id),
-        new_messages=fx.new_messages,
-        new_due=fx.new_due,
-        events=fx.events,
-    )
 
 
 def skipped_event(flow: str, trigger: str, contact_id: str, key: str, now: datetime) -> NewEvent:

@@ -1,0 +1,76 @@
+"""The one place a run starts: the commit that creates it and enters its first step.
+
+``Engine.start_run`` (API, CLI bulk starts) and the triggers (cron fan-outs,
+re-engagement sweeps, inbound keywords) all build their runs here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from engine import runner
+from engine.effects import Effects, collect_effects
+from engine.flow.loader import LoadedFlow
+from engine.models import Contact, NewEvent
+from engine.scope import RunnerScope, contact_timezone
+from storage.base import Commit, NewRun
+
+
+def start_commit(
+    loaded: LoadedFlow,
+    contact: Contact,
+    *,
+    now: datetime,
+    default_timezone: str,
+    key: str | None,
+    trigger: str,
+    data: Mapping[str, Any] | None = None,
+) -> Commit:
+    """The commit that creates a run of ``loaded`` for a stored contact and enters its
+    first step: the run, its first messages, due work and events, atomically. Without
+    an idempotency ``key`` the run gets one of its own (``auto:<run id>``)."""
+    flow = loaded.flow
+    run_id = str(uuid.uuid4())
+    tz = contact_timezone(contact, flow, default_timezone)
+    scope = RunnerScope(
+        contact=contact, run_id=run_id, flow=flow, run_vars={}, now=now, timezone=tz
+    )
+    transition = runner.start(flow, scope, now)
+    started = NewEvent(
+        kind="run.started",
+        at=now,
+        contact_id=contact.id,
+        run_id=run_id,
+        data={"flow": flow.flow, "version": loaded.version, "trigger": trigger, **(data or {})},
+    )
+    fx = collect_effects(
+        transition,
+        flow=flow,
+        run_id=run_id,
+        contact_id=contact.id,
+        now=now,
+        into=Effects(events=[started]),
+    )
+    state = transition.state
+    return Commit(
+        now=now,
+        new_run=NewRun(
+            id=run_id,
+            flow=flow.flow,
+            flow_version=loaded.version,
+            contact_id=contact.id,
+            step=state.step,
+            status=state.status,
+            step_seq=state.step_seq,
+            vars=state.vars,
+            idempotency_key=key or f"auto:{run_id}",
+            exclusive=flow.concurrency == "one",
+        ),
+        contact=fx.contact_change(contact.id),
+        new_messages=fx.new_messages,
+        new_due=fx.new_due,
+        events=fx.events,
+    )
