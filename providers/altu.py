@@ -75,6 +75,8 @@ from providers.base import (
     ProviderConfig,
     ProviderHost,
     mask_phone,
+    mask_phone_in,
+    one_line,
     vendor_message,
 )
 from providers.transport import Answer, HttpTransport, Redactor
@@ -182,7 +184,7 @@ class AltuProvider:
                 message.message_id,
                 mask_phone(phone),
                 exc.code,
-                without_phone(str(exc), phone),
+                mask_phone_in(str(exc), phone),
             )
             raise
         log.debug(
@@ -267,17 +269,5 @@ def altu_words(body: bytes) -> str | None:
     if isinstance(said, list) and said and all(isinstance(s, str) for s in said):
         said = "; ".join(said)
     if isinstance(said, str) and said.strip():
-        text = " ".join(said.split())
-        return text if len(text) <= 300 else text[:299] + "…"
+        return one_line(said)
     return vendor_message(body)
-
-
-def without_phone(text: str, phone: str | None) -> str:
-    """``text`` with the contact's number (E.164 digits or DDD + number) masked."""
-    digits = "".join(c for c in phone or "" if c.isdigit())
-    if len(digits) < 8:
-        return text
-    for form in (phone or "", digits, digits[2:]):
-        if len(form) >= 8:
-            text = text.replace(form, mask_phone(phone))
-    return text

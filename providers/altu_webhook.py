@@ -27,13 +27,12 @@ status, so a redelivered webhook (or ``pending`` after ``sent``) changes nothing
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.errors import ProviderRejected
 from engine.models import MessageStatus, StatusReport
 from providers.base import ParsedWebhook
+from providers.webhook_json import BadItem, load_json, parse_items, rejected
 
 STATUS_MAP: dict[str, MessageStatus] = {
     "pending": MessageStatus.SENT,
@@ -48,57 +47,46 @@ STATUS_MAP: dict[str, MessageStatus] = {
 _MS_THRESHOLD = 10**11  # epoch numbers above this are milliseconds
 
 
-class _BadItem(ValueError):
-    pass
-
-
 def parse_status_webhook(body: bytes, *, provider: str, received_at: datetime) -> ParsedWebhook:
     """Parse one status webhook body (see the module docstring)."""
     items, batch = _load(body, provider)
-    statuses: list[StatusReport] = []
-    errors: list[str] = []
-    for index, item in enumerate(items):
-        where = f"item {index}" if batch else "body"
-        try:
-            statuses.append(_report(item, provider, received_at))
-        except _BadItem as exc:
-            errors.append(f"{where}: {exc}")
+    statuses, errors = parse_items(
+        items,
+        lambda item: _report(item, provider, received_at),
+        lambda index: f"item {index}" if batch else "body",
+    )
     return ParsedWebhook(statuses=statuses, errors=errors)
 
 
 def _load(body: bytes, provider: str) -> tuple[list[Any], bool]:
-    def rejected(why: str) -> ProviderRejected:
-        return ProviderRejected(f"{provider} status webhook: {why}", status=400, left=False)
-
-    try:
-        document = json.loads(body)
-    except RecursionError:
-        raise rejected("the body nests too deeply to be a status") from None
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-        raise rejected(f"the body is not UTF-8 JSON ({exc})") from None
+    document = load_json(body, provider, label="status webhook", noun="a status")
     if isinstance(document, dict):
         return [document], False
     if isinstance(document, list):
         return document, True
-    raise rejected(f"expected a JSON object or array, got {type(document).__name__}")
+    raise rejected(
+        provider,
+        f"expected a JSON object or array, got {type(document).__name__}",
+        label="status webhook",
+    )
 
 
 def _report(item: Any, provider: str, received_at: datetime) -> StatusReport:
     if not isinstance(item, dict):
-        raise _BadItem(f"must be an object, got {type(item).__name__}")
+        raise BadItem(f"must be an object, got {type(item).__name__}")
     key = _identifier(item, "external_id", "externalId")
     message_id = _identifier(item, "message_id")
     if key is None and message_id is None:
-        raise _BadItem("names no message: it needs 'external_id' or 'message_id'")
+        raise BadItem("names no message: it needs 'external_id' or 'message_id'")
     detail = item.get("messageStatus")
     detail = detail if isinstance(detail, dict) else {}
     said = item.get("status", detail.get("code"))
     if not isinstance(said, str) or not said.strip():
-        raise _BadItem("needs 'status' (a string) or 'messageStatus.code'")
+        raise BadItem("needs 'status' (a string) or 'messageStatus.code'")
     status = STATUS_MAP.get(said.strip().lower())
     if status is None:
         known = ", ".join(STATUS_MAP)
-        raise _BadItem(f"unknown status {said!r} (known: {known})")
+        raise BadItem(f"unknown status {said!r} (known: {known})")
     code, message = _failure(item, detail) if status == MessageStatus.FAILED else (None, None)
     return StatusReport(
         provider=provider,
@@ -118,7 +106,7 @@ def _identifier(item: dict[str, Any], *names: str) -> str | None:
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
-            raise _BadItem(f"'{name}' must be a non-empty string or an integer")
+            raise BadItem(f"'{name}' must be a non-empty string or an integer")
         return str(value)
     return None
 

@@ -165,8 +165,13 @@ def vendor_message(body: bytes, *, limit: int = 300) -> str | None:
     except (ValueError, RecursionError):
         data = None
     found = _message_in(data)
-    said = " ".join((found if found is not None else text).split())
-    return said[:limit] if len(said) <= limit else said[: limit - 1] + "…"
+    return one_line(found if found is not None else text, limit)
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` on one line with single spaces, cut to ``limit`` characters with "…"."""
+    said = " ".join(text.split())
+    return said if len(said) <= limit else said[: limit - 1] + "…"
 
 
 def _message_in(data: Any) -> str | None:
@@ -190,3 +195,15 @@ def mask_phone(phone: str | None) -> str:
     if len(digits) < 8:  # too short to keep any digit without revealing most of it
         return "*" * len(digits) if digits else "<no phone>"
     return f"+{digits[:2]}{'*' * (len(digits) - 6)}{digits[-4:]}"
+
+
+def mask_phone_in(text: str, phone: str | None) -> str:
+    """``text`` with the contact's number masked in every form a vendor may echo it:
+    as given (E.164), digits only, or national (without the country code)."""
+    digits = "".join(c for c in phone or "" if c.isdigit())
+    if len(digits) < 8:
+        return text
+    for form in (phone or "", digits, digits[2:]):
+        if len(form) >= 8:
+            text = text.replace(form, mask_phone(phone))
+    return text

@@ -42,6 +42,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from engine.errors import ProviderRejected
 from engine.models import ContactEvent, ContactEventType, MessageStatus, StatusReport
 from providers.base import ParsedWebhook
+from providers.webhook_json import load_json
+from providers.webhook_json import rejected as webhook_rejected
 
 _TOP_LEVEL = frozenset({"statuses", "inbound"})
 _PHONE = re.compile(r"^\+?[0-9]{6,15}$")
@@ -139,14 +141,9 @@ def status_body(
 
 def _load(body: bytes, provider: str) -> dict[str, Any]:
     def rejected(why: str) -> ProviderRejected:
-        return ProviderRejected(f"{provider} webhook: {why}", status=400, left=False)
+        return webhook_rejected(provider, why)
 
-    try:
-        document = json.loads(body)
-    except RecursionError:
-        raise rejected("the body nests too deeply to be a webhook") from None
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-        raise rejected(f"the body is not UTF-8 JSON ({exc})") from None
+    document = load_json(body, provider)
     if not isinstance(document, dict):
         raise rejected(f"expected a JSON object, got {type(document).__name__}")
     unknown = sorted(set(document) - _TOP_LEVEL)

@@ -68,6 +68,8 @@ from providers.base import (
     ProviderConfig,
     ProviderHost,
     mask_phone,
+    mask_phone_in,
+    one_line,
     vendor_message,
 )
 from providers.interflow_body import request_body
@@ -241,7 +243,7 @@ class InterflowProvider:
                 message.message_id,
                 mask_phone(message.contact.phone),
                 exc.code,
-                _masking(str(exc), message.contact.phone),
+                mask_phone_in(str(exc), message.contact.phone),
             )
             raise
         log.debug(
@@ -339,13 +341,4 @@ def _vendor_words(body: bytes, limit: int = 500) -> str | None:
                 said += f" [{'; '.join(fields)}]"
     else:
         return vendor_message(body, limit=limit)  # not the documented shape
-    said = " ".join(said.split())
-    return said if len(said) <= limit else said[: limit - 1] + "…"
-
-
-def _masking(text: str, phone: str | None) -> str:
-    """``text`` with the contact's number (as sent, digits only, or E.164) masked."""
-    digits = "".join(c for c in phone or "" if c.isdigit())
-    if len(digits) < 8:
-        return text
-    return text.replace(f"+{digits}", mask_phone(digits)).replace(digits, mask_phone(digits))
+    return one_line(said, limit)

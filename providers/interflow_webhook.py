@@ -23,13 +23,12 @@ so the body is trusted on the ``?token=`` check alone.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.errors import ProviderRejected
 from engine.models import MessageStatus, StatusReport
 from providers.base import ParsedWebhook
+from providers.webhook_json import BadItem, load_json, parse_items, rejected
 
 STATUS_EVENT = "message.status_updated"
 STATUSES: dict[str, MessageStatus] = {
@@ -39,10 +38,6 @@ STATUSES: dict[str, MessageStatus] = {
     "read": MessageStatus.READ,
     "failed": MessageStatus.FAILED,
 }
-
-
-class _BadItem(ValueError):
-    """One event of the body cannot be used; the reason is for operators."""
 
 
 def parse_interflow_webhook(body: bytes, *, provider: str, received_at: datetime) -> ParsedWebhook:
@@ -55,14 +50,11 @@ def parse_interflow_webhook(body: bytes, *, provider: str, received_at: datetime
     document = _load(body, provider)
     batch = isinstance(document, list)
     items = document if isinstance(document, list) else [document]
-    statuses: list[StatusReport] = []
-    errors: list[str] = []
-    for index, item in enumerate(items):
-        where = f"[{index}]" if batch else "event"
-        try:
-            statuses.append(_status_report(item, provider, received_at))
-        except _BadItem as exc:
-            errors.append(f"{where}: {exc}")
+    statuses, errors = parse_items(
+        items,
+        lambda item: _status_report(item, provider, received_at),
+        lambda index: f"[{index}]" if batch else "event",
+    )
     return ParsedWebhook(statuses=statuses, errors=errors)
 
 
@@ -75,37 +67,30 @@ def status_event(message_id: str, status: str, timestamp: str | None = None) -> 
 
 
 def _load(body: bytes, provider: str) -> dict[str, Any] | list[Any]:
-    def rejected(why: str) -> ProviderRejected:
-        return ProviderRejected(f"{provider} webhook: {why}", status=400, left=False)
-
-    try:
-        document = json.loads(body)
-    except RecursionError:
-        raise rejected("the body nests too deeply to be a webhook") from None
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-        raise rejected(f"the body is not UTF-8 JSON ({exc})") from None
+    document = load_json(body, provider)
     if isinstance(document, list) and not document:
-        raise rejected("the list of events is empty")
+        raise rejected(provider, "the list of events is empty")
     if not isinstance(document, dict | list):
-        raise rejected(f"expected a JSON object with 'event' and 'data', got {_kind(document)}")
+        why = f"expected a JSON object with 'event' and 'data', got {_kind(document)}"
+        raise rejected(provider, why)
     return document
 
 
 def _status_report(item: Any, provider: str, received_at: datetime) -> StatusReport:
     if not isinstance(item, dict):
-        raise _BadItem(f"must be an object with 'event' and 'data', got {_kind(item)}")
+        raise BadItem(f"must be an object with 'event' and 'data', got {_kind(item)}")
     event = item.get("event")
     if event != STATUS_EVENT:
-        raise _BadItem(f"event {event!r} is not one disparo reads (it reads {STATUS_EVENT!r})")
+        raise BadItem(f"event {event!r} is not one disparo reads (it reads {STATUS_EVENT!r})")
     data = item.get("data")
     if not isinstance(data, dict):
-        raise _BadItem(f"'data' must be an object, got {_kind(data)}")
+        raise BadItem(f"'data' must be an object, got {_kind(data)}")
     message_id = data.get("message_id")
     if not isinstance(message_id, str) or not message_id.strip():
-        raise _BadItem("'data.message_id' must be a non-empty string")
+        raise BadItem("'data.message_id' must be a non-empty string")
     word = data.get("status")
     if word not in STATUSES:
-        raise _BadItem(f"'data.status' is {word!r}; expected one of {', '.join(STATUSES)}")
+        raise BadItem(f"'data.status' is {word!r}; expected one of {', '.join(STATUSES)}")
     code, said = _error_of(data.get("error"))
     return StatusReport(
         provider=provider,
@@ -122,11 +107,11 @@ def _timestamp(value: Any, received_at: datetime) -> datetime:
     if value is None:
         return received_at
     if not isinstance(value, str):
-        raise _BadItem(f"'data.timestamp' must be an ISO 8601 string, got {_kind(value)}")
+        raise BadItem(f"'data.timestamp' must be an ISO 8601 string, got {_kind(value)}")
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
-        raise _BadItem(f"'data.timestamp' {value!r} is not an ISO 8601 time") from None
+        raise BadItem(f"'data.timestamp' {value!r} is not an ISO 8601 time") from None
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
