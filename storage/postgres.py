@@ -39,13 +39,15 @@ from engine.models import (
 )
 from storage import postgres_schema as schema
 from storage.base import Commit, CommitResult, IngestOutcome
-from storage.postgres_batch import BatchStats, GroupCommitter, Lookups
-from storage.postgres_codec import (
+from storage.columns import (
     CONTACT_COLUMNS,
     DUE_COLUMNS,
     EVENT_COLUMNS,
     MESSAGE_COLUMNS,
     RUN_COLUMNS,
+)
+from storage.postgres_batch import BatchStats, GroupCommitter, Lookups
+from storage.postgres_codec import (
     commit_unit,
     contact_events_unit,
     contact_from_row,

@@ -38,25 +38,6 @@ from storage.base import Commit, MessageChange
 from storage.sqlite_codec import dumps, from_iso, iso, loads
 from storage.sqlite_commit import report_payload
 
-CONTACT_COLUMNS = (
-    "id, phone, email, name, tags, context, timezone, last_inbound_at, last_interaction_at, "
-    "last_outbound_at, attendant, attendance_since, attendance_until, opted_out_at, "
-    "created_at, updated_at"
-)
-RUN_COLUMNS = (
-    "id, flow, flow_version, contact_id, step, status, vars, idempotency_key, version, "
-    "step_seq, created_at, updated_at"
-)
-MESSAGE_COLUMNS = (
-    "id, run_id, contact_id, flow, step, step_seq, provider, channel, idempotency_key, "
-    "status, payload, provider_message_id, attempts, next_attempt_at, last_error, "
-    "status_at, created_at, updated_at"
-)
-EVENT_COLUMNS = "id, contact_id, run_id, message_id, kind, at, data, dedupe_key"
-DUE_COLUMNS = (
-    "id, kind, due_at, run_id, message_id, payload, lease_owner, lease_until, fence, attempts"
-)
-
 # A NUL character (JSON ``\u0000``, not an escaped backslash before ``u0000``): PostgreSQL
 # text and jsonb cannot hold it.
 _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
@@ -353,15 +334,7 @@ def upsert_unit(upsert: ContactUpsert, now: datetime) -> dict[str, Any]:
 def status_reports_unit(reports: Sequence[StatusReport], now: datetime) -> dict[str, Any]:
     items = []
     for report in reports:
-        payload = report_payload(
-            provider=report.provider,
-            status=report.status,
-            at=iso(report.at),
-            provider_message_id=report.provider_message_id,
-            idempotency_key=report.idempotency_key,
-            error_code=report.error_code,
-            error_message=report.error_message,
-        )
+        payload = report_payload(report)
         items.append(
             {
                 "provider": report.provider,

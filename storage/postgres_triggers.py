@@ -18,7 +18,8 @@ import asyncpg
 
 from engine.models import Contact, NewDueWork
 from storage.base import ContactTimestamp
-from storage.postgres_codec import CONTACT_COLUMNS, contact_from_row, schedule_unit
+from storage.columns import CONTACT_COLUMNS
+from storage.postgres_codec import contact_from_row, schedule_unit
 
 # The only columns a sweep may select on: each has a (column, id) index.
 TIMESTAMP_COLUMNS: frozenset[str] = frozenset(

@@ -35,12 +35,9 @@ from engine.models import (
 )
 from storage import sqlite_schema as schema
 from storage.base import Commit, CommitResult, IngestOutcome
+from storage.columns import CONTACT_COLUMNS, EVENT_COLUMNS, MESSAGE_COLUMNS, RUN_COLUMNS
 from storage.sqlite_batch import GroupCommitConnection, StoreStats
 from storage.sqlite_codec import (
-    CONTACT_COLUMNS,
-    EVENT_COLUMNS,
-    MESSAGE_COLUMNS,
-    RUN_COLUMNS,
     contact_from_row,
     dumps,
     event_from_row,

@@ -84,27 +84,8 @@ def loads(text: str) -> Any:
     return json.loads(text)
 
 
-# ---------------------------------------------------------------- column lists
-# Explicit column lists keep SELECTs and the tuple unpacking below in one place.
-
-CONTACT_COLUMNS = (
-    "id, phone, email, name, tags, context, timezone, last_inbound_at, last_interaction_at, "
-    "last_outbound_at, attendant, attendance_since, attendance_until, opted_out_at, "
-    "created_at, updated_at"
-)
-RUN_COLUMNS = (
-    "id, flow, flow_version, contact_id, step, status, vars, idempotency_key, version, "
-    "step_seq, created_at, updated_at"
-)
-MESSAGE_COLUMNS = (
-    "id, run_id, contact_id, flow, step, step_seq, provider, channel, idempotency_key, "
-    "status, payload, provider_message_id, attempts, next_attempt_at, last_error, "
-    "status_at, created_at, updated_at"
-)
-EVENT_COLUMNS = "id, contact_id, run_id, message_id, kind, at, data, dedupe_key"
-DUE_COLUMNS = (
-    "id, kind, due_at, run_id, message_id, payload, lease_owner, lease_until, fence, attempts"
-)
+# ---------------------------------------------------------------- rows
+# The SELECTs use the column lists of ``storage.columns``, in their order.
 
 
 def contact_from_row(row: tuple[Any, ...]) -> Contact:

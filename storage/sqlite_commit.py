@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from engine.errors import Conflict, NotFound, StaleRun
-from engine.models import MessageStatus, NewEvent, Run, status_can_advance
+from engine.models import MessageStatus, NewEvent, Run, StatusReport, status_can_advance
 from storage.base import (
     Commit,
     CommitResult,
@@ -21,8 +21,8 @@ from storage.base import (
     NewRun,
     RunChange,
 )
+from storage.columns import RUN_COLUMNS
 from storage.sqlite_codec import (
-    RUN_COLUMNS,
     dumps,
     from_iso,
     from_us,
@@ -323,25 +323,16 @@ def open_run_ids(db: sqlite3.Connection, contact_id: str) -> list[str]:
 # ---------------------------------------------------------------- status reports
 
 
-def report_payload(
-    *,
-    provider: str,
-    status: MessageStatus,
-    at: str,
-    provider_message_id: str | None,
-    idempotency_key: str | None,
-    error_code: str | None,
-    error_message: str | None,
-) -> dict[str, Any]:
+def report_payload(report: StatusReport) -> dict[str, Any]:
     """A status report as stored: the STATUS due-work payload and the event data."""
     return {
-        "status": status.value,
-        "at": at,
-        "error_code": error_code,
-        "error_message": error_message,
-        "provider": provider,
-        "provider_message_id": provider_message_id,
-        "idempotency_key": idempotency_key,
+        "status": report.status.value,
+        "at": iso(report.at),
+        "error_code": report.error_code,
+        "error_message": report.error_message,
+        "provider": report.provider,
+        "provider_message_id": report.provider_message_id,
+        "idempotency_key": report.idempotency_key,
     }
 
 

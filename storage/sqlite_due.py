@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from engine.errors import StaleFence
 from engine.models import DueWork, NewDueWork
 from storage.base import Completion
-from storage.sqlite_codec import DUE_COLUMNS, due_from_row, dumps, to_us
+from storage.columns import DUE_COLUMNS
+from storage.sqlite_codec import due_from_row, dumps, to_us
 
 
 def claim(db: sqlite3.Connection, owner: str, now: int, until: int, limit: int) -> list[DueWork]:

@@ -37,15 +37,7 @@ def _ingest_status(db: sqlite3.Connection, report: StatusReport, now: int) -> In
     key = report.dedupe_key
     if key is not None and _seen(db, key):
         return "duplicate"
-    payload = report_payload(
-        provider=report.provider,
-        status=report.status,
-        at=iso(report.at),
-        provider_message_id=report.provider_message_id,
-        idempotency_key=report.idempotency_key,
-        error_code=report.error_code,
-        error_message=report.error_message,
-    )
+    payload = report_payload(report)
     message = _match(db, report)
     if message is not None:
         queued = queue_status(db, message=message, report=payload, dedupe_key=key, now=now)

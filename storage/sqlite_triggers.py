@@ -16,8 +16,9 @@ from typing import Any
 from engine.errors import Conflict
 from engine.models import Contact, NewDueWork
 from storage.base import ContactTimestamp, TriggerFiring
+from storage.columns import CONTACT_COLUMNS
 from storage.sqlite_batch import GroupCommitConnection
-from storage.sqlite_codec import CONTACT_COLUMNS, contact_from_row, dumps, iso, to_us
+from storage.sqlite_codec import contact_from_row, dumps, iso, to_us
 
 # The only columns a sweep may select on: each has a covering (column, id) index.
 TIMESTAMP_COLUMNS: frozenset[str] = frozenset(
