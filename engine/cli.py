@@ -30,17 +30,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log-format", choices=("text", "json"), default=None, help="log line format")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # `disparo serve --log-format json` as well as `disparo --log-format json serve`.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=argparse.SUPPRESS,
+        help="log line format (text, or JSON lines)",
+    )
 
-    s = sub.add_parser("serve", help="API + webhooks + dispatcher + scheduler in one process")
+    s = sub.add_parser(
+        "serve", parents=[common], help="API + webhooks + dispatcher + scheduler in one process"
+    )
     s.add_argument("--config", default=DEFAULT_CONFIG)
     s.add_argument("--host")
     s.add_argument("--port", type=int)
 
-    c = sub.add_parser("check", help="validate flow files and the config")
+    c = sub.add_parser("check", parents=[common], help="validate flow files and the config")
     c.add_argument("paths", nargs="*", help="flow files or folders (default: the config's flows)")
     c.add_argument("--config", default=DEFAULT_CONFIG)
 
-    m = sub.add_parser("simulate", help="dry-run a flow on a virtual clock; sends nothing")
+    m = sub.add_parser(
+        "simulate", parents=[common], help="dry-run a flow on a virtual clock; sends nothing"
+    )
     m.add_argument("flow", help="a flow name or a flow file")
     m.add_argument("--contact", required=True, help="JSON or YAML file with the contact")
     m.add_argument("--events", help="JSON Lines of events to inject")
@@ -51,15 +63,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--config", default=DEFAULT_CONFIG)
 
-    sub.add_parser("schema", help="print the JSON Schema of flow files")
+    sub.add_parser("schema", parents=[common], help="print the JSON Schema of flow files")
 
-    g = sub.add_parser("graph", help="print a flow as a diagram")
+    g = sub.add_parser("graph", parents=[common], help="print a flow as a diagram")
     g.add_argument("flow", help="a flow file, or a flow name from the config's flows")
     g.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
     g.add_argument("--config", default=DEFAULT_CONFIG)
 
     t = sub.add_parser(
         "trigger",
+        parents=[common],
         help="start a flow for every contact of a CSV file; idempotent per row",
         description="Check the whole CSV file (every problem is reported and nothing is "
         "started if there is one), then start FLOW for each row. Rerunning the same file "
@@ -70,33 +83,22 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--contacts", required=True, help="CSV file, one contact per row")
     t.add_argument("--config", default=DEFAULT_CONFIG)
 
-    w = sub.add_parser("why", help="the decisions and events behind what was (not) sent")
+    w = sub.add_parser(
+        "why", parents=[common], help="the decisions and events behind what was (not) sent"
+    )
     w.add_argument("contact")
     w.add_argument("--flow")
     w.add_argument("--limit", type=int, default=50)
     w.add_argument("--json", action="store_true")
     w.add_argument("--config", default=DEFAULT_CONFIG)
 
-    mg = sub.add_parser("migrate", help="apply storage migrations")
+    mg = sub.add_parser("migrate", parents=[common], help="apply storage migrations")
     mg.add_argument("--config", default=DEFAULT_CONFIG)
     return p
 
 
-def _accept_log_format_anywhere(parser: argparse.ArgumentParser) -> None:
-    """`disparo serve --log-format json` as well as `disparo --log-format json serve`."""
-    for action in parser._subparsers._group_actions if parser._subparsers else []:
-        for command in getattr(action, "choices", {}).values():
-            command.add_argument(
-                "--log-format",
-                choices=("text", "json"),
-                default=argparse.SUPPRESS,
-                help="log line format (text, or JSON lines)",
-            )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    _accept_log_format_anywhere(parser)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:

@@ -76,13 +76,6 @@ def provider_hints(rules: Rules, flow: Flow, step: str) -> dict[str, Any]:
     return hints
 
 
-def _index_in(order: list[str]) -> Any:
-    def key(name: str) -> tuple[int, str]:
-        return (order.index(name) if name in order else len(order), name)
-
-    return key
-
-
 _HINTS_CACHE_SIZE = 1024
 
 
@@ -328,7 +321,9 @@ class Sender:
             order = self.d.templates.templates[content.name].params
             params = content.params
             if isinstance(params, dict):  # the catalogue's order is the positional order
-                params = {k: params[k] for k in sorted(params, key=_index_in(order))}
+                rank = {name: i for i, name in enumerate(order)}
+                ordered = sorted(params, key=lambda k: (rank.get(k, len(order)), k))
+                params = {k: params[k] for k in ordered}
             content = content.model_copy(
                 update={
                     "name": known.id,

@@ -203,3 +203,13 @@ def test_a_bad_config_is_an_input_error_with_its_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"{config}:" in result.stdout
     assert "timezon" in result.stdout
+
+
+def test_log_format_is_accepted_before_or_after_the_command() -> None:
+    after = disparo("check", "--log-format", "json", "--config", str(CONFIG))
+    before = disparo("--log-format", "json", "check", "--config", str(CONFIG))
+    wrong = disparo("check", "--log-format", "xml", "--config", str(CONFIG))
+
+    assert (after.returncode, before.returncode) == (0, 0)
+    assert wrong.returncode == 2
+    assert "invalid choice: 'xml'" in wrong.stderr
