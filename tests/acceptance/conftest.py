@@ -300,40 +300,33 @@ class DisparoServer(Process):
         )
 
 
-class Gateway(Process):
-    """``python -m tests.fakes.gateway``: the in-house HTTP gateway, counting keys."""
+class FakeProcess(Process):
+    """``python -m tests.fakes.<vendor> --port N ...``; ``start()`` returns once /_stats answers."""
 
-    def __init__(self, port: int, log_path: Path, *, latency: float = 0.0) -> None:
-        super().__init__(
-            "fake gateway",
-            [
-                sys.executable,
-                "-m",
-                "tests.fakes.gateway",
-                "--port",
-                str(port),
-                "--latency",
-                str(latency),
-            ],
-            log_path,
-        )
+    def __init__(self, vendor: str, port: int, log_path: Path, *args: str) -> None:
+        command = [sys.executable, "-m", f"tests.fakes.{vendor}", "--port", str(port), *args]
+        super().__init__(f"fake {vendor}", command, log_path)
         self.port = port
-        self.url = f"http://127.0.0.1:{port}/v1/messages"
-        self.client = Api(f"http://127.0.0.1:{port}")
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.client = Api(self.base_url)
 
     def start(self) -> None:
         self.spawn()
+        self.ready()
+
+    def ready(self) -> None:
+        """Wait until the spawned fake answers ``GET /_stats``."""
         deadline = time.monotonic() + STARTUP_DEADLINE
         while time.monotonic() < deadline:
             if self.exited() is not None:
                 self._reap()
-                pytest.fail(f"the fake gateway exited before answering:\n{self.log()}")
+                pytest.fail(f"the {self.name} exited before answering:\n{self.log()}")
             with contextlib.suppress(OSError):
                 if self.client.get("/_stats").status == 200:
                     return
             time.sleep(POLL)
         self.stop()
-        pytest.fail(f"the fake gateway did not answer /_stats in {STARTUP_DEADLINE:g}s")
+        pytest.fail(f"the {self.name} did not answer /_stats in {STARTUP_DEADLINE:g}s")
 
     def stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = self.client.ok("GET", "/_stats")
@@ -341,6 +334,14 @@ class Gateway(Process):
 
     def script_fault(self, **fault: Any) -> None:
         self.client.ok("POST", "/_faults", fault)
+
+
+class Gateway(FakeProcess):
+    """``python -m tests.fakes.gateway``: the in-house HTTP gateway, counting keys."""
+
+    def __init__(self, port: int, log_path: Path, *, latency: float = 0.0) -> None:
+        super().__init__("gateway", port, log_path, "--latency", str(latency))
+        self.url = f"http://127.0.0.1:{port}/v1/messages"
 
 
 # ---------------------------------------------------------------------- fixtures

@@ -19,9 +19,7 @@ it waiting, so a lost webhook shows as a wrong status rather than a hang.
 from __future__ import annotations
 
 import contextlib
-import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,11 +28,8 @@ import pytest
 import yaml
 
 from tests.acceptance.conftest import (
-    POLL,
-    STARTUP_DEADLINE,
-    Api,
     DisparoServer,
-    Process,
+    FakeProcess,
     free_port,
     run_cli,
     wait_for,
@@ -131,40 +126,8 @@ CONTACTS = {
 }
 
 
-class Fake(Process):
-    """``python -m tests.fakes.<vendor> --port N ...``; ``start()`` returns once /_stats answers."""
-
-    def __init__(self, vendor: str, port: int, log_path: Path, *args: str) -> None:
-        command = [sys.executable, "-m", f"tests.fakes.{vendor}", "--port", str(port), *args]
-        super().__init__(f"fake {vendor}", command, log_path)
-        self.url = f"http://127.0.0.1:{port}"
-        self.client = Api(self.url)
-
-    def start(self) -> None:
-        self.spawn()
-        self.ready()
-
-    def ready(self) -> None:
-        """Wait until the spawned fake answers ``GET /_stats``."""
-        deadline = time.monotonic() + STARTUP_DEADLINE
-        while time.monotonic() < deadline:
-            if self.exited() is not None:
-                self._reap()
-                pytest.fail(f"the {self.name} exited before answering:\n{self.log()}")
-            with contextlib.suppress(OSError):
-                if self.client.get("/_stats").status == 200:
-                    return
-            time.sleep(POLL)
-        self.stop()
-        pytest.fail(f"the {self.name} did not answer /_stats in {STARTUP_DEADLINE:g}s")
-
-    def stats(self) -> dict[str, Any]:
-        stats: dict[str, Any] = self.client.ok("GET", "/_stats")
-        return stats
-
-
 @contextlib.contextmanager
-def running(*processes: Fake | DisparoServer) -> Iterator[None]:
+def running(*processes: FakeProcess | DisparoServer) -> Iterator[None]:
     """Stop every process on the way out, whatever happened."""
     try:
         yield
@@ -177,18 +140,20 @@ def webhook_url(port: int, provider: str, secret: str) -> str:
     return f"http://127.0.0.1:{port}/webhooks/{provider}?token={secret}"
 
 
-def vendor_providers(robbu: Fake, altu: Fake, interflow: Fake) -> dict[str, Any]:
+def vendor_providers(
+    robbu: FakeProcess, altu: FakeProcess, interflow: FakeProcess
+) -> dict[str, Any]:
     return {
-        "robbu": {"type": "robbu", "base_url": robbu.url, "channel": "whatsapp", **ROBBU},
+        "robbu": {"type": "robbu", "base_url": robbu.base_url, "channel": "whatsapp", **ROBBU},
         "altu": {
             "type": "altu",
-            "url": altu.url + ALTU_PATH,
+            "url": altu.base_url + ALTU_PATH,
             "token": ALTU_TOKEN,
             "webhook_secret": ALTU_SECRET,
         },
         "interflow": {
             "type": "interflow",
-            "base_url": interflow.url,
+            "base_url": interflow.base_url,
             "api_key": INTERFLOW_KEY,
             "channel_id": INTERFLOW_CHANNEL,
             "rate_limit": "300/min",
@@ -234,8 +199,8 @@ def entered(run: dict[str, Any]) -> list[str]:
 
 def test_one_flow_per_vendor_runs_to_its_end_through_the_vendors_webhooks(tmp_path: Path) -> None:
     port = free_port()
-    robbu = Fake("robbu", free_port(), tmp_path / "robbu.log")
-    altu = Fake(
+    robbu = FakeProcess("robbu", free_port(), tmp_path / "robbu.log")
+    altu = FakeProcess(
         "altu",
         free_port(),
         tmp_path / "altu.log",
@@ -246,7 +211,7 @@ def test_one_flow_per_vendor_runs_to_its_end_through_the_vendors_webhooks(tmp_pa
         "--status-delay",
         str(ALTU_STATUS_DELAY),
     )
-    interflow = Fake(
+    interflow = FakeProcess(
         "interflow",
         free_port(),
         tmp_path / "interflow.log",

@@ -56,25 +56,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import secrets
-import signal
-import sys
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Self, get_args
+from typing import Any, Literal, get_args
 
 import aiohttp
 from aiohttp import web
 
 from tests.fakes.altu_contract import contract_problem
+from tests.fakes.server import FakeServer, serve_until_signalled
 
 FaultKind = Literal["rate_limit", "error", "reject", "answer", "hang", "disconnect", "html"]
 FAULT_KINDS = frozenset(get_args(FaultKind))
 ANSWERS_FIRST = frozenset({"rate_limit", "error", "reject", "answer"})
-HANG_LIMIT = 30.0  # a hung request is released by the client leaving or by close()
 
 FIRST_MESSAGE_ID = 218
 FIRST_CONTACT_ID = 874
@@ -151,7 +148,7 @@ def status_event(
     return event
 
 
-class FakeAltu:
+class FakeAltu(FakeServer):
     """The Altu outbound API as an aiohttp app on 127.0.0.1; ``async with FakeAltu() as altu``."""
 
     def __init__(
@@ -164,6 +161,7 @@ class FakeAltu:
         statuses: tuple[str, ...] = ("sent", "delivered", "read"),
         status_delay: float = 0.0,
     ) -> None:
+        super().__init__()
         self.token, self.slug, self.integration = token, slug, integration
         self.status_webhook, self.statuses, self.status_delay = (
             status_webhook,
@@ -179,11 +177,8 @@ class FakeAltu:
         self._next_message_id = FIRST_MESSAGE_ID
         self._contacts: dict[str, int] = {}
         self._faults: deque[Fault] = deque()
-        self._released = asyncio.Event()
         self._reports: set[asyncio.Task[None]] = set()
         self._client: aiohttp.ClientSession | None = None
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     # ------------------------------------------------------------------ scripting
 
@@ -215,37 +210,22 @@ class FakeAltu:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}{self.path}"
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        app = web.Application()
-        app.router.add_post(self.path, self._send)
-        app.router.add_get("/_stats", self._stats)
-        app.router.add_get("/_received", self._received)
-        app.router.add_post("/_faults", self._script)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
-        self.port = int(self._runner.addresses[0][1])
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post(self.path, self._send)
+        router.add_get("/_received", self._received)
+        router.add_post("/_faults", self._script)
+
+    async def started(self) -> None:
         if self.status_webhook:
             self._client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
 
-    async def close(self) -> None:
-        self._released.set()
+    async def stopping(self) -> None:
         for task in list(self._reports):
             task.cancel()
         await asyncio.gather(*list(self._reports), return_exceptions=True)
         if self._client is not None:
             await self._client.close()
             self._client = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     # ------------------------------------------------------------------ handlers
 
@@ -274,8 +254,7 @@ class FakeAltu:
         if fault is None:
             return web.json_response(answer)
         if fault.kind == "hang":
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._released.wait(), HANG_LIMIT)
+            await self.hang()
             return web.json_response(answer)
         if fault.kind == "disconnect":
             assert request.transport is not None
@@ -325,9 +304,6 @@ class FakeAltu:
             except (aiohttp.ClientError, TimeoutError):
                 self.webhook_answers.append(0)
 
-    async def _stats(self, request: web.Request) -> web.Response:
-        return web.json_response(self.stats())
-
     async def _received(self, request: web.Request) -> web.Response:
         return web.json_response({"bodies": self.received, "answers": self.answers})
 
@@ -358,17 +334,7 @@ async def _serve(args: argparse.Namespace) -> None:
         statuses=tuple(s for s in args.statuses.split(",") if s),
         status_delay=args.status_delay,
     )
-    await altu.start(args.host, args.port)
-    sys.stdout.write(f"{altu.port}\n")
-    sys.stdout.flush()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await altu.close()
+    await serve_until_signalled(altu, args.host, args.port)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,23 +25,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import secrets
-import signal
-import sys
 import uuid
 from collections import Counter, deque
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, Self, get_args
+from typing import Any, Literal, get_args
 
 from aiohttp import web
+
+from tests.fakes.server import FakeServer, serve_until_signalled
 
 FaultKind = Literal["rate_limit", "error", "reject", "hang", "disconnect", "html", "no_id"]
 FAULT_KINDS = frozenset(get_args(FaultKind))
 ANSWERS_FIRST = frozenset({"rate_limit", "error", "reject"})
 CHANNELS = frozenset({"whatsapp", "sms", "email"})
-HANG_LIMIT = 30.0  # a hung request is released by the client leaving or by close()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,7 +84,7 @@ class Fault:
         return cls(kind="no_id")
 
 
-class FakeGateway:
+class FakeGateway(FakeServer):
     """The gateway as an aiohttp app on 127.0.0.1; ``async with FakeGateway() as gw``."""
 
     def __init__(
@@ -97,6 +95,7 @@ class FakeGateway:
         idempotency_header: str = "Idempotency-Key",
         latency: float = 0.0,
     ) -> None:
+        super().__init__()
         self.auth_header, self.auth_value = auth_header, auth_value
         self.idempotency_header, self.latency = idempotency_header, latency
         self.requests_by_key: Counter[str] = Counter()
@@ -107,11 +106,8 @@ class FakeGateway:
         self.in_flight = self.max_in_flight = 0
         self._next: deque[Fault] = deque()
         self._by_key: dict[str, deque[Fault]] = {}
-        self._released = asyncio.Event()
         self._open = asyncio.Event()
         self._open.set()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     # ------------------------------------------------------------------ scripting
 
@@ -146,29 +142,12 @@ class FakeGateway:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1/messages"
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        app = web.Application()
-        app.router.add_post("/v1/messages", self._send)
-        app.router.add_get("/_stats", self._stats)
-        app.router.add_post("/_faults", self._faults)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
-        self.port = int(self._runner.addresses[0][1])
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/v1/messages", self._send)
+        router.add_post("/_faults", self._faults)
 
-    async def close(self) -> None:
-        self._released.set()
+    async def stopping(self) -> None:
         self._open.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     # ------------------------------------------------------------------ handlers
 
@@ -208,8 +187,7 @@ class FakeGateway:
         if fault is None:
             return web.json_response({"messages": [{"id": message_id}]})
         if fault.kind == "hang":
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._released.wait(), HANG_LIMIT)
+            await self.hang()
             return web.json_response({"messages": [{"id": message_id}]})
         if fault.kind == "disconnect":
             assert request.transport is not None
@@ -235,9 +213,6 @@ class FakeGateway:
         if header_key:
             self.ids_by_key[header_key] = message_id
         return message_id
-
-    async def _stats(self, request: web.Request) -> web.Response:
-        return web.json_response(self.stats())
 
     async def _faults(self, request: web.Request) -> web.Response:
         spec = _json_object(await request.read()) or {}
@@ -289,17 +264,7 @@ async def _serve(args: argparse.Namespace) -> None:
         idempotency_header=args.idempotency_header,
         latency=args.latency,
     )
-    await gateway.start(args.host, args.port)
-    sys.stdout.write(f"{gateway.port}\n")
-    sys.stdout.flush()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await gateway.close()
+    await serve_until_signalled(gateway, args.host, args.port)
 
 
 def main(argv: list[str] | None = None) -> None:

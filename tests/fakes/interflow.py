@@ -48,25 +48,23 @@ import asyncio
 import contextlib
 import json
 import math
-import signal
-import sys
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, Self, get_args
+from typing import Any, Literal, get_args
 
 import aiohttp
 from aiohttp import web
 
 from tests.fakes.interflow_contract import REQUIRED, problems_in
+from tests.fakes.server import FakeServer, serve_until_signalled
 
 API_KEY = "if_live_fake_3b9c2d7e41a8"
 CHANNEL_ID = "550e8400-e29b-41d4-a716-446655440000"
 WINDOW = 60.0
-HANG_LIMIT = 30.0
 FaultKind = Literal["error", "rate_limit", "hang", "disconnect", "garbage", "no_id", "failed"]
 FAULT_KINDS = frozenset(get_args(FaultKind))
 ANSWERS_FIRST = frozenset({"error", "rate_limit"})
@@ -85,7 +83,7 @@ class Fault:
             raise ValueError(f"unknown fault kind {self.kind!r}; use one of {sorted(FAULT_KINDS)}")
 
 
-class FakeInterflow:
+class FakeInterflow(FakeServer):
     """Interflow's send endpoint on 127.0.0.1; ``async with FakeInterflow() as fake``."""
 
     def __init__(
@@ -99,6 +97,7 @@ class FakeInterflow:
         webhook_url: str | None = None,
         webhook_delays: tuple[float, float] = (0.05, 0.1),
     ) -> None:
+        super().__init__()
         keys = api_keys if api_keys is not None else {API_KEY: ("messages:write",)}
         self.api_keys = {k: frozenset(v) for k, v in keys.items()}
         given = channels if channels is not None else {CHANNEL_ID: "connected"}
@@ -112,10 +111,7 @@ class FakeInterflow:
         self.webhooks_posted: list[dict[str, Any]] = []
         self._windows: dict[str, deque[float]] = {}
         self._next: deque[Fault] = deque()
-        self._released = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     # ------------------------------------------------------------------ scripting
 
@@ -137,32 +133,15 @@ class FakeInterflow:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        app = web.Application()
-        app.router.add_post("/v1/messages/send", self._send)
-        app.router.add_get("/_stats", self._stats)
-        app.router.add_post("/_faults", self._faults)
-        app.router.add_post("/_webhook", self._push_webhook)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
-        self.port = int(self._runner.addresses[0][1])
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/v1/messages/send", self._send)
+        router.add_post("/_faults", self._faults)
+        router.add_post("/_webhook", self._push_webhook)
 
-    async def close(self) -> None:
-        self._released.set()
+    async def stopping(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     # ------------------------------------------------------------------ the endpoint
 
@@ -233,8 +212,7 @@ class FakeInterflow:
                 self._spawn(self._report_later(message_id))
             return web.json_response(created, status=201, headers=headers)
         if fault.kind == "hang":
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._released.wait(), HANG_LIMIT)
+            await self.hang()
             return web.json_response(created, status=201, headers=headers)
         if fault.kind == "disconnect":
             assert request.transport is not None
@@ -307,9 +285,6 @@ class FakeInterflow:
 
     # ------------------------------------------------------------------ control
 
-    async def _stats(self, request: web.Request) -> web.Response:
-        return web.json_response(self.stats())
-
     async def _faults(self, request: web.Request) -> web.Response:
         spec = _json(await request.read())
         if not isinstance(spec, dict):
@@ -381,17 +356,7 @@ async def _serve(args: argparse.Namespace) -> None:
         webhook_url=args.webhook_url,
         webhook_delays=(args.delivered_after, args.read_after),
     )
-    await fake.start(args.host, args.port)
-    sys.stdout.write(f"{fake.port}\n")
-    sys.stdout.flush()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await fake.close()
+    await serve_until_signalled(fake, args.host, args.port)
 
 
 def main(argv: list[str] | None = None) -> None:

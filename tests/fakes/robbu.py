@@ -39,18 +39,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import secrets
-import signal
-import sys
 from collections import Counter, deque
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, Self, get_args
+from typing import Any, Literal, get_args
 
 from aiohttp import web
 
 from tests.fakes.robbu_contract import send_problem
+from tests.fakes.server import FakeServer, serve_until_signalled
 
 FaultKind = Literal["error", "unauthorized", "hang", "disconnect"]
 FAULT_KINDS = frozenset(get_args(FaultKind))
@@ -59,7 +57,6 @@ IN_ATTENDANCE = "message not sent: contact in attendance"
 DENIED = "Authorization has been denied for this request."
 SENT = "Mensagem enviada corretamente."
 TOKEN_LIFETIME = 287971200  # seconds, as in the document's login answer
-HANG_LIMIT = 30.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,7 +91,7 @@ class Fault:
         return cls(kind="disconnect")
 
 
-class FakeRobbu:
+class FakeRobbu(FakeServer):
     """Robbu's login and SendMessage on 127.0.0.1; ``async with FakeRobbu() as robbu``."""
 
     def __init__(
@@ -105,6 +102,7 @@ class FakeRobbu:
         password: str = "s3nha-da-api-robbu",
         private_token: str = "af5addfsdf52-a5dfsc-44fdf6-80bc-eda1d2af8",
     ) -> None:
+        super().__init__()
         self.company, self.username, self.password = company, username, password
         self.private_token = private_token
         self.token: str | None = None  # the only valid token
@@ -115,9 +113,6 @@ class FakeRobbu:
         self.refusals: list[tuple[int, str]] = []  # (status, message) of refused sends
         self.attended: set[tuple[int, int]] = set()  # (countryCode, phoneNumber) fidelized
         self._faults: dict[str, deque[Fault]] = {}
-        self._released = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     # ------------------------------------------------------------------ scripting
 
@@ -147,29 +142,10 @@ class FakeRobbu:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        app = web.Application()
-        app.router.add_post(LOGIN, self._login)
-        app.router.add_post(SEND, self._send)
-        app.router.add_get("/_stats", self._stats)
-        app.router.add_post("/_faults", self._script)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
-        self.port = int(self._runner.addresses[0][1])
-
-    async def close(self) -> None:
-        self._released.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post(LOGIN, self._login)
+        router.add_post(SEND, self._send)
+        router.add_post("/_faults", self._script)
 
     # ------------------------------------------------------------------ handlers
 
@@ -230,8 +206,7 @@ class FakeRobbu:
         if body["attendantUserName"]:
             self.attended.add(_destination_key(body))
         if fault is not None and fault.kind == "hang":
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._released.wait(), HANG_LIMIT)
+            await self.hang()
         elif fault is not None:  # disconnect: the message was taken, the answer is lost
             assert request.transport is not None
             request.transport.close()
@@ -243,8 +218,7 @@ class FakeRobbu:
         if fault is None:
             return None
         if fault.kind == "hang":
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._released.wait(), HANG_LIMIT)
+            await self.hang()
             return _message(500, fault.message)
         if fault.kind == "disconnect":
             assert request.transport is not None
@@ -266,9 +240,6 @@ class FakeRobbu:
         if discard.get("InAttendance") is not True:
             return False
         return bool(body["attendantUserName"]) or _destination_key(body) in self.attended
-
-    async def _stats(self, request: web.Request) -> web.Response:
-        return web.json_response(self.stats())
 
     async def _script(self, request: web.Request) -> web.Response:
         spec = _json_object(await request.read()) or {}
@@ -314,17 +285,7 @@ async def _serve(args: argparse.Namespace) -> None:
         password=args.password,
         private_token=args.private_token,
     )
-    await robbu.start(args.host, args.port)
-    sys.stdout.write(f"{robbu.port}\n")
-    sys.stdout.flush()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await robbu.close()
+    await serve_until_signalled(robbu, args.host, args.port)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,7 +33,6 @@ from engine.models import (
     Button,
     Buttons,
     Channel,
-    Contact,
     Content,
     ListMenu,
     ListRow,
@@ -60,6 +59,7 @@ from tests.fakes.altu_contract import (
     DOCUMENTED_BODIES,
 )
 from tests.integration.engine_kit import harness, settings_for
+from tests.provider_kit import NoHost, outbound, started_providers
 
 TOKEN = "altu-s3cr3t-token-7c41e0"
 WEBHOOK_SECRET = "altu-webhook-s3cret-99"
@@ -147,11 +147,6 @@ DOC_CONTENT: dict[str, tuple[Content, str]] = {
 }
 
 
-class NoHost:
-    async def schedule_callback(self, provider: str, delay_seconds: float, body: bytes) -> None:
-        raise AssertionError("the altu provider never schedules callbacks")
-
-
 @pytest.fixture
 async def altu() -> AsyncIterator[FakeAltu]:
     async with FakeAltu(token=TOKEN) as fake:
@@ -160,9 +155,7 @@ async def altu() -> AsyncIterator[FakeAltu]:
 
 @pytest.fixture
 async def make_provider(altu: FakeAltu) -> AsyncIterator[MakeProvider]:
-    opened: list[AltuProvider] = []
-
-    async def make(**config: Any) -> AltuProvider:
+    def build(**config: Any) -> AltuProvider:
         settings = {
             "type": "altu",
             "url": altu.url,
@@ -171,14 +164,10 @@ async def make_provider(altu: FakeAltu) -> AsyncIterator[MakeProvider]:
             "timeout": 0.25,
             **config,
         }
-        provider = AltuProvider("altu", AltuConfig.model_validate(settings), NoHost())
-        await provider.start()
-        opened.append(provider)
-        return provider
+        return AltuProvider("altu", AltuConfig.model_validate(settings), NoHost())
 
-    yield make
-    for provider in opened:
-        await provider.close()
+    async with started_providers(build) as make:
+        yield make
 
 
 def message(
@@ -189,15 +178,12 @@ def message(
     channel: Channel = "whatsapp",
     hints: dict[str, Any] | None = None,
 ) -> OutboundMessage:
-    return OutboundMessage(
-        message_id=f"msg-{key}",
-        idempotency_key=key,
-        run_id="run-1",
-        flow="cobranca",
-        step="lembrete",
+    return outbound(
+        content or DOC_CONTENT["template"][0],
+        key=key,
         channel=channel,
-        contact=Contact(id="c-1", phone=phone, name="Maria Souza"),
-        content=content or DOC_CONTENT["template"][0],
+        phone=phone,
+        name="Maria Souza",
         hints=hints or {},
     )
 

@@ -26,11 +26,12 @@ from engine.errors import (
     ProviderUnavailable,
     ProviderUnreachable,
 )
-from engine.models import Channel, Contact, MessageStatus, OutboundMessage, Template, Text
+from engine.models import Channel, MessageStatus, OutboundMessage, Template, Text
 from providers.http import HttpConfig, HttpProvider
 from providers.registry import config_model_for, provider_class
 from providers.transport import HttpTransport
 from tests.fakes.gateway import FakeGateway, Fault
+from tests.provider_kit import NoHost, outbound, started_providers
 
 TOKEN = "gw-s3cr3t-token-5f1e9a"
 AUTH = f"Bearer {TOKEN}"
@@ -38,11 +39,6 @@ PHONE = "+5511999991234"
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 MakeProvider = Callable[..., Awaitable[HttpProvider]]
-
-
-class NoHost:
-    async def schedule_callback(self, provider: str, delay_seconds: float, body: bytes) -> None:
-        raise AssertionError("the http provider never schedules callbacks")
 
 
 @pytest.fixture
@@ -53,9 +49,7 @@ async def gateway() -> AsyncIterator[FakeGateway]:
 
 @pytest.fixture
 async def make_provider(gateway: FakeGateway) -> AsyncIterator[MakeProvider]:
-    opened: list[HttpProvider] = []
-
-    async def make(**config: Any) -> HttpProvider:
+    def build(**config: Any) -> HttpProvider:
         settings = {
             "type": "http",
             "url": gateway.url,
@@ -63,28 +57,21 @@ async def make_provider(gateway: FakeGateway) -> AsyncIterator[MakeProvider]:
             "timeout": 0.25,
             **config,
         }
-        provider = HttpProvider("gw", HttpConfig.model_validate(settings), NoHost())
-        await provider.start()
-        opened.append(provider)
-        return provider
+        return HttpProvider("gw", HttpConfig.model_validate(settings), NoHost())
 
-    yield make
-    for provider in opened:
-        await provider.close()
+    async with started_providers(build) as make:
+        yield make
 
 
 def message(
     key: str = "run-1:lembrete:0", *, channel: Channel = "whatsapp", phone: str | None = PHONE
 ) -> OutboundMessage:
-    return OutboundMessage(
-        message_id=f"msg-{key}",
-        idempotency_key=key,
-        run_id="run-1",
-        flow="cobranca",
-        step="lembrete",
+    return outbound(
+        Text(body="Olá Ana"),
+        key=key,
         channel=channel,
-        contact=Contact(id="c-1", phone=phone, email="ana@example.com"),
-        content=Text(body="Olá Ana"),
+        phone=phone,
+        email="ana@example.com",
         hints={"recent_contact_hours": 4},
     )
 

@@ -34,7 +34,6 @@ from engine.models import (
     Button,
     Buttons,
     Channel,
-    Contact,
     Content,
     Email,
     ListMenu,
@@ -54,6 +53,7 @@ from providers.interflow_rate_limit import read_rate_limit_headers
 from providers.registry import config_model_for, provider_class
 from providers.transport import Answer
 from tests.fakes.interflow import FakeInterflow, Fault, status_event
+from tests.provider_kit import outbound
 
 API_KEY = "if_live_s3cr3t_9f8e7d6c5b4a"
 CHANNEL = "550e8400-e29b-41d4-a716-446655440000"
@@ -175,15 +175,14 @@ def message(
     channel: Channel = "whatsapp",
     phone: str | None = PHONE,
 ) -> OutboundMessage:
-    return OutboundMessage(
-        message_id=f"msg-{key}",
-        idempotency_key=key,
-        run_id="run-1",
+    return outbound(
+        content or Text(body="Olá! Esta é uma mensagem de teste."),
+        key=key,
         flow="pedido",
         step="aviso",
         channel=channel,
-        contact=Contact(id="c-1", phone=phone, name="João"),
-        content=content or Text(body="Olá! Esta é uma mensagem de teste."),
+        phone=phone,
+        name="João",
     )
 
 

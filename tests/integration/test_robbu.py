@@ -32,7 +32,6 @@ from engine.models import (
     Button,
     Buttons,
     Channel,
-    Contact,
     Content,
     Email,
     ListMenu,
@@ -49,6 +48,7 @@ from providers.registry import config_model_for, provider_class
 from providers.robbu import RobbuConfig, RobbuProvider
 from tests.fakes.robbu import IN_ATTENDANCE, LOGIN, SEND, FakeRobbu, Fault
 from tests.fakes.robbu_contract import NULL_REFERENCE
+from tests.provider_kit import NoHost, outbound, started_providers
 
 PASSWORD = "s3nha-da-api-robbu-7f3a"
 PRIVATE_TOKEN = "af5addfsdf52-a5dfsc-44fdf6-80bc-eda1d2af8"  # the document's, so bodies match
@@ -62,11 +62,6 @@ OFFER = (
 CARD = "https://storage.robbu.global/v2/file/ECCFA721E503DB489CB5E2E09CC6A2D1.jpeg"
 
 MakeProvider = Callable[..., Awaitable[RobbuProvider]]
-
-
-class NoHost:
-    async def schedule_callback(self, provider: str, delay_seconds: float, body: bytes) -> None:
-        raise AssertionError("the robbu provider never schedules callbacks")
 
 
 @pytest.fixture
@@ -93,18 +88,12 @@ def settings(url: str, **config: Any) -> dict[str, Any]:
 
 @pytest.fixture
 async def make_provider(robbu: FakeRobbu) -> AsyncIterator[MakeProvider]:
-    opened: list[RobbuProvider] = []
-
-    async def make(**config: Any) -> RobbuProvider:
+    def build(**config: Any) -> RobbuProvider:
         parsed = RobbuConfig.model_validate(settings(robbu.base_url, **config))
-        provider = RobbuProvider("robbu_whatsapp", parsed, NoHost())
-        await provider.start()
-        opened.append(provider)
-        return provider
+        return RobbuProvider("robbu_whatsapp", parsed, NoHost())
 
-    yield make
-    for provider in opened:
-        await provider.close()
+    async with started_providers(build) as make:
+        yield make
 
 
 def message(
@@ -118,16 +107,15 @@ def message(
     context: dict[str, Any] | None = None,
     hints: dict[str, Any] | None = None,
 ) -> OutboundMessage:
-    return OutboundMessage(
-        message_id=f"msg-{key}",
-        idempotency_key=key,
-        run_id="run-1",
-        flow="cobranca",
-        step="lembrete",
+    return outbound(
+        content,
+        key=key,
         channel=channel,
-        contact=Contact(id="c-1", phone=phone, email=email, name=name, context=context or {}),
-        content=content,
-        hints=hints or {},
+        phone=phone,
+        email=email,
+        name=name,
+        context=context,
+        hints=hints,
     )
 
 

@@ -13,7 +13,6 @@ from pydantic import ValidationError
 from engine.errors import ProviderRejected
 from engine.models import (
     Channel,
-    Contact,
     Email,
     MessageStatus,
     OutboundMessage,
@@ -21,6 +20,7 @@ from engine.models import (
 )
 from providers.registry import config_model_for, provider_class
 from providers.sandbox import SandboxConfig, SandboxProvider
+from tests.provider_kit import outbound
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 PHONE = "+5511999991234"
@@ -46,16 +46,8 @@ def message(
     channel: Channel = "whatsapp",
     email: str | None = None,
 ) -> OutboundMessage:
-    return OutboundMessage(
-        message_id=f"msg-{key}",
-        idempotency_key=key,
-        run_id="run-1",
-        flow="cobranca",
-        step="hello",
-        channel=channel,
-        contact=Contact(id="c-1", phone=phone, email=email),
-        content=Email(subject="Oi", body="Olá") if channel == "email" else Text(body="Olá"),
-    )
+    content = Email(subject="Oi", body="Olá") if channel == "email" else Text(body="Olá")
+    return outbound(content, key=key, step="hello", channel=channel, phone=phone, email=email)
 
 
 def sandbox(host: RecordingHost, **config: Any) -> SandboxProvider:
