@@ -18,10 +18,16 @@ Protected:
   printf and ``str.format`` widths) and ``replace``/``join`` growth are checked
   *before* computing; ``+``, ``%``, ``~``, every call and every filter result after.
 
-Not protected: CPU time. Nested loops over ``range(100000)`` spin without output and
-jinja has no timeout. Templates come from flow files reviewed like code, and contact
-data is only ever data, never template source; to run templates from untrusted
-authors, render in a child process with ``RLIMIT_AS`` and a wall-clock limit.
+- Work: one render may run at most ``MAX_LOOP_ITERATIONS`` ``{% for %}`` iterations
+  in all, nested loops included (each loop's iterable is wrapped at compile time).
+  A template renders on the engine's event loop: without this budget, nested loops
+  over ``range(100000)`` would spin for hours and stall every send and webhook.
+
+Not protected: a wall-clock limit. Each single step a template takes is bounded by
+the limits above, and so is the number of loop steps, so a render is bounded too;
+but it is not preempted. Templates come from flow files reviewed like code, and
+contact data is only ever data, never template source; to run templates from
+untrusted authors, render in a child process with ``RLIMIT_AS`` and a timeout.
 """
 
 from __future__ import annotations
@@ -29,11 +35,18 @@ from __future__ import annotations
 import difflib
 import functools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from string import Formatter
 from typing import Any, NoReturn
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes, pass_eval_context
+from jinja2 import (
+    StrictUndefined,
+    TemplateSyntaxError,
+    UndefinedError,
+    nodes,
+    pass_context,
+    pass_eval_context,
+)
 from jinja2 import filters as jinja_filters
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
@@ -44,6 +57,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 MAX_TEXT = 65_536  # characters: the longest string or output a template may build
 MAX_ITEMS = 100_000  # jinja's own MAX_RANGE
 MAX_INT_BITS = 4_096
+# Loop iterations one render may run, all loops together: a real message loops over
+# a few order items or menu rows; this is far above that and renders in milliseconds.
+MAX_LOOP_ITERATIONS = 10_000
+_LOOPS_RUN = "_disparo_loop_iterations"  # the count, kept on the render's Context
 
 # Scope only wraps other statements (the parser's autoescape block); those are checked.
 _ALLOWED_STATEMENTS = (nodes.Output, nodes.If, nodes.For, nodes.Assign, nodes.With, nodes.Scope)
@@ -242,6 +259,26 @@ def _printable(value: Any) -> Any:
     return value
 
 
+class TooMuchWork(TooLarge):
+    """A render ran more loop iterations than the sandbox allows."""
+
+
+@pass_context
+def _budgeted_loop(context: Context, iterable: Any) -> Iterator[Any]:
+    """Yield from ``iterable``, counting every iteration of the render against the
+    budget. Compiled around each ``{% for %}`` iterable by ``MessageSandbox``."""
+    for item in iterable:
+        done = context.__dict__.get(_LOOPS_RUN, 0) + 1
+        if done > MAX_LOOP_ITERATIONS:
+            raise TooMuchWork(
+                f"the loops of this template are over the template limit of "
+                f"{MAX_LOOP_ITERATIONS:,} iterations in one message (nested loops multiply); "
+                "loop over fewer items"
+            )
+        context.__dict__[_LOOPS_RUN] = done
+        yield item
+
+
 class _SizedConcat(CodeGenerator):
     """Compiles ``a ~ b`` to a size-checked join."""
 
@@ -271,6 +308,7 @@ class MessageSandbox(ImmutableSandboxedEnvironment):
         self.filters = {name: _sized(func) for name, func in merged.items()}
 
     checked_size = staticmethod(checked_size)
+    budgeted_loop = staticmethod(_budgeted_loop)
 
     def _generate(
         self,
@@ -280,6 +318,15 @@ class MessageSandbox(ImmutableSandboxedEnvironment):
         defer_init: bool = False,
     ) -> str:
         self._refuse_unneeded(source)
+        for loop in source.find_all(nodes.For):
+            loop.iter = nodes.Call(
+                nodes.EnvironmentAttribute("budgeted_loop", lineno=loop.lineno),
+                [loop.iter],
+                [],
+                None,
+                None,
+                lineno=loop.lineno,
+            )
         return super()._generate(source, name, filename, defer_init)
 
     def _refuse_unneeded(self, tree: nodes.Template) -> None:

@@ -363,6 +363,26 @@ def test_resource_abuse_is_refused_before_it_costs_memory(source: str) -> None:
     assert peak < 8_000_000
 
 
+def test_nested_loops_stop_at_the_loop_budget_instead_of_stalling_the_engine() -> None:
+    # 200 x 200 = 40,000 iterations, no output: only the loop budget refuses it.
+    message = error("{% for i in range(200) %}{% for j in range(200) %}{% endfor %}{% endfor %}")
+    assert "over the template limit of 10,000 iterations in one message" in message
+    assert "nested loops multiply" in message
+    # Loops over contact data count too.
+    rows = {"itens": list(range(150))}
+    nested = "{% for a in context.itens %}{% for b in context.itens %}{% endfor %}{% endfor %}"
+    assert "10,000 iterations" in error(nested, context=rows)
+
+
+def test_the_loop_budget_is_per_render_and_allows_real_loops() -> None:
+    source = (
+        "{% for i in range(9000) %}{% endfor %}{% for x in context.itens %}{{ x }};{% endfor %}"
+    )
+    for _ in range(3):  # each render has its own budget
+        assert text(source, context={"itens": ["arroz", "feijão"]}) == "arroz;feijão;"
+    assert text("{% for x in [] %}{{ x }}{% else %}vazio{% endfor %}") == "vazio"
+
+
 def test_the_output_may_reach_the_limit_exactly() -> None:
     assert len(text("{{ 'a' * 65536 }}")) == 65536
     assert "over the template limit of 65,536 characters" in error("{{ 'a' * 65536 }}b")
