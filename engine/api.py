@@ -109,6 +109,12 @@ async def read_json(request: web.Request) -> Any:
     raw = await request.read()
     try:
         return json.loads(raw)
+    except RecursionError:
+        raise RequestError(
+            status=400,
+            code="INVALID_JSON",
+            message="the body nests too deeply to be a request; send flat JSON objects",
+        ) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RequestError(
             status=400, code="INVALID_JSON", message=f"the body is not valid JSON: {exc}"

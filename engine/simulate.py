@@ -16,10 +16,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from engine.clock import VirtualClock, utc
 from engine.errors import UserInputError
+from engine.flow.yaml_source import read_yaml
 from engine.models import (
     ContactEvent,
     ContactEventType,
@@ -88,11 +87,20 @@ class RecordingProvider:
 
 
 def _read_document(path: str) -> Any:
-    text = Path(path).read_text(encoding="utf-8")
+    """A JSON or YAML file (YAML reads JSON too), with the flow loader's limits and
+    ``file:line:col`` errors."""
+    return read_yaml(Path(path)).data
+
+
+def _read_lines(path: str, what: str) -> list[str]:
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return yaml.safe_load(text)
+        return Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UserInputError(f"{path}: no such file (the {what})") from None
+    except UnicodeDecodeError:
+        raise UserInputError(f"{path}: the {what} is not UTF-8 text; save it as UTF-8") from None
+    except OSError as exc:
+        raise UserInputError(f"{path}: cannot read the {what} ({exc.strerror})") from None
 
 
 def _time(value: Any, field: str) -> datetime:
@@ -144,14 +152,16 @@ def load_contact(path: str) -> tuple[ContactUpsert, dict[str, datetime], datetim
 
 def load_events(path: str) -> list[dict[str, Any]]:
     events = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(_read_lines(path, "events file"), start=1):
         if not line.strip():
             continue
         try:
             event = json.loads(line)
         except json.JSONDecodeError as exc:
             raise UserInputError(f"{path}:{number}: not JSON ({exc.msg})") from None
-        if "at" not in event or "type" not in event:
+        except RecursionError:
+            raise UserInputError(f"{path}:{number}: the event nests too deeply") from None
+        if not isinstance(event, dict) or "at" not in event or "type" not in event:
             raise UserInputError(f"{path}:{number}: every event needs `at` and `type`")
         event["at"] = _time(event["at"], f"{path}:{number}: at")
         events.append(event)

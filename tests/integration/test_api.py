@@ -120,6 +120,20 @@ async def test_invalid_json_is_a_400(api: Any) -> None:
     assert (await error_of(response))["code"] == "INVALID_JSON"
 
 
+async def test_json_nested_too_deeply_is_a_400_not_a_crash(api: Any) -> None:
+    client, h = api
+    deep = b"[" * 1500 + b"]" * 1500  # past Python's recursion limit when decoded
+
+    for path in ("/v1/runs", "/v1/events"):
+        response = await client.post(path, data=deep, headers=AUTH)
+
+        assert response.status == 400, path
+        error = await error_of(response)
+        assert error["code"] == "INVALID_JSON"
+        assert "nests too deeply" in error["message"]
+    assert await h.engine.store.list_events(limit=10) == []
+
+
 async def test_unknown_ids_are_404(api: Any) -> None:
     client, _ = api
     for path in ("/v1/runs/nope", "/v1/messages/nope", "/v1/contacts/nope"):

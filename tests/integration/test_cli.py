@@ -213,3 +213,31 @@ def test_log_format_is_accepted_before_or_after_the_command() -> None:
     assert (after.returncode, before.returncode) == (0, 0)
     assert wrong.returncode == 2
     assert "invalid choice: 'xml'" in wrong.stderr
+
+
+@pytest.mark.parametrize(
+    ("contact", "events", "expected"),
+    [
+        ("missing.yaml", None, "missing.yaml: no such file"),
+        ("contact.yaml", None, "contact.yaml:2:19: a quote or bracket opened here is never closed"),
+        ("maria", "missing.jsonl", "missing.jsonl: no such file (the events file)"),
+        ("maria", "events.jsonl", "events.jsonl:2: every event needs `at` and `type`"),
+    ],
+)
+def test_simulate_points_at_a_bad_contact_or_events_file_without_a_traceback(
+    maria: Path, tmp_path: Path, contact: str, events: str | None, expected: str
+) -> None:
+    (tmp_path / "contact.yaml").write_text("id: c-1\ncontext: {pedido: [1, 2\n")
+    (tmp_path / "events.jsonl").write_text(
+        '{"at": "2026-11-23T10:30:00-03:00", "type": "status", "status": "read"}\n[1, 2]\n'
+    )
+    contact_path = maria if contact == "maria" else tmp_path / contact
+    args = ["simulate", "cobranca_boleto", "--config", str(CONFIG), "--contact", str(contact_path)]
+    if events is not None:
+        args += ["--events", str(tmp_path / events)]
+
+    result = disparo(*args)
+
+    assert result.returncode == 1
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
