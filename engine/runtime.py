@@ -42,6 +42,7 @@ from engine.models import (
     StatusReport,
 )
 from engine.opt_out import is_opt_out
+from engine.provider_state import StoreProviderState
 from engine.run_start import start_commit
 from engine.settings import Settings
 from engine.triggers import Triggers
@@ -90,6 +91,8 @@ class Engine:
         self.run_loop = run_loop
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.providers: dict[str, Provider] = {}
+        # ProviderHost: rate budgets and login tokens, shared by every process on the store.
+        self.provider_state = StoreProviderState(self.store, self.clock, self.owner)
         self._catalog: FlowCatalog | None = None
         self._dispatcher: Dispatcher | None = None
         # cron, `after` and `event` triggers (off for one-shot commands and simulations)

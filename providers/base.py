@@ -23,7 +23,16 @@ from engine.errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
-from engine.models import Channel, ContactEvent, OutboundMessage, SendResult, StatusReport
+from engine.models import (
+    Channel,
+    ContactEvent,
+    CredentialRenewal,
+    OutboundMessage,
+    ProviderCredential,
+    RateSlot,
+    SendResult,
+    StatusReport,
+)
 
 CONTENT_TYPES = frozenset({"text", "media", "buttons", "list", "location", "template", "email"})
 
@@ -57,11 +66,58 @@ class ParsedWebhook:
     errors: list[str] = field(default_factory=list)
 
 
+class ProviderState(Protocol):
+    """State the engine keeps for providers in its store: every process on the same
+    store sees the same rate budgets and credentials. Times are the engine's clock."""
+
+    def now(self) -> datetime:
+        """The engine's current time (timezone-aware UTC)."""
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` on the engine's clock."""
+
+    async def take_rate_slot(self, budget: str, *, limit: int, window: float) -> RateSlot:
+        """Take one slot of the sliding-window budget ``budget`` (at most ``limit``
+        requests start in any ``window`` seconds, for every process), or learn when
+        the next one frees; nothing is taken then."""
+
+    async def restrict_rate_budget(
+        self, budget: str, *, pause_for: float | None = None, vendor_limit: int | None = None
+    ) -> None:
+        """Take no slot of ``budget`` for ``pause_for`` seconds, and/or keep it under the
+        limit the vendor reports (``vendor_limit``, its latest word)."""
+
+    async def credential(self, name: str) -> ProviderCredential | None:
+        """The stored credential ``name`` (a login token) and its version, if any."""
+
+    async def claim_credential_renewal(
+        self, name: str, *, stale_version: int, lease: float
+    ) -> CredentialRenewal:
+        """Ask to renew ``name`` after its version ``stale_version`` (0: none) was refused:
+        claimed for ``lease`` seconds (log in, then store or release), a newer value
+        another process stored, or the time another process's claim ends."""
+
+    async def store_renewed_credential(
+        self, name: str, value: str, *, replaces_version: int
+    ) -> ProviderCredential | None:
+        """Store ``value`` over version ``replaces_version`` (compare-and-set); None
+        when another value was stored first."""
+
+    async def release_credential_renewal(self, name: str) -> None:
+        """Give up a claimed renewal that failed, so another process may try."""
+
+
 class ProviderHost(Protocol):
     """What the engine offers a provider."""
 
     async def schedule_callback(self, provider: str, delay_seconds: float, body: bytes) -> None:
         """Feed ``body`` to ``POST /webhooks/{provider}`` processing after a delay, durably."""
+
+    @property
+    def provider_state(self) -> ProviderState | None:
+        """The store-backed state every process on the engine's store shares; None
+        where the provider keeps its state in memory (tests, one-off tools). Read it in
+        ``start``, never in ``__init__`` (`disparo check` builds providers without a host)."""
 
 
 class ProviderConfig(BaseModel):

@@ -24,8 +24,9 @@ Interflow documents no idempotency key, so a resend after an ambiguous answer co
 deliver twice: ``idempotency_key`` is false and the engine never resends blindly.
 It documents no reply buttons, lists, e-mail or template header files, so the
 capabilities leave them out. Sends respect the plan's ``rate_limit`` through
-``providers.interflow_rate_limit`` (per process: with several engine processes on
-one account, give each its share). Status webhooks: ``providers.interflow_webhook``.
+``providers.interflow_rate_limit``: in the engine's store when the host offers one
+(one budget per API key, shared by every engine process on that store), else in
+memory. Status webhooks: ``providers.interflow_webhook``.
 
 Config (``config/disparo.yaml``)::
 
@@ -76,9 +77,12 @@ from providers.interflow_body import request_body
 from providers.interflow_rate_limit import (
     WINDOW_SECONDS,
     Monotonic,
+    SendPacer,
     SendWindow,
+    SharedSendWindow,
     Sleep,
     WallClock,
+    budget_name,
     read_rate_limit_headers,
 )
 from providers.interflow_webhook import parse_interflow_webhook
@@ -171,7 +175,7 @@ class InterflowProvider:
     ) -> None:
         self.name = name
         self.config = config
-        self.host = host  # unused: Interflow reports through real webhooks
+        self.host = host  # its provider_state holds the shared rate limit
         self.capabilities = Capabilities(
             channels=frozenset({"whatsapp"}),
             content_types=frozenset({"text", "media", "location", "template"}),
@@ -190,12 +194,21 @@ class InterflowProvider:
         self._http = HttpTransport(
             name, timeout=config.timeout, max_in_flight=config.max_in_flight, redact=self._redact
         )
-        self.window = SendWindow(
+        self.window: SendPacer = SendWindow(
             name, config.per_minute, monotonic=monotonic, sleep=sleep, max_wait=max_slot_wait
         )
 
     async def start(self) -> None:
-        """Open the connection pool, sized to ``max_in_flight``."""
+        """Take the shared rate limit when the host has a store; open the pool."""
+        state = self.host.provider_state
+        if state is not None:
+            self.window = SharedSendWindow(
+                self.name,
+                self.config.per_minute,
+                budget=budget_name(self.config.base_url, self._key),
+                state=state,
+            )
+            self._wall_clock = lambda: state.now().timestamp()  # the engine's clock
         if not self.config.webhook_secret:
             log.warning(
                 "interflow %s: no webhook_secret; Interflow does not sign its webhooks, so "
@@ -229,7 +242,7 @@ class InterflowProvider:
                     "Content-Type": "application/json",
                 },
             )
-            self._heed_rate_headers(answer)
+            await self._heed_rate_headers(answer)
             if not answer.ok:
                 raise self._status_error(answer)
             result = self._accepted(answer)
@@ -263,9 +276,9 @@ class InterflowProvider:
 
     # ------------------------------------------------------------------ internals
 
-    def _heed_rate_headers(self, answer: Answer) -> None:
+    async def _heed_rate_headers(self, answer: Answer) -> None:
         said = read_rate_limit_headers(answer.headers, wall_now=self._wall_clock())
-        if said.limit is not None and self.window.lower_limit(said.limit):
+        if said.limit is not None and await self.window.heed_limit(said.limit):
             log.warning(
                 "interflow %s: Interflow allows %d requests/min, less than rate_limit %s; "
                 "sending at %d/min (set rate_limit to your plan's limit)",
@@ -275,9 +288,9 @@ class InterflowProvider:
                 said.limit,
             )
         if answer.status == 429:
-            self.window.pause(said.wait if said.wait is not None else WINDOW_SECONDS)
+            await self.window.pause(said.wait if said.wait is not None else WINDOW_SECONDS)
         elif said.remaining == 0 and said.reset_in:
-            self.window.pause(said.reset_in)
+            await self.window.pause(said.reset_in)
 
     def _status_error(self, answer: Answer) -> ProviderError:
         words = _vendor_words(answer.body)

@@ -19,17 +19,27 @@ After a 429, or an answer saying ``X-RateLimit-Remaining: 0``, the window is pau
 until the vendor's reset; an ``X-RateLimit-Limit`` below the configured limit (a
 smaller plan than configured) lowers the limit. Time comes from injected callables,
 so tests drive it without sleeping.
+
+Interflow counts per account, not per process: ``SharedSendWindow`` keeps the same
+window in the engine's store (``ProviderHost.provider_state``), so every ``disparo
+serve`` on one database takes its slots from one budget per API key, and a pause or
+a lower limit one process learns holds for all. It never waits in memory: the slot
+that frees is contested by every process, so a send without a slot is parked
+durably (``ProviderRateLimited``, ``left=False``) and whichever process is free
+takes it then. ``SendWindow`` (in memory) serves providers without a store.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from engine.errors import ProviderRateLimited
-from providers.base import parse_retry_after
+from providers.base import ProviderState, parse_retry_after
 
 Monotonic = Callable[[], float]
 WallClock = Callable[[], float]  # Unix seconds
@@ -151,13 +161,91 @@ class SendWindow:
                 )
             await self._sleep(slot - now)
 
-    def pause(self, seconds: float) -> None:
+    async def pause(self, seconds: float) -> None:
         """No send starts for ``seconds`` (a longer pause already set is kept)."""
         self._paused_until = max(self._paused_until, self._monotonic() + max(0.0, seconds))
 
-    def lower_limit(self, limit: int) -> bool:
-        """Adopt a smaller limit the vendor reports; ``True`` when it changed."""
+    async def heed_limit(self, limit: int) -> bool:
+        """Adopt a smaller limit the vendor reports; ``True`` when it lowered ours."""
         if 1 <= limit < self.limit:
             self.limit = limit
             return True
         return False
+
+
+class SendPacer(Protocol):
+    """What the Interflow adapter asks of its window, in memory or shared."""
+
+    limit: int  # the limit in force, as last known
+
+    async def acquire(self) -> None: ...
+
+    async def pause(self, seconds: float) -> None: ...
+
+    async def heed_limit(self, limit: int) -> bool: ...
+
+
+def budget_name(base_url: str, api_key: str) -> str:
+    """The shared budget of one Interflow account: named by a fingerprint of its key
+    (never the key), so instances with the same key share it and others do not."""
+    fingerprint = hashlib.sha256(api_key.encode()).hexdigest()[:16]
+    return f"interflow {base_url} key:{fingerprint}"
+
+
+class SharedSendWindow:
+    """``SendWindow``'s limit, pause and vendor limit for every process on one store."""
+
+    def __init__(
+        self,
+        provider: str,
+        limit: int,
+        *,
+        budget: str,
+        state: ProviderState,
+        window: float = WINDOW_SECONDS + JITTER_MARGIN_SECONDS,
+    ) -> None:
+        if limit < 1:
+            raise ValueError("a rate limit allows at least one request")
+        self.provider, self.budget = provider, budget
+        self.configured = self.limit = limit
+        self.window = window
+        self._state = state
+
+    async def acquire(self) -> None:
+        """Take a slot of the shared budget now, or raise ``ProviderRateLimited``
+        (nothing was sent) with ``retry_after`` until the next slot frees."""
+        slot = await self._state.take_rate_slot(
+            self.budget, limit=self.configured, window=self.window
+        )
+        self.limit = slot.limit
+        if slot.taken:
+            return
+        wait = max(0.0, (slot.free_at - self._state.now()).total_seconds())
+        raise ProviderRateLimited(
+            f"{self.provider}: no slot of the {self.limit} requests per minute that every "
+            "engine on this store shares is free (used up, or Interflow asked to pause); "
+            f"the next send may start in {wait:.1f}s",
+            retry_after=wait,
+            left=False,
+        )
+
+    async def pause(self, seconds: float) -> None:
+        """No process starts a send for ``seconds`` (a longer stored pause is kept)."""
+        await self._state.restrict_rate_budget(self.budget, pause_for=max(0.0, seconds))
+
+    async def heed_limit(self, limit: int) -> bool:
+        """Share the limit the vendor reports; ``True`` when it lowered ours.
+
+        Stored only when it changes what is in force, so an answer that repeats the
+        configured limit costs no write; a larger one (the plan was upgraded) lifts a
+        lower limit stored before, up to the configured one.
+        """
+        if limit < 1:
+            return False
+        in_force = min(limit, self.configured)
+        if in_force == self.limit:
+            return False
+        await self._state.restrict_rate_budget(self.budget, vendor_limit=limit)
+        lowered = in_force < self.limit
+        self.limit = in_force
+        return lowered

@@ -5,8 +5,9 @@ Authentication (``providers.robbu_login``): ``POST /v1/login`` with
 logging in again invalidates the previous token. The token is fetched on the first
 send, kept, and sent as ``Authorization: Bearer <token>``. Only a 401 renews it, once
 for all concurrent sends; a 401 with the renewed token is ``ProviderAuthError``, never
-a login loop. (One process holds one token: two engine processes sharing one Robbu
-API user would invalidate each other's token; see ARCHITECTURE.md, scale-out.)
+a login loop. With a store behind the engine the token is kept there, one per API
+user for every engine process on that store, and renewed by exactly one of them
+(``providers.robbu_login``); a restart keeps it.
 
 The body (``providers.robbu_request``; ``build_request`` shows it with the private
 token masked as ``***`` because ``disparo simulate`` prints and stores it)::
@@ -197,6 +198,7 @@ class RobbuProvider:
             password=password,
             http=self._http,
             redact=self._redact,
+            lease=2 * config.timeout + 15,
         )
         self._send_url = f"{config.base_url}/v1/sendmessage"
         source = config.source
@@ -216,6 +218,7 @@ class RobbuProvider:
 
     async def start(self) -> None:
         """Open the connection pool; the login waits for the first send."""
+        self.login.share_through(self.host.provider_state)
         await self._http.start()
 
     async def close(self) -> None:

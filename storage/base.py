@@ -20,6 +20,9 @@ Guarantees every implementation gives:
 - Triggers: a cron firing (``Commit.firing``) is recorded once, ever; trigger rows
   (CRON, SWEEP) are unique by key (``schedule_triggers``); contact pages come in a
   stable order (ids byte-wise, or (timestamp, id)) so a cursor resumes them exactly.
+- State providers share (rate budgets, renewable credentials) is one row per name
+  per database: every process on the database takes slots of the same budget and
+  renews the same credential, each decision made under that row's lock.
 - Errors of the driver never escape: an unreachable/locked/full database raises
   ``StoreUnavailable``; pending migrations raise ``SchemaOutdated`` on ``open``.
 """
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from engine.models import (
@@ -37,12 +40,15 @@ from engine.models import (
     Contact,
     ContactEvent,
     ContactUpsert,
+    CredentialRenewal,
     DueWork,
     Event,
     Message,
     MessageStatus,
     NewDueWork,
     NewEvent,
+    ProviderCredential,
+    RateSlot,
     Run,
     RunStatus,
     StatusReport,
@@ -325,3 +331,51 @@ class Store(Protocol):
         page) returns only contacts after it in that order. At most ``limit``. Served by
         an index on (``field``, id): cost follows the matches, not the contacts.
         """
+
+    # -- state providers share: one per database, whatever the number of processes
+    async def take_rate_slot(
+        self, budget: str, *, limit: int, window: timedelta, now: datetime
+    ) -> RateSlot:
+        """Take one slot of the sliding-window budget ``budget`` at ``now``, or none.
+
+        Taken when fewer than the limit in force (``limit``, or a smaller vendor
+        limit stored by ``restrict_rate_budget``) were taken in ``(now - window,
+        now]`` and no pause holds; otherwise nothing is taken and ``free_at`` says
+        when the next slot frees. Durable before it returns. ``ValueError`` for an
+        empty name, a limit below 1 or a window of zero.
+        """
+
+    async def restrict_rate_budget(
+        self,
+        budget: str,
+        *,
+        now: datetime,
+        paused_until: datetime | None = None,
+        vendor_limit: int | None = None,
+    ) -> None:
+        """Pause ``budget`` until ``paused_until`` (a later stored pause is kept) and/or
+        store the limit the vendor reports (its latest word replaces the stored one)."""
+
+    async def get_provider_credential(self, name: str) -> ProviderCredential | None:
+        """The stored value of credential ``name`` and its version; None before the first."""
+
+    async def claim_credential_renewal(
+        self, name: str, *, stale_version: int, owner: str, now: datetime, lease: timedelta
+    ) -> CredentialRenewal:
+        """Ask to renew ``name``, whose version ``stale_version`` (0: none) was refused.
+
+        ``current`` when a newer value is stored; ``busy_until`` when another owner
+        holds an unexpired claim; else the claim is ``owner``'s until ``now + lease``
+        (``claimed``), durably: the caller renews, then ``store_renewed_credential``
+        or ``release_credential_renewal``.
+        """
+
+    async def store_renewed_credential(
+        self, name: str, *, value: str, replaces_version: int, owner: str, now: datetime
+    ) -> ProviderCredential | None:
+        """Compare-and-set: store ``value`` as version ``replaces_version + 1`` if the
+        stored version is still ``replaces_version`` (0: none stored), ending any claim;
+        None (nothing written) when another value was stored first."""
+
+    async def release_credential_renewal(self, name: str, *, owner: str) -> None:
+        """End ``owner``'s claim on ``name`` without a new value (its renewal failed)."""

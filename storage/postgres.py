@@ -14,7 +14,8 @@ by id are coalesced the same way.
 Layout: ``postgres_pool`` (DSN, pool, reconnection, driver-error mapping),
 ``postgres_schema`` (migrations), ``postgres_batch`` (group commit, read
 coalescing), ``postgres_codec`` (rows <-> records, write units),
-``postgres_triggers`` (the trigger schedule and the contact pages sweeps walk).
+``postgres_triggers`` (the trigger schedule and the contact pages sweeps walk),
+``postgres_provider_state`` (rate budgets and credentials providers share).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from storage.postgres_codec import (
     upsert_unit,
 )
 from storage.postgres_pool import Pool
+from storage.postgres_provider_state import ProviderStateMethods
 from storage.postgres_triggers import TriggerMethods
 from storage.sqlite_ingest import check_events, check_reports
 
@@ -70,7 +72,7 @@ _OPEN = "status IN ('active', 'waiting')"
 _LEFT = "status IN ('sent', 'delivered', 'read')"
 
 
-class PostgresStore(TriggerMethods):
+class PostgresStore(TriggerMethods, ProviderStateMethods):
     """The ``storage.base.Store`` protocol on one PostgreSQL database.
 
     ``dsn``: ``postgresql://user[:password]@host[:port]/database``; other query
@@ -157,6 +159,16 @@ class PostgresStore(TriggerMethods):
     async def _apply(self, unit: dict[str, Any]) -> Any:
         self._ready()
         return await self._writer.apply(unit)
+
+    async def _in_transaction(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """``work(connection)`` inside one transaction on a pool connection (no retry)."""
+        self._ready()
+
+        async def transaction(connection: Any) -> T:
+            async with connection.transaction():
+                return await work(connection)
+
+        return await self._pool.on_connection(transaction)
 
     # ------------------------------------------------------------------ contacts
 

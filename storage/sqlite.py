@@ -12,7 +12,8 @@ group-commit connection and driver-error mapping), ``sqlite_codec`` (rows <->
 records; timestamps are integer microseconds UTC), and the write units:
 ``sqlite_commit`` (runs, messages, contacts, events), ``sqlite_due`` (leases and
 fences), ``sqlite_ingest`` (status reports and contact events), ``sqlite_triggers``
-(the trigger schedule, cron firings, contact pages for fan-outs and sweeps).
+(the trigger schedule, cron firings, contact pages for fan-outs and sweeps),
+``sqlite_provider_state`` (rate budgets and credentials providers share).
 """
 
 from __future__ import annotations
@@ -55,12 +56,13 @@ from storage.sqlite_ingest import (
     ingest_contact_events,
     ingest_status_reports,
 )
+from storage.sqlite_provider_state import ProviderStateMethods
 from storage.sqlite_triggers import TriggerMethods
 
 __all__ = ["SQLiteStore", "StoreStats"]
 
 
-class SQLiteStore(TriggerMethods):
+class SQLiteStore(TriggerMethods, ProviderStateMethods):
     """The ``storage.base.Store`` protocol on one SQLite database.
 
     ``dsn_or_path``: ``sqlite:///relative/path.db``, ``sqlite:////abs/path.db``, a

@@ -12,7 +12,10 @@ from engine.models import Channel, Contact, Content, OutboundMessage
 
 
 class NoHost:
-    """A ProviderHost for adapters that report statuses by webhook only."""
+    """A ProviderHost for adapters that report statuses by webhook only, without a
+    store: rate limits and login tokens stay in the provider's memory."""
+
+    provider_state = None
 
     async def schedule_callback(self, provider: str, delay_seconds: float, body: bytes) -> None:
         raise AssertionError(f"provider {provider} never schedules callbacks")

@@ -220,8 +220,11 @@ def test_disparo_migrate_on_postgresql(postgres_dsn: str, tmp_path: Path) -> Non
     first = disparo("migrate")
     again = disparo("migrate")
 
-    assert "2 pending migrations (0001_initial, 0002_triggers)" in outdated
+    assert "3 pending migrations (0001_initial, 0002_triggers, 0003_provider_state)" in outdated
     assert "run `disparo migrate`" in outdated
     assert (first.returncode, again.returncode) == (0, 0), first.stderr + again.stderr
-    assert first.stdout.strip() == "applied 2 migration(s): 0001_initial, 0002_triggers"
+    assert (
+        first.stdout.strip()
+        == "applied 3 migration(s): 0001_initial, 0002_triggers, 0003_provider_state"
+    )
     assert again.stdout.strip() == "the database is up to date"

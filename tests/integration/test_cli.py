@@ -173,7 +173,9 @@ def test_migrate_then_why_on_a_fresh_database(tmp_path: Path) -> None:
     why = disparo("why", "nobody", "--config", str(config))
 
     assert first.returncode == 0, first.stderr
-    assert "applied 2 migration(s): 0001_initial, 0002_triggers" in first.stdout
+    assert (
+        "applied 3 migration(s): 0001_initial, 0002_triggers, 0003_provider_state" in first.stdout
+    )
     assert "up to date" in again.stdout
     assert why.returncode == 1
     assert "contact nobody does not exist" in why.stderr

@@ -53,7 +53,7 @@ from providers.interflow_rate_limit import read_rate_limit_headers
 from providers.registry import config_model_for, provider_class
 from providers.transport import Answer
 from tests.fakes.interflow import FakeInterflow, Fault, status_event
-from tests.provider_kit import outbound
+from tests.provider_kit import NoHost, outbound
 
 API_KEY = "if_live_s3cr3t_9f8e7d6c5b4a"
 CHANNEL = "550e8400-e29b-41d4-a716-446655440000"
@@ -113,7 +113,7 @@ class ManualClock:
 
 
 MakeProvider = Callable[..., Awaitable[InterflowProvider]]
-NO_HOST = cast(ProviderHost, None)  # Interflow never calls its host, as `disparo check` relies on
+NO_HOST: ProviderHost = NoHost()  # no store: the rate limit stays in memory
 LONG_PHONE = "+55119999999999999"  # too long: Interflow's 400 echoes it
 
 
@@ -975,7 +975,8 @@ def test_registry_and_truthful_capabilities() -> None:
     assert provider_class("interflow") is InterflowProvider
     assert config_model_for("interflow") is InterflowConfig
     config = InterflowConfig(api_key=SecretStr(API_KEY), channel_id=CHANNEL)
-    caps = InterflowProvider("interflow", config, NO_HOST).capabilities  # as `disparo check` does
+    # `disparo check` builds providers without a host and never starts them.
+    caps = InterflowProvider("interflow", config, cast(ProviderHost, None)).capabilities
     assert caps.channels == frozenset({"whatsapp"})
     assert caps.content_types == frozenset({"text", "media", "location", "template"})
     assert (caps.read_receipts, caps.idempotency_key, caps.webhooks) == (True, False, True)
