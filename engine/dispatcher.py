@@ -36,6 +36,7 @@ from engine.models import (
     Run,
     status_can_advance,
 )
+from engine.run_enter import enter_run
 from engine.scope import RunnerScope, contact_timezone
 from engine.template_catalog import TemplateCatalog
 from providers.base import Provider
@@ -287,7 +288,9 @@ class Dispatcher:
             if self._on_trigger is None:  # kept for an engine that runs triggers
                 raise RuntimeError(f"this engine does not run triggers; {work.kind} left due")
             await self._on_trigger(work)
-        else:  # START and future kinds: nothing to do but complete
+        elif work.kind == DueKind.START:
+            await enter_run(self, work)
+        else:  # future kinds: nothing to do but complete
             await self.store.commit(Commit(now=self.clock.now(), done=Completion(work=work)))
 
     def breaker(self, provider: str) -> CircuitBreaker:

@@ -81,14 +81,27 @@ class RenderScope:
     def __post_init__(self) -> None:
         if self.now.tzinfo is None:
             raise ValueError("RenderScope.now must be timezone-aware")
-        variables = {
-            "contact": _contact_fields(self.contact),
-            "context": self.context,
-            "run": self.run,
-            "now": self.now.astimezone(self.timezone),
-            _TZ: self.timezone,
-        }
+        variables = scope_variables(self.contact, self.context, self.run, self.now, self.timezone)
         object.__setattr__(self, "variables", variables)
+
+
+def scope_variables(
+    contact: Contact,
+    context: Mapping[str, Any],
+    run: Mapping[str, Any],
+    now: datetime,
+    timezone: tzinfo,
+    local_now: datetime | None = None,
+) -> dict[str, Any]:
+    """What a template or expression sees (``RenderScope.variables``); ``local_now`` is
+    ``now`` in ``timezone`` when the caller already has it (a sweep converts it once)."""
+    return {
+        "contact": _contact_fields(contact),
+        "context": context,
+        "run": run,
+        "now": now.astimezone(timezone) if local_now is None else local_now,
+        _TZ: timezone,
+    }
 
 
 def _contact_fields(contact: Contact) -> dict[str, Any]:
@@ -125,6 +138,13 @@ def _whole_expression(source: str) -> TemplateExpression | None:
         return _expression(match[1])
     except TemplateSyntaxError:  # e.g. "{{ a }} e {{ b }}": a template, not one expression
         return None
+
+
+def compile_expression(source: str) -> Callable[[Mapping[str, Any]], Any]:
+    """``source`` compiled once (cached), to call with ``scope_variables``; a syntax
+    error raises ``TemplateSyntaxError``. Its result may be ``Undefined``: the caller
+    decides what a missing value means (``is_true`` reports it)."""
+    return _expression(source)
 
 
 def check_template_syntax(source: str, *, html: bool = False) -> str | None:

@@ -1,11 +1,13 @@
 """Starting runs for stored contacts in bulk: what cron fan-outs, re-engagement sweeps
 and inbound keywords share.
 
-Each run is its own atomic commit (a contact already in a one-at-a-time flow must
-not undo the others), and the commits of a batch are issued together so the store
-makes them durable with one group commit. Every run has an idempotency key derived
-from the trigger (``cron:...``, ``after:...``, ``event:...``): a batch repeated after
-a crash starts nothing twice. A contact that already has an open run of the flow is
+Runs start through the store's bulk path (``Store.start_runs``): per contact only
+what makes the start durable and idempotent (the run, not yet entered, its START
+due-work row and its ``run.started`` event), a batch per transaction. The
+dispatcher enters each run's first step when it claims the START row
+(``engine.run_enter``). Every run has an idempotency key derived from the trigger
+(``cron:...``, ``after:...``, ``event:...``): a batch repeated after a crash starts
+nothing twice. A contact that already has an open run of a one-at-a-time flow is
 recorded (``run.trigger_skipped``, once per key) and skipped.
 """
 
@@ -19,23 +21,21 @@ from datetime import datetime
 from typing import Any
 
 from engine.clock import Clock
-from engine.errors import Conflict, RenderError
+from engine.errors import RenderError
 from engine.flow.loader import LoadedFlow
 from engine.flow.model import Flow
 from engine.flows import FlowCatalog
 from engine.metrics import Metrics
-from engine.models import Contact, NewEvent
-from engine.render import RenderScope, is_true
-from engine.run_start import start_commit
-from engine.scope import contact_timezone
+from engine.models import Contact
 from engine.settings import TriggerSettings
-from storage.base import Commit, Store
+from engine.trigger_filter import ContactFilter
+from storage.base import BulkStart, StartRequest, Store
 
 log = logging.getLogger("disparo.triggers")
 
-# Commits issued together: small enough that building and writing them keeps the
-# event loop busy for a few milliseconds at a time, large enough to share an fsync.
-BATCH = 64
+# Runs started per transaction: writing a batch keeps the event loop busy for a few
+# milliseconds (well under the 50 ms a stall may last), and shares one fsync.
+BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,24 +75,8 @@ class TriggerContext:
         return RunStarter(self)
 
 
-def skipped_event(flow: str, trigger: str, contact_id: str, key: str, now: datetime) -> NewEvent:
-    """The record of a trigger that found the contact already in the flow (once per key)."""
-    return NewEvent(
-        kind="run.trigger_skipped",
-        at=now,
-        contact_id=contact_id,
-        data={
-            "flow": flow,
-            "trigger": trigger,
-            "key": key,
-            "reason": "contact already has an open run of this flow",
-        },
-        dedupe_key=f"skipped:{key}",
-    )
-
-
 class RunStarter:
-    """Starts runs of one flow for many stored contacts, batch by batch."""
+    """Starts runs of one flow for many stored contacts, a batch per transaction."""
 
     def __init__(self, ctx: TriggerContext) -> None:
         self.ctx = ctx
@@ -100,55 +84,43 @@ class RunStarter:
     async def start_many(
         self, loaded: LoadedFlow, trigger: str, items: Sequence[TriggerStart]
     ) -> StartTally:
+        return await self.start_requests(
+            loaded, trigger, [(item.contact.id, item.key, item.data) for item in items]
+        )
+
+    async def start_requests(
+        self, loaded: LoadedFlow, trigger: str, requests: Sequence[StartRequest]
+    ) -> StartTally:
+        """Start a run per (contact id, key, data) request; the tally of what happened."""
+        flow = loaded.flow
         tally = StartTally()
-        for offset in range(0, len(items), BATCH):
-            await asyncio.sleep(0)  # let the rest of the engine run between batches
-            now = self.ctx.clock.now()
-            commits = [
-                (
-                    item,
-                    start_commit(
-                        loaded,
-                        item.contact,
-                        now=now,
-                        default_timezone=self.ctx.default_timezone,
-                        key=item.key,
-                        trigger=trigger,
-                        data=item.data,
-                    ),
+        for offset in range(0, len(requests), BATCH):
+            if offset:
+                await asyncio.sleep(0)  # let the rest of the engine run between batches
+            result = await self.ctx.store.start_runs(
+                BulkStart(
+                    flow=flow.flow,
+                    flow_version=loaded.version,
+                    trigger=trigger,
+                    exclusive=flow.concurrency == "one",
+                    now=self.ctx.clock.now(),
+                    requests=requests[offset : offset + BATCH],
                 )
-                for item in items[offset : offset + BATCH]
-            ]
-            outcomes = await asyncio.gather(
-                *(self._start(loaded.flow, trigger, item, commit) for item, commit in commits)
             )
-            for outcome in outcomes:
-                if outcome == "started":
-                    tally.started += 1
-                elif outcome == "existing":
-                    tally.existing += 1
-                else:
-                    tally.already_active += 1
+            tally.started += result.started
+            tally.existing += result.existing
+            tally.already_active += len(result.already_active)
+            for contact_id in result.already_active:
+                log.info(
+                    "%s trigger of %s skipped contact %s: already in the flow",
+                    trigger,
+                    flow.flow,
+                    contact_id,
+                )
         if tally.started:
-            self.ctx.metrics.runs.labels(loaded.flow.flow, "started").inc(tally.started)
+            self.ctx.metrics.runs.labels(flow.flow, "started").inc(tally.started)
             self.ctx.notify()
         return tally
-
-    async def _start(self, flow: Flow, trigger: str, item: TriggerStart, commit: Commit) -> str:
-        try:
-            result = await self.ctx.store.commit(commit)
-        except Conflict:
-            now = self.ctx.clock.now()
-            event = skipped_event(flow.flow, trigger, item.contact.id, item.key, now)
-            await self.ctx.store.commit(Commit(now=now, events=[event]))
-            log.info(
-                "%s trigger of %s skipped contact %s: already in the flow",
-                trigger,
-                flow.flow,
-                item.contact.id,
-            )
-            return "already_active"
-        return "started" if result.created else "existing"
 
 
 @dataclass(slots=True, kw_only=True)
@@ -159,27 +131,6 @@ class Selection:
     excluded: int = 0
     errors: int = 0
     first_error: str | None = None
-
-
-def expression_holds(
-    expression: str,
-    contact: Contact,
-    *,
-    flow: Flow,
-    now: datetime,
-    default_timezone: str,
-    field_name: str,
-) -> bool:
-    """Whether an `audience:`/`unless:` expression holds for a contact (``RenderError``
-    when it cannot be evaluated, e.g. a missing variable)."""
-    scope = RenderScope(
-        contact=contact,
-        context=contact.context,
-        run={"flow": flow.flow},
-        now=now,
-        timezone=contact_timezone(contact, flow, default_timezone),
-    )
-    return is_true(expression, scope, flow=flow.flow, step="triggers", field=field_name)
 
 
 def select(
@@ -197,26 +148,17 @@ def select(
     an error: a campaign never goes to a contact it cannot decide about.
     """
     out = Selection()
+    tests = [
+        (
+            name,
+            ContactFilter(expr, field=name, flow=flow, now=now, default_timezone=default_timezone),
+        )
+        for name, expr in (("audience", audience), ("unless", unless))
+        if expr is not None
+    ]
     for item in candidates:
         try:
-            if audience is not None and not expression_holds(
-                audience,
-                item.contact,
-                flow=flow,
-                now=now,
-                default_timezone=default_timezone,
-                field_name="audience",
-            ):
-                out.excluded += 1
-                continue
-            if unless is not None and expression_holds(
-                unless,
-                item.contact,
-                flow=flow,
-                now=now,
-                default_timezone=default_timezone,
-                field_name="unless",
-            ):
+            if any((name == "audience") != test.holds(item.contact) for name, test in tests):
                 out.excluded += 1
                 continue
         except RenderError as exc:

@@ -3,9 +3,12 @@ when its timestamp is ``after`` old, once per episode (per timestamp value).
 
 One SWEEP row per `after` trigger. Its payload keeps a watermark: every timestamp up
 to it has been swept. A sweep at ``now`` takes the window ``(watermark, now - after]``
-and pages through it in (timestamp, id) order, ``chunk_size`` contacts per step, the
-cursor in the payload between steps (other work runs in between); each contact not
-excluded by ``unless`` gets a run keyed ``after:{flow}:{trigger}:{contact}:{timestamp}``.
+and pages through it in (timestamp, id) order, ``chunk_size`` contacts per chunk and
+up to ``CHUNKS_PER_STEP`` chunks per step (the loop runs other work between chunks),
+the cursor in the payload between steps; each contact not excluded by ``unless``
+gets a run keyed ``after:{flow}:{trigger}:{contact}:{timestamp}``, started through
+the bulk path (``Store.start_runs``: the run and its START row, one transaction per
+chunk; the dispatcher enters the first step).
 A new timestamp (the contact wrote again) is a new episode and a new key; a step
 repeated after a crash starts nothing twice. When the window is done the watermark
 moves to its end.
@@ -37,12 +40,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine.errors import NotFound
+from engine.errors import NotFound, RenderError
+from engine.flow.loader import LoadedFlow
 from engine.flow.model import Flow
 from engine.models import Contact, DueWork, NewEvent
 from engine.scope import contact_timezone
-from engine.triggers_start import TriggerContext, TriggerStart, select
-from storage.base import Commit, Completion, ContactTimestamp
+from engine.trigger_filter import ContactFilter
+from engine.triggers_start import TriggerContext
+from storage.base import Commit, Completion, ContactTimestamp, StartRequest
 
 log = logging.getLogger("disparo.triggers")
 
@@ -52,12 +57,21 @@ SINCE_COLUMNS: dict[str, ContactTimestamp] = {
     "last_outbound": "last_outbound_at",
 }
 _CONTEXT = "context."
+# Chunks one claim of the SWEEP row handles (yielding to the loop between them)
+# before the cursor is stored: fewer claims and completions (each one fsync) per
+# contact; a crash redoes at most these chunks, whose run keys start nothing twice.
+CHUNKS_PER_STEP = 8
 _COUNTS = ("matched", "started", "already_active", "excluded", "errors")
 
 
 def after_run_key(flow: str, trigger: int, contact_id: str, stamp: datetime) -> str:
     """The idempotency key of a contact's re-engagement run: one per episode."""
-    return f"after:{flow}:{trigger}:{contact_id}:{iso(stamp)}"
+    return after_key(flow, trigger, contact_id, iso(stamp))
+
+
+def after_key(flow: str, trigger: int, contact_id: str, at: str) -> str:
+    """``after_run_key`` from the timestamp already in ISO-8601 (``iso``)."""
+    return f"after:{flow}:{trigger}:{contact_id}:{at}"
 
 
 def next_sweep_at(
@@ -104,9 +118,10 @@ def _at(value: Any) -> datetime:
 
 
 async def handle_sweep(ctx: TriggerContext, work: DueWork) -> None:
-    """Sweep one chunk of the window; reschedule for the next chunk or the next sweep."""
+    """Sweep up to ``CHUNKS_PER_STEP`` chunks of the window; reschedule for the next
+    chunks or the next sweep."""
     p = dict(work.payload)
-    flow_name, index, since = str(p["flow"]), int(p["trigger"]), str(p["since"])
+    flow_name, since = str(p["flow"]), str(p["since"])
     after = timedelta(seconds=float(p["after"]))
     now = ctx.clock.now()
     watermark = _at(p["watermark"])
@@ -119,35 +134,28 @@ async def handle_sweep(ctx: TriggerContext, work: DueWork) -> None:
         await ctx.store.commit(Commit(now=now, done=Completion(work=work, retry_at=retry)))
         return
     chunk = ctx.settings.chunk_size
-    page, candidates, cursor = await _page(ctx, loaded.flow, p, since, watermark, cutoff, chunk)
-    await asyncio.sleep(0)  # reading and decoding a chunk is one slice of the loop's time
     unless = p.get("unless")
-    chosen = select(
-        [
-            TriggerStart(
-                contact=contact,
-                key=after_run_key(flow_name, index, contact.id, stamp),
-                data={"since": since, "at": iso(stamp)},
-            )
-            for contact, stamp in candidates
-        ],
-        flow=loaded.flow,
-        now=now,
-        default_timezone=ctx.default_timezone,
-        unless=None if unless is None else str(unless),
-    )
-    tally = await ctx.starter().start_many(loaded, "after", chosen.chosen)
-    p.update(
-        matched=int(p.get("matched", 0)) + len(candidates),
-        started=int(p.get("started", 0)) + tally.started,
-        already_active=int(p.get("already_active", 0)) + tally.already_active,
-        excluded=int(p.get("excluded", 0)) + chosen.excluded,
-        errors=int(p.get("errors", 0)) + chosen.errors,
-        first_error=p.get("first_error") or chosen.first_error,
-    )
+    test = None
+    if unless is not None:
+        test = ContactFilter(
+            str(unless),
+            field="unless",
+            flow=loaded.flow,
+            now=now,
+            default_timezone=ctx.default_timezone,
+        )
+    for _ in range(CHUNKS_PER_STEP):
+        page, candidates, cursor = await _page(
+            ctx, loaded.flow, p, since, watermark, cutoff, chunk, profile=test is not None
+        )
+        await asyncio.sleep(0)  # reading and decoding a chunk is one slice of the loop's time
+        await _start_chunk(ctx, loaded, p, candidates, test)
+        if page < chunk:
+            break
+        p["cursor"] = cursor
     now = ctx.clock.now()
     if page == chunk:
-        p.update(cutoff=iso(cutoff), cursor=cursor)
+        p["cutoff"] = iso(cutoff)
         await ctx.store.commit(Commit(now=now, done=Completion(work=work, retry_at=now, payload=p)))
         return
     events = []
@@ -164,6 +172,44 @@ async def handle_sweep(ctx: TriggerContext, work: DueWork) -> None:
     )
 
 
+async def _start_chunk(
+    ctx: TriggerContext,
+    loaded: LoadedFlow,
+    p: dict[str, Any],
+    candidates: list[tuple[Contact, datetime]],
+    test: ContactFilter | None,
+) -> None:
+    """Start a run for each candidate ``test`` (the `unless`) does not exclude; add the
+    counts to the payload ``p``."""
+    flow_name, index, since = str(p["flow"]), int(p["trigger"]), str(p["since"])
+    requests: list[StartRequest] = []
+    excluded = errors = 0
+    first_error: str | None = None
+    for contact, stamp in candidates:
+        if test is not None:
+            try:
+                if test.holds(contact):
+                    excluded += 1
+                    continue
+            except RenderError as exc:
+                errors += 1
+                first_error = first_error or f"contact {contact.id}: {exc}"
+                continue
+        at = iso(stamp)
+        requests.append(
+            (contact.id, after_key(flow_name, index, contact.id, at), {"since": since, "at": at})
+        )
+    tally = await ctx.starter().start_requests(loaded, "after", requests)
+    p.update(
+        matched=int(p.get("matched", 0)) + len(candidates),
+        started=int(p.get("started", 0)) + tally.started,
+        already_active=int(p.get("already_active", 0)) + tally.already_active,
+        excluded=int(p.get("excluded", 0)) + excluded,
+        errors=int(p.get("errors", 0)) + errors,
+        first_error=p.get("first_error") or first_error,
+    )
+
+
 async def _page(
     ctx: TriggerContext,
     flow: Flow,
@@ -172,30 +218,35 @@ async def _page(
     watermark: datetime,
     cutoff: datetime,
     chunk: int,
+    *,
+    profile: bool,
 ) -> tuple[int, list[tuple[Contact, datetime]], Any]:
-    """(contacts read, the (contact, timestamp) in the window, the cursor after them)."""
+    """(contacts read, the (contact, timestamp) in the window, the cursor after them).
+
+    From an indexed column, a contact carries its id alone, or with ``profile`` what
+    an expression reads (``Store.window_page``)."""
     column = SINCE_COLUMNS.get(since)
     if column is not None:
         cursor = p.get("cursor")
-        contacts = await ctx.store.contacts_in_window(
+        found = await ctx.store.window_page(
             column,
             above=watermark,
             up_to=cutoff,
             cursor=None if not cursor else (_at(cursor[0]), str(cursor[1])),
             limit=chunk,
+            profile=profile,
         )
-        found = [(c, stamp) for c in contacts if (stamp := getattr(c, column)) is not None]
         last = [iso(found[-1][1]), found[-1][0].id] if found else None
-        return len(contacts), found, last
+        return len(found), found, last
     path = since.removeprefix(_CONTEXT)
     contacts = await ctx.store.page_contacts(after=p.get("cursor"), limit=chunk)
-    found = []
+    in_window = []
     for contact in contacts:
         zone = contact_timezone(contact, flow, ctx.default_timezone)
         stamp = context_timestamp(contact, path, zone)
         if stamp is not None and watermark < stamp <= cutoff:
-            found.append((contact, stamp))
-    return len(contacts), found, contacts[-1].id if contacts else None
+            in_window.append((contact, stamp))
+    return len(contacts), in_window, contacts[-1].id if contacts else None
 
 
 async def _next_sweep(

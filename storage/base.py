@@ -191,6 +191,37 @@ class CommitResult:
     status_applied: Mapping[str, MessageStatus] = field(default_factory=dict)
 
 
+# One run a bulk start wants: (contact id, idempotency key, data logged with
+# ``run.started``). Plain tuples: a sweep builds thousands of them per second.
+StartRequest = tuple[str, str, Mapping[str, Any]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BulkStart:
+    """Runs of one flow (version) to start at ``now`` for stored contacts, one per request.
+
+    Each run is created not yet entered (status ``active``, no step), with a START
+    due-work row due at ``now`` (the dispatcher enters its first step) and a
+    ``run.started`` event (``flow``, ``version``, ``trigger`` and the request's data).
+    """
+
+    flow: str
+    flow_version: str
+    trigger: str  # what started the runs: "cron", "after", "event", ...
+    exclusive: bool  # the flow's `concurrency: one`: one open run per (contact, flow)
+    now: datetime
+    requests: Sequence[StartRequest]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BulkStartResult:
+    started: int = 0  # runs created now
+    existing: int = 0  # requests whose key had started a run before (or earlier in the batch)
+    # Contacts of requests refused because the contact had an open run of the flow
+    # (each recorded as ``run.trigger_skipped``, once per key), in request order.
+    already_active: tuple[str, ...] = ()
+
+
 IngestOutcome = Literal["queued", "pending", "duplicate", "unknown_contact"]
 
 
@@ -275,6 +306,18 @@ class Store(Protocol):
     async def next_due_at(self) -> datetime | None:
         """When the earliest row becomes claimable (due time or lease expiry)."""
 
+    async def start_runs(self, starts: BulkStart) -> BulkStartResult:
+        """Start many runs in one transaction (the bulk path of triggers).
+
+        Per request, in order: a key already stored (or repeated in the batch) starts
+        nothing (``existing``); for an exclusive flow, a contact with an open run of
+        the flow (or given one earlier in the batch) starts nothing and is recorded
+        (``run.trigger_skipped``, dedupe key ``skipped:<key>``); otherwise the run,
+        its START row and its ``run.started`` event are written. All or nothing: an
+        unknown contact raises ``NotFound`` and writes nothing. Processes starting
+        the same keys at the same time start each key once.
+        """
+
     # -- what comes in (webhooks, POST /v1/events); durable before the caller answers 2xx
     async def ingest_status_reports(
         self, reports: Sequence[StatusReport], now: datetime
@@ -331,6 +374,21 @@ class Store(Protocol):
         page) returns only contacts after it in that order. At most ``limit``. Served by
         an index on (``field``, id): cost follows the matches, not the contacts.
         """
+
+    async def window_page(
+        self,
+        field: ContactTimestamp,
+        *,
+        above: datetime | None,
+        up_to: datetime | None,
+        cursor: tuple[datetime, str] | None = None,
+        limit: int,
+        profile: bool = False,
+    ) -> list[tuple[Contact, datetime]]:
+        """``contacts_in_window`` for a sweep: (contact, its ``field``) pairs, decoding only
+        what the sweep reads. The contact carries its id alone, or with ``profile``
+        also what an expression reads (phone, email, name, tags, context, timezone);
+        its timestamps and attendance are left unset."""
 
     # -- state providers share: one per database, whatever the number of processes
     async def take_rate_slot(

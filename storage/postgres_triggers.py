@@ -10,16 +10,20 @@ each page is served by an index in that order.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
 from engine.models import Contact, NewDueWork
-from storage.base import ContactTimestamp
+from storage.base import BulkStart, BulkStartResult, ContactTimestamp
+from storage.bulk_starts import check_requests
 from storage.columns import CONTACT_COLUMNS
 from storage.postgres_codec import contact_from_row, schedule_unit
+from storage.postgres_starts import PROFILE_COLUMNS, stamped_ids, stamped_profiles, start_runs
+
+T = TypeVar("T")
 
 # The only columns a sweep may select on: each has a (column, id) index.
 TIMESTAMP_COLUMNS: frozenset[str] = frozenset(
@@ -35,6 +39,12 @@ class TriggerMethods:
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         raise NotImplementedError  # PostgresStore runs the query on its pool
+
+    async def _with_connection(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        raise NotImplementedError  # PostgresStore lends a pool connection
+
+    def _ready(self) -> None:
+        raise NotImplementedError  # PostgresStore checks that it is open
 
     async def schedule_triggers(self, wanted: Mapping[str, NewDueWork], now: datetime) -> list[str]:
         """Make the keyed trigger rows exactly ``wanted`` (see the protocol)."""
@@ -71,6 +81,31 @@ class TriggerMethods:
         rows = await self._fetch(sql, *params)
         return [contact_from_row(row) for row in rows]
 
+    async def window_page(
+        self,
+        field: ContactTimestamp,
+        *,
+        above: datetime | None,
+        up_to: datetime | None,
+        cursor: tuple[datetime, str] | None = None,
+        limit: int,
+        profile: bool = False,
+    ) -> list[tuple[Contact, datetime]]:
+        """(contact, ``field``) in ``(above, up_to]`` by (``field``, id), decoding only the
+        id, or with ``profile`` what an expression reads."""
+        columns = f"{field}, {PROFILE_COLUMNS}" if profile else f"id, {field}"
+        sql, params = window_query(
+            field, above=above, up_to=up_to, cursor=cursor, limit=limit, columns=columns
+        )
+        rows = await self._fetch(sql, *params)
+        return stamped_profiles(rows) if profile else stamped_ids(rows)
+
+    async def start_runs(self, starts: BulkStart) -> BulkStartResult:
+        """Start many runs in one transaction (see ``Store.start_runs``)."""
+        self._ready()
+        check_requests(starts)
+        return await self._with_connection(lambda connection: start_runs(connection, starts))
+
 
 def window_query(
     field: ContactTimestamp,
@@ -79,8 +114,9 @@ def window_query(
     up_to: datetime | None,
     cursor: tuple[datetime, str] | None,
     limit: int,
+    columns: str = CONTACT_COLUMNS,
 ) -> tuple[str, list[Any]]:
-    """The SQL (and parameters) of ``contacts_in_window``."""
+    """The SQL (and parameters) of ``contacts_in_window`` (``window_page``: ``columns``)."""
     if field not in TIMESTAMP_COLUMNS:
         raise ValueError(
             f"contacts cannot be swept by {field!r}; use one of {sorted(TIMESTAMP_COLUMNS)}"
@@ -98,7 +134,7 @@ def window_query(
         where.append(f"{field} <= ${len(params)}")
     params.append(max(0, limit))
     sql = (
-        f"SELECT {CONTACT_COLUMNS} FROM contacts WHERE {' AND '.join(where)} "
+        f"SELECT {columns} FROM contacts WHERE {' AND '.join(where)} "
         f'ORDER BY {field}, id COLLATE "C" LIMIT ${len(params)}'
     )
     return sql, params

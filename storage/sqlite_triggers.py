@@ -15,10 +15,11 @@ from typing import Any
 
 from engine.errors import Conflict
 from engine.models import Contact, NewDueWork
-from storage.base import ContactTimestamp, TriggerFiring
+from storage.base import BulkStart, BulkStartResult, ContactTimestamp, TriggerFiring
 from storage.columns import CONTACT_COLUMNS
 from storage.sqlite_batch import GroupCommitConnection
 from storage.sqlite_codec import contact_from_row, dumps, iso, to_us
+from storage.sqlite_starts import PROFILE_COLUMNS, stamped_ids, stamped_profiles, start_runs
 
 # The only columns a sweep may select on: each has a covering (column, id) index.
 TIMESTAMP_COLUMNS: frozenset[str] = frozenset(
@@ -56,6 +57,30 @@ class TriggerMethods:
         sql, params = window_query(field, above=above, up_to=up_to, cursor=cursor, limit=limit)
         rows = link.read(_rows, link.db, sql, params)
         return [contact_from_row(row) for row in rows]
+
+    async def window_page(
+        self,
+        field: ContactTimestamp,
+        *,
+        above: datetime | None,
+        up_to: datetime | None,
+        cursor: tuple[datetime, str] | None = None,
+        limit: int,
+        profile: bool = False,
+    ) -> list[tuple[Contact, datetime]]:
+        """(contact, ``field``) in ``(above, up_to]`` by (``field``, id), decoding only the
+        id, or with ``profile`` what an expression reads."""
+        link = self._ready()
+        columns = f"{field}, {PROFILE_COLUMNS}" if profile else f"id, {field}"
+        sql, params = window_query(
+            field, above=above, up_to=up_to, cursor=cursor, limit=limit, columns=columns
+        )
+        rows = link.read(_rows, link.db, sql, params)
+        return stamped_profiles(rows) if profile else stamped_ids(rows)
+
+    async def start_runs(self, starts: BulkStart) -> BulkStartResult:
+        """Start many runs in one transaction (see ``Store.start_runs``)."""
+        return await self._ready().write(lambda db: start_runs(db, starts))
 
 
 def _rows(db: sqlite3.Connection, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:

@@ -1,0 +1,95 @@
+"""What a bulk start writes, decided in plain Python: both SQL stores plan with this.
+
+Given the requests of a ``BulkStart``, the keys among them already stored and the
+contacts already in the flow, ``plan_starts`` decides per request (in order) whether
+it starts a run, repeats a key, or is refused because the contact is in the flow,
+and builds the rows to insert as tuples (no objects per request: a sweep plans
+thousands per second).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Set
+from dataclasses import dataclass, field
+
+from storage.base import BulkStart, BulkStartResult
+from storage.sqlite_codec import dumps
+
+SKIP_REASON = "contact already has an open run of this flow"
+
+
+@dataclass(slots=True)
+class StartPlan:
+    """Rows to insert. ``runs``: (run id, contact id, key); ``events``: (contact id,
+    run id or None, kind, data JSON, dedupe key or None), in request order."""
+
+    runs: list[tuple[str, str, str]] = field(default_factory=list)
+    events: list[tuple[str, str | None, str, str, str | None]] = field(default_factory=list)
+    existing: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+    def result(self) -> BulkStartResult:
+        return BulkStartResult(
+            started=len(self.runs), existing=self.existing, already_active=tuple(self.skipped)
+        )
+
+
+def plan_starts(starts: BulkStart, stored_keys: Set[str], busy: Set[str]) -> StartPlan:
+    """Decide every request of ``starts``: ``stored_keys`` are the keys among them that
+    already started a run, ``busy`` the contacts with an open run of the flow (only
+    consulted for an exclusive flow)."""
+    plan = StartPlan()
+    runs, events, skipped = plan.runs, plan.events, plan.skipped
+    seen = set(stored_keys)
+    taken = set(busy) if starts.exclusive else set()
+    exclusive = starts.exclusive
+    base = {"flow": starts.flow, "version": starts.flow_version, "trigger": starts.trigger}
+    plain = dumps(base)
+    ids = iter(new_run_ids(len(starts.requests)))
+    for contact_id, key, data in starts.requests:
+        if key in seen:
+            plan.existing += 1
+            continue
+        if contact_id in taken:
+            skipped.append(contact_id)
+            events.append(skip_event(contact_id, key, starts.flow, starts.trigger))
+            continue
+        seen.add(key)
+        if exclusive:
+            taken.add(contact_id)
+        run_id = next(ids)
+        runs.append((run_id, contact_id, key))
+        text = dumps({**base, **data}) if data else plain
+        events.append((contact_id, run_id, "run.started", text, None))
+    return plan
+
+
+def skip_event(
+    contact_id: str, key: str, flow: str, trigger: str
+) -> tuple[str, None, str, str, str]:
+    """The ``run.trigger_skipped`` row of a refused request (its dedupe key: once per key)."""
+    data = {"flow": flow, "trigger": trigger, "key": key, "reason": SKIP_REASON}
+    return (contact_id, None, "run.trigger_skipped", dumps(data), f"skipped:{key}")
+
+
+def check_requests(starts: BulkStart) -> None:
+    """``ValueError`` for a request that cannot be stored (empty id or key)."""
+    for contact_id, key, _ in starts.requests:
+        if not contact_id or not key:
+            raise ValueError(
+                f"a bulk start of flow {starts.flow!r} needs a contact id and an idempotency "
+                f"key in every request; got contact {contact_id!r}, key {key!r}"
+            )
+
+
+def new_run_ids(count: int) -> list[str]:
+    """``count`` random (version 4) UUIDs as text, like ``str(uuid.uuid4())``, from one
+    read of the system's random source instead of one per id."""
+    raw = os.urandom(16 * count).hex()
+    ids = []
+    for at in range(0, 32 * count, 32):
+        h = raw[at : at + 32]
+        variant = "89ab"[int(h[16], 16) & 3]
+        ids.append(f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}")
+    return ids

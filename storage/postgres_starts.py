@@ -1,0 +1,129 @@
+"""Bulk run starts on PostgreSQL: ``Store.start_runs`` as one transaction, and the
+light contact pages re-engagement sweeps read.
+
+The transaction first takes the advisory lock of every (contact, flow) of the batch,
+the lock ``disparo_commit`` takes before creating a run, in one sorted order (two
+bulk starts never wait for each other in a cycle). Under those locks the key and
+open-run checks see every run a concurrent creation committed, so processes
+starting the same keys at once start each key once. ``storage.bulk_starts`` decides
+each request; the runs, START rows and events go in with one ``unnest`` insert each.
+A deadlock with a group commit that creates runs of the same contacts is retried.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from engine.errors import StoreUnavailable
+from engine.models import Contact
+from storage.base import BulkStart, BulkStartResult
+from storage.bulk_starts import plan_starts
+from storage.sqlite_codec import loads
+
+MAX_TRIES = 5
+
+_LOCK = (
+    "SELECT pg_advisory_xact_lock(k) FROM ("
+    "SELECT DISTINCT hashtextextended('disparo.run/' || c || '/' || $2::text, 0) AS k "
+    "FROM unnest($1::text[]) AS c ORDER BY k) AS locks"
+)
+_STORED_KEYS = "SELECT idempotency_key FROM runs WHERE idempotency_key = ANY($1::text[])"
+_BUSY = (
+    "SELECT contact_id FROM runs WHERE flow = $1 AND contact_id = ANY($2::text[]) "
+    "AND status IN ('active', 'waiting')"
+)
+_INSERT_RUNS = (
+    "INSERT INTO runs (id, flow, flow_version, contact_id, step, status, vars, "
+    "idempotency_key, version, step_seq, exclusive, created_at, updated_at) "
+    "SELECT r.id, $4, $5, r.contact_id, NULL, 'active', '{}', r.key, 1, 0, $6, $7, $7 "
+    "FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS r(id, contact_id, key, n) "
+    "ORDER BY r.n"
+)
+_INSERT_STARTS = (
+    "INSERT INTO due_work (kind, due_at, run_id, payload, created_at) "
+    "SELECT 'start', $2, r.id, '{}', $2 "
+    "FROM unnest($1::text[]) WITH ORDINALITY AS r(id, n) ORDER BY r.n"
+)
+_INSERT_EVENTS = (
+    "INSERT INTO events (contact_id, run_id, kind, at, data, dedupe_key) "
+    "SELECT e.contact_id, e.run_id, e.kind, $6, e.data::json, e.dedupe_key "
+    "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) "
+    "WITH ORDINALITY AS e(contact_id, run_id, kind, data, dedupe_key, n) ORDER BY e.n "
+    "ON CONFLICT DO NOTHING"
+)
+
+# The columns ``window_page`` reads with ``profile``: what an expression sees.
+PROFILE_COLUMNS = "id, phone, email, name, tags, context, timezone"
+
+
+async def start_runs(connection: Any, starts: BulkStart) -> BulkStartResult:
+    """Write ``starts`` in one transaction of ``connection`` (see ``Store.start_runs``;
+    ``check_requests`` first, outside: its error is the caller's, not the driver's)."""
+    if not starts.requests:
+        return BulkStartResult()
+    for attempt in range(1, MAX_TRIES + 1):
+        try:
+            async with connection.transaction():
+                return await _write(connection, starts)
+        except asyncpg.exceptions.DeadlockDetectedError as exc:
+            if attempt == MAX_TRIES:
+                raise StoreUnavailable(
+                    f"starting {len(starts.requests)} runs of flow {starts.flow!r} kept "
+                    "deadlocking with other writers; retry later"
+                ) from exc
+    raise AssertionError("unreachable")
+
+
+async def _write(connection: Any, starts: BulkStart) -> BulkStartResult:
+    requests = starts.requests
+    contacts = [contact for contact, _, _ in requests]
+    await connection.execute(_LOCK, contacts, starts.flow)
+    stored = await connection.fetch(_STORED_KEYS, [key for _, key, _ in requests])
+    busy: set[str] = set()
+    if starts.exclusive:
+        busy = {row[0] for row in await connection.fetch(_BUSY, starts.flow, contacts)}
+    plan = plan_starts(starts, {row[0] for row in stored}, busy)
+    if plan.runs:
+        ids, run_contacts, keys = (list(column) for column in zip(*plan.runs, strict=True))
+        await connection.execute(
+            _INSERT_RUNS,
+            ids,
+            run_contacts,
+            keys,
+            starts.flow,
+            starts.flow_version,
+            starts.exclusive,
+            starts.now,
+        )
+        await connection.execute(_INSERT_STARTS, ids, starts.now)
+    if plan.events:
+        columns = [list(column) for column in zip(*plan.events, strict=True)]
+        await connection.execute(_INSERT_EVENTS, *columns, starts.now)
+    return plan.result()
+
+
+def stamped_ids(rows: list[Any]) -> list[tuple[Contact, datetime]]:
+    """(id, stamp) rows as (contact with its id alone, its timestamp)."""
+    return [(Contact(id=row[0]), row[1]) for row in rows]
+
+
+def stamped_profiles(rows: list[Any]) -> list[tuple[Contact, datetime]]:
+    """(stamp, ``PROFILE_COLUMNS``...) rows as (contact with what expressions read, stamp)."""
+    return [
+        (
+            Contact(
+                id=id_,
+                phone=phone,
+                email=email,
+                name=name,
+                tags=tuple(loads(tags)) if isinstance(tags, str) else tuple(tags),
+                context=loads(context) if isinstance(context, str) else context,
+                timezone=timezone,
+            ),
+            stamp,
+        )
+        for stamp, id_, phone, email, name, tags, context, timezone in rows
+    ]
