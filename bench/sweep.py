@@ -9,21 +9,20 @@ over the last 100 hours (10,000 per hour at 1M), then:
    10k matches, >= 10x faster than the scan.
 2. start: the engine's real sweep (``engine.triggers_sweep`` through
    ``Triggers.handle``) pages through that window in chunks (up to 8 per step),
-   evaluates `unless` (compiled once) and starts one run per contact through the
-   bulk path (``Store.start_runs``: the run, its START row and its ``run.started``
-   event, one transaction per chunk). Prints contacts started per second (target
-   >= 30,000/s) and the longest the event loop went without running another task;
-   then, apart, how fast the dispatcher enters those runs' first step (START rows),
-   and a per-contact breakdown by phase.
+   evaluates `unless` (compiled once, one reused jinja context) and starts one run
+   per contact through the bulk path (``Store.start_runs``: the run and its START
+   row, which carries the data of the ``run.started`` event the dispatcher writes
+   at entry; one transaction per chunk). Prints contacts started per second
+   (target >= 30,000/s) and the longest the event loop went without running
+   another task; then, apart, how fast the dispatcher enters those runs' first
+   step (START rows), and a per-contact breakdown by phase.
 
-Measured 2026-11-23, 2 cores, other engineers' benchmarks and tests running
-(load average 1.2-2.9): select of 10,000 matches 2.8-2.9 ms (index) vs 62-75 ms
-(scan); start rate 24,288 contacts/s (21,146/s in a run at load 2.8; before the
-bulk path: 2,050-2,264/s), target 30,000/s not met; longest stall 15.9 ms;
-per contact: read+decode 3.8 us, unless 7.7, build requests 1.8, bulk start
-(store) 26.4 (18.2-18.9 without the ``run.started`` insert).
+Measured 2026-11-23, 2 cores, quiet machine, three runs: select of 10,000 matches
+2.78-3.20 ms (index) vs 61-85 ms (scan); start rate 33,803-36,864 contacts/s
+(before the bulk path: 2,050-2,264/s), target 30,000/s met; longest stall
+19.4-33.8 ms. See bench/README.md.
 
-    .venv/bin/python bench/sweep.py [--contacts 1000000] [--repeat 5] [--chunk 500]
+    .venv/bin/python bench/sweep.py [--contacts 1000000] [--repeat 5] [--chunk 1000]
                                     [--synchronous FULL|NORMAL]
 """
 
@@ -263,7 +262,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--chunk", type=int, default=500)
+    parser.add_argument("--chunk", type=int, default=1000)
     parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

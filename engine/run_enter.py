@@ -1,8 +1,10 @@
 """Entering a run's first step when the dispatcher claims its START row.
 
 Bulk starts (``Store.start_runs``: sweeps, cron fan-outs, inbound keywords) write
-a run that has not entered a step yet (status ``active``, no step), its
-``run.started`` event and a START due-work row. Claiming that row runs
+a run that has not entered a step yet (status ``active``, no step) and a START
+due-work row whose payload is the data of the run's ``run.started`` event (flow,
+version, trigger and what the trigger saw). Claiming that row writes that event,
+dated when the run was created, and runs
 ``runner.start`` for the run, exactly what ``engine.run_start.start_commit`` does
 for a single start, and commits the entry (the run's new state, its first
 messages, due work and events) in one commit that
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING
 from engine import runner
 from engine.effects import Effects, collect_effects
 from engine.errors import StaleRun
-from engine.models import OPEN_RUN_STATUSES, DueWork, Run
+from engine.models import OPEN_RUN_STATUSES, DueWork, NewEvent, Run
 from engine.scope import RunnerScope, contact_timezone
 from storage.base import Commit, Completion, RunChange
 
@@ -65,6 +67,14 @@ async def enter_run(dispatcher: Dispatcher, work: DueWork) -> None:
     raise StaleRun(f"run {work.run_id} kept changing while entering its first step; will retry")
 
 
+def started_event(run: Run, work: DueWork) -> NewEvent:
+    """The run's ``run.started`` event, from its START row (dated at the run's creation)."""
+    data = {"flow": run.flow, "version": run.flow_version, **dict(work.payload)}
+    return NewEvent(
+        kind="run.started", at=run.created_at, contact_id=run.contact_id, run_id=run.id, data=data
+    )
+
+
 async def _entry_commit(dispatcher: Dispatcher, run: Run, work: DueWork) -> Commit:
     now = dispatcher.clock.now()
     contact = await dispatcher.store.get_contact(run.contact_id)
@@ -81,7 +91,7 @@ async def _entry_commit(dispatcher: Dispatcher, run: Run, work: DueWork) -> Comm
         run_id=run.id,
         contact_id=contact.id,
         now=now,
-        into=Effects(),
+        into=Effects(events=[started_event(run, work)]),
     )
     state = transition.state
     return Commit(

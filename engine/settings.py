@@ -78,7 +78,7 @@ class TriggerSettings(_Section):
         default=60.0, gt=0, description="Seconds between re-engagement sweeps, at least"
     )
     chunk_size: int = Field(
-        default=500, ge=1, le=5000, description="Contacts a fan-out or sweep handles per step"
+        default=1000, ge=1, le=5000, description="Contacts a fan-out or sweep handles per step"
     )
     misfire_grace: float = Field(
         default=3600.0,

@@ -2,9 +2,9 @@
 and inbound keywords share.
 
 Runs start through the store's bulk path (``Store.start_runs``): per contact only
-what makes the start durable and idempotent (the run, not yet entered, its START
-due-work row and its ``run.started`` event), a batch per transaction. The
-dispatcher enters each run's first step when it claims the START row
+what makes the start durable and idempotent (the run, not yet entered, and its
+START due-work row), a batch per transaction. The dispatcher enters each run's
+first step when it claims the START row, and writes its ``run.started`` event then
 (``engine.run_enter``). Every run has an idempotency key derived from the trigger
 (``cron:...``, ``after:...``, ``event:...``): a batch repeated after a crash starts
 nothing twice. A contact that already has an open run of a one-at-a-time flow is

@@ -192,7 +192,7 @@ class CommitResult:
 
 
 # One run a bulk start wants: (contact id, idempotency key, data logged with
-# ``run.started``). Plain tuples: a sweep builds thousands of them per second.
+# ``run.started`` at entry). Plain tuples: a sweep builds thousands of them per second.
 StartRequest = tuple[str, str, Mapping[str, Any]]
 
 
@@ -201,8 +201,10 @@ class BulkStart:
     """Runs of one flow (version) to start at ``now`` for stored contacts, one per request.
 
     Each run is created not yet entered (status ``active``, no step), with a START
-    due-work row due at ``now`` (the dispatcher enters its first step) and a
-    ``run.started`` event (``flow``, ``version``, ``trigger`` and the request's data).
+    due-work row due at ``now`` whose payload is the data of the run's
+    ``run.started`` event (``flow``, ``version``, ``trigger`` and the request's data):
+    the dispatcher writes that event, dated at the run's creation, when it enters
+    the run's first step.
     """
 
     flow: str
@@ -313,7 +315,7 @@ class Store(Protocol):
         nothing (``existing``); for an exclusive flow, a contact with an open run of
         the flow (or given one earlier in the batch) starts nothing and is recorded
         (``run.trigger_skipped``, dedupe key ``skipped:<key>``); otherwise the run,
-        its START row and its ``run.started`` event are written. All or nothing: an
+        and its START row (carrying the ``run.started`` data) are written. All or nothing: an
         unknown contact raises ``NotFound`` and writes nothing. Processes starting
         the same keys at the same time start each key once.
         """

@@ -21,10 +21,12 @@ SKIP_REASON = "contact already has an open run of this flow"
 
 @dataclass(slots=True)
 class StartPlan:
-    """Rows to insert. ``runs``: (run id, contact id, key); ``events``: (contact id,
-    run id or None, kind, data JSON, dedupe key or None), in request order."""
+    """Rows to insert. ``runs``: (run id, contact id, key, START payload JSON: the
+    ``run.started`` data written when the run enters its first step); ``events``: the
+    ``run.trigger_skipped`` rows (contact id, None, kind, data JSON, dedupe key), in
+    request order."""
 
-    runs: list[tuple[str, str, str]] = field(default_factory=list)
+    runs: list[tuple[str, str, str, str]] = field(default_factory=list)
     events: list[tuple[str, str | None, str, str, str | None]] = field(default_factory=list)
     existing: int = 0
     skipped: list[str] = field(default_factory=list)
@@ -58,10 +60,7 @@ def plan_starts(starts: BulkStart, stored_keys: Set[str], busy: Set[str]) -> Sta
         seen.add(key)
         if exclusive:
             taken.add(contact_id)
-        run_id = next(ids)
-        runs.append((run_id, contact_id, key))
-        text = dumps({**base, **data}) if data else plain
-        events.append((contact_id, run_id, "run.started", text, None))
+        runs.append((next(ids), contact_id, key, dumps({**base, **data}) if data else plain))
     return plan
 
 

@@ -6,7 +6,8 @@ the lock ``disparo_commit`` takes before creating a run, in one sorted order (tw
 bulk starts never wait for each other in a cycle). Under those locks the key and
 open-run checks see every run a concurrent creation committed, so processes
 starting the same keys at once start each key once. ``storage.bulk_starts`` decides
-each request; the runs, START rows and events go in with one ``unnest`` insert each.
+each request; the runs, START rows (carrying the data of their ``run.started``
+event, written at entry) and the refusals' events go in with one ``unnest`` insert each.
 A deadlock with a group commit that creates runs of the same contacts is retried.
 """
 
@@ -44,8 +45,8 @@ _INSERT_RUNS = (
 )
 _INSERT_STARTS = (
     "INSERT INTO due_work (kind, due_at, run_id, payload, created_at) "
-    "SELECT 'start', $2, r.id, '{}', $2 "
-    "FROM unnest($1::text[]) WITH ORDINALITY AS r(id, n) ORDER BY r.n"
+    "SELECT 'start', $3, r.id, r.started::json, $3 "
+    "FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS r(id, started, n) ORDER BY r.n"
 )
 _INSERT_EVENTS = (
     "INSERT INTO events (contact_id, run_id, kind, at, data, dedupe_key) "
@@ -87,7 +88,7 @@ async def _write(connection: Any, starts: BulkStart) -> BulkStartResult:
         busy = {row[0] for row in await connection.fetch(_BUSY, starts.flow, contacts)}
     plan = plan_starts(starts, {row[0] for row in stored}, busy)
     if plan.runs:
-        ids, run_contacts, keys = (list(column) for column in zip(*plan.runs, strict=True))
+        ids, run_contacts, keys, started = (list(column) for column in zip(*plan.runs, strict=True))
         await connection.execute(
             _INSERT_RUNS,
             ids,
@@ -98,7 +99,7 @@ async def _write(connection: Any, starts: BulkStart) -> BulkStartResult:
             starts.exclusive,
             starts.now,
         )
-        await connection.execute(_INSERT_STARTS, ids, starts.now)
+        await connection.execute(_INSERT_STARTS, ids, started, starts.now)
     if plan.events:
         columns = [list(column) for column in zip(*plan.events, strict=True)]
         await connection.execute(_INSERT_EVENTS, *columns, starts.now)

@@ -3,8 +3,9 @@ contact pages re-engagement sweeps read.
 
 ``start_runs`` is one write unit (one savepoint in the group-commit batch) for a
 whole batch of requests: two reads find the keys already stored and the contacts
-already in the flow, ``storage.bulk_starts`` decides each request, then three
-``executemany`` inserts write the runs, their START rows and their events. The unit
+already in the flow, ``storage.bulk_starts`` decides each request, then
+``executemany`` inserts write the runs, their START rows (carrying the data of
+their ``run.started`` event, written at entry) and the refusals' events. The unit
 holds SQLite's write lock from its reads to its inserts, so nothing can start the
 same key or enter the same contact in between.
 """
@@ -26,8 +27,7 @@ _INSERT_RUN = (
     "VALUES (?, ?, ?, ?, NULL, 'active', '{}', ?, 1, 0, ?, ?, ?)"
 )
 _INSERT_START = (
-    "INSERT INTO due_work (kind, due_at, run_id, payload, created_at) "
-    "VALUES ('start', ?, ?, '{}', ?)"
+    "INSERT INTO due_work (kind, due_at, run_id, payload, created_at) VALUES ('start', ?, ?, ?, ?)"
 )
 _INSERT_EVENT = (
     "INSERT INTO events (contact_id, run_id, kind, data, dedupe_key, at) "
@@ -69,11 +69,14 @@ def start_runs(db: sqlite3.Connection, starts: BulkStart) -> BulkStartResult:
         _INSERT_RUN,
         [
             (run_id, flow, version, contact_id, key, exclusive, now, now)
-            for run_id, contact_id, key in plan.runs
+            for run_id, contact_id, key, _ in plan.runs
         ],
     )
-    db.executemany(_INSERT_START, [(now, run[0], now) for run in plan.runs])
-    db.executemany(_INSERT_EVENT, [(*event, now) for event in plan.events])
+    db.executemany(
+        _INSERT_START, [(now, run_id, started, now) for run_id, _, _, started in plan.runs]
+    )
+    if plan.events:
+        db.executemany(_INSERT_EVENT, [(*event, now) for event in plan.events])
     return plan.result()
 
 

@@ -67,6 +67,27 @@ async def test_a_sweep_interrupted_between_chunks_resumes_and_starts_nobody_twic
     assert [(e["matched"], e["started"]) for e in swept] == [(7, 5)]
 
 
+async def test_an_entered_run_says_when_and_why_it_started(tmp_path: Path) -> None:
+    settings = settings_with(tmp_path, REENGAGE)
+    async with harness(settings, at=MONDAY_10H) as h:
+        await contacts_wrote(h)
+        wrote_at = h.clock.now()
+        await h.advance(timedelta(days=2))
+        runs = await runs_of(h, "volta")
+        started = await h.engine.store.list_events(kind_prefix="run.started", limit=100)
+
+    assert len(runs) == len(started) == len(CONTACTS)  # one event per run, none twice
+    for event in started:
+        run = next(r for r in runs if r.id == event.run_id)
+        assert event.contact_id == run.contact_id
+        assert event.at == run.created_at  # when the sweep started it, not when it entered
+        assert event.data["flow"] == "volta"
+        assert event.data["version"] == run.flow_version
+        assert event.data["trigger"] == "after"
+        assert event.data["since"] == "last_inbound"
+        assert event.data["at"] == wrote_at.isoformat()  # the inbound message it answers
+
+
 @pytest.mark.postgres
 async def test_two_engines_sweeping_one_postgres_store_start_each_contact_once(
     tmp_path: Path,

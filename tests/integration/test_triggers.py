@@ -125,8 +125,15 @@ async def add_contacts(h: Harness, plans: dict[str, str | None]) -> None:
         )
 
 
+async def open_runs_of(h: Harness, flow: str, contacts: list[str]) -> list[Run]:
+    """The open runs of ``flow`` of ``contacts``, entered or not yet."""
+    runs = [r for c in contacts for r in await h.engine.store.list_open_runs(c)]
+    return [r for r in runs if r.flow == flow]
+
+
 async def runs_of(h: Harness, flow: str) -> list[Run]:
-    """Every run of ``flow``, oldest first (found through their run.started events)."""
+    """Every run of ``flow`` that entered its first step, oldest first (found through
+    their run.started events, written at entry)."""
     events = await h.engine.store.list_events(kind_prefix="run.started", limit=100_000)
     ids = [e.run_id for e in sorted(events, key=lambda e: e.id) if e.data.get("flow") == flow]
     return [await h.engine.get_run(i) for i in ids if i is not None]
@@ -204,7 +211,7 @@ async def test_a_restart_in_the_middle_of_a_fan_out_starts_nothing_twice(
         chunk = await claim_one(engine)
         with pytest.raises(Crash):
             await engine.dispatcher.handle(chunk)  # contacts 4-6 started, cursor not moved
-        started_before = {r.contact_id for r in await runs_of(h, "campanha")}
+        started_before = {r.contact_id for r in await open_runs_of(h, "campanha", gold)}
         monkeypatch.undo()
 
     clock.advance(31)  # the dead process's lease runs out
@@ -398,7 +405,7 @@ async def test_a_redelivered_reply_starts_the_flow_once(tmp_path: Path) -> None:
         )
         first = await h.engine.ingest_contact_events([event])
         again = await h.engine.ingest_contact_events([event])
-        runs = await runs_of(h, "promo")
+        runs = await open_runs_of(h, "promo", ["c-1"])
 
     assert (first, again) == (["queued"], ["duplicate"])
     assert len(runs) == 1
