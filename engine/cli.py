@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -116,6 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(commands[args.command](args))
     except KeyboardInterrupt:
+        return EXIT_OK
+    except BrokenPipeError:
+        # The reader went away (`disparo why c-1 | head`): stop quietly. Python would
+        # complain again when it flushes stdout at exit, so stdout goes to devnull.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except (UserInputError, NotFound) as exc:
         print(str(exc), file=sys.stderr)

@@ -243,3 +243,22 @@ def test_simulate_points_at_a_bad_contact_or_events_file_without_a_traceback(
     assert result.returncode == 1
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_reader_that_stops_early_gets_no_traceback() -> None:
+    # `disparo schema | head -1`: the reader is gone before disparo writes.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "schema"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    proc.stderr.close()
+
+    assert proc.wait(timeout=60) == 0
+    assert "Traceback" not in stderr
+    assert "BrokenPipe" not in stderr
