@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from engine.clock import VirtualClock, utc
 from engine.errors import UserInputError
@@ -30,6 +31,7 @@ from engine.models import (
     StatusReport,
 )
 from engine.runtime import Engine
+from engine.scope import contact_timezone
 from engine.settings import Settings
 from providers.base import Capabilities, ParsedWebhook, Provider
 from storage.base import Commit
@@ -264,6 +266,7 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
         for name, real in list(engine.providers.items()):
             engine.providers[name] = RecordingProvider(real, engine)  # type: ignore[assignment]
         stored = await engine.upsert_contact(contact)
+        zone = contact_timezone(stored, engine.catalog.latest(flow_name).flow, settings.timezone)
         await _seed_facts(engine, stored.id, stamps)
         clock.set(start)
         run, _ = await engine.start_run(flow_name, contact, trigger="simulate")
@@ -290,11 +293,13 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
         key=lambda e: e.id,
     )
     lines = [line for e in ordered if (line := _line(e)) is not None]
+    if not args.json:
+        print(f"# times in {zone.key}, the run's time zone (the contact's, else the flow's)")
     for line in lines:
         if args.json:
             print(json.dumps(line, ensure_ascii=False, default=str))
         else:
-            print(_human(line))
+            print(_human(line, zone))
     return 0
 
 
@@ -336,13 +341,18 @@ async def _inject(engine: Engine, run_id: str, contact_id: str, event: dict[str,
     )
 
 
-def _human(line: dict[str, Any]) -> str:
-    at = line["at"][:19].replace("T", " ")
+def _local(stamp: str, zone: ZoneInfo) -> str:
+    """An ISO time as the designer reads it: in the run's zone, to the second."""
+    return datetime.fromisoformat(stamp).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _human(line: dict[str, Any], zone: ZoneInfo) -> str:
+    at = _local(line["at"], zone)
     kind = line["kind"]
     if kind == "enter":
         return f"{at}  enter     {line['step']}"
     if kind == "decision":
-        extra = f" until {line['until'][:16]}" if line.get("until") else ""
+        extra = f" until {_local(line['until'], zone)[:16]}" if line.get("until") else ""
         return f"{at}  decision  {line['rule']}: {line['outcome']} ({line['reason']}){extra}"
     if kind == "send":
         payload = json.dumps(line["payload"], ensure_ascii=False)

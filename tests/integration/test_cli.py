@@ -262,3 +262,22 @@ def test_a_reader_that_stops_early_gets_no_traceback() -> None:
     assert proc.wait(timeout=60) == 0
     assert "Traceback" not in stderr
     assert "BrokenPipe" not in stderr
+
+
+def test_simulate_text_shows_times_in_the_runs_time_zone(maria: Path, tmp_path: Path) -> None:
+    manaus = tmp_path / "manaus.yaml"
+    manaus.write_text(maria.read_text() + "timezone: America/Manaus\n")
+    at = ["--at", "2026-11-23T10:00:00-03:00", "--config", str(CONFIG)]
+
+    in_sao_paulo = disparo("simulate", "cobranca_boleto", "--contact", str(maria), *at)
+    in_manaus = disparo("simulate", "cobranca_boleto", "--contact", str(manaus), *at)
+
+    assert in_sao_paulo.returncode == 0, in_sao_paulo.stderr
+    assert in_manaus.returncode == 0, in_manaus.stderr
+    first, second = in_sao_paulo.stdout.splitlines()[:2]
+    assert first.startswith("# times in America/Sao_Paulo")
+    assert second.startswith("2026-11-23 10:00:00  enter     lembrete")
+    # The 2 h timeout that sends the SMS, in local time.
+    assert "2026-11-23 12:00:00  enter     sms" in in_sao_paulo.stdout
+    assert in_manaus.stdout.splitlines()[0].startswith("# times in America/Manaus")
+    assert "2026-11-23 09:00:00  enter     lembrete" in in_manaus.stdout
