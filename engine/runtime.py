@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 from engine.check import flow_checks, load_catalog
 from engine.clock import Clock, SystemClock
@@ -200,6 +200,18 @@ class Engine:
         loaded = self.catalog.latest(flow_name)
         flow = loaded.flow
         now = self.clock.now()
+        # A replayed request and a refused one change nothing, the contact included:
+        # both are decided before the contact is written. (A concurrent request can
+        # still win between these reads and the commit; the commit decides then.)
+        if idempotency_key is not None:
+            existing = await self.store.get_run_by_key(idempotency_key)
+            if existing is not None:
+                self._same_request(existing, flow.flow, contact.id, idempotency_key)
+                return existing, False
+        if flow.concurrency == "one" and any(
+            run.flow == flow.flow for run in await self.store.list_open_runs(contact.id)
+        ):
+            await self._refuse_start(flow.flow, contact.id, trigger, now)
         if context:
             contact = replace(contact, context={**(contact.context or {}), **context})
         stored = await self.store.upsert_contact(contact, now)
@@ -214,41 +226,51 @@ class Engine:
         try:
             result = await self.store.commit(commit)
         except Conflict:
-            await self.store.commit(
-                Commit(
-                    now=now,
-                    events=[
-                        NewEvent(
-                            kind="run.trigger_skipped",
-                            at=now,
-                            contact_id=stored.id,
-                            data={
-                                "flow": flow.flow,
-                                "trigger": trigger,
-                                "reason": "contact already has an open run of this flow",
-                            },
-                        )
-                    ],
-                )
-            )
-            raise Conflict(
-                f"contact {stored.id} already has an open run of flow {flow.flow!r}; "
-                "set `concurrency: many` in the flow to allow several"
-            ) from None
+            await self._refuse_start(flow.flow, stored.id, trigger, now)
         assert result.run is not None
-        if not result.created and (
-            result.run.flow != flow.flow or result.run.contact_id != stored.id
-        ):
-            raise Conflict(
-                f"idempotency key {idempotency_key!r} already started run {result.run.id} "
-                f"of flow {result.run.flow!r} for contact {result.run.contact_id}; "
-                "use a new key for a different request"
-            )
+        if not result.created:
+            self._same_request(result.run, flow.flow, stored.id, idempotency_key)
         if result.created:
             self.metrics.child(self.metrics.runs, flow.flow, "started").inc()
             log.info("started run %s of %s for contact %s", result.run.id, flow.flow, stored.id)
             self.dispatcher.notify()
         return result.run, result.created
+
+    @staticmethod
+    def _same_request(run: Run, flow: str, contact_id: str, key: str | None) -> None:
+        """``Conflict`` unless the run ``key`` started is this request's flow and contact."""
+        if run.flow != flow or run.contact_id != contact_id:
+            raise Conflict(
+                f"idempotency key {key!r} already started run {run.id} "
+                f"of flow {run.flow!r} for contact {run.contact_id}; "
+                "use a new key for a different request"
+            )
+
+    async def _refuse_start(
+        self, flow: str, contact_id: str, trigger: str, now: datetime
+    ) -> NoReturn:
+        """Record that the contact already has an open run of ``flow``, then raise."""
+        await self.store.commit(
+            Commit(
+                now=now,
+                events=[
+                    NewEvent(
+                        kind="run.trigger_skipped",
+                        at=now,
+                        contact_id=contact_id,
+                        data={
+                            "flow": flow,
+                            "trigger": trigger,
+                            "reason": "contact already has an open run of this flow",
+                        },
+                    )
+                ],
+            )
+        )
+        raise Conflict(
+            f"contact {contact_id} already has an open run of flow {flow!r}; "
+            "set `concurrency: many` in the flow to allow several"
+        )
 
     async def cancel_run(self, run_id: str, reason: str = "cancelled through the API") -> Run:
         run = await self.get_run(run_id)

@@ -261,6 +261,9 @@ class Store(Protocol):
 
     async def get_run(self, run_id: str) -> Run | None: ...
 
+    async def get_run_by_key(self, idempotency_key: str) -> Run | None:
+        """The run its creation's idempotency key started, if any."""
+
     async def list_open_runs(self, contact_id: str) -> list[Run]: ...
 
     async def get_message(self, message_id: str) -> Message | None: ...

@@ -247,6 +247,12 @@ class PostgresStore(TriggerMethods, ProviderStateMethods):
         row = await self._runs.get(run_id)
         return None if row is None else run_from_row(row)
 
+    async def get_run_by_key(self, idempotency_key: str) -> Run | None:
+        row = await self._fetchrow(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE idempotency_key = $1", idempotency_key
+        )
+        return None if row is None else run_from_row(row)
+
     async def list_open_runs(self, contact_id: str) -> list[Run]:
         """The contact's active and waiting runs, oldest first."""
         rows = await self._fetch(

@@ -209,6 +209,12 @@ class SQLiteStore(TriggerMethods, ProviderStateMethods):
         row = self._fetch_one(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
         return None if row is None else run_from_row(row)
 
+    async def get_run_by_key(self, idempotency_key: str) -> Run | None:
+        row = self._fetch_one(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE idempotency_key = ?", (idempotency_key,)
+        )
+        return None if row is None else run_from_row(row)
+
     async def list_open_runs(self, contact_id: str) -> list[Run]:
         """The contact's active and waiting runs, oldest first."""
         rows = self._fetch_all(

@@ -101,6 +101,16 @@ async def test_same_idempotency_key_writes_nothing_and_returns_the_existing_run(
     assert len(await store.list_events(contact_id=contact.id)) == 1
 
 
+async def test_a_run_is_found_by_the_key_that_started_it(store: Store, seed: Seed) -> None:
+    contact = await seed.contact()
+    created = await store.commit(
+        Commit(now=NOW, new_run=new_run("r1", contact.id, "k1"), **outbox("r1", contact.id, "m1"))
+    )
+
+    assert await store.get_run_by_key("k1") == created.run
+    assert await store.get_run_by_key("k2") is None
+
+
 async def test_exclusive_run_refused_while_another_is_open(store: Store, seed: Seed) -> None:
     contact = await seed.contact()
     open_run = await seed.run(contact.id, status=RunStatus.WAITING)

@@ -67,6 +67,37 @@ async def test_a_key_reused_for_another_contact_is_a_conflict(api: Any) -> None:
     assert "idempotency key" in (await error_of(response))["message"]
 
 
+async def test_a_replayed_request_changes_nothing_not_even_the_contact(api: Any) -> None:
+    client, h = api
+    first = await client.post("/v1/runs", json=RUN, headers=AUTH)
+    # A retry of the same request whose body changed on the way (a later amount).
+    changed = {**RUN, "context": {"valor": 9999, "vencimento": "2026-12-31"}}
+
+    again = await client.post("/v1/runs", json=changed, headers=AUTH)
+
+    assert again.status == 200
+    assert (await again.json())["run_id"] == (await first.json())["run_id"]
+    contact = await h.engine.store.get_contact("c-1")
+    assert contact is not None
+    assert dict(contact.context) == {"valor": 1670, "vencimento": "2026-11-30"}
+
+
+async def test_a_refused_start_leaves_the_contact_as_it_was_and_is_recorded(api: Any) -> None:
+    client, h = api
+    await client.post("/v1/runs", json=RUN, headers=AUTH)  # the contact is now in the flow
+    second = {**RUN, "context": {"valor": 9999}, "idempotency_key": "boleto-c-1-2026-12"}
+
+    response = await client.post("/v1/runs", json=second, headers=AUTH)
+
+    assert response.status == 409
+    assert "already has an open run" in (await error_of(response))["message"]
+    contact = await h.engine.store.get_contact("c-1")
+    assert contact is not None
+    assert dict(contact.context) == {"valor": 1670, "vencimento": "2026-11-30"}
+    skipped = await h.engine.store.list_events(kind_prefix="run.trigger_skipped", limit=10)
+    assert [(e.contact_id, e.data["flow"]) for e in skipped] == [("c-1", "cobranca_boleto")]
+
+
 async def test_the_v1_api_needs_the_bearer_token(api: Any) -> None:
     client, _ = api
     missing = await client.post("/v1/runs", json=RUN)
