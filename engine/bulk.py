@@ -2,12 +2,18 @@
 
 Two readings of the file, never the whole file in memory: the first checks every
 row and reports every problem at once (nothing is started when there is one); the
-second starts the runs through ``Engine.start_run``. Each row's idempotency key
-(``engine.bulk_csv``) makes a rerun of the same file start nothing new, so a rerun
-is also how to finish a trigger a store failure interrupted.
+second starts the runs through the store's bulk path (``Store.start_runs``, as
+triggers do), a batch of rows per transaction: each batch writes the contacts of
+the rows that start and, per row, the run (not yet entered) and its START due-work
+row. Each row's idempotency key (``engine.bulk_csv``) makes a rerun of the same
+file start nothing new, so a rerun is also how to finish a trigger a store failure
+interrupted. A row whose key started a run before, or whose contact is already in
+an open run of a one-at-a-time flow, writes nothing, its contact included.
 
-The engine runs no dispatcher here: the runs and their first sends are durably in
-the store, and the serving process (``disparo serve``) sends them.
+The engine runs no dispatcher here: the runs are durably in the store, and the
+serving process (``disparo serve``) enters each run's first step (queues its first
+message) when its dispatcher claims the run's START row, as with sweeps, then
+sends it.
 """
 
 from __future__ import annotations
@@ -22,11 +28,15 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from engine.bulk_csv import ContactRow, ContactsFile, RowProblem
-from engine.errors import Conflict, DisparoError, StoreError, UserInputError
+from engine.errors import StoreError, UserInputError
 from engine.runtime import Engine
+from engine.triggers_start import bulk_start
 
-# Rows started at once: enough for SQLite's group commit to share each fsync.
-BATCH = 256
+# Rows started per transaction: one fsync shared by many rows, while a batch stays a
+# few milliseconds of work for the store.
+BATCH = 1000
+# What the runs' ``run.started`` events (and refusals) name as their trigger.
+TRIGGER = "csv"
 
 
 class ContactsFileError(UserInputError):
@@ -120,55 +130,44 @@ async def start_runs(
     flow: str,
     contacts: ContactsFile,
     checked: CheckedFile,
-    on_done: Callable[[], None] | None = None,
+    on_done: Callable[[int], None] | None = None,
 ) -> TriggerTally:
-    """Start ``flow`` for every row ``check_contacts`` accepted, in batches.
+    """Start ``flow`` for every row ``check_contacts`` accepted, a batch per transaction.
 
-    Rows of one contact start in file order; different contacts start concurrently.
+    Rows start in file order; ``on_done`` gets the number of rows of each batch done.
     """
     if _stamp(contacts.path) != checked.stamp:
         raise UserInputError(
             f"{contacts.name} changed while it was being checked; nothing was started; "
             "run the command again"
         )
+    loaded = engine.catalog.latest(flow)
     tally = TriggerTally(repeated=len(checked.repeated))
-
-    async def start_in_order(rows: list[ContactRow]) -> None:
-        for row in rows:
-            try:
-                _, created = await engine.start_run(
-                    flow, row.contact, idempotency_key=row.idempotency_key(flow), trigger="csv"
-                )
-            except Conflict:
-                # The key holds flow and contact, so the one conflict left is a contact
-                # already in an open run of a one-at-a-time flow (recorded as an event).
-                tally.already_running += 1
-            else:
-                if created:
-                    tally.started += 1
-                else:
-                    tally.triggered_before += 1
-            if on_done is not None:
-                on_done()
-
     for batch in _batches(contacts, checked):
-        by_contact: dict[str, list[ContactRow]] = {}
-        for row in batch:
-            by_contact.setdefault(row.contact.id, []).append(row)
-        # Every row of the batch gets its answer before a failure is raised, so the
-        # count of started runs is right.
-        outcomes = await asyncio.gather(
-            *(start_in_order(rows) for rows in by_contact.values()), return_exceptions=True
+        starts = bulk_start(
+            loaded,
+            TRIGGER,
+            [(row.contact.id, row.idempotency_key(flow), {}) for row in batch],
+            now=engine.clock.now(),
+            contacts=[row.contact for row in batch],
         )
-        failures = [o for o in outcomes if isinstance(o, BaseException)]
-        if failures:
-            error = next((f for f in failures if isinstance(f, DisparoError)), failures[0])
-            if isinstance(error, StoreError):
-                raise type(error)(
-                    f"{error}; {tally.started} run(s) were started before that; run the same "
-                    "command again to start the rest (rows already started are skipped)"
-                ) from error
-            raise error
+        try:
+            result = await engine.store.start_runs(starts)
+        except StoreError as error:
+            raise type(error)(
+                f"{error}; {tally.started} run(s) were started before that; run the same "
+                "command again to start the rest (rows already started are skipped)"
+            ) from error
+        tally.started += result.started
+        tally.triggered_before += result.existing
+        # The key holds flow and contact, so a refusal is a contact already in an open
+        # run of a one-at-a-time flow (recorded as an event, once per key).
+        tally.already_running += len(result.already_active)
+        if result.started:
+            engine.metrics.child(engine.metrics.runs, flow, "started").inc(result.started)
+            engine.dispatcher.notify()
+        if on_done is not None:
+            on_done(len(batch))
     return tally
 
 
@@ -217,7 +216,9 @@ async def trigger(
         except OSError as exc:
             raise UserInputError(f"{contacts.name}: cannot be read ({exc.strerror})") from None
         starting = bars.add_task("starting runs", total=checked.rows or 1)
-        tally = await start_runs(engine, flow, contacts, checked, lambda: bars.advance(starting))
+        tally = await start_runs(
+            engine, flow, contacts, checked, lambda done: bars.advance(starting, done)
+        )
         bars.update(starting, completed=checked.rows or 1)
     return tally
 

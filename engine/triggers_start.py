@@ -26,7 +26,7 @@ from engine.flow.loader import LoadedFlow
 from engine.flow.model import Flow
 from engine.flows import FlowCatalog
 from engine.metrics import Metrics
-from engine.models import Contact
+from engine.models import Contact, ContactUpsert
 from engine.settings import TriggerSettings
 from engine.trigger_filter import ContactFilter
 from storage.base import BulkStart, StartRequest, Store
@@ -36,6 +36,28 @@ log = logging.getLogger("disparo.triggers")
 # Runs started per transaction: writing a batch keeps the event loop busy for a few
 # milliseconds (well under the 50 ms a stall may last), and shares one fsync.
 BATCH = 1000
+
+
+def bulk_start(
+    loaded: LoadedFlow,
+    trigger: str,
+    requests: Sequence[StartRequest],
+    *,
+    now: datetime,
+    contacts: Sequence[ContactUpsert] = (),
+) -> BulkStart:
+    """The ``Store.start_runs`` batch that starts ``loaded`` (its exact version) for
+    ``requests``; ``contacts`` (one per request) are written for the runs that start."""
+    flow = loaded.flow
+    return BulkStart(
+        flow=flow.flow,
+        flow_version=loaded.version,
+        trigger=trigger,
+        exclusive=flow.concurrency == "one",
+        now=now,
+        requests=requests,
+        contacts=contacts,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,13 +120,8 @@ class RunStarter:
             if offset:
                 await asyncio.sleep(0)  # let the rest of the engine run between batches
             result = await self.ctx.store.start_runs(
-                BulkStart(
-                    flow=flow.flow,
-                    flow_version=loaded.version,
-                    trigger=trigger,
-                    exclusive=flow.concurrency == "one",
-                    now=self.ctx.clock.now(),
-                    requests=requests[offset : offset + BATCH],
+                bulk_start(
+                    loaded, trigger, requests[offset : offset + BATCH], now=self.ctx.clock.now()
                 )
             )
             tally.started += result.started

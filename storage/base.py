@@ -205,14 +205,22 @@ class BulkStart:
     ``run.started`` event (``flow``, ``version``, ``trigger`` and the request's data):
     the dispatcher writes that event, dated at the run's creation, when it enters
     the run's first step.
+
+    ``contacts``, when given, holds each request's contact (same order, same id):
+    a request that starts a run first writes its contact exactly as
+    ``Store.upsert_contact`` would (``None`` fields keep what is stored, context
+    merged key by key, in request order); a request that starts nothing (its key
+    started a run before, or it is refused) leaves its contact untouched. Without
+    ``contacts`` every request's contact must be stored already.
     """
 
     flow: str
     flow_version: str
-    trigger: str  # what started the runs: "cron", "after", "event", ...
+    trigger: str  # what started the runs: "cron", "after", "event", "csv", ...
     exclusive: bool  # the flow's `concurrency: one`: one open run per (contact, flow)
     now: datetime
     requests: Sequence[StartRequest]
+    contacts: Sequence[ContactUpsert] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -317,10 +325,13 @@ class Store(Protocol):
         Per request, in order: a key already stored (or repeated in the batch) starts
         nothing (``existing``); for an exclusive flow, a contact with an open run of
         the flow (or given one earlier in the batch) starts nothing and is recorded
-        (``run.trigger_skipped``, dedupe key ``skipped:<key>``); otherwise the run,
-        and its START row (carrying the ``run.started`` data) are written. All or nothing: an
-        unknown contact raises ``NotFound`` and writes nothing. Processes starting
-        the same keys at the same time start each key once.
+        (``run.trigger_skipped``, dedupe key ``skipped:<key>``); otherwise the
+        request's contact is written when ``starts.contacts`` holds it (see
+        ``BulkStart``), then the run and its START row (carrying the ``run.started``
+        data). All or nothing: an unknown contact raises ``NotFound`` and writes
+        nothing; ``contacts`` whose count or ids differ from the requests' raise
+        ``ValueError``. Processes starting the same keys at the same time start each
+        key once.
         """
 
     # -- what comes in (webhooks, POST /v1/events); durable before the caller answers 2xx

@@ -73,13 +73,42 @@ def skip_event(
 
 
 def check_requests(starts: BulkStart) -> None:
-    """``ValueError`` for a request that cannot be stored (empty id or key)."""
+    """``ValueError`` for a request that cannot be stored (empty id or key), or
+    ``contacts`` that are not one per request with the request's contact id."""
     for contact_id, key, _ in starts.requests:
         if not contact_id or not key:
             raise ValueError(
                 f"a bulk start of flow {starts.flow!r} needs a contact id and an idempotency "
                 f"key in every request; got contact {contact_id!r}, key {key!r}"
             )
+    if not starts.contacts:
+        return
+    if len(starts.contacts) != len(starts.requests):
+        raise ValueError(
+            f"a bulk start of flow {starts.flow!r} got {len(starts.contacts)} contacts for "
+            f"{len(starts.requests)} requests; give one contact per request or none"
+        )
+    for index, (upsert, (contact_id, _, _)) in enumerate(
+        zip(starts.contacts, starts.requests, strict=True)
+    ):
+        if upsert.id != contact_id:
+            raise ValueError(
+                f"a bulk start of flow {starts.flow!r}: contacts[{index}] has id "
+                f"{upsert.id!r} but its request names contact {contact_id!r}"
+            )
+
+
+def starting_requests(starts: BulkStart, plan: StartPlan) -> list[int]:
+    """The indexes of the requests ``plan`` starts a run for, in request order. A run
+    is started by the first request with its (contact, key): a refused contact stays
+    refused for the whole batch, and later requests with a started key repeat it."""
+    started = {(contact_id, key) for _, contact_id, key, _ in plan.runs}
+    out = []
+    for index, (contact_id, key, _) in enumerate(starts.requests):
+        if (contact_id, key) in started:
+            started.discard((contact_id, key))
+            out.append(index)
+    return out
 
 
 def new_run_ids(count: int) -> list[str]:

@@ -6,13 +6,16 @@ the lock ``disparo_commit`` takes before creating a run, in one sorted order (tw
 bulk starts never wait for each other in a cycle). Under those locks the key and
 open-run checks see every run a concurrent creation committed, so processes
 starting the same keys at once start each key once. ``storage.bulk_starts`` decides
-each request; the runs, START rows (carrying the data of their ``run.started``
-event, written at entry) and the refusals' events go in with one ``unnest`` insert each.
+each request; the contacts of the requests that start are written when the batch
+carries them (``storage.postgres_contacts``); the runs, START rows (carrying the
+data of their ``run.started`` event, written at entry) and the refusals' events go
+in with one ``unnest`` insert each.
 A deadlock with a group commit that creates runs of the same contacts is retried.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +24,8 @@ import asyncpg
 from engine.errors import StoreUnavailable
 from engine.models import Contact
 from storage.base import BulkStart, BulkStartResult
-from storage.bulk_starts import plan_starts
+from storage.bulk_starts import plan_starts, starting_requests
+from storage.postgres_contacts import upsert_contacts
 from storage.sqlite_codec import loads
 
 MAX_TRIES = 5
@@ -60,15 +64,18 @@ _INSERT_EVENTS = (
 PROFILE_COLUMNS = "id, phone, email, name, tags, context, timezone"
 
 
-async def start_runs(connection: Any, starts: BulkStart) -> BulkStartResult:
+async def start_runs(
+    connection: Any, starts: BulkStart, contacts: Sequence[tuple[str, str]] = ()
+) -> BulkStartResult:
     """Write ``starts`` in one transaction of ``connection`` (see ``Store.start_runs``;
-    ``check_requests`` first, outside: its error is the caller's, not the driver's)."""
+    ``check_requests`` and ``encode_upserts`` of ``starts.contacts`` into ``contacts``
+    first, outside: their errors are the caller's, not the driver's)."""
     if not starts.requests:
         return BulkStartResult()
     for attempt in range(1, MAX_TRIES + 1):
         try:
             async with connection.transaction():
-                return await _write(connection, starts)
+                return await _write(connection, starts, contacts)
         except asyncpg.exceptions.DeadlockDetectedError as exc:
             if attempt == MAX_TRIES:
                 raise StoreUnavailable(
@@ -78,7 +85,9 @@ async def start_runs(connection: Any, starts: BulkStart) -> BulkStartResult:
     raise AssertionError("unreachable")
 
 
-async def _write(connection: Any, starts: BulkStart) -> BulkStartResult:
+async def _write(
+    connection: Any, starts: BulkStart, upserts: Sequence[tuple[str, str]]
+) -> BulkStartResult:
     requests = starts.requests
     contacts = [contact for contact, _, _ in requests]
     await connection.execute(_LOCK, contacts, starts.flow)
@@ -87,6 +96,8 @@ async def _write(connection: Any, starts: BulkStart) -> BulkStartResult:
     if starts.exclusive:
         busy = {row[0] for row in await connection.fetch(_BUSY, starts.flow, contacts)}
     plan = plan_starts(starts, {row[0] for row in stored}, busy)
+    if upserts:
+        await upsert_contacts(connection, [upserts[i] for i in starting_requests(starts, plan)])
     if plan.runs:
         ids, run_contacts, keys, started = (list(column) for column in zip(*plan.runs, strict=True))
         await connection.execute(

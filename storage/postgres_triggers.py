@@ -21,6 +21,7 @@ from storage.base import BulkStart, BulkStartResult, ContactTimestamp
 from storage.bulk_starts import check_requests
 from storage.columns import CONTACT_COLUMNS
 from storage.postgres_codec import contact_from_row, schedule_unit
+from storage.postgres_contacts import encode_upserts
 from storage.postgres_starts import PROFILE_COLUMNS, stamped_ids, stamped_profiles, start_runs
 
 T = TypeVar("T")
@@ -104,7 +105,10 @@ class TriggerMethods:
         """Start many runs in one transaction (see ``Store.start_runs``)."""
         self._ready()
         check_requests(starts)
-        return await self._with_connection(lambda connection: start_runs(connection, starts))
+        contacts = encode_upserts(starts.contacts, starts.now)
+        return await self._with_connection(
+            lambda connection: start_runs(connection, starts, contacts)
+        )
 
 
 def window_query(

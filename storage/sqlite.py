@@ -10,7 +10,8 @@ only once what it wrote is durable.
 Layout: ``sqlite_schema`` (DSN, PRAGMAs, migrations), ``sqlite_batch`` (the
 group-commit connection and driver-error mapping), ``sqlite_codec`` (rows <->
 records; timestamps are integer microseconds UTC), and the write units:
-``sqlite_commit`` (runs, messages, contacts, events), ``sqlite_due`` (leases and
+``sqlite_commit`` (runs, messages, contacts, events), ``sqlite_contacts``
+(contact upserts, one or a batch), ``sqlite_due`` (leases and
 fences), ``sqlite_ingest`` (status reports and contact events), ``sqlite_triggers``
 (the trigger schedule, cron firings, contact pages for fan-outs and sweeps),
 ``sqlite_provider_state`` (rate budgets and credentials providers share).
@@ -43,12 +44,12 @@ from storage.sqlite_codec import (
     dumps,
     event_from_row,
     from_us,
-    loads,
     message_from_row,
     run_from_row,
     to_us,
 )
-from storage.sqlite_commit import OPEN_STATUSES_SQL, apply_commit, merge_context
+from storage.sqlite_commit import OPEN_STATUSES_SQL, apply_commit
+from storage.sqlite_contacts import upsert_contact
 from storage.sqlite_due import claim, extend
 from storage.sqlite_ingest import (
     check_events,
@@ -152,7 +153,7 @@ class SQLiteStore(TriggerMethods, ProviderStateMethods):
         ``replace_context``, which stores it exactly as given.
         """
         stamp = to_us(now)
-        return await self._ready().write(lambda db: _upsert_contact(db, upsert, stamp))
+        return await self._ready().write(lambda db: upsert_contact(db, upsert, stamp))
 
     async def get_contact(self, contact_id: str) -> Contact | None:
         row = self._fetch_one(f"SELECT {CONTACT_COLUMNS} FROM contacts WHERE id = ?", (contact_id,))
@@ -395,30 +396,3 @@ def _one(db: sqlite3.Connection, sql: str, params: Sequence[Any]) -> tuple[Any, 
 
 def _all(db: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     return db.execute(sql, params).fetchall()
-
-
-def _upsert_contact(db: sqlite3.Connection, upsert: ContactUpsert, now: int) -> Contact:
-    row = db.execute("SELECT context FROM contacts WHERE id = ?", (upsert.id,)).fetchone()
-    if upsert.replace_context:
-        context = dict(upsert.context or {})
-    else:
-        stored = loads(row[0]) if row is not None else {}
-        context = merge_context(stored, upsert.context or {})
-    tags = None if upsert.tags is None else dumps(list(upsert.tags))
-    values = (upsert.phone, upsert.email, upsert.name, tags, dumps(context), upsert.timezone)
-    if row is None:
-        result = db.execute(
-            "INSERT INTO contacts (phone, email, name, tags, context, timezone, id, "
-            f"created_at, updated_at) VALUES (?, ?, ?, coalesce(?, '[]'), ?, ?, ?, ?, ?) "
-            f"RETURNING {CONTACT_COLUMNS}",
-            (*values, upsert.id, now, now),
-        )
-    else:
-        result = db.execute(
-            "UPDATE contacts SET phone = coalesce(?, phone), email = coalesce(?, email), "
-            "name = coalesce(?, name), tags = coalesce(?, tags), context = ?, "
-            f"timezone = coalesce(?, timezone), updated_at = ? WHERE id = ? "
-            f"RETURNING {CONTACT_COLUMNS}",
-            (*values, now, upsert.id),
-        )
-    return contact_from_row(result.fetchall()[0])

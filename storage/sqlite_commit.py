@@ -7,7 +7,7 @@ Every function here is synchronous and runs inside the caller's savepoint
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from engine.errors import Conflict, NotFound, StaleRun
@@ -32,6 +32,7 @@ from storage.sqlite_codec import (
     to_us,
     to_us_or_none,
 )
+from storage.sqlite_contacts import merge_context
 from storage.sqlite_due import cancel_due, complete, insert_due
 from storage.sqlite_triggers import record_firing
 
@@ -149,17 +150,6 @@ def change_run(db: sqlite3.Connection, change: RunChange, now: int) -> Run:
 
 
 # ---------------------------------------------------------------- contacts
-
-
-def merge_context(stored: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """Key-by-key merge; a ``None`` value deletes the key."""
-    merged = dict(stored)
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = value
-    return merged
 
 
 def change_contact(db: sqlite3.Connection, change: ContactChange, now: int) -> None:

@@ -3,11 +3,12 @@ contact pages re-engagement sweeps read.
 
 ``start_runs`` is one write unit (one savepoint in the group-commit batch) for a
 whole batch of requests: two reads find the keys already stored and the contacts
-already in the flow, ``storage.bulk_starts`` decides each request, then
-``executemany`` inserts write the runs, their START rows (carrying the data of
-their ``run.started`` event, written at entry) and the refusals' events. The unit
-holds SQLite's write lock from its reads to its inserts, so nothing can start the
-same key or enter the same contact in between.
+already in the flow, ``storage.bulk_starts`` decides each request, the contacts of
+the requests that start are written when the batch carries them
+(``storage.sqlite_contacts``), then ``executemany`` inserts write the runs, their
+START rows (carrying the data of their ``run.started`` event, written at entry) and
+the refusals' events. The unit holds SQLite's write lock from its reads to its
+inserts, so nothing can start the same key or enter the same contact in between.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from typing import Any
 
 from engine.models import Contact
 from storage.base import BulkStart, BulkStartResult
-from storage.bulk_starts import check_requests, plan_starts
+from storage.bulk_starts import check_requests, plan_starts, starting_requests
 from storage.sqlite_codec import from_us, loads, to_us
+from storage.sqlite_contacts import upsert_contacts
 
 _INSERT_RUN = (
     "INSERT INTO runs (id, flow, flow_version, contact_id, step, status, vars, "
@@ -64,6 +66,9 @@ def start_runs(db: sqlite3.Connection, starts: BulkStart) -> BulkStartResult:
         )
     plan = plan_starts(starts, stored_keys, busy)
     now = to_us(starts.now)
+    if starts.contacts:
+        contacts = starts.contacts
+        upsert_contacts(db, [contacts[i] for i in starting_requests(starts, plan)], now)
     flow, version, exclusive = starts.flow, starts.flow_version, int(starts.exclusive)
     db.executemany(
         _INSERT_RUN,

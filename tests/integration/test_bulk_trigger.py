@@ -6,14 +6,15 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from engine import bulk
 from engine.bulk import ContactsFileError, TriggerTally, check_contacts, start_runs, trigger
 from engine.bulk_csv import ContactsFile
 from engine.errors import StoreUnavailable, UserInputError
 from engine.models import MessageStatus, Run
+from storage.base import BulkStart, BulkStartResult
 from tests.integration.engine_kit import ROOT, Harness, harness, settings_for
 
 FLOW = "cobranca_boleto"
@@ -82,16 +83,20 @@ async def test_the_runs_wait_in_the_store_for_the_serving_process_to_send_them(
     async with harness(settings) as h:
         await run_trigger(h, csv_file(tmp_path, GOOD))
         (run,) = (await open_runs(h, "c-1"))["c-1"]
-        # The trigger ran no dispatcher: nothing has gone to a provider.
-        assert [m.status for m in await h.messages(run.id)] == [MessageStatus.QUEUED]
+        # The trigger ran no dispatcher: the run waits to be entered, nothing is queued.
+        assert run.step is None
+        assert await h.messages(run.id) == []
 
-    # Another engine on the same database, as `disparo serve` is, sends them.
+    # Another engine on the same database, as `disparo serve` is, enters and sends them.
     async with harness(settings) as served:
         await served.engine.settle()
 
+        assert (await served.run(run.id)).step == "lembrete"
         (reminder,) = await served.messages(run.id)
         assert reminder.status == MessageStatus.SENT
         assert reminder.payload["params"]["Valor"] == "R$ 1.670,00"  # `valor:number` is a number
+        (started,) = await served.engine.store.list_events(run_id=run.id, kind_prefix="run.started")
+        assert started.data["trigger"] == "csv"
 
 
 async def test_a_file_with_three_bad_rows_reports_all_three_and_starts_nothing(
@@ -187,20 +192,21 @@ async def test_a_trigger_a_store_failure_interrupted_finishes_when_run_again(
 ) -> None:
     path = csv_file(tmp_path, GOOD)
     async with harness(settings_for(tmp_path)) as h:
-        real_start = h.engine.start_run
+        real_start = h.engine.store.start_runs
         calls = 0
 
-        async def failing_third_time(*args: Any, **kwargs: Any) -> tuple[Run, bool]:
+        async def failing_third_time(starts: BulkStart) -> BulkStartResult:
             nonlocal calls
             calls += 1
             if calls == 3:
                 raise StoreUnavailable("the database is locked")
-            return await real_start(*args, **kwargs)
+            return await real_start(starts)
 
-        monkeypatch.setattr(h.engine, "start_run", failing_third_time)
+        monkeypatch.setattr(bulk, "BATCH", 1)  # a batch per row: the third row fails
+        monkeypatch.setattr(h.engine.store, "start_runs", failing_third_time)
         with pytest.raises(StoreUnavailable) as caught:
             await run_trigger(h, path)
-        monkeypatch.setattr(h.engine, "start_run", real_start)
+        monkeypatch.setattr(h.engine.store, "start_runs", real_start)
         finished = await run_trigger(h, path)
 
         assert str(caught.value) == (
