@@ -114,7 +114,6 @@ def measure_select(path: Path, repeat: int) -> tuple[float, float, int]:
         up_to=NOW - AFTER,
         cursor=None,
         limit=1_000_000,
-        columns="id, last_inbound_at",
     )
     scan = sql.replace("FROM contacts", "FROM contacts NOT INDEXED")
     db = sqlite3.connect(path)

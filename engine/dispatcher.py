@@ -21,13 +21,12 @@ from typing import Any
 from engine import runner
 from engine.circuit import CircuitBreaker
 from engine.clock import Clock
-from engine.effects import Effects, collect_effects
+from engine.effects import Effects, collect_effects, run_commit, state_change
 from engine.errors import StaleFence, StaleRun, StoreUnavailable
 from engine.flows import FlowCatalog
 from engine.metrics import Metrics
 from engine.models import (
     REPORTED_STATUSES,
-    STATUS_RANK,
     Contact,
     DueKind,
     DueWork,
@@ -38,6 +37,7 @@ from engine.models import (
 )
 from engine.run_enter import enter_run
 from engine.scope import RunnerScope, contact_timezone
+from engine.step_events import inbound_step_events, status_chain
 from engine.template_catalog import TemplateCatalog
 from providers.base import Provider
 from storage.base import (
@@ -46,7 +46,6 @@ from storage.base import (
     Completion,
     ContactChange,
     MessageChange,
-    RunChange,
     Store,
 )
 
@@ -88,20 +87,6 @@ class RunLocks:
                 del self._locks[run_id]
             else:
                 self._locks[run_id] = (lock, users - 1)
-
-
-def status_chain(current: MessageStatus, new: MessageStatus) -> list[str]:
-    """Run events a status jump implies, in order: sending -> read is sent, delivered, read."""
-    if new == MessageStatus.FAILED:
-        return ["failed"]
-    if new not in STATUS_RANK:
-        return []
-    low = STATUS_RANK.get(current, 0)
-    return [
-        str(s)
-        for s in (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ)
-        if low < STATUS_RANK[s] <= STATUS_RANK[new]
-    ]
 
 
 class Dispatcher:
@@ -453,21 +438,6 @@ class Dispatcher:
                 transition, flow=flow, run_id=run.id, contact_id=run.contact_id, now=now, into=fx
             )
             state = transition.state
-        change = None
-        if (state.step, state.status, state.step_seq, dict(state.vars)) != (
-            run.step,
-            run.status,
-            run.step_seq,
-            dict(run.vars),
-        ):
-            change = RunChange(
-                run_id=run.id,
-                expected_version=run.version,
-                step=state.step,
-                status=state.status,
-                step_seq=state.step_seq,
-                vars=state.vars,
-            )
         contact_change = fx.contact_change(contact.id)
         if contact_last_outbound is not None:
             contact_change = ContactChange(
@@ -476,26 +446,12 @@ class Dispatcher:
                 attendance=contact_change.attendance if contact_change else None,
                 last_outbound_at=contact_last_outbound,
             )
-        return Commit(
+        return run_commit(
+            fx,
+            run_id=run.id,
             now=now,
             done=Completion(work=work) if work is not None else None,
-            run=change,
+            run=state_change(run, state),
             contact=contact_change,
             messages=messages,
-            new_messages=fx.new_messages,
-            new_due=fx.new_due,
-            cancel_timers_of_run=run.id if fx.cancel_timers else None,
-            cancel_all_due_of_run=run.id if fx.cancel_all else None,
-            events=fx.events,
         )
-
-
-def inbound_step_events(payload: Any) -> list[runner.StepEvent]:
-    """The run event a contact event means: reply, button.<id>, choice.<id> (or none)."""
-    kind = str(payload.get("type", ""))
-    data = {k: v for k, v in payload.items() if v is not None}
-    if kind == "reply":
-        return [runner.StepEvent(name="reply", data=data)]
-    if kind in ("button", "choice") and payload.get("button_id"):
-        return [runner.StepEvent(name=f"{kind}.{payload['button_id']}", data=data)]
-    return []

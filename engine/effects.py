@@ -7,7 +7,7 @@ its timers and its audit events are written together or not at all.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,6 +19,7 @@ from engine.models import (
     DueKind,
     NewDueWork,
     NewEvent,
+    Run,
     RunStatus,
 )
 from engine.runner import (
@@ -32,7 +33,7 @@ from engine.runner import (
     StartTimer,
     Transition,
 )
-from storage.base import ContactChange, NewMessage
+from storage.base import Commit, Completion, ContactChange, MessageChange, NewMessage, RunChange
 
 
 def merge_patch(base: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
@@ -163,3 +164,50 @@ def is_open(state: RunState) -> bool:
 
 
 __all__ = ["Effects", "RunStatus", "collect_effects", "is_open", "merge_patch", "message_key"]
+
+
+def state_change(run: Run, state: RunState, *, always: bool = False) -> RunChange | None:
+    """``state`` as a change of ``run`` checked against the version read; None when
+    nothing moved, unless ``always`` (the change then guards the commit by itself)."""
+    moved = (state.step, state.status, state.step_seq, dict(state.vars)) != (
+        run.step,
+        run.status,
+        run.step_seq,
+        dict(run.vars),
+    )
+    if not moved and not always:
+        return None
+    return RunChange(
+        run_id=run.id,
+        expected_version=run.version,
+        step=state.step,
+        status=state.status,
+        step_seq=state.step_seq,
+        vars=state.vars,
+    )
+
+
+def run_commit(
+    fx: Effects,
+    *,
+    run_id: str,
+    now: datetime,
+    done: Completion | None,
+    run: RunChange | None,
+    contact: ContactChange | None,
+    messages: Sequence[MessageChange] = (),
+) -> Commit:
+    """The one commit of an existing run's transition: its state, what ``fx`` collected
+    and the message changes that caused it, completing ``done``'s due work."""
+    return Commit(
+        now=now,
+        done=done,
+        run=run,
+        contact=contact,
+        messages=messages,
+        new_messages=fx.new_messages,
+        new_due=fx.new_due,
+        cancel_timers_of_run=run_id if fx.cancel_timers else None,
+        cancel_all_due_of_run=run_id if fx.cancel_all else None,
+        events=fx.events,
+    )

@@ -22,11 +22,11 @@ import logging
 from typing import TYPE_CHECKING
 
 from engine import runner
-from engine.effects import Effects, collect_effects
+from engine.effects import Effects, collect_effects, run_commit, state_change
 from engine.errors import StaleRun
 from engine.models import OPEN_RUN_STATUSES, DueWork, NewEvent, Run
 from engine.scope import RunnerScope, contact_timezone
-from storage.base import Commit, Completion, RunChange
+from storage.base import Commit, Completion
 
 if TYPE_CHECKING:
     from engine.dispatcher import Dispatcher
@@ -93,22 +93,11 @@ async def _entry_commit(dispatcher: Dispatcher, run: Run, work: DueWork) -> Comm
         now=now,
         into=Effects(events=[started_event(run, work)]),
     )
-    state = transition.state
-    return Commit(
+    return run_commit(
+        fx,
+        run_id=run.id,
         now=now,
         done=Completion(work=work),
-        run=RunChange(
-            run_id=run.id,
-            expected_version=run.version,
-            step=state.step,
-            status=state.status,
-            step_seq=state.step_seq,
-            vars=state.vars,
-        ),
+        run=state_change(run, transition.state, always=True),
         contact=fx.contact_change(contact.id),
-        new_messages=fx.new_messages,
-        new_due=fx.new_due,
-        cancel_timers_of_run=run.id if fx.cancel_timers else None,
-        cancel_all_due_of_run=run.id if fx.cancel_all else None,
-        events=fx.events,
     )

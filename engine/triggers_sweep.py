@@ -256,6 +256,6 @@ async def _next_sweep(
     column = SINCE_COLUMNS.get(since)
     if column is None:
         return now + interval
-    earliest = await ctx.store.contacts_in_window(column, above=cutoff, up_to=None, limit=1)
-    stamp = getattr(earliest[0], column) if earliest else None
+    earliest = await ctx.store.window_page(column, above=cutoff, up_to=None, limit=1)
+    stamp = earliest[0][1] if earliest else None
     return next_sweep_at(now, interval=interval, after=after, earliest=stamp)

@@ -374,23 +374,6 @@ class Store(Protocol):
         """Up to ``limit`` contacts in id order (byte order of the UTF-8 id), with ids
         greater than ``after`` (from the first contact when None)."""
 
-    async def contacts_in_window(
-        self,
-        field: ContactTimestamp,
-        *,
-        above: datetime | None,
-        up_to: datetime | None,
-        cursor: tuple[datetime, str] | None = None,
-        limit: int,
-    ) -> list[Contact]:
-        """Contacts whose ``field`` lies in ``(above, up_to]``, ordered by (``field``, id).
-
-        ``None`` leaves that bound open; contacts whose ``field`` is not set are never
-        returned. ``cursor`` (the (timestamp, id) of the last contact of the previous
-        page) returns only contacts after it in that order. At most ``limit``. Served by
-        an index on (``field``, id): cost follows the matches, not the contacts.
-        """
-
     async def window_page(
         self,
         field: ContactTimestamp,
@@ -401,10 +384,16 @@ class Store(Protocol):
         limit: int,
         profile: bool = False,
     ) -> list[tuple[Contact, datetime]]:
-        """``contacts_in_window`` for a sweep: (contact, its ``field``) pairs, decoding only
-        what the sweep reads. The contact carries its id alone, or with ``profile``
-        also what an expression reads (phone, email, name, tags, context, timezone);
-        its timestamps and attendance are left unset."""
+        """(contact, its ``field``) for the contacts whose ``field`` lies in ``(above,
+        up_to]``, ordered by (``field``, id): what a re-engagement sweep reads.
+
+        ``None`` leaves that bound open; contacts whose ``field`` is not set are never
+        returned. ``cursor`` (the (timestamp, id) of the last pair of the previous page)
+        returns only contacts after it in that order. At most ``limit``. Served by an
+        index on (``field``, id): cost follows the matches, not the contacts. Only what
+        the sweep reads is decoded: the contact carries its id alone, or with
+        ``profile`` also what an expression reads (phone, email, name, tags, context,
+        timezone); its timestamps and attendance are left unset."""
 
     # -- state providers share: one per database, whatever the number of processes
     async def take_rate_slot(

@@ -22,3 +22,12 @@ EVENT_COLUMNS = "id, contact_id, run_id, message_id, kind, at, data, dedupe_key"
 DUE_COLUMNS = (
     "id, kind, due_at, run_id, message_id, payload, lease_owner, lease_until, fence, attempts"
 )
+# What a sweep reads of a contact when its trigger has an expression (``window_page``
+# with ``profile``): what an expression sees, nothing else.
+PROFILE_COLUMNS = "id, phone, email, name, tags, context, timezone"
+
+
+def window_columns(field: str, *, profile: bool) -> str:
+    """What ``window_page`` selects: the id and ``field``, or with ``profile`` ``field``
+    and what an expression reads (the row decoders unpack them in this order)."""
+    return f"{field}, {PROFILE_COLUMNS}" if profile else f"id, {field}"

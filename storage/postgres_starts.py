@@ -60,9 +60,6 @@ _INSERT_EVENTS = (
     "ON CONFLICT DO NOTHING"
 )
 
-# The columns ``window_page`` reads with ``profile``: what an expression sees.
-PROFILE_COLUMNS = "id, phone, email, name, tags, context, timezone"
-
 
 async def start_runs(
     connection: Any, starts: BulkStart, contacts: Sequence[tuple[str, str]] = ()

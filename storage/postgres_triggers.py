@@ -19,10 +19,10 @@ import asyncpg
 from engine.models import Contact, NewDueWork
 from storage.base import BulkStart, BulkStartResult, ContactTimestamp
 from storage.bulk_starts import check_requests
-from storage.columns import CONTACT_COLUMNS
+from storage.columns import CONTACT_COLUMNS, window_columns
 from storage.postgres_codec import contact_from_row, schedule_unit
 from storage.postgres_contacts import encode_upserts
-from storage.postgres_starts import PROFILE_COLUMNS, stamped_ids, stamped_profiles, start_runs
+from storage.postgres_starts import stamped_ids, stamped_profiles, start_runs
 
 T = TypeVar("T")
 
@@ -68,20 +68,6 @@ class TriggerMethods:
             )
         return [contact_from_row(row) for row in rows]
 
-    async def contacts_in_window(
-        self,
-        field: ContactTimestamp,
-        *,
-        above: datetime | None,
-        up_to: datetime | None,
-        cursor: tuple[datetime, str] | None = None,
-        limit: int,
-    ) -> list[Contact]:
-        """Contacts with ``field`` in ``(above, up_to]`` by (``field``, id), after ``cursor``."""
-        sql, params = window_query(field, above=above, up_to=up_to, cursor=cursor, limit=limit)
-        rows = await self._fetch(sql, *params)
-        return [contact_from_row(row) for row in rows]
-
     async def window_page(
         self,
         field: ContactTimestamp,
@@ -94,9 +80,8 @@ class TriggerMethods:
     ) -> list[tuple[Contact, datetime]]:
         """(contact, ``field``) in ``(above, up_to]`` by (``field``, id), decoding only the
         id, or with ``profile`` what an expression reads."""
-        columns = f"{field}, {PROFILE_COLUMNS}" if profile else f"id, {field}"
         sql, params = window_query(
-            field, above=above, up_to=up_to, cursor=cursor, limit=limit, columns=columns
+            field, above=above, up_to=up_to, cursor=cursor, limit=limit, profile=profile
         )
         rows = await self._fetch(sql, *params)
         return stamped_profiles(rows) if profile else stamped_ids(rows)
@@ -118,9 +103,9 @@ def window_query(
     up_to: datetime | None,
     cursor: tuple[datetime, str] | None,
     limit: int,
-    columns: str = CONTACT_COLUMNS,
+    profile: bool = False,
 ) -> tuple[str, list[Any]]:
-    """The SQL (and parameters) of ``contacts_in_window`` (``window_page``: ``columns``)."""
+    """The SQL (and parameters) of ``window_page``."""
     if field not in TIMESTAMP_COLUMNS:
         raise ValueError(
             f"contacts cannot be swept by {field!r}; use one of {sorted(TIMESTAMP_COLUMNS)}"
@@ -137,6 +122,7 @@ def window_query(
         params.append(up_to)
         where.append(f"{field} <= ${len(params)}")
     params.append(max(0, limit))
+    columns = window_columns(field, profile=profile)
     sql = (
         f"SELECT {columns} FROM contacts WHERE {' AND '.join(where)} "
         f'ORDER BY {field}, id COLLATE "C" LIMIT ${len(params)}'

@@ -39,9 +39,6 @@ _INSERT_EVENT = (
 # Values per lookup statement: under SQLite's oldest bound of 999 parameters.
 LOOKUP = 500
 
-# The columns ``window_page`` reads with ``profile``: what an expression sees.
-PROFILE_COLUMNS = "id, phone, email, name, tags, context, timezone"
-
 
 def start_runs(db: sqlite3.Connection, starts: BulkStart) -> BulkStartResult:
     """Write ``starts`` (see ``Store.start_runs``); runs inside the caller's savepoint."""

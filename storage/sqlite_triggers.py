@@ -16,10 +16,10 @@ from typing import Any
 from engine.errors import Conflict
 from engine.models import Contact, NewDueWork
 from storage.base import BulkStart, BulkStartResult, ContactTimestamp, TriggerFiring
-from storage.columns import CONTACT_COLUMNS
+from storage.columns import CONTACT_COLUMNS, window_columns
 from storage.sqlite_batch import GroupCommitConnection
 from storage.sqlite_codec import contact_from_row, dumps, iso, to_us
-from storage.sqlite_starts import PROFILE_COLUMNS, stamped_ids, stamped_profiles, start_runs
+from storage.sqlite_starts import stamped_ids, stamped_profiles, start_runs
 
 # The only columns a sweep may select on: each has a covering (column, id) index.
 TIMESTAMP_COLUMNS: frozenset[str] = frozenset(
@@ -43,21 +43,6 @@ class TriggerMethods:
         link = self._ready()
         return link.read(page_contacts, link.db, after, limit)
 
-    async def contacts_in_window(
-        self,
-        field: ContactTimestamp,
-        *,
-        above: datetime | None,
-        up_to: datetime | None,
-        cursor: tuple[datetime, str] | None = None,
-        limit: int,
-    ) -> list[Contact]:
-        """Contacts with ``field`` in ``(above, up_to]`` by (``field``, id), after ``cursor``."""
-        link = self._ready()
-        sql, params = window_query(field, above=above, up_to=up_to, cursor=cursor, limit=limit)
-        rows = link.read(_rows, link.db, sql, params)
-        return [contact_from_row(row) for row in rows]
-
     async def window_page(
         self,
         field: ContactTimestamp,
@@ -71,9 +56,8 @@ class TriggerMethods:
         """(contact, ``field``) in ``(above, up_to]`` by (``field``, id), decoding only the
         id, or with ``profile`` what an expression reads."""
         link = self._ready()
-        columns = f"{field}, {PROFILE_COLUMNS}" if profile else f"id, {field}"
         sql, params = window_query(
-            field, above=above, up_to=up_to, cursor=cursor, limit=limit, columns=columns
+            field, above=above, up_to=up_to, cursor=cursor, limit=limit, profile=profile
         )
         rows = link.read(_rows, link.db, sql, params)
         return stamped_profiles(rows) if profile else stamped_ids(rows)
@@ -150,9 +134,9 @@ def window_query(
     up_to: datetime | None,
     cursor: tuple[datetime, str] | None,
     limit: int,
-    columns: str = CONTACT_COLUMNS,
+    profile: bool = False,
 ) -> tuple[str, list[Any]]:
-    """The SQL (and parameters) of ``contacts_in_window``; ``bench/sweep.py`` times it."""
+    """The SQL (and parameters) of ``window_page``; ``bench/sweep.py`` times it."""
     if field not in TIMESTAMP_COLUMNS:
         raise ValueError(
             f"contacts cannot be swept by {field!r}; use one of {sorted(TIMESTAMP_COLUMNS)}"
@@ -168,5 +152,6 @@ def window_query(
     if up_to is not None:
         where.append(f"{field} <= ?")
         params.append(to_us(up_to))
+    columns = window_columns(field, profile=profile)
     sql = f"SELECT {columns} FROM contacts WHERE {' AND '.join(where)} ORDER BY {field}, id LIMIT ?"
     return sql, [*params, max(0, limit)]

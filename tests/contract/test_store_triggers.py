@@ -169,12 +169,12 @@ async def test_the_window_holds_contacts_whose_timestamp_is_in_it_in_time_order(
     await replied(store, seed, "c-5", 50)
     await seed.contact("never-wrote")
 
-    found = await store.contacts_in_window("last_inbound_at", above=at(10), up_to=at(30), limit=10)
-    everyone = await store.contacts_in_window("last_inbound_at", above=None, up_to=None, limit=10)
+    found = await store.window_page("last_inbound_at", above=at(10), up_to=at(30), limit=10)
+    everyone = await store.window_page("last_inbound_at", above=None, up_to=None, limit=10)
 
-    assert [c.id for c in found] == ["c-3", "c-4", "c-1"]  # (10, 30]: c-2 is at 10
-    assert found[0].last_inbound_at == at(20)
-    assert [c.id for c in everyone] == ["c-2", "c-3", "c-4", "c-1", "c-5"]
+    assert [c.id for c, _ in found] == ["c-3", "c-4", "c-1"]  # (10, 30]: c-2 is at 10
+    assert found[0][1] == at(20)
+    assert [c.id for c, _ in everyone] == ["c-2", "c-3", "c-4", "c-1", "c-5"]
 
 
 async def test_the_window_pages_with_a_timestamp_and_id_cursor(store: Store, seed: Seed) -> None:
@@ -184,15 +184,14 @@ async def test_the_window_pages_with_a_timestamp_and_id_cursor(store: Store, see
     pages: list[list[str]] = []
     cursor = None
     while True:
-        page = await store.contacts_in_window(
+        page = await store.window_page(
             "last_inbound_at", above=at(0), up_to=at(40), cursor=cursor, limit=2
         )
         if not page:
             break
-        pages.append([c.id for c in page])
-        last = page[-1]
-        assert last.last_inbound_at is not None
-        cursor = (last.last_inbound_at, last.id)
+        pages.append([c.id for c, _ in page])
+        last, stamp = page[-1]
+        cursor = (stamp, last.id)
 
     assert pages == [["c-0", "c-1"], ["c-2", "c-3"], ["c-4"]]
 
@@ -209,14 +208,12 @@ async def test_the_window_reads_interaction_and_outbound_timestamps_too(
         Commit(now=NOW, contact=ContactChange(contact_id="messaged", last_outbound_at=at(7)))
     )
 
-    talked = await store.contacts_in_window(
-        "last_interaction_at", above=None, up_to=at(10), limit=5
-    )
-    messaged = await store.contacts_in_window("last_outbound_at", above=at(6), up_to=None, limit=5)
+    talked = await store.window_page("last_interaction_at", above=None, up_to=at(10), limit=5)
+    messaged = await store.window_page("last_outbound_at", above=at(6), up_to=None, limit=5)
 
-    assert [c.id for c in talked] == ["talked"]
-    assert [c.id for c in messaged] == ["messaged"]
-    assert await store.contacts_in_window("last_inbound_at", above=None, up_to=None, limit=5) == []
+    assert [c.id for c, _ in talked] == ["talked"]
+    assert [c.id for c, _ in messaged] == ["messaged"]
+    assert await store.window_page("last_inbound_at", above=None, up_to=None, limit=5) == []
 
 
 async def test_trigger_rows_come_back_with_their_kind_and_payload(store: Store, seed: Seed) -> None:

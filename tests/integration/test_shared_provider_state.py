@@ -11,7 +11,6 @@ import logging
 import traceback
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -23,7 +22,7 @@ from engine.provider_state import StoreProviderState
 from providers.interflow import InterflowConfig, InterflowProvider
 from providers.robbu import RobbuConfig, RobbuProvider
 from storage.base import Store
-from tests.contract.conftest import fresh_postgres_schema, postgres_dsn_or_skip
+from tests.contract.conftest import database  # noqa: F401  (the fixture: SQLite and PostgreSQL)
 from tests.contract.store_kit import Database
 from tests.fakes.interflow import API_KEY, CHANNEL_ID, FakeInterflow
 from tests.fakes.interflow import Fault as InterflowFault
@@ -55,22 +54,8 @@ class StoreHost:
         raise AssertionError(f"provider {provider} never schedules callbacks")
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
-async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        yield Database("sqlite", str(tmp_path / "shared.db"))
-        return
-    async for dsn in fresh_postgres_schema(postgres_dsn_or_skip()):
-        yield Database("postgres", dsn)
-
-
 @pytest.fixture
-async def stores(database: Database) -> AsyncIterator[list[Store]]:
+async def stores(database: Database) -> AsyncIterator[list[Store]]:  # noqa: F811
     """Three stores on one migrated database: processes a, b and a later c."""
     opened = [database.new_store() for _ in range(3)]
     await opened[0].migrate()

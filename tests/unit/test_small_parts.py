@@ -6,11 +6,11 @@ import logging
 
 import pytest
 
-from engine.dispatcher import inbound_step_events, status_chain
 from engine.logs import RedactingFilter, mask_phone
 from engine.models import MessageStatus as S
 from engine.opt_out import is_opt_out
 from engine.phones import InvalidPhone, normalise_phone
+from engine.step_events import inbound_step_events, status_chain
 
 
 @pytest.mark.parametrize(

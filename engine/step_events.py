@@ -1,0 +1,38 @@
+"""The run events a provider status or a contact event means, for ``runner.handle``.
+
+A status report can skip steps (``read`` may arrive before ``delivered``): the run
+sees every status it implies, in order. A contact event becomes ``reply``,
+``button.<id>`` or ``choice.<id>``. Pure.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine import runner
+from engine.models import STATUS_RANK, MessageStatus
+
+
+def status_chain(current: MessageStatus, new: MessageStatus) -> list[str]:
+    """Run events a status jump implies, in order: sending -> read is sent, delivered, read."""
+    if new == MessageStatus.FAILED:
+        return ["failed"]
+    if new not in STATUS_RANK:
+        return []
+    low = STATUS_RANK.get(current, 0)
+    return [
+        str(s)
+        for s in (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ)
+        if low < STATUS_RANK[s] <= STATUS_RANK[new]
+    ]
+
+
+def inbound_step_events(payload: Any) -> list[runner.StepEvent]:
+    """The run event a contact event means: reply, button.<id>, choice.<id> (or none)."""
+    kind = str(payload.get("type", ""))
+    data = {k: v for k, v in payload.items() if v is not None}
+    if kind == "reply":
+        return [runner.StepEvent(name="reply", data=data)]
+    if kind in ("button", "choice") and payload.get("button_id"):
+        return [runner.StepEvent(name=f"{kind}.{payload['button_id']}", data=data)]
+    return []
