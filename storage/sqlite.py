@@ -38,7 +38,8 @@ from engine.models import (
 from storage import sqlite_schema as schema
 from storage.base import Commit, CommitResult, IngestOutcome
 from storage.columns import CONTACT_COLUMNS, EVENT_COLUMNS, MESSAGE_COLUMNS, RUN_COLUMNS
-from storage.sqlite_batch import GroupCommitConnection, StoreStats
+from storage.sqlite_batch import BUSY_TIMEOUT_MS, GroupCommitConnection, StoreStats
+from storage.sqlite_checkpoint import FALLBACK_AUTOCHECKPOINT_PAGES, Checkpointer
 from storage.sqlite_codec import (
     contact_from_row,
     dumps,
@@ -80,6 +81,7 @@ class SQLiteStore(TriggerMethods, ProviderStateMethods):
         self.synchronous: schema.Synchronous = synchronous
         self.stats = StoreStats()
         self._link: GroupCommitConnection | None = None
+        self._checkpointer: Checkpointer | None = None
         self._open = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -109,6 +111,9 @@ class SQLiteStore(TriggerMethods, ProviderStateMethods):
     async def close(self) -> None:
         """Commit what is pending, then close; idempotent. Nothing stays scheduled."""
         link, self._link, self._open = self._link, None, False
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.stop()
         if link is not None:
             await link.close()
 
@@ -128,7 +133,15 @@ class SQLiteStore(TriggerMethods, ProviderStateMethods):
     def _connection(self) -> GroupCommitConnection:
         if self._link is None:
             db = schema.connect(self.path, self.synchronous)
-            self._link = GroupCommitConnection(db, where=self.path, stats=self.stats)
+            nudge = None
+            if self.path != schema.MEMORY:
+                # WAL checkpoints run on their own thread (storage.sqlite_checkpoint).
+                db.execute(f"PRAGMA wal_autocheckpoint = {FALLBACK_AUTOCHECKPOINT_PAGES}")
+                self._checkpointer = Checkpointer(self.path, timeout_ms=BUSY_TIMEOUT_MS)
+                nudge = self._checkpointer.nudge
+            self._link = GroupCommitConnection(
+                db, where=self.path, stats=self.stats, on_commit=nudge
+            )
         return self._link
 
     def _ready(self) -> GroupCommitConnection:

@@ -126,8 +126,16 @@ class _Batch:
 class GroupCommitConnection:
     """The store's only connection: synchronous reads, group-committed write units."""
 
-    def __init__(self, db: sqlite3.Connection, *, where: str, stats: StoreStats) -> None:
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        *,
+        where: str,
+        stats: StoreStats,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
         self._db: sqlite3.Connection | None = db
+        self._on_commit = on_commit  # told after every successful COMMIT
         self._where = where
         self._batch: _Batch | None = None
         self._opening: asyncio.Future[None] | None = None
@@ -300,6 +308,8 @@ class GroupCommitConnection:
             self.stats.commits += 1
             self.stats.units += batch.units
             self.stats.largest_batch = max(self.stats.largest_batch, batch.units)
+            if self._on_commit is not None:
+                self._on_commit()
             for waiter in batch.waiters:
                 if not waiter.done():
                     waiter.set_result(None)

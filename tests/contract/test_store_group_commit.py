@@ -7,6 +7,7 @@ foreign key makes a COMMIT fail, ``max_page_count`` makes the disk look full.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -247,3 +248,52 @@ async def test_normal_synchronous_mode_is_accepted(path: Path) -> None:
     again = await reopened(path)
     assert await logged(again) == [1]
     await again.close()
+
+
+def _events_in_main_file(path: Path, tmp: Path) -> int:
+    """Events in the database file alone, without its WAL: what checkpoints copied."""
+    alone = tmp / "main-file-only.db"
+    shutil.copyfile(path, alone)
+    db = sqlite3.connect(str(alone))
+    try:
+        return int(db.execute("SELECT count(*) FROM events WHERE kind = 'test'").fetchone()[0])
+    except sqlite3.OperationalError:  # not even the schema was copied yet
+        return 0
+    finally:
+        db.close()
+
+
+async def test_wal_is_checkpointed_off_the_loop_and_the_thread_ends_with_the_store(
+    store: SQLiteStore, path: Path, tmp_path: Path
+) -> None:
+    checkpointer = store._checkpointer
+    assert checkpointer is not None
+    # The loop's own connection would checkpoint only far past SQLite's default.
+    (pages,) = connection(store).execute("PRAGMA wal_autocheckpoint").fetchone()
+    assert pages > 1000
+    await asyncio.gather(*(store.commit(log(n)) for n in range(200)))
+    # The thread copies the committed frames into the database file by itself.
+    for _ in range(500):  # waits for the thread, at most 5 s
+        if _events_in_main_file(path, tmp_path) == 200:
+            break
+        await asyncio.sleep(0.01)
+    assert checkpointer.checkpoints >= 1
+    assert _events_in_main_file(path, tmp_path) == 200
+    await store.close()
+    assert not checkpointer._thread.is_alive()
+    reopened_store = await reopened(path)
+    try:
+        assert await logged(reopened_store) == list(range(200))
+    finally:
+        await reopened_store.close()
+
+
+async def test_an_in_memory_store_has_no_checkpoint_thread() -> None:
+    memory = SQLiteStore(":memory:")
+    await memory.open()
+    try:
+        assert memory._checkpointer is None
+        await memory.commit(log(1))
+        assert await logged(memory) == [1]
+    finally:
+        await memory.close()
