@@ -200,39 +200,38 @@ class Engine:
         loaded = self.catalog.latest(flow_name)
         flow = loaded.flow
         now = self.clock.now()
-        # A replayed request and a refused one change nothing, the contact included:
-        # both are decided before the contact is written. (A concurrent request can
-        # still win between these reads and the commit; the commit decides then.)
-        if idempotency_key is not None:
-            existing = await self.store.get_run_by_key(idempotency_key)
-            if existing is not None:
-                self._same_request(existing, flow.flow, contact.id, idempotency_key)
-                return existing, False
-        if flow.concurrency == "one" and any(
-            run.flow == flow.flow for run in await self.store.list_open_runs(contact.id)
-        ):
-            await self._refuse_start(flow.flow, contact.id, trigger, now)
         if context:
             contact = replace(contact, context={**(contact.context or {}), **context})
-        stored = await self.store.upsert_contact(contact, now)
-        commit = start_commit(
-            loaded,
-            stored,
-            now=now,
-            default_timezone=self.settings.timezone,
-            key=idempotency_key,
-            trigger=trigger,
-        )
+
+        def build(stored: Contact) -> Commit:
+            return start_commit(
+                loaded,
+                stored,
+                now=now,
+                default_timezone=self.settings.timezone,
+                key=idempotency_key,
+                trigger=trigger,
+            )
+
+        # One store call: a replayed request and a refused one change nothing, the
+        # contact included; otherwise the contact and the run are written together.
         try:
-            result = await self.store.commit(commit)
+            result = await self.store.start_run(
+                contact,
+                key=idempotency_key,
+                flow=flow.flow,
+                exclusive=flow.concurrency == "one",
+                now=now,
+                build=build,
+            )
         except Conflict:
-            await self._refuse_start(flow.flow, stored.id, trigger, now)
+            await self._refuse_start(flow.flow, contact.id, trigger, now)
         assert result.run is not None
         if not result.created:
-            self._same_request(result.run, flow.flow, stored.id, idempotency_key)
+            self._same_request(result.run, flow.flow, contact.id, idempotency_key)
         if result.created:
             self.metrics.child(self.metrics.runs, flow.flow, "started").inc()
-            log.info("started run %s of %s for contact %s", result.run.id, flow.flow, stored.id)
+            log.info("started run %s of %s for contact %s", result.run.id, flow.flow, contact.id)
             self.dispatcher.notify()
         return result.run, result.created
 

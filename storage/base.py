@@ -29,7 +29,7 @@ Guarantees every implementation gives:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -266,6 +266,26 @@ class Store(Protocol):
 
     # -- runs, messages, events
     async def commit(self, commit: Commit) -> CommitResult: ...
+
+    async def start_run(
+        self,
+        upsert: ContactUpsert,
+        *,
+        key: str | None,
+        flow: str,
+        exclusive: bool,
+        now: datetime,
+        build: Callable[[Contact], Commit],
+    ) -> CommitResult:
+        """Write the contact and start one run of ``flow`` for it.
+
+        A ``key`` that started a run before returns that run (``created`` False) and
+        writes nothing, the contact included. For an ``exclusive`` flow, a contact
+        with an open run of ``flow`` raises ``Conflict`` and writes nothing.
+        Otherwise the contact is written as ``upsert_contact`` would, ``build`` is
+        called with it as stored and the ``Commit`` it returns (which creates the
+        run) is applied, like ``commit``: on SQLite all of it in one transaction.
+        """
 
     async def get_run(self, run_id: str) -> Run | None: ...
 

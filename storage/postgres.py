@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from engine.errors import SchemaOutdated, StoreError, StoreUnavailable
+from engine.errors import Conflict, SchemaOutdated, StoreError, StoreUnavailable
 from engine.models import (
     Contact,
     ContactEvent,
@@ -246,6 +246,31 @@ class PostgresStore(TriggerMethods, ProviderStateMethods):
         self._ready()
         row = await self._runs.get(run_id)
         return None if row is None else run_from_row(row)
+
+    async def start_run(
+        self,
+        upsert: ContactUpsert,
+        *,
+        key: str | None,
+        flow: str,
+        exclusive: bool,
+        now: datetime,
+        build: Callable[[Contact], Commit],
+    ) -> CommitResult:
+        """See ``Store.start_run``. Here the contact and the run are two transactions,
+        each batched with other callers': the checks come first, so a replayed or
+        refused start writes nothing; a start racing another one on the same key or
+        open run is still decided by ``commit``, after its contact was written."""
+        if key is not None:
+            existing = await self.get_run_by_key(key)
+            if existing is not None:
+                return CommitResult(run=existing, created=False)
+        if exclusive and any(run.flow == flow for run in await self.list_open_runs(upsert.id)):
+            raise Conflict(f"contact {upsert.id} already has an open run of flow {flow!r}")
+        commit = build(await self.upsert_contact(upsert, now))
+        if commit.new_run is None:
+            raise ValueError("Store.start_run: the commit built for the contact creates no run")
+        return await self.commit(commit)
 
     async def get_run_by_key(self, idempotency_key: str) -> Run | None:
         row = await self._fetchrow(

@@ -20,7 +20,7 @@ fences), ``sqlite_ingest`` (status reports and contact events), ``sqlite_trigger
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -59,6 +59,7 @@ from storage.sqlite_ingest import (
     ingest_status_reports,
 )
 from storage.sqlite_provider_state import ProviderStateMethods
+from storage.sqlite_run_start import start_run
 from storage.sqlite_triggers import TriggerMethods
 
 __all__ = ["SQLiteStore", "StoreStats"]
@@ -218,6 +219,22 @@ class SQLiteStore(TriggerMethods, ProviderStateMethods):
         the status alone; the other fields it sets are written.
         """
         return await self._ready().write(lambda db: apply_commit(db, commit))
+
+    async def start_run(
+        self,
+        upsert: ContactUpsert,
+        *,
+        key: str | None,
+        flow: str,
+        exclusive: bool,
+        now: datetime,
+        build: Callable[[Contact], Commit],
+    ) -> CommitResult:
+        """The contact and its run in one write unit (see ``Store.start_run``)."""
+        stamp = to_us(now)
+        return await self._ready().write(
+            lambda db: start_run(db, upsert, key=key, now=stamp, build=build)
+        )
 
     async def get_run(self, run_id: str) -> Run | None:
         row = self._fetch_one(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
