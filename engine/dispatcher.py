@@ -344,6 +344,7 @@ class Dispatcher:
         extra_events: Sequence[NewEvent] = (),
         contact_last_outbound: datetime | None = None,
         known_run: Run | None = None,
+        known_contact: Contact | None = None,
     ) -> CommitResult | None:
         """Feed ``events`` to the run's state machine and commit the outcome atomically.
 
@@ -351,11 +352,14 @@ class Dispatcher:
         a message's ``expected_status`` mismatch is re-raised for the caller).
         ``known_run``: the run as the caller just read it, used for the first attempt
         instead of reading it again; its version is checked by the commit, and a
-        retry reads the run afresh.
+        retry reads the run afresh. ``known_contact``: the run's contact as the
+        caller read it, likewise for the first attempt only (contact changes in a
+        commit are patches, so it only feeds the scope the transition sees).
         """
         run_id = run_id or (work.run_id if work else None)
         assert run_id is not None
         fresh_run = known_run if known_run is not None and known_run.id == run_id else None
+        fresh_contact = known_contact
         async with self.locks.hold(run_id):
             for _ in range(MAX_STALE_RETRIES):
                 if fresh_run is not None:
@@ -371,7 +375,11 @@ class Dispatcher:
                             )
                         )
                     return None
-                contact = await self.store.get_contact(run.contact_id)
+                if fresh_contact is not None and fresh_contact.id == run.contact_id:
+                    contact: Contact | None = fresh_contact
+                else:
+                    contact = await self.store.get_contact(run.contact_id)
+                fresh_contact = None
                 assert contact is not None, f"run {run.id} has no contact {run.contact_id}"
                 commit = await self.transition_commit(
                     run,

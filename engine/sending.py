@@ -204,6 +204,7 @@ class Sender:
                 run_id=run.id,
                 contact_last_outbound=self.now,
                 known_run=run,
+                known_contact=contact,
             )
         except StaleRun:
             # A status webhook moved the message first; keep its status, add the id.
