@@ -37,6 +37,7 @@ from engine.models import (
 from storage.base import Commit, MessageChange
 from storage.sqlite_codec import dumps, from_iso, iso, loads
 from storage.sqlite_commit import report_payload
+from storage.sqlite_ingest import inbound_event_data, inbound_fields
 
 # A NUL character (JSON ``\u0000``, not an escaped backslash before ``u0000``): PostgreSQL
 # text and jsonb cannot hold it.
@@ -350,19 +351,8 @@ def status_reports_unit(reports: Sequence[StatusReport], now: datetime) -> dict[
 def contact_events_unit(events: Sequence[ContactEvent], now: datetime) -> dict[str, Any]:
     items = []
     for event in events:
-        fields = {
-            "type": event.type,
-            "at": iso(event.at),
-            "contact_id": event.contact_id,
-            "phone": event.phone,
-            "text": event.text,
-            "button_id": event.button_id,
-            "attendant": event.attendant,
-            "until": None if event.until is None else iso(event.until),
-            "source": event.source,
-            "dedupe_key": event.dedupe_key,
-        }
-        data = {k: v for k, v in fields.items() if v is not None and k not in ("at", "contact_id")}
+        fields = inbound_fields(event)
+        data = inbound_event_data(fields)
         items.append(
             {
                 "type": event.type,

@@ -42,7 +42,6 @@ class Checkpointer:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.checkpoints = 0
-        self.failures = 0
         self._thread = threading.Thread(
             target=self._run, name="disparo-wal-checkpoint", daemon=True
         )
@@ -76,7 +75,6 @@ class Checkpointer:
                 except sqlite3.Error as exc:
                     # The store's own connection still checkpoints past the fallback
                     # threshold; this one tries again after the next commit.
-                    self.failures += 1
                     log.warning("background WAL checkpoint failed: %s", exc)
                 # Pace: the commits of the next MIN_INTERVAL are checkpointed together.
                 if self._stop.wait(MIN_INTERVAL):

@@ -8,7 +8,8 @@ an unknown message or a duplicate never affects the other items.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from engine.models import ContactEvent, NewEvent, StatusReport
 from storage.base import IngestOutcome
@@ -124,6 +125,27 @@ def check_events(events: Sequence[ContactEvent]) -> None:
         to_us_or_none(event.until)
 
 
+def inbound_fields(event: ContactEvent) -> dict[str, Any]:
+    """What a contact event carries, as the INBOUND due work's payload (both backends)."""
+    return {
+        "type": event.type,
+        "at": iso(event.at),
+        "contact_id": event.contact_id,
+        "phone": event.phone,
+        "text": event.text,
+        "button_id": event.button_id,
+        "attendant": event.attendant,
+        "until": None if event.until is None else iso(event.until),
+        "source": event.source,
+        "dedupe_key": event.dedupe_key,
+    }
+
+
+def inbound_event_data(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``inbound.<type>`` event's data: the fields set, minus its own columns."""
+    return {k: v for k, v in fields.items() if v is not None and k not in ("at", "contact_id")}
+
+
 def ingest_contact_events(
     db: sqlite3.Connection, events: Sequence[ContactEvent], now: int
 ) -> list[IngestOutcome]:
@@ -135,23 +157,12 @@ def _ingest_event(db: sqlite3.Connection, event: ContactEvent, now: int) -> Inge
     assert contact_id is not None  # check_events ran first
     if db.execute("SELECT 1 FROM contacts WHERE id = ?", (contact_id,)).fetchone() is None:
         return "unknown_contact"
-    fields = {
-        "type": event.type,
-        "at": iso(event.at),
-        "contact_id": contact_id,
-        "phone": event.phone,
-        "text": event.text,
-        "button_id": event.button_id,
-        "attendant": event.attendant,
-        "until": None if event.until is None else iso(event.until),
-        "source": event.source,
-        "dedupe_key": event.dedupe_key,
-    }
+    fields = inbound_fields(event)
     logged = NewEvent(
         kind=f"inbound.{event.type}",
         at=event.at,
         contact_id=contact_id,
-        data={k: v for k, v in fields.items() if v is not None and k not in ("at", "contact_id")},
+        data=inbound_event_data(fields),
         dedupe_key=event.dedupe_key,
     )
     if not insert_event(db, logged):
