@@ -85,6 +85,8 @@ class Round:
     rate: float  # answered requests per second
     cpu_us: float  # server CPU per request, µs
     busy: float  # both CPUs, 0..1
+    p50_ms: float  # request latency seen by the sender (send to answer read), ms
+    p99_ms: float
     note: str = ""
 
 
@@ -123,6 +125,7 @@ async def ingest_only_server(config: Path) -> None:
     from aiohttp import web
 
     from engine.api import build_app
+    from engine.gc_policy import tune_for_serving
     from engine.logs import setup_logging
     from engine.runtime import Engine
     from engine.settings import load_settings
@@ -133,6 +136,7 @@ async def ingest_only_server(config: Path) -> None:
         runner = web.AppRunner(build_app(engine), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, settings.server.host, settings.server.port).start()
+        tune_for_serving()  # as `disparo serve` does once it listens
         try:
             await asyncio.Event().wait()
         finally:
@@ -145,22 +149,36 @@ async def post_all(
     bodies: Sequence[bytes],
     concurrency: int,
     headers: dict[str, str] | None = None,
+    latencies: list[float] | None = None,
 ) -> list[dict[str, object]]:
-    """POST every body from ``concurrency`` senders; every answer must be a JSON 200."""
+    """POST every body from ``concurrency`` senders; every answer must be a JSON 200.
+
+    ``latencies`` receives each request's seconds from sending to the answer read.
+    """
     answers: list[dict[str, object]] = []
     queue = iter(bodies)
     headers = {"Content-Type": "application/json", **(headers or {})}
+    clock = time.perf_counter
 
     async def sender() -> None:
         for body in queue:
+            sent = clock()
             async with session.post(url, data=body, headers=headers) as response:
                 raw = await response.read()
+                if latencies is not None:
+                    latencies.append(clock() - sent)
                 if response.status != 200:
                     raise RuntimeError(f"{url} answered {response.status}: {raw[:300]!r}")
                 answers.append(json.loads(raw))
 
     await asyncio.gather(*(sender() for _ in range(concurrency)))
     return answers
+
+
+def percentiles(latencies: Sequence[float]) -> tuple[float, float]:
+    """(p50, p99) in milliseconds."""
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+    return cuts[49] * 1000, cuts[98] * 1000
 
 
 def wait_until(db_path: Path, sql: str, expected: int, timeout: float, what: str) -> float:
@@ -296,15 +314,16 @@ async def raw_round(warmup: Sequence[bytes], bodies: Sequence[bytes], concurrenc
         async with aiohttp.ClientSession(connector=connector) as session:
             await post_all(session, url, warmup, concurrency)
             busy, cpu = MachineBusy(), process_cpu(proc.pid)
+            latencies: list[float] = []
             started = time.perf_counter()
-            await post_all(session, url, bodies, concurrency)
+            await post_all(session, url, bodies, concurrency, latencies=latencies)
             elapsed = time.perf_counter() - started
             cpu, load = process_cpu(proc.pid) - cpu, busy.stop()
             async with session.get(f"http://127.0.0.1:{port}/stats") as response:
                 stats = await response.json()
     if stats["posts"] != len(warmup) + len(bodies):
         raise RuntimeError(f"the bare server saw {stats['posts']} webhooks")
-    return Round(len(bodies) / elapsed, cpu / len(bodies) * 1e6, load)
+    return Round(len(bodies) / elapsed, cpu / len(bodies) * 1e6, load, *percentiles(latencies))
 
 
 async def engine_round(
@@ -329,8 +348,9 @@ async def engine_round(
         async with aiohttp.ClientSession(connector=connector) as session:
             await post_all(session, url, warmup, concurrency)
             busy, cpu = MachineBusy(), process_cpu(proc.pid)
+            latencies: list[float] = []
             started = time.perf_counter()
-            answers = await post_all(session, url, bodies, concurrency)
+            answers = await post_all(session, url, bodies, concurrency, latencies=latencies)
             elapsed = time.perf_counter() - started
             cpu, load = process_cpu(proc.pid) - cpu, busy.stop()
         if dispatcher == "on":
@@ -366,7 +386,8 @@ async def engine_round(
     if complaints:
         raise RuntimeError(f"the server complained: {complaints[:3]}")
     db_path.unlink()
-    return Round(len(bodies) / elapsed, cpu / len(bodies) * 1e6, load, note)
+    p50, p99 = percentiles(latencies)
+    return Round(len(bodies) / elapsed, cpu / len(bodies) * 1e6, load, p50, p99, note)
 
 
 async def main() -> None:
@@ -398,6 +419,8 @@ async def main() -> None:
     raw: list[float] = []
     eng: list[float] = []
     cpu_ratios: list[float] = []
+    raw_p99: list[float] = []
+    eng_p99: list[float] = []
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         template = await prepare(tmp, WARMUP + args.requests // 2, args.concurrency)
@@ -409,10 +432,14 @@ async def main() -> None:
             raw.append(r.rate)
             eng.append(e.rate)
             cpu_ratios.append(r.cpu_us / e.cpu_us)
+            raw_p99.append(r.p99_ms)
+            eng_p99.append(e.p99_ms)
             print(
                 f"round {round_no}: raw {r.rate:.0f}/s ({r.cpu_us:.0f} µs server CPU/req, "
-                f"machine {r.busy:.0%} busy)  engine {e.rate:.0f}/s ({e.cpu_us:.0f} µs/req, "
-                f"machine {e.busy:.0%} busy; {e.note})  ratio {e.rate / r.rate:.2f}",
+                f"p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms, machine {r.busy:.0%} busy)\n"
+                f"         engine {e.rate:.0f}/s ({e.cpu_us:.0f} µs/req, p50 {e.p50_ms:.1f} ms, "
+                f"p99 {e.p99_ms:.1f} ms, machine {e.busy:.0%} busy; {e.note})  "
+                f"ratio {e.rate / r.rate:.2f}",
                 flush=True,
             )
     print(summary("raw aiohttp handler", raw))
@@ -424,6 +451,11 @@ async def main() -> None:
     print(
         "server CPU per request, raw/engine: median "
         f"{statistics.median(cpu_ratios):.2f}x (capacity ratio, independent of the client)"
+    )
+    print(
+        f"p99 latency at {args.concurrency} senders: raw median "
+        f"{statistics.median(raw_p99):.1f} ms, engine median "
+        f"{statistics.median(eng_p99):.1f} ms (G6: target <= 30 ms, must <= 50 ms)"
     )
 
 
