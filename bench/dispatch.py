@@ -1,11 +1,12 @@
 """End-to-end dispatch throughput: disparo vs a raw aiohttp POST loop, same fake, same load.
 
-engine: ``Engine.start_run`` (64 concurrent callers) -> the dispatcher claims the
-due work -> rules -> render -> the outbox row is committed ``sending`` (SQLite,
-synchronous=FULL, group commit) -> POST through the ``http`` provider to a local
-fake gateway (its own process) -> the answer is committed (message ``sent``, run
-``completed``), at most 64 POSTs in flight. A round's clock stops when the last
-run's completion is durable.
+engine: ``Engine.start_run`` (64 concurrent callers; the garbage-collector
+settings of `disparo serve`) -> the dispatcher claims the due work -> rules ->
+render -> the outbox row is committed ``sending`` (SQLite, synchronous=FULL,
+group commit) -> POST through the ``http`` provider to a local fake gateway (its
+own process) -> the answer is committed (message ``sent``, run ``completed``), at
+most 64 POSTs in flight. A round's clock stops when the last run's completion is
+durable.
 raw: the same number of POSTs, same body shape and size, from 64 aiohttp workers
 to the same kind of fake, no store.
 
@@ -270,6 +271,7 @@ async def engine_round(
     n: int, check_every: int, complaints: Complaints, postgres: str | None = None
 ) -> Round:
     """``postgres``: a DSN whose schema this round owns (else SQLite under a temp dir)."""
+    from engine.gc_policy import tune_for_serving
     from engine.models import ContactUpsert
     from engine.runtime import Engine, open_store
     from engine.settings import load_settings
@@ -287,6 +289,7 @@ async def engine_round(
             check = []  # the fake reads SQLite files only: no outbox check on PostgreSQL
         with child(["bench/fake_provider.py", str(port), *check], port) as fake:
             async with Engine(settings) as engine:
+                tune_for_serving()  # as `disparo serve` does once it listens
                 # Incremented after the commit that records the message `sent` and the
                 # run `completed` is durable.
                 completed = engine.metrics.runs.labels("bench", "completed")

@@ -10,6 +10,7 @@ import signal
 from aiohttp import web
 
 from engine.api import build_app
+from engine.gc_policy import tune_for_serving
 from engine.logs import setup_logging
 from engine.runtime import Engine
 from engine.settings import Settings
@@ -38,6 +39,7 @@ async def serve(
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
+        tune_for_serving()  # start-up is over: what exists now lives as long as the process
         flows = ", ".join(sorted(engine.catalog.current)) or "none"
         log.info(
             "disparo listening on http://%s:%d (flows: %s; providers: %s)",
