@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from functools import lru_cache
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)")
 _WHOLE = re.compile(r"^\s*(?:\d+(?:\.\d+)?\s*[dhms]\s*)+$")
 _UNIT = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
 
 
+# The rules of every message parse their durations again; a flow has only a few.
+# typed: ``True`` must not find the entry cached for ``1``.
+@lru_cache(maxsize=512, typed=True)
 def parse_duration(text: str | int | float) -> timedelta:
     """Parse ``"1h30m"`` into a timedelta; a bare number is seconds."""
     if isinstance(text, int | float) and not isinstance(text, bool):

@@ -51,8 +51,20 @@ def _duration(value: str | int | float) -> str | int | float:
     return value
 
 
+def _no_booleans(wanted: str) -> BeforeValidator:
+    """Refuse YAML's `true`/`false`, which a number field would take as 1 and 0."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"{str(value).lower()} is not {wanted}")
+        return value
+
+    return BeforeValidator(check)
+
+
 Duration = Annotated[
     str | int | float,
+    _no_booleans("a duration; write it like 30s, 10m, 2h, 1d or 1h30m"),
     AfterValidator(_duration),
     WithJsonSchema(
         {
@@ -135,8 +147,8 @@ class ListSpec(_Model):
 class LocationSpec(_Model):
     """A map pin."""
 
-    latitude: float | str
-    longitude: float | str
+    latitude: Annotated[float | str, _no_booleans("a latitude; write a number like -23.5505")]
+    longitude: Annotated[float | str, _no_booleans("a longitude; write a number like -46.6333")]
     name: str | None = None
     address: str | None = None
     url: str | None = None
@@ -244,9 +256,12 @@ class Rules(_Model):
     quiet_hours: TimeRange | QuietHoursRule | None = Field(
         default=None, description="Local time range with no sends; deferred to its end"
     )
-    max_per_day: int | None = Field(
-        default=None, ge=1, description="Outbound messages per contact per local day"
-    )
+    max_per_day: (
+        Annotated[
+            int, Field(ge=1), _no_booleans("a number of messages; write a whole number like 2")
+        ]
+        | None
+    ) = Field(default=None, description="Outbound messages per contact per local day")
     timezone: str | None = Field(default=None, description="IANA zone, e.g. America/Sao_Paulo")
 
     def merged_over(self, base: Rules | None) -> Rules:

@@ -104,6 +104,39 @@ steps:
     ]
 
 
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (
+            "defaults:\n  rules:\n    inactivity: true\nstart: a\nsteps:\n  a: {end: completed}\n",
+            "x.yaml:4:17: `inactivity` in `defaults.rules`: true is not a duration; "
+            "write it like 30s, 10m, 2h, 1d or 1h30m",
+        ),
+        (
+            "start: a\nsteps:\n  a: {wait: false, next: b}\n  b: {end: completed}\n",
+            "x.yaml:4:13: `wait` in step `a`: false is not a duration; "
+            "write it like 30s, 10m, 2h, 1d or 1h30m",
+        ),
+        (
+            "defaults:\n  rules:\n    max_per_day: true\nstart: a\nsteps:\n  a: {end: completed}\n",
+            "x.yaml:4:18: `max_per_day` in `defaults.rules`: true is not a number of messages; "
+            "write a whole number like 2",
+        ),
+        (
+            "start: a\nsteps:\n  a:\n    send:\n"
+            "      location: {latitude: true, longitude: -46.6}\n"
+            "    next: b\n  b: {end: completed}\n",
+            "x.yaml:6:28: `latitude` in `send.location` of step `a`: true is not a latitude; "
+            "write a number like -23.5505",
+        ),
+    ],
+)
+def test_a_yaml_boolean_is_not_taken_for_one_or_zero(lines: str, expected: str) -> None:
+    # A designer who writes `inactivity: true` means "on", not "1 second"; number
+    # fields would otherwise take true and false as 1 and 0.
+    assert problems("flow: x\n" + lines) == [expected]
+
+
 def test_a_union_given_a_mapping_is_judged_as_the_mapping_alternative() -> None:
     text = """\
 flow: x
