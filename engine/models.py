@@ -10,9 +10,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationInfo,
+    WrapValidator,
+    field_validator,
+)
 
 Channel = Literal["whatsapp", "sms", "email"]
 JSON = dict[str, Any]
@@ -124,6 +133,35 @@ class ContactUpsert:
     context: Mapping[str, Any] | None = None
     replace_context: bool = False
     timezone: str | None = None
+
+
+# ---------------------------------------------------------------- config inputs
+
+
+class NumbersRefuseBooleans(BaseModel):
+    """Base of config models written in YAML: a number field refuses `true`/`false`.
+
+    pydantic takes a boolean as 1 or 0 for an ``int`` or ``float`` field, so
+    ``max_in_flight: true`` would quietly mean one message in flight.
+    """
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        # A field with a parser of its own (delays like "2m") explains its errors itself.
+        if (
+            isinstance(value, bool)
+            and field is not None
+            and not any(
+                isinstance(m, BeforeValidator | PlainValidator | WrapValidator)
+                for m in field.metadata
+            )
+        ):
+            kinds = set(get_args(field.annotation) or (field.annotation,)) - {type(None)}
+            if kinds and kinds <= {int, float}:
+                raise ValueError(f"{str(value).lower()} is not a number; write the number itself")
+        return value
 
 
 # ---------------------------------------------------------------- content

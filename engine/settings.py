@@ -32,6 +32,7 @@ from engine.errors import ConfigError, Problem
 from engine.flow.model import STEP_ID
 from engine.flow.problems import Describer, did_you_mean, problems_from_validation, timezone_problem
 from engine.flow.yaml_source import DocPath, SourceMap, YamlSourceError, format_path, read_yaml
+from engine.models import NumbersRefuseBooleans
 from engine.opt_out import DEFAULT_OPT_OUT_KEYWORDS
 from providers.base import ProviderConfig
 
@@ -42,7 +43,7 @@ _VARIABLE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$", re.DOTALL)
 _MASK = "'**********'"
 
 
-class _Section(BaseModel):
+class _Section(NumbersRefuseBooleans):
     # Inputs may be secrets: pydantic's own error text must not repeat them.
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from engine.errors import (
     ProviderAuthError,
@@ -27,6 +27,7 @@ from engine.models import (
     Channel,
     ContactEvent,
     CredentialRenewal,
+    NumbersRefuseBooleans,
     OutboundMessage,
     ProviderCredential,
     RateSlot,
@@ -120,7 +121,7 @@ class ProviderHost(Protocol):
         ``start``, never in ``__init__`` (`disparo check` builds providers without a host)."""
 
 
-class ProviderConfig(BaseModel):
+class ProviderConfig(NumbersRefuseBooleans):
     """Base of every provider's config model: misspelled keys are errors."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

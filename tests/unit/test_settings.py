@@ -143,6 +143,21 @@ def test_invalid_values_are_explained(tmp_path: Path) -> None:
     ]
 
 
+def test_a_yaml_boolean_is_not_taken_for_a_number(tmp_path: Path) -> None:
+    # pydantic alone would read `max_in_flight: true` as one message in flight.
+    path = write(
+        tmp_path,
+        "api_token: abcdefgh\nstorage: sqlite:///x.db\ndispatcher: {max_in_flight: true}\n"
+        "providers:\n  gw:\n    type: fake\n    url: http://gw\n    password: long-enough\n"
+        "    retries: false\n",
+    )
+    assert problems(path) == [
+        f"{path}:3:29: `max_in_flight` in `dispatcher`: true is not a number; "
+        "write the number itself",
+        f"{path}:9:14: `retries` in provider `gw`: false is not a number; write the number itself",
+    ]
+
+
 def test_a_missing_api_token_is_reported(tmp_path: Path) -> None:
     assert problems(write(tmp_path, "storage: sqlite:///x.db\n")) == [
         f"{tmp_path / 'disparo.yaml'}:1:1: missing key `api_token` (bearer token of the /v1 API)"
