@@ -37,7 +37,7 @@ from engine.models import (
 )
 from engine.run_enter import enter_run
 from engine.scope import RunnerScope, contact_timezone
-from engine.step_events import inbound_step_events, status_chain
+from engine.step_events import inbound_step_events, status_step_events
 from engine.template_catalog import TemplateCatalog
 from providers.base import Provider
 from storage.base import (
@@ -319,12 +319,7 @@ class Dispatcher:
             )
             if new == MessageStatus.FAILED and error:
                 change = replace(change, last_error=str(error))
-            events = [
-                runner.StepEvent(
-                    name=name, step_seq=message.step_seq, data={"message_id": message.id}
-                )
-                for name in status_chain(message.status, new)
-            ]
+            events = status_step_events(message.id, message.step_seq, message.status, new)
             try:
                 await self.apply_events(work, events, messages=[change], run_id=message.run_id)
             except StaleRun:

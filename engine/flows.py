@@ -49,6 +49,10 @@ class FlowCatalog:
             known = ", ".join(sorted(self.current)) or "none"
             raise NotFound(f"flow {name!r} is not loaded; loaded flows: {known}") from None
 
+    def cached(self, name: str, version: str) -> LoadedFlow | None:
+        """The flow version if it is in memory already (no store read), else None."""
+        return self._versions.get((name, version))
+
     async def pinned(self, name: str, version: str) -> LoadedFlow:
         """The exact flow file a run started with."""
         cached = self._versions.get((name, version))

@@ -25,6 +25,7 @@ from engine.clock import Clock, SystemClock
 from engine.dispatcher import Dispatcher, DispatchSettings
 from engine.errors import Conflict, NotFound, ProviderRejected, UserInputError
 from engine.flows import FlowCatalog
+from engine.ignored_status import ignored_events
 from engine.metrics import Metrics
 from engine.models import (
     OPEN_RUN_STATUSES,
@@ -48,7 +49,7 @@ from engine.settings import Settings
 from engine.triggers import Triggers
 from providers.base import Provider
 from providers.registry import provider_class
-from storage.base import Commit, ContactChange, IngestOutcome, RunChange, Store
+from storage.base import Commit, ContactChange, IngestOutcome, RunChange, StatusTarget, Store
 
 log = logging.getLogger("disparo.engine")
 
@@ -377,7 +378,28 @@ class Engine:
         return outcomes
 
     async def ingest_status_reports(self, reports: Sequence[StatusReport]) -> list[IngestOutcome]:
-        outcomes = await self.store.ingest_status_reports(reports, self.clock.now())
+        """Store the reports; those the message's run ignores are applied at once."""
+        now = self.clock.now()
+        applied_now: list[StatusTarget] = []
+
+        def run_ignores(target: StatusTarget) -> list[NewEvent] | None:
+            loaded = self.catalog.cached(target.run.flow, target.run.flow_version)
+            if loaded is None:
+                return None  # the dispatcher applies it, loading that version from the store
+            events = ignored_events(loaded.flow, target, now)
+            if events is not None:
+                applied_now.append(target)
+            return events
+
+        outcomes = await self.store.ingest_status_reports(reports, now, run_ignores=run_ignores)
+        applied = iter(applied_now)
+        for outcome in outcomes:
+            if outcome == "applied":
+                target = next(applied)
+                self.metrics.child(self.metrics.messages, target.provider, str(target.status)).inc()
+                log.info(
+                    "message %s of run %s is %s", target.message_id, target.run.id, target.status
+                )
         self.dispatcher.notify()
         return outcomes
 
@@ -397,7 +419,7 @@ class Engine:
         if parsed.contact_events:
             outcomes += await self.ingest_contact_events(parsed.contact_events)
         return WebhookOutcome(
-            accepted=sum(o in ("queued", "pending") for o in outcomes),
+            accepted=sum(o in ("queued", "applied", "pending") for o in outcomes),
             duplicates=outcomes.count("duplicate"),
             pending=outcomes.count("pending"),
             errors=parsed.errors,

@@ -27,6 +27,16 @@ def status_chain(current: MessageStatus, new: MessageStatus) -> list[str]:
     ]
 
 
+def status_step_events(
+    message_id: str, step_seq: int, current: MessageStatus, new: MessageStatus
+) -> list[runner.StepEvent]:
+    """The run events of a report moving a message of step entry ``step_seq``."""
+    return [
+        runner.StepEvent(name=name, step_seq=step_seq, data={"message_id": message_id})
+        for name in status_chain(current, new)
+    ]
+
+
 def inbound_step_events(payload: Any) -> list[runner.StepEvent]:
     """The run event a contact event means: reply, button.<id>, choice.<id> (or none)."""
     kind = str(payload.get("type", ""))

@@ -232,7 +232,24 @@ class BulkStartResult:
     already_active: tuple[str, ...] = ()
 
 
-IngestOutcome = Literal["queued", "pending", "duplicate", "unknown_contact"]
+IngestOutcome = Literal["queued", "applied", "pending", "duplicate", "unknown_contact"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusTarget:
+    """A status report matched to its message, as ``ingest_status_reports`` offers it
+    to ``run_ignores``: the message as stored, the reported status, the message's run."""
+
+    message_id: str
+    message_status: MessageStatus  # as stored; ``status`` can advance from it
+    message_step_seq: int
+    provider: str
+    status: MessageStatus  # the reported one
+    run: Run
+
+
+# Asked by ``Store.ingest_status_reports`` whether a report can be applied at once.
+RunIgnores = Callable[[StatusTarget], Sequence[NewEvent] | None]
 
 
 class Store(Protocol):
@@ -356,9 +373,23 @@ class Store(Protocol):
 
     # -- what comes in (webhooks, POST /v1/events); durable before the caller answers 2xx
     async def ingest_status_reports(
-        self, reports: Sequence[StatusReport], now: datetime
+        self,
+        reports: Sequence[StatusReport],
+        now: datetime,
+        *,
+        run_ignores: RunIgnores | None = None,
     ) -> list[IngestOutcome]:
         """Queue each report as STATUS due work for its message, or keep it pending.
+
+        ``run_ignores``: a backend may offer it each matched report whose status can
+        advance the message's. None means queue it. Events (the run's record that
+        it ignores the report) mean apply it now: in the same transaction the
+        message's status moves as the dispatcher would move it, the events are
+        written after the report's own, nothing is queued, and the outcome is
+        ``applied``. Every non-None answer of a call that returns is an
+        ``applied`` outcome, in order. It runs inside the write, so it must be
+        quick and must not touch the store. A backend may never call it
+        (PostgreSQL queues every report).
 
         A report with neither ``provider_message_id`` nor ``idempotency_key`` raises
         ``ValueError`` (nothing of the batch is written).

@@ -39,7 +39,7 @@ from engine.models import (
     StatusReport,
 )
 from storage import postgres_schema as schema
-from storage.base import Commit, CommitResult, IngestOutcome
+from storage.base import Commit, CommitResult, IngestOutcome, RunIgnores
 from storage.columns import (
     CONTACT_COLUMNS,
     DUE_COLUMNS,
@@ -433,7 +433,11 @@ class PostgresStore(TriggerMethods, ProviderStateMethods):
     # ------------------------------------------------------------------ what comes in
 
     async def ingest_status_reports(
-        self, reports: Sequence[StatusReport], now: datetime
+        self,
+        reports: Sequence[StatusReport],
+        now: datetime,
+        *,
+        run_ignores: RunIgnores | None = None,
     ) -> list[IngestOutcome]:
         """Queue each report as STATUS work for its message, or keep it pending.
 
@@ -443,6 +447,9 @@ class PostgresStore(TriggerMethods, ProviderStateMethods):
         ``pending`` (no such message yet; applied when its provider id is recorded).
         A report with neither a provider id nor an idempotency key is a
         ``ValueError`` (nothing written).
+
+        ``run_ignores`` is never called: the batch runs as one server-side function
+        call, with no round trip to ask the engine, so every report is queued.
         """
         check_reports(reports)
         if not reports:

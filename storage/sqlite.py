@@ -36,7 +36,7 @@ from engine.models import (
     StatusReport,
 )
 from storage import sqlite_schema as schema
-from storage.base import Commit, CommitResult, IngestOutcome
+from storage.base import Commit, CommitResult, IngestOutcome, RunIgnores
 from storage.columns import CONTACT_COLUMNS, EVENT_COLUMNS, MESSAGE_COLUMNS, RUN_COLUMNS
 from storage.sqlite_batch import BUSY_TIMEOUT_MS, GroupCommitConnection, StoreStats
 from storage.sqlite_checkpoint import FALLBACK_AUTOCHECKPOINT_PAGES, Checkpointer
@@ -383,22 +383,29 @@ class SQLiteStore(TriggerMethods, ProviderStateMethods):
     # ------------------------------------------------------------------ what comes in
 
     async def ingest_status_reports(
-        self, reports: Sequence[StatusReport], now: datetime
+        self,
+        reports: Sequence[StatusReport],
+        now: datetime,
+        *,
+        run_ignores: RunIgnores | None = None,
     ) -> list[IngestOutcome]:
         """Queue each report as STATUS work for its message, or keep it pending.
 
         One transaction for the batch, durable before this returns. Per report:
         ``duplicate`` (its dedupe key was seen), ``queued`` (an event
-        ``status.<status>`` is logged and a STATUS row is due ``now``) or
-        ``pending`` (no such message yet; applied when its provider id is recorded).
-        A report with neither a provider id nor an idempotency key is a
-        ``ValueError`` (nothing written).
+        ``status.<status>`` is logged and a STATUS row is due ``now``), ``applied``
+        (logged likewise, and ``run_ignores`` said the run ignores it: the message's
+        status moved here, see the protocol) or ``pending`` (no such message yet;
+        applied when its provider id is recorded). A report with neither a
+        provider id nor an idempotency key is a ``ValueError`` (nothing written).
         """
         check_reports(reports)
         if not reports:
             return []
         stamp = to_us(now)
-        return await self._ready().write(lambda db: ingest_status_reports(db, reports, stamp))
+        return await self._ready().write(
+            lambda db: ingest_status_reports(db, reports, stamp, run_ignores)
+        )
 
     async def ingest_contact_events(
         self, events: Sequence[ContactEvent], now: datetime

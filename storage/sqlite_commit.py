@@ -340,6 +340,31 @@ def queue_status(
     run id on purpose: cancelling a run must not drop what a provider says about
     a message that already left.
     """
+    if not log_status(db, message=message, report=report, dedupe_key=dedupe_key):
+        return False
+    queue_status_work(db, message_id=message[0], report=report, now=now)
+    return True
+
+
+def queue_status_work(
+    db: sqlite3.Connection, *, message_id: str, report: dict[str, Any], now: int
+) -> None:
+    """STATUS work due ``now``: the dispatcher applies ``report`` to the message."""
+    db.execute(
+        "INSERT INTO due_work (kind, due_at, message_id, payload, created_at) "
+        "VALUES ('status', ?, ?, ?, ?)",
+        (now, message_id, dumps(report), now),
+    )
+
+
+def log_status(
+    db: sqlite3.Connection,
+    *,
+    message: tuple[str, str, str],
+    report: dict[str, Any],
+    dedupe_key: str | None,
+) -> bool:
+    """Log ``status.<status>`` for ``message`` (id, run, contact); False for a seen key."""
     message_id, run_id, contact_id = message
     event = NewEvent(
         kind=f"status.{report['status']}",
@@ -350,14 +375,7 @@ def queue_status(
         data={k: v for k, v in report.items() if v is not None and k != "at"},
         dedupe_key=dedupe_key,
     )
-    if not insert_event(db, event):
-        return False
-    db.execute(
-        "INSERT INTO due_work (kind, due_at, message_id, payload, created_at) "
-        "VALUES ('status', ?, ?, ?, ?)",
-        (now, message_id, dumps(report), now),
-    )
-    return True
+    return insert_event(db, event)
 
 
 def release_pending(

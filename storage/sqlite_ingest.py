@@ -9,12 +9,29 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
-from engine.models import ContactEvent, NewEvent, StatusReport
-from storage.base import IngestOutcome
-from storage.sqlite_codec import dumps, iso, to_us, to_us_or_none
-from storage.sqlite_commit import insert_event, open_run_ids, queue_status, report_payload
+from engine.models import (
+    ContactEvent,
+    MessageStatus,
+    NewEvent,
+    StatusReport,
+    status_can_advance,
+)
+from storage.base import IngestOutcome, MessageChange, RunIgnores, StatusTarget
+from storage.columns import RUN_COLUMNS
+from storage.sqlite_codec import dumps, iso, run_from_row, to_us, to_us_or_none
+from storage.sqlite_commit import (
+    change_message,
+    insert_event,
+    insert_events,
+    log_status,
+    open_run_ids,
+    queue_status,
+    queue_status_work,
+    report_payload,
+)
 
 
 def check_reports(reports: Sequence[StatusReport]) -> None:
@@ -28,19 +45,36 @@ def check_reports(reports: Sequence[StatusReport]) -> None:
         to_us(report.at)
 
 
+# The run of a message with the message's status (for ``run_ignores``).
+_TARGET = (
+    "SELECT m.status, m.step_seq, m.provider, "
+    + ", ".join(f"r.{column.strip()}" for column in RUN_COLUMNS.split(","))
+    + " FROM messages m JOIN runs r ON r.id = m.run_id WHERE m.id = ?"
+)
+
+
 def ingest_status_reports(
-    db: sqlite3.Connection, reports: Sequence[StatusReport], now: int
+    db: sqlite3.Connection,
+    reports: Sequence[StatusReport],
+    now: int,
+    run_ignores: RunIgnores | None = None,
 ) -> list[IngestOutcome]:
-    return [_ingest_status(db, report, now) for report in reports]
+    return [_ingest_status(db, report, now, run_ignores) for report in reports]
 
 
-def _ingest_status(db: sqlite3.Connection, report: StatusReport, now: int) -> IngestOutcome:
+def _ingest_status(
+    db: sqlite3.Connection, report: StatusReport, now: int, run_ignores: RunIgnores | None
+) -> IngestOutcome:
     key = report.dedupe_key
     if key is not None and _seen(db, key):
         return "duplicate"
     payload = report_payload(report)
     message = _match(db, report)
     if message is not None:
+        if run_ignores is not None:
+            applied = _apply_if_ignored(db, message, report, payload, now, run_ignores)
+            if applied is not None:
+                return applied
         queued = queue_status(db, message=message, report=payload, dedupe_key=key, now=now)
         return "queued" if queued else "duplicate"
     cursor = db.execute(
@@ -56,6 +90,54 @@ def _ingest_status(db: sqlite3.Connection, report: StatusReport, now: int) -> In
         ),
     )
     return "pending" if cursor.rowcount == 1 else "duplicate"
+
+
+def _apply_if_ignored(
+    db: sqlite3.Connection,
+    message: tuple[str, str, str],
+    report: StatusReport,
+    payload: dict[str, Any],
+    now: int,
+    run_ignores: RunIgnores,
+) -> IngestOutcome | None:
+    """Apply the report to its message at once if ``run_ignores`` says the run ignores it.
+
+    None: queue it as usual (the status cannot advance the message's, so the
+    dispatcher decides as it always did, or ``run_ignores`` said the run reacts).
+    """
+    row = db.execute(_TARGET, (message[0],)).fetchone()
+    if row is None or not status_can_advance(stored := MessageStatus(row[0]), report.status):
+        return None
+    target = StatusTarget(
+        message_id=message[0],
+        message_status=stored,
+        message_step_seq=row[1],
+        provider=row[2],
+        status=report.status,
+        run=run_from_row(row[3:]),
+    )
+    # The event first: a report seen before (same dedupe key) is a duplicate, not
+    # something ``run_ignores`` was told would be applied.
+    if not log_status(db, message=message, report=payload, dedupe_key=report.dedupe_key):
+        return "duplicate"
+    ignored = run_ignores(target)
+    if ignored is None:
+        queue_status_work(db, message_id=target.message_id, report=payload, now=now)
+        return "queued"
+    # The change the dispatcher makes for a report (engine.dispatcher, ``_status``).
+    change = MessageChange(
+        message_id=target.message_id,
+        at=report.at,
+        status=report.status,
+        expected_status=target.message_status,
+    )
+    error = report.error_message or report.error_code
+    if report.status == MessageStatus.FAILED and error:
+        change = replace(change, last_error=error)
+    change_message(db, change, now)
+    if ignored:
+        insert_events(db, ignored)
+    return "applied"
 
 
 def _seen(db: sqlite3.Connection, dedupe_key: str) -> bool:

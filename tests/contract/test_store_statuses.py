@@ -14,10 +14,11 @@ from engine.models import (
     STATUS_RANK,
     DueKind,
     MessageStatus,
+    NewEvent,
     StatusReport,
     status_can_advance,
 )
-from storage.base import Commit, MessageChange, Store
+from storage.base import Commit, MessageChange, StatusTarget, Store
 from tests.contract.store_kit import NOW, Seed, at
 
 SENDING, SENT = MessageStatus.SENDING, MessageStatus.SENT
@@ -245,6 +246,113 @@ async def test_a_report_for_a_known_message_is_logged_and_queued(store: Store, s
         "d1",
     )
     assert event.contact_id == run.contact_id
+
+
+# ---------------------------------------------------------------- applied at once
+# SQLite asks ``run_ignores`` inside the webhook's write; PostgreSQL never asks (its batch is
+# one server-side call) and queues. Either way every report ends up applied once.
+
+
+def asks_the_engine(store: Store) -> bool:
+    return type(store).__name__ == "SQLiteStore"
+
+
+class Judge:
+    """A ``run_ignores`` that records what it was shown and answers ``answer``."""
+
+    def __init__(self, answer: list[NewEvent] | None) -> None:
+        self.answer = answer
+        self.asked: list[StatusTarget] = []
+
+    def __call__(self, target: StatusTarget) -> list[NewEvent] | None:
+        self.asked.append(target)
+        return self.answer
+
+
+async def test_a_report_its_run_ignores_is_applied_in_the_same_write(
+    store: Store, seed: Seed
+) -> None:
+    run = await seed.run()
+    message_id = await seed.message(run, status=SENT, provider_message_id="wamid.1")
+    note = NewEvent(
+        kind="run.event_ignored",
+        at=at(40),
+        contact_id=run.contact_id,
+        run_id=run.id,
+        data={"reason": "no `failed` route"},
+    )
+    judge = Judge([note])
+    failed = report(
+        FAILED, provider_message_id="wamid.1", error_message="unreachable", dedupe_key="f"
+    )
+
+    outcomes = await store.ingest_status_reports([failed], at(40), run_ignores=judge)
+
+    message = await store.get_message(message_id)
+    assert message is not None
+    kinds = [e.kind for e in reversed(await store.list_events(run_id=run.id))]  # oldest first
+    if not asks_the_engine(store):
+        assert (outcomes, judge.asked, message.status) == (["queued"], [], SENT)
+        assert [w.kind for w in await seed.claim_all(when=at(40))] == [DueKind.STATUS]
+        assert kinds == ["status.failed"]
+        return
+    assert outcomes == ["applied"]
+    [target] = judge.asked
+    assert (target.message_id, target.message_status, target.status, target.provider) == (
+        message_id,
+        SENT,
+        FAILED,
+        "sandbox",
+    )
+    assert (target.run.id, target.run.version, target.message_step_seq) == (
+        run.id,
+        run.version,
+        message.step_seq,
+    )
+    # What the dispatcher would have written: the status, its time, the error.
+    assert (message.status, message.status_at[FAILED], message.last_error) == (
+        FAILED,
+        at(30),
+        "unreachable",
+    )
+    assert await seed.claim_all(when=at(40)) == []  # nothing left to apply
+    assert kinds == ["status.failed", "run.event_ignored"]
+
+
+async def test_a_report_the_run_reacts_to_is_queued(store: Store, seed: Seed) -> None:
+    run = await seed.run()
+    message_id = await seed.message(run, status=SENT, provider_message_id="wamid.1")
+    judge = Judge(None)
+
+    outcomes = await store.ingest_status_reports(
+        [report(READ, provider_message_id="wamid.1")], at(40), run_ignores=judge
+    )
+
+    assert outcomes == ["queued"]
+    assert len(judge.asked) == (1 if asks_the_engine(store) else 0)
+    [work] = await seed.claim_all(when=at(40))
+    assert (work.kind, work.message_id) == (DueKind.STATUS, message_id)
+    message = await store.get_message(message_id)
+    assert message is not None
+    assert message.status == SENT
+
+
+async def test_the_engine_is_not_asked_about_a_status_that_cannot_advance_or_a_duplicate(
+    store: Store, seed: Seed
+) -> None:
+    run = await seed.run()
+    await seed.message(run, status=READ, provider_message_id="wamid.1")
+    other = await seed.message(run, status=SENT, provider_message_id="wamid.2")
+    judge = Judge([])
+    late = report(DELIVERED, provider_message_id="wamid.1")
+    twice = report(DELIVERED, provider_message_id="wamid.2", dedupe_key="d2")
+
+    outcomes = await store.ingest_status_reports([late, twice, twice], at(40), run_ignores=judge)
+
+    applied = "applied" if asks_the_engine(store) else "queued"
+    # The late report is left to the dispatcher, which drops it, as it always did.
+    assert outcomes == ["queued", applied, "duplicate"]
+    assert [t.message_id for t in judge.asked] == ([other] if asks_the_engine(store) else [])
 
 
 async def test_a_report_matched_by_idempotency_key(store: Store, seed: Seed) -> None:
