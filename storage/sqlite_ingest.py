@@ -45,11 +45,13 @@ def check_reports(reports: Sequence[StatusReport]) -> None:
         to_us(report.at)
 
 
-# The run of a message with the message's status (for ``run_ignores``).
+# What a report is matched to: the message's (id, run id, contact id), and with
+# ``run_ignores`` also its status, step entry and provider, then its run.
+_MESSAGE = "SELECT id, run_id, contact_id FROM messages m"
 _TARGET = (
-    "SELECT m.status, m.step_seq, m.provider, "
+    "SELECT m.id, m.run_id, m.contact_id, m.status, m.step_seq, m.provider, "
     + ", ".join(f"r.{column.strip()}" for column in RUN_COLUMNS.split(","))
-    + " FROM messages m JOIN runs r ON r.id = m.run_id WHERE m.id = ?"
+    + " FROM messages m JOIN runs r ON r.id = m.run_id"
 )
 
 
@@ -69,10 +71,11 @@ def _ingest_status(
     if key is not None and _seen(db, key):
         return "duplicate"
     payload = report_payload(report)
-    message = _match(db, report)
-    if message is not None:
+    row = _match(db, report, _MESSAGE if run_ignores is None else _TARGET)
+    if row is not None:
+        message: tuple[str, str, str] = (row[0], row[1], row[2])
         if run_ignores is not None:
-            applied = _apply_if_ignored(db, message, report, payload, now, run_ignores)
+            applied = _apply_if_ignored(db, row, report, payload, now, run_ignores)
             if applied is not None:
                 return applied
         queued = queue_status(db, message=message, report=payload, dedupe_key=key, now=now)
@@ -94,7 +97,7 @@ def _ingest_status(
 
 def _apply_if_ignored(
     db: sqlite3.Connection,
-    message: tuple[str, str, str],
+    row: tuple[Any, ...],
     report: StatusReport,
     payload: dict[str, Any],
     now: int,
@@ -102,19 +105,20 @@ def _apply_if_ignored(
 ) -> IngestOutcome | None:
     """Apply the report to its message at once if ``run_ignores`` says the run ignores it.
 
-    None: queue it as usual (the status cannot advance the message's, so the
-    dispatcher decides as it always did, or ``run_ignores`` said the run reacts).
+    ``row``: what ``_TARGET`` selects. None: queue it as usual (the status cannot
+    advance the message's, so the dispatcher decides as it always did, or
+    ``run_ignores`` said the run reacts).
     """
-    row = db.execute(_TARGET, (message[0],)).fetchone()
-    if row is None or not status_can_advance(stored := MessageStatus(row[0]), report.status):
+    if not status_can_advance(stored := MessageStatus(row[3]), report.status):
         return None
+    message: tuple[str, str, str] = (row[0], row[1], row[2])
     target = StatusTarget(
-        message_id=message[0],
+        message_id=row[0],
         message_status=stored,
-        message_step_seq=row[1],
-        provider=row[2],
+        message_step_seq=row[4],
+        provider=row[5],
         status=report.status,
-        run=run_from_row(row[3:]),
+        run=run_from_row(row[6:]),
     )
     # The event first: a report seen before (same dedupe key) is a duplicate, not
     # something ``run_ignores`` was told would be applied.
@@ -149,24 +153,22 @@ def _seen(db: sqlite3.Connection, dedupe_key: str) -> bool:
     return row is not None
 
 
-def _match(db: sqlite3.Connection, report: StatusReport) -> tuple[str, str, str] | None:
-    """(id, run id, contact id) of the reported message, by provider id, then by key.
+def _match(db: sqlite3.Connection, report: StatusReport, select: str) -> tuple[Any, ...] | None:
+    """``select``'s row for the reported message, by provider id, then by key.
 
     The idempotency key is globally unique, so it matches whatever the provider.
     """
-    row = None
+    row: tuple[Any, ...] | None = None
     if report.provider_message_id is not None:
         row = db.execute(
-            "SELECT id, run_id, contact_id FROM messages "
-            "WHERE provider = ? AND provider_message_id = ?",
+            f"{select} WHERE m.provider = ? AND m.provider_message_id = ?",
             (report.provider, report.provider_message_id),
         ).fetchone()
     if row is None and report.idempotency_key is not None:
         row = db.execute(
-            "SELECT id, run_id, contact_id FROM messages WHERE idempotency_key = ?",
-            (report.idempotency_key,),
+            f"{select} WHERE m.idempotency_key = ?", (report.idempotency_key,)
         ).fetchone()
-    return None if row is None else (row[0], row[1], row[2])
+    return row
 
 
 # ---------------------------------------------------------------- contact events
