@@ -268,6 +268,30 @@ async def test_events_reach_the_run_and_metrics_count_them(api: Any) -> None:
     assert "_created" not in text
 
 
+async def test_each_event_gets_an_outcome(api: Any) -> None:
+    client, _ = api
+    created = await (await client.post("/v1/runs", json=RUN, headers=AUTH)).json()
+    run = await (await client.get(f"/v1/runs/{created['run_id']}", headers=AUTH)).json()
+    message_id = run["messages"][0]["id"]
+    await client.post(f"/v1/runs/{created['run_id']}/cancel", headers=AUTH)
+
+    answer = await client.post(
+        "/v1/events",
+        json=[
+            # The run is cancelled: it ignores the status, which is applied at once.
+            {"type": "status", "message_id": message_id, "status": "delivered"},
+            {"type": "reply", "contact": "c-1", "text": "oi", "id": "r-1"},
+            {"type": "reply", "contact": "c-1", "text": "oi", "id": "r-1"},
+        ],
+        headers=AUTH,
+    )
+
+    assert answer.status == 202
+    assert (await answer.json())["outcomes"] == ["applied", "queued", "duplicate"]
+    message = await (await client.get(f"/v1/messages/{message_id}", headers=AUTH)).json()
+    assert message["status"] == "delivered"
+
+
 async def test_contacts_can_be_upserted_and_read(api: Any) -> None:
     client, _ = api
     body = {"phone": "(11) 98888-7777", "name": "João", "context": {"plano": "ouro"}}
