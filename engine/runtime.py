@@ -380,7 +380,7 @@ class Engine:
     async def ingest_status_reports(self, reports: Sequence[StatusReport]) -> list[IngestOutcome]:
         """Store the reports; those the message's run ignores are applied at once."""
         now = self.clock.now()
-        approved: dict[int, StatusTarget] = {}  # by id() of the report
+        applied_now: list[StatusTarget] = []
 
         def run_ignores(target: StatusTarget) -> list[NewEvent] | None:
             loaded = self.catalog.cached(target.run.flow, target.run.flow_version)
@@ -388,13 +388,14 @@ class Engine:
                 return None  # the dispatcher applies it, loading that version from the store
             events = ignored_events(loaded.flow, target, now)
             if events is not None:
-                approved[id(target.report)] = target
+                applied_now.append(target)
             return events
 
         outcomes = await self.store.ingest_status_reports(reports, now, run_ignores=run_ignores)
-        for report, outcome in zip(reports, outcomes, strict=True):
+        applied = iter(applied_now)
+        for outcome in outcomes:
             if outcome == "applied":
-                target = approved[id(report)]
+                target = next(applied)
                 self.metrics.child(self.metrics.messages, target.provider, str(target.status)).inc()
                 log.info(
                     "message %s of run %s is %s", target.message_id, target.run.id, target.status

@@ -240,7 +240,6 @@ class StatusTarget:
     """A status report matched to its message, as ``ingest_status_reports`` offers it
     to ``run_ignores``: the message as stored, the reported status, the message's run."""
 
-    report: StatusReport
     message_id: str
     message_status: MessageStatus  # as stored; ``status`` can advance from it
     message_step_seq: int
@@ -387,11 +386,10 @@ class Store(Protocol):
         it ignores the report) mean apply it now: in the same transaction the
         message's status moves as the dispatcher would move it, the events are
         written after the report's own, nothing is queued, and the outcome is
-        ``applied``. An ``applied`` outcome is always a report it answered with
-        events; such an answer may still end ``queued`` (or ``duplicate``) when the
-        message or the run moved between the question and the write. It must be
-        quick and must not touch the store: SQLite asks inside its write,
-        PostgreSQL before its transaction (and checks both again inside).
+        ``applied``. Every non-None answer of a call that returns is an
+        ``applied`` outcome, in order. It runs inside the write, so it must be
+        quick and must not touch the store. A backend may never call it
+        (PostgreSQL queues every report).
 
         A report with neither ``provider_message_id`` nor ``idempotency_key`` raises
         ``ValueError`` (nothing of the batch is written).

@@ -61,7 +61,6 @@ from storage.postgres_codec import (
 )
 from storage.postgres_pool import Pool
 from storage.postgres_provider_state import ProviderStateMethods
-from storage.postgres_statuses import TARGETS_SQL, apply_objects, target_args
 from storage.postgres_triggers import TriggerMethods
 from storage.sqlite_ingest import check_events, check_reports
 
@@ -449,20 +448,14 @@ class PostgresStore(TriggerMethods, ProviderStateMethods):
         A report with neither a provider id nor an idempotency key is a
         ``ValueError`` (nothing written).
 
-        ``run_ignores`` is asked before the transaction, from one read of the
-        reported messages and their runs (``storage.postgres_statuses``); the
-        transaction applies a report only if its message and run did not move.
+        ``run_ignores`` is never called: the batch runs as one server-side function
+        call, with no round trip to ask the engine, so every report is queued.
         """
         check_reports(reports)
         if not reports:
             self._ready()
             return []
-        applies = None
-        if run_ignores is not None:
-            rows = await self._fetch(TARGETS_SQL, *target_args(reports))
-            applies = apply_objects(reports, rows, run_ignores)
-        unit = status_reports_unit(reports, now, applies)
-        outcomes: list[IngestOutcome] = await self._apply(unit)
+        outcomes: list[IngestOutcome] = await self._apply(status_reports_unit(reports, now))
         return outcomes
 
     async def ingest_contact_events(

@@ -30,7 +30,6 @@ from engine.models import (
     Message,
     MessageStatus,
     NewDueWork,
-    NewEvent,
     Run,
     RunStatus,
     StatusReport,
@@ -290,21 +289,19 @@ def commit_unit(commit: Commit) -> dict[str, Any]:
             for due in commit.new_due
         ]
     if commit.events:
-        unit["events"] = [event_json(event) for event in commit.events]
+        unit["events"] = [
+            {
+                "kind": event.kind,
+                "at": iso(event.at),
+                "contact_id": event.contact_id,
+                "run_id": event.run_id,
+                "message_id": event.message_id,
+                "data": dumps(event.data),
+                "dedupe_key": event.dedupe_key,
+            }
+            for event in commit.events
+        ]
     return unit
-
-
-def event_json(event: NewEvent) -> dict[str, Any]:
-    """An event to insert, as the SQL functions read it."""
-    return {
-        "kind": event.kind,
-        "at": iso(event.at),
-        "contact_id": event.contact_id,
-        "run_id": event.run_id,
-        "message_id": event.message_id,
-        "data": dumps(event.data),
-        "dedupe_key": event.dedupe_key,
-    }
 
 
 def schedule_unit(wanted: Mapping[str, NewDueWork], now: datetime) -> dict[str, Any]:
@@ -335,25 +332,19 @@ def upsert_unit(upsert: ContactUpsert, now: datetime) -> dict[str, Any]:
     return {"op": "upsert_contact", "now": iso(now), "contact": contact}
 
 
-def status_reports_unit(
-    reports: Sequence[StatusReport],
-    now: datetime,
-    applies: Sequence[Mapping[str, Any] | None] | None = None,
-) -> dict[str, Any]:
-    """``applies``: per report, what to apply at once if nothing moved (or None)."""
+def status_reports_unit(reports: Sequence[StatusReport], now: datetime) -> dict[str, Any]:
     items = []
-    for index, report in enumerate(reports):
+    for report in reports:
         payload = report_payload(report)
-        item: dict[str, Any] = {
-            "provider": report.provider,
-            "provider_message_id": report.provider_message_id,
-            "idempotency_key": report.idempotency_key,
-            "dedupe_key": report.dedupe_key,
-            "report": dumps(payload),
-        }
-        if applies is not None and applies[index] is not None:
-            item["apply"] = applies[index]
-        items.append(item)
+        items.append(
+            {
+                "provider": report.provider,
+                "provider_message_id": report.provider_message_id,
+                "idempotency_key": report.idempotency_key,
+                "dedupe_key": report.dedupe_key,
+                "report": dumps(payload),
+            }
+        )
     return {"op": "ingest_statuses", "now": iso(now), "reports": items}
 
 

@@ -113,7 +113,6 @@ def _apply_if_ignored(
         return None
     message: tuple[str, str, str] = (row[0], row[1], row[2])
     target = StatusTarget(
-        report=report,
         message_id=row[0],
         message_status=stored,
         message_step_seq=row[4],

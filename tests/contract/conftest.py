@@ -12,16 +12,13 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 
 from storage.base import Store
-from storage.postgres import PostgresStore
 from tests.contract.store_kit import Database, Seed
 
-StoreT = TypeVar("StoreT", bound=Store)
 POSTGRES_DSN_ENV = "DISPARO_TEST_POSTGRES_DSN"
 
 
@@ -70,20 +67,15 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         yield Database("postgres", dsn)
 
 
-async def migrated_and_open(store: StoreT) -> AsyncIterator[StoreT]:
-    """``store`` migrated and opened for one test, closed after it."""
-    await store.migrate()
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
 @pytest.fixture
 async def store(database: Database) -> AsyncIterator[Store]:
-    async for opened in migrated_and_open(database.new_store()):
+    opened = database.new_store()
+    await opened.migrate()
+    await opened.open()
+    try:
         yield opened
+    finally:
+        await opened.close()
 
 
 @pytest.fixture
@@ -114,10 +106,3 @@ async def postgres_dsn() -> AsyncIterator[str]:
     """A DSN on a fresh, empty schema of the test server (PostgreSQL-only tests)."""
     async for dsn in fresh_postgres_schema(postgres_dsn_or_skip()):
         yield dsn
-
-
-@pytest.fixture
-async def postgres_store(postgres_dsn: str) -> AsyncIterator[PostgresStore]:
-    """A migrated, opened PostgreSQL store on its own schema (PostgreSQL-only tests)."""
-    async for opened in migrated_and_open(PostgresStore(postgres_dsn)):
-        yield opened

@@ -249,8 +249,12 @@ async def test_a_report_for_a_known_message_is_logged_and_queued(store: Store, s
 
 
 # ---------------------------------------------------------------- applied at once
-# ``run_ignores``: SQLite asks inside its write; PostgreSQL asks before its
-# transaction and checks inside it that the message and the run did not move.
+# SQLite asks ``run_ignores`` inside the webhook's write; PostgreSQL never asks (its batch is
+# one server-side call) and queues. Either way every report ends up applied once.
+
+
+def asks_the_engine(store: Store) -> bool:
+    return type(store).__name__ == "SQLiteStore"
 
 
 class Judge:
@@ -284,17 +288,22 @@ async def test_a_report_its_run_ignores_is_applied_in_the_same_write(
 
     outcomes = await store.ingest_status_reports([failed], at(40), run_ignores=judge)
 
+    message = await store.get_message(message_id)
+    assert message is not None
+    kinds = [e.kind for e in reversed(await store.list_events(run_id=run.id))]  # oldest first
+    if not asks_the_engine(store):
+        assert (outcomes, judge.asked, message.status) == (["queued"], [], SENT)
+        assert [w.kind for w in await seed.claim_all(when=at(40))] == [DueKind.STATUS]
+        assert kinds == ["status.failed"]
+        return
     assert outcomes == ["applied"]
     [target] = judge.asked
-    assert target.report is failed
     assert (target.message_id, target.message_status, target.status, target.provider) == (
         message_id,
         SENT,
         FAILED,
         "sandbox",
     )
-    message = await store.get_message(message_id)
-    assert message is not None
     assert (target.run.id, target.run.version, target.message_step_seq) == (
         run.id,
         run.version,
@@ -307,9 +316,7 @@ async def test_a_report_its_run_ignores_is_applied_in_the_same_write(
         "unreachable",
     )
     assert await seed.claim_all(when=at(40)) == []  # nothing left to apply
-    events = list(reversed(await store.list_events(run_id=run.id)))  # oldest first
-    assert [e.kind for e in events] == ["status.failed", "run.event_ignored"]
-    assert events[1].data == {"reason": "no `failed` route"}
+    assert kinds == ["status.failed", "run.event_ignored"]
 
 
 async def test_a_report_the_run_reacts_to_is_queued(store: Store, seed: Seed) -> None:
@@ -322,7 +329,7 @@ async def test_a_report_the_run_reacts_to_is_queued(store: Store, seed: Seed) ->
     )
 
     assert outcomes == ["queued"]
-    assert len(judge.asked) == 1
+    assert len(judge.asked) == (1 if asks_the_engine(store) else 0)
     [work] = await seed.claim_all(when=at(40))
     assert (work.kind, work.message_id) == (DueKind.STATUS, message_id)
     message = await store.get_message(message_id)
@@ -330,7 +337,7 @@ async def test_a_report_the_run_reacts_to_is_queued(store: Store, seed: Seed) ->
     assert message.status == SENT
 
 
-async def test_the_engine_is_not_asked_about_a_status_that_cannot_advance_or_an_unknown_message(
+async def test_the_engine_is_not_asked_about_a_status_that_cannot_advance_or_a_duplicate(
     store: Store, seed: Seed
 ) -> None:
     run = await seed.run()
@@ -338,16 +345,14 @@ async def test_the_engine_is_not_asked_about_a_status_that_cannot_advance_or_an_
     other = await seed.message(run, status=SENT, provider_message_id="wamid.2")
     judge = Judge([])
     late = report(DELIVERED, provider_message_id="wamid.1")
-    unknown = report(DELIVERED, provider_message_id="wamid.9")
     twice = report(DELIVERED, provider_message_id="wamid.2", dedupe_key="d2")
 
-    outcomes = await store.ingest_status_reports(
-        [late, unknown, twice, twice], at(40), run_ignores=judge
-    )
+    outcomes = await store.ingest_status_reports([late, twice, twice], at(40), run_ignores=judge)
 
+    applied = "applied" if asks_the_engine(store) else "queued"
     # The late report is left to the dispatcher, which drops it, as it always did.
-    assert outcomes == ["queued", "pending", "applied", "duplicate"]
-    assert {t.message_id for t in judge.asked} == {other}
+    assert outcomes == ["queued", applied, "duplicate"]
+    assert [t.message_id for t in judge.asked] == ([other] if asks_the_engine(store) else [])
 
 
 async def test_a_report_matched_by_idempotency_key(store: Store, seed: Seed) -> None:
