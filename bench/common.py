@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
 import socket
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,3 +102,40 @@ def paired(engine: list[float], raw: list[float]) -> tuple[float, float]:
     ratio_of_medians = statistics.median(engine) / statistics.median(raw)
     per_round = statistics.median(e / r for e, r in zip(engine, raw, strict=True))
     return ratio_of_medians, per_round
+
+
+@contextlib.asynccontextmanager
+async def postgres_schema(dsn: str) -> AsyncIterator[str]:
+    """A DSN on a fresh schema of the PostgreSQL database ``dsn`` (dropped afterwards)."""
+    import asyncpg
+
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f'CREATE SCHEMA "{name}"')
+        parts = urlsplit(dsn)
+        query = urlencode([*parse_qsl(parts.query), ("search_path", name)])
+        yield urlunsplit(parts._replace(query=query))
+    finally:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        await admin.close()
+
+
+def add_store_options(parser: argparse.ArgumentParser, per_round: str) -> None:
+    """``--store`` and ``--postgres-dsn``; ``per_round``: what postgres does per round."""
+    parser.add_argument(
+        "--store",
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        help=f"the engine's store; postgres {per_round}",
+    )
+    parser.add_argument(
+        "--postgres-dsn",
+        default=os.environ.get("DISPARO_TEST_POSTGRES_DSN"),
+        help="PostgreSQL database for --store postgres (default: $DISPARO_TEST_POSTGRES_DSN)",
+    )
+
+
+def check_store_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.store == "postgres" and not args.postgres_dsn:
+        parser.error("--store postgres needs --postgres-dsn or DISPARO_TEST_POSTGRES_DSN")

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -42,18 +41,25 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import MachineBusy, child, free_port, paired, process_cpu, summary
+from bench.common import (
+    MachineBusy,
+    add_store_options,
+    check_store_options,
+    child,
+    free_port,
+    paired,
+    postgres_schema,
+    process_cpu,
+    summary,
+)
 
 CONCURRENCY = 64
 WARMUP = 500
@@ -228,23 +234,6 @@ def verify_store(db_path: Path, total: int) -> None:
         )
 
 
-@contextlib.asynccontextmanager
-async def postgres_schema(dsn: str) -> AsyncIterator[str]:
-    """A DSN on a fresh schema of the PostgreSQL database ``dsn`` (dropped afterwards)."""
-    import asyncpg
-
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(dsn)
-    try:
-        await admin.execute(f'CREATE SCHEMA "{name}"')
-        parts = urlsplit(dsn)
-        query = urlencode([*parse_qsl(parts.query), ("search_path", name)])
-        yield urlunsplit(parts._replace(query=query))
-    finally:
-        await admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        await admin.close()
-
-
 async def verify_postgres(dsn: str, total: int) -> None:
     """``verify_store`` for the PostgreSQL store."""
     import asyncpg
@@ -362,20 +351,9 @@ async def main() -> None:
         default=10,
         help="the fake checks the outbox row of every N-th POST in the engine's database",
     )
-    parser.add_argument(
-        "--store",
-        choices=["sqlite", "postgres"],
-        default="sqlite",
-        help="the engine's store; postgres uses a fresh schema of --postgres-dsn per round",
-    )
-    parser.add_argument(
-        "--postgres-dsn",
-        default=os.environ.get("DISPARO_TEST_POSTGRES_DSN"),
-        help="PostgreSQL database for --store postgres (default: $DISPARO_TEST_POSTGRES_DSN)",
-    )
+    add_store_options(parser, "uses a fresh schema of --postgres-dsn per round")
     args = parser.parse_args()
-    if args.store == "postgres" and not args.postgres_dsn:
-        parser.error("--store postgres needs --postgres-dsn or DISPARO_TEST_POSTGRES_DSN")
+    check_store_options(parser, args)
     complaints = setup_logs(args.log)
     print(
         f"{args.messages} messages per round (+{WARMUP} warm-up), {CONCURRENCY} in flight, "

@@ -3,9 +3,10 @@
 engine: a real ``python -m engine serve`` process (API, webhooks, dispatcher; INFO
 logging to a file) on a SQLite file (WAL, synchronous=FULL) that already holds
 the messages the webhooks talk about: ``POST /webhooks/wa`` parses each body with
-the sandbox provider (disparo's generic format), stores the report durably (event
-+ status due work) and only then answers 200. Its dispatcher applies the reports
-to the messages and runs (``read`` completes the run) in the same process, as in
+the sandbox provider (disparo's generic format), stores the report durably and
+only then answers 200: a ``delivered`` (the flow routes only ``read``) is applied
+in that write, a ``read`` is stored as an event plus status due work, which the
+dispatcher applies in the same process (``read`` moves the run on), as in
 production.
 raw: ``bench/fake_provider.py``: an aiohttp handler that reads the body and
 answers 200, nothing else.
@@ -31,12 +32,18 @@ have no warning. Rounds alternate raw and engine; the script prints every round,
 the medians and the paired ratio (median of per-round engine/raw). Target: >= 0.5x.
 
     .venv/bin/python bench/webhooks.py [--requests 10000] [--rounds 5] [--concurrency 64]
+                                       [--dispatcher on|off] [--store sqlite|postgres]
+
+``--store postgres`` runs the engine on a fresh schema of ``--postgres-dsn`` (default
+``$DISPARO_TEST_POSTGRES_DSN``) per round; there the setup runs in every round (no
+cheap copy), and the bodies name that round's messages.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
@@ -48,12 +55,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import MachineBusy, child, free_port, paired, process_cpu, summary
+from bench.common import (
+    MachineBusy,
+    add_store_options,
+    check_store_options,
+    child,
+    free_port,
+    paired,
+    postgres_schema,
+    process_cpu,
+    summary,
+)
 
 WARMUP = 500
 PROVIDER = "wa"
@@ -90,12 +108,12 @@ class Round:
     note: str = ""
 
 
-def write_config(tmp: Path, db: Path, port: int) -> Path:
+def write_config(tmp: Path, storage: str, port: int) -> Path:
     flows = tmp / "flows"
     flows.mkdir(exist_ok=True)
     (flows / "aviso.yaml").write_text(FLOW)
     config = {
-        "storage": f"sqlite:///{db}",
+        "storage": storage,
         "server": {"host": "127.0.0.1", "port": port},
         "api_token": TOKEN,
         "flows": str(flows),
@@ -182,34 +200,68 @@ def percentiles(latencies: Sequence[float]) -> tuple[float, float]:
     return cuts[49] * 1000, cuts[98] * 1000
 
 
-def wait_until(db_path: Path, sql: str, expected: int, timeout: float, what: str) -> float:
-    """Poll a read-only connection until ``sql`` gives ``expected``; seconds it took."""
-    started = time.monotonic()
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+class RoundDb:
+    """The database one round's engine runs on, read from this process."""
+
+    def __init__(self, storage: str) -> None:
+        self.storage = storage  # the engine config's `storage:`
+
+    async def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        if self.storage.startswith("sqlite:///"):
+            path = self.storage.removeprefix("sqlite:///")
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                return [tuple(row) for row in db.execute(sql)]
+            finally:
+                db.close()
+        import asyncpg
+
+        conn = await asyncpg.connect(self.storage)
+        try:
+            return [tuple(row) for row in await conn.fetch(sql)]
+        finally:
+            await conn.close()
+
+    async def count(self, sql: str) -> int:
+        return int((await self.rows(sql))[0][0])
+
+
+def copy_sqlite(template: RoundDb, into: RoundDb) -> None:
+    """A round's own copy of the set-up SQLite database."""
+    source = sqlite3.connect(template.storage.removeprefix("sqlite:///"))
+    copy = sqlite3.connect(into.storage.removeprefix("sqlite:///"))
     try:
-        while True:
-            got = db.execute(sql).fetchone()[0]
-            if os.environ.get("BENCH_DEBUG"):
-                print(f"{time.monotonic() - started:.2f} {got}", file=sys.stderr)
-            if got == expected:
-                return time.monotonic() - started
-            if time.monotonic() - started > timeout:
-                raise RuntimeError(f"{what}: {got} after {timeout:.0f}s, expected {expected}")
-            time.sleep(0.05)
+        source.backup(copy)
     finally:
-        db.close()
+        source.close()
+        copy.close()
 
 
-async def prepare(tmp: Path, messages: int, concurrency: int) -> Path:
-    """A migrated database holding ``messages`` runs whose message is ``sent``."""
+async def wait_until(
+    db: RoundDb, sql: str, expected: int, give_up_after: float, what: str
+) -> float:
+    """Poll until ``sql`` gives ``expected``; seconds it took."""
+    started = time.monotonic()
+    while True:
+        got = await db.count(sql)
+        if os.environ.get("BENCH_DEBUG"):
+            print(f"{time.monotonic() - started:.2f} {got}", file=sys.stderr)
+        if got == expected:
+            return time.monotonic() - started
+        if time.monotonic() - started > give_up_after:
+            raise RuntimeError(f"{what}: {got} after {give_up_after:.0f}s, expected {expected}")
+        await asyncio.sleep(0.05)
+
+
+async def prepare(tmp: Path, db: RoundDb, messages: int, concurrency: int) -> None:
+    """Migrate ``db`` and fill it with ``messages`` runs whose message is ``sent``."""
     from engine.runtime import open_store
 
-    template = tmp / "template.db"
-    store = open_store(f"sqlite:///{template}")
+    store = open_store(db.storage)
     await store.migrate()
     await store.close()
     port = free_port()
-    config = write_config(tmp, template, port)
+    config = write_config(tmp, db.storage, port)
     started = time.monotonic()
     with child(serve_args(config), port, log=tmp / "setup.log"):
         bodies = [
@@ -242,41 +294,36 @@ async def prepare(tmp: Path, messages: int, concurrency: int) -> Path:
                         await response.read()
 
             await asyncio.gather(*(starter() for _ in range(concurrency)))
-        wait_until(
-            template,
+        await wait_until(
+            db,
             "SELECT count(*) FROM messages WHERE status = 'sent' "
             "AND provider_message_id IS NOT NULL",
             messages,
-            timeout=600,
+            give_up_after=600,
             what="setup: messages sent",
         )
         # The sandbox's own `sent` callbacks must be applied too, or a round would
         # inherit their leases and work.
-        wait_until(
-            template,
+        await wait_until(
+            db,
             "SELECT count(*) FROM due_work WHERE kind != 'timer'",
             0,
-            timeout=600,
+            give_up_after=600,
             what="setup: work left",
         )
     print(f"setup: {messages} runs started and sent in {time.monotonic() - started:.1f}s")
-    return template
 
 
-def status_bodies(template: Path) -> tuple[list[bytes], list[bytes]]:
+async def status_bodies(db: RoundDb) -> tuple[list[bytes], list[bytes]]:
     """(warm-up bodies, timed bodies): ``delivered`` then ``read`` per message."""
     from engine.models import MessageStatus
     from providers.generic_webhook import status_body
     from providers.sandbox import SandboxConfig, SandboxProvider
 
-    db = sqlite3.connect(f"file:{template}?mode=ro", uri=True)
-    try:
-        rows = db.execute(
-            "SELECT provider_message_id, idempotency_key FROM messages "
-            "ORDER BY CAST(substr(contact_id, 2) AS INTEGER)"
-        ).fetchall()
-    finally:
-        db.close()
+    rows = await db.rows(
+        "SELECT provider_message_id, idempotency_key FROM messages "
+        "ORDER BY CAST(substr(contact_id, 2) AS INTEGER)"
+    )
     # The ids the setup stored are the ones the sandbox derives from the keys, and
     # the sandbox parses these bodies as its own: they are its webhooks.
     sandbox = SandboxProvider(
@@ -329,19 +376,15 @@ async def raw_round(warmup: Sequence[bytes], bodies: Sequence[bytes], concurrenc
 
 async def engine_round(
     tmp: Path,
-    template: Path,
+    db: RoundDb,
     warmup: Sequence[bytes],
     bodies: Sequence[bytes],
     concurrency: int,
     dispatcher: str,
 ) -> Round:
     port = free_port()
-    db_path = tmp / f"round-{port}.db"
-    source, copy = sqlite3.connect(template), sqlite3.connect(db_path)
-    source.backup(copy)
-    source.close()
-    copy.close()
-    config = write_config(tmp, db_path, port)
+    config = write_config(tmp, db.storage, port)
+    applied_at_once = db.storage.startswith("sqlite:")  # reports the run ignores
     log = tmp / f"round-{port}.log"
     url = f"http://127.0.0.1:{port}/webhooks/{PROVIDER}"
     with child(serve_args(config, dispatcher), port, log=log) as proc:
@@ -356,43 +399,43 @@ async def engine_round(
             cpu, load = process_cpu(proc.pid) - cpu, busy.stop()
         if dispatcher == "on":
             # The dispatcher applies the stored reports after the answers; how long it lags.
-            drained = wait_until(
-                db_path,
+            drained = await wait_until(
+                db,
                 "SELECT count(*) FROM due_work WHERE kind = 'status'",
                 0,
-                timeout=600,
+                give_up_after=600,
                 what="status work left",
             )
             note = f"applied {drained:.1f}s after the last answer"
         else:
-            # The flow routes `read`: those wait for the dispatcher; every `delivered`
-            # (the run ignores it) was applied by the webhook's own write.
-            wait_until(
-                db_path,
+            # The flow routes `read`: those wait for the dispatcher. On SQLite every
+            # `delivered` (the run ignores it) was applied by the webhook's own write;
+            # PostgreSQL queues every report.
+            queued = len(bodies) // 2 if applied_at_once else len(warmup) + len(bodies)
+            await wait_until(
+                db,
                 "SELECT count(*) FROM due_work WHERE kind = 'status'",
-                len(bodies) // 2,
-                timeout=5,
-                what="read reports queued for the dispatcher",
+                queued,
+                give_up_after=5,
+                what="reports queued for the dispatcher",
             )
-            note = f"delivered applied as stored, {len(bodies) // 2} reads queued"
+            note = f"{queued} reports queued, no dispatcher"
     accepted = sum(int(a["accepted"]) for a in answers)  # type: ignore[call-overload]
     odd = sum(int(a["pending"]) + int(a["duplicates"]) for a in answers)  # type: ignore[call-overload]
     if accepted != len(bodies) or odd:
         raise RuntimeError(f"engine accepted {accepted} of {len(bodies)} reports ({odd} odd)")
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        events = db.execute(
-            "SELECT count(*) FROM events WHERE kind IN ('status.delivered', 'status.read')"
-        ).fetchone()[0]
-        read = db.execute("SELECT count(*) FROM messages WHERE status = 'read'").fetchone()[0]
-        delivered = db.execute(
-            "SELECT count(*) FROM messages WHERE status = 'delivered'"
-        ).fetchone()[0]
-    finally:
-        db.close()
+    events = await db.count(
+        "SELECT count(*) FROM events WHERE kind IN ('status.delivered', 'status.read')"
+    )
+    read = await db.count("SELECT count(*) FROM messages WHERE status = 'read'")
+    delivered = await db.count("SELECT count(*) FROM messages WHERE status = 'delivered'")
     expect_read = len(bodies) // 2 if dispatcher == "on" else 0
-    # Without the dispatcher the timed messages stop at `delivered` (their read waits).
-    expect_delivered = len(warmup) + (0 if dispatcher == "on" else len(bodies) // 2)
+    if dispatcher == "on":
+        expect_delivered = len(warmup)  # the warm-up messages got no `read`
+    elif applied_at_once:
+        expect_delivered = len(warmup) + len(bodies) // 2  # their `read` waits
+    else:
+        expect_delivered = 0  # every report waits
     if events != len(warmup) + len(bodies) or (read, delivered) != (expect_read, expect_delivered):
         raise RuntimeError(
             f"stored {events} status events, {read} read and {delivered} delivered messages"
@@ -402,7 +445,6 @@ async def engine_round(
     ]
     if complaints:
         raise RuntimeError(f"the server complained: {complaints[:3]}")
-    db_path.unlink()
     p50, p99 = percentiles(latencies)
     return Round(len(bodies) / elapsed, cpu / len(bodies) * 1e6, load, p50, p99, note)
 
@@ -421,8 +463,10 @@ async def main() -> None:
         help="on: `disparo serve` as is (reports are applied as they arrive); "
         "off: the same app without the dispatcher, to isolate ingestion",
     )
+    add_store_options(parser, "sets up a fresh schema of --postgres-dsn per round")
     parser.add_argument("--ingest-only-server", metavar="CONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    check_store_options(parser, args)
     if args.ingest_only_server:
         await ingest_only_server(Path(args.ingest_only_server))
         return
@@ -430,7 +474,7 @@ async def main() -> None:
         parser.error("--requests must be even: a delivered and a read per message")
     print(
         f"{args.requests} webhooks per round (+{WARMUP} warm-up), {args.concurrency} senders, "
-        f"dispatcher {args.dispatcher}, {os.cpu_count()} CPUs",
+        f"dispatcher {args.dispatcher}, store {args.store}, {os.cpu_count()} CPUs",
         flush=True,
     )
     raw: list[float] = []
@@ -438,14 +482,26 @@ async def main() -> None:
     cpu_ratios: list[float] = []
     raw_p99: list[float] = []
     eng_p99: list[float] = []
+    messages = WARMUP + args.requests // 2
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        template = await prepare(tmp, WARMUP + args.requests // 2, args.concurrency)
-        warmup, bodies = status_bodies(template)
-        print(f"bodies: {len(bodies[0])} to {max(map(len, bodies))} bytes, e.g. {bodies[0]!r}")
+        template = RoundDb(f"sqlite:///{tmp / 'template.db'}")
+        if args.store == "sqlite":  # set up once, copied for every round
+            await prepare(tmp, template, messages, args.concurrency)
+            warmup, bodies = await status_bodies(template)
+            print(f"bodies: {len(bodies[0])} to {max(map(len, bodies))} bytes, e.g. {bodies[0]!r}")
         for round_no in range(1, args.rounds + 1):
-            r = await raw_round(warmup, bodies, args.concurrency)
-            e = await engine_round(tmp, template, warmup, bodies, args.concurrency, args.dispatcher)
+            async with contextlib.AsyncExitStack() as stack:
+                if args.store == "sqlite":
+                    db = RoundDb(f"sqlite:///{tmp / f'round-{round_no}.db'}")
+                    copy_sqlite(template, db)
+                else:  # PostgreSQL has no cheap copy: each round sets up its own schema
+                    dsn = await stack.enter_async_context(postgres_schema(args.postgres_dsn))
+                    db = RoundDb(dsn)
+                    await prepare(tmp, db, messages, args.concurrency)
+                    warmup, bodies = await status_bodies(db)
+                r = await raw_round(warmup, bodies, args.concurrency)
+                e = await engine_round(tmp, db, warmup, bodies, args.concurrency, args.dispatcher)
             raw.append(r.rate)
             eng.append(e.rate)
             cpu_ratios.append(r.cpu_us / e.cpu_us)
@@ -460,7 +516,7 @@ async def main() -> None:
                 flush=True,
             )
     print(summary("raw aiohttp handler", raw))
-    print(summary(f"disparo (dispatcher {args.dispatcher})", eng))
+    print(summary(f"disparo ({args.store}, dispatcher {args.dispatcher})", eng))
     medians, per_round = paired(eng, raw)
     print(f"ratio of medians {medians:.2f}x   paired ratio {per_round:.2f}x   (target >= 0.5x)")
     # The load generator, not the bare server, limits the raw rate; server CPU per
