@@ -14,7 +14,7 @@ import functools
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -47,6 +47,7 @@ from storage.base import (
     ContactChange,
     MessageChange,
     Store,
+    reported_change,
 )
 
 log = logging.getLogger("disparo.dispatcher")
@@ -311,23 +312,26 @@ class Dispatcher:
                 await self.store.commit(Commit(now=self.clock.now(), done=Completion(work=work)))
                 return
             error = work.payload.get("error_message") or work.payload.get("error_code")
-            change = MessageChange(
-                message_id=message.id,
+            change = reported_change(
+                message.id,
+                stored=message.status,
+                new=new,
                 at=at,
-                status=new,
-                expected_status=message.status,
+                error=None if error is None else str(error),
             )
-            if new == MessageStatus.FAILED and error:
-                change = replace(change, last_error=str(error))
             events = status_step_events(message.id, message.step_seq, message.status, new)
             try:
                 await self.apply_events(work, events, messages=[change], run_id=message.run_id)
             except StaleRun:
                 continue
-            self.metrics.child(self.metrics.messages, message.provider, str(new)).inc()
-            log.info("message %s of run %s is %s", message.id, message.run_id, new)
+            self.status_moved(message.provider, message.id, message.run_id, new)
             return
         raise StaleRun(f"message {work.message_id} kept changing while applying a status")
+
+    def status_moved(self, provider: str, message_id: str, run_id: str, new: MessageStatus) -> None:
+        """Count and log a message that a provider's report moved to ``new``."""
+        self.metrics.child(self.metrics.messages, provider, str(new)).inc()
+        log.info("message %s of run %s is %s", message_id, run_id, new)
 
     async def apply_events(
         self,

@@ -163,9 +163,6 @@ def is_open(state: RunState) -> bool:
     return state.status in OPEN_RUN_STATUSES
 
 
-__all__ = ["Effects", "RunStatus", "collect_effects", "is_open", "merge_patch", "message_key"]
-
-
 def state_change(run: Run, state: RunState, *, always: bool = False) -> RunChange | None:
     """``state`` as a change of ``run`` checked against the version read; None when
     nothing moved, unless ``always`` (the change then guards the commit by itself)."""
@@ -211,3 +208,15 @@ def run_commit(
         cancel_all_due_of_run=run_id if fx.cancel_all else None,
         events=fx.events,
     )
+
+
+__all__ = [
+    "Effects",
+    "RunStatus",
+    "collect_effects",
+    "is_open",
+    "merge_patch",
+    "message_key",
+    "run_commit",
+    "state_change",
+]

@@ -21,10 +21,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from engine import runner
-from engine.effects import Effects, collect_effects, run_commit, state_change
+from engine.effects import run_commit, state_change
 from engine.errors import StaleRun
-from engine.models import OPEN_RUN_STATUSES, DueWork, NewEvent, Run
+from engine.models import OPEN_RUN_STATUSES, DueWork, Run
+from engine.run_start import first_step, started_event
 from engine.scope import RunnerScope, contact_timezone
 from storage.base import Commit, Completion
 
@@ -67,14 +67,6 @@ async def enter_run(dispatcher: Dispatcher, work: DueWork) -> None:
     raise StaleRun(f"run {work.run_id} kept changing while entering its first step; will retry")
 
 
-def started_event(run: Run, work: DueWork) -> NewEvent:
-    """The run's ``run.started`` event, from its START row (dated at the run's creation)."""
-    data = {"flow": run.flow, "version": run.flow_version, **dict(work.payload)}
-    return NewEvent(
-        kind="run.started", at=run.created_at, contact_id=run.contact_id, run_id=run.id, data=data
-    )
-
-
 async def _entry_commit(dispatcher: Dispatcher, run: Run, work: DueWork) -> Commit:
     now = dispatcher.clock.now()
     contact = await dispatcher.store.get_contact(run.contact_id)
@@ -84,20 +76,16 @@ async def _entry_commit(dispatcher: Dispatcher, run: Run, work: DueWork) -> Comm
     flow = loaded.flow
     zone = contact_timezone(contact, flow, dispatcher.settings.default_timezone)
     scope = RunnerScope.for_run(run, contact, flow, now, zone)
-    transition = runner.start(flow, scope, now)
-    fx = collect_effects(
-        transition,
-        flow=flow,
-        run_id=run.id,
-        contact_id=contact.id,
-        now=now,
-        into=Effects(events=[started_event(run, work)]),
+    # The START row carries the event's data; the event is dated at the run's creation.
+    started = started_event(
+        run.id, run.contact_id, run.flow, run.flow_version, at=run.created_at, data=work.payload
     )
+    state, fx = first_step(flow, scope, now, run_id=run.id, contact_id=contact.id, started=started)
     return run_commit(
         fx,
         run_id=run.id,
         now=now,
         done=Completion(work=work),
-        run=state_change(run, transition.state, always=True),
+        run=state_change(run, state, always=True),
         contact=fx.contact_change(contact.id),
     )

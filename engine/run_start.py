@@ -14,7 +14,9 @@ from typing import Any
 from engine import runner
 from engine.effects import Effects, collect_effects
 from engine.flow.loader import LoadedFlow
+from engine.flow.model import Flow
 from engine.models import Contact, NewEvent
+from engine.runner import RunState, Scope
 from engine.scope import RunnerScope, contact_timezone
 from storage.base import Commit, NewRun
 
@@ -38,23 +40,15 @@ def start_commit(
     scope = RunnerScope(
         contact=contact, run_id=run_id, flow=flow, run_vars={}, now=now, timezone=tz
     )
-    transition = runner.start(flow, scope, now)
-    started = NewEvent(
-        kind="run.started",
+    started = started_event(
+        run_id,
+        contact.id,
+        flow.flow,
+        loaded.version,
         at=now,
-        contact_id=contact.id,
-        run_id=run_id,
-        data={"flow": flow.flow, "version": loaded.version, "trigger": trigger, **(data or {})},
+        data={"trigger": trigger, **(data or {})},
     )
-    fx = collect_effects(
-        transition,
-        flow=flow,
-        run_id=run_id,
-        contact_id=contact.id,
-        now=now,
-        into=Effects(events=[started]),
-    )
-    state = transition.state
+    state, fx = first_step(flow, scope, now, run_id=run_id, contact_id=contact.id, started=started)
     return Commit(
         now=now,
         new_run=NewRun(
@@ -74,3 +68,34 @@ def start_commit(
         new_due=fx.new_due,
         events=fx.events,
     )
+
+
+def started_event(
+    run_id: str, contact_id: str, flow: str, version: str, *, at: datetime, data: Mapping[str, Any]
+) -> NewEvent:
+    """A run's ``run.started`` event: its flow, the version it is pinned to, and ``data``
+    (the trigger and what the trigger saw)."""
+    return NewEvent(
+        kind="run.started",
+        at=at,
+        contact_id=contact_id,
+        run_id=run_id,
+        data={"flow": flow, "version": version, **data},
+    )
+
+
+def first_step(
+    flow: Flow, scope: Scope, now: datetime, *, run_id: str, contact_id: str, started: NewEvent
+) -> tuple[RunState, Effects]:
+    """Walk ``flow`` from its start for a new run until it waits or ends: the run's
+    state then, and what the walk writes (``started`` first)."""
+    transition = runner.start(flow, scope, now)
+    fx = collect_effects(
+        transition,
+        flow=flow,
+        run_id=run_id,
+        contact_id=contact_id,
+        now=now,
+        into=Effects(events=[started]),
+    )
+    return transition.state, fx

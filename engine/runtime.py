@@ -230,7 +230,7 @@ class Engine:
         assert result.run is not None
         if not result.created:
             self._same_request(result.run, flow.flow, contact.id, idempotency_key)
-        if result.created:
+        else:
             self.metrics.child(self.metrics.runs, flow.flow, "started").inc()
             log.info("started run %s of %s for contact %s", result.run.id, flow.flow, contact.id)
             self.dispatcher.notify()
@@ -395,11 +395,8 @@ class Engine:
         applied = iter(applied_now)
         for outcome in outcomes:
             if outcome == "applied":
-                target = next(applied)
-                self.metrics.child(self.metrics.messages, target.provider, str(target.status)).inc()
-                log.info(
-                    "message %s of run %s is %s", target.message_id, target.run.id, target.status
-                )
+                t = next(applied)
+                self.dispatcher.status_moved(t.provider, t.message_id, t.run.id, t.status)
         self.dispatcher.notify()
         return outcomes
 

@@ -178,6 +178,7 @@ async def handle_fanout(ctx: TriggerContext, work: DueWork) -> None:
     audience = p.get("audience")
     chosen = select(
         candidates,
+        lambda item: item.contact,
         flow=loaded.flow,
         now=now,
         default_timezone=ctx.default_timezone,

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from engine.clock import Clock
 from engine.errors import RenderError
@@ -32,6 +32,8 @@ from engine.trigger_filter import ContactFilter
 from storage.base import BulkStart, StartRequest, Store
 
 log = logging.getLogger("disparo.triggers")
+
+T = TypeVar("T")
 
 # Runs started per transaction: writing a batch keeps the event loop busy for a few
 # milliseconds (well under the 50 ms a stall may last), and shares one fsync.
@@ -141,46 +143,49 @@ class RunStarter:
 
 
 @dataclass(slots=True, kw_only=True)
-class Selection:
-    """Contacts an expression let through, and the errors it raised on the others."""
+class Selection(Generic[T]):
+    """Candidates an expression let through, and the errors it raised on the others."""
 
-    chosen: list[TriggerStart] = field(default_factory=list)
+    chosen: list[T] = field(default_factory=list)
     excluded: int = 0
     errors: int = 0
     first_error: str | None = None
 
 
 def select(
-    candidates: Sequence[TriggerStart],
+    candidates: Iterable[T],
+    contact_of: Callable[[T], Contact],
     *,
     flow: Flow,
     now: datetime,
     default_timezone: str,
     audience: str | None = None,
     unless: str | None = None,
-) -> Selection:
-    """Keep the candidates that are in ``audience`` and not excluded by ``unless``.
+) -> Selection[T]:
+    """Keep the candidates whose contact is in ``audience`` and not excluded by ``unless``.
 
     A contact whose expression fails (a missing variable) is left out and counted as
     an error: a campaign never goes to a contact it cannot decide about.
     """
-    out = Selection()
+    out: Selection[T] = Selection()
+    # (filter, what it must say for the contact to be kept)
     tests = [
         (
-            name,
             ContactFilter(expr, field=name, flow=flow, now=now, default_timezone=default_timezone),
+            keep,
         )
-        for name, expr in (("audience", audience), ("unless", unless))
+        for name, expr, keep in (("audience", audience, True), ("unless", unless, False))
         if expr is not None
     ]
     for item in candidates:
+        contact = contact_of(item)
         try:
-            if any((name == "audience") != test.holds(item.contact) for name, test in tests):
+            if any(test.holds(contact) != keep for test, keep in tests):
                 out.excluded += 1
                 continue
         except RenderError as exc:
             out.errors += 1
-            out.first_error = out.first_error or f"contact {item.contact.id}: {exc}"
+            out.first_error = out.first_error or f"contact {contact.id}: {exc}"
             continue
         out.chosen.append(item)
     return out

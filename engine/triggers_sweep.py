@@ -37,16 +37,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine.errors import NotFound, RenderError
+from engine.errors import NotFound
 from engine.flow.loader import LoadedFlow
 from engine.flow.model import Flow
 from engine.models import Contact, DueWork, NewEvent
 from engine.scope import contact_timezone
-from engine.trigger_filter import ContactFilter
-from engine.triggers_start import TriggerContext
+from engine.triggers_start import TriggerContext, select
 from storage.base import Commit, Completion, ContactTimestamp, StartRequest
 
 log = logging.getLogger("disparo.triggers")
@@ -134,22 +134,13 @@ async def handle_sweep(ctx: TriggerContext, work: DueWork) -> None:
         await ctx.store.commit(Commit(now=now, done=Completion(work=work, retry_at=retry)))
         return
     chunk = ctx.settings.chunk_size
-    unless = p.get("unless")
-    test = None
-    if unless is not None:
-        test = ContactFilter(
-            str(unless),
-            field="unless",
-            flow=loaded.flow,
-            now=now,
-            default_timezone=ctx.default_timezone,
-        )
+    unless = None if p.get("unless") is None else str(p["unless"])
     for _ in range(CHUNKS_PER_STEP):
         page, candidates, cursor = await _page(
-            ctx, loaded.flow, p, since, watermark, cutoff, chunk, profile=test is not None
+            ctx, loaded.flow, p, since, watermark, cutoff, chunk, profile=unless is not None
         )
         await asyncio.sleep(0)  # reading and decoding a chunk is one slice of the loop's time
-        await _start_chunk(ctx, loaded, p, candidates, test)
+        await _start_chunk(ctx, loaded, p, candidates, unless, now)
         if page < chunk:
             break
         p["cursor"] = cursor
@@ -177,24 +168,22 @@ async def _start_chunk(
     loaded: LoadedFlow,
     p: dict[str, Any],
     candidates: list[tuple[Contact, datetime]],
-    test: ContactFilter | None,
+    unless: str | None,
+    now: datetime,
 ) -> None:
-    """Start a run for each candidate ``test`` (the `unless`) does not exclude; add the
-    counts to the payload ``p``."""
+    """Start a run for each candidate `unless` (evaluated at the sweep's ``now``) does
+    not exclude; add the counts to the payload ``p``."""
     flow_name, index, since = str(p["flow"]), int(p["trigger"]), str(p["since"])
+    chosen = select(
+        candidates,
+        itemgetter(0),
+        flow=loaded.flow,
+        now=now,
+        default_timezone=ctx.default_timezone,
+        unless=unless,
+    )
     requests: list[StartRequest] = []
-    excluded = errors = 0
-    first_error: str | None = None
-    for contact, stamp in candidates:
-        if test is not None:
-            try:
-                if test.holds(contact):
-                    excluded += 1
-                    continue
-            except RenderError as exc:
-                errors += 1
-                first_error = first_error or f"contact {contact.id}: {exc}"
-                continue
+    for contact, stamp in chosen.chosen:
         at = iso(stamp)
         requests.append(
             (contact.id, after_key(flow_name, index, contact.id, at), {"since": since, "at": at})
@@ -204,9 +193,9 @@ async def _start_chunk(
         matched=int(p.get("matched", 0)) + len(candidates),
         started=int(p.get("started", 0)) + tally.started,
         already_active=int(p.get("already_active", 0)) + tally.already_active,
-        excluded=int(p.get("excluded", 0)) + excluded,
-        errors=int(p.get("errors", 0)) + errors,
-        first_error=p.get("first_error") or first_error,
+        excluded=int(p.get("excluded", 0)) + chosen.excluded,
+        errors=int(p.get("errors", 0)) + chosen.errors,
+        first_error=p.get("first_error") or chosen.first_error,
     )
 
 

@@ -124,6 +124,20 @@ class MessageChange:
         return getattr(self, name) is not _UNSET
 
 
+def reported_change(
+    message_id: str, *, stored: MessageStatus, new: MessageStatus, at: datetime, error: str | None
+) -> MessageChange:
+    """What a provider's status report changes on its message: ``new`` from ``stored``
+    (checked, as the status read), and a failure's ``error`` as ``last_error``."""
+    return MessageChange(
+        message_id=message_id,
+        at=at,
+        status=new,
+        expected_status=stored,
+        last_error=error if new == MessageStatus.FAILED and error else _UNSET,
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ContactChange:
     """Facts the engine writes about a contact while running a flow."""

@@ -1,5 +1,4 @@
-"""Bulk run starts on PostgreSQL: ``Store.start_runs`` as one transaction, and the
-light contact pages re-engagement sweeps read.
+"""Bulk run starts on PostgreSQL: ``Store.start_runs`` as one transaction.
 
 The transaction first takes the advisory lock of every (contact, flow) of the batch,
 the lock ``disparo_commit`` takes before creating a run, in one sorted order (two
@@ -16,17 +15,14 @@ A deadlock with a group commit that creates runs of the same contacts is retried
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from engine.errors import StoreUnavailable
-from engine.models import Contact
 from storage.base import BulkStart, BulkStartResult
 from storage.bulk_starts import plan_starts, starting_requests
 from storage.postgres_contacts import upsert_contacts
-from storage.sqlite_codec import loads
 
 MAX_TRIES = 5
 
@@ -112,27 +108,3 @@ async def _write(
         columns = [list(column) for column in zip(*plan.events, strict=True)]
         await connection.execute(_INSERT_EVENTS, *columns, starts.now)
     return plan.result()
-
-
-def stamped_ids(rows: list[Any]) -> list[tuple[Contact, datetime]]:
-    """(id, stamp) rows as (contact with its id alone, its timestamp)."""
-    return [(Contact(id=row[0]), row[1]) for row in rows]
-
-
-def stamped_profiles(rows: list[Any]) -> list[tuple[Contact, datetime]]:
-    """(stamp, ``PROFILE_COLUMNS``...) rows as (contact with what expressions read, stamp)."""
-    return [
-        (
-            Contact(
-                id=id_,
-                phone=phone,
-                email=email,
-                name=name,
-                tags=tuple(loads(tags)) if isinstance(tags, str) else tuple(tags),
-                context=loads(context) if isinstance(context, str) else context,
-                timezone=timezone,
-            ),
-            stamp,
-        )
-        for stamp, id_, phone, email, name, tags, context, timezone in rows
-    ]

@@ -19,10 +19,10 @@ import asyncpg
 from engine.models import Contact, NewDueWork
 from storage.base import BulkStart, BulkStartResult, ContactTimestamp
 from storage.bulk_starts import check_requests
-from storage.columns import CONTACT_COLUMNS, window_columns
+from storage.columns import CONTACT_COLUMNS, stamped_ids, stamped_profiles, window_columns
 from storage.postgres_codec import contact_from_row, schedule_unit
 from storage.postgres_contacts import encode_upserts
-from storage.postgres_starts import stamped_ids, stamped_profiles, start_runs
+from storage.postgres_starts import start_runs
 
 T = TypeVar("T")
 
@@ -84,7 +84,7 @@ class TriggerMethods:
             field, above=above, up_to=up_to, cursor=cursor, limit=limit, profile=profile
         )
         rows = await self._fetch(sql, *params)
-        return stamped_profiles(rows) if profile else stamped_ids(rows)
+        return stamped_profiles(rows, _as_is) if profile else stamped_ids(rows, _as_is)
 
     async def start_runs(self, starts: BulkStart) -> BulkStartResult:
         """Start many runs in one transaction (see ``Store.start_runs``)."""
@@ -128,3 +128,8 @@ def window_query(
         f'ORDER BY {field}, id COLLATE "C" LIMIT ${len(params)}'
     )
     return sql, params
+
+
+def _as_is(stamp: datetime) -> datetime:
+    """asyncpg decodes timestamptz itself."""
+    return stamp

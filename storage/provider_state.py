@@ -28,6 +28,7 @@ from engine.models import CredentialRenewal, ProviderCredential, RateSlot
 from storage.sqlite_codec import from_us, to_us
 
 NAME_MAX = 200
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def check_name(kind: str, name: str) -> None:
@@ -38,9 +39,14 @@ def check_name(kind: str, name: str) -> None:
         raise ValueError(f"a {kind} name has at most {NAME_MAX} characters, not {len(name)}")
 
 
+def _whole(value: object, minimum: int) -> bool:
+    """Whether ``value`` is an ``int`` (not a ``bool``) of at least ``minimum``."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
 def check_budget(budget: str, limit: int, window: timedelta) -> None:
     check_name("rate budget", budget)
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+    if not _whole(limit, 1):
         raise ValueError(
             f"rate budget {budget!r}: limit must be a whole number >= 1, not {limit!r}"
         )
@@ -49,9 +55,7 @@ def check_budget(budget: str, limit: int, window: timedelta) -> None:
 
 
 def check_vendor_limit(budget: str, vendor_limit: int | None) -> None:
-    if vendor_limit is not None and (
-        isinstance(vendor_limit, bool) or not isinstance(vendor_limit, int) or vendor_limit < 1
-    ):
+    if vendor_limit is not None and not _whole(vendor_limit, 1):
         raise ValueError(
             f"rate budget {budget!r}: the vendor's limit must be a whole number >= 1, "
             f"not {vendor_limit!r}"
@@ -76,7 +80,7 @@ def take_slot(
     now: datetime,
 ) -> TakenSlot:
     """Take one slot at ``now`` if the budget has one; else say when the next frees."""
-    now_us, window_us = to_us(now), to_us_delta(window)
+    now_us, window_us = to_us(now), window // _MICROSECOND
     in_force = min(limit, vendor_limit) if vendor_limit is not None else limit
     recent = sorted(s for s in starts if s > now_us - window_us)
     free_at = now_us
@@ -91,10 +95,6 @@ def take_slot(
         )
     kept = [*recent, now_us][-limit:]
     return TakenSlot(slot=RateSlot(taken=True, free_at=now, limit=in_force), starts=kept)
-
-
-def to_us_delta(delta: timedelta) -> int:
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def later_pause(stored: int | None, wanted: datetime | None) -> int | None:
@@ -118,7 +118,7 @@ class CredentialRow:
 def check_version(name: str, version: int, owner: str) -> None:
     """``ValueError`` unless ``version`` is one a caller can have read (0: none)."""
     check_name("credential", name)
-    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+    if not _whole(version, 0):
         raise ValueError(
             f"credential {name!r}: a version is the one last read (0 for none), not {version!r}"
         )

@@ -49,7 +49,7 @@ from storage.sqlite_codec import (
     run_from_row,
     to_us,
 )
-from storage.sqlite_commit import OPEN_STATUSES_SQL, apply_commit
+from storage.sqlite_commit import OPEN_STATUSES_SQL, apply_commit, run_by_key
 from storage.sqlite_contacts import upsert_contact
 from storage.sqlite_due import claim, extend
 from storage.sqlite_ingest import (
@@ -241,10 +241,8 @@ class SQLiteStore(TriggerMethods, ProviderStateMethods):
         return None if row is None else run_from_row(row)
 
     async def get_run_by_key(self, idempotency_key: str) -> Run | None:
-        row = self._fetch_one(
-            f"SELECT {RUN_COLUMNS} FROM runs WHERE idempotency_key = ?", (idempotency_key,)
-        )
-        return None if row is None else run_from_row(row)
+        link = self._ready()
+        return link.read(run_by_key, link.db, idempotency_key)
 
     async def list_open_runs(self, contact_id: str) -> list[Run]:
         """The contact's active and waiting runs, oldest first."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from engine.models import (
@@ -19,7 +18,7 @@ from engine.models import (
     StatusReport,
     status_can_advance,
 )
-from storage.base import IngestOutcome, MessageChange, RunIgnores, StatusTarget
+from storage.base import IngestOutcome, RunIgnores, StatusTarget, reported_change
 from storage.columns import RUN_COLUMNS
 from storage.sqlite_codec import dumps, iso, run_from_row, to_us, to_us_or_none
 from storage.sqlite_commit import (
@@ -75,7 +74,7 @@ def _ingest_status(
     if row is not None:
         message: tuple[str, str, str] = (row[0], row[1], row[2])
         if run_ignores is not None:
-            applied = _apply_if_ignored(db, row, report, payload, now, run_ignores)
+            applied = _apply_if_ignored(db, message, row, report, payload, now, run_ignores)
             if applied is not None:
                 return applied
         queued = queue_status(db, message=message, report=payload, dedupe_key=key, now=now)
@@ -97,6 +96,7 @@ def _ingest_status(
 
 def _apply_if_ignored(
     db: sqlite3.Connection,
+    message: tuple[str, str, str],
     row: tuple[Any, ...],
     report: StatusReport,
     payload: dict[str, Any],
@@ -105,13 +105,12 @@ def _apply_if_ignored(
 ) -> IngestOutcome | None:
     """Apply the report to its message at once if ``run_ignores`` says the run ignores it.
 
-    ``row``: what ``_TARGET`` selects. None: queue it as usual (the status cannot
-    advance the message's, so the dispatcher decides as it always did, or
-    ``run_ignores`` said the run reacts).
+    ``message``: (id, run id, contact id); ``row``: what ``_TARGET`` selects. None:
+    queue it as usual (the status cannot advance the message's, so the dispatcher
+    decides as it always did).
     """
     if not status_can_advance(stored := MessageStatus(row[3]), report.status):
         return None
-    message: tuple[str, str, str] = (row[0], row[1], row[2])
     target = StatusTarget(
         message_id=row[0],
         message_status=stored,
@@ -128,16 +127,13 @@ def _apply_if_ignored(
     if ignored is None:
         queue_status_work(db, message_id=target.message_id, report=payload, now=now)
         return "queued"
-    # The change the dispatcher makes for a report (engine.dispatcher, ``_status``).
-    change = MessageChange(
-        message_id=target.message_id,
+    change = reported_change(
+        target.message_id,
+        stored=stored,
+        new=report.status,
         at=report.at,
-        status=report.status,
-        expected_status=target.message_status,
+        error=report.error_message or report.error_code,
     )
-    error = report.error_message or report.error_code
-    if report.status == MessageStatus.FAILED and error:
-        change = replace(change, last_error=error)
     change_message(db, change, now)
     if ignored:
         insert_events(db, ignored)

@@ -1,5 +1,4 @@
-"""Bulk run starts on SQLite: the write unit of ``Store.start_runs`` and the light
-contact pages re-engagement sweeps read.
+"""Bulk run starts on SQLite: the write unit of ``Store.start_runs``.
 
 ``start_runs`` is one write unit (one savepoint in the group-commit batch) for a
 whole batch of requests: two reads find the keys already stored and the contacts
@@ -14,13 +13,11 @@ inserts, so nothing can start the same key or enter the same contact in between.
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
 from typing import Any
 
-from engine.models import Contact
 from storage.base import BulkStart, BulkStartResult
 from storage.bulk_starts import check_requests, plan_starts, starting_requests
-from storage.sqlite_codec import from_us, loads, to_us
+from storage.sqlite_codec import to_us
 from storage.sqlite_contacts import upsert_contacts
 
 _INSERT_RUN = (
@@ -91,27 +88,3 @@ def found(db: sqlite3.Connection, sql: str, fixed: tuple[Any, ...], values: list
         query = sql.format(",".join("?" * len(part)))
         out.update(row[0] for row in db.execute(query, (*fixed, *part)))
     return out
-
-
-def stamped_ids(rows: list[tuple[Any, ...]]) -> list[tuple[Contact, datetime]]:
-    """(id, stamp) rows as (contact with its id alone, its timestamp)."""
-    return [(Contact(id=id_), from_us(stamp)) for id_, stamp in rows]
-
-
-def stamped_profiles(rows: list[tuple[Any, ...]]) -> list[tuple[Contact, datetime]]:
-    """(stamp, ``PROFILE_COLUMNS``...) rows as (contact with what expressions read, stamp)."""
-    return [
-        (
-            Contact(
-                id=id_,
-                phone=phone,
-                email=email,
-                name=name,
-                tags=() if tags == "[]" else tuple(loads(tags)),
-                context={} if context == "{}" else loads(context),
-                timezone=timezone,
-            ),
-            from_us(stamp),
-        )
-        for stamp, id_, phone, email, name, tags, context, timezone in rows
-    ]

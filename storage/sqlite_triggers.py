@@ -16,10 +16,10 @@ from typing import Any
 from engine.errors import Conflict
 from engine.models import Contact, NewDueWork
 from storage.base import BulkStart, BulkStartResult, ContactTimestamp, TriggerFiring
-from storage.columns import CONTACT_COLUMNS, window_columns
+from storage.columns import CONTACT_COLUMNS, stamped_ids, stamped_profiles, window_columns
 from storage.sqlite_batch import GroupCommitConnection
-from storage.sqlite_codec import contact_from_row, dumps, iso, to_us
-from storage.sqlite_starts import stamped_ids, stamped_profiles, start_runs
+from storage.sqlite_codec import contact_from_row, dumps, from_us, iso, to_us
+from storage.sqlite_starts import start_runs
 
 # The only columns a sweep may select on: each has a covering (column, id) index.
 TIMESTAMP_COLUMNS: frozenset[str] = frozenset(
@@ -60,7 +60,7 @@ class TriggerMethods:
             field, above=above, up_to=up_to, cursor=cursor, limit=limit, profile=profile
         )
         rows = link.read(_rows, link.db, sql, params)
-        return stamped_profiles(rows) if profile else stamped_ids(rows)
+        return stamped_profiles(rows, from_us) if profile else stamped_ids(rows, from_us)
 
     async def start_runs(self, starts: BulkStart) -> BulkStartResult:
         """Start many runs in one transaction (see ``Store.start_runs``)."""
