@@ -4,8 +4,9 @@ Design decided by measurement (``shared/research/performance-limits.md`` section
 3 and 7): plain ``sqlite3`` on the event-loop thread, WAL, ``synchronous=FULL`` by
 default, ``busy_timeout`` 5 s, foreign keys on, and adaptive group commit
 (``storage.sqlite_batch``): every store call that writes awaits a COMMIT shared
-with every other writer that was ready in the same loop iteration. A call returns
-only once what it wrote is durable.
+with every other writer that was ready in the same loop iteration, issued on a
+commit thread so its fsync does not stall the loop. A call returns only once what
+it wrote is durable.
 
 Layout: ``sqlite_schema`` (DSN, PRAGMAs, migrations), ``sqlite_batch`` (the
 group-commit connection and driver-error mapping), ``sqlite_codec`` (rows <->

@@ -63,8 +63,14 @@ def connect(path: str, synchronous: Synchronous) -> sqlite3.Connection:
             ) from exc
     try:
         # isolation_level=None: the store issues BEGIN/COMMIT itself (group commit).
+        # check_same_thread=False: COMMIT runs on the batch's commit thread while no
+        # unit is open (sqlite_batch); everything else stays on the loop thread.
         db = sqlite3.connect(
-            path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, cached_statements=256
+            path,
+            isolation_level=None,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            cached_statements=256,
+            check_same_thread=False,
         )
     except sqlite3.Error as exc:
         raise translate(exc, path) from exc

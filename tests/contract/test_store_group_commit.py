@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -85,6 +86,39 @@ async def test_writers_ready_together_share_one_commit_and_all_survive_a_restart
     claimed = await again.claim_due_work(owner="a", now=at(300), lease_seconds=30, limit=500)
     assert len(claimed) == 200
     await again.close()
+
+
+async def test_the_loop_runs_while_a_commit_is_in_flight_and_later_writers_wait_for_it(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first COMMIT is held on the commit thread until the test lets it go.
+    release, started = threading.Event(), threading.Event()
+    inline_commit = sqlite_batch.GroupCommitConnection._commit
+
+    def held_commit(db: sqlite3.Connection) -> None:
+        if not started.is_set():
+            started.set()
+            release.wait(5)
+        inline_commit(db)
+
+    monkeypatch.setattr(sqlite_batch.GroupCommitConnection, "_commit", staticmethod(held_commit))
+    first = [asyncio.ensure_future(store.commit(log(n))) for n in range(3)]
+    # The COMMIT of 0-2 reaches the commit thread; the loop is not blocked meanwhile.
+    assert await asyncio.to_thread(started.wait, 5)
+
+    # The loop is free: reads answer, and a new writer waits for the next batch.
+    assert await store.next_due_at() is None
+    late = asyncio.ensure_future(store.commit(log(3)))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not any(w.done() for w in first), "acknowledged before its COMMIT finished"
+    assert not late.done()
+    assert store.stats.commits == 0
+
+    release.set()
+    await asyncio.gather(*first, late)
+    assert store.stats.commits == 2  # 0-2 together, then 3 in a batch of its own
+    assert await logged(store) == [0, 1, 2, 3]
 
 
 async def test_a_failing_unit_fails_alone_while_its_batch_commits(store: SQLiteStore) -> None:
