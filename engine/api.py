@@ -325,8 +325,9 @@ async def webhook(request: web.Request) -> web.Response:
     except ProviderRejected as exc:
         engine.metrics.webhooks.labels(name, "rejected").inc()
         return error_response(400, "INVALID_WEBHOOK", str(exc))
-    engine.metrics.webhook_latency.labels(name).observe(time.perf_counter() - started)
-    engine.metrics.webhooks.labels(name, "stored").inc()
+    metrics = engine.metrics
+    metrics.child(metrics.webhook_latency, name).observe(time.perf_counter() - started)
+    metrics.child(metrics.webhooks, name, "stored").inc()
     return web.json_response(
         {
             "accepted": outcome.accepted,

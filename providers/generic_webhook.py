@@ -92,6 +92,12 @@ class _InboundItem(_Item):
         return self
 
 
+class _StatusesOnly(_Item):
+    """A body of status reports only, every one of them valid: the common webhook."""
+
+    statuses: list[_StatusItem] = Field(min_length=1)
+
+
 def parse_generic_webhook(body: bytes, *, provider: str, received_at: datetime) -> ParsedWebhook:
     """Parse a body in disparo's webhook format (see the module docstring).
 
@@ -100,6 +106,22 @@ def parse_generic_webhook(body: bytes, *, provider: str, received_at: datetime) 
     Reports carry ``provider`` as their source and stable dedupe keys, so a
     redelivered webhook changes nothing.
     """
+    try:
+        # One pass of pydantic's JSON parser; any other body (inbound items, a bad
+        # item, not JSON at all) takes the item-by-item path, which says what is wrong.
+        whole = _StatusesOnly.model_validate_json(body)
+    except ValidationError:
+        pass
+    else:
+        return ParsedWebhook(
+            statuses=[_status_report(item, provider, received_at) for item in whole.statuses]
+        )
+    return parse_item_by_item(body, provider=provider, received_at=received_at)
+
+
+def parse_item_by_item(body: bytes, *, provider: str, received_at: datetime) -> ParsedWebhook:
+    """``parse_generic_webhook`` one item at a time: the good items are kept, each bad
+    one is named in ``errors``."""
     document = _load(body, provider)
     statuses: list[StatusReport] = []
     events: list[ContactEvent] = []

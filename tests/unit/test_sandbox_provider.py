@@ -18,6 +18,7 @@ from engine.models import (
     OutboundMessage,
     Text,
 )
+from providers.generic_webhook import parse_generic_webhook, parse_item_by_item
 from providers.registry import config_model_for, provider_class
 from providers.sandbox import SandboxConfig, SandboxProvider
 from tests.provider_kit import outbound
@@ -327,3 +328,27 @@ def test_one_bad_item_in_a_batch_is_reported_and_the_good_ones_are_kept() -> Non
     assert "statuses[5]: colour:" in joined
     assert "inbound[0]: a button needs 'button_id'" in joined
     assert "inbound[1]: from:" in joined
+
+
+@pytest.mark.parametrize(
+    "statuses",
+    [
+        [{"id": "sbx-1", "status": "delivered"}],
+        [{"key": "k-1", "status": "read", "at": "2024-05-01T09:00:00-03:00"}],
+        [
+            {"id": "sbx-1", "key": "k-1", "status": "sent", "at": "2024-05-01T12:00:00Z"},
+            {"id": "sbx-2", "status": "failed", "error": {"code": "131026", "message": "x"}},
+            {"key": "k-3", "status": "failed", "error": "blocked by the user"},
+            {"key": "k-4", "status": "failed", "error": {"code": "470"}},
+        ],
+    ],
+)
+def test_a_body_of_valid_statuses_parses_in_one_pass_as_item_by_item(
+    statuses: list[dict[str, Any]],
+) -> None:
+    body = json.dumps({"statuses": statuses}).encode()
+    one_pass = parse_generic_webhook(body, provider="wa", received_at=NOW)
+    assert one_pass == parse_item_by_item(body, provider="wa", received_at=NOW)
+    assert len(one_pass.statuses) == len(statuses)
+    assert all(r.at.tzinfo == UTC for r in one_pass.statuses)
+    assert not one_pass.errors
