@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from pydantic import TypeAdapter
 
@@ -42,10 +43,12 @@ from engine.models import (
     MessageStatus,
     NewEvent,
     OutboundMessage,
+    Run,
     Template,
 )
-from engine.rules import RuleFacts, decide
+from engine.rules import RuleFacts, Verdict, decide
 from engine.scope import contact_timezone, render_scope
+from providers.base import Provider
 from storage.base import Commit, Completion, MessageChange
 
 if TYPE_CHECKING:
@@ -74,6 +77,62 @@ def provider_hints(rules: Rules, flow: Flow, step: str) -> dict[str, Any]:
     if handoff is not None and handoff.attendant:
         hints["attendant"] = handoff.attendant  # Robbu assigns the contact on send
     return hints
+
+
+class UnknownTemplate(Exception):
+    """The step's template has no id for the message's provider in the catalogue."""
+
+
+def judge(
+    flow: Flow,
+    message: Message,
+    contact: Contact,
+    now: datetime,
+    tz: ZoneInfo,
+    *,
+    sent_today: int = 0,
+    last_outbound_at: datetime | None = None,
+) -> tuple[Verdict, list[NewEvent]]:
+    """The rules' verdict on sending ``message`` now, and its ``decision`` events."""
+    step = flow.steps[message.step]
+    assert step.send is not None
+    verdict = decide(
+        flow.rules_for(message.step),
+        RuleFacts(
+            contact=contact,
+            channel=message.channel,
+            now=now,
+            timezone=tz,
+            has_template=step.send.template is not None,
+            sent_today=sent_today,
+            last_outbound_at=last_outbound_at,
+        ),
+    )
+    events = [
+        NewEvent(
+            kind="decision",
+            at=now,
+            contact_id=contact.id,
+            run_id=message.run_id,
+            message_id=message.id,
+            data={**decision.as_event_data(), "step": message.step},
+        )
+        for decision in verdict.decisions
+    ]
+    return verdict, events
+
+
+def sending_change(message_id: str, now: datetime, content: Any, attempts: int) -> MessageChange:
+    """queued -> sending with the rendered payload: durable before the provider call."""
+    return MessageChange(
+        message_id=message_id,
+        at=now,
+        status=MessageStatus.SENDING,
+        expected_status=MessageStatus.QUEUED,
+        payload=content.model_dump(mode="json"),
+        attempts=attempts,
+        next_attempt_at=None,
+    )
 
 
 _HINTS_CACHE_SIZE = 1024
@@ -144,6 +203,21 @@ class Sender:
                 return
             content, attempts = prepared
 
+        await self.send(work, message, run, contact, flow, provider, content, attempts)
+
+    async def send(
+        self,
+        work: DueWork,
+        message: Message,
+        run: Run,
+        contact: Contact,
+        flow: Flow,
+        provider: Provider,
+        content: Any,
+        attempts: int,
+    ) -> None:
+        """Call the provider for a message durably ``sending``; record the answer."""
+        breaker = self.d.breaker(message.provider)
         outbound = OutboundMessage(
             message_id=message.id,
             idempotency_key=message.idempotency_key,
@@ -217,8 +291,6 @@ class Sender:
         self, work: DueWork, message: Message, flow: Flow, contact: Contact
     ) -> tuple[Any, int] | None:
         """Rules, then render; on success the message is durably ``sending``."""
-        step = flow.steps[message.step]
-        assert step.send is not None
         rules = flow.rules_for(message.step)
         tz = contact_timezone(contact, flow, self.d.settings.default_timezone)
         now = self.now
@@ -226,35 +298,21 @@ class Sender:
         if rules.max_per_day is not None:
             local_midnight = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
             sent_today = await self.d.store.count_outbound(contact.id, local_midnight)
-        verdict = decide(
-            rules,
-            RuleFacts(
-                contact=contact,
-                channel=message.channel,
-                now=now,
-                timezone=tz,
-                has_template=step.send.template is not None,
-                sent_today=sent_today,
-                last_outbound_at=(
-                    await self.d.store.last_outbound_at(contact.id, exclude_run=message.run_id)
-                    if rules.recent_contact is not None
-                    else None
-                ),
-            ),
+        last_outbound_at = (
+            await self.d.store.last_outbound_at(contact.id, exclude_run=message.run_id)
+            if rules.recent_contact is not None
+            else None
         )
-        events = []
-        for decision in verdict.decisions:
-            self.d.metrics.child(self.d.metrics.decisions, decision.rule, decision.outcome).inc()
-            events.append(
-                NewEvent(
-                    kind="decision",
-                    at=now,
-                    contact_id=contact.id,
-                    run_id=message.run_id,
-                    message_id=message.id,
-                    data={**decision.as_event_data(), "step": message.step},
-                )
-            )
+        verdict, events = judge(
+            flow,
+            message,
+            contact,
+            now,
+            tz,
+            sent_today=sent_today,
+            last_outbound_at=last_outbound_at,
+        )
+        self.count_decisions(verdict)
         if verdict.action == "skip":
             log.info("skipped message %s step %s: %s", message.id, message.step, verdict.reason)
             self.d.metrics.child(self.d.metrics.messages, message.provider, "skipped").inc()
@@ -289,6 +347,46 @@ class Sender:
                 )
             )
             return None
+        try:
+            content = self.content(flow, message, contact, now, tz, verdict)
+        except (RenderError, ContentError, UnknownTemplate) as exc:
+            await self._fail(work, message, str(exc), extra_events=events)
+            return None
+        attempts = message.attempts + 1
+        try:
+            await self.d.store.commit(
+                Commit(
+                    now=now,
+                    messages=[sending_change(message.id, now, content, attempts)],
+                    events=events,
+                )
+            )
+        except StaleRun:
+            # Another worker took this message over (our lease lapsed while we were
+            # slow) and is sending it. Leave it to that worker: our due work stays
+            # leased until it expires, and whoever claims it then sees `sending`.
+            log.info("message %s is being sent by another worker; leaving it", message.id)
+            return None
+        return content, attempts
+
+    def count_decisions(self, verdict: Verdict) -> None:
+        for decision in verdict.decisions:
+            self.d.metrics.child(self.d.metrics.decisions, decision.rule, decision.outcome).inc()
+
+    def content(
+        self,
+        flow: Flow,
+        message: Message,
+        contact: Contact,
+        now: datetime,
+        tz: ZoneInfo,
+        verdict: Verdict,
+    ) -> Any:
+        """The message's content as the provider gets it: rendered, checked, and a
+        template named by its catalogue id. Raises ``RenderError``, ``ContentError``
+        or ``UnknownTemplate``."""
+        step = flow.steps[message.step]
+        assert step.send is not None
         scope = render_scope(
             contact=contact,
             run_id=message.run_id,
@@ -298,27 +396,21 @@ class Sender:
             now=now,
             timezone=tz,
         )
-        try:
-            content = build_content(
-                step.send,
-                scope,
-                flow=flow.flow,
-                step=message.step,
-                use_template=verdict.action == "send_template",
-                channel=message.channel,
-            )
-        except (RenderError, ContentError) as exc:
-            await self._fail(work, message, str(exc), extra_events=events)
-            return None
+        content = build_content(
+            step.send,
+            scope,
+            flow=flow.flow,
+            step=message.step,
+            use_template=verdict.action == "send_template",
+            channel=message.channel,
+        )
         if isinstance(content, Template) and self.d.templates is not None:
             known = self.d.templates.resolve(content.name, message.provider)
             if known is None:
-                why = (
+                raise UnknownTemplate(
                     f"template {content.name!r} has no id for provider {message.provider!r} "
                     "in the template catalogue; add it to config/templates.yaml"
                 )
-                await self._fail(work, message, why, extra_events=events)
-                return None
             order = self.d.templates.templates[content.name].params
             params = content.params
             if isinstance(params, dict):  # the catalogue's order is the positional order
@@ -332,32 +424,7 @@ class Sender:
                     "params": params,
                 }
             )
-        attempts = message.attempts + 1
-        try:
-            await self.d.store.commit(
-                Commit(
-                    now=now,
-                    messages=[
-                        MessageChange(
-                            message_id=message.id,
-                            at=now,
-                            status=MessageStatus.SENDING,
-                            expected_status=MessageStatus.QUEUED,
-                            payload=content.model_dump(mode="json"),
-                            attempts=attempts,
-                            next_attempt_at=None,
-                        )
-                    ],
-                    events=events,
-                )
-            )
-        except StaleRun:
-            # Another worker took this message over (our lease lapsed while we were
-            # slow) and is sending it. Leave it to that worker: our due work stays
-            # leased until it expires, and whoever claims it then sees `sending`.
-            log.info("message %s is being sent by another worker; leaving it", message.id)
-            return None
-        return content, attempts
+        return content
 
     async def _complete_later(self, work: DueWork, message: Message, when: datetime) -> None:
         await self.d.store.commit(
