@@ -365,21 +365,11 @@ class DueWork:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NewDueWork:
-    """A due-work row to insert. ``lease_owner`` and ``lease_until`` insert it already
-    claimed (fence 1) by that dispatcher, which handles it from memory; only stores
-    whose ``leases_new_due`` is true take them."""
-
     kind: DueKind
     due_at: datetime
     run_id: str | None = None
     message_id: str | None = None
     payload: Mapping[str, Any] = field(default_factory=dict)
-    lease_owner: str | None = None
-    lease_until: datetime | None = None
-
-    def __post_init__(self) -> None:
-        if (self.lease_owner is None) != (self.lease_until is None):
-            raise ValueError("a pre-leased due-work row needs both lease_owner and lease_until")
 
 
 # ---------------------------------------------------------------- what comes in

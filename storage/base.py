@@ -203,8 +203,6 @@ class CommitResult:
     created: bool = False
     # Message changes whose status really moved (monotonic rule), by message id.
     status_applied: Mapping[str, MessageStatus] = field(default_factory=dict)
-    # The ids of the commit's ``new_due`` rows, in order (stores that lease new rows).
-    due_ids: Sequence[int] = ()
 
 
 # One run a bulk start wants: (contact id, idempotency key, data logged with
@@ -269,11 +267,6 @@ RunIgnores = Callable[[StatusTarget], Sequence[NewEvent] | None]
 
 
 class Store(Protocol):
-    # Whether ``NewDueWork.lease_owner``/``lease_until`` are honoured (rows inserted
-    # already claimed, their ids in ``CommitResult.due_ids``); a store without it
-    # refuses such rows.
-    leases_new_due: bool
-
     # -- lifecycle
     async def open(self) -> None:
         """Connect; raise ``SchemaOutdated`` when migrations are pending."""

@@ -81,9 +81,6 @@ class PostgresStore(TriggerMethods, ProviderStateMethods):
     they carried.
     """
 
-    # Its commit is one server-side function that inserts new rows unclaimed.
-    leases_new_due = False
-
     def __init__(self, dsn: str, *, min_connections: int = 0, max_connections: int = 10) -> None:
         self._pool = Pool(dsn, min_size=min_connections, max_size=max_connections)
         self.where = self._pool.where

@@ -278,11 +278,6 @@ def commit_unit(commit: Commit) -> dict[str, Any]:
     _set(unit, "cancel_all_due_of_run", commit.cancel_all_due_of_run)
     _set(unit, "cancel_timers_of_run", commit.cancel_timers_of_run)
     if commit.new_due:
-        if any(due.lease_owner is not None for due in commit.new_due):
-            raise ValueError(
-                "the PostgreSQL store inserts due work unclaimed (leases_new_due is false); "
-                "leave lease_owner and lease_until unset"
-            )
         unit["new_due"] = [
             {
                 "kind": due.kind.value,

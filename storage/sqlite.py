@@ -78,8 +78,6 @@ class SQLiteStore(TriggerMethods, ProviderStateMethods):
     ``stats`` counts commits and the units (store calls) they carried.
     """
 
-    leases_new_due = True
-
     def __init__(self, dsn_or_path: str, *, synchronous: schema.Synchronous = "FULL") -> None:
         self.path = schema.database_path(dsn_or_path)
         self.synchronous: schema.Synchronous = synchronous

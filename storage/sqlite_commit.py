@@ -78,10 +78,11 @@ def apply_commit(db: sqlite3.Connection, commit: Commit) -> CommitResult:
         and commit.cancel_timers_of_run != commit.cancel_all_due_of_run
     ):  # cancelling all of a run's rows already dropped its timers
         cancel_due(db, commit.cancel_timers_of_run, now, keep=own, timers_only=True)
-    due_ids = [insert_due(db, due, now) for due in commit.new_due]
+    for due in commit.new_due:
+        insert_due(db, due, now)
     if commit.events:
         insert_events(db, commit.events)
-    return CommitResult(run=run, created=created, status_applied=applied, due_ids=due_ids)
+    return CommitResult(run=run, created=created, status_applied=applied)
 
 
 # ---------------------------------------------------------------- runs

@@ -13,7 +13,7 @@ from engine.errors import StaleFence
 from engine.models import DueWork, NewDueWork
 from storage.base import Completion
 from storage.columns import DUE_COLUMNS
-from storage.sqlite_codec import due_from_row, dumps, to_us, to_us_or_none
+from storage.sqlite_codec import due_from_row, dumps, to_us
 
 
 def claim(db: sqlite3.Connection, owner: str, now: int, until: int, limit: int) -> list[DueWork]:
@@ -84,22 +84,9 @@ def cancel_due(
     )
 
 
-def insert_due(db: sqlite3.Connection, due: NewDueWork, now: int) -> int:
-    """Insert ``due``, already claimed (fence 1) when it carries a lease; its id."""
-    cursor = db.execute(
-        "INSERT INTO due_work (kind, due_at, run_id, message_id, payload, created_at, "
-        "lease_owner, lease_until, fence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            due.kind.value,
-            to_us(due.due_at),
-            due.run_id,
-            due.message_id,
-            dumps(due.payload),
-            now,
-            due.lease_owner,
-            to_us_or_none(due.lease_until),
-            0 if due.lease_owner is None else 1,
-        ),
+def insert_due(db: sqlite3.Connection, due: NewDueWork, now: int) -> None:
+    db.execute(
+        "INSERT INTO due_work (kind, due_at, run_id, message_id, payload, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (due.kind.value, to_us(due.due_at), due.run_id, due.message_id, dumps(due.payload), now),
     )
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid

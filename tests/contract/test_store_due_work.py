@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 
 from engine.errors import StaleFence
-from engine.models import DueKind, DueWork, NewDueWork, NewEvent
-from storage.base import Commit, CommitResult, Completion, Store
+from engine.models import DueKind, DueWork, NewEvent
+from storage.base import Commit, Completion, Store
 from tests.contract.store_kit import NOW, Seed, at
 
 MICROSECOND = timedelta(microseconds=1)
@@ -185,79 +185,3 @@ async def test_two_claimers_on_one_database_never_get_the_same_row(
 
     ids = [w.id for w in claimed]
     assert len(ids) == len(set(ids)) == 120
-
-
-def _leased(run_id: str, n: int) -> NewDueWork:
-    return NewDueWork(
-        kind=DueKind.TIMER,
-        due_at=NOW,
-        run_id=run_id,
-        payload={"n": n},
-        lease_owner="node-a",
-        lease_until=at(30),
-    )
-
-
-async def _insert_leased(store: Store, run_id: str, commit: Commit) -> CommitResult | None:
-    """``commit`` applied; on a store that does not lease new rows, check that it is
-    refused whole instead and return None."""
-    if store.leases_new_due:
-        return await store.commit(commit)
-    with pytest.raises(ValueError, match="leave lease_owner and lease_until unset"):
-        await store.commit(commit)
-    assert await store.list_events(run_id=run_id, kind_prefix="test") == []
-    assert await store.next_due_at() is None
-    return None
-
-
-async def test_a_row_inserted_leased_is_held_by_its_owner_until_the_lease_ends(
-    store: Store, seed: Seed
-) -> None:
-    run = await seed.run()
-    commit = Commit(
-        now=NOW,
-        new_due=[NewDueWork(kind=DueKind.TIMER, due_at=NOW), _leased(run.id, 1)],
-        events=[NewEvent(kind="test", at=NOW, run_id=run.id)],
-    )
-
-    result = await _insert_leased(store, run.id, commit)
-    if result is None:
-        return  # refused whole: checked by _insert_leased
-
-    free_id, held_id = result.due_ids
-    [free] = await seed.claim_all(owner="node-b", when=NOW)
-    assert free.id == free_id  # only the unleased row was claimable
-    assert await store.next_due_at() == at(30) + MICROSECOND
-    held = DueWork(
-        id=held_id,
-        kind=DueKind.TIMER,
-        due_at=NOW,
-        run_id=run.id,
-        lease_owner="node-a",
-        lease_until=at(30),
-        fence=1,
-    )
-    assert await store.extend_leases(owner="node-a", work=[held], until=at(60)) == {held_id}
-    # Its owner completes it under fence 1, as if it had claimed it.
-    await store.commit(Commit(now=at(1), done=Completion(work=held)))
-    await store.commit(Commit(now=at(1), done=Completion(work=free)))
-    assert await store.next_due_at() is None
-
-
-async def test_a_leased_row_left_by_a_dead_owner_is_claimed_after_its_lease(
-    store: Store, seed: Seed
-) -> None:
-    run = await seed.run()
-    commit = Commit(now=NOW, new_due=[_leased(run.id, 2)])
-
-    if await _insert_leased(store, run.id, commit) is None:
-        return  # refused whole: checked by _insert_leased
-
-    assert await seed.claim_all(owner="node-b", when=at(30)) == []
-    [taken] = await seed.claim_all(owner="node-b", when=at(30) + MICROSECOND)
-    assert (taken.payload["n"], taken.lease_owner, taken.fence) == (2, "node-b", 2)
-
-
-def test_a_lease_needs_both_its_owner_and_its_end() -> None:
-    with pytest.raises(ValueError, match="both lease_owner and lease_until"):
-        NewDueWork(kind=DueKind.TIMER, due_at=NOW, lease_owner="node-a")
