@@ -30,13 +30,11 @@ Guarantees every implementation gives:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from engine.models import (
-    Attendance,
-    Channel,
     Contact,
     ContactEvent,
     ContactUpsert,
@@ -50,159 +48,46 @@ from engine.models import (
     ProviderCredential,
     RateSlot,
     Run,
-    RunStatus,
     StatusReport,
 )
 
+# The records of a commit live in ``storage.changes``; the engine reaches them here.
+from storage.changes import (
+    Commit,
+    CommitResult,
+    Completion,
+    ContactChange,
+    MessageChange,
+    NewMessage,
+    NewRun,
+    RunChange,
+    TriggerFiring,
+    reported_change,
+)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NewRun:
-    id: str
-    flow: str
-    flow_version: str
-    contact_id: str
-    step: str | None
-    status: RunStatus
-    idempotency_key: str
-    vars: Mapping[str, Any] = field(default_factory=dict)
-    step_seq: int = 1
-    # Refuse (``Conflict``) a second open run of the same (contact, flow).
-    exclusive: bool = True
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunChange:
-    """The run's new state; applied only if the stored version is ``expected_version``."""
-
-    run_id: str
-    expected_version: int
-    step: str | None
-    status: RunStatus
-    step_seq: int
-    vars: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NewMessage:
-    id: str
-    run_id: str
-    contact_id: str
-    flow: str
-    step: str
-    step_seq: int
-    provider: str
-    channel: Channel
-    idempotency_key: str
-    payload: Mapping[str, Any] = field(default_factory=dict)
-
-
-_UNSET: Any = object()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MessageChange:
-    """Changes to one message. Fields left at their default are not touched.
-
-    ``status`` moves only forward unless ``force``; ``expected_status`` makes the
-    whole commit fail with ``StaleRun`` when the stored status differs (optimistic
-    concurrency for the dispatcher's queued -> sending step). A status that may not
-    move is dropped alone: the other fields the change sets are still written.
-    """
-
-    message_id: str
-    at: datetime
-    status: MessageStatus | None = None
-    force: bool = False
-    expected_status: MessageStatus | None = None
-    payload: Mapping[str, Any] | None = None
-    provider_message_id: str | None = None
-    attempts: int | None = None
-    next_attempt_at: datetime | None = _UNSET
-    last_error: str | None = _UNSET
-
-    def sets(self, name: str) -> bool:
-        return getattr(self, name) is not _UNSET
-
-
-def reported_change(
-    message_id: str, *, stored: MessageStatus, new: MessageStatus, at: datetime, error: str | None
-) -> MessageChange:
-    """What a provider's status report changes on its message: ``new`` from ``stored``
-    (checked, as the status read), and a failure's ``error`` as ``last_error``."""
-    return MessageChange(
-        message_id=message_id,
-        at=at,
-        status=new,
-        expected_status=stored,
-        last_error=error if new == MessageStatus.FAILED and error else _UNSET,
-    )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ContactChange:
-    """Facts the engine writes about a contact while running a flow."""
-
-    contact_id: str
-    context_patch: Mapping[str, Any] | None = None  # merged key by key; None value deletes
-    last_outbound_at: datetime | None = None  # stored as max(stored, given)
-    attendance: Attendance | None = None  # starts attendance (handoff)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Completion:
-    """What happens to the claimed due-work row this commit finishes.
-
-    ``retry_at`` None deletes the row; a time gives it back to the queue then
-    (lease cleared, ``attempts`` + 1, ``payload`` replaced when given).
-    """
-
-    work: DueWork
-    retry_at: datetime | None = None
-    payload: Mapping[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TriggerFiring:
-    """One fire time of one cron trigger, recorded once, ever (see ``Commit.firing``)."""
-
-    flow: str
-    trigger: int  # the trigger's index in the flow's `triggers:` list
-    fire_time: datetime
-
+__all__ = [
+    "BulkStart",
+    "BulkStartResult",
+    "Commit",
+    "CommitResult",
+    "Completion",
+    "ContactChange",
+    "ContactTimestamp",
+    "IngestOutcome",
+    "MessageChange",
+    "NewMessage",
+    "NewRun",
+    "RunChange",
+    "RunIgnores",
+    "StartRequest",
+    "StatusTarget",
+    "Store",
+    "TriggerFiring",
+    "reported_change",
+]
 
 # The contact timestamps a re-engagement sweep (`after` + `since`) can count from.
 ContactTimestamp = Literal["last_inbound_at", "last_interaction_at", "last_outbound_at"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Commit:
-    """One atomic unit of change: the transactional outbox of the run state machine."""
-
-    now: datetime
-    done: Completion | None = None
-    new_run: NewRun | None = None
-    run: RunChange | None = None
-    contact: ContactChange | None = None
-    new_messages: Sequence[NewMessage] = ()
-    messages: Sequence[MessageChange] = ()
-    new_due: Sequence[NewDueWork] = ()
-    # "Unclaimed": no lease, or one that expired before ``now``; the row ``done``
-    # completes is never dropped by these (``done`` decides its fate).
-    cancel_timers_of_run: str | None = None  # drop the run's unclaimed TIMER rows
-    cancel_all_due_of_run: str | None = None  # drop every unclaimed row of the run (cancel)
-    events: Sequence[NewEvent] = ()
-    # Record a cron firing; when (flow, trigger, fire_time) was recorded before, the
-    # commit raises ``Conflict`` and writes nothing: each fire time fires once, across
-    # every process and restart.
-    firing: TriggerFiring | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CommitResult:
-    run: Run | None = None  # the created or changed run, or the existing one for a reused key
-    created: bool = False
-    # Message changes whose status really moved (monotonic rule), by message id.
-    status_applied: Mapping[str, MessageStatus] = field(default_factory=dict)
 
 
 # One run a bulk start wants: (contact id, idempotency key, data logged with

@@ -39,7 +39,8 @@ from engine.models import (
     StatusReport,
 )
 from storage import postgres_schema as schema
-from storage.base import Commit, CommitResult, IngestOutcome, RunIgnores
+from storage.base import IngestOutcome, RunIgnores
+from storage.changes import Commit, CommitResult
 from storage.columns import (
     CONTACT_COLUMNS,
     DUE_COLUMNS,

@@ -34,7 +34,7 @@ from engine.models import (
     RunStatus,
     StatusReport,
 )
-from storage.base import Commit, MessageChange
+from storage.changes import Commit, MessageChange
 from storage.sqlite_codec import dumps, from_iso, iso, loads
 from storage.sqlite_commit import report_payload
 from storage.sqlite_ingest import inbound_event_data, inbound_fields

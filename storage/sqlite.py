@@ -37,7 +37,8 @@ from engine.models import (
     StatusReport,
 )
 from storage import sqlite_schema as schema
-from storage.base import Commit, CommitResult, IngestOutcome, RunIgnores
+from storage.base import IngestOutcome, RunIgnores
+from storage.changes import Commit, CommitResult
 from storage.columns import CONTACT_COLUMNS, EVENT_COLUMNS, MESSAGE_COLUMNS, RUN_COLUMNS
 from storage.sqlite_batch import BUSY_TIMEOUT_MS, GroupCommitConnection, StoreStats
 from storage.sqlite_checkpoint import FALLBACK_AUTOCHECKPOINT_PAGES, Checkpointer

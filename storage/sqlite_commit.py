@@ -12,7 +12,7 @@ from typing import Any
 
 from engine.errors import Conflict, NotFound, StaleRun
 from engine.models import MessageStatus, NewEvent, Run, StatusReport, status_can_advance
-from storage.base import (
+from storage.changes import (
     Commit,
     CommitResult,
     ContactChange,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from engine.errors import StaleFence
 from engine.models import DueWork, NewDueWork
-from storage.base import Completion
+from storage.changes import Completion
 from storage.columns import DUE_COLUMNS
 from storage.sqlite_codec import due_from_row, dumps, to_us
 

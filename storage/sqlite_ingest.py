@@ -18,7 +18,8 @@ from engine.models import (
     StatusReport,
     status_can_advance,
 )
-from storage.base import IngestOutcome, RunIgnores, StatusTarget, reported_change
+from storage.base import IngestOutcome, RunIgnores, StatusTarget
+from storage.changes import reported_change
 from storage.columns import RUN_COLUMNS
 from storage.sqlite_codec import dumps, iso, run_from_row, to_us, to_us_or_none
 from storage.sqlite_commit import (

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Callable
 
 from engine.models import Contact, ContactUpsert
-from storage.base import Commit, CommitResult
+from storage.changes import Commit, CommitResult
 from storage.sqlite_commit import apply_commit, run_by_key
 from storage.sqlite_contacts import upsert_contact
 

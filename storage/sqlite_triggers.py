@@ -15,7 +15,8 @@ from typing import Any
 
 from engine.errors import Conflict
 from engine.models import Contact, NewDueWork
-from storage.base import BulkStart, BulkStartResult, ContactTimestamp, TriggerFiring
+from storage.base import BulkStart, BulkStartResult, ContactTimestamp
+from storage.changes import TriggerFiring
 from storage.columns import CONTACT_COLUMNS, stamped_ids, stamped_profiles, window_columns
 from storage.sqlite_batch import GroupCommitConnection
 from storage.sqlite_codec import contact_from_row, dumps, from_us, iso, to_us
