@@ -10,6 +10,8 @@ A message found in ``sending`` when its row is claimed again means a worker died
 after step 3: the request may have left. It is resent with the same idempotency
 key only to a provider that honours one; otherwise it becomes ``ambiguous`` and is
 resolved by a later status webhook or by an operator, never resent blindly.
+
+Steps 1 and 2 decide with the pure functions of ``engine.send_content``.
 """
 
 from __future__ import annotations
@@ -17,12 +19,10 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from pydantic import TypeAdapter
 
 from engine import runner
-from engine.content import build_content
 from engine.errors import (
     ContentError,
     ProviderAmbiguous,
@@ -33,7 +33,7 @@ from engine.errors import (
     RenderError,
     StaleRun,
 )
-from engine.flow.model import Flow, InactivityRule, Rules, to_timedelta
+from engine.flow.model import Flow, to_timedelta
 from engine.models import (
     OPEN_RUN_STATUSES,
     Contact,
@@ -44,10 +44,9 @@ from engine.models import (
     NewEvent,
     OutboundMessage,
     Run,
-    Template,
 )
-from engine.rules import RuleFacts, Verdict, decide
-from engine.scope import contact_timezone, render_scope
+from engine.scope import contact_timezone
+from engine.send_content import UnknownTemplate, judge, message_content, provider_hints
 from providers.base import Provider
 from storage.base import Commit, Completion, MessageChange
 
@@ -56,83 +55,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("disparo.sending")
 _CONTENT: TypeAdapter[Any] = TypeAdapter(Content)
-
-
-def provider_hints(rules: Rules, flow: Flow, step: str) -> dict[str, Any]:
-    """Flow facts a vendor can enforce as a second guard (Robbu discardSettings, Altu)."""
-    hints: dict[str, Any] = {}
-    if rules.recent_contact is not None:
-        hints["recent_contact_hours"] = to_timedelta(rules.recent_contact).total_seconds() / 3600
-    if rules.in_attendance is not None:
-        hints["in_attendance"] = rules.in_attendance
-    if rules.inactivity is not None:
-        value = (
-            rules.inactivity.for_
-            if isinstance(rules.inactivity, InactivityRule)
-            else rules.inactivity
-        )
-        hints["inactivity_minutes"] = to_timedelta(value).total_seconds() / 60
-    following = flow.steps[step].next
-    handoff = flow.steps[following].handoff if following in flow.steps else None
-    if handoff is not None and handoff.attendant:
-        hints["attendant"] = handoff.attendant  # Robbu assigns the contact on send
-    return hints
-
-
-class UnknownTemplate(Exception):
-    """The step's template has no id for the message's provider in the catalogue."""
-
-
-def judge(
-    flow: Flow,
-    message: Message,
-    contact: Contact,
-    now: datetime,
-    tz: ZoneInfo,
-    *,
-    sent_today: int = 0,
-    last_outbound_at: datetime | None = None,
-) -> tuple[Verdict, list[NewEvent]]:
-    """The rules' verdict on sending ``message`` now, and its ``decision`` events."""
-    step = flow.steps[message.step]
-    assert step.send is not None
-    verdict = decide(
-        flow.rules_for(message.step),
-        RuleFacts(
-            contact=contact,
-            channel=message.channel,
-            now=now,
-            timezone=tz,
-            has_template=step.send.template is not None,
-            sent_today=sent_today,
-            last_outbound_at=last_outbound_at,
-        ),
-    )
-    events = [
-        NewEvent(
-            kind="decision",
-            at=now,
-            contact_id=contact.id,
-            run_id=message.run_id,
-            message_id=message.id,
-            data={**decision.as_event_data(), "step": message.step},
-        )
-        for decision in verdict.decisions
-    ]
-    return verdict, events
-
-
-def sending_change(message_id: str, now: datetime, content: Any, attempts: int) -> MessageChange:
-    """queued -> sending with the rendered payload: durable before the provider call."""
-    return MessageChange(
-        message_id=message_id,
-        at=now,
-        status=MessageStatus.SENDING,
-        expected_status=MessageStatus.QUEUED,
-        payload=content.model_dump(mode="json"),
-        attempts=attempts,
-        next_attempt_at=None,
-    )
 
 
 _HINTS_CACHE_SIZE = 1024
@@ -312,7 +234,8 @@ class Sender:
             sent_today=sent_today,
             last_outbound_at=last_outbound_at,
         )
-        self.count_decisions(verdict)
+        for decision in verdict.decisions:
+            self.d.metrics.child(self.d.metrics.decisions, decision.rule, decision.outcome).inc()
         if verdict.action == "skip":
             log.info("skipped message %s step %s: %s", message.id, message.step, verdict.reason)
             self.d.metrics.child(self.d.metrics.messages, message.provider, "skipped").inc()
@@ -348,7 +271,7 @@ class Sender:
             )
             return None
         try:
-            content = self.content(flow, message, contact, now, tz, verdict)
+            content = message_content(flow, message, contact, now, tz, verdict, self.d.templates)
         except (RenderError, ContentError, UnknownTemplate) as exc:
             await self._fail(work, message, str(exc), extra_events=events)
             return None
@@ -357,7 +280,17 @@ class Sender:
             await self.d.store.commit(
                 Commit(
                     now=now,
-                    messages=[sending_change(message.id, now, content, attempts)],
+                    messages=[
+                        MessageChange(
+                            message_id=message.id,
+                            at=now,
+                            status=MessageStatus.SENDING,
+                            expected_status=MessageStatus.QUEUED,
+                            payload=content.model_dump(mode="json"),
+                            attempts=attempts,
+                            next_attempt_at=None,
+                        )
+                    ],
                     events=events,
                 )
             )
@@ -368,63 +301,6 @@ class Sender:
             log.info("message %s is being sent by another worker; leaving it", message.id)
             return None
         return content, attempts
-
-    def count_decisions(self, verdict: Verdict) -> None:
-        for decision in verdict.decisions:
-            self.d.metrics.child(self.d.metrics.decisions, decision.rule, decision.outcome).inc()
-
-    def content(
-        self,
-        flow: Flow,
-        message: Message,
-        contact: Contact,
-        now: datetime,
-        tz: ZoneInfo,
-        verdict: Verdict,
-    ) -> Any:
-        """The message's content as the provider gets it: rendered, checked, and a
-        template named by its catalogue id. Raises ``RenderError``, ``ContentError``
-        or ``UnknownTemplate``."""
-        step = flow.steps[message.step]
-        assert step.send is not None
-        scope = render_scope(
-            contact=contact,
-            run_id=message.run_id,
-            flow=flow,
-            step=message.step,
-            run_vars={},
-            now=now,
-            timezone=tz,
-        )
-        content = build_content(
-            step.send,
-            scope,
-            flow=flow.flow,
-            step=message.step,
-            use_template=verdict.action == "send_template",
-            channel=message.channel,
-        )
-        if isinstance(content, Template) and self.d.templates is not None:
-            known = self.d.templates.resolve(content.name, message.provider)
-            if known is None:
-                raise UnknownTemplate(
-                    f"template {content.name!r} has no id for provider {message.provider!r} "
-                    "in the template catalogue; add it to config/templates.yaml"
-                )
-            order = self.d.templates.templates[content.name].params
-            params = content.params
-            if isinstance(params, dict):  # the catalogue's order is the positional order
-                rank = {name: i for i, name in enumerate(order)}
-                ordered = sorted(params, key=lambda k: (rank.get(k, len(order)), k))
-                params = {k: params[k] for k in ordered}
-            content = content.model_copy(
-                update={
-                    "name": known.id,
-                    "language": content.language or known.language,
-                    "params": params,
-                }
-            )
-        return content
 
     async def _complete_later(self, work: DueWork, message: Message, when: datetime) -> None:
         await self.d.store.commit(
