@@ -142,3 +142,54 @@ async def test_stopping_while_a_claim_commits_runs_the_claimed_work(tmp_path: Pa
 
         (message,) = await engine.store.list_run_messages(run.id)
         assert message.status != MessageStatus.QUEUED  # sent, not left leased
+
+
+async def test_a_full_dispatcher_sends_the_rest_as_slots_free_without_polling_the_store(
+    tmp_path: Path,
+) -> None:
+    settings = settings_for(tmp_path, dispatcher={"max_in_flight": 2})
+    migrating = open_store(settings.storage)
+    await migrating.migrate()
+    await migrating.close()
+    async with Engine(settings, clock=VirtualClock(START), run_loop=True, triggers=False) as engine:
+        sandbox = engine.providers["sandbox"]
+        real_send, gate = sandbox.send, asyncio.Event()
+        in_flight: list[str] = []
+
+        async def held_send(message: Any) -> Any:
+            in_flight.append(message.idempotency_key)
+            await gate.wait()
+            return await real_send(message)
+
+        sandbox.send = held_send  # type: ignore[method-assign]
+        real_next_due, asked = engine.store.next_due_at, []
+
+        async def counted_next_due() -> Any:
+            asked.append(len(engine.dispatcher._tasks))
+            return await real_next_due()
+
+        engine.store.next_due_at = counted_next_due  # type: ignore[method-assign]
+        runs = []
+        for i in range(5):
+            run, _ = await engine.start_run(
+                "cobranca_boleto",
+                ContactUpsert(id=f"c-{i}", phone=f"+55119999988{i:02d}", name="Ana"),
+                context=BOLETO,
+            )
+            runs.append(run)
+        for _ in range(200):
+            if len(in_flight) == 2:
+                break
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.02)  # room for a third send to slip through if it could
+        assert len(in_flight) == 2
+        assert all(tasks < 2 for tasks in asked)  # never asked while every slot was busy
+
+        gate.set()
+        for _ in range(500):
+            statuses = [m.status for r in runs for m in await engine.store.list_run_messages(r.id)]
+            if statuses.count(S.SENT) == 5:
+                break
+            await asyncio.sleep(0.002)
+        assert statuses.count(S.SENT) == 5
+        assert len(set(in_flight)) == 5
