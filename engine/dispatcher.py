@@ -63,6 +63,7 @@ class DispatchSettings:
     max_attempts: int = 8
     backoff_base: float = 2.0
     backoff_cap: float = 300.0
+    max_retry_after: float = 3600.0
     default_timezone: str = "America/Sao_Paulo"
     breaker_failures: int = 5
     breaker_cooldown: float = 30.0
@@ -300,7 +301,9 @@ class Dispatcher:
         return found
 
     def backoff(self, attempt: int) -> timedelta:
-        """Full-jitter exponential backoff (AWS architecture blog), capped."""
+        """Exponential backoff with jitter, capped: uniform between a tenth of the
+        ceiling and the ceiling. Full jitter (AWS architecture blog) with a floor,
+        so a retry never comes straight back."""
         # The exponent is capped: rows rescheduled forever (triggers) count every step.
         exponent = min(max(0, attempt), 32)
         ceiling = min(self.settings.backoff_cap, self.settings.backoff_base * 2**exponent)

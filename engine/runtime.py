@@ -133,6 +133,7 @@ class Engine:
                     max_attempts=d.max_attempts,
                     backoff_base=d.backoff_base,
                     backoff_cap=d.backoff_cap,
+                    max_retry_after=d.max_retry_after,
                     default_timezone=self.settings.timezone,
                     breaker_failures=d.breaker_failures,
                     breaker_cooldown=d.breaker_cooldown,

@@ -337,30 +337,42 @@ class Sender:
         )
 
     async def _ambiguous(self, work: DueWork, message: Message, why: str) -> None:
+        change = MessageChange(
+            message_id=message.id,
+            at=self.now,
+            status=MessageStatus.AMBIGUOUS,
+            force=True,  # sending -> ambiguous is sideways, not forward
+            expected_status=MessageStatus.SENDING,
+            last_error=why,
+        )
+        event = NewEvent(
+            kind="message.ambiguous",
+            at=self.now,
+            contact_id=message.contact_id,
+            run_id=message.run_id,
+            message_id=message.id,
+            data={"reason": why},
+        )
+        try:
+            await self._complete(work, messages=[change], events=[event])
+        except StaleRun:
+            await self._reported_meanwhile(work, message, why)
+            return
         log.warning("message %s is ambiguous (%s); not resending blindly", message.id, why)
         self.d.metrics.child(self.d.metrics.messages, message.provider, "ambiguous").inc()
-        await self._complete(
-            work,
-            messages=[
-                MessageChange(
-                    message_id=message.id,
-                    at=self.now,
-                    status=MessageStatus.AMBIGUOUS,
-                    force=True,
-                    last_error=why,
-                )
-            ],
-            events=[
-                NewEvent(
-                    kind="message.ambiguous",
-                    at=self.now,
-                    contact_id=message.contact_id,
-                    run_id=message.run_id,
-                    message_id=message.id,
-                    data={"reason": why},
-                )
-            ],
+
+    async def _reported_meanwhile(self, work: DueWork, message: Message, error: str) -> None:
+        """The send failed, but a provider report moved the message off ``sending``
+        while it was out: the report is the truth. Neither retry nor mark it."""
+        now = await self.d.store.get_message(message.id)
+        log.info(
+            "message %s failed to send (%s) but the provider already reported it %s; "
+            "keeping that, not retrying",
+            message.id,
+            error,
+            now.status if now is not None else "gone",
         )
+        await self._complete(work)
 
     async def _provider_error(
         self,
@@ -400,23 +412,35 @@ class Sender:
     ) -> None:
         delay = self.d.backoff(attempts)
         if exc.retry_after is not None:
-            delay = max(delay, to_timedelta(exc.retry_after))
+            # Honour Retry-After, up to a cap: a wrong header must not park a message for years.
+            cap = self.d.settings.max_retry_after
+            delay = max(delay, to_timedelta(min(exc.retry_after, cap)))
         retry_at = self.now + delay
+        error = exc.vendor_message or str(exc)
+        change = MessageChange(
+            message_id=message.id,
+            at=self.now,
+            status=None if keep_sending else MessageStatus.QUEUED,
+            force=not keep_sending,
+            # Back to queued only from sending: a report that came in meanwhile
+            # (the provider took it after all) must not be undone into a resend.
+            expected_status=MessageStatus.SENDING,
+            last_error=error,
+            next_attempt_at=retry_at,
+        )
+        try:
+            await self.d.store.commit(
+                Commit(
+                    now=self.now, done=Completion(work=work, retry_at=retry_at), messages=[change]
+                )
+            )
+        except StaleRun:
+            await self._reported_meanwhile(work, message, error)
+            return
         log.info(
             "message %s attempt %d: %s; retrying at %s",
             message.id,
             attempts,
             exc.code,
             retry_at.isoformat(),
-        )
-        change = MessageChange(
-            message_id=message.id,
-            at=self.now,
-            status=None if keep_sending else MessageStatus.QUEUED,
-            force=not keep_sending,
-            last_error=exc.vendor_message or str(exc),
-            next_attempt_at=retry_at,
-        )
-        await self.d.store.commit(
-            Commit(now=self.now, done=Completion(work=work, retry_at=retry_at), messages=[change])
         )

@@ -63,6 +63,11 @@ class DispatcherSettings(_Section):
     max_attempts: int = Field(default=8, ge=1)
     backoff_base: float = Field(default=2.0, gt=0)
     backoff_cap: float = Field(default=300.0, gt=0)
+    max_retry_after: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Longest wait in seconds a provider's Retry-After may impose on a message",
+    )
     breaker_failures: int = Field(
         default=5, ge=1, description="Consecutive provider failures that open its circuit"
     )

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from engine.models import MessageStatus
+from engine.models import MessageStatus, StatusReport
+from storage.base import Commit, reported_change
 from tests.fakes.gateway import FakeGateway, Fault
 from tests.integration.engine_kit import Harness, harness, settings_for
 
@@ -162,3 +163,104 @@ async def test_a_provider_that_is_down_opens_its_circuit(
         assert statuses == [MessageStatus.SENT] * 6
         metrics = h.engine.metrics.render().decode()
         assert 'disparo_provider_circuit_open{provider="gateway"} 0.0' in metrics
+
+
+async def test_a_retry_after_of_years_waits_only_the_configured_cap(
+    tmp_path: Path, gateway: FakeGateway
+) -> None:
+    gateway.fail_next(Fault.rate_limit(retry_after="999999999"))
+    async with harness(make_settings(tmp_path, gateway)) as h:
+        run = await h.start("aviso")
+        waiting = await only_message(h, run.id)
+        assert waiting.status == MessageStatus.QUEUED
+        assert waiting.next_attempt_at is not None
+        assert waiting.next_attempt_at - h.clock.now() == timedelta(hours=1)
+
+        await h.advance(timedelta(hours=1, minutes=1))
+        assert (await only_message(h, run.id)).status == MessageStatus.SENT
+        assert gateway.stats()["delivered"] == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "http"),
+    [
+        (Fault.error(503), {}),  # retried from queued...
+        (Fault.disconnect(), {"idempotency_header": None}),  # ...or marked ambiguous
+    ],
+    ids=["5xx", "lost-answer-without-key"],
+)
+async def test_a_failed_send_the_provider_reported_meanwhile_keeps_the_report(
+    tmp_path: Path, gateway: FakeGateway, fault: Fault, http: dict[str, Any]
+) -> None:
+    """A 504 from a proxy while the vendor took the message, and its `delivered`
+    webhook landing before the engine records the failure: the report wins, the
+    message is not put back in the queue (a second send) nor marked ambiguous."""
+    gateway.fail_next(fault)
+    async with harness(make_settings(tmp_path, gateway, **http)) as h:
+        provider = h.engine.providers["gateway"]
+        real_send = provider.send
+
+        async def report_arrives_during_the_post(message: Any) -> Any:
+            try:
+                return await real_send(message)
+            finally:
+                reported = reported_change(
+                    message.message_id,
+                    stored=MessageStatus.SENDING,
+                    new=MessageStatus.DELIVERED,
+                    at=h.clock.now(),
+                    error=None,
+                )
+                await h.engine.store.commit(Commit(now=h.clock.now(), messages=[reported]))
+
+        provider.send = report_arrives_during_the_post  # type: ignore[method-assign]
+        run = await h.start("aviso")
+        await h.advance(timedelta(hours=1))
+
+        message = await only_message(h, run.id)
+        assert message.status == MessageStatus.DELIVERED
+        assert gateway.stats()["requests"] == 1  # an hour later: never sent again
+
+
+async def test_a_send_cut_off_after_it_left_is_ambiguous_on_recovery_and_a_report_settles_it(
+    tmp_path: Path, gateway: FakeGateway
+) -> None:
+    """The worker dies after the gateway took the message (kill -9 stands here as an
+    exception the dispatcher can't classify): the message stays `sending`. Its work
+    comes back, and for a provider without idempotency keys the engine must not
+    resend: the message becomes ambiguous, until a status report settles it."""
+    async with harness(make_settings(tmp_path, gateway, idempotency_header=None)) as h:
+        provider = h.engine.providers["gateway"]
+        real_send = provider.send
+        sent: list[Any] = []
+
+        async def dies_after_the_post(message: Any) -> Any:
+            result = await real_send(message)
+            sent.append(result)
+            if len(sent) == 1:
+                raise RuntimeError("worker killed before recording the answer")
+            return result
+
+        provider.send = dies_after_the_post  # type: ignore[method-assign]
+        run = await h.start("aviso")
+        assert (await only_message(h, run.id)).status == MessageStatus.SENDING
+
+        await h.advance(timedelta(hours=1))
+        message = await only_message(h, run.id)
+        assert message.status == MessageStatus.AMBIGUOUS
+        assert gateway.stats()["requests"] == 1
+
+        await h.engine.ingest_status_reports(
+            [
+                StatusReport(
+                    provider="gateway",
+                    status=MessageStatus.DELIVERED,
+                    at=h.clock.now(),
+                    provider_message_id=sent[0].provider_message_id,
+                    idempotency_key=message.idempotency_key,
+                )
+            ]
+        )
+        await h.engine.settle()
+        assert (await only_message(h, run.id)).status == MessageStatus.DELIVERED
+        assert gateway.stats()["requests"] == 1
