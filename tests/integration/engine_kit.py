@@ -105,3 +105,16 @@ async def harness(settings: Settings, at: datetime = START) -> AsyncIterator[Har
     clock = VirtualClock(at)
     async with Engine(settings, clock=clock, run_loop=False) as engine:
         yield Harness(engine, clock)
+
+
+@asynccontextmanager
+async def running_engine(
+    settings: Settings, at: datetime = START
+) -> AsyncIterator[tuple[Engine, VirtualClock]]:
+    """An engine whose dispatcher loop and heartbeat run by themselves (no triggers)."""
+    migrating = open_store(settings.storage)
+    await migrating.migrate()
+    await migrating.close()
+    clock = VirtualClock(at)
+    async with Engine(settings, clock=clock, run_loop=True, triggers=False) as engine:
+        yield engine, clock

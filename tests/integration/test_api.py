@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from engine.api import build_app
 from engine.models import MessageStatus
 from providers.generic_webhook import status_body
+from storage import sqlite_batch
 from tests.integration.engine_kit import Harness, harness, settings_for
 
 AUTH = {"Authorization": "Bearer test-token"}
@@ -181,6 +183,41 @@ async def test_a_store_that_is_down_answers_503(api: Any) -> None:
 
     assert response.status == 503
     assert health.status == 503
+
+
+async def test_a_webhook_the_store_cannot_take_gets_503_and_its_retry_is_applied(
+    api: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process holds the write lock past the busy timeout: the vendor is told
+    to retry (503), nothing is half-written, and the retry after the lock goes works."""
+    client, h = api
+    created = await (await client.post("/v1/runs", json=RUN, headers=AUTH)).json()
+    await h.engine.settle()
+    (message,) = await h.messages(created["run_id"])
+    body = status_body(
+        provider_message_id=message.provider_message_id,
+        idempotency_key=None,
+        status=MessageStatus.READ,
+    )
+    monkeypatch.setattr(sqlite_batch, "BUSY_TIMEOUT_MS", 100)
+    other = sqlite3.connect(tmp_path / "disparo.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        refused = await client.post("/webhooks/sandbox", data=body)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+    assert refused.status == 503
+    assert (await error_of(refused))["code"] == "STORE_UNAVAILABLE"
+    events = await h.engine.store.list_events(run_id=created["run_id"], limit=100)
+    assert "status.read" not in [e.kind for e in events]
+
+    retried = await client.post("/webhooks/sandbox", data=body)
+    assert retried.status == 200
+    assert (await retried.json())["accepted"] == 1
+    await h.engine.settle()
+    assert (await h.engine.get_message(message.id)).status == "read"
 
 
 async def test_cancel_stops_the_run_and_its_timers(api: Any) -> None:

@@ -11,13 +11,12 @@ from typing import Any
 
 import pytest
 
-from engine.clock import VirtualClock
 from engine.errors import Conflict, StaleFence
 from engine.logs import RedactingFilter
 from engine.models import ContactEvent, ContactUpsert, DueKind, MessageStatus
-from engine.runtime import Engine, open_store
+from engine.runtime import Engine
 from storage.base import Commit, Completion
-from tests.integration.engine_kit import START, harness, settings_for
+from tests.integration.engine_kit import START, harness, running_engine, settings_for
 
 S = MessageStatus
 BOLETO = {"valor": 1670, "vencimento": "2026-11-30"}
@@ -111,12 +110,7 @@ async def test_logs_mask_phones_and_hide_the_api_token(
 
 
 async def test_stopping_while_a_claim_commits_runs_the_claimed_work(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path)
-    migrating = open_store(settings.storage)
-    await migrating.migrate()
-    await migrating.close()
-    clock = VirtualClock(START)
-    async with Engine(settings, clock=clock, run_loop=True, triggers=False) as engine:
+    async with running_engine(settings_for(tmp_path)) as (engine, _):
         real_claim = engine.store.claim_due_work
         claimed, release = asyncio.Event(), asyncio.Event()
 
@@ -144,24 +138,26 @@ async def test_stopping_while_a_claim_commits_runs_the_claimed_work(tmp_path: Pa
         assert message.status != MessageStatus.QUEUED  # sent, not left leased
 
 
+def hold_sends(engine: Engine) -> tuple[list[str], asyncio.Event]:
+    """Hold every sandbox send until the event is set; the list gets each one's key."""
+    sandbox = engine.providers["sandbox"]
+    real_send, gate, keys = sandbox.send, asyncio.Event(), []
+
+    async def held_send(message: Any) -> Any:
+        keys.append(message.idempotency_key)
+        await gate.wait()
+        return await real_send(message)
+
+    sandbox.send = held_send  # type: ignore[method-assign]
+    return keys, gate
+
+
 async def test_a_full_dispatcher_sends_the_rest_as_slots_free_without_polling_the_store(
     tmp_path: Path,
 ) -> None:
     settings = settings_for(tmp_path, dispatcher={"max_in_flight": 2})
-    migrating = open_store(settings.storage)
-    await migrating.migrate()
-    await migrating.close()
-    async with Engine(settings, clock=VirtualClock(START), run_loop=True, triggers=False) as engine:
-        sandbox = engine.providers["sandbox"]
-        real_send, gate = sandbox.send, asyncio.Event()
-        in_flight: list[str] = []
-
-        async def held_send(message: Any) -> Any:
-            in_flight.append(message.idempotency_key)
-            await gate.wait()
-            return await real_send(message)
-
-        sandbox.send = held_send  # type: ignore[method-assign]
+    async with running_engine(settings) as (engine, _):
+        in_flight, gate = hold_sends(engine)
         real_next_due, asked = engine.store.next_due_at, []
 
         async def counted_next_due() -> Any:
@@ -193,3 +189,40 @@ async def test_a_full_dispatcher_sends_the_rest_as_slots_free_without_polling_th
             await asyncio.sleep(0.002)
         assert statuses.count(S.SENT) == 5
         assert len(set(in_flight)) == 5
+
+
+async def test_a_send_slower_than_the_lease_keeps_its_work_through_heartbeats(
+    tmp_path: Path,
+) -> None:
+    settings = settings_for(tmp_path, dispatcher={"lease_seconds": 30})
+    async with running_engine(settings) as (engine, clock):
+        calls, gate = hold_sends(engine)
+        run, _ = await engine.start_run(
+            "cobranca_boleto",
+            ContactUpsert(id="c-1", phone="+5511999998888", name="Ana"),
+            context=BOLETO,
+        )
+        for _ in range(200):
+            if calls:
+                break
+            await asyncio.sleep(0.001)
+        assert len(calls) == 1
+
+        for _ in range(18):  # 90 s of virtual time: three leases
+            clock.advance(timedelta(seconds=5))
+            for _ in range(5):
+                await asyncio.sleep(0.001)  # the heartbeat runs and commits
+        # Another process looking for work now finds none: the lease was extended.
+        taken = await engine.store.claim_due_work(
+            owner="other-process", now=clock.now(), lease_seconds=30, limit=10
+        )
+        assert [w.kind for w in taken if w.run_id == run.id] == []
+
+        gate.set()
+        for _ in range(500):
+            (message, *_) = await engine.store.list_run_messages(run.id)
+            if message.status == S.SENT:
+                break
+            await asyncio.sleep(0.002)
+        assert message.status == S.SENT
+        assert calls == [message.idempotency_key]
