@@ -173,19 +173,17 @@ class Dispatcher:
             self.wake.clear()
             if self._stopping:
                 break
-            now = self.clock.now()
-            target = now + timedelta(seconds=self.settings.poll_interval)
+            poll = timedelta(seconds=self.settings.poll_interval)
             if len(self._tasks) >= self.settings.max_in_flight:
                 # Full: nothing can be claimed before a task finishes, and a finished
                 # task sets ``wake``. Asking the store when work is due is wasted here.
-                await self.clock.sleep_until(target, self.wake)
+                await self.clock.sleep_until(self.clock.now() + poll, self.wake)
                 continue
             try:
                 nxt = await self.store.next_due_at()
             except StoreUnavailable:
                 nxt = None
-            now = self.clock.now()
-            target = now + timedelta(seconds=self.settings.poll_interval)
+            target = self.clock.now() + poll
             if nxt is not None and nxt < target:
                 target = nxt
             await self.clock.sleep_until(target, self.wake)

@@ -342,11 +342,7 @@ class GroupCommitConnection:
                 if not waiter.done():
                     waiter.set_result(None)
         else:
-            failure = (
-                translate(exc, self._where)
-                if isinstance(exc, sqlite3.Error)
-                else StoreUnavailable(f"committing to the database at {self._where} failed")
-            )
+            failure = translate(exc, self._where) if isinstance(exc, sqlite3.Error) else None
             if not isinstance(failure, StoreUnavailable):
                 failure = StoreUnavailable(
                     f"committing to the database at {self._where} failed ({exc}); retry"

@@ -73,11 +73,11 @@ def _ingest_status(
     payload = report_payload(report)
     row = _match(db, report, _MESSAGE if run_ignores is None else _TARGET)
     if row is not None:
-        message: tuple[str, str, str] = (row[0], row[1], row[2])
         if run_ignores is not None:
-            applied = _apply_if_ignored(db, message, row, report, payload, now, run_ignores)
+            applied = _apply_if_ignored(db, row, report, payload, now, run_ignores)
             if applied is not None:
                 return applied
+        message = (row[0], row[1], row[2])
         queued = queue_status(db, message=message, report=payload, dedupe_key=key, now=now)
         return "queued" if queued else "duplicate"
     cursor = db.execute(
@@ -97,7 +97,6 @@ def _ingest_status(
 
 def _apply_if_ignored(
     db: sqlite3.Connection,
-    message: tuple[str, str, str],
     row: tuple[Any, ...],
     report: StatusReport,
     payload: dict[str, Any],
@@ -106,9 +105,8 @@ def _apply_if_ignored(
 ) -> IngestOutcome | None:
     """Apply the report to its message at once if ``run_ignores`` says the run ignores it.
 
-    ``message``: (id, run id, contact id); ``row``: what ``_TARGET`` selects. None:
-    queue it as usual (the status cannot advance the message's, so the dispatcher
-    decides as it always did).
+    ``row``: what ``_TARGET`` selects. None: queue it as usual (the status cannot
+    advance the message's, so the dispatcher decides as it always did).
     """
     if not status_can_advance(stored := MessageStatus(row[3]), report.status):
         return None
@@ -122,6 +120,7 @@ def _apply_if_ignored(
     )
     # The event first: a report seen before (same dedupe key) is a duplicate, not
     # something ``run_ignores`` was told would be applied.
+    message = (row[0], row[1], row[2])
     if not log_status(db, message=message, report=payload, dedupe_key=report.dedupe_key):
         return "duplicate"
     ignored = run_ignores(target)
