@@ -132,8 +132,13 @@ class Dispatcher:
         self._loop_task = asyncio.create_task(self._loop(), name="disparo-dispatcher")
         self._beat_task = asyncio.create_task(self._heartbeat(), name="disparo-heartbeat")
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop claiming; let in-flight work finish within ``grace`` seconds."""
+        """Stop claiming; give back the sends that have not left; let the rest of the
+        work in flight finish within ``grace`` seconds, then cancel it."""
         self._stopping = True
         self.wake.set()
         loop_task = self._loop_task
@@ -149,10 +154,19 @@ class Dispatcher:
             self._beat_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._beat_task
+        # A send queued for one of its provider's connections has not left: cancelled,
+        # it goes back to the queue now, instead of holding the shutdown (or being cut
+        # off after the grace and left `sending`, ambiguous without idempotency keys).
+        given_back = set()
+        for work_id in self.sender.withdraw_waiting():
+            found = self._tasks.get(work_id)
+            if found is not None:
+                found[0].cancel()
+                given_back.add(found[0])
         pending = [t for t, _ in self._tasks.values()]
         if pending:
             _, late = await asyncio.wait(pending, timeout=grace)
-            for task in late:
+            for task in late - given_back:  # those are writing their release: let them
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
 

@@ -168,7 +168,7 @@ class Engine:
 
     async def _close(self) -> None:
         if self._dispatcher is not None:
-            await self._dispatcher.stop()
+            await self._dispatcher.stop(grace=self.settings.dispatcher.shutdown_grace)
         for provider in self.providers.values():
             await provider.close()
         await self.store.close()

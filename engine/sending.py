@@ -16,24 +16,24 @@ Steps 1 and 2 decide with the pure functions of ``engine.send_content``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
 
-from engine import runner
+from engine import runner, send_failures
 from engine.errors import (
     ContentError,
     ProviderAmbiguous,
     ProviderError,
-    ProviderRateLimited,
     ProviderUnavailable,
     ProviderUnreachable,
     RenderError,
     StaleRun,
 )
-from engine.flow.model import Flow, to_timedelta
+from engine.flow.model import Flow
 from engine.models import (
     OPEN_RUN_STATUSES,
     Contact,
@@ -44,10 +44,11 @@ from engine.models import (
     NewEvent,
     OutboundMessage,
     Run,
+    SendResult,
 )
 from engine.scope import contact_timezone
 from engine.send_content import UnknownTemplate, judge, message_content, provider_hints
-from providers.base import Provider
+from providers.base import Departure, Provider, SendWithdrawn, watch_departure
 from storage.base import Commit, Completion, MessageChange
 
 if TYPE_CHECKING:
@@ -65,6 +66,8 @@ class Sender:
         self.d = dispatcher
         # provider_hints by (flow, pinned version, step): a pinned flow never changes.
         self._hints: dict[tuple[str, str, str], dict[str, Any]] = {}
+        # The provider calls in progress, by due-work id (``withdraw_waiting``).
+        self.watching: dict[int, Departure] = {}
 
     def _hints_for(self, flow: Flow, version: str, step: str) -> dict[str, Any]:
         key = (flow.flow, version, step)
@@ -79,7 +82,7 @@ class Sender:
     def now(self) -> datetime:
         return self.d.clock.now()
 
-    async def _complete(self, work: DueWork, **commit: Any) -> None:
+    async def complete(self, work: DueWork, **commit: Any) -> None:
         await self.d.store.commit(Commit(now=self.now, done=Completion(work=work), **commit))
 
     async def dispatch(self, work: DueWork) -> None:
@@ -87,11 +90,11 @@ class Sender:
         store = self.d.store
         message = await store.get_message(work.message_id)
         if message is None or message.status not in (MessageStatus.QUEUED, MessageStatus.SENDING):
-            await self._complete(work)
+            await self.complete(work)
             return
         run = await store.get_run(message.run_id)
         if run is None or run.status not in OPEN_RUN_STATUSES:
-            await self._complete(
+            await self.complete(
                 work,
                 messages=[self._change(message, MessageStatus.SKIPPED, last_error="run is closed")],
             )
@@ -102,7 +105,7 @@ class Sender:
         assert contact is not None
         provider = self.d.providers.get(message.provider)
         if provider is None:
-            await self._fail(work, message, f"provider {message.provider!r} is not configured")
+            await self.fail(work, message, f"provider {message.provider!r} is not configured")
             return
 
         breaker = self.d.breaker(message.provider)
@@ -115,7 +118,9 @@ class Sender:
         if message.status == MessageStatus.SENDING:
             # A previous attempt may have reached the provider (crash or ambiguous answer).
             if not provider.capabilities.idempotency_key:
-                await self._ambiguous(work, message, "a previous attempt may have been sent")
+                await send_failures.ambiguous(
+                    self, work, message, "a previous attempt may have been sent"
+                )
                 return
             content = _CONTENT.validate_python(dict(message.payload))
             attempts = message.attempts
@@ -152,7 +157,7 @@ class Sender:
             hints=self._hints_for(flow, run.flow_version, message.step),
         )
         try:
-            result = await provider.send(outbound)
+            result = await self._call(work, message, provider, outbound)
         except ProviderError as exc:
             unwell = isinstance(exc, ProviderUnreachable | ProviderUnavailable) or (
                 isinstance(exc, ProviderAmbiguous) and exc.status is None
@@ -166,10 +171,12 @@ class Sender:
                     exc.code,
                     breaker.open_until.isoformat() if breaker.open_until else "?",
                 )
-            await self._provider_error(
-                work, message, exc, attempts, idempotent=provider.capabilities.idempotency_key
+            await send_failures.provider_error(
+                self, work, message, exc, attempts, idempotent=provider.capabilities.idempotency_key
             )
             return
+        if result is None:
+            return  # given back: the engine is stopping
         log.info(
             "sent message %s of run %s step %s via %s (provider id %s)",
             message.id,
@@ -207,7 +214,41 @@ class Sender:
             late = MessageChange(
                 message_id=message.id, at=self.now, provider_message_id=result.provider_message_id
             )
-            await self._complete(work, messages=[late])
+            await self.complete(work, messages=[late])
+
+    async def _call(
+        self, work: DueWork, message: Message, provider: Provider, outbound: OutboundMessage
+    ) -> SendResult | None:
+        """``provider.send`` under a departure watch; ``None`` when the engine is
+        stopping and the send was given back to the queue before it left."""
+        if self.d.stopping:
+            await send_failures.give_back(self, work, message)
+            return None
+        with watch_departure() as watched:
+            self.watching[work.id] = watched
+            try:
+                return await provider.send(outbound)
+            except SendWithdrawn:
+                pass
+            except asyncio.CancelledError:
+                if watched.never_left:  # cancelled while it waited for a connection slot
+                    await asyncio.shield(send_failures.give_back(self, work, message))
+                raise
+            finally:
+                del self.watching[work.id]
+        await send_failures.give_back(self, work, message)
+        return None
+
+    def withdraw_waiting(self) -> list[int]:
+        """The engine is stopping: no watched send may start a request any more.
+        Returns the due work whose send waits for a provider's connection slot (it
+        has not left: cancelling it gives the message back to the queue)."""
+        waiting = []
+        for work_id, watched in self.watching.items():
+            watched.withdrawn = True
+            if watched.waiting and not watched.may_have_left:
+                waiting.append(work_id)
+        return waiting
 
     async def _prepare(
         self, work: DueWork, message: Message, flow: Flow, contact: Contact
@@ -273,7 +314,7 @@ class Sender:
         try:
             content = message_content(flow, message, contact, now, tz, verdict, self.d.templates)
         except (RenderError, ContentError, UnknownTemplate) as exc:
-            await self._fail(work, message, str(exc), extra_events=events)
+            await self.fail(work, message, str(exc), extra_events=events)
             return None
         attempts = message.attempts + 1
         try:
@@ -318,7 +359,7 @@ class Sender:
             message_id=message.id, at=self.now, status=status, last_error=last_error
         )
 
-    async def _fail(
+    async def fail(
         self,
         work: DueWork,
         message: Message,
@@ -334,113 +375,4 @@ class Sender:
             messages=[self._change(message, MessageStatus.FAILED, last_error=error)],
             run_id=message.run_id,
             extra_events=extra_events or [],
-        )
-
-    async def _ambiguous(self, work: DueWork, message: Message, why: str) -> None:
-        change = MessageChange(
-            message_id=message.id,
-            at=self.now,
-            status=MessageStatus.AMBIGUOUS,
-            force=True,  # sending -> ambiguous is sideways, not forward
-            expected_status=MessageStatus.SENDING,
-            last_error=why,
-        )
-        event = NewEvent(
-            kind="message.ambiguous",
-            at=self.now,
-            contact_id=message.contact_id,
-            run_id=message.run_id,
-            message_id=message.id,
-            data={"reason": why},
-        )
-        try:
-            await self._complete(work, messages=[change], events=[event])
-        except StaleRun:
-            await self._reported_meanwhile(work, message, why)
-            return
-        log.warning("message %s is ambiguous (%s); not resending blindly", message.id, why)
-        self.d.metrics.child(self.d.metrics.messages, message.provider, "ambiguous").inc()
-
-    async def _reported_meanwhile(self, work: DueWork, message: Message, error: str) -> None:
-        """The send failed, but a provider report moved the message off ``sending``
-        while it was out: the report is the truth. Neither retry nor mark it."""
-        now = await self.d.store.get_message(message.id)
-        log.info(
-            "message %s failed to send (%s) but the provider already reported it %s; "
-            "keeping that, not retrying",
-            message.id,
-            error,
-            now.status if now is not None else "gone",
-        )
-        await self._complete(work)
-
-    async def _provider_error(
-        self,
-        work: DueWork,
-        message: Message,
-        exc: ProviderError,
-        attempts: int,
-        *,
-        idempotent: bool,
-    ) -> None:
-        error = exc.vendor_message or str(exc)
-        if isinstance(exc, ProviderAmbiguous):
-            if not idempotent:
-                await self._ambiguous(work, message, str(exc))
-                return
-            # Same key again is safe: the provider dedupes it. Stay `sending`.
-            await self._retry(work, message, exc, keep_sending=True, attempts=attempts)
-            return
-        if isinstance(exc, ProviderUnreachable | ProviderRateLimited):
-            await self._retry(work, message, exc, attempts=attempts)
-            return
-        if isinstance(exc, ProviderUnavailable) and attempts < self.d.settings.max_attempts:
-            await self._retry(work, message, exc, attempts=attempts)
-            return
-        if isinstance(exc, ProviderUnavailable):
-            error = f"gave up after {attempts} attempts: {error}"
-        await self._fail(work, message, error)
-
-    async def _retry(
-        self,
-        work: DueWork,
-        message: Message,
-        exc: ProviderError,
-        *,
-        attempts: int,
-        keep_sending: bool = False,
-    ) -> None:
-        delay = self.d.backoff(attempts)
-        if exc.retry_after is not None:
-            # Honour Retry-After, up to a cap: a wrong header must not park a message for years.
-            cap = self.d.settings.max_retry_after
-            delay = max(delay, to_timedelta(min(exc.retry_after, cap)))
-        retry_at = self.now + delay
-        error = exc.vendor_message or str(exc)
-        change = MessageChange(
-            message_id=message.id,
-            at=self.now,
-            status=None if keep_sending else MessageStatus.QUEUED,
-            force=not keep_sending,
-            # Back to queued only from sending: a report that came in meanwhile
-            # (the provider took it after all) must not be undone into a resend.
-            expected_status=MessageStatus.SENDING,
-            last_error=error,
-            next_attempt_at=retry_at,
-        )
-        try:
-            await self.d.store.commit(
-                Commit(
-                    now=self.now, done=Completion(work=work, retry_at=retry_at), messages=[change]
-                )
-            )
-        except StaleRun:
-            await self._reported_meanwhile(work, message, error)
-            return
-        log.info(
-            "message %s attempt %d: %s; retrying at %s",
-            message.id,
-            attempts,
-            exc.code,
-            retry_at.isoformat(),
         )

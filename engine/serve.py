@@ -51,7 +51,11 @@ async def serve(
         try:
             await stop.wait()
         finally:
-            log.info("stopping: no new work is claimed; finishing what is in flight")
+            log.info(
+                "stopping: no new work is claimed; sends not yet on the wire go back to "
+                "the queue; waiting up to %gs for the requests that are",
+                settings.dispatcher.shutdown_grace,
+            )
             await runner.cleanup()
     log.info("stopped")
     return 0

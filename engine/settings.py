@@ -75,6 +75,11 @@ class DispatcherSettings(_Section):
         default=30.0, gt=0, description="Seconds a circuit stays open (doubles while it fails)"
     )
     breaker_cooldown_cap: float = Field(default=300.0, gt=0)
+    shutdown_grace: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds a stopping engine waits for requests already sent to answer",
+    )
 
 
 class TriggerSettings(_Section):

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import email.utils
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
@@ -264,3 +266,58 @@ def mask_phone_in(text: str, phone: str | None) -> str:
         if len(form) >= 8:
             text = text.replace(form, mask_phone(phone))
     return text
+
+
+# ---------------------------------------------------------------------- departures
+#
+# Whether a send may have left for the vendor, so a stopping engine can give back
+# the ones that can't have.
+#
+# The engine calls ``Provider.send`` inside ``watch_departure()``. ``HttpTransport``
+# reports on the ``Departure`` it finds there: ``waiting`` while a request queues for one of the
+# provider's connection slots, ``may_have_left`` from the moment it takes one (a
+# connection is opened or reused and the request may be written from then on). Every
+# adapter that talks to a vendor does so through ``HttpTransport``; a provider that
+# does not (the sandbox) never reports, so its sends are never withdrawn.
+#
+# On shutdown the engine marks every departure ``withdrawn``: a request that has not
+# taken a slot then raises ``SendWithdrawn`` instead of starting, and one waiting for
+# a slot is cancelled. Either way nothing reached the vendor, so the message can go
+# back to the queue instead of being left ``sending``, where a provider without
+# idempotency keys would have to call it ambiguous.
+
+
+@dataclass(slots=True)
+class Departure:
+    entered: bool = False  # a transport took the request: it reports from here on
+    waiting: bool = False  # queued for a connection slot: nothing has been written
+    may_have_left: bool = False  # took a slot: the vendor may have the request
+    withdrawn: bool = False  # the engine is stopping: start nothing new
+
+    @property
+    def never_left(self) -> bool:
+        """Known for sure not to have reached the vendor: the transport said so."""
+        return self.entered and not self.may_have_left
+
+
+class SendWithdrawn(Exception):
+    """A send was not started because the engine is stopping; nothing was sent."""
+
+
+_departure: ContextVar[Departure | None] = ContextVar("disparo_departure", default=None)
+
+
+def watched_departure() -> Departure | None:
+    """The departure of the send this task is making, if the engine watches one."""
+    return _departure.get()
+
+
+@contextmanager
+def watch_departure() -> Iterator[Departure]:
+    """Watch one ``Provider.send`` made inside this block."""
+    departure = Departure()
+    token = _departure.set(departure)
+    try:
+        yield departure
+    finally:
+        _departure.reset(token)

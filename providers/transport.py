@@ -14,7 +14,8 @@ That one bit decides what the engine may do next:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
 from urllib.parse import urlsplit
@@ -28,7 +29,7 @@ from engine.errors import (
     ProviderUnavailable,
     ProviderUnreachable,
 )
-from providers.base import error_for_status, vendor_message
+from providers.base import SendWithdrawn, error_for_status, vendor_message, watched_departure
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +114,7 @@ class HttpTransport:
             raise RuntimeError(f"provider {self.provider} was used before start()")
         attempt = SimpleNamespace(left=False)
         status: int | None = None
-        async with self._slots:
+        async with self._slot():
             try:
                 async with session.request(
                     method,
@@ -132,6 +133,29 @@ class HttpTransport:
                     return Answer(status, answer_headers, b"")
                 raise self.transport_error(exc, url, left=attempt.left) from exc
         return Answer(status, answer_headers, raw)
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """One of the ``max_in_flight`` slots, reported to the engine's departure watch."""
+        watched = watched_departure()
+        if watched is None:
+            async with self._slots:
+                yield
+            return
+        watched.entered = True
+        if watched.withdrawn and not watched.may_have_left:
+            raise SendWithdrawn(f"{self.provider}: the engine is stopping")
+        watched.waiting = True
+        try:
+            await self._slots.acquire()
+        finally:
+            watched.waiting = False
+        # From here a connection is taken and the request may be written.
+        watched.may_have_left = True
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     def transport_error(self, exc: BaseException, url: str, *, left: bool) -> ProviderError:
         where, name = host_of(url), self.provider

@@ -24,6 +24,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -377,6 +378,38 @@ steps:
   fim:
     end: completed
 """
+
+
+def gateway_flows(directory: Path) -> Path:
+    """A flows directory holding only ``aviso_gateway`` (GATEWAY_FLOW)."""
+    flows = directory / "flows"
+    flows.mkdir()
+    (flows / "aviso_gateway.yaml").write_text(
+        GATEWAY_FLOW.format(name="aviso_gateway"), encoding="utf-8"
+    )
+    return flows
+
+
+def start_gateway_runs(api: Api, count: int, prefix: str) -> list[str]:
+    """Start ``count`` runs of ``aviso_gateway`` over the API, 16 at a time; their ids."""
+
+    def start(n: int) -> str:
+        contact = {"id": f"{prefix}-{n}", "phone": f"+55119{n:08d}", "name": f"Pessoa {n}"}
+        reply = api.post(
+            "/v1/runs",
+            {
+                "flow": "aviso_gateway",
+                "contact": contact,
+                "context": {"n": n},
+                "idempotency_key": f"{prefix}-run-{n}",
+            },
+        )
+        assert reply.status == 201, reply.body
+        run_id: str = reply.body["run_id"]
+        return run_id
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(start, range(count)))
 
 
 def gateway_provider(gateway: Gateway, *, timeout: float, max_in_flight: int) -> dict[str, Any]:

@@ -12,19 +12,18 @@ gateway answers with the first id instead of delivering again).
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.acceptance.conftest import (
-    GATEWAY_FLOW,
-    Api,
     DisparoServer,
     Gateway,
     free_port,
+    gateway_flows,
     run_cli,
+    start_gateway_runs,
     wait_for,
     write_config,
 )
@@ -38,44 +37,20 @@ GATEWAY_SLOTS = 8  # the http provider's max_in_flight
 LATENCY = 0.1  # seconds the gateway takes per request
 KILL_AFTER = HUNG + 10  # deliveries seen before the kill
 
-FLOW = GATEWAY_FLOW.format(name="aviso_gateway")
-
 
 def gateway_provider(gateway: Gateway) -> dict[str, Any]:
     # A timeout longer than the test: a hung request ends only by the crash.
     return shared_gateway_provider(gateway, timeout=30, max_in_flight=GATEWAY_SLOTS)
 
 
-def start_runs(api: Api) -> list[str]:
-    def start(n: int) -> str:
-        reply = api.post(
-            "/v1/runs",
-            {
-                "flow": "aviso_gateway",
-                "contact": {"id": f"crash-{n}", "phone": f"+55119{n:08d}", "name": f"Pessoa {n}"},
-                "context": {"n": n},
-                "idempotency_key": f"crash-run-{n}",
-            },
-        )
-        assert reply.status == 201, reply.body
-        run_id: str = reply.body["run_id"]
-        return run_id
-
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        return list(pool.map(start, range(RUNS)))
-
-
 def test_kill_9_mid_send_then_restart_delivers_every_message_exactly_once(tmp_path: Path) -> None:
     gateway = Gateway(free_port(), tmp_path / "gateway.log", latency=LATENCY)
-    flows = tmp_path / "flows"
-    flows.mkdir()
-    (flows / "aviso_gateway.yaml").write_text(FLOW, encoding="utf-8")
     port = free_port()
     config = write_config(
         tmp_path,
         port=port,
         providers={"gateway": gateway_provider(gateway)},
-        flows=flows,
+        flows=gateway_flows(tmp_path),
         # Short leases: the second process reclaims the dead one's work within seconds.
         dispatcher={
             "lease_seconds": 2,
@@ -92,7 +67,7 @@ def test_kill_9_mid_send_then_restart_delivers_every_message_exactly_once(tmp_pa
     gateway.start()
     try:
         gateway.script_fault(kind="hang", times=HUNG)
-        run_ids = start_runs(first.start())
+        run_ids = start_gateway_runs(first.start(), RUNS, "crash")
 
         # Crash while sends are in flight: the hung ones at least, and most not yet sent.
         wait_for(

@@ -109,7 +109,9 @@ async def test_logs_mask_phones_and_hide_the_api_token(
     assert "test-token" not in text
 
 
-async def test_stopping_while_a_claim_commits_runs_the_claimed_work(tmp_path: Path) -> None:
+async def test_stopping_while_a_claim_commits_leaves_the_claimed_work_to_the_next_process(
+    tmp_path: Path,
+) -> None:
     async with running_engine(settings_for(tmp_path)) as (engine, _):
         real_claim = engine.store.claim_due_work
         claimed, release = asyncio.Event(), asyncio.Event()
@@ -134,8 +136,13 @@ async def test_stopping_while_a_claim_commits_runs_the_claimed_work(tmp_path: Pa
         release.set()
         await stopping
 
+        # The stopping engine started no send: the message is queued again, unleased,
+        # and another process can claim it at once (not after the lease ends).
         (message,) = await engine.store.list_run_messages(run.id)
-        assert message.status != MessageStatus.QUEUED  # sent, not left leased
+        assert message.status == MessageStatus.QUEUED
+        assert message.attempts == 0
+        free = await real_claim(owner="next", now=START, lease_seconds=30, limit=10)
+        assert [w.message_id for w in free] == [message.id]
 
 
 def hold_sends(engine: Engine) -> tuple[list[str], asyncio.Event]:

@@ -1,0 +1,167 @@
+"""What a send that did not go through leaves behind: a retry, an ambiguous message,
+a failure, or (when the engine stops before the request left) the message given back.
+
+Every write that moves a message off ``sending`` expects it still to be
+``sending``: a provider report that landed meanwhile is the truth and wins.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from engine.errors import (
+    ProviderAmbiguous,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderUnavailable,
+    ProviderUnreachable,
+    StaleRun,
+)
+from engine.flow.model import to_timedelta
+from engine.models import DueWork, Message, MessageStatus, NewEvent
+from storage.base import Commit, Completion, MessageChange
+
+if TYPE_CHECKING:
+    from engine.sending import Sender
+
+log = logging.getLogger("disparo.sending")
+
+
+async def give_back(sender: Sender, work: DueWork, message: Message) -> None:
+    """Release a send that never left, for whichever process claims it next.
+
+    A fresh message goes back to ``queued`` with its attempt uncounted; a resend of
+    one found ``sending`` (an earlier attempt may have left) stays ``sending``.
+    """
+    resend = message.status == MessageStatus.SENDING
+    change = MessageChange(
+        message_id=message.id,
+        at=sender.now,
+        status=None if resend else MessageStatus.QUEUED,
+        force=not resend,
+        expected_status=MessageStatus.SENDING,
+        attempts=message.attempts,
+        next_attempt_at=None,
+    )
+    try:
+        await sender.d.store.commit(
+            Commit(
+                now=sender.now, done=Completion(work=work, retry_at=sender.now), messages=[change]
+            )
+        )
+    except StaleRun:
+        await reported_meanwhile(sender, work, message, "the engine stopped before sending")
+        return
+    log.info("message %s goes back to the queue unsent: the engine is stopping", message.id)
+
+
+async def ambiguous(sender: Sender, work: DueWork, message: Message, why: str) -> None:
+    change = MessageChange(
+        message_id=message.id,
+        at=sender.now,
+        status=MessageStatus.AMBIGUOUS,
+        force=True,  # sending -> ambiguous is sideways, not forward
+        expected_status=MessageStatus.SENDING,
+        last_error=why,
+    )
+    event = NewEvent(
+        kind="message.ambiguous",
+        at=sender.now,
+        contact_id=message.contact_id,
+        run_id=message.run_id,
+        message_id=message.id,
+        data={"reason": why},
+    )
+    try:
+        await sender.complete(work, messages=[change], events=[event])
+    except StaleRun:
+        await reported_meanwhile(sender, work, message, why)
+        return
+    log.warning("message %s is ambiguous (%s); not resending blindly", message.id, why)
+    sender.d.metrics.child(sender.d.metrics.messages, message.provider, "ambiguous").inc()
+
+
+async def reported_meanwhile(sender: Sender, work: DueWork, message: Message, error: str) -> None:
+    """The send failed, but a provider report moved the message off ``sending``
+    while it was out: the report is the truth. Neither retry nor mark it."""
+    now = await sender.d.store.get_message(message.id)
+    log.info(
+        "message %s failed to send (%s) but the provider already reported it %s; "
+        "keeping that, not retrying",
+        message.id,
+        error,
+        now.status if now is not None else "gone",
+    )
+    await sender.complete(work)
+
+
+async def provider_error(
+    sender: Sender,
+    work: DueWork,
+    message: Message,
+    exc: ProviderError,
+    attempts: int,
+    *,
+    idempotent: bool,
+) -> None:
+    error = exc.vendor_message or str(exc)
+    if isinstance(exc, ProviderAmbiguous):
+        if not idempotent:
+            await ambiguous(sender, work, message, str(exc))
+            return
+        # Same key again is safe: the provider dedupes it. Stay `sending`.
+        await retry(sender, work, message, exc, keep_sending=True, attempts=attempts)
+        return
+    if isinstance(exc, ProviderUnreachable | ProviderRateLimited):
+        await retry(sender, work, message, exc, attempts=attempts)
+        return
+    if isinstance(exc, ProviderUnavailable) and attempts < sender.d.settings.max_attempts:
+        await retry(sender, work, message, exc, attempts=attempts)
+        return
+    if isinstance(exc, ProviderUnavailable):
+        error = f"gave up after {attempts} attempts: {error}"
+    await sender.fail(work, message, error)
+
+
+async def retry(
+    sender: Sender,
+    work: DueWork,
+    message: Message,
+    exc: ProviderError,
+    *,
+    attempts: int,
+    keep_sending: bool = False,
+) -> None:
+    delay = sender.d.backoff(attempts)
+    if exc.retry_after is not None:
+        # Honour Retry-After, up to a cap: a wrong header must not park a message for years.
+        cap = sender.d.settings.max_retry_after
+        delay = max(delay, to_timedelta(min(exc.retry_after, cap)))
+    retry_at = sender.now + delay
+    error = exc.vendor_message or str(exc)
+    change = MessageChange(
+        message_id=message.id,
+        at=sender.now,
+        status=None if keep_sending else MessageStatus.QUEUED,
+        force=not keep_sending,
+        # Back to queued only from sending: a report that came in meanwhile
+        # (the provider took it after all) must not be undone into a resend.
+        expected_status=MessageStatus.SENDING,
+        last_error=error,
+        next_attempt_at=retry_at,
+    )
+    try:
+        await sender.d.store.commit(
+            Commit(now=sender.now, done=Completion(work=work, retry_at=retry_at), messages=[change])
+        )
+    except StaleRun:
+        await reported_meanwhile(sender, work, message, error)
+        return
+    log.info(
+        "message %s attempt %d: %s; retrying at %s",
+        message.id,
+        attempts,
+        exc.code,
+        retry_at.isoformat(),
+    )
