@@ -127,3 +127,69 @@ def test_kill_9_mid_send_then_restart_delivers_every_message_exactly_once(tmp_pa
         assert message["provider_message_id"].startswith("gw-")
         assert message["last_error"] is None
     assert len({m["provider_message_id"] for m in seen}) == RUNS
+
+
+REPEAT_RUNS = 120
+KILLS_AT = (15, 45, 75)  # deliveries seen before each kill -9
+
+
+def test_repeated_kill_9_during_recovery_still_delivers_every_message_exactly_once(
+    tmp_path: Path,
+) -> None:
+    """Three crashes in a row, each soon after the restart before it (likely before
+    the dead process's leases have even expired): the work passes through four
+    processes, every run finishes, and the gateway gets each key once."""
+    gateway = Gateway(free_port(), tmp_path / "gateway.log", latency=LATENCY)
+    port = free_port()
+    config = write_config(
+        tmp_path,
+        port=port,
+        providers={"gateway": gateway_provider(gateway)},
+        flows=gateway_flows(tmp_path),
+        dispatcher={
+            "lease_seconds": 2,
+            "poll_interval": 0.2,
+            "backoff_base": 0.2,
+            "backoff_cap": 1,
+        },
+    )
+    run_cli(config, "migrate")
+    servers = [
+        DisparoServer(config, port if i == 0 else free_port(), tmp_path / f"serve-{i}.log")
+        for i in range(len(KILLS_AT) + 1)
+    ]
+    gateway.start()
+    try:
+        gateway.script_fault(kind="hang", times=HUNG)
+        run_ids = start_gateway_runs(servers[0].start(), REPEAT_RUNS, "again")
+        for i, kill_at in enumerate(KILLS_AT):
+            wait_for(
+                gateway.stats,
+                lambda s, n=kill_at: s["delivered"] >= n,
+                what=f"{kill_at} deliveries before kill {i + 1}",
+                timeout=45,
+            )
+            servers[i].kill()
+            servers[i + 1].start()
+        api = servers[-1].api
+        runs = wait_for(
+            lambda: [api.run(run_id) for run_id in run_ids],
+            lambda rs: all(r["status"] not in ("active", "waiting") for r in rs),
+            what="every run finished after the last restart",
+            timeout=60,
+        )
+        stats = gateway.stats()
+    finally:
+        for server in servers:
+            server.stop()
+        gateway.stop()
+
+    assert [r["status"] for r in runs] == ["completed"] * REPEAT_RUNS, servers[-1].log()
+    assert all("sent message" in server.log() for server in servers)  # each did a share
+    keys = {m["idempotency_key"] for r in runs for m in r["messages"]}
+    assert len(keys) == REPEAT_RUNS
+    assert set(stats["delivered_keys"]) == keys
+    assert stats["duplicates"] == {}
+    assert stats["delivered"] == REPEAT_RUNS
+    # Each crash cut requests off mid-answer: those keys were sent again, and deduped.
+    assert any(n > 1 for n in stats["requests_by_key"].values())
