@@ -118,3 +118,20 @@ async def running_engine(
     clock = VirtualClock(at)
     async with Engine(settings, clock=clock, run_loop=True, triggers=False) as engine:
         yield engine, clock
+
+
+@asynccontextmanager
+async def two_engines(
+    settings: Settings, at: datetime = START
+) -> AsyncIterator[tuple[Engine, Engine, VirtualClock]]:
+    """Two engines on one store and one virtual clock, as two processes would be;
+    neither runs its loop: the test drives ``dispatcher.process_due`` of each."""
+    migrating = open_store(settings.storage)
+    await migrating.migrate()
+    await migrating.close()
+    clock = VirtualClock(at)
+    async with (
+        Engine(settings, clock=clock, run_loop=False) as one,
+        Engine(settings, clock=clock, run_loop=False) as two,
+    ):
+        yield one, two, clock

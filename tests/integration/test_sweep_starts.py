@@ -11,12 +11,10 @@ from typing import Any
 
 import pytest
 
-from engine.clock import VirtualClock
 from engine.models import RunStatus
-from engine.runtime import Engine
 from storage.base import BulkStart
 from tests.contract.conftest import fresh_postgres_schema, postgres_dsn_or_skip
-from tests.integration.engine_kit import Harness, harness, open_store
+from tests.integration.engine_kit import Harness, harness, two_engines
 from tests.integration.test_triggers import (
     MONDAY_10H,
     REENGAGE,
@@ -96,14 +94,7 @@ async def test_two_engines_sweeping_one_postgres_store_start_each_contact_once(
         settings = settings_with(tmp_path, REENGAGE, chunk_size=2).model_copy(
             update={"storage": dsn}
         )
-        migrating = open_store(dsn)
-        await migrating.migrate()
-        await migrating.close()
-        clock = VirtualClock(MONDAY_10H)
-        async with (
-            Engine(settings, clock=clock, run_loop=False) as one,
-            Engine(settings, clock=clock, run_loop=False) as two,
-        ):
+        async with two_engines(settings, MONDAY_10H) as (one, two, clock):
             h = Harness(one, clock)
             await contacts_wrote(h)
             clock.set(MONDAY_10H + timedelta(hours=23, minutes=1))

@@ -13,10 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.clock import VirtualClock
-from engine.runtime import Engine
 from tests.contract.conftest import fresh_postgres_schema, postgres_dsn_or_skip
-from tests.integration.engine_kit import Harness, open_store
+from tests.integration.engine_kit import Harness, two_engines
 from tests.integration.test_triggers import (
     CAMPAIGN,
     MONDAY_10H,
@@ -54,14 +52,7 @@ async def test_two_engines_fire_a_campaign_once_per_fire_time(tmp_path: Path, st
             "dispatcher": base.dispatcher.model_copy(update={"max_in_flight": 1}),
         }
     )
-    migrating = open_store(storage)
-    await migrating.migrate()
-    await migrating.close()
-    clock = VirtualClock(MONDAY_10H)
-    async with (
-        Engine(settings, clock=clock, run_loop=False) as one,
-        Engine(settings, clock=clock, run_loop=False) as two,
-    ):
+    async with two_engines(settings, MONDAY_10H) as (one, two, clock):
         h = Harness(one, clock)
         await add_contacts(h, PLANS)
         handled = {"one": 0, "two": 0}
