@@ -13,7 +13,7 @@ import pytest
 
 from engine.errors import Conflict, StaleFence
 from engine.models import DueKind, DueWork, MessageStatus, NewDueWork, RunStatus, StatusReport
-from storage.base import Commit, Completion, MessageChange, NewRun
+from storage.base import Commit, Completion, MessageChange, NewRun, RunChange
 from storage.postgres import PostgresStore
 from tests.contract.store_kit import NOW, Seed, at
 
@@ -192,3 +192,54 @@ async def test_one_status_applied_from_many_nodes_moves_once(nodes: list[Postgre
     results = await asyncio.gather(*(store.commit(change) for store in nodes for _ in range(5)))
 
     assert sum(len(result.status_applied) for result in results) == 1
+
+
+async def test_a_write_that_deadlocks_is_retried_in_the_next_batch_and_stored(
+    nodes: list[PostgresStore], postgres_dsn: str
+) -> None:
+    """Another session holds the run and then asks for the due-work row the store's
+    unit holds: PostgreSQL aborts the unit (40P01). The store puts it back in the
+    queue; the retry, once the other session is gone, is stored and the caller never
+    sees the deadlock."""
+    import asyncpg
+
+    store = nodes[0]
+    seed = Seed(store)
+    run = await seed.run()
+    await seed.due(run_id=run.id)
+    (work,) = await seed.claim_all()
+    change = RunChange(
+        run_id=run.id,
+        expected_version=run.version,
+        step=None,
+        status=RunStatus.COMPLETED,
+        step_seq=run.step_seq,
+    )
+    other = await asyncpg.connect(postgres_dsn)
+    try:
+        # The store's session detects the deadlock first, so its unit is the victim.
+        await other.execute("SET deadlock_timeout = '30s'")
+        holding = other.transaction()
+        await holding.start()
+        await other.execute("UPDATE runs SET updated_at = updated_at WHERE id = $1", run.id)
+        # The unit locks the due-work row (its fence check), then waits for the run.
+        writing = asyncio.create_task(
+            store.commit(Commit(now=at(1), done=Completion(work=work), run=change))
+        )
+        for _ in range(500):
+            if await other.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the store's write never waited for the run")
+        # Now wait for the row the unit holds: a cycle, which PostgreSQL breaks.
+        await other.execute("SELECT 1 FROM due_work WHERE id = $1 FOR UPDATE", work.id)
+        await holding.rollback()
+        result = await writing
+    finally:
+        await other.close()
+
+    assert store.stats.retried_units == 1
+    assert result.run is not None
+    assert result.run.status == RunStatus.COMPLETED
+    assert await store.claim_due_work(owner="b", now=at(100), lease_seconds=30, limit=9) == []
