@@ -243,12 +243,9 @@ class Sender:
         """The engine is stopping: no watched send may start a request any more.
         Returns the due work whose send waits for a provider's connection slot (it
         has not left: cancelling it gives the message back to the queue)."""
-        waiting = []
-        for work_id, watched in self.watching.items():
+        for watched in self.watching.values():
             watched.withdrawn = True
-            if watched.waiting and not watched.may_have_left:
-                waiting.append(work_id)
-        return waiting
+        return [work_id for work_id, watched in self.watching.items() if watched.waiting]
 
     async def _prepare(
         self, work: DueWork, message: Message, flow: Flow, contact: Contact

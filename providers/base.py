@@ -274,11 +274,12 @@ def mask_phone_in(text: str, phone: str | None) -> str:
 # the ones that can't have.
 #
 # The engine calls ``Provider.send`` inside ``watch_departure()``. ``HttpTransport``
-# reports on the ``Departure`` it finds there: ``waiting`` while a request queues for one of the
-# provider's connection slots, ``may_have_left`` from the moment it takes one (a
-# connection is opened or reused and the request may be written from then on). Every
-# adapter that talks to a vendor does so through ``HttpTransport``; a provider that
-# does not (the sandbox) never reports, so its sends are never withdrawn.
+# reports on the ``Departure`` it finds there: ``waiting`` while a request queues
+# for one of the provider's connection slots, ``may_have_left`` from the moment it
+# takes one (a connection is opened or reused and the request may be written from
+# then on). Every adapter that talks to a vendor does so through ``HttpTransport``;
+# a provider that does not (the sandbox) never reports, so its sends are never
+# withdrawn.
 #
 # On shutdown the engine marks every departure ``withdrawn``: a request that has not
 # taken a slot then raises ``SendWithdrawn`` instead of starting, and one waiting for

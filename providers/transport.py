@@ -14,8 +14,7 @@ That one bit decides what the engine may do next:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
 from urllib.parse import urlsplit
@@ -114,33 +113,34 @@ class HttpTransport:
             raise RuntimeError(f"provider {self.provider} was used before start()")
         attempt = SimpleNamespace(left=False)
         status: int | None = None
-        async with self._slot():
-            try:
-                async with session.request(
-                    method,
-                    url,
-                    data=body,
-                    headers=dict(headers or {}),
-                    allow_redirects=False,  # a redirected POST may be replayed as a GET
-                    trace_request_ctx=attempt,
-                ) as response:
-                    status = response.status
-                    answer_headers = response.headers
-                    raw = await response.read()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                if status is not None:
-                    # The status already says what happened; only the body was lost.
-                    return Answer(status, answer_headers, b"")
-                raise self.transport_error(exc, url, left=attempt.left) from exc
+        await self._take_slot()
+        try:
+            async with session.request(
+                method,
+                url,
+                data=body,
+                headers=dict(headers or {}),
+                allow_redirects=False,  # a redirected POST may be replayed as a GET
+                trace_request_ctx=attempt,
+            ) as response:
+                status = response.status
+                answer_headers = response.headers
+                raw = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            if status is not None:
+                # The status already says what happened; only the body was lost.
+                return Answer(status, answer_headers, b"")
+            raise self.transport_error(exc, url, left=attempt.left) from exc
+        finally:
+            self._slots.release()
         return Answer(status, answer_headers, raw)
 
-    @contextlib.asynccontextmanager
-    async def _slot(self) -> AsyncIterator[None]:
-        """One of the ``max_in_flight`` slots, reported to the engine's departure watch."""
+    async def _take_slot(self) -> None:
+        """One of the ``max_in_flight`` slots, reported to the engine's departure watch:
+        waiting for it, nothing has been written; once taken, the request may be."""
         watched = watched_departure()
         if watched is None:
-            async with self._slots:
-                yield
+            await self._slots.acquire()
             return
         watched.entered = True
         if watched.withdrawn and not watched.may_have_left:
@@ -150,12 +150,7 @@ class HttpTransport:
             await self._slots.acquire()
         finally:
             watched.waiting = False
-        # From here a connection is taken and the request may be written.
         watched.may_have_left = True
-        try:
-            yield
-        finally:
-            self._slots.release()
 
     def transport_error(self, exc: BaseException, url: str, *, left: bool) -> ProviderError:
         where, name = host_of(url), self.provider

@@ -87,6 +87,18 @@ def wait_for(
         time.sleep(interval)
 
 
+def finished_runs(
+    api: Api, run_ids: list[str], *, what: str = "every run finished", timeout: float = 60
+) -> list[dict[str, Any]]:
+    """``GET /v1/runs/{id}`` of each run, once none is active or waiting any more."""
+    return wait_for(
+        lambda: [api.run(run_id) for run_id in run_ids],
+        lambda runs: all(r["status"] not in ("active", "waiting") for r in runs),
+        what=what,
+        timeout=timeout,
+    )
+
+
 def disparo_command(*args: str) -> list[str]:
     """The installed `disparo` command next to this interpreter (else ``python -m engine``)."""
     script = Path(sys.executable).parent / "disparo"

@@ -20,6 +20,7 @@ import pytest
 from tests.acceptance.conftest import (
     DisparoServer,
     Gateway,
+    finished_runs,
     free_port,
     gateway_flows,
     run_cli,
@@ -43,15 +44,13 @@ def gateway_provider(gateway: Gateway) -> dict[str, Any]:
     return shared_gateway_provider(gateway, timeout=30, max_in_flight=GATEWAY_SLOTS)
 
 
-def test_kill_9_mid_send_then_restart_delivers_every_message_exactly_once(tmp_path: Path) -> None:
-    gateway = Gateway(free_port(), tmp_path / "gateway.log", latency=LATENCY)
-    port = free_port()
-    config = write_config(
+def crash_config(tmp_path: Path, gateway: Gateway, port: int) -> Path:
+    return write_config(
         tmp_path,
         port=port,
         providers={"gateway": gateway_provider(gateway)},
         flows=gateway_flows(tmp_path),
-        # Short leases: the second process reclaims the dead one's work within seconds.
+        # Short leases: a restarted process reclaims the dead one's work within seconds.
         dispatcher={
             "lease_seconds": 2,
             "poll_interval": 0.2,
@@ -59,6 +58,12 @@ def test_kill_9_mid_send_then_restart_delivers_every_message_exactly_once(tmp_pa
             "backoff_cap": 1,
         },
     )
+
+
+def test_kill_9_mid_send_then_restart_delivers_every_message_exactly_once(tmp_path: Path) -> None:
+    gateway = Gateway(free_port(), tmp_path / "gateway.log", latency=LATENCY)
+    port = free_port()
+    config = crash_config(tmp_path, gateway, port)
     run_cli(config, "check")
     run_cli(config, "migrate")
 
@@ -86,12 +91,7 @@ def test_kill_9_mid_send_then_restart_delivers_every_message_exactly_once(tmp_pa
             what="every message delivered after the restart",
             timeout=45,
         )
-        runs = wait_for(
-            lambda: [api.run(run_id) for run_id in run_ids],
-            lambda rs: all(r["status"] not in ("active", "waiting") for r in rs),
-            what="every run finished",
-            timeout=30,
-        )
+        runs = finished_runs(api, run_ids, what="every run finished", timeout=30)
         stats = gateway.stats()
         # GET /v1/messages/{id} of every message the runs list.
         seen = [api.message(m["id"]) for r in runs for m in r["messages"]]
@@ -141,18 +141,7 @@ def test_repeated_kill_9_during_recovery_still_delivers_every_message_exactly_on
     processes, every run finishes, and the gateway gets each key once."""
     gateway = Gateway(free_port(), tmp_path / "gateway.log", latency=LATENCY)
     port = free_port()
-    config = write_config(
-        tmp_path,
-        port=port,
-        providers={"gateway": gateway_provider(gateway)},
-        flows=gateway_flows(tmp_path),
-        dispatcher={
-            "lease_seconds": 2,
-            "poll_interval": 0.2,
-            "backoff_base": 0.2,
-            "backoff_cap": 1,
-        },
-    )
+    config = crash_config(tmp_path, gateway, port)
     run_cli(config, "migrate")
     servers = [
         DisparoServer(config, port if i == 0 else free_port(), tmp_path / f"serve-{i}.log")
@@ -172,12 +161,7 @@ def test_repeated_kill_9_during_recovery_still_delivers_every_message_exactly_on
             servers[i].kill()
             servers[i + 1].start()
         api = servers[-1].api
-        runs = wait_for(
-            lambda: [api.run(run_id) for run_id in run_ids],
-            lambda rs: all(r["status"] not in ("active", "waiting") for r in rs),
-            what="every run finished after the last restart",
-            timeout=60,
-        )
+        runs = finished_runs(api, run_ids, what="every run finished after the last restart")
         stats = gateway.stats()
     finally:
         for server in servers:

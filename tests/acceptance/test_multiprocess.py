@@ -32,6 +32,7 @@ from tests.acceptance.conftest import (
     DisparoServer,
     Gateway,
     Reply,
+    finished_runs,
     free_port,
     run_cli,
     wait_for,
@@ -160,12 +161,7 @@ def test_three_processes_one_killed_deliver_every_message_exactly_once(
         )
         api: Api = servers[0].api
         run_ids = [reply.body["run_id"] for reply in first_replies]
-        runs = wait_for(
-            lambda: [api.run(run_id) for run_id in run_ids],
-            lambda rs: all(r["status"] not in ("active", "waiting") for r in rs),
-            what="every run finished",
-            timeout=60,
-        )
+        runs = finished_runs(api, run_ids)
         stats = gateway.stats()
     finally:
         for server in servers:

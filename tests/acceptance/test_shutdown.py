@@ -23,6 +23,7 @@ import pytest
 from tests.acceptance.conftest import (
     DisparoServer,
     Gateway,
+    finished_runs,
     free_port,
     gateway_flows,
     run_cli,
@@ -91,12 +92,7 @@ def test_sigterm_under_load_finishes_what_left_and_requeues_the_rest(tmp_path: P
         states = message_states(tmp_path / "disparo.db")
 
         api = second.start()
-        runs = wait_for(
-            lambda: [api.run(run_id) for run_id in run_ids],
-            lambda rs: all(r["status"] not in ("active", "waiting") for r in rs),
-            what="every run finished after the restart",
-            timeout=60,
-        )
+        runs = finished_runs(api, run_ids, what="every run finished after the restart")
         stats = gateway.stats()
     finally:
         first.stop()

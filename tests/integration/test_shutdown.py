@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
-from engine.models import ContactUpsert, MessageStatus, Run
+from engine.models import ContactUpsert, Message, MessageStatus, Run
 from engine.runtime import Engine
+from engine.settings import Settings
 from providers.base import SendWithdrawn, watch_departure
 from providers.transport import HttpTransport
 from tests.fakes.gateway import FakeGateway
@@ -35,54 +37,54 @@ async def until(condition: Callable[[], bool], what: str) -> None:
     raise AssertionError(f"never happened: {what}")
 
 
-async def one_out_two_waiting(engine: Engine, gateway: FakeGateway) -> list[Run]:
-    """Three runs on a provider with one connection: the first request is held at the
-    gateway, the two others wait for the connection."""
-    runs = []
-    for i in range(3):
-        run, _ = await engine.start_run(
-            "aviso", ContactUpsert(id=f"c-{i}", phone=f"+55119999988{i:02d}", name="Ana")
+@asynccontextmanager
+async def one_out_two_waiting(
+    tmp_path: Path, gateway: FakeGateway
+) -> AsyncIterator[tuple[Settings, Engine, list[Run]]]:
+    """A running engine with three runs on a provider with one connection and no
+    idempotency key: the first request is held at the gateway, the two others wait
+    for the connection. A send left `sending` there could never be resent."""
+    settings = make_settings(tmp_path, gateway, max_in_flight=1, timeout=30)
+    gateway.pause()
+    async with running_engine(settings) as (engine, _):
+        runs = []
+        for i in range(3):
+            run, _ = await engine.start_run(
+                "aviso", ContactUpsert(id=f"c-{i}", phone=f"+55119999988{i:02d}", name="Ana")
+            )
+            runs.append(run)
+        watching = engine.dispatcher.sender.watching
+        await until(
+            lambda: gateway.in_flight == 1 and sum(d.waiting for d in watching.values()) == 2,
+            "one request at the gateway and two waiting for the connection",
         )
-        runs.append(run)
-    watching = engine.dispatcher.sender.watching
-    await until(
-        lambda: gateway.in_flight == 1 and sum(d.waiting for d in watching.values()) == 2,
-        "one request at the gateway and two waiting for the connection",
-    )
-    return runs
+        yield settings, engine, runs
+
+
+async def messages_of(engine: Engine, runs: list[Run]) -> list[Message]:
+    return [m for run in runs for m in await engine.store.list_run_messages(run.id)]
 
 
 async def statuses(engine: Engine, runs: list[Run]) -> list[MessageStatus]:
-    found = []
-    for run in runs:
-        (message,) = await engine.store.list_run_messages(run.id)
-        found.append(message.status)
-    return found
+    return sorted(m.status for m in await messages_of(engine, runs))
 
 
 async def test_stopping_gives_back_the_sends_waiting_for_a_connection(
     tmp_path: Path, gateway: FakeGateway
 ) -> None:
-    # One connection, no idempotency key: a send left `sending` could never be resent.
-    settings = make_settings(tmp_path, gateway, max_in_flight=1, timeout=30)
-    gateway.pause()
-    async with running_engine(settings) as (engine, _):
-        runs = await one_out_two_waiting(engine, gateway)
-        watching = engine.dispatcher.sender.watching
+    async with one_out_two_waiting(tmp_path, gateway) as (settings, engine, runs):
         stopping = asyncio.create_task(engine.dispatcher.stop(grace=60))
-        await until(lambda: not any(d.waiting for d in watching.values()), "the waiting withdrawn")
-        await asyncio.sleep(0.01)
-        # The two that never left are queued again while the first is still out...
-        assert sorted(await statuses(engine, runs)) == [S.QUEUED, S.QUEUED, S.SENDING]
+        # The two waiting are cancelled and write their release, while the first is out...
+        await until(lambda: len(engine.dispatcher._tasks) == 1, "the waiting given back")
+        assert await statuses(engine, runs) == [S.QUEUED, S.QUEUED, S.SENDING]
         assert not stopping.done()
         gateway.resume()
         await stopping
         # ...which the stop waited for and recorded.
-        after_stop = await statuses(engine, runs)
-        assert sorted(after_stop) == [S.QUEUED, S.QUEUED, S.SENT]
+        assert await statuses(engine, runs) == [S.QUEUED, S.QUEUED, S.SENT]
         assert gateway.stats()["requests"] == 1
-        given_back = [m for r in runs for m in await engine.store.list_run_messages(r.id)]
-        assert all(m.attempts == 0 for m in given_back if m.status == S.QUEUED)
+        given_back = [m for m in await messages_of(engine, runs) if m.status == S.QUEUED]
+        assert [m.attempts for m in given_back] == [0, 0]
 
     # The next engine sends the two others at once, one request each.
     async with harness(settings) as h:
@@ -95,14 +97,10 @@ async def test_stopping_gives_back_the_sends_waiting_for_a_connection(
 async def test_a_request_still_out_after_the_grace_is_cut_off_and_left_sending(
     tmp_path: Path, gateway: FakeGateway
 ) -> None:
-    settings = make_settings(tmp_path, gateway, max_in_flight=1, timeout=30)
-    gateway.pause()
-    async with running_engine(settings) as (engine, _):
-        runs = await one_out_two_waiting(engine, gateway)
+    async with one_out_two_waiting(tmp_path, gateway) as (_, engine, runs):
         await engine.dispatcher.stop(grace=0)
         # The request on the wire may have reached the gateway: never given back.
-        assert sorted(await statuses(engine, runs)) == [S.QUEUED, S.QUEUED, S.SENDING]
-    gateway.resume()
+        assert await statuses(engine, runs) == [S.QUEUED, S.QUEUED, S.SENDING]
 
 
 async def test_a_withdrawn_send_starts_no_request(gateway: FakeGateway) -> None:
