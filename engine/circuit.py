@@ -1,11 +1,14 @@
 """A circuit breaker per provider: stop hammering a provider that is down.
 
 After ``threshold`` consecutive failures that say the provider is unwell (could not
-connect, 5xx, timeouts), the circuit opens: sends through that provider are not
-attempted and their due work is moved to when the circuit half-opens. Then sends
-go again: the first success closes the circuit, the first failure opens it again
-for twice as long (up to ``cooldown_cap``). A rejected message (400/422) or a rate
-limit says nothing about the provider's health and does not count.
+connect, 5xx, timeouts, refused credentials), the circuit opens: sends through that
+provider are not attempted and their due work is moved to when the circuit
+half-opens. Half-open, one send goes as a probe while the others wait a few
+seconds: its success closes the circuit, its failure opens it again for twice as
+long (up to ``cooldown_cap``). So a backlog of thousands of messages costs the
+provider one request per cooldown, not a burst, and only the probe spends an
+attempt. A rejected message (400/422) or a rate limit says nothing about the
+provider's health: it counts for nothing and lets the next send probe.
 
 Times come from the engine's clock, so tests drive the breaker on a virtual clock.
 """
@@ -14,6 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+
+# While a probe is out, the other sends look again this much later (or when the
+# probe is taken as lost, if that is sooner).
+PROBE_RECHECK = timedelta(seconds=5)
 
 
 @dataclass(slots=True)
@@ -24,18 +31,36 @@ class CircuitBreaker:
     cooldown_cap: timedelta = timedelta(minutes=5)
     failures: int = 0
     open_until: datetime | None = None
+    probe_since: datetime | None = None
     _current_cooldown: timedelta | None = field(default=None, repr=False)
 
-    def blocked_until(self, now: datetime) -> datetime | None:
-        """None when a send may go now; else when to try again."""
-        if self.open_until is not None and now < self.open_until:
+    def admit(self, now: datetime) -> datetime | None:
+        """None when a send may go now; else when to try it again.
+
+        Half-open, the first send admitted is the probe. A probe that never reports
+        (the engine stopped, the task died) is taken as lost after ``cooldown``, and
+        the next send probes instead.
+        """
+        if self.open_until is None:
+            return None
+        if now < self.open_until:
             return self.open_until
+        if self.probe_since is not None:
+            lost_at = self.probe_since + self.cooldown
+            if now < lost_at:
+                return min(lost_at, now + PROBE_RECHECK)
+        self.probe_since = now
         return None
 
     def success(self) -> None:
         self.failures = 0
         self.open_until = None
+        self.probe_since = None
         self._current_cooldown = None
+
+    def neutral(self) -> None:
+        """The send ended saying nothing about the provider's health: the next probes."""
+        self.probe_since = None
 
     def failure(self, now: datetime) -> bool:
         """Count a failure; True when this one opened (or re-opened) the circuit."""
@@ -47,6 +72,7 @@ class CircuitBreaker:
             wait = self.cooldown if base is None else min(base * 2, self.cooldown_cap)
             self._current_cooldown = wait
             self.open_until = now + wait
+            self.probe_since = None
             return True
         return False
 

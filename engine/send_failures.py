@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from engine.errors import (
     ProviderAmbiguous,
+    ProviderAuthError,
     ProviderError,
     ProviderRateLimited,
     ProviderUnavailable,
@@ -116,10 +117,16 @@ async def provider_error(
     if isinstance(exc, ProviderUnreachable | ProviderRateLimited):
         await retry(sender, work, message, exc, attempts=attempts)
         return
-    if isinstance(exc, ProviderUnavailable) and attempts < sender.d.settings.max_attempts:
+    # Refused credentials are the account's fault, not the message's: retried like a
+    # provider that is down (the circuit pauses the provider meanwhile), so fixing
+    # them in time sends the backlog instead of failing every message at once.
+    budgeted = ProviderUnavailable | ProviderAuthError
+    if isinstance(exc, budgeted) and attempts < sender.d.settings.max_attempts:
         await retry(sender, work, message, exc, attempts=attempts)
         return
-    if isinstance(exc, ProviderUnavailable):
+    if isinstance(exc, ProviderAuthError):
+        error = f"gave up after {attempts} attempts: {exc}"
+    elif isinstance(exc, ProviderUnavailable):
         error = f"gave up after {attempts} attempts: {error}"
     await sender.fail(work, message, error)
 

@@ -27,6 +27,7 @@ from engine import runner, send_failures
 from engine.errors import (
     ContentError,
     ProviderAmbiguous,
+    ProviderAuthError,
     ProviderError,
     ProviderUnavailable,
     ProviderUnreachable,
@@ -109,28 +110,33 @@ class Sender:
             return
 
         breaker = self.d.breaker(message.provider)
-        blocked = breaker.blocked_until(self.now)
+        admitted_at = self.now
+        blocked = breaker.admit(admitted_at)
         if blocked is not None:
-            # The provider is down: move the work to when the circuit half-opens, no attempt.
+            # The provider is down: move the work to when the circuit half-opens (or
+            # its probe has answered), no attempt.
             await self._complete_later(work, message, blocked)
             return
+        try:
+            if message.status == MessageStatus.SENDING:
+                # A previous attempt may have reached the provider (crash or ambiguous answer).
+                if not provider.capabilities.idempotency_key:
+                    await send_failures.ambiguous(
+                        self, work, message, "a previous attempt may have been sent"
+                    )
+                    return
+                content = _CONTENT.validate_python(dict(message.payload))
+                attempts = message.attempts
+            else:
+                prepared = await self._prepare(work, message, flow, contact)
+                if prepared is None:
+                    return
+                content, attempts = prepared
 
-        if message.status == MessageStatus.SENDING:
-            # A previous attempt may have reached the provider (crash or ambiguous answer).
-            if not provider.capabilities.idempotency_key:
-                await send_failures.ambiguous(
-                    self, work, message, "a previous attempt may have been sent"
-                )
-                return
-            content = _CONTENT.validate_python(dict(message.payload))
-            attempts = message.attempts
-        else:
-            prepared = await self._prepare(work, message, flow, contact)
-            if prepared is None:
-                return
-            content, attempts = prepared
-
-        await self.send(work, message, run, contact, flow, provider, content, attempts)
+            await self.send(work, message, run, contact, flow, provider, content, attempts)
+        finally:
+            if breaker.probe_since == admitted_at:  # the probe ended without a verdict
+                breaker.neutral()
 
     async def send(
         self,
@@ -159,9 +165,17 @@ class Sender:
         try:
             result = await self._call(work, message, provider, outbound)
         except ProviderError as exc:
-            unwell = isinstance(exc, ProviderUnreachable | ProviderUnavailable) or (
-                isinstance(exc, ProviderAmbiguous) and exc.status is None
-            )
+            unwell = isinstance(
+                exc, ProviderUnreachable | ProviderUnavailable | ProviderAuthError
+            ) or (isinstance(exc, ProviderAmbiguous) and exc.status is None)
+            if isinstance(exc, ProviderAuthError):
+                log.error(
+                    "provider %s refused disparo's credentials (%s); fix providers.%s in the "
+                    "config. Its sends are retried, and pause while this lasts",
+                    message.provider,
+                    exc,
+                    message.provider,
+                )
             if unwell and breaker.failure(self.now):
                 self.d.metrics.circuit_open.labels(message.provider).set(1)
                 log.warning(

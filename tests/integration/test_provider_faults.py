@@ -165,6 +165,51 @@ async def test_a_provider_that_is_down_opens_its_circuit(
         assert 'disparo_provider_circuit_open{provider="gateway"} 0.0' in metrics
 
 
+async def test_refused_credentials_pause_the_provider_instead_of_failing_the_backlog(
+    tmp_path: Path, gateway: FakeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The account's key was revoked: every request answers 401. Three refusals open
+    the circuit and the other messages wait unattempted. The probe message fails
+    once its attempts are spent; once the key works again the rest are sent."""
+    configured = gateway.auth_value
+    gateway.auth_value = "Bearer a-key-the-vendor-issued-after-the-rotation"
+    async with harness(make_settings(tmp_path, gateway)) as h:
+        runs = [
+            await h.start("aviso", contact=f"c-{i}", phone=f"+55119999900{i:02d}") for i in range(6)
+        ]
+        assert gateway.stats()["requests"] == 3
+        waiting = [await only_message(h, r.id) for r in runs]
+        assert [m.status for m in waiting] == [MessageStatus.QUEUED] * 6
+        metrics = h.engine.metrics.render().decode()
+        assert 'disparo_provider_circuit_open{provider="gateway"} 1.0' in metrics
+        refusals = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert refusals, "an operator must hear about refused credentials"
+        assert "fix providers.gateway in the config" in refusals[0].getMessage()
+        assert "a-key-the-vendor" not in caplog.text
+        assert configured.split()[-1] not in caplog.text
+
+        # Still refused: one probe per cooldown, not a burst, until the probed
+        # message has spent its three attempts.
+        await h.advance(timedelta(minutes=4))
+        # Half-open after 60 s and again 120 s later: one request each time.
+        assert gateway.stats()["requests"] == 3 + 2
+        statuses = [(await only_message(h, r.id)).status for r in runs]
+        assert statuses.count(MessageStatus.FAILED) == 1
+        assert statuses.count(MessageStatus.QUEUED) == 5
+
+        gateway.auth_value = configured  # the operator restores the key
+        await h.advance(timedelta(minutes=10))
+
+        messages = [await only_message(h, r.id) for r in runs]
+        (failed,) = [m for m in messages if m.status == MessageStatus.FAILED]
+        assert [m.status for m in messages].count(MessageStatus.SENT) == 5
+        assert gateway.stats()["delivered"] == 5
+        assert failed.attempts == 3
+        assert "gave up after 3 attempts: gateway refused the credentials (401)" in (
+            failed.last_error or ""
+        )
+
+
 async def test_a_retry_after_of_years_waits_only_the_configured_cap(
     tmp_path: Path, gateway: FakeGateway
 ) -> None:
