@@ -8,7 +8,8 @@ once. ``delivered_keys`` counts deliveries per key (the header's, else the body'
 ``idempotency_key``), so a value above 1 is a duplicate the contact would see;
 ``requests_by_key`` counts every request that arrived.
 
-Faults are scripted per request (``fail_next``) or per key (``fail_key``; it wins).
+Faults are scripted per request (``fail_next``), per key (``fail_key``; it wins) or
+for a stretch of time (``fail_for``: every request meanwhile, an outage).
 Faults that answer before processing (429, 5xx, 400) deliver nothing; ``hang``,
 ``disconnect``, ``html`` and ``no_id`` deliver first and then fail to answer
 properly, which is the case that makes a resend dangerous.
@@ -18,7 +19,8 @@ Standalone, for the benchmark and crash tests::
     python -m tests.fakes.gateway --port 0 [--latency 0.02]
 
 prints the port it listens on, serves ``GET /_stats`` (counts per key) and
-``POST /_faults`` (``{"kind": "error", "status": 503, "times": 3, "key": null}``).
+``POST /_faults`` (``{"kind": "error", "status": 503, "times": 3, "key": null}``, or
+``"seconds": 15`` instead of ``times`` for an outage).
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ class FakeGateway(FakeServer):
         self.ids_by_key: dict[str, str] = {}
         self.in_flight = self.max_in_flight = 0
         self._next: deque[Fault] = deque()
+        self._outage: tuple[Fault, float] | None = None  # (fault, until loop.time())
         self._by_key: dict[str, deque[Fault]] = {}
         self._open = asyncio.Event()
         self._open.set()
@@ -114,6 +117,10 @@ class FakeGateway(FakeServer):
     def fail_next(self, fault: Fault, times: int = 1) -> None:
         """The next ``times`` requests (whatever their key) get ``fault``."""
         self._next.extend([fault] * times)
+
+    def fail_for(self, fault: Fault, seconds: float) -> None:
+        """Every request of the next ``seconds`` (that no other fault takes) gets ``fault``."""
+        self._outage = (fault, asyncio.get_running_loop().time() + seconds)
 
     def fail_key(self, key: str, fault: Fault, times: int = 1) -> None:
         """The next ``times`` requests with idempotency key ``key`` get ``fault``."""
@@ -203,7 +210,14 @@ class FakeGateway(FakeServer):
         queue = self._by_key.get(key)
         if queue:
             return queue.popleft()
-        return self._next.popleft() if self._next else None
+        if self._next:
+            return self._next.popleft()
+        if self._outage is not None:
+            fault, until = self._outage
+            if asyncio.get_running_loop().time() < until:
+                return fault
+            self._outage = None
+        return None
 
     def _deliver(self, key: str, header_key: str | None) -> str:
         if header_key and header_key in self.ids_by_key:
@@ -219,7 +233,11 @@ class FakeGateway(FakeServer):
         try:
             times = int(spec.pop("times", 1))
             key = spec.pop("key", None)
+            seconds = spec.pop("seconds", None)
             fault = Fault(**spec)
+            if seconds is not None:
+                self.fail_for(fault, float(seconds))
+                return web.json_response({"scripted": asdict(fault), "seconds": seconds})
         except (TypeError, ValueError) as exc:
             return _error(400, f"bad fault: {exc}")
         if key:
