@@ -18,9 +18,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from engine.errors import (
+    ProviderAmbiguous,
+    ProviderAuthError,
+    ProviderError,
+    ProviderUnavailable,
+    ProviderUnreachable,
+)
+
 # While a probe is out, the other sends look again this much later (or when the
 # probe is taken as lost, if that is sooner).
 PROBE_RECHECK = timedelta(seconds=5)
+
+
+def unwell(exc: ProviderError) -> bool:
+    """Whether a failed send counts against its provider's health: it could not
+    connect, answered 5xx, refused the credentials, or gave no answer at all."""
+    if isinstance(exc, ProviderAmbiguous):
+        return exc.status is None
+    return isinstance(exc, ProviderUnreachable | ProviderUnavailable | ProviderAuthError)
 
 
 @dataclass(slots=True)
@@ -58,9 +74,12 @@ class CircuitBreaker:
         self.probe_since = None
         self._current_cooldown = None
 
-    def neutral(self) -> None:
-        """The send ended saying nothing about the provider's health: the next probes."""
-        self.probe_since = None
+    def settle(self, admitted_at: datetime) -> None:
+        """The send ``admit`` let through at ``admitted_at`` is over. If it was the
+        probe and neither ``success`` nor ``failure`` came of it (a 422, a rule that
+        deferred it), it said nothing about the provider: the next send probes."""
+        if self.probe_since == admitted_at:
+            self.probe_since = None
 
     def failure(self, now: datetime) -> bool:
         """Count a failure; True when this one opened (or re-opened) the circuit."""

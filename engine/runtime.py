@@ -393,11 +393,9 @@ class Engine:
             return events
 
         outcomes = await self.store.ingest_status_reports(reports, now, run_ignores=run_ignores)
-        applied = iter(applied_now)
-        for outcome in outcomes:
-            if outcome == "applied":
-                t = next(applied)
-                self.dispatcher.status_moved(t.provider, t.message_id, t.run.id, t.status)
+        # Durable now: each report ``run_ignores`` answered for is an ``applied`` outcome.
+        for t in applied_now:
+            self.dispatcher.status_moved(t.provider, t.message_id, t.run.id, t.status)
         self.dispatcher.notify()
         return outcomes
 

@@ -8,7 +8,8 @@ Every write that moves a message off ``sending`` expects it still to be
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import (
     ProviderAmbiguous,
@@ -35,26 +36,18 @@ async def give_back(sender: Sender, work: DueWork, message: Message) -> None:
     A fresh message goes back to ``queued`` with its attempt uncounted; a resend of
     one found ``sending`` (an earlier attempt may have left) stays ``sending``.
     """
-    resend = message.status == MessageStatus.SENDING
-    change = MessageChange(
-        message_id=message.id,
-        at=sender.now,
-        status=None if resend else MessageStatus.QUEUED,
-        force=not resend,
-        expected_status=MessageStatus.SENDING,
+    released = await _release(
+        sender,
+        work,
+        message,
+        retry_at=sender.now,
+        keep_sending=message.status == MessageStatus.SENDING,
+        why="the engine stopped before sending",
         attempts=message.attempts,
         next_attempt_at=None,
     )
-    try:
-        await sender.d.store.commit(
-            Commit(
-                now=sender.now, done=Completion(work=work, retry_at=sender.now), messages=[change]
-            )
-        )
-    except StaleRun:
-        await reported_meanwhile(sender, work, message, "the engine stopped before sending")
-        return
-    log.info("message %s goes back to the queue unsent: the engine is stopping", message.id)
+    if released:
+        log.info("message %s goes back to the queue unsent: the engine is stopping", message.id)
 
 
 async def ambiguous(sender: Sender, work: DueWork, message: Message, why: str) -> None:
@@ -147,6 +140,43 @@ async def retry(
         delay = max(delay, to_timedelta(min(exc.retry_after, cap)))
     retry_at = sender.now + delay
     error = exc.vendor_message or str(exc)
+    released = await _release(
+        sender,
+        work,
+        message,
+        retry_at=retry_at,
+        keep_sending=keep_sending,
+        why=error,
+        last_error=error,
+        next_attempt_at=retry_at,
+    )
+    if released:
+        log.info(
+            "message %s attempt %d: %s; retrying at %s",
+            message.id,
+            attempts,
+            exc.code,
+            retry_at.isoformat(),
+        )
+
+
+async def _release(
+    sender: Sender,
+    work: DueWork,
+    message: Message,
+    *,
+    retry_at: datetime,
+    keep_sending: bool,
+    why: str,
+    **fields: Any,
+) -> bool:
+    """Hand a send that did not go through back to the queue, due again at
+    ``retry_at``: the message back to ``queued``, or left ``sending`` when a resend
+    must carry the same key. ``fields``: what else the ``MessageChange`` sets.
+
+    False when a provider report moved the message meanwhile (it is kept; ``why``
+    is logged with it).
+    """
     change = MessageChange(
         message_id=message.id,
         at=sender.now,
@@ -155,20 +185,13 @@ async def retry(
         # Back to queued only from sending: a report that came in meanwhile
         # (the provider took it after all) must not be undone into a resend.
         expected_status=MessageStatus.SENDING,
-        last_error=error,
-        next_attempt_at=retry_at,
+        **fields,
     )
     try:
         await sender.d.store.commit(
             Commit(now=sender.now, done=Completion(work=work, retry_at=retry_at), messages=[change])
         )
     except StaleRun:
-        await reported_meanwhile(sender, work, message, error)
-        return
-    log.info(
-        "message %s attempt %d: %s; retrying at %s",
-        message.id,
-        attempts,
-        exc.code,
-        retry_at.isoformat(),
-    )
+        await reported_meanwhile(sender, work, message, why)
+        return False
+    return True

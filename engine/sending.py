@@ -24,13 +24,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import TypeAdapter
 
 from engine import runner, send_failures
+from engine.circuit import unwell
 from engine.errors import (
     ContentError,
-    ProviderAmbiguous,
     ProviderAuthError,
     ProviderError,
-    ProviderUnavailable,
-    ProviderUnreachable,
     RenderError,
     StaleRun,
 )
@@ -135,8 +133,7 @@ class Sender:
 
             await self.send(work, message, run, contact, flow, provider, content, attempts)
         finally:
-            if breaker.probe_since == admitted_at:  # the probe ended without a verdict
-                breaker.neutral()
+            breaker.settle(admitted_at)
 
     async def send(
         self,
@@ -165,9 +162,6 @@ class Sender:
         try:
             result = await self._call(work, message, provider, outbound)
         except ProviderError as exc:
-            unwell = isinstance(
-                exc, ProviderUnreachable | ProviderUnavailable | ProviderAuthError
-            ) or (isinstance(exc, ProviderAmbiguous) and exc.status is None)
             if isinstance(exc, ProviderAuthError):
                 log.error(
                     "provider %s refused disparo's credentials (%s); fix providers.%s in the "
@@ -176,7 +170,7 @@ class Sender:
                     exc,
                     message.provider,
                 )
-            if unwell and breaker.failure(self.now):
+            if unwell(exc) and breaker.failure(self.now):
                 self.d.metrics.circuit_open.labels(message.provider).set(1)
                 log.warning(
                     "provider %s failed %d times in a row (%s); pausing its sends until %s",

@@ -185,7 +185,6 @@ async def test_refused_credentials_pause_the_provider_instead_of_failing_the_bac
         refusals = [r for r in caplog.records if r.levelname == "ERROR"]
         assert refusals, "an operator must hear about refused credentials"
         assert "fix providers.gateway in the config" in refusals[0].getMessage()
-        assert "a-key-the-vendor" not in caplog.text
         assert configured.split()[-1] not in caplog.text
 
         # Still refused: one probe per cooldown, not a burst, until the probed

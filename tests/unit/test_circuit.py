@@ -76,7 +76,7 @@ def test_a_probe_without_a_verdict_lets_the_next_send_probe() -> None:
     breaker = opened()
     half_open = T0 + COOLDOWN
     assert breaker.admit(half_open) is None
-    breaker.neutral()  # say, a 422 for that one message
+    breaker.settle(half_open)  # say, a 422 for that one message
     assert breaker.admit(half_open) is None
     assert breaker.admit(half_open) is not None
 
@@ -88,3 +88,11 @@ def test_a_probe_that_never_reports_is_taken_as_lost_after_a_cooldown() -> None:
     near_the_end = half_open + COOLDOWN - timedelta(seconds=1)
     assert breaker.admit(near_the_end) == half_open + COOLDOWN
     assert breaker.admit(half_open + COOLDOWN) is None  # a new probe
+
+
+def test_only_the_probe_settling_lets_the_next_send_probe() -> None:
+    breaker = opened()
+    half_open = T0 + COOLDOWN
+    assert breaker.admit(half_open) is None
+    breaker.settle(T0)  # a send admitted before the circuit opened ends late
+    assert breaker.admit(half_open) is not None
