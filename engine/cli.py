@@ -93,6 +93,18 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--json", action="store_true")
     w.add_argument("--config", default=DEFAULT_CONFIG)
 
+    pg = sub.add_parser(
+        "purge",
+        parents=[common],
+        help="delete what finished longer ago than retention.keep, now",
+        description="Delete finished runs (with their messages and events), events of no "
+        "run, unmatched status reports and cron firings older than `retention.keep` of the "
+        "config (or --keep), in batches, until none is left. `disparo serve` does the same "
+        "every `retention.every`; this is for a one-off clean-up or a cron job.",
+    )
+    pg.add_argument("--keep", help="keep this much instead of retention.keep (e.g. 90d)")
+    pg.add_argument("--config", default=DEFAULT_CONFIG)
+
     mg = sub.add_parser("migrate", parents=[common], help="apply storage migrations")
     mg.add_argument("--config", default=DEFAULT_CONFIG)
     return p
@@ -113,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "why": _why,
         "trigger": _trigger,
         "migrate": _migrate,
+        "purge": _purge,
     }
     try:
         return asyncio.run(commands[args.command](args))
@@ -221,6 +234,32 @@ async def _trigger(args: argparse.Namespace) -> int:
     # No dispatcher loop: the runs are stored, and `disparo serve` sends them.
     async with Engine(settings, run_loop=False, triggers=False) as engine:
         tally = await trigger(engine, args.flow, Path(args.contacts), name=args.contacts)
+    print(tally.summary())
+    return EXIT_OK
+
+
+async def _purge(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from engine.logs import setup_logging
+    from engine.runtime import Engine
+
+    settings = _settings(args.config)
+    if args.keep is not None:
+        try:
+            retention = settings.retention.model_validate(
+                {**settings.retention.model_dump(), "keep": args.keep}
+            )
+        except ValidationError as exc:
+            why = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            raise UserInputError(f"--keep: {why}") from None
+        settings = settings.model_copy(update={"retention": retention})
+    setup_logging(args.log_format or settings.log_format, secrets=settings.secret_values())
+    async with Engine(settings, run_loop=False, triggers=False) as engine:
+        tally = await engine.retention.purge_once(pace=False)  # nothing else runs
+    if tally is None:
+        print("retention is off (retention.keep: null): nothing deleted; pass --keep 90d")
+        return EXIT_OK
     print(tally.summary())
     return EXIT_OK
 

@@ -70,6 +70,17 @@ class Metrics:
             ["provider"],
             registry=self.registry,
         )
+        self.purged = Counter(
+            "disparo_purged_total",
+            "Rows the retention purge deleted, by kind (runs, messages, events, ...)",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.last_purge = Gauge(
+            "disparo_retention_last_purge_timestamp_seconds",
+            "When the retention purge last completed (Unix time; 0: not yet)",
+            registry=self.registry,
+        )
 
     def child(self, metric: _M, *values: str) -> _M:
         """``metric.labels(*values)``, looked up once per label set (the hot path)."""

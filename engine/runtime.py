@@ -44,6 +44,7 @@ from engine.models import (
 )
 from engine.opt_out import is_opt_out
 from engine.provider_state import StoreProviderState
+from engine.retention import Retention
 from engine.run_start import start_commit
 from engine.settings import Settings
 from engine.triggers import Triggers
@@ -99,6 +100,14 @@ class Engine:
         # cron, `after` and `event` triggers (off for one-shot commands and simulations)
         self.runs_triggers = triggers
         self._triggers: Triggers | None = None
+        # The purge of what finished long ago (runs only while the loop runs).
+        self.retention = Retention(
+            store=self.store,
+            clock=self.clock,
+            settings=settings.retention,
+            flows=lambda: (loaded.flow for loaded in self.catalog.current.values()),
+            metrics=self.metrics,
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -156,6 +165,7 @@ class Engine:
                 await self._triggers.schedule()
             if self.run_loop:
                 self._dispatcher.start()
+                self.retention.start()
         except BaseException:
             await self._close()
             raise
@@ -167,6 +177,7 @@ class Engine:
         await self._close()
 
     async def _close(self) -> None:
+        await self.retention.stop()
         if self._dispatcher is not None:
             await self._dispatcher.stop(grace=self.settings.dispatcher.shutdown_grace)
         for provider in self.providers.values():

@@ -22,13 +22,23 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Mapping
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
 import providers.registry as registry
 from engine.errors import ConfigError, Problem
+from engine.flow.durations import format_duration, parse_duration
 from engine.flow.model import STEP_ID
 from engine.flow.problems import Describer, did_you_mean, problems_from_validation, timezone_problem
 from engine.flow.yaml_source import DocPath, SourceMap, YamlSourceError, format_path, read_yaml
@@ -98,6 +108,54 @@ class TriggerSettings(_Section):
     )
 
 
+def _duration(value: Any) -> Any:
+    """``30d``, ``10m``, ``1h30m`` or a number of seconds, as flow files write durations."""
+    if value is None or isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError(f"{str(value).lower()} is not a duration; write it like 10m, 2h or 30d")
+    return parse_duration(value)
+
+
+ConfigDuration = Annotated[timedelta, BeforeValidator(_duration)]
+# max_per_day counts the messages of the contact's local day (up to 25 h on the day
+# clocks go back) and reads them from the messages table: nothing younger may go.
+MIN_KEEP = timedelta(days=2)
+
+
+class RetentionSettings(_Section):
+    """How long what has finished is kept (engine.retention)."""
+
+    keep: ConfigDuration | None = Field(
+        default=timedelta(days=30),
+        description="Delete finished runs (with their messages and events), events of no "
+        "run, unmatched status reports and cron firings older than this; null keeps all",
+    )
+    every: ConfigDuration = Field(
+        default=timedelta(minutes=10), description="How often the purge looks for old rows"
+    )
+    batch: int = Field(
+        default=100, ge=1, le=5000, description="Runs (and rows of each other kind) per transaction"
+    )
+
+    @field_validator("keep")
+    @classmethod
+    def _long_enough(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < MIN_KEEP:
+            raise ValueError(
+                f"keep at least {format_duration(MIN_KEEP)} (the max_per_day rule counts a "
+                "whole local day of messages), or null to keep everything"
+            )
+        return value
+
+    @field_validator("every")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("purge at most once a second; write it like 10m or 1h")
+        return value
+
+
 class Settings(_Section):
     """Everything ``disparo serve`` needs; build it with ``load_settings``."""
 
@@ -112,6 +170,7 @@ class Settings(_Section):
     log_format: Literal["text", "json"] = "text"
     dispatcher: DispatcherSettings = Field(default_factory=DispatcherSettings)
     triggers: TriggerSettings = Field(default_factory=TriggerSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     opt_out_keywords: tuple[str, ...] = DEFAULT_OPT_OUT_KEYWORDS
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
 

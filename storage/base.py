@@ -77,6 +77,7 @@ __all__ = [
     "MessageChange",
     "NewMessage",
     "NewRun",
+    "Purged",
     "RunChange",
     "RunIgnores",
     "StartRequest",
@@ -129,6 +130,48 @@ class BulkStartResult:
     # Contacts of requests refused because the contact had an open run of the flow
     # (each recorded as ``run.trigger_skipped``, once per key), in request order.
     already_active: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Purged:
+    """What one ``Store.purge`` batch deleted, by table."""
+
+    runs: int = 0
+    messages: int = 0
+    events: int = 0  # those of the purged runs and those of no run
+    pending_statuses: int = 0
+    trigger_firings: int = 0
+    # Some kind hit the batch limit: older rows may be left; call again.
+    more: bool = False
+
+    @property
+    def total(self) -> int:
+        return (
+            self.runs + self.messages + self.events + self.pending_statuses + self.trigger_firings
+        )
+
+    @classmethod
+    def of_batch(
+        cls,
+        limit: int,
+        *,
+        runs_taken: int,
+        runs: int,
+        messages: int,
+        run_events: int,
+        contact_events: int,
+        pending: int,
+        firings: int,
+    ) -> Purged:
+        """A backend's counts of one batch; ``more`` when any kind filled ``limit``."""
+        return cls(
+            runs=runs,
+            messages=messages,
+            events=run_events + contact_events,
+            pending_statuses=pending,
+            trigger_firings=firings,
+            more=limit in (runs_taken, contact_events, pending, firings),
+        )
 
 
 IngestOutcome = Literal["queued", "applied", "pending", "duplicate", "unknown_contact"]
@@ -344,6 +387,25 @@ class Store(Protocol):
         the sweep reads is decoded: the contact carries its id alone, or with
         ``profile`` also what an expression reads (phone, email, name, tags, context,
         timezone); its timestamps and attendance are left unset."""
+
+    # -- retention
+    async def purge(self, before: datetime, *, limit: int) -> Purged:
+        """Delete, in one transaction, what finished before ``before``, oldest first:
+
+        - up to ``limit`` runs that ended (completed, failed, cancelled) and last
+          changed before ``before``, with their messages and events. A run with due
+          work still naming it or one of its messages (a late status report not yet
+          applied) is kept until that work is done;
+        - up to ``limit`` events of no run (inbound replies, opt-outs, attendance)
+          dated before ``before``; the contacts keep the facts those events set;
+        - up to ``limit`` status reports kept pending since before ``before`` (their
+          provider id was never recorded);
+        - up to ``limit`` cron firings whose fire time is before ``before``.
+
+        Contacts, open runs and due work are never deleted. A purged run's
+        idempotency key is free again: the same key starts a new run.
+        ``ValueError`` for a limit below 1.
+        """
 
     # -- state providers share: one per database, whatever the number of processes
     async def take_rate_slot(

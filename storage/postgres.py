@@ -15,7 +15,8 @@ Layout: ``postgres_pool`` (DSN, pool, reconnection, driver-error mapping),
 ``postgres_schema`` (migrations), ``postgres_batch`` (group commit, read
 coalescing), ``postgres_codec`` (rows <-> records, write units),
 ``postgres_triggers`` (the trigger schedule and the contact pages sweeps walk),
-``postgres_provider_state`` (rate budgets and credentials providers share).
+``postgres_provider_state`` (rate budgets and credentials providers share),
+``postgres_retention`` (the purge of what finished long ago).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ from storage.postgres_codec import (
 )
 from storage.postgres_pool import Pool
 from storage.postgres_provider_state import ProviderStateMethods
+from storage.postgres_retention import RetentionMethods
 from storage.postgres_triggers import TriggerMethods
 from storage.sqlite_ingest import check_events, check_reports
 
@@ -73,7 +75,7 @@ _OPEN = "status IN ('active', 'waiting')"
 _LEFT = "status IN ('sent', 'delivered', 'read')"
 
 
-class PostgresStore(TriggerMethods, ProviderStateMethods):
+class PostgresStore(TriggerMethods, ProviderStateMethods, RetentionMethods):
     """The ``storage.base.Store`` protocol on one PostgreSQL database.
 
     ``dsn``: ``postgresql://user[:password]@host[:port]/database``; other query

@@ -15,7 +15,8 @@ records; timestamps are integer microseconds UTC), and the write units:
 (contact upserts, one or a batch), ``sqlite_due`` (leases and
 fences), ``sqlite_ingest`` (status reports and contact events), ``sqlite_triggers``
 (the trigger schedule, cron firings, contact pages for fan-outs and sweeps),
-``sqlite_provider_state`` (rate budgets and credentials providers share).
+``sqlite_provider_state`` (rate budgets and credentials providers share),
+``sqlite_retention`` (the purge of what finished long ago).
 """
 
 from __future__ import annotations
@@ -61,13 +62,14 @@ from storage.sqlite_ingest import (
     ingest_status_reports,
 )
 from storage.sqlite_provider_state import ProviderStateMethods
+from storage.sqlite_retention import RetentionMethods
 from storage.sqlite_run_start import start_run
 from storage.sqlite_triggers import TriggerMethods
 
 __all__ = ["SQLiteStore", "StoreStats"]
 
 
-class SQLiteStore(TriggerMethods, ProviderStateMethods):
+class SQLiteStore(TriggerMethods, ProviderStateMethods, RetentionMethods):
     """The ``storage.base.Store`` protocol on one SQLite database.
 
     ``dsn_or_path``: ``sqlite:///relative/path.db``, ``sqlite:////abs/path.db``, a

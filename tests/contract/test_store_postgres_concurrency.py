@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 
@@ -243,3 +244,47 @@ async def test_a_write_that_deadlocks_is_retried_in_the_next_batch_and_stored(
     assert result.run is not None
     assert result.run.status == RunStatus.COMPLETED
     assert await store.claim_due_work(owner="b", now=at(100), lease_seconds=30, limit=9) == []
+
+
+async def test_a_report_queued_while_a_purge_deletes_its_message_keeps_the_run(
+    nodes: list[PostgresStore], postgres_dsn: str
+) -> None:
+    """The STATUS row lands between the purge's check and its delete of the message:
+    the purge takes its batch again and passes that run over; nothing is lost."""
+    import asyncpg
+
+    seed = Seed(nodes[0])
+    old = NOW - timedelta(days=40)
+    run = await seed.run(status=RunStatus.COMPLETED, when=old)
+    message = await seed.message(run, status=MessageStatus.READ, when=old)
+    other = await seed.run(status=RunStatus.COMPLETED, when=old)
+    webhook = await asyncpg.connect(postgres_dsn)
+    try:
+        queueing = webhook.transaction()
+        await queueing.start()
+        await webhook.execute(
+            "INSERT INTO due_work (kind, due_at, message_id, payload, created_at) "
+            "VALUES ('status', $1, $2, '{}', $1)",
+            NOW,
+            message,
+        )
+        purging = asyncio.create_task(nodes[1].purge(NOW - timedelta(days=30), limit=10))
+        for _ in range(2000):  # until the purge's delete waits for the webhook's lock
+            waiting = await webhook.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database()"
+            )
+            if waiting:
+                break
+            await asyncio.sleep(0.001)
+        assert waiting, "the purge never waited for the queued report"
+        await queueing.commit()
+        purged = await purging
+    finally:
+        await webhook.close()
+
+    assert purged.runs == 1  # the other run; this one waits for its report
+    assert await nodes[0].get_run(other.id) is None
+    assert await nodes[0].get_message(message) is not None
+    [work] = await Seed(nodes[2]).claim_all(when=NOW)
+    assert (work.kind, work.message_id) == (DueKind.STATUS, message)

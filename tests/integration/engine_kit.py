@@ -3,7 +3,8 @@ with the example flows: what the integration tests drive."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,6 +47,16 @@ def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
         **overrides,
     }
     return Settings.model_validate(data)
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Wait (up to about 2 s) for what a running engine's own tasks do; the store's
+    commits complete on a thread, so yielding once to the loop is not enough."""
+    for _ in range(2000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError(f"never happened: {what}")
 
 
 class Harness:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -159,7 +160,8 @@ def test_schema_prints_the_committed_schema() -> None:
     assert json.loads(result.stdout) == committed
 
 
-def test_migrate_then_why_on_a_fresh_database(tmp_path: Path) -> None:
+def _local_config(tmp_path: Path) -> Path:
+    """The shipped config on a database under ``tmp_path`` (flows and templates of the repo)."""
     config = tmp_path / "disparo.yaml"
     config.write_text(
         CONFIG.read_text()
@@ -167,6 +169,11 @@ def test_migrate_then_why_on_a_fresh_database(tmp_path: Path) -> None:
         .replace("flows: flows/", f"flows: {ROOT / 'flows'}")
         .replace("templates: config/templates.yaml", f"templates: {ROOT / 'config/templates.yaml'}")
     )
+    return config
+
+
+def test_migrate_then_why_on_a_fresh_database(tmp_path: Path) -> None:
+    config = _local_config(tmp_path)
 
     first = disparo("migrate", "--config", str(config))
     again = disparo("migrate", "--config", str(config))
@@ -174,21 +181,69 @@ def test_migrate_then_why_on_a_fresh_database(tmp_path: Path) -> None:
 
     assert first.returncode == 0, first.stderr
     assert (
-        "applied 3 migration(s): 0001_initial, 0002_triggers, 0003_provider_state" in first.stdout
+        "applied 4 migration(s): 0001_initial, 0002_triggers, 0003_provider_state, 0004_retention"
+        in first.stdout
     )
     assert "up to date" in again.stdout
     assert why.returncode == 1
     assert "contact nobody does not exist" in why.stderr
 
 
-def test_serving_an_unmigrated_database_says_to_migrate(tmp_path: Path) -> None:
-    config = tmp_path / "disparo.yaml"
-    config.write_text(
-        CONFIG.read_text()
-        .replace("sqlite:///var/disparo.db", f"sqlite:///{tmp_path / 'd.db'}")
-        .replace("flows: flows/", f"flows: {ROOT / 'flows'}")
-        .replace("templates: config/templates.yaml", f"templates: {ROOT / 'config/templates.yaml'}")
+async def _finished_runs(database: Path, *days_ago: int) -> None:
+    from engine.models import ContactUpsert, RunStatus
+    from storage.base import Commit, NewRun
+    from storage.sqlite import SQLiteStore
+
+    store = SQLiteStore(str(database))
+    await store.open()
+    now = datetime.now(UTC)
+    await store.upsert_contact(ContactUpsert(id="c-1", phone="+5511999998888"), now)
+    for n, days in enumerate(days_ago):
+        run = NewRun(
+            id=f"r-{n}",
+            flow="cobranca_boleto",
+            flow_version="v1",
+            contact_id="c-1",
+            step="fim",
+            status=RunStatus.COMPLETED,
+            idempotency_key=f"k-{n}",
+            exclusive=False,
+        )
+        await store.commit(Commit(now=now - timedelta(days=days), new_run=run))
+    await store.close()
+
+
+async def test_purge_deletes_what_finished_before_keep_and_says_what(tmp_path: Path) -> None:
+    config = _local_config(tmp_path)
+    assert disparo("migrate", "--config", str(config)).returncode == 0
+    await _finished_runs(tmp_path / "d.db", 40, 31, 10)
+
+    default = disparo("purge", "--config", str(config))  # retention.keep: 30d by default
+    shorter = disparo("purge", "--keep", "5d", "--config", str(config))
+    too_short = disparo("purge", "--keep", "1d", "--config", str(config))
+    text = config.read_text()
+    assert "retention: {keep: 30d, every: 10m}" in text
+    config.write_text(text.replace("keep: 30d", "keep: null"))
+    off = disparo("purge", "--config", str(config))
+
+    assert default.returncode == 0, default.stderr
+    assert default.stdout.startswith(
+        "deleted 2 finished runs, 0 messages, 0 events, 0 unmatched status reports and "
+        "0 cron firings from before "
     )
+    assert default.stdout.rstrip().endswith("(1 batch)")
+    assert shorter.stdout.startswith("deleted 1 finished runs, ")
+    assert too_short.returncode == 1
+    assert too_short.stderr.strip() == (
+        "--keep: keep at least 2d (the max_per_day rule counts a whole local day of "
+        "messages), or null to keep everything"
+    )
+    assert off.returncode == 0
+    assert off.stdout.startswith("retention is off (retention.keep: null): nothing deleted")
+
+
+def test_serving_an_unmigrated_database_says_to_migrate(tmp_path: Path) -> None:
+    config = _local_config(tmp_path)
 
     result = disparo("why", "c-1", "--config", str(config))
 

@@ -5,7 +5,7 @@ once; a request on the wire is waited for, up to the grace, then cut off and lef
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from engine.settings import Settings
 from providers.base import SendWithdrawn, watch_departure
 from providers.transport import HttpTransport
 from tests.fakes.gateway import FakeGateway
-from tests.integration.engine_kit import harness, running_engine
+from tests.integration.engine_kit import harness, running_engine, until
 from tests.integration.test_provider_faults import AUTH, make_settings
 
 S = MessageStatus
@@ -27,14 +27,6 @@ S = MessageStatus
 async def gateway() -> AsyncIterator[FakeGateway]:
     async with FakeGateway(auth_value=AUTH) as gw:
         yield gw
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    for _ in range(2000):
-        if condition():
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError(f"never happened: {what}")
 
 
 @asynccontextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -141,6 +142,23 @@ def test_invalid_values_are_explained(tmp_path: Path) -> None:
         f"{path}:4:13: `log_format` must be one of text, json; got `xml`",
         f"{path}:5:16: `port` in `server` must be at most 65535",
     ]
+
+
+def test_retention_reads_durations_and_refuses_what_would_break_a_rule(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, "api_token: t\n"), {}).retention.keep == timedelta(days=30)
+    kept = load_settings(write(tmp_path, "api_token: t\nretention: {keep: 2d12h, every: 90}\n"))
+    assert kept.retention.keep == timedelta(days=2, hours=12)
+    assert kept.retention.every == timedelta(seconds=90)
+    path = write(tmp_path, "api_token: t\nretention: {keep: 36h, every: soon, batch: 0}\n")
+    assert problems(path) == [
+        f"{path}:2:19: `keep` in `retention`: keep at least 2d (the max_per_day rule counts "
+        "a whole local day of messages), or null to keep everything",
+        f"{path}:2:31: `every` in `retention`: 'soon' is not a duration; write it like 30s, "
+        "10m, 2h, 1d or 1h30m",
+        f"{path}:2:44: `batch` in `retention` must be at least 1",
+    ]
+    off = load_settings(write(tmp_path, "api_token: t\nretention: {keep: null}\n"))
+    assert off.retention.keep is None
 
 
 def test_a_yaml_boolean_is_not_taken_for_a_number(tmp_path: Path) -> None:

@@ -1,0 +1,108 @@
+"""The retention purge on PostgreSQL (``Store.purge``): one transaction per batch.
+
+Any number of processes may purge at once: each batch locks the runs and rows it
+takes with ``FOR UPDATE SKIP LOCKED``, so two batches never take the same rows and
+neither waits for the other. Every selection is served by an index of migration
+0004; deleting messages checks the foreign key of ``due_work.message_id`` through
+``due_work_message``.
+
+A status report for an old message may be queued (a STATUS row naming the message)
+between the batch's check that no due work names its runs and the delete of their
+messages: the delete then breaks the foreign key and the whole batch rolls back.
+The batch is taken again at once; its check now sees the row and passes that run
+over until the report is applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import asyncpg
+
+from engine.errors import NotFound
+from storage.base import Purged
+from storage.sqlite_retention import check_limit
+
+T = TypeVar("T")
+
+_FINISHED_RUNS = """
+SELECT id FROM runs AS r
+WHERE status IN ('completed', 'failed', 'cancelled') AND updated_at < $1
+  AND NOT EXISTS (SELECT 1 FROM due_work AS d WHERE d.run_id = r.id)
+  AND NOT EXISTS (
+      SELECT 1 FROM messages AS m JOIN due_work AS d ON d.message_id = m.id
+      WHERE m.run_id = r.id)
+ORDER BY updated_at, id LIMIT $2
+FOR UPDATE OF r SKIP LOCKED
+"""
+_CONTACT_EVENTS = (
+    "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE run_id IS NULL AND at < $1 "
+    "ORDER BY at, id LIMIT $2 FOR UPDATE SKIP LOCKED)"
+)
+_PENDING = (
+    "DELETE FROM pending_statuses WHERE id IN (SELECT id FROM pending_statuses "
+    "WHERE received_at < $1 ORDER BY received_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)"
+)
+_FIRINGS = (
+    "DELETE FROM trigger_firings WHERE (flow, trigger_index, fire_time) IN "
+    "(SELECT flow, trigger_index, fire_time FROM trigger_firings WHERE fire_time < $1 "
+    "LIMIT $2 FOR UPDATE SKIP LOCKED)"
+)
+# A batch that lost the race described above is taken again this many times.
+_ATTEMPTS = 3
+
+
+class RetentionMethods:
+    """``Store.purge``; ``PostgresStore`` provides the transaction."""
+
+    async def _in_transaction(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        raise NotImplementedError  # PostgresStore runs it on a pool connection
+
+    async def purge(self, before: datetime, *, limit: int) -> Purged:
+        """Delete one batch of what finished before ``before`` (see the protocol)."""
+        check_limit(limit)
+
+        async def work(connection: Any) -> Purged:
+            return await _purge(connection, before, limit)
+
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                return await self._in_transaction(work)
+            except NotFound as exc:  # what a broken foreign key becomes (postgres_pool)
+                raced = isinstance(exc.__cause__, asyncpg.ForeignKeyViolationError)
+                if not raced or attempt == _ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+
+async def _purge(connection: Any, before: datetime, limit: int) -> Purged:
+    run_ids = [row["id"] for row in await connection.fetch(_FINISHED_RUNS, before, limit)]
+    run_events = messages = runs = 0
+    if run_ids:
+        run_events = await _delete(
+            connection, "DELETE FROM events WHERE run_id = ANY($1::text[])", run_ids
+        )
+        messages = await _delete(
+            connection, "DELETE FROM messages WHERE run_id = ANY($1::text[])", run_ids
+        )
+        runs = await _delete(connection, "DELETE FROM runs WHERE id = ANY($1::text[])", run_ids)
+    contact_events = await _delete(connection, _CONTACT_EVENTS, before, limit)
+    pending = await _delete(connection, _PENDING, before, limit)
+    firings = await _delete(connection, _FIRINGS, before, limit)
+    return Purged.of_batch(
+        limit,
+        runs_taken=len(run_ids),
+        runs=runs,
+        messages=messages,
+        run_events=run_events,
+        contact_events=contact_events,
+        pending=pending,
+        firings=firings,
+    )
+
+
+async def _delete(connection: Any, sql: str, *args: Any) -> int:
+    status: str = await connection.execute(sql, *args)  # "DELETE <count>"
+    return int(status.rsplit(" ", 1)[-1])

@@ -1,0 +1,93 @@
+"""The retention purge on SQLite (``Store.purge``): one write unit per batch.
+
+The unit runs inside the group commit like every other write, so a batch is one
+savepoint of a shared COMMIT and its deletes are durable when ``purge`` returns.
+Every selection is served by an index of migration 0004 (finished runs by age,
+events of no run by time, pending reports by age); the deletes of messages look
+up the due work that names them through ``due_work_message``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+
+from storage.base import Purged
+from storage.sqlite_batch import GroupCommitConnection
+from storage.sqlite_codec import to_us
+
+FINISHED_STATUSES_SQL = "('completed', 'failed', 'cancelled')"
+
+# Oldest finished runs first; a run that due work still names (itself or one of its
+# messages: a late report waiting for the dispatcher) is passed over, not waited for.
+_FINISHED_RUNS = f"""
+SELECT id FROM runs AS r INDEXED BY runs_finished
+WHERE status IN {FINISHED_STATUSES_SQL} AND updated_at < ?
+  AND NOT EXISTS (SELECT 1 FROM due_work AS d WHERE d.run_id = r.id)
+  AND NOT EXISTS (
+      SELECT 1 FROM messages AS m JOIN due_work AS d ON d.message_id = m.id
+      WHERE m.run_id = r.id)
+ORDER BY updated_at, id LIMIT ?
+"""
+_CONTACT_EVENTS = (
+    "DELETE FROM events WHERE id IN (SELECT id FROM events INDEXED BY events_contact_only "
+    "WHERE run_id IS NULL AND at < ? ORDER BY at, id LIMIT ?)"
+)
+_PENDING = (
+    "DELETE FROM pending_statuses WHERE id IN (SELECT id FROM pending_statuses "
+    "WHERE received_at < ? ORDER BY received_at, id LIMIT ?)"
+)
+_FIRINGS = (
+    "DELETE FROM trigger_firings WHERE (flow, trigger_index, fire_time) IN "
+    "(SELECT flow, trigger_index, fire_time FROM trigger_firings WHERE fire_time < ? LIMIT ?)"
+)
+
+
+class RetentionMethods:
+    """``Store.purge`` on the store's one connection."""
+
+    def _ready(self) -> GroupCommitConnection:
+        raise NotImplementedError  # SQLiteStore provides the open connection
+
+    async def purge(self, before: datetime, *, limit: int) -> Purged:
+        """Delete one batch of what finished before ``before`` (see the protocol)."""
+        check_limit(limit)
+        stamp = to_us(before)
+        return await self._ready().write(lambda db: purge(db, stamp, limit))
+
+
+def check_limit(limit: int) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"a purge batch limit must be a whole number >= 1, not {limit!r}")
+
+
+def purge(db: sqlite3.Connection, before: int, limit: int) -> Purged:
+    run_ids = [row[0] for row in db.execute(_FINISHED_RUNS, (before, limit))]
+    run_events = messages = runs = 0
+    if run_ids:
+        marks = _marks(run_ids)
+        run_events = _delete(db, f"DELETE FROM events WHERE run_id IN ({marks})", run_ids)
+        messages = _delete(db, f"DELETE FROM messages WHERE run_id IN ({marks})", run_ids)
+        runs = _delete(db, f"DELETE FROM runs WHERE id IN ({marks})", run_ids)
+    contact_events = _delete(db, _CONTACT_EVENTS, (before, limit))
+    pending = _delete(db, _PENDING, (before, limit))
+    firings = _delete(db, _FIRINGS, (before, limit))
+    return Purged.of_batch(
+        limit,
+        runs_taken=len(run_ids),
+        runs=runs,
+        messages=messages,
+        run_events=run_events,
+        contact_events=contact_events,
+        pending=pending,
+        firings=firings,
+    )
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ", ".join("?" * len(values))
+
+
+def _delete(db: sqlite3.Connection, sql: str, params: Sequence[object]) -> int:
+    return db.execute(sql, params).rowcount
