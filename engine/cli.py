@@ -103,6 +103,9 @@ def _parser() -> argparse.ArgumentParser:
         "every `retention.every`; this is for a one-off clean-up or a cron job.",
     )
     pg.add_argument("--keep", help="keep this much instead of retention.keep (e.g. 90d)")
+    pg.add_argument(
+        "--dry-run", action="store_true", help="count what would be deleted; delete nothing"
+    )
     pg.add_argument("--config", default=DEFAULT_CONFIG)
 
     mg = sub.add_parser("migrate", parents=[common], help="apply storage migrations")
@@ -256,11 +259,14 @@ async def _purge(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"retention": retention})
     setup_logging(args.log_format or settings.log_format, secrets=settings.secret_values())
     async with Engine(settings, run_loop=False, triggers=False) as engine:
-        tally = await engine.retention.purge_once(pace=False)  # nothing else runs
+        if args.dry_run:
+            tally = await engine.retention.preview()
+        else:
+            tally = await engine.retention.purge_once(pace=False)  # nothing else runs
     if tally is None:
         print("retention is off (retention.keep: null): nothing deleted; pass --keep 90d")
         return EXIT_OK
-    print(tally.summary())
+    print(tally.summary("would delete" if args.dry_run else "deleted"))
     return EXIT_OK
 
 

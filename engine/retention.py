@@ -87,15 +87,17 @@ class PurgeTally:
     def total(self) -> int:
         return sum(self.counts.values())
 
-    def summary(self) -> str:
+    def summary(self, verb: str = "deleted") -> str:
         c = self.counts
-        return (
-            f"deleted {c['runs']:,} finished runs, {c['messages']:,} messages, "
+        text = (
+            f"{verb} {c['runs']:,} finished runs, {c['messages']:,} messages, "
             f"{c['events']:,} events, {c['pending_statuses']:,} unmatched status reports "
             f"and {c['trigger_firings']:,} cron firings from before "
-            f"{self.before.isoformat().replace('+00:00', 'Z')} "
-            f"({self.batches} batch{'es' if self.batches != 1 else ''})"
+            f"{self.before.isoformat().replace('+00:00', 'Z')}"
         )
+        if self.batches:
+            text += f" ({self.batches} batch{'es' if self.batches != 1 else ''})"
+        return text
 
 
 async def purge_all(store: Store, before: datetime, *, batch: int, pace: bool = True) -> PurgeTally:
@@ -176,12 +178,31 @@ class Retention:
             log.debug("retention: nothing older than %s to delete", format_duration(keep))
         return tally
 
+    async def preview(self) -> PurgeTally | None:
+        """What ``purge_once`` would delete now (nothing is deleted); None when off."""
+        keep = self.keep()
+        if keep is None:
+            return None
+        before = self.clock.now() - keep
+        counted = await self.store.count_purgeable(before)
+        tally = PurgeTally(before)
+        for kind in KINDS:
+            tally.counts[kind] = getattr(counted, kind)
+        return tally
+
     # ------------------------------------------------------------------ the loop
 
     def start(self) -> None:
         """Purge every ``retention.every``, the first time a minute from now."""
-        if self.settings.keep is None or self._task is not None:
+        keep = self.settings.keep
+        if keep is None or self._task is not None:
             return
+        log.info(
+            "retention: what finished more than %s ago is deleted every %s "
+            "(retention.keep; null keeps everything)",
+            format_duration(keep),
+            format_duration(self.settings.every),
+        )
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="retention")
 
     async def stop(self) -> None:

@@ -407,6 +407,10 @@ class Store(Protocol):
         ``ValueError`` for a limit below 1.
         """
 
+    async def count_purgeable(self, before: datetime) -> Purged:
+        """What ``purge`` calls with ``before`` would delete now, all batches together
+        (``more`` False); deletes nothing. It reads every such row: a one-off check."""
+
     # -- state providers share: one per database, whatever the number of processes
     async def take_rate_slot(
         self, budget: str, *, limit: int, window: timedelta, now: datetime

@@ -23,19 +23,30 @@ import asyncpg
 
 from engine.errors import NotFound
 from storage.base import Purged
-from storage.sqlite_retention import check_limit
+from storage.sqlite_retention import check_limit, counted
 
 T = TypeVar("T")
 
-_FINISHED_RUNS = """
-SELECT id FROM runs AS r
+# The finished runs a purge may take (see storage.sqlite_retention); $1 is the cutoff.
+_PURGEABLE = """
+FROM runs AS r
 WHERE status IN ('completed', 'failed', 'cancelled') AND updated_at < $1
   AND NOT EXISTS (SELECT 1 FROM due_work AS d WHERE d.run_id = r.id)
   AND NOT EXISTS (
       SELECT 1 FROM messages AS m JOIN due_work AS d ON d.message_id = m.id
       WHERE m.run_id = r.id)
-ORDER BY updated_at, id LIMIT $2
-FOR UPDATE OF r SKIP LOCKED
+"""
+_FINISHED_RUNS = (
+    f"SELECT id {_PURGEABLE} ORDER BY updated_at, id LIMIT $2 FOR UPDATE OF r SKIP LOCKED"
+)
+_COUNT = f"""
+WITH doomed AS (SELECT id {_PURGEABLE})
+SELECT (SELECT count(*) FROM doomed),
+       (SELECT count(*) FROM messages WHERE run_id IN (SELECT id FROM doomed)),
+       (SELECT count(*) FROM events WHERE run_id IN (SELECT id FROM doomed)),
+       (SELECT count(*) FROM events WHERE run_id IS NULL AND at < $1),
+       (SELECT count(*) FROM pending_statuses WHERE received_at < $1),
+       (SELECT count(*) FROM trigger_firings WHERE fire_time < $1)
 """
 _CONTACT_EVENTS = (
     "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE run_id IS NULL AND at < $1 "
@@ -59,6 +70,15 @@ class RetentionMethods:
 
     async def _in_transaction(self, work: Callable[[Any], Awaitable[T]]) -> T:
         raise NotImplementedError  # PostgresStore runs it on a pool connection
+
+    async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        raise NotImplementedError  # PostgresStore runs the query on its pool
+
+    async def count_purgeable(self, before: datetime) -> Purged:
+        """What ``purge`` calls with ``before`` would delete, all batches together."""
+        row = await self._fetchrow(_COUNT, before)
+        assert row is not None  # one row of counts, always
+        return counted(tuple(row))
 
     async def purge(self, before: datetime, *, limit: int) -> Purged:
         """Delete one batch of what finished before ``before`` (see the protocol)."""

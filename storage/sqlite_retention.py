@@ -19,29 +19,41 @@ from storage.sqlite_codec import to_us
 
 FINISHED_STATUSES_SQL = "('completed', 'failed', 'cancelled')"
 
-# Oldest finished runs first; a run that due work still names (itself or one of its
-# messages: a late report waiting for the dispatcher) is passed over, not waited for.
-_FINISHED_RUNS = f"""
-SELECT id FROM runs AS r INDEXED BY runs_finished
-WHERE status IN {FINISHED_STATUSES_SQL} AND updated_at < ?
+# The finished runs a purge may take: a run that due work still names (itself or
+# one of its messages: a late report waiting for the dispatcher) is passed over.
+_PURGEABLE = f"""
+FROM runs AS r INDEXED BY runs_finished
+WHERE status IN {FINISHED_STATUSES_SQL} AND updated_at < :before
   AND NOT EXISTS (SELECT 1 FROM due_work AS d WHERE d.run_id = r.id)
   AND NOT EXISTS (
       SELECT 1 FROM messages AS m JOIN due_work AS d ON d.message_id = m.id
       WHERE m.run_id = r.id)
-ORDER BY updated_at, id LIMIT ?
 """
+_FINISHED_RUNS = f"SELECT id {_PURGEABLE} ORDER BY updated_at, id LIMIT :limit"
 _CONTACT_EVENTS = (
     "DELETE FROM events WHERE id IN (SELECT id FROM events INDEXED BY events_contact_only "
-    "WHERE run_id IS NULL AND at < ? ORDER BY at, id LIMIT ?)"
+    "WHERE run_id IS NULL AND at < :before ORDER BY at, id LIMIT :limit)"
 )
 _PENDING = (
     "DELETE FROM pending_statuses WHERE id IN (SELECT id FROM pending_statuses "
-    "WHERE received_at < ? ORDER BY received_at, id LIMIT ?)"
+    "WHERE received_at < :before ORDER BY received_at, id LIMIT :limit)"
 )
 _FIRINGS = (
     "DELETE FROM trigger_firings WHERE (flow, trigger_index, fire_time) IN "
-    "(SELECT flow, trigger_index, fire_time FROM trigger_firings WHERE fire_time < ? LIMIT ?)"
+    "(SELECT flow, trigger_index, fire_time FROM trigger_firings WHERE fire_time < :before "
+    "LIMIT :limit)"
 )
+# What a purge would delete now, all batches (``Store.count_purgeable``).
+_COUNT = f"""
+WITH doomed AS (SELECT id {_PURGEABLE})
+SELECT (SELECT count(*) FROM doomed),
+       (SELECT count(*) FROM messages WHERE run_id IN (SELECT id FROM doomed)),
+       (SELECT count(*) FROM events WHERE run_id IN (SELECT id FROM doomed)),
+       (SELECT count(*) FROM events INDEXED BY events_contact_only
+        WHERE run_id IS NULL AND at < :before),
+       (SELECT count(*) FROM pending_statuses WHERE received_at < :before),
+       (SELECT count(*) FROM trigger_firings WHERE fire_time < :before)
+"""
 
 
 class RetentionMethods:
@@ -56,23 +68,42 @@ class RetentionMethods:
         stamp = to_us(before)
         return await self._ready().write(lambda db: purge(db, stamp, limit))
 
+    async def count_purgeable(self, before: datetime) -> Purged:
+        """What ``purge`` calls with ``before`` would delete, all batches together."""
+        link = self._ready()
+        row = link.read(lambda: link.db.execute(_COUNT, {"before": to_us(before)}).fetchone())
+        return counted(row)
+
 
 def check_limit(limit: int) -> None:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(f"a purge batch limit must be a whole number >= 1, not {limit!r}")
 
 
+def counted(row: Sequence[int]) -> Purged:
+    """``Purged`` from the six counts of a count query, in ``_COUNT``'s order."""
+    runs, messages, run_events, contact_events, pending, firings = row
+    return Purged(
+        runs=runs,
+        messages=messages,
+        events=run_events + contact_events,
+        pending_statuses=pending,
+        trigger_firings=firings,
+    )
+
+
 def purge(db: sqlite3.Connection, before: int, limit: int) -> Purged:
-    run_ids = [row[0] for row in db.execute(_FINISHED_RUNS, (before, limit))]
+    bounds = {"before": before, "limit": limit}
+    run_ids = [row[0] for row in db.execute(_FINISHED_RUNS, bounds)]
     run_events = messages = runs = 0
     if run_ids:
         marks = _marks(run_ids)
         run_events = _delete(db, f"DELETE FROM events WHERE run_id IN ({marks})", run_ids)
         messages = _delete(db, f"DELETE FROM messages WHERE run_id IN ({marks})", run_ids)
         runs = _delete(db, f"DELETE FROM runs WHERE id IN ({marks})", run_ids)
-    contact_events = _delete(db, _CONTACT_EVENTS, (before, limit))
-    pending = _delete(db, _PENDING, (before, limit))
-    firings = _delete(db, _FIRINGS, (before, limit))
+    contact_events = _delete(db, _CONTACT_EVENTS, bounds)
+    pending = _delete(db, _PENDING, bounds)
+    firings = _delete(db, _FIRINGS, bounds)
     return Purged.of_batch(
         limit,
         runs_taken=len(run_ids),
@@ -89,5 +120,5 @@ def _marks(values: Sequence[object]) -> str:
     return ", ".join("?" * len(values))
 
 
-def _delete(db: sqlite3.Connection, sql: str, params: Sequence[object]) -> int:
+def _delete(db: sqlite3.Connection, sql: str, params: Sequence[object] | dict[str, int]) -> int:
     return db.execute(sql, params).rowcount

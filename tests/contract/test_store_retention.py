@@ -54,9 +54,13 @@ async def test_a_finished_run_goes_with_its_messages_and_events_and_open_or_rece
     recent = await seed.run(status=RunStatus.CANCELLED, when=RECENT)
     recent_message = await seed.message(recent, when=RECENT)
 
+    expected = Purged(runs=1, messages=2, events=3)
+    assert await store.count_purgeable(CUTOFF) == expected
+    assert await store.get_run(done.id) is not None  # counting deletes nothing
+
     purged = await store.purge(CUTOFF, limit=100)
 
-    assert purged == Purged(runs=1, messages=2, events=3)
+    assert purged == expected
     assert purged.total == 6
     assert await store.get_run(done.id) is None
     assert await store.get_message(first) is None
@@ -118,6 +122,7 @@ async def test_a_run_that_due_work_still_names_is_kept_until_the_work_is_done(
     await seed.due(DueKind.TIMER, run_id=timed.id, due_at=NOW + DAY)
     free = await seed.run(status=RunStatus.COMPLETED, when=OLD)
 
+    assert await store.count_purgeable(CUTOFF) == Purged(runs=1)
     assert await store.purge(CUTOFF, limit=10) == Purged(runs=1)
     assert await store.get_run(free.id) is None
     assert await store.get_message(message) is not None
@@ -138,6 +143,7 @@ async def test_batches_take_the_oldest_first_and_say_when_more_is_left(
         await seed.run(status=RunStatus.COMPLETED, when=NOW - days * DAY) for days in (35, 50, 40)
     ]
 
+    assert (await store.count_purgeable(CUTOFF)).runs == 3
     first = await store.purge(CUTOFF, limit=2)
     assert (first.runs, first.more) == (2, True)
     assert [await store.get_run(r.id) is None for r in runs] == [False, True, True]
@@ -166,9 +172,12 @@ async def test_events_of_no_run_old_pending_reports_and_firings_go_and_the_conta
         firing = TriggerFiring(flow="cobranca", trigger=0, fire_time=when)
         await store.commit(Commit(now=when, firing=firing))
 
+    expected = Purged(events=1, pending_statuses=1, trigger_firings=1)
+    assert await store.count_purgeable(CUTOFF) == expected
+
     purged = await store.purge(CUTOFF, limit=100)
 
-    assert purged == Purged(events=1, pending_statuses=1, trigger_firings=1)
+    assert purged == expected
     kept = await store.get_contact(contact.id)
     assert kept is not None
     assert kept.opted_out_at == OLD

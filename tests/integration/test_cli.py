@@ -218,6 +218,7 @@ async def test_purge_deletes_what_finished_before_keep_and_says_what(tmp_path: P
     assert disparo("migrate", "--config", str(config)).returncode == 0
     await _finished_runs(tmp_path / "d.db", 40, 31, 10)
 
+    preview = disparo("purge", "--dry-run", "--config", str(config))
     default = disparo("purge", "--config", str(config))  # retention.keep: 30d by default
     shorter = disparo("purge", "--keep", "5d", "--config", str(config))
     too_short = disparo("purge", "--keep", "1d", "--config", str(config))
@@ -226,6 +227,12 @@ async def test_purge_deletes_what_finished_before_keep_and_says_what(tmp_path: P
     config.write_text(text.replace("keep: 30d", "keep: null"))
     off = disparo("purge", "--config", str(config))
 
+    assert preview.returncode == 0, preview.stderr
+    assert preview.stdout.startswith(
+        "would delete 2 finished runs, 0 messages, 0 events, 0 unmatched status reports and "
+        "0 cron firings from before "
+    )
+    assert "batch" not in preview.stdout
     assert default.returncode == 0, default.stderr
     assert default.stdout.startswith(
         "deleted 2 finished runs, 0 messages, 0 events, 0 unmatched status reports and "

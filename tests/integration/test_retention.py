@@ -139,12 +139,19 @@ async def test_keep_null_deletes_nothing(tmp_path: Path) -> None:
         assert (await h.run(done.id)).status == RunStatus.COMPLETED
 
 
-async def test_a_serving_engine_purges_by_itself_every_interval(tmp_path: Path) -> None:
+async def test_a_serving_engine_purges_by_itself_every_interval(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = settings_for(
         tmp_path, flows=flows_dir(tmp_path), retention={"keep": "2d", "every": "1h", "batch": 1}
     )
     phones = ["+5511999991111", "+5511999992222", "+5511999993333"]
+    caplog.set_level(logging.INFO, logger="disparo.retention")
     async with running_engine(settings) as (engine, clock):
+        assert caplog.messages[0] == (
+            "retention: what finished more than 2d ago is deleted every 1h "
+            "(retention.keep; null keeps everything)"
+        )
         runs = []
         for n, phone in enumerate(phones):
             run, _ = await engine.start_run("aviso", ContactUpsert(id=f"c-{n}", phone=phone))
