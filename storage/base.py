@@ -151,26 +151,25 @@ class Purged:
         )
 
     @classmethod
-    def of_batch(
+    def of_counts(
         cls,
-        limit: int,
-        *,
-        runs_taken: int,
         runs: int,
         messages: int,
         run_events: int,
         contact_events: int,
         pending: int,
         firings: int,
+        *,
+        more: bool = False,
     ) -> Purged:
-        """A backend's counts of one batch; ``more`` when any kind filled ``limit``."""
+        """From a backend's counts (events of runs and of no run counted apart)."""
         return cls(
             runs=runs,
             messages=messages,
             events=run_events + contact_events,
             pending_statuses=pending,
             trigger_firings=firings,
-            more=limit in (runs_taken, contact_events, pending, firings),
+            more=more,
         )
 
 

@@ -111,16 +111,8 @@ async def _purge(connection: Any, before: datetime, limit: int) -> Purged:
     contact_events = await _delete(connection, _CONTACT_EVENTS, before, limit)
     pending = await _delete(connection, _PENDING, before, limit)
     firings = await _delete(connection, _FIRINGS, before, limit)
-    return Purged.of_batch(
-        limit,
-        runs_taken=len(run_ids),
-        runs=runs,
-        messages=messages,
-        run_events=run_events,
-        contact_events=contact_events,
-        pending=pending,
-        firings=firings,
-    )
+    more = limit in (len(run_ids), contact_events, pending, firings)
+    return Purged.of_counts(runs, messages, run_events, contact_events, pending, firings, more=more)
 
 
 async def _delete(connection: Any, sql: str, *args: Any) -> int:

@@ -82,14 +82,7 @@ def check_limit(limit: int) -> None:
 
 def counted(row: Sequence[int]) -> Purged:
     """``Purged`` from the six counts of a count query, in ``_COUNT``'s order."""
-    runs, messages, run_events, contact_events, pending, firings = row
-    return Purged(
-        runs=runs,
-        messages=messages,
-        events=run_events + contact_events,
-        pending_statuses=pending,
-        trigger_firings=firings,
-    )
+    return Purged.of_counts(*row)
 
 
 def purge(db: sqlite3.Connection, before: int, limit: int) -> Purged:
@@ -104,16 +97,8 @@ def purge(db: sqlite3.Connection, before: int, limit: int) -> Purged:
     contact_events = _delete(db, _CONTACT_EVENTS, bounds)
     pending = _delete(db, _PENDING, bounds)
     firings = _delete(db, _FIRINGS, bounds)
-    return Purged.of_batch(
-        limit,
-        runs_taken=len(run_ids),
-        runs=runs,
-        messages=messages,
-        run_events=run_events,
-        contact_events=contact_events,
-        pending=pending,
-        firings=firings,
-    )
+    more = limit in (len(run_ids), contact_events, pending, firings)
+    return Purged.of_counts(runs, messages, run_events, contact_events, pending, firings, more=more)
 
 
 def _marks(values: Sequence[object]) -> str:
