@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from engine.api_models import ContactIn, EventIn, RunIn
 from engine.api_views import contact_view, event_view, message_view, run_view
+from engine.erasure import erase_contact, erased_view
 from engine.errors import (
     Conflict,
     DisparoError,
@@ -218,6 +219,22 @@ async def get_contact(request: web.Request) -> web.Response:
     return web.json_response(contact_view(contact))
 
 
+async def delete_contact(request: web.Request) -> web.Response:
+    contact_id = request.match_info["contact_id"]
+    forget = request.query.get("forget_opt_out", "false").lower()
+    if forget not in ("true", "false"):
+        raise RequestError(
+            status=400,
+            code="VALIDATION_ERROR",
+            message="forget_opt_out must be true or false",
+            details=[FieldError(field="forget_opt_out", message=f"{forget!r} is not true/false")],
+        )
+    erased = await erase_contact(
+        request.app[ENGINE], contact_id, forget_opt_out=forget == "true", source="the API"
+    )
+    return web.json_response(erased_view(contact_id, erased))
+
+
 async def get_decisions(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     events = await engine.decisions(request.match_info["contact_id"], request.query.get("flow"))
@@ -365,6 +382,7 @@ def build_app(engine: Engine) -> web.Application:
     app.router.add_post("/v1/events", post_events)
     app.router.add_put("/v1/contacts/{contact_id}", put_contact)
     app.router.add_get("/v1/contacts/{contact_id}", get_contact)
+    app.router.add_delete("/v1/contacts/{contact_id}", delete_contact)
     app.router.add_get("/v1/contacts/{contact_id}/decisions", get_decisions)
     app.router.add_post("/webhooks/{provider}", webhook)
     app.router.add_get("/healthz", healthz)

@@ -108,6 +108,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     pg.add_argument("--config", default=DEFAULT_CONFIG)
 
+    e = sub.add_parser(
+        "erase",
+        parents=[common],
+        help="delete a contact and everything kept about them (LGPD)",
+        description="Delete the contact, every run of theirs (open or finished) with its "
+        "messages and events, their own events and the due work of those runs, in one "
+        "transaction. A contact that opted out keeps a bare row (id and opt-out) so the "
+        "opt-out still holds, unless --forget-opt-out. This cannot be undone.",
+    )
+    e.add_argument("contact", help="the contact id")
+    e.add_argument(
+        "--forget-opt-out",
+        action="store_true",
+        help="delete an opted-out contact's row too (the opt-out is then forgotten)",
+    )
+    e.add_argument("--yes", action="store_true", help="erase: without it nothing is deleted")
+    e.add_argument("--config", default=DEFAULT_CONFIG)
+
     mg = sub.add_parser("migrate", parents=[common], help="apply storage migrations")
     mg.add_argument("--config", default=DEFAULT_CONFIG)
     return p
@@ -129,6 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "trigger": _trigger,
         "migrate": _migrate,
         "purge": _purge,
+        "erase": _erase,
     }
     try:
         return asyncio.run(commands[args.command](args))
@@ -267,6 +286,26 @@ async def _purge(args: argparse.Namespace) -> int:
         print("retention is off (retention.keep: null): nothing deleted; pass --keep 90d")
         return EXIT_OK
     print(tally.summary("would delete" if args.dry_run else "deleted"))
+    return EXIT_OK
+
+
+async def _erase(args: argparse.Namespace) -> int:
+    from engine.erasure import erase_contact
+    from engine.logs import setup_logging
+    from engine.runtime import Engine
+
+    if not args.yes:
+        raise UserInputError(
+            f"erasing deletes contact {args.contact} and every run, message and event of "
+            "theirs for good; add --yes to go ahead"
+        )
+    settings = _settings(args.config)
+    setup_logging(args.log_format or settings.log_format, secrets=settings.secret_values())
+    async with Engine(settings, run_loop=False, triggers=False) as engine:
+        erased = await erase_contact(
+            engine, args.contact, forget_opt_out=args.forget_opt_out, source="disparo erase"
+        )
+    print(f"erased contact {args.contact}: {erased.summary()}")
     return EXIT_OK
 
 

@@ -256,7 +256,11 @@ class Dispatcher:
         try:
             await self.handle(work)
         except StaleFence:
-            log.info("due work %s was taken over by a newer claim; dropped stale result", work.id)
+            log.info(
+                "due work %s was taken over by a newer claim or deleted (its contact "
+                "erased, its trigger dropped); dropped its result",
+                work.id,
+            )
         except StoreUnavailable as exc:
             log.warning("store unavailable handling %s %s: %s", work.kind, work.id, exc)
         except Exception:

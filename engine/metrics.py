@@ -76,6 +76,11 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.erased = Counter(
+            "disparo_contacts_erased_total",
+            "Contacts erased on request (DELETE /v1/contacts/{id}, disparo erase)",
+            registry=self.registry,
+        )
         self.last_purge = Gauge(
             "disparo_retention_last_purge_timestamp_seconds",
             "When the retention purge last completed (Unix time; 0: not yet)",

@@ -65,8 +65,10 @@ class Sender:
         self.d = dispatcher
         # provider_hints by (flow, pinned version, step): a pinned flow never changes.
         self._hints: dict[tuple[str, str, str], dict[str, Any]] = {}
-        # The provider calls in progress, by due-work id (``withdraw_waiting``).
+        # The provider calls in progress, by due-work id (``withdraw_waiting``), and
+        # the contact each is for (``withdraw_contact``).
         self.watching: dict[int, Departure] = {}
+        self._contact_of: dict[int, str] = {}
 
     def _hints_for(self, flow: Flow, version: str, step: str) -> dict[str, Any]:
         key = (flow.flow, version, step)
@@ -234,6 +236,7 @@ class Sender:
             return None
         with watch_departure() as watched:
             self.watching[work.id] = watched
+            self._contact_of[work.id] = message.contact_id
             try:
                 return await provider.send(outbound)
             except SendWithdrawn:
@@ -244,6 +247,7 @@ class Sender:
                 raise
             finally:
                 del self.watching[work.id]
+                del self._contact_of[work.id]
         await send_failures.give_back(self, work, message)
         return None
 
@@ -254,6 +258,18 @@ class Sender:
         for watched in self.watching.values():
             watched.withdrawn = True
         return [work_id for work_id, watched in self.watching.items() if watched.waiting]
+
+    def withdraw_contact(self, contact_id: str) -> int:
+        """The contact was erased: none of its sends that have not left may start a
+        request (one waiting for a connection slot gives up when it gets it). Returns
+        how many sends were withdrawn; those already on the wire go on."""
+        withdrawn = 0
+        for work_id, contact in self._contact_of.items():
+            watched = self.watching[work_id]
+            if contact == contact_id and not watched.may_have_left:
+                watched.withdrawn = True
+                withdrawn += 1
+        return withdrawn
 
     async def _prepare(
         self, work: DueWork, message: Message, flow: Flow, contact: Contact

@@ -285,7 +285,9 @@ def mask_phone_in(text: str, phone: str | None) -> str:
 # taken a slot then raises ``SendWithdrawn`` instead of starting, and one waiting for
 # a slot is cancelled. Either way nothing reached the vendor, so the message can go
 # back to the queue instead of being left ``sending``, where a provider without
-# idempotency keys would have to call it ambiguous.
+# idempotency keys would have to call it ambiguous. Erasing a contact withdraws the
+# departures of that contact's sends: one waiting for a slot raises ``SendWithdrawn``
+# when it gets the slot, instead of sending.
 
 
 @dataclass(slots=True)
@@ -293,7 +295,7 @@ class Departure:
     entered: bool = False  # a transport took the request: it reports from here on
     waiting: bool = False  # queued for a connection slot: nothing has been written
     may_have_left: bool = False  # took a slot: the vendor may have the request
-    withdrawn: bool = False  # the engine is stopping: start nothing new
+    withdrawn: bool = False  # stopping, or the contact was erased: start nothing new
 
     @property
     def never_left(self) -> bool:
@@ -302,7 +304,8 @@ class Departure:
 
 
 class SendWithdrawn(Exception):
-    """A send was not started because the engine is stopping; nothing was sent."""
+    """A send was not started (the engine is stopping, or its contact was erased);
+    nothing was sent."""
 
 
 _departure: ContextVar[Departure | None] = ContextVar("disparo_departure", default=None)

@@ -144,12 +144,15 @@ class HttpTransport:
             return
         watched.entered = True
         if watched.withdrawn and not watched.may_have_left:
-            raise SendWithdrawn(f"{self.provider}: the engine is stopping")
+            raise SendWithdrawn(f"{self.provider}: the send was withdrawn before it left")
         watched.waiting = True
         try:
             await self._slots.acquire()
         finally:
             watched.waiting = False
+        if watched.withdrawn and not watched.may_have_left:  # while it waited for the slot
+            self._slots.release()
+            raise SendWithdrawn(f"{self.provider}: the send was withdrawn before it left")
         watched.may_have_left = True
 
     def transport_error(self, exc: BaseException, url: str, *, left: bool) -> ProviderError:

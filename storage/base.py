@@ -64,6 +64,7 @@ from storage.changes import (
     TriggerFiring,
     reported_change,
 )
+from storage.erasure import Erased
 
 __all__ = [
     "BulkStart",
@@ -73,6 +74,7 @@ __all__ = [
     "Completion",
     "ContactChange",
     "ContactTimestamp",
+    "Erased",
     "IngestOutcome",
     "MessageChange",
     "NewMessage",
@@ -409,6 +411,22 @@ class Store(Protocol):
     async def count_purgeable(self, before: datetime) -> Purged:
         """What ``purge`` calls with ``before`` would delete now, all batches together
         (``more`` False); deletes nothing. It reads every such row: a one-off check."""
+
+    # -- erasure
+    async def erase_contact(
+        self, contact_id: str, *, keep_opt_out: bool, now: datetime
+    ) -> Erased | None:
+        """Delete contact ``contact_id`` and everything kept about them, in one
+        transaction: every run (open or finished), its messages and events, the
+        contact's own events, the due work of those runs and messages, and the status
+        reports kept for those messages' keys. None (nothing written) when there is
+        no such contact.
+
+        With ``keep_opt_out``, a contact that opted out keeps a bare row: its id and
+        opt-out facts, everything else cleared (``updated_at`` = ``now``), so the
+        opt-out still holds when the id comes back. A worker holding due work of the
+        contact then fails its fence (``StaleFence``) and writes nothing.
+        """
 
     # -- state providers share: one per database, whatever the number of processes
     async def take_rate_slot(

@@ -16,7 +16,8 @@ Layout: ``postgres_pool`` (DSN, pool, reconnection, driver-error mapping),
 coalescing), ``postgres_codec`` (rows <-> records, write units),
 ``postgres_triggers`` (the trigger schedule and the contact pages sweeps walk),
 ``postgres_provider_state`` (rate budgets and credentials providers share),
-``postgres_retention`` (the purge of what finished long ago).
+``postgres_retention`` (the purge of what finished long ago) and
+``postgres_erasure`` (deleting one contact and everything kept about them).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from storage.postgres_codec import (
     status_reports_unit,
     upsert_unit,
 )
+from storage.postgres_erasure import ErasureMethods
 from storage.postgres_pool import Pool
 from storage.postgres_provider_state import ProviderStateMethods
 from storage.postgres_retention import RetentionMethods
@@ -75,7 +77,7 @@ _OPEN = "status IN ('active', 'waiting')"
 _LEFT = "status IN ('sent', 'delivered', 'read')"
 
 
-class PostgresStore(TriggerMethods, ProviderStateMethods, RetentionMethods):
+class PostgresStore(TriggerMethods, ProviderStateMethods, RetentionMethods, ErasureMethods):
     """The ``storage.base.Store`` protocol on one PostgreSQL database.
 
     ``dsn``: ``postgresql://user[:password]@host[:port]/database``; other query

@@ -132,6 +132,26 @@ def error_for(state: str, text: str, constraint: str | None, where: str) -> Disp
     return StoreError(f"the PostgreSQL database {where} failed: {text} (SQLSTATE {state})")
 
 
+async def retry_foreign_key_races(attempt: Callable[[], Awaitable[T]], *, tries: int) -> T:
+    """``attempt()`` (one transaction), taken again up to ``tries`` times in all while
+    it fails because a concurrent insert made one of its deletes break a foreign key
+    (what ``translate`` turns into ``NotFound``); any other error is raised at once."""
+    for taken in range(1, tries + 1):
+        try:
+            return await attempt()
+        except NotFound as exc:
+            raced = isinstance(exc.__cause__, asyncpg.ForeignKeyViolationError)
+            if not raced or taken == tries:
+                raise
+    raise ValueError(f"tries must be at least 1, not {tries}")
+
+
+async def deleted(connection: Any, sql: str, *args: Any) -> int:
+    """Run a DELETE on ``connection``; the number of rows it deleted."""
+    status: str = await connection.execute(sql, *args)  # "DELETE <count>"
+    return int(status.rsplit(" ", 1)[-1])
+
+
 class Pool:
     """An asyncpg pool created on first use, with error translation and one retry on reads."""
 

@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from engine.errors import NotFound
 from storage.base import Purged
+from storage.postgres_pool import deleted, retry_foreign_key_races
 from storage.sqlite_retention import check_limit, counted
 
 T = TypeVar("T")
@@ -87,34 +87,22 @@ class RetentionMethods:
         async def work(connection: Any) -> Purged:
             return await _purge(connection, before, limit)
 
-        for attempt in range(1, _ATTEMPTS + 1):
-            try:
-                return await self._in_transaction(work)
-            except NotFound as exc:  # what a broken foreign key becomes (postgres_pool)
-                raced = isinstance(exc.__cause__, asyncpg.ForeignKeyViolationError)
-                if not raced or attempt == _ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")  # the loop returns or raises
+        return await retry_foreign_key_races(lambda: self._in_transaction(work), tries=_ATTEMPTS)
 
 
 async def _purge(connection: Any, before: datetime, limit: int) -> Purged:
     run_ids = [row["id"] for row in await connection.fetch(_FINISHED_RUNS, before, limit)]
     run_events = messages = runs = 0
     if run_ids:
-        run_events = await _delete(
+        run_events = await deleted(
             connection, "DELETE FROM events WHERE run_id = ANY($1::text[])", run_ids
         )
-        messages = await _delete(
+        messages = await deleted(
             connection, "DELETE FROM messages WHERE run_id = ANY($1::text[])", run_ids
         )
-        runs = await _delete(connection, "DELETE FROM runs WHERE id = ANY($1::text[])", run_ids)
-    contact_events = await _delete(connection, _CONTACT_EVENTS, before, limit)
-    pending = await _delete(connection, _PENDING, before, limit)
-    firings = await _delete(connection, _FIRINGS, before, limit)
+        runs = await deleted(connection, "DELETE FROM runs WHERE id = ANY($1::text[])", run_ids)
+    contact_events = await deleted(connection, _CONTACT_EVENTS, before, limit)
+    pending = await deleted(connection, _PENDING, before, limit)
+    firings = await deleted(connection, _FIRINGS, before, limit)
     more = limit in (len(run_ids), contact_events, pending, firings)
     return Purged.of_counts(runs, messages, run_events, contact_events, pending, firings, more=more)
-
-
-async def _delete(connection: Any, sql: str, *args: Any) -> int:
-    status: str = await connection.execute(sql, *args)  # "DELETE <count>"
-    return int(status.rsplit(" ", 1)[-1])

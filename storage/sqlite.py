@@ -16,7 +16,8 @@ records; timestamps are integer microseconds UTC), and the write units:
 fences), ``sqlite_ingest`` (status reports and contact events), ``sqlite_triggers``
 (the trigger schedule, cron firings, contact pages for fan-outs and sweeps),
 ``sqlite_provider_state`` (rate budgets and credentials providers share),
-``sqlite_retention`` (the purge of what finished long ago).
+``sqlite_retention`` (the purge of what finished long ago) and
+``sqlite_erasure`` (deleting one contact and everything kept about them).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from storage.sqlite_codec import (
 from storage.sqlite_commit import OPEN_STATUSES_SQL, apply_commit, run_by_key
 from storage.sqlite_contacts import upsert_contact
 from storage.sqlite_due import claim, extend
+from storage.sqlite_erasure import ErasureMethods
 from storage.sqlite_ingest import (
     check_events,
     check_reports,
@@ -69,7 +71,7 @@ from storage.sqlite_triggers import TriggerMethods
 __all__ = ["SQLiteStore", "StoreStats"]
 
 
-class SQLiteStore(TriggerMethods, ProviderStateMethods, RetentionMethods):
+class SQLiteStore(TriggerMethods, ProviderStateMethods, RetentionMethods, ErasureMethods):
     """The ``storage.base.Store`` protocol on one SQLite database.
 
     ``dsn_or_path``: ``sqlite:///relative/path.db``, ``sqlite:////abs/path.db``, a

@@ -7,8 +7,9 @@ commit. What one node does must never undo or duplicate what another did.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
+from typing import TypeVar
 
 import pytest
 
@@ -19,6 +20,7 @@ from storage.postgres import PostgresStore
 from tests.contract.store_kit import NOW, Seed, at
 
 pytestmark = pytest.mark.postgres
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -246,19 +248,15 @@ async def test_a_write_that_deadlocks_is_retried_in_the_next_batch_and_stored(
     assert await store.claim_due_work(owner="b", now=at(100), lease_seconds=30, limit=9) == []
 
 
-async def test_a_report_queued_while_a_purge_deletes_its_message_keeps_the_run(
-    nodes: list[PostgresStore], postgres_dsn: str
-) -> None:
-    """The STATUS row lands between the purge's check and its delete of the message:
-    the purge takes its batch again and passes that run over; nothing is lost."""
+async def _with_a_report_queued_meanwhile(
+    dsn: str, message: str, work: Callable[[], Awaitable[T]], who: str
+) -> T:
+    """Run ``work`` while another session queues a STATUS row naming ``message`` in a
+    transaction it commits only once ``work`` waits for that row's lock: the report
+    lands between what ``work`` checked and what it deletes."""
     import asyncpg
 
-    seed = Seed(nodes[0])
-    old = NOW - timedelta(days=40)
-    run = await seed.run(status=RunStatus.COMPLETED, when=old)
-    message = await seed.message(run, status=MessageStatus.READ, when=old)
-    other = await seed.run(status=RunStatus.COMPLETED, when=old)
-    webhook = await asyncpg.connect(postgres_dsn)
+    webhook = await asyncpg.connect(dsn)
     try:
         queueing = webhook.transaction()
         await queueing.start()
@@ -268,8 +266,8 @@ async def test_a_report_queued_while_a_purge_deletes_its_message_keeps_the_run(
             NOW,
             message,
         )
-        purging = asyncio.create_task(nodes[1].purge(NOW - timedelta(days=30), limit=10))
-        for _ in range(2000):  # until the purge's delete waits for the webhook's lock
+        working = asyncio.create_task(work())
+        for _ in range(2000):
             waiting = await webhook.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                 "AND datname = current_database()"
@@ -277,14 +275,55 @@ async def test_a_report_queued_while_a_purge_deletes_its_message_keeps_the_run(
             if waiting:
                 break
             await asyncio.sleep(0.001)
-        assert waiting, "the purge never waited for the queued report"
+        else:
+            raise AssertionError(f"{who} never waited for the queued report")
         await queueing.commit()
-        purged = await purging
+        return await working
     finally:
         await webhook.close()
+
+
+async def test_a_report_queued_while_a_purge_deletes_its_message_keeps_the_run(
+    nodes: list[PostgresStore], postgres_dsn: str
+) -> None:
+    """The STATUS row lands between the purge's check and its delete of the message:
+    the purge takes its batch again and passes that run over; nothing is lost."""
+    seed = Seed(nodes[0])
+    old = NOW - timedelta(days=40)
+    run = await seed.run(status=RunStatus.COMPLETED, when=old)
+    message = await seed.message(run, status=MessageStatus.READ, when=old)
+    other = await seed.run(status=RunStatus.COMPLETED, when=old)
+    purged = await _with_a_report_queued_meanwhile(
+        postgres_dsn,
+        message,
+        lambda: nodes[1].purge(NOW - timedelta(days=30), limit=10),
+        "the purge",
+    )
 
     assert purged.runs == 1  # the other run; this one waits for its report
     assert await nodes[0].get_run(other.id) is None
     assert await nodes[0].get_message(message) is not None
     [work] = await Seed(nodes[2]).claim_all(when=NOW)
     assert (work.kind, work.message_id) == (DueKind.STATUS, message)
+
+
+async def test_a_report_queued_while_a_contact_is_erased_is_erased_with_it(
+    nodes: list[PostgresStore], postgres_dsn: str
+) -> None:
+    """The STATUS row lands between the erasure's delete of due work and its delete
+    of the messages: the erasure is taken again and deletes that row too."""
+    seed = Seed(nodes[0])
+    run = await seed.run(status=RunStatus.WAITING)
+    message = await seed.message(run, status=MessageStatus.SENT, provider_message_id="wamid.x")
+    erased = await _with_a_report_queued_meanwhile(
+        postgres_dsn,
+        message,
+        lambda: nodes[1].erase_contact(run.contact_id, keep_opt_out=True, now=NOW),
+        "the erasure",
+    )
+
+    assert erased is not None
+    assert (erased.runs, erased.messages, erased.due_work) == (1, 1, 1)
+    assert await nodes[0].get_message(message) is None
+    assert await nodes[0].get_contact(run.contact_id) is None
+    assert await Seed(nodes[2]).claim_all(when=NOW) == []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from engine.api import build_app
 from engine.models import MessageStatus
 from providers.generic_webhook import status_body
 from storage import sqlite_batch
-from tests.integration.engine_kit import Harness, harness, settings_for
+from tests.integration.engine_kit import harness, settings_for
 
 AUTH = {"Authorization": "Bearer test-token"}
 RUN = {
@@ -24,18 +23,6 @@ RUN = {
     "context": {"valor": 1670, "vencimento": "2026-11-30"},
     "idempotency_key": "boleto-c-1-2026-11",
 }
-
-
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[tuple[TestClient[Any, Any], Harness]]:
-    settings = settings_for(tmp_path, server={"max_body_bytes": 4096})
-    async with harness(settings) as h:
-        client = TestClient(TestServer(build_app(h.engine)))
-        await client.start_server()
-        try:
-            yield client, h
-        finally:
-            await client.close()
 
 
 async def error_of(response: Any) -> dict[str, Any]:

@@ -181,8 +181,8 @@ def test_migrate_then_why_on_a_fresh_database(tmp_path: Path) -> None:
 
     assert first.returncode == 0, first.stderr
     assert (
-        "applied 4 migration(s): 0001_initial, 0002_triggers, 0003_provider_state, 0004_retention"
-        in first.stdout
+        "applied 5 migration(s): 0001_initial, 0002_triggers, 0003_provider_state, "
+        "0004_retention, 0005_erasure" in first.stdout
     )
     assert "up to date" in again.stdout
     assert why.returncode == 1
@@ -343,3 +343,26 @@ def test_simulate_text_shows_times_in_the_runs_time_zone(maria: Path, tmp_path: 
     assert "2026-11-23 12:00:00  enter     sms" in in_sao_paulo.stdout
     assert in_manaus.stdout.splitlines()[0].startswith("# times in America/Manaus")
     assert "2026-11-23 09:00:00  enter     lembrete" in in_manaus.stdout
+
+
+async def test_erase_needs_yes_then_deletes_the_contact_and_says_what(tmp_path: Path) -> None:
+    config = _local_config(tmp_path)
+    assert disparo("migrate", "--config", str(config)).returncode == 0
+    await _finished_runs(tmp_path / "d.db", 3, 1)
+
+    unconfirmed = disparo("erase", "c-1", "--config", str(config))
+    confirmed = disparo("erase", "c-1", "--yes", "--config", str(config))
+    again = disparo("erase", "c-1", "--yes", "--config", str(config))
+
+    assert unconfirmed.returncode == 1
+    assert unconfirmed.stderr.strip() == (
+        "erasing deletes contact c-1 and every run, message and event of theirs for good; "
+        "add --yes to go ahead"
+    )
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert confirmed.stdout.strip() == (
+        "erased contact c-1: 2 runs, 0 messages, 0 events, 0 due work, 0 unmatched status reports"
+    )
+    assert "erased contact c-1 (asked through disparo erase)" in confirmed.stderr
+    assert again.returncode == 1
+    assert again.stderr.strip() == "contact c-1 does not exist (nothing to erase)"

@@ -1,0 +1,59 @@
+"""Contact erasure on PostgreSQL (``Store.erase_contact``): one transaction.
+
+The contact row is locked first (``FOR UPDATE``), so a start or an event for the
+same contact waits for the erasure and then finds the contact gone (or bare). A
+status report for one of the contact's messages may still be queued between the
+delete of the due work and the delete of the messages: the delete then breaks the
+foreign key of ``due_work.message_id``, the transaction rolls back and is taken
+again at once, and this time deletes that report's row too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from storage.erasure import Erased, erase_statements, tally
+from storage.postgres_pool import deleted, retry_foreign_key_races
+
+T = TypeVar("T")
+
+_STATEMENTS = erase_statements("$1", "$2")
+_DELETES = [name for name in _STATEMENTS if name not in ("contact", "keep_opt_out")]
+# An erasure that lost the race described above is taken again this many times.
+_ATTEMPTS = 3
+
+
+class ErasureMethods:
+    """``Store.erase_contact``; ``PostgresStore`` provides the transaction."""
+
+    async def _in_transaction(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        raise NotImplementedError  # PostgresStore runs it on a pool connection
+
+    async def erase_contact(
+        self, contact_id: str, *, keep_opt_out: bool, now: datetime
+    ) -> Erased | None:
+        """Delete the contact and everything kept about them (see the protocol)."""
+
+        async def work(connection: Any) -> Erased | None:
+            return await _erase(connection, contact_id, keep_opt_out, now)
+
+        return await retry_foreign_key_races(lambda: self._in_transaction(work), tries=_ATTEMPTS)
+
+
+async def _erase(
+    connection: Any, contact_id: str, keep_opt_out: bool, now: datetime
+) -> Erased | None:
+    row = await connection.fetchrow(
+        "SELECT opted_out_at FROM contacts WHERE id = $1 FOR UPDATE", contact_id
+    )
+    if row is None:
+        return None
+    counts = {name: await deleted(connection, _STATEMENTS[name], contact_id) for name in _DELETES}
+    kept = keep_opt_out and row["opted_out_at"] is not None
+    if kept:
+        await connection.execute(_STATEMENTS["keep_opt_out"], contact_id, now)
+    else:
+        await connection.execute(_STATEMENTS["contact"], contact_id)
+    return tally(counts, opt_out_kept=kept)

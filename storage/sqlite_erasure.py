@@ -1,0 +1,44 @@
+"""Contact erasure on SQLite (``Store.erase_contact``): one write unit.
+
+The unit runs inside the group commit like every other write, so the erasure is
+durable when ``erase_contact`` returns; a failure anywhere undoes all of it. Each
+statement is served by an index (``runs_contact`` of migration 0005, then the
+indexes on run, message and contact ids).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+
+from storage.erasure import Erased, erase_statements, tally
+from storage.sqlite_batch import GroupCommitConnection
+from storage.sqlite_codec import to_us
+
+_STATEMENTS = erase_statements(":contact", ":now")
+_DELETES = [name for name in _STATEMENTS if name not in ("contact", "keep_opt_out")]
+
+
+class ErasureMethods:
+    """``Store.erase_contact`` on the store's one connection."""
+
+    def _ready(self) -> GroupCommitConnection:
+        raise NotImplementedError  # SQLiteStore provides the open connection
+
+    async def erase_contact(
+        self, contact_id: str, *, keep_opt_out: bool, now: datetime
+    ) -> Erased | None:
+        """Delete the contact and everything kept about them (see the protocol)."""
+        stamp = to_us(now)
+        return await self._ready().write(lambda db: _erase(db, contact_id, keep_opt_out, stamp))
+
+
+def _erase(db: sqlite3.Connection, contact_id: str, keep_opt_out: bool, now: int) -> Erased | None:
+    row = db.execute("SELECT opted_out_at FROM contacts WHERE id = ?", (contact_id,)).fetchone()
+    if row is None:
+        return None
+    params = {"contact": contact_id, "now": now}
+    counts = {name: db.execute(_STATEMENTS[name], params).rowcount for name in _DELETES}
+    kept = keep_opt_out and row[0] is not None
+    db.execute(_STATEMENTS["keep_opt_out" if kept else "contact"], params)
+    return tally(counts, opt_out_kept=kept)
