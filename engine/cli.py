@@ -117,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
         "transaction. A contact that opted out keeps a bare row (id and opt-out) so the "
         "opt-out still holds, unless --forget-opt-out. This cannot be undone.",
     )
-    e.add_argument("contact", help="the contact id")
+    e.add_argument("contacts", nargs="+", metavar="CONTACT", help="the contact id(s)")
     e.add_argument(
         "--forget-opt-out",
         action="store_true",
@@ -295,18 +295,26 @@ async def _erase(args: argparse.Namespace) -> int:
     from engine.runtime import Engine
 
     if not args.yes:
+        whom = " ".join(args.contacts)
         raise UserInputError(
-            f"erasing deletes contact {args.contact} and every run, message and event of "
-            "theirs for good; add --yes to go ahead"
+            f"erasing deletes {'contact' if len(args.contacts) == 1 else 'contacts'} {whom} "
+            "and every run, message and event of theirs for good; add --yes to go ahead"
         )
     settings = _settings(args.config)
     setup_logging(args.log_format or settings.log_format, secrets=settings.secret_values())
+    unknown = []
     async with Engine(settings, run_loop=False, triggers=False) as engine:
-        erased = await erase_contact(
-            engine, args.contact, forget_opt_out=args.forget_opt_out, source="disparo erase"
-        )
-    print(f"erased contact {args.contact}: {erased.summary()}")
-    return EXIT_OK
+        for contact in dict.fromkeys(args.contacts):  # each once, in the order given
+            try:
+                erased = await erase_contact(
+                    engine, contact, forget_opt_out=args.forget_opt_out, source="disparo erase"
+                )
+            except NotFound as exc:
+                print(exc, file=sys.stderr)
+                unknown.append(contact)
+                continue
+            print(f"erased contact {contact}: {erased.summary()}")
+    return EXIT_INPUT if unknown else EXIT_OK
 
 
 async def _why(args: argparse.Namespace) -> int:

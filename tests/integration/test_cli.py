@@ -345,13 +345,13 @@ def test_simulate_text_shows_times_in_the_runs_time_zone(maria: Path, tmp_path: 
     assert "2026-11-23 09:00:00  enter     lembrete" in in_manaus.stdout
 
 
-async def test_erase_needs_yes_then_deletes_the_contact_and_says_what(tmp_path: Path) -> None:
+async def test_erase_needs_yes_then_deletes_each_contact_and_says_what(tmp_path: Path) -> None:
     config = _local_config(tmp_path)
     assert disparo("migrate", "--config", str(config)).returncode == 0
     await _finished_runs(tmp_path / "d.db", 3, 1)
 
     unconfirmed = disparo("erase", "c-1", "--config", str(config))
-    confirmed = disparo("erase", "c-1", "--yes", "--config", str(config))
+    confirmed = disparo("erase", "c-1", "nobody", "c-1", "--yes", "--config", str(config))
     again = disparo("erase", "c-1", "--yes", "--config", str(config))
 
     assert unconfirmed.returncode == 1
@@ -359,10 +359,12 @@ async def test_erase_needs_yes_then_deletes_the_contact_and_says_what(tmp_path: 
         "erasing deletes contact c-1 and every run, message and event of theirs for good; "
         "add --yes to go ahead"
     )
-    assert confirmed.returncode == 0, confirmed.stderr
+    # Every contact named is tried; one that does not exist fails the command.
+    assert confirmed.returncode == 1
     assert confirmed.stdout.strip() == (
         "erased contact c-1: 2 runs, 0 messages, 0 events, 0 due work, 0 unmatched status reports"
     )
+    assert "contact nobody does not exist (nothing to erase)" in confirmed.stderr
     assert "erased contact c-1 (asked through disparo erase)" in confirmed.stderr
     assert again.returncode == 1
     assert again.stderr.strip() == "contact c-1 does not exist (nothing to erase)"
