@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from engine.api_models import ContactIn, EventIn, RunIn
 from engine.api_views import contact_view, event_view, message_view, run_view
-from engine.erasure import erase_contact, erased_view
+from engine.contact_data import erase_contact, erased_view, export_contact
 from engine.errors import (
     Conflict,
     DisparoError,
@@ -235,6 +235,12 @@ async def delete_contact(request: web.Request) -> web.Response:
     return web.json_response(erased_view(contact_id, erased))
 
 
+async def export_contact_data(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    document = await export_contact(engine, request.match_info["contact_id"], source="the API")
+    return web.json_response(document)
+
+
 async def get_decisions(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     events = await engine.decisions(request.match_info["contact_id"], request.query.get("flow"))
@@ -383,6 +389,7 @@ def build_app(engine: Engine) -> web.Application:
     app.router.add_put("/v1/contacts/{contact_id}", put_contact)
     app.router.add_get("/v1/contacts/{contact_id}", get_contact)
     app.router.add_delete("/v1/contacts/{contact_id}", delete_contact)
+    app.router.add_get("/v1/contacts/{contact_id}/export", export_contact_data)
     app.router.add_get("/v1/contacts/{contact_id}/decisions", get_decisions)
     app.router.add_post("/webhooks/{provider}", webhook)
     app.router.add_get("/healthz", healthz)

@@ -108,6 +108,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     pg.add_argument("--config", default=DEFAULT_CONFIG)
 
+    x = sub.add_parser(
+        "export",
+        parents=[common],
+        help="print everything kept about a contact as JSON (LGPD)",
+        description="Print one JSON document with the contact, every run of theirs that "
+        "retention keeps (messages with the texts sent, and each run's history) and their "
+        "own events: a copy for a person who asked for their data.",
+    )
+    x.add_argument("contact", help="the contact id")
+    x.add_argument("--config", default=DEFAULT_CONFIG)
+
     e = sub.add_parser(
         "erase",
         parents=[common],
@@ -148,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "migrate": _migrate,
         "purge": _purge,
         "erase": _erase,
+        "export": _export,
     }
     try:
         return asyncio.run(commands[args.command](args))
@@ -290,7 +302,7 @@ async def _purge(args: argparse.Namespace) -> int:
 
 
 async def _erase(args: argparse.Namespace) -> int:
-    from engine.erasure import erase_contact
+    from engine.contact_data import erase_contact
     from engine.logs import setup_logging
     from engine.runtime import Engine
 
@@ -315,6 +327,19 @@ async def _erase(args: argparse.Namespace) -> int:
                 continue
             print(f"erased contact {contact}: {erased.summary()}")
     return EXIT_INPUT if unknown else EXIT_OK
+
+
+async def _export(args: argparse.Namespace) -> int:
+    from engine.contact_data import export_contact
+    from engine.logs import setup_logging
+    from engine.runtime import Engine
+
+    settings = _settings(args.config)
+    setup_logging(args.log_format or settings.log_format, secrets=settings.secret_values())
+    async with Engine(settings, run_loop=False, triggers=False) as engine:
+        document = await export_contact(engine, args.contact, source="disparo export")
+    print(json.dumps(document, indent=2, ensure_ascii=False))
+    return EXIT_OK
 
 
 async def _why(args: argparse.Namespace) -> int:

@@ -254,6 +254,10 @@ class Store(Protocol):
 
     async def list_open_runs(self, contact_id: str) -> list[Run]: ...
 
+    async def list_contact_runs(self, contact_id: str) -> list[Run]:
+        """Every run of the contact (open or finished, as long as retention keeps
+        it), oldest first: what a copy of the contact's data holds."""
+
     async def get_message(self, message_id: str) -> Message | None: ...
 
     async def list_run_messages(self, run_id: str) -> list[Message]: ...

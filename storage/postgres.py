@@ -17,7 +17,7 @@ coalescing), ``postgres_codec`` (rows <-> records, write units),
 ``postgres_triggers`` (the trigger schedule and the contact pages sweeps walk),
 ``postgres_provider_state`` (rate budgets and credentials providers share),
 ``postgres_retention`` (the purge of what finished long ago) and
-``postgres_erasure`` (deleting one contact and everything kept about them).
+``postgres_contact_data`` (deleting one contact and everything kept about them).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ from storage.postgres_codec import (
     status_reports_unit,
     upsert_unit,
 )
-from storage.postgres_erasure import ErasureMethods
+from storage.postgres_contact_data import ContactDataMethods
 from storage.postgres_pool import Pool
 from storage.postgres_provider_state import ProviderStateMethods
 from storage.postgres_retention import RetentionMethods
@@ -77,7 +77,7 @@ _OPEN = "status IN ('active', 'waiting')"
 _LEFT = "status IN ('sent', 'delivered', 'read')"
 
 
-class PostgresStore(TriggerMethods, ProviderStateMethods, RetentionMethods, ErasureMethods):
+class PostgresStore(TriggerMethods, ProviderStateMethods, RetentionMethods, ContactDataMethods):
     """The ``storage.base.Store`` protocol on one PostgreSQL database.
 
     ``dsn``: ``postgresql://user[:password]@host[:port]/database``; other query

@@ -17,7 +17,7 @@ fences), ``sqlite_ingest`` (status reports and contact events), ``sqlite_trigger
 (the trigger schedule, cron firings, contact pages for fan-outs and sweeps),
 ``sqlite_provider_state`` (rate budgets and credentials providers share),
 ``sqlite_retention`` (the purge of what finished long ago) and
-``sqlite_erasure`` (deleting one contact and everything kept about them).
+``sqlite_contact_data`` (deleting one contact and everything kept about them).
 """
 
 from __future__ import annotations
@@ -54,9 +54,9 @@ from storage.sqlite_codec import (
     to_us,
 )
 from storage.sqlite_commit import OPEN_STATUSES_SQL, apply_commit, run_by_key
+from storage.sqlite_contact_data import ContactDataMethods
 from storage.sqlite_contacts import upsert_contact
 from storage.sqlite_due import claim, extend
-from storage.sqlite_erasure import ErasureMethods
 from storage.sqlite_ingest import (
     check_events,
     check_reports,
@@ -71,7 +71,7 @@ from storage.sqlite_triggers import TriggerMethods
 __all__ = ["SQLiteStore", "StoreStats"]
 
 
-class SQLiteStore(TriggerMethods, ProviderStateMethods, RetentionMethods, ErasureMethods):
+class SQLiteStore(TriggerMethods, ProviderStateMethods, RetentionMethods, ContactDataMethods):
     """The ``storage.base.Store`` protocol on one SQLite database.
 
     ``dsn_or_path``: ``sqlite:///relative/path.db``, ``sqlite:////abs/path.db``, a

@@ -368,3 +368,20 @@ async def test_erase_needs_yes_then_deletes_each_contact_and_says_what(tmp_path:
     assert "erased contact c-1 (asked through disparo erase)" in confirmed.stderr
     assert again.returncode == 1
     assert again.stderr.strip() == "contact c-1 does not exist (nothing to erase)"
+
+
+async def test_export_prints_the_contact_and_every_run_as_json(tmp_path: Path) -> None:
+    config = _local_config(tmp_path)
+    assert disparo("migrate", "--config", str(config)).returncode == 0
+    await _finished_runs(tmp_path / "d.db", 3, 1)
+
+    exported = disparo("export", "c-1", "--config", str(config))
+    unknown = disparo("export", "nobody", "--config", str(config))
+
+    assert exported.returncode == 0, exported.stderr
+    document = json.loads(exported.stdout)
+    assert document["contact"]["phone"] == "+5511999998888"
+    assert [run["id"] for run in document["runs"]] == ["r-0", "r-1"]  # oldest first
+    assert "exported the data of contact c-1 (asked through disparo export)" in exported.stderr
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip() == "contact nobody does not exist"

@@ -1,9 +1,10 @@
-"""Contact erasure on SQLite (``Store.erase_contact``): one write unit.
+"""One person's data on SQLite: every run of a contact (``Store.list_contact_runs``)
+and the contact's erasure (``Store.erase_contact``), one write unit.
 
-The unit runs inside the group commit like every other write, so the erasure is
-durable when ``erase_contact`` returns; a failure anywhere undoes all of it. Each
-statement is served by an index (``runs_contact`` of migration 0005, then the
-indexes on run, message and contact ids).
+The erasure runs inside the group commit like every other write, so it is durable
+when ``erase_contact`` returns; a failure anywhere undoes all of it. Each statement
+is served by an index (``runs_contact`` of migration 0005, then the indexes on
+run, message and contact ids).
 """
 
 from __future__ import annotations
@@ -11,19 +12,29 @@ from __future__ import annotations
 import sqlite3
 from datetime import datetime
 
+from engine.models import Run
+from storage.columns import RUN_COLUMNS
 from storage.erasure import Erased, erase_statements, tally
 from storage.sqlite_batch import GroupCommitConnection
-from storage.sqlite_codec import to_us
+from storage.sqlite_codec import run_from_row, to_us
 
+_RUNS = f"SELECT {RUN_COLUMNS} FROM runs WHERE contact_id = ? ORDER BY created_at, id"
 _STATEMENTS = erase_statements(":contact", ":now")
 _DELETES = [name for name in _STATEMENTS if name not in ("contact", "keep_opt_out")]
 
 
-class ErasureMethods:
-    """``Store.erase_contact`` on the store's one connection."""
+class ContactDataMethods:
+    """``Store.list_contact_runs`` and ``Store.erase_contact`` on the store's one
+    connection."""
 
     def _ready(self) -> GroupCommitConnection:
         raise NotImplementedError  # SQLiteStore provides the open connection
+
+    async def list_contact_runs(self, contact_id: str) -> list[Run]:
+        """Every run of the contact, oldest first."""
+        link = self._ready()
+        rows = link.read(lambda: link.db.execute(_RUNS, (contact_id,)).fetchall())
+        return [run_from_row(row) for row in rows]
 
     async def erase_contact(
         self, contact_id: str, *, keep_opt_out: bool, now: datetime

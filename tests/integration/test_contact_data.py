@@ -1,5 +1,6 @@
-"""Erasing a contact over the HTTP API: their data goes, what was planned for them
-stops, and an opt-out outlives the erasure."""
+"""A person's data over the HTTP API: the export holds everything kept about them;
+erasing it deletes their data, stops what was planned for them, and an opt-out
+outlives the erasure."""
 
 from __future__ import annotations
 
@@ -10,13 +11,55 @@ from typing import Any
 
 import pytest
 
-from engine.erasure import erase_contact
+from engine.contact_data import erase_contact
 from engine.models import MessageStatus
 from tests.fakes.gateway import FakeGateway
 from tests.integration.engine_kit import until
 from tests.integration.test_api import AUTH, RUN
 from tests.integration.test_provider_faults import AUTH as GATEWAY_AUTH
 from tests.integration.test_shutdown import one_out_two_waiting
+
+
+async def test_the_export_holds_the_contact_their_runs_texts_and_own_events(
+    api: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, h = api
+    created = await (await client.post("/v1/runs", json=RUN, headers=AUTH)).json()
+    await h.advance(timedelta(seconds=6))  # sent, delivered, read
+    reply = {"type": "reply", "contact": "c-1", "text": "já paguei"}
+    assert (await client.post("/v1/events", json=reply, headers=AUTH)).status == 202
+    await h.engine.settle()
+    caplog.set_level(logging.INFO)
+
+    answer = await client.get("/v1/contacts/c-1/export", headers=AUTH)
+
+    assert answer.status == 200
+    document = await answer.json()
+    assert document["exported_at"] == h.clock.now().isoformat()
+    contact = document["contact"]
+    assert (contact["id"], contact["phone"], contact["name"]) == (
+        "c-1",
+        "+5511999998888",
+        "Maria Souza",
+    )
+    assert contact["context"] == {"valor": 1670, "vencimento": "2026-11-30"}
+    [run] = document["runs"]
+    assert run["id"] == created["run_id"]
+    reminder = run["messages"][0]
+    assert (reminder["step"], reminder["status"]) == ("lembrete", "read")
+    assert "R$ 1.670,00" in str(reminder["payload"])  # what was sent to them
+    kinds = [event["kind"] for event in run["history"]]
+    assert kinds[0] == "run.started"  # oldest first
+    assert "decision" in kinds
+    assert [(e["kind"], e["data"].get("text")) for e in document["events"]] == [
+        ("inbound.reply", "já paguei")
+    ]
+    assert (
+        "exported the data of contact c-1 (asked through the API): 1 runs, "
+        f"{len(run['messages'])} messages, 1 events of no run" in caplog.text
+    )
+    assert (await client.get("/v1/contacts/nobody/export", headers=AUTH)).status == 404
+    assert (await client.get("/v1/contacts/c-1/export")).status == 401
 
 
 async def test_erasing_a_contact_deletes_their_runs_and_nothing_planned_is_sent(
@@ -38,7 +81,7 @@ async def test_erasing_a_contact_deletes_their_runs_and_nothing_planned_is_sent(
     assert (erased["runs"], erased["messages"], erased["pending_statuses"]) == (1, 1, 0)
     assert erased["events"] >= 3  # run started, step entered, rule decisions, ...
     assert erased["due_work"] >= 1  # the 2 h timer at least
-    for path in (f"/v1/runs/{created['run_id']}", "/v1/contacts/c-1"):
+    for path in (f"/v1/runs/{created['run_id']}", "/v1/contacts/c-1", "/v1/contacts/c-1/export"):
         assert (await client.get(path, headers=AUTH)).status == 404
     metrics = await (await client.get("/metrics")).text()
     assert 'provider="sandbox_sms"' not in metrics  # the 2 h follow-up never went

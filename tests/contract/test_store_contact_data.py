@@ -1,4 +1,5 @@
-"""Contract: erasing a contact deletes everything kept about them and nothing else."""
+"""Contract: one person's data. Every run of a contact can be listed, and erasing
+the contact deletes everything kept about them and nothing else."""
 
 from __future__ import annotations
 
@@ -174,3 +175,20 @@ async def test_forgetting_the_opt_out_deletes_the_contact_row_too(store: Store, 
 async def test_erasing_a_contact_nobody_stored_writes_nothing(store: Store) -> None:
     assert await store.erase_contact("ninguem", keep_opt_out=True, now=NOW) is None
     assert await store.get_contact("ninguem") is None
+
+
+async def test_every_run_of_a_contact_is_listed_oldest_first_and_only_theirs(
+    store: Store, seed: Seed
+) -> None:
+    maria = await seed.contact()
+    first = await seed.run(maria.id, status=RunStatus.COMPLETED, when=EARLIER)
+    second = await seed.run(maria.id, flow="nps", status=RunStatus.WAITING)
+    await seed.run()  # someone else's
+
+    runs = await store.list_contact_runs(maria.id)
+
+    assert [(r.id, r.status) for r in runs] == [
+        (first.id, RunStatus.COMPLETED),
+        (second.id, RunStatus.WAITING),
+    ]
+    assert await store.list_contact_runs("ninguem") == []

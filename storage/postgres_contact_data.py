@@ -1,4 +1,5 @@
-"""Contact erasure on PostgreSQL (``Store.erase_contact``): one transaction.
+"""One person's data on PostgreSQL: every run of a contact (``Store.list_contact_runs``)
+and the contact's erasure (``Store.erase_contact``), one transaction.
 
 The contact row is locked first (``FOR UPDATE``), so a start or an event for the
 same contact waits for the erasure and then finds the contact gone (or bare). A
@@ -14,22 +15,34 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
+from engine.models import Run
+from storage.columns import RUN_COLUMNS
 from storage.erasure import Erased, erase_statements, tally
+from storage.postgres_codec import run_from_row
 from storage.postgres_pool import deleted, retry_foreign_key_races
 
 T = TypeVar("T")
 
+_RUNS = f"SELECT {RUN_COLUMNS} FROM runs WHERE contact_id = $1 ORDER BY created_at, id"
 _STATEMENTS = erase_statements("$1", "$2")
 _DELETES = [name for name in _STATEMENTS if name not in ("contact", "keep_opt_out")]
 # An erasure that lost the race described above is taken again this many times.
 _ATTEMPTS = 3
 
 
-class ErasureMethods:
-    """``Store.erase_contact``; ``PostgresStore`` provides the transaction."""
+class ContactDataMethods:
+    """``Store.list_contact_runs`` and ``Store.erase_contact``; ``PostgresStore``
+    provides the queries and the transaction."""
 
     async def _in_transaction(self, work: Callable[[Any], Awaitable[T]]) -> T:
         raise NotImplementedError  # PostgresStore runs it on a pool connection
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        raise NotImplementedError  # PostgresStore runs the query on its pool
+
+    async def list_contact_runs(self, contact_id: str) -> list[Run]:
+        """Every run of the contact, oldest first."""
+        return [run_from_row(row) for row in await self._fetch(_RUNS, contact_id)]
 
     async def erase_contact(
         self, contact_id: str, *, keep_opt_out: bool, now: datetime
