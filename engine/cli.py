@@ -302,7 +302,7 @@ async def _purge(args: argparse.Namespace) -> int:
 
 
 async def _erase(args: argparse.Namespace) -> int:
-    from engine.contact_data import erase_contact
+    from engine.contact_data import erase_contact, summary
     from engine.logs import setup_logging
     from engine.runtime import Engine
 
@@ -325,7 +325,7 @@ async def _erase(args: argparse.Namespace) -> int:
                 print(exc, file=sys.stderr)
                 unknown.append(contact)
                 continue
-            print(f"erased contact {contact}: {erased.summary()}")
+            print(f"erased contact {contact}: {summary(erased)}")
     return EXIT_INPUT if unknown else EXIT_OK
 
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.api_views import contact_view, event_view, run_view
 from engine.errors import NotFound
+from engine.wording import counted
 from storage.base import Erased
 
 if TYPE_CHECKING:
@@ -53,13 +54,12 @@ async def export_contact(engine: Engine, contact_id: str, *, source: str) -> dic
     own = await store.list_events(contact_id=contact_id, limit=_EVENTS)
     events = [event_view(e) for e in reversed(own) if e.run_id is None]  # oldest first
     log.info(
-        "exported the data of contact %s (asked through %s): %d runs, %d messages, "
-        "%d events of no run",
+        "exported the data of contact %s (asked through %s): %s, %s, %s of no run",
         contact_id,
         source,
-        len(runs),
-        messages,
-        len(events),
+        counted(len(runs), "run"),
+        counted(messages, "message"),
+        counted(len(events), "event"),
     )
     return {
         "exported_at": engine.clock.now().isoformat(),
@@ -85,8 +85,18 @@ async def erase_contact(
     if withdrawn:
         log.info("withdrew %d send(s) of contact %s that had not left", withdrawn, contact_id)
     engine.metrics.erased.inc()
-    log.info("erased contact %s (asked through %s): %s", contact_id, source, erased.summary())
+    log.info("erased contact %s (asked through %s): %s", contact_id, source, summary(erased))
     return erased
+
+
+def summary(erased: Erased) -> str:
+    """What an erasure deleted, in words ("1 run, 3 messages, ...")."""
+    kept = "; its opt-out is kept" if erased.opt_out_kept else ""
+    return (
+        f"{counted(erased.runs, 'run')}, {counted(erased.messages, 'message')}, "
+        f"{counted(erased.events, 'event')}, {counted(erased.due_work, 'due work', 'due work')}, "
+        f"{counted(erased.pending_statuses, 'unmatched status report')}{kept}"
+    )
 
 
 def erased_view(contact_id: str, erased: Erased) -> dict[str, object]:

@@ -35,6 +35,7 @@ from engine.flow.durations import format_duration
 from engine.flow.model import Flow, to_timedelta
 from engine.metrics import Metrics
 from engine.settings import RetentionSettings
+from engine.wording import counted
 from storage.base import Purged, Store
 
 log = logging.getLogger("disparo.retention")
@@ -90,9 +91,10 @@ class PurgeTally:
     def summary(self, verb: str = "deleted") -> str:
         c = self.counts
         text = (
-            f"{verb} {c['runs']:,} finished runs, {c['messages']:,} messages, "
-            f"{c['events']:,} events, {c['pending_statuses']:,} unmatched status reports "
-            f"and {c['trigger_firings']:,} cron firings from before "
+            f"{verb} {counted(c['runs'], 'finished run')}, {counted(c['messages'], 'message')}, "
+            f"{counted(c['events'], 'event')}, "
+            f"{counted(c['pending_statuses'], 'unmatched status report')} "
+            f"and {counted(c['trigger_firings'], 'cron firing')} from before "
             f"{self.before.isoformat().replace('+00:00', 'Z')}"
         )
         if self.batches:

@@ -29,13 +29,6 @@ class Erased:
     # The contact had opted out and a bare row (id and opt-out) was kept.
     opt_out_kept: bool = False
 
-    def summary(self) -> str:
-        kept = "; its opt-out is kept" if self.opt_out_kept else ""
-        return (
-            f"{self.runs} runs, {self.messages} messages, {self.events} events, "
-            f"{self.due_work} due work, {self.pending_statuses} unmatched status reports{kept}"
-        )
-
 
 def erase_statements(contact: str, now: str) -> dict[str, str]:
     """The statements of an erasure, in the order they run, with the placeholders of

@@ -239,7 +239,7 @@ async def test_purge_deletes_what_finished_before_keep_and_says_what(tmp_path: P
         "0 cron firings from before "
     )
     assert default.stdout.rstrip().endswith("(1 batch)")
-    assert shorter.stdout.startswith("deleted 1 finished runs, ")
+    assert shorter.stdout.startswith("deleted 1 finished run, 0 messages, ")
     assert too_short.returncode == 1
     assert too_short.stderr.strip() == (
         "--keep: keep at least 2d (the max_per_day rule counts a whole local day of "

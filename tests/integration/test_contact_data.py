@@ -55,8 +55,8 @@ async def test_the_export_holds_the_contact_their_runs_texts_and_own_events(
         ("inbound.reply", "já paguei")
     ]
     assert (
-        "exported the data of contact c-1 (asked through the API): 1 runs, "
-        f"{len(run['messages'])} messages, 1 events of no run" in caplog.text
+        "exported the data of contact c-1 (asked through the API): 1 run, "
+        f"{len(run['messages'])} messages, 1 event of no run" in caplog.text
     )
     assert (await client.get("/v1/contacts/nobody/export", headers=AUTH)).status == 404
     assert (await client.get("/v1/contacts/c-1/export")).status == 401
@@ -87,7 +87,7 @@ async def test_erasing_a_contact_deletes_their_runs_and_nothing_planned_is_sent(
     assert 'provider="sandbox_sms"' not in metrics  # the 2 h follow-up never went
     assert "disparo_contacts_erased_total 1.0" in metrics
     logged = caplog.text
-    assert "erased contact c-1 (asked through the API): 1 runs, 1 messages" in logged
+    assert "erased contact c-1 (asked through the API): 1 run, 1 message, " in logged
     assert "99999-8888" not in logged
     assert "999998888" not in logged
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
@@ -96,8 +96,11 @@ async def test_erasing_a_contact_deletes_their_runs_and_nothing_planned_is_sent(
     assert (await again.json())["error"]["code"] == "NOT_FOUND"
 
 
-async def test_an_opted_out_contact_stays_opted_out_after_erasure(api: Any) -> None:
+async def test_an_opted_out_contact_stays_opted_out_after_erasure(
+    api: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     client, h = api
+    caplog.set_level(logging.INFO)
     await client.put("/v1/contacts/c-1", json={"phone": "+5511999998888"}, headers=AUTH)
     opt_out = {"type": "opt_out", "contact": "c-1", "text": "SAIR"}
     assert (await client.post("/v1/events", json=opt_out, headers=AUTH)).status == 202
@@ -110,6 +113,7 @@ async def test_an_opted_out_contact_stays_opted_out_after_erasure(api: Any) -> N
     run = await (await client.get(f"/v1/runs/{created['run_id']}", headers=AUTH)).json()
 
     assert answer["opt_out_kept"] is True
+    assert "1 event, 0 due work, 0 unmatched status reports; its opt-out is kept" in caplog.text
     assert answer["erased"]["events"] == 1
     assert bare["phone"] is None
     assert bare["opted_out_at"] is not None
