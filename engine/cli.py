@@ -122,11 +122,11 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser(
         "erase",
         parents=[common],
-        help="delete a contact and everything kept about them (LGPD)",
-        description="Delete the contact, every run of theirs (open or finished) with its "
-        "messages and events, their own events and the due work of those runs, in one "
-        "transaction. A contact that opted out keeps a bare row (id and opt-out) so the "
-        "opt-out still holds, unless --forget-opt-out. This cannot be undone.",
+        help="delete contacts and everything kept about them (LGPD)",
+        description="Delete each contact, every run of theirs (open or finished) with its "
+        "messages and events, their own events and the due work of those runs, one "
+        "transaction per contact. A contact that opted out keeps a bare row (id and opt-out) "
+        "so the opt-out still holds, unless --forget-opt-out. This cannot be undone.",
     )
     e.add_argument("contacts", nargs="+", metavar="CONTACT", help="the contact id(s)")
     e.add_argument(
