@@ -18,7 +18,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from engine.api_models import ContactIn, EventIn, RunIn
-from engine.api_views import contact_view, event_view, message_view, run_view
+from engine.api_views import contact_view, event_view, message_view, run_summary, run_view
 from engine.contact_data import erase_contact, erased_view, export_contact
 from engine.errors import (
     Conflict,
@@ -30,7 +30,14 @@ from engine.errors import (
     StoreUnavailable,
     UserInputError,
 )
-from engine.models import ContactEvent, ContactUpsert, MessageStatus, StatusReport
+from engine.models import (
+    OPEN_RUN_STATUSES,
+    ContactEvent,
+    ContactUpsert,
+    MessageStatus,
+    RunStatus,
+    StatusReport,
+)
 from engine.runtime import Engine
 
 log = logging.getLogger("disparo.api")
@@ -241,6 +248,32 @@ async def export_contact_data(request: web.Request) -> web.Response:
     return web.json_response(document)
 
 
+# ``?status=`` of GET /v1/contacts/{id}/runs: a run status, or a group of them.
+_RUN_FILTERS: dict[str, frozenset[RunStatus]] = {
+    "open": OPEN_RUN_STATUSES,
+    "finished": frozenset(RunStatus) - OPEN_RUN_STATUSES,
+    **{str(status): frozenset({status}) for status in RunStatus},
+}
+
+
+async def list_contact_runs(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    contact_id = request.match_info["contact_id"]
+    wanted = request.query.get("status")
+    if wanted is not None and wanted not in _RUN_FILTERS:
+        raise RequestError(
+            status=400,
+            code="VALIDATION_ERROR",
+            message="status must be one of " + ", ".join(_RUN_FILTERS),
+            details=[FieldError(field="status", message=f"{wanted!r} is not a run status")],
+        )
+    await engine.get_contact(contact_id)  # 404 for an unknown contact
+    runs = await engine.store.list_contact_runs(contact_id)
+    if wanted is not None:
+        runs = [run for run in runs if run.status in _RUN_FILTERS[wanted]]
+    return web.json_response({"contact_id": contact_id, "runs": [run_summary(r) for r in runs]})
+
+
 async def get_decisions(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     events = await engine.decisions(request.match_info["contact_id"], request.query.get("flow"))
@@ -390,6 +423,7 @@ def build_app(engine: Engine) -> web.Application:
     app.router.add_get("/v1/contacts/{contact_id}", get_contact)
     app.router.add_delete("/v1/contacts/{contact_id}", delete_contact)
     app.router.add_get("/v1/contacts/{contact_id}/export", export_contact_data)
+    app.router.add_get("/v1/contacts/{contact_id}/runs", list_contact_runs)
     app.router.add_get("/v1/contacts/{contact_id}/decisions", get_decisions)
     app.router.add_post("/webhooks/{provider}", webhook)
     app.router.add_get("/healthz", healthz)

@@ -55,18 +55,25 @@ def message_view(message: Message) -> dict[str, Any]:
     }
 
 
-def run_view(run: Run, events: Sequence[Event], messages: Sequence[Message]) -> dict[str, Any]:
+def run_summary(run: Run) -> dict[str, Any]:
+    """A run without its messages and history (``GET /v1/contacts/{id}/runs``)."""
     return {
         "id": run.id,
         "flow": run.flow,
         "version": run.flow_version,
-        "contact_id": run.contact_id,
         "step": run.step,
         "status": str(run.status),
-        "vars": _json(run.vars),
         "idempotency_key": run.idempotency_key,
         "created_at": _iso(run.created_at),
         "updated_at": _iso(run.updated_at),
+    }
+
+
+def run_view(run: Run, events: Sequence[Event], messages: Sequence[Message]) -> dict[str, Any]:
+    return {
+        **run_summary(run),
+        "contact_id": run.contact_id,
+        "vars": _json(run.vars),
         "messages": [message_view(m) for m in messages],
         "history": [event_view(e) for e in reversed(events)],
     }

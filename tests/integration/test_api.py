@@ -354,3 +354,32 @@ async def test_webhooks_need_the_instance_token_and_respect_the_size_limit(
     assert (missing.status, wrong.status, right.status) == (401, 401, 200)
     assert huge.status == 413
     assert "s3cr3t-hook" not in said
+
+
+async def test_a_contact_s_runs_are_listed_oldest_first_and_filtered_by_status(api: Any) -> None:
+    client, h = api
+    boleto = await (await client.post("/v1/runs", json=RUN, headers=AUTH)).json()
+    await client.post(f"/v1/runs/{boleto['run_id']}/cancel", headers=AUTH)
+    h.clock.advance(timedelta(minutes=1))
+    nps = {**RUN, "flow": "pesquisa_nps", "idempotency_key": "nps-c-1"}
+    survey = await (await client.post("/v1/runs", json=nps, headers=AUTH)).json()
+
+    every = await (await client.get("/v1/contacts/c-1/runs", headers=AUTH)).json()
+    open_ = await (await client.get("/v1/contacts/c-1/runs?status=open", headers=AUTH)).json()
+    cancelled = await client.get("/v1/contacts/c-1/runs?status=cancelled", headers=AUTH)
+    bad = await client.get("/v1/contacts/c-1/runs?status=pending", headers=AUTH)
+    unknown = await client.get("/v1/contacts/nobody/runs", headers=AUTH)
+
+    assert every["contact_id"] == "c-1"
+    assert [(r["id"], r["flow"], r["status"]) for r in every["runs"]] == [
+        (boleto["run_id"], "cobranca_boleto", "cancelled"),
+        (survey["run_id"], "pesquisa_nps", survey["status"]),
+    ]
+    assert every["runs"][0]["idempotency_key"] == "boleto-c-1-2026-11"
+    assert [r["id"] for r in open_["runs"]] == [survey["run_id"]]
+    assert [r["id"] for r in (await cancelled.json())["runs"]] == [boleto["run_id"]]
+    assert bad.status == 400
+    assert (await error_of(bad))["details"] == [
+        {"field": "status", "message": "'pending' is not a run status"}
+    ]
+    assert unknown.status == 404
