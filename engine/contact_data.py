@@ -11,8 +11,9 @@ store deletes the contact, its runs, messages, events and due work in one
 transaction (``Store.erase_contact``); a send of theirs that is on the wire at
 that moment may still reach them, but its outcome is not recorded (the worker's
 fence fails). A send of theirs this process holds that has not left
-(waiting for a provider's connection or rate slot) is withdrawn; one that another
-engine process holds the same way may still leave.
+(waiting for a provider's connection or rate slot) is withdrawn; one another
+process holds the same way finds its message gone when its wait ends
+(``Departure.still_wanted``) and is not made either.
 
 An opted-out contact keeps a bare row (its id and the opt-out) unless the caller
 asks to forget the opt-out too: erasing must not undo "stop messaging me".

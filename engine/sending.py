@@ -31,6 +31,7 @@ from engine.errors import (
     ProviderError,
     RenderError,
     StaleRun,
+    StoreUnavailable,
 )
 from engine.flow.model import Flow
 from engine.models import (
@@ -235,6 +236,7 @@ class Sender:
             await send_failures.give_back(self, work, message)
             return None
         with watch_departure() as watched:
+            watched.still_wanted = lambda: self._still_wanted(message.id)
             self.watching[work.id] = watched
             self._contact_of[work.id] = message.contact_id
             try:
@@ -258,6 +260,23 @@ class Sender:
         for watched in self.watching.values():
             watched.withdrawn = True
         return [work_id for work_id, watched in self.watching.items() if watched.waiting]
+
+    async def _still_wanted(self, message_id: str) -> bool:
+        """After a wait: False when the message is gone (its contact was erased,
+        here or by another process) or no longer ``sending`` (taken over). A store
+        that does not answer does not stop the send: its outcome is recorded later."""
+        try:
+            message = await self.d.store.get_message(message_id)
+        except StoreUnavailable:
+            return True
+        if message is None or message.status != MessageStatus.SENDING:
+            log.info(
+                "message %s is %s since its send began; not sending it",
+                message_id,
+                "gone" if message is None else message.status,
+            )
+            return False
+        return True
 
     def withdraw_contact(self, contact_id: str) -> int:
         """The contact was erased: none of its sends that have not left may start a

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import email.utils
 import json
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -288,6 +289,14 @@ def mask_phone_in(text: str, phone: str | None) -> str:
 # idempotency keys would have to call it ambiguous. Erasing a contact withdraws the
 # departures of that contact's sends: one waiting for a slot raises ``SendWithdrawn``
 # when it gets the slot, instead of sending.
+#
+# Another process may erase the contact (or take the work over) while a send waits
+# here, and nobody tells this one. So a send that waited, for a connection slot or
+# in the adapter (a rate limit) for longer than ``RECHECK_AFTER_SECONDS``, asks
+# ``still_wanted`` once it holds its slot, before anything is written: False
+# withdraws it.
+
+RECHECK_AFTER_SECONDS = 0.05
 
 
 @dataclass(slots=True)
@@ -296,6 +305,9 @@ class Departure:
     waiting: bool = False  # queued for a connection slot: nothing has been written
     may_have_left: bool = False  # took a slot: the vendor may have the request
     withdrawn: bool = False  # stopping, or the contact was erased: start nothing new
+    # Whether the send should still go, asked after a wait (None: never asked).
+    still_wanted: Callable[[], Awaitable[bool]] | None = None
+    started: float = field(default_factory=time.monotonic)  # when the send began
 
     @property
     def never_left(self) -> bool:

@@ -14,6 +14,7 @@ That one bit decides what the engine may do next:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -28,7 +29,13 @@ from engine.errors import (
     ProviderUnavailable,
     ProviderUnreachable,
 )
-from providers.base import SendWithdrawn, error_for_status, vendor_message, watched_departure
+from providers.base import (
+    RECHECK_AFTER_SECONDS,
+    SendWithdrawn,
+    error_for_status,
+    vendor_message,
+    watched_departure,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,12 +152,20 @@ class HttpTransport:
         watched.entered = True
         if watched.withdrawn and not watched.may_have_left:
             raise SendWithdrawn(f"{self.provider}: the send was withdrawn before it left")
+        contended = self._slots.locked()
         watched.waiting = True
         try:
             await self._slots.acquire()
         finally:
             watched.waiting = False
-        if watched.withdrawn and not watched.may_have_left:  # while it waited for the slot
+        try:
+            waited = contended or time.monotonic() - watched.started > RECHECK_AFTER_SECONDS
+            if not watched.withdrawn and waited and watched.still_wanted is not None:
+                watched.withdrawn = not await watched.still_wanted()
+        except BaseException:
+            self._slots.release()
+            raise
+        if watched.withdrawn and not watched.may_have_left:  # while it waited
             self._slots.release()
             raise SendWithdrawn(f"{self.provider}: the send was withdrawn before it left")
         watched.may_have_left = True

@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from engine.contact_data import erase_contact
-from engine.models import MessageStatus
+from engine.errors import StoreUnavailable
+from engine.models import MessageStatus, Run
+from engine.runtime import Engine
 from tests.fakes.gateway import FakeGateway
 from tests.integration.engine_kit import until
 from tests.integration.test_api import AUTH, RUN
@@ -142,6 +144,19 @@ async def test_a_bad_forget_opt_out_or_no_token_erases_nothing(api: Any) -> None
     assert contact["phone"] == "+5511999998888"
 
 
+async def _who_waits(
+    engine: Engine, runs: list[Run], gateway: FakeGateway
+) -> tuple[dict[str, str], str, list[str]]:
+    """Each contact's message key, the contact whose request is at the gateway, and
+    the two whose sends wait for the connection (``one_out_two_waiting``)."""
+    keys = {}
+    for run in runs:
+        (message,) = await engine.store.list_run_messages(run.id)
+        keys[run.contact_id] = message.idempotency_key
+    [on_wire] = [c for c, key in keys.items() if key in gateway.requests_by_key]
+    return keys, on_wire, [c for c in keys if c != on_wire]
+
+
 async def test_a_send_waiting_for_a_connection_is_withdrawn_and_one_on_the_wire_not_recorded(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -150,12 +165,7 @@ async def test_a_send_waiting_for_a_connection_is_withdrawn_and_one_on_the_wire_
         FakeGateway(auth_value=GATEWAY_AUTH) as gateway,
         one_out_two_waiting(tmp_path, gateway) as (_, engine, runs),
     ):
-        keys = {}
-        for run in runs:
-            (message,) = await engine.store.list_run_messages(run.id)
-            keys[run.contact_id] = message.idempotency_key
-        [on_wire] = [c for c, key in keys.items() if key in gateway.requests_by_key]
-        waiting, still_wanted = [c for c in keys if c != on_wire]
+        keys, on_wire, (waiting, still_wanted) = await _who_waits(engine, runs, gateway)
 
         for contact in (waiting, on_wire):
             await erase_contact(engine, contact, forget_opt_out=False, source="a test")
@@ -172,3 +182,47 @@ async def test_a_send_waiting_for_a_connection_is_withdrawn_and_one_on_the_wire_
             assert await engine.store.get_contact(contact) is None
     assert "withdrew 1 send(s) of contact " + waiting in caplog.text
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_a_send_that_waited_is_not_made_when_another_process_erased_its_contact(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Erased through the store (as another engine process would), nobody tells this
+    process's sender: the send asks, once it gets its connection slot."""
+    caplog.set_level(logging.INFO)
+    async with (
+        FakeGateway(auth_value=GATEWAY_AUTH) as gateway,
+        one_out_two_waiting(tmp_path, gateway) as (_, engine, runs),
+    ):
+        keys, on_wire, (erased_elsewhere, still_wanted) = await _who_waits(engine, runs, gateway)
+
+        assert await engine.store.erase_contact(
+            erased_elsewhere, keep_opt_out=False, now=engine.clock.now()
+        )
+        gateway.resume()
+        await until(lambda: not engine.dispatcher._tasks, "every send handled")
+
+        assert dict(gateway.requests_by_key) == {keys[on_wire]: 1, keys[still_wanted]: 1}
+    assert "is gone since its send began; not sending it" in caplog.text
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_a_store_that_cannot_answer_after_the_wait_does_not_stop_the_send(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with (
+        FakeGateway(auth_value=GATEWAY_AUTH) as gateway,
+        one_out_two_waiting(tmp_path, gateway) as (_, engine, runs),
+    ):
+
+        async def unavailable(message_id: str) -> None:
+            raise StoreUnavailable("the database is locked")
+
+        monkeypatch.setattr(engine.store, "get_message", unavailable)
+        gateway.resume()
+        await until(lambda: sum(gateway.requests_by_key.values()) == 3, "all three sent")
+        monkeypatch.undo()
+        await until(lambda: not engine.dispatcher._tasks, "every send handled")
+        for run in runs:
+            (message,) = await engine.store.list_run_messages(run.id)
+            assert message.status == MessageStatus.SENT
