@@ -27,6 +27,7 @@ from engine.errors import (
     NotFound,
     ProviderRejected,
     RequestError,
+    StaleRun,
     StoreUnavailable,
     UserInputError,
 )
@@ -93,6 +94,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(404, exc.code, str(exc))
     except Conflict as exc:
         return error_response(409, exc.code, str(exc))
+    except StaleRun as exc:  # it kept moving while the request tried to change it
+        return error_response(409, exc.code, f"{exc}; the request changed nothing")
     except UserInputError as exc:
         return error_response(400, exc.code, str(exc))
     except DisparoError as exc:

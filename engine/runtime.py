@@ -20,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn
 
+from engine import run_cancel
 from engine.check import flow_checks, load_catalog
 from engine.clock import Clock, SystemClock
 from engine.dispatcher import Dispatcher, DispatchSettings
@@ -28,7 +29,6 @@ from engine.flows import FlowCatalog
 from engine.ignored_status import ignored_events
 from engine.metrics import Metrics
 from engine.models import (
-    OPEN_RUN_STATUSES,
     Contact,
     ContactEvent,
     ContactUpsert,
@@ -39,7 +39,6 @@ from engine.models import (
     NewDueWork,
     NewEvent,
     Run,
-    RunStatus,
     StatusReport,
 )
 from engine.opt_out import is_opt_out
@@ -50,7 +49,7 @@ from engine.settings import Settings
 from engine.triggers import Triggers
 from providers.base import Provider
 from providers.registry import provider_class
-from storage.base import Commit, ContactChange, IngestOutcome, RunChange, StatusTarget, Store
+from storage.base import Commit, ContactChange, IngestOutcome, StatusTarget, Store
 
 log = logging.getLogger("disparo.engine")
 
@@ -285,35 +284,8 @@ class Engine:
         )
 
     async def cancel_run(self, run_id: str, reason: str = "cancelled through the API") -> Run:
-        run = await self.get_run(run_id)
-        if run.status not in OPEN_RUN_STATUSES:
-            raise Conflict(f"run {run_id} is already {run.status}")
-        now = self.clock.now()
-        result = await self.store.commit(
-            Commit(
-                now=now,
-                run=RunChange(
-                    run_id=run.id,
-                    expected_version=run.version,
-                    step=run.step,
-                    status=RunStatus.CANCELLED,
-                    step_seq=run.step_seq,
-                    vars=run.vars,
-                ),
-                cancel_all_due_of_run=run.id,
-                events=[
-                    NewEvent(
-                        kind="run.finished",
-                        at=now,
-                        contact_id=run.contact_id,
-                        run_id=run.id,
-                        data={"status": "cancelled", "reason": reason},
-                    )
-                ],
-            )
-        )
-        assert result.run is not None
-        return result.run
+        """Cancel an open run and its due work (``engine.run_cancel``)."""
+        return await run_cancel.cancel_run(self.store, run_id, reason=reason, now=self.clock.now())
 
     async def get_run(self, run_id: str) -> Run:
         run = await self.store.get_run(run_id)

@@ -14,7 +14,7 @@ from engine.api import build_app
 from engine.models import MessageStatus
 from providers.generic_webhook import status_body
 from storage import sqlite_batch
-from tests.integration.engine_kit import harness, settings_for
+from tests.integration.engine_kit import Harness, harness, settings_for
 
 AUTH = {"Authorization": "Bearer test-token"}
 RUN = {
@@ -383,3 +383,71 @@ async def test_a_contact_s_runs_are_listed_oldest_first_and_filtered_by_status(a
         {"field": "status", "message": "'pending' is not a run status"}
     ]
     assert unknown.status == 404
+
+
+def _moving_every_read(h: Harness, times: int) -> tuple[Any, list[Any]]:
+    """A ``get_run`` after which another worker commits a step of the run, the first
+    ``times`` reads: the reader's copy is stale by the time it writes."""
+    from storage.base import Commit, RunChange
+
+    store = h.engine.store
+    read = store.get_run
+    moved: list[Any] = []
+
+    async def read_then_move(run_id: str) -> Any:
+        run = await read(run_id)
+        if len(moved) < times and run is not None:
+            change = RunChange(
+                run_id=run.id,
+                expected_version=run.version,
+                step=run.step,
+                status=run.status,
+                step_seq=run.step_seq,
+                vars={**run.vars, "moved": len(moved) + 1},
+            )
+            moved.append(await store.commit(Commit(now=h.clock.now(), run=change)))
+        return run
+
+    return read_then_move, moved
+
+
+async def test_a_cancel_racing_a_transition_of_the_run_still_cancels_it(
+    api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run moves (a report, a reply, a timer) between the cancel's read and its
+    write: the cancel reads it again instead of answering 500."""
+    client, h = api
+    created = await (await client.post("/v1/runs", json=RUN, headers=AUTH)).json()
+    await h.engine.settle()
+    read_then_move, moved = _moving_every_read(h, times=1)
+
+    monkeypatch.setattr(h.engine.store, "get_run", read_then_move)
+    response = await client.post(f"/v1/runs/{created['run_id']}/cancel", headers=AUTH)
+    monkeypatch.undo()
+
+    assert response.status == 200
+    assert len(moved) == 1
+    run = await (await client.get(f"/v1/runs/{created['run_id']}", headers=AUTH)).json()
+    assert run["status"] == "cancelled"
+    assert run["vars"] == {"moved": 1}  # the other worker's change was kept
+
+
+async def test_a_run_that_never_stops_moving_is_a_409_and_stays_as_it_is(
+    api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, h = api
+    created = await (await client.post("/v1/runs", json=RUN, headers=AUTH)).json()
+    await h.engine.settle()
+    read_then_move, moved = _moving_every_read(h, times=1000)
+
+    monkeypatch.setattr(h.engine.store, "get_run", read_then_move)
+    response = await client.post(f"/v1/runs/{created['run_id']}/cancel", headers=AUTH)
+    monkeypatch.undo()
+
+    assert response.status == 409
+    error = await error_of(response)
+    assert error["code"] == "STALE_RUN"
+    assert error["message"].endswith("; the request changed nothing")
+    run = await (await client.get(f"/v1/runs/{created['run_id']}", headers=AUTH)).json()
+    assert run["status"] == "waiting"
+    assert len(moved) == 8
