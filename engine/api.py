@@ -11,7 +11,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -31,6 +31,7 @@ from engine.errors import (
     StoreUnavailable,
     UserInputError,
 )
+from engine.event_times import describe, too_far_ahead
 from engine.models import (
     OPEN_RUN_STATUSES,
     ContactEvent,
@@ -301,6 +302,14 @@ async def post_events(request: web.Request) -> web.Response:
             status=400, code="VALIDATION_ERROR", message="the event is invalid", details=details
         )
     now = engine.clock.now()
+    future = _dated_ahead(parsed, now, listed=isinstance(data, list))
+    if future:
+        raise RequestError(
+            status=400,
+            code="VALIDATION_ERROR",
+            message="an event is dated in the future",
+            details=future,
+        )
     contact_events: list[ContactEvent] = []
     reports: list[StatusReport] = []
     for event in parsed:
@@ -346,6 +355,23 @@ async def post_events(request: web.Request) -> web.Response:
     if contact_events:
         outcomes += await engine.ingest_contact_events(contact_events)
     return web.json_response({"accepted": len(outcomes), "outcomes": outcomes}, status=202)
+
+
+def _dated_ahead(events: list[EventIn], now: datetime, *, listed: bool) -> list[FieldError]:
+    """An error per event whose ``at`` is too far ahead of ``now`` (``engine.event_times``)."""
+    errors = []
+    for index, event in enumerate(events):
+        ahead = too_far_ahead(event.at, now) if event.at is not None else None
+        if event.at is not None and ahead is not None:
+            errors.append(
+                FieldError(
+                    field=f"[{index}].at" if listed else "at",
+                    message=f"{event.at.isoformat()} is {describe(ahead)} ahead of now "
+                    f"({now.isoformat()}); send when it happened, in UTC (…Z) or with its "
+                    "offset (…-03:00)",
+                )
+            )
+    return errors
 
 
 async def _event_contact(engine: Engine, event: EventIn) -> tuple[str | None, str | None]:

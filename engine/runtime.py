@@ -25,6 +25,7 @@ from engine.check import flow_checks, load_catalog
 from engine.clock import Clock, SystemClock
 from engine.dispatcher import Dispatcher, DispatchSettings
 from engine.errors import Conflict, NotFound, ProviderRejected, UserInputError
+from engine.event_times import ArrivalClamp
 from engine.flows import FlowCatalog
 from engine.ignored_status import ignored_events
 from engine.metrics import Metrics
@@ -100,6 +101,7 @@ class Engine:
         self.runs_triggers = triggers
         self._triggers: Triggers | None = None
         # The purge of what finished long ago (runs only while the loop runs).
+        self._arrivals = ArrivalClamp()  # inbound times never later than their arrival
         self.retention = Retention(
             store=self.store,
             clock=self.clock,
@@ -322,7 +324,7 @@ class Engine:
         """Durably record contact events (replies, clicks, attendance, opt-out)."""
         resolved: list[ContactEvent] = []
         now = self.clock.now()
-        for event in events:
+        for event in self._arrivals.clamp(list(events), now):
             contact_id = event.contact_id
             if contact_id is None:
                 if not event.phone:
@@ -375,6 +377,7 @@ class Engine:
                 applied_now.append(target)
             return events
 
+        reports = self._arrivals.clamp(list(reports), now)
         outcomes = await self.store.ingest_status_reports(reports, now, run_ignores=run_ignores)
         # Durable now: each report ``run_ignores`` answered for is an ``applied`` outcome.
         for t in applied_now:
