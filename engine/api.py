@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from engine.api_models import ContactIn, EventIn, RunIn
+from engine.api_models import CONTACT_ID_MAX, ContactIn, EventIn, RunIn
 from engine.api_views import contact_view, event_view, message_view, run_summary, run_view
 from engine.contact_data import erase_contact, erased_view, export_contact
 from engine.errors import (
@@ -117,17 +117,23 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value; send a number or null")
+
+
 async def read_json(request: web.Request) -> Any:
     raw = await request.read()
     try:
-        return json.loads(raw)
+        # NaN and Infinity are not JSON (RFC 8259): stored, they would make every
+        # later answer about that contact unreadable to a strict client.
+        return json.loads(raw, parse_constant=_not_json)
     except RecursionError:
         raise RequestError(
             status=400,
             code="INVALID_JSON",
             message="the body nests too deeply to be a request; send flat JSON objects",
         ) from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise RequestError(
             status=400, code="INVALID_JSON", message=f"the body is not valid JSON: {exc}"
         ) from None
@@ -212,6 +218,18 @@ async def get_message(request: web.Request) -> web.Response:
 async def put_contact(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     contact_id = request.match_info["contact_id"]
+    if len(contact_id) > CONTACT_ID_MAX:
+        raise RequestError(
+            status=400,
+            code="VALIDATION_ERROR",
+            message="the contact id in the URL is too long",
+            details=[
+                FieldError(
+                    field="id",
+                    message=f"{len(contact_id)} characters; at most {CONTACT_ID_MAX}",
+                )
+            ],
+        )
     body = parse_body(ContactIn, await read_json(request))
     if body.id is not None and body.id != contact_id:
         raise RequestError(

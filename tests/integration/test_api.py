@@ -140,6 +140,20 @@ async def test_invalid_json_is_a_400(api: Any) -> None:
     assert (await error_of(response))["code"] == "INVALID_JSON"
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+async def test_nan_and_infinity_are_not_json_and_nothing_is_stored(api: Any, constant: str) -> None:
+    client, _ = api
+    body = f'{{"phone": "+5511999998888", "context": {{"valor": {constant}}}}}'.encode()
+
+    response = await client.put("/v1/contacts/c-9", data=body, headers=AUTH)
+
+    assert response.status == 400
+    error = await error_of(response)
+    assert error["code"] == "INVALID_JSON"
+    assert f"{constant} is not a JSON value; send a number or null" in error["message"]
+    assert (await client.get("/v1/contacts/c-9", headers=AUTH)).status == 404
+
+
 async def test_json_nested_too_deeply_is_a_400_not_a_crash(api: Any) -> None:
     client, h = api
     deep = b"[" * 1500 + b"]" * 1500  # past Python's recursion limit when decoded
@@ -451,3 +465,45 @@ async def test_a_run_that_never_stops_moving_is_a_409_and_stays_as_it_is(
     run = await (await client.get(f"/v1/runs/{created['run_id']}", headers=AUTH)).json()
     assert run["status"] == "waiting"
     assert len(moved) == 8
+
+
+async def test_a_contact_id_longer_than_200_characters_is_refused_everywhere(api: Any) -> None:
+    client, _ = api
+    long_id = "x" * 201
+
+    put = await client.put(
+        f"/v1/contacts/{long_id}", json={"phone": "+5511999998888"}, headers=AUTH
+    )
+    event = await client.post(
+        "/v1/events", json={"type": "reply", "contact": long_id, "text": "oi"}, headers=AUTH
+    )
+    run = await client.post(
+        "/v1/runs", json={**RUN, "contact": {**RUN["contact"], "id": long_id}}, headers=AUTH
+    )
+
+    assert put.status == event.status == run.status == 400
+    assert (await error_of(put))["details"] == [
+        {"field": "id", "message": "201 characters; at most 200"}
+    ]
+    assert (await error_of(event))["details"] == [
+        {"field": "contact", "message": "a contact id has 1 to 200 characters; this one has 201"}
+    ]
+    assert [d["field"] for d in (await error_of(run))["details"]] == ["contact.id"]
+    assert (await client.get(f"/v1/contacts/{'x' * 200}", headers=AUTH)).status == 404
+
+
+async def test_an_event_s_contact_errors_name_the_field_not_a_union_branch(api: Any) -> None:
+    client, _ = api
+    bad_phone = {"type": "reply", "contact": {"phone": "123"}, "text": "oi"}
+    not_a_contact = {"type": "reply", "contact": 42, "text": "oi"}
+
+    phone = await client.post("/v1/events", json=bad_phone, headers=AUTH)
+    number = await client.post("/v1/events", json=not_a_contact, headers=AUTH)
+
+    assert [d["field"] for d in (await error_of(phone))["details"]] == ["contact.phone"]
+    assert (await error_of(number))["details"] == [
+        {
+            "field": "contact",
+            "message": 'give a contact id or an object such as {"phone": "+5511999998888"}',
+        }
+    ]
