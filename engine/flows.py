@@ -3,11 +3,16 @@
 Runs are pinned to the version (content hash) they started with; editing a flow
 file never changes a run in flight. Versions are saved in the store so any engine
 process, after any restart, can load the exact file a run started with.
+
+``reload`` reads the flow files again (``disparo serve`` does on SIGHUP): new runs
+start on the new versions, runs in flight keep theirs. A reload with any problem
+changes nothing: the engine goes on serving the flows it had.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import NotFound
@@ -16,13 +21,43 @@ from engine.flow.validate import FlowCheck
 from storage.base import Store
 
 
+@dataclass(frozen=True, slots=True)
+class Reloaded:
+    """What a reload changed, by flow name."""
+
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [
+            f"{what} {', '.join(names)}"
+            for what, names in (
+                ("added", self.added),
+                ("changed", self.changed),
+                ("removed", self.removed),
+            )
+            if names
+        ]
+        return "; ".join(parts) or "no flow changed"
+
+
 class FlowCatalog:
-    def __init__(self, store: Store, current: dict[str, LoadedFlow]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        current: dict[str, LoadedFlow],
+        *,
+        directory: Path | None = None,
+        providers: Mapping[str, object] | None = None,
+        checks: Iterable[FlowCheck] = (),
+    ) -> None:
         self.store = store
         self.current = current
         self._versions: dict[tuple[str, str], LoadedFlow] = {
             (f.flow.flow, f.version): f for f in current.values()
         }
+        self._source = (directory, providers, list(checks))
 
     @classmethod
     async def load(
@@ -37,10 +72,30 @@ class FlowCatalog:
 
         A flow with any problem (``providers`` and ``checks`` included) stops the load:
         the engine never serves a flow that would fail at send time."""
+        checks = list(checks)
         flows = load_flows(directory, providers=providers, extra_checks=checks)
         for loaded in flows.values():
             await store.save_flow_version(loaded.flow.flow, loaded.version, loaded.source)
-        return cls(store, flows)
+        return cls(store, flows, directory=directory, providers=providers, checks=checks)
+
+    async def reload(self) -> Reloaded:
+        """Read the flow files again, with the checks of the first load. Raises
+        ``FlowError`` (every problem, changing nothing) when one is invalid."""
+        directory, providers, checks = self._source
+        if directory is None:
+            raise RuntimeError("this catalog was not loaded from a directory")
+        flows = load_flows(directory, providers=providers, extra_checks=checks)
+        for loaded in flows.values():
+            await self.store.save_flow_version(loaded.flow.flow, loaded.version, loaded.source)
+        before = {name: loaded.version for name, loaded in self.current.items()}
+        for loaded in flows.values():
+            self._versions[(loaded.flow.flow, loaded.version)] = loaded
+        self.current = flows
+        return Reloaded(
+            added=sorted(set(flows) - set(before)),
+            changed=sorted(n for n in flows if n in before and flows[n].version != before[n]),
+            removed=sorted(set(before) - set(flows)),
+        )
 
     def latest(self, name: str) -> LoadedFlow:
         try:

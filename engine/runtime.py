@@ -26,7 +26,7 @@ from engine.clock import Clock, SystemClock
 from engine.dispatcher import Dispatcher, DispatchSettings
 from engine.errors import Conflict, NotFound, ProviderRejected, UserInputError
 from engine.event_times import ArrivalClamp
-from engine.flows import FlowCatalog
+from engine.flows import FlowCatalog, Reloaded
 from engine.ignored_status import ignored_events
 from engine.metrics import Metrics
 from engine.models import (
@@ -184,6 +184,14 @@ class Engine:
         for provider in self.providers.values():
             await provider.close()
         await self.store.close()
+
+    async def reload_flows(self) -> Reloaded:
+        """Read the flow files again and reschedule their triggers (``disparo serve``
+        on SIGHUP); a ``FlowError`` changes nothing. Runs keep their versions."""
+        changed = await self.catalog.reload()
+        if self._triggers is not None:
+            await self._triggers.schedule()
+        return changed
 
     @property
     def catalog(self) -> FlowCatalog:

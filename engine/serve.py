@@ -10,6 +10,7 @@ import signal
 from aiohttp import web
 
 from engine.api import build_app
+from engine.errors import FlowError, StoreError
 from engine.gc_policy import tune_for_serving
 from engine.logs import setup_logging
 from engine.runtime import Engine
@@ -40,6 +41,15 @@ async def serve(
         site = web.TCPSite(runner, host, port)
         await site.start()
         tune_for_serving()  # start-up is over: what exists now lives as long as the process
+        reloading: set[asyncio.Task[None]] = set()
+
+        def reload() -> None:
+            task = asyncio.create_task(reload_flows(engine))
+            reloading.add(task)
+            task.add_done_callback(reloading.discard)
+
+        with contextlib.suppress(NotImplementedError, AttributeError):  # no SIGHUP on Windows
+            loop.add_signal_handler(signal.SIGHUP, reload)
         flows = ", ".join(sorted(engine.catalog.current)) or "none"
         log.info(
             "disparo listening on http://%s:%d (flows: %s; providers: %s)",
@@ -51,6 +61,9 @@ async def serve(
         try:
             await stop.wait()
         finally:
+            with contextlib.suppress(NotImplementedError, AttributeError):
+                loop.remove_signal_handler(signal.SIGHUP)  # no reload while stopping
+            await asyncio.gather(*reloading, return_exceptions=True)
             log.info(
                 "stopping: no new work is claimed; sends not yet on the wire go back to "
                 "the queue; waiting up to %gs for the requests that are",
@@ -59,3 +72,23 @@ async def serve(
             await runner.cleanup()
     log.info("stopped")
     return 0
+
+
+async def reload_flows(engine: Engine) -> None:
+    """SIGHUP: read the flow files again; on any problem keep serving the old ones."""
+    try:
+        changed = await engine.reload_flows()
+    except FlowError as exc:
+        log.error(
+            "the flow files have problems; still serving the flows loaded before "
+            "(fix them, then send SIGHUP again):\n%s",
+            exc,
+        )
+        return
+    except StoreError as exc:
+        log.error("could not reload the flow files: %s; still serving the flows loaded before", exc)
+        return
+    log.info(
+        "reloaded the flow files: %s; runs in flight go on with the version they started with",
+        changed.summary(),
+    )
