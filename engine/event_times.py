@@ -3,8 +3,8 @@
 Contact facts only move forward (``last_inbound_at`` and the others keep the
 newest time ever seen, so a late event cannot undo a newer one). That makes one
 timestamp from the future permanent: a reply dated three hours ahead (a UTC time
-sent with the local offset, ``13:00-03:00`` for ``13:00Z``; or milliseconds read as
-seconds) would hold the 24 h window open three hours past its real end, and
+sent with the local offset, ``13:00-03:00`` for ``13:00Z``, or a sender whose clock
+is wrong) would hold the 24 h window open three hours past its real end, and
 disparo would send free text WhatsApp refuses. So:
 
 - ``POST /v1/events`` refuses an ``at`` more than ``FUTURE_TOLERANCE`` ahead of
