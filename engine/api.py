@@ -17,9 +17,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from engine.api_models import CONTACT_ID_MAX, ContactIn, EventIn, RunIn
-from engine.api_views import contact_view, event_view, message_view, run_summary, run_view
-from engine.contact_data import erase_contact, erased_view, export_contact
+from engine.api_models import ContactIn, EventIn, RunIn
+from engine.api_views import message_view, run_view
 from engine.errors import (
     Conflict,
     DisparoError,
@@ -33,11 +32,9 @@ from engine.errors import (
 )
 from engine.event_times import describe, too_far_ahead
 from engine.models import (
-    OPEN_RUN_STATUSES,
     ContactEvent,
     ContactUpsert,
     MessageStatus,
-    RunStatus,
     StatusReport,
 )
 from engine.runtime import Engine
@@ -154,7 +151,7 @@ def parse_body(model: type[M], data: Any) -> M:
         ) from None
 
 
-def _upsert(contact: ContactIn, contact_id: str) -> ContactUpsert:
+def upsert_of(contact: ContactIn, contact_id: str) -> ContactUpsert:
     return ContactUpsert(
         id=contact_id,
         phone=contact.phone,
@@ -188,7 +185,7 @@ async def create_run(request: web.Request) -> web.Response:
         )
     key = body.idempotency_key or request.headers.get("Idempotency-Key")
     run, created = await engine.start_run(
-        body.flow, _upsert(body.contact, contact_id), context=body.context, idempotency_key=key
+        body.flow, upsert_of(body.contact, contact_id), context=body.context, idempotency_key=key
     )
     return web.json_response(
         {"run_id": run.id, "status": str(run.status), "step": run.step},
@@ -213,93 +210,6 @@ async def cancel_run(request: web.Request) -> web.Response:
 async def get_message(request: web.Request) -> web.Response:
     message = await request.app[ENGINE].get_message(request.match_info["message_id"])
     return web.json_response(message_view(message))
-
-
-async def put_contact(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    contact_id = request.match_info["contact_id"]
-    if len(contact_id) > CONTACT_ID_MAX:
-        raise RequestError(
-            status=400,
-            code="VALIDATION_ERROR",
-            message="the contact id in the URL is too long",
-            details=[
-                FieldError(
-                    field="id",
-                    message=f"{len(contact_id)} characters; at most {CONTACT_ID_MAX}",
-                )
-            ],
-        )
-    body = parse_body(ContactIn, await read_json(request))
-    if body.id is not None and body.id != contact_id:
-        raise RequestError(
-            status=400,
-            code="VALIDATION_ERROR",
-            message="the body's id differs from the URL's",
-            details=[FieldError(field="id", message=f"must be {contact_id!r} or absent")],
-        )
-    existed = await engine.store.get_contact(contact_id) is not None
-    contact = await engine.upsert_contact(_upsert(body, contact_id))
-    return web.json_response(contact_view(contact), status=200 if existed else 201)
-
-
-async def get_contact(request: web.Request) -> web.Response:
-    contact = await request.app[ENGINE].get_contact(request.match_info["contact_id"])
-    return web.json_response(contact_view(contact))
-
-
-async def delete_contact(request: web.Request) -> web.Response:
-    contact_id = request.match_info["contact_id"]
-    forget = request.query.get("forget_opt_out", "false").lower()
-    if forget not in ("true", "false"):
-        raise RequestError(
-            status=400,
-            code="VALIDATION_ERROR",
-            message="forget_opt_out must be true or false",
-            details=[FieldError(field="forget_opt_out", message=f"{forget!r} is not true/false")],
-        )
-    erased = await erase_contact(
-        request.app[ENGINE], contact_id, forget_opt_out=forget == "true", source="the API"
-    )
-    return web.json_response(erased_view(contact_id, erased))
-
-
-async def export_contact_data(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    document = await export_contact(engine, request.match_info["contact_id"], source="the API")
-    return web.json_response(document)
-
-
-# ``?status=`` of GET /v1/contacts/{id}/runs: a run status, or a group of them.
-_RUN_FILTERS: dict[str, frozenset[RunStatus]] = {
-    "open": OPEN_RUN_STATUSES,
-    "finished": frozenset(RunStatus) - OPEN_RUN_STATUSES,
-    **{str(status): frozenset({status}) for status in RunStatus},
-}
-
-
-async def list_contact_runs(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    contact_id = request.match_info["contact_id"]
-    wanted = request.query.get("status")
-    if wanted is not None and wanted not in _RUN_FILTERS:
-        raise RequestError(
-            status=400,
-            code="VALIDATION_ERROR",
-            message="status must be one of " + ", ".join(_RUN_FILTERS),
-            details=[FieldError(field="status", message=f"{wanted!r} is not a run status")],
-        )
-    await engine.get_contact(contact_id)  # 404 for an unknown contact
-    runs = await engine.store.list_contact_runs(contact_id)
-    if wanted is not None:
-        runs = [run for run in runs if run.status in _RUN_FILTERS[wanted]]
-    return web.json_response({"contact_id": contact_id, "runs": [run_summary(r) for r in runs]})
-
-
-async def get_decisions(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    events = await engine.decisions(request.match_info["contact_id"], request.query.get("flow"))
-    return web.json_response({"events": [event_view(e) for e in events]})
 
 
 async def post_events(request: web.Request) -> web.Response:
@@ -456,6 +366,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def build_app(engine: Engine) -> web.Application:
+    from engine import api_contacts  # its handlers import this module
+
     app = web.Application(
         middlewares=[errors_middleware, auth_middleware],
         client_max_size=engine.settings.server.max_body_bytes,
@@ -466,12 +378,7 @@ def build_app(engine: Engine) -> web.Application:
     app.router.add_post("/v1/runs/{run_id}/cancel", cancel_run)
     app.router.add_get("/v1/messages/{message_id}", get_message)
     app.router.add_post("/v1/events", post_events)
-    app.router.add_put("/v1/contacts/{contact_id}", put_contact)
-    app.router.add_get("/v1/contacts/{contact_id}", get_contact)
-    app.router.add_delete("/v1/contacts/{contact_id}", delete_contact)
-    app.router.add_get("/v1/contacts/{contact_id}/export", export_contact_data)
-    app.router.add_get("/v1/contacts/{contact_id}/runs", list_contact_runs)
-    app.router.add_get("/v1/contacts/{contact_id}/decisions", get_decisions)
+    api_contacts.add_routes(app.router)
     app.router.add_post("/webhooks/{provider}", webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

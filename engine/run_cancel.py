@@ -39,6 +39,23 @@ async def cancel_run(store: Store, run_id: str, *, reason: str, now: datetime) -
     raise AssertionError("unreachable")  # the loop returns or raises
 
 
+async def cancel_contact_runs(
+    store: Store, contact_id: str, *, flow: str | None, reason: str, now: datetime
+) -> list[Run]:
+    """Cancel every open run of the contact (of ``flow`` only, when given), each in
+    its own transaction; the runs cancelled, oldest first. A run that finishes while
+    this goes on is left as it finished."""
+    cancelled = []
+    for run in await store.list_contact_runs(contact_id):
+        if run.status not in OPEN_RUN_STATUSES or (flow is not None and run.flow != flow):
+            continue
+        try:
+            cancelled.append(await cancel_run(store, run.id, reason=reason, now=now))
+        except Conflict:
+            continue  # it finished on its own meanwhile
+    return cancelled
+
+
 def _cancel_commit(run: Run, reason: str, now: datetime) -> Commit:
     return Commit(
         now=now,

@@ -507,3 +507,38 @@ async def test_an_event_s_contact_errors_name_the_field_not_a_union_branch(api: 
             "message": 'give a contact id or an object such as {"phone": "+5511999998888"}',
         }
     ]
+
+
+async def test_a_contact_s_open_runs_are_cancelled_at_once_or_those_of_one_flow(
+    api: Any,
+) -> None:
+    client, h = api
+    await client.put("/v1/contacts/c-1", json=RUN["contact"], headers=AUTH)
+    hello = {"type": "reply", "contact": "c-1", "text": "oi"}  # the 24 h window opens
+    assert (await client.post("/v1/events", json=hello, headers=AUTH)).status == 202
+    boleto = await (await client.post("/v1/runs", json=RUN, headers=AUTH)).json()
+    nps = {**RUN, "flow": "pesquisa_nps", "idempotency_key": "nps-c-1"}
+    survey = await (await client.post("/v1/runs", json=nps, headers=AUTH)).json()
+    await h.engine.settle()
+    listed = await (await client.get("/v1/contacts/c-1/runs?status=open", headers=AUTH)).json()
+    assert len(listed["runs"]) == 2  # both wait: for the read, for the score
+
+    paid = await client.post("/v1/contacts/c-1/cancel?flow=cobranca_boleto", headers=AUTH)
+    rest = await client.post("/v1/contacts/c-1/cancel", headers=AUTH)
+    again = await client.post("/v1/contacts/c-1/cancel", headers=AUTH)
+    misspelt = await client.post("/v1/contacts/c-1/cancel?flow=cobranca", headers=AUTH)
+    nobody = await client.post("/v1/contacts/nobody/cancel", headers=AUTH)
+    await h.advance(timedelta(hours=3))  # no SMS follow-up after 2 h: its timer went too
+
+    assert [r["id"] for r in (await paid.json())["cancelled"]] == [boleto["run_id"]]
+    assert [r["status"] for r in (await rest.json())["cancelled"]] == ["cancelled"]
+    assert [r["id"] for r in (await rest.json())["cancelled"]] == [survey["run_id"]]
+    assert (await again.json())["cancelled"] == []
+    assert misspelt.status == 404
+    assert "cobranca_boleto" in (await error_of(misspelt))["message"]
+    assert nobody.status == 404
+    run = await (await client.get(f"/v1/runs/{boleto['run_id']}", headers=AUTH)).json()
+    assert [m["step"] for m in run["messages"]] == ["lembrete"]
+    assert run["history"][-1]["data"]["reason"] == (
+        "cancelled through the API, with every open run of the contact in cobranca_boleto"
+    )

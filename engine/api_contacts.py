@@ -1,0 +1,131 @@
+"""The contact endpoints of the HTTP API: a contact and its context, its runs,
+its decisions, and a person's data on request (export and erasure)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from engine import run_cancel
+from engine.api import ENGINE, parse_body, read_json, upsert_of
+from engine.api_models import CONTACT_ID_MAX, ContactIn
+from engine.api_views import contact_view, event_view, run_summary
+from engine.contact_data import erase_contact, erased_view, export_contact
+from engine.errors import FieldError, RequestError
+from engine.models import OPEN_RUN_STATUSES, RunStatus
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_put("/v1/contacts/{contact_id}", put_contact)
+    router.add_get("/v1/contacts/{contact_id}", get_contact)
+    router.add_delete("/v1/contacts/{contact_id}", delete_contact)
+    router.add_get("/v1/contacts/{contact_id}/export", export_contact_data)
+    router.add_get("/v1/contacts/{contact_id}/runs", list_contact_runs)
+    router.add_post("/v1/contacts/{contact_id}/cancel", cancel_contact_runs)
+    router.add_get("/v1/contacts/{contact_id}/decisions", get_decisions)
+
+
+async def put_contact(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    contact_id = request.match_info["contact_id"]
+    if len(contact_id) > CONTACT_ID_MAX:
+        raise RequestError(
+            status=400,
+            code="VALIDATION_ERROR",
+            message="the contact id in the URL is too long",
+            details=[
+                FieldError(
+                    field="id",
+                    message=f"{len(contact_id)} characters; at most {CONTACT_ID_MAX}",
+                )
+            ],
+        )
+    body = parse_body(ContactIn, await read_json(request))
+    if body.id is not None and body.id != contact_id:
+        raise RequestError(
+            status=400,
+            code="VALIDATION_ERROR",
+            message="the body's id differs from the URL's",
+            details=[FieldError(field="id", message=f"must be {contact_id!r} or absent")],
+        )
+    existed = await engine.store.get_contact(contact_id) is not None
+    contact = await engine.upsert_contact(upsert_of(body, contact_id))
+    return web.json_response(contact_view(contact), status=200 if existed else 201)
+
+
+async def get_contact(request: web.Request) -> web.Response:
+    contact = await request.app[ENGINE].get_contact(request.match_info["contact_id"])
+    return web.json_response(contact_view(contact))
+
+
+async def delete_contact(request: web.Request) -> web.Response:
+    contact_id = request.match_info["contact_id"]
+    forget = request.query.get("forget_opt_out", "false").lower()
+    if forget not in ("true", "false"):
+        raise RequestError(
+            status=400,
+            code="VALIDATION_ERROR",
+            message="forget_opt_out must be true or false",
+            details=[FieldError(field="forget_opt_out", message=f"{forget!r} is not true/false")],
+        )
+    erased = await erase_contact(
+        request.app[ENGINE], contact_id, forget_opt_out=forget == "true", source="the API"
+    )
+    return web.json_response(erased_view(contact_id, erased))
+
+
+async def export_contact_data(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    document = await export_contact(engine, request.match_info["contact_id"], source="the API")
+    return web.json_response(document)
+
+
+# ``?status=`` of GET /v1/contacts/{id}/runs: a run status, or a group of them.
+_RUN_FILTERS: dict[str, frozenset[RunStatus]] = {
+    "open": OPEN_RUN_STATUSES,
+    "finished": frozenset(RunStatus) - OPEN_RUN_STATUSES,
+    **{str(status): frozenset({status}) for status in RunStatus},
+}
+
+
+async def list_contact_runs(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    contact_id = request.match_info["contact_id"]
+    wanted = request.query.get("status")
+    if wanted is not None and wanted not in _RUN_FILTERS:
+        raise RequestError(
+            status=400,
+            code="VALIDATION_ERROR",
+            message="status must be one of " + ", ".join(_RUN_FILTERS),
+            details=[FieldError(field="status", message=f"{wanted!r} is not a run status")],
+        )
+    await engine.get_contact(contact_id)  # 404 for an unknown contact
+    runs = await engine.store.list_contact_runs(contact_id)
+    if wanted is not None:
+        runs = [run for run in runs if run.status in _RUN_FILTERS[wanted]]
+    return web.json_response({"contact_id": contact_id, "runs": [run_summary(r) for r in runs]})
+
+
+async def cancel_contact_runs(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    contact_id = request.match_info["contact_id"]
+    flow = request.query.get("flow")
+    if flow is not None:
+        engine.catalog.latest(flow)  # 404 naming the loaded flows for a misspelt one
+    await engine.get_contact(contact_id)  # 404 for an unknown contact
+    runs = await run_cancel.cancel_contact_runs(
+        engine.store,
+        contact_id,
+        flow=flow,
+        reason="cancelled through the API, with every open run of the contact"
+        + (f" in {flow}" if flow else ""),
+        now=engine.clock.now(),
+    )
+    return web.json_response(
+        {"contact_id": contact_id, "cancelled": [run_summary(r) for r in runs]}
+    )
+
+
+async def get_decisions(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    events = await engine.decisions(request.match_info["contact_id"], request.query.get("flow"))
+    return web.json_response({"events": [event_view(e) for e in events]})
