@@ -40,9 +40,11 @@ def too_far_ahead(at: datetime, now: datetime) -> timedelta | None:
 
 
 def describe(ahead: timedelta) -> str:
-    """``3 h 00 min`` / ``12 min``: a skew as a person reads it."""
+    """``12 min`` / ``3 h 00 min`` / ``1120 days``: a skew as a person reads it."""
     minutes = int(ahead.total_seconds() // 60)
     hours, minutes = divmod(minutes, 60)
+    if hours >= 48:
+        return f"{hours // 24} days"
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
 
 

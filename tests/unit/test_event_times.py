@@ -25,6 +25,7 @@ def test_only_what_is_further_ahead_than_the_tolerance_counts() -> None:
         (timedelta(minutes=12, seconds=59), "12 min"),
         (timedelta(hours=3), "3 h 00 min"),
         (timedelta(days=1, minutes=5), "24 h 05 min"),
+        (timedelta(days=1120, hours=21), "1120 days"),
     ],
 )
 def test_a_skew_reads_in_hours_and_minutes(ahead: timedelta, words: str) -> None:
