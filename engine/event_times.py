@@ -19,6 +19,7 @@ Clocks that drift by seconds stay within the tolerance and are kept as given.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -52,8 +53,9 @@ class ArrivalClamp:
     """Clamps the times of what providers report to when it arrived, warning
     (per source, at most every ``WARN_EVERY``) when it had to."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_clamp: Callable[[str], None] | None = None) -> None:
         self._warned: dict[str, datetime] = {}
+        self._on_clamp = on_clamp  # told the source of every time it clamps
 
     def clamp(self, items: list[E], now: datetime) -> list[E]:
         out: list[E] = []
@@ -61,6 +63,8 @@ class ArrivalClamp:
             ahead = too_far_ahead(item.at, now)
             if ahead is not None:
                 self._warn(_source(item), item, ahead, now)
+                if self._on_clamp is not None:
+                    self._on_clamp(_source(item))
                 item = replace(item, at=now)
             out.append(item)
         return out

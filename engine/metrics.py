@@ -76,6 +76,13 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.clamped = Counter(
+            "disparo_inbound_times_clamped_total",
+            "Inbound events and status reports dated ahead of their arrival, by source "
+            "(their time was replaced by the arrival: check the sender's clock or time zone)",
+            ["source"],
+            registry=self.registry,
+        )
         self.erased = Counter(
             "disparo_contacts_erased_total",
             "Contacts erased on request (DELETE /v1/contacts/{id}, disparo erase)",

@@ -101,7 +101,8 @@ class Engine:
         self.runs_triggers = triggers
         self._triggers: Triggers | None = None
         # The purge of what finished long ago (runs only while the loop runs).
-        self._arrivals = ArrivalClamp()  # inbound times never later than their arrival
+        # Inbound times are never later than their arrival (engine.event_times).
+        self._arrivals = ArrivalClamp(lambda source: self.metrics.clamped.labels(source).inc())
         self.retention = Retention(
             store=self.store,
             clock=self.clock,

@@ -97,6 +97,8 @@ async def test_a_provider_time_from_the_future_is_clamped_to_its_arrival_with_on
     delivered = await h.engine.store.get_message(message.id)
     assert delivered is not None
     assert delivered.status_at[MessageStatus.DELIVERED] == now
+    metrics = await (await client.get("/metrics")).text()
+    assert 'disparo_inbound_times_clamped_total{source="sandbox"} 3.0' in metrics
     # One warning for the source, not one per webhook.
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [
