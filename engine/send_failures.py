@@ -18,6 +18,7 @@ from engine.errors import (
     ProviderRateLimited,
     ProviderUnavailable,
     ProviderUnreachable,
+    StaleFence,
     StaleRun,
 )
 from engine.flow.model import to_timedelta
@@ -48,6 +49,33 @@ async def give_back(sender: Sender, work: DueWork, message: Message) -> None:
     )
     if released:
         log.info("message %s goes back to the queue unsent: the engine is stopping", message.id)
+
+
+async def cut_off_unsent(sender: Sender, work: DueWork, message: Message) -> None:
+    """A send cancelled before it reached the provider (in its rules, render or
+    outbox write): the message back to ``queued`` with the attempt uncounted if the
+    ``sending`` write landed, and its due work free to claim at once either way."""
+    now = sender.now
+    back = MessageChange(
+        message_id=message.id,
+        at=now,
+        status=MessageStatus.QUEUED,
+        force=True,
+        expected_status=MessageStatus.SENDING,  # only undo our own outbox write
+        attempts=message.attempts,
+        next_attempt_at=None,
+    )
+    store = sender.d.store
+    try:
+        try:
+            await store.commit(
+                Commit(now=now, done=Completion(work=work, retry_at=now), messages=[back])
+            )
+        except StaleRun:  # the outbox write never landed: the message is still queued
+            await store.commit(Commit(now=now, done=Completion(work=work, retry_at=now)))
+    except StaleFence:
+        return  # the write it was cut off in finished the work (a skip, a failure)
+    log.info("message %s goes back to the queue unsent: cut off before it left", message.id)
 
 
 async def ambiguous(sender: Sender, work: DueWork, message: Message, why: str) -> None:

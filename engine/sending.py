@@ -129,7 +129,14 @@ class Sender:
                 content = _CONTENT.validate_python(dict(message.payload))
                 attempts = message.attempts
             else:
-                prepared = await self._prepare(work, message, flow, contact)
+                try:
+                    prepared = await self._prepare(work, message, flow, contact)
+                except asyncio.CancelledError:
+                    # Cut off (the shutdown grace ran out) before any request: whatever
+                    # of the outbox write landed, nothing left. Give it back now, or the
+                    # next claim would find it `sending` and call it ambiguous.
+                    await asyncio.shield(send_failures.cut_off_unsent(self, work, message))
+                    raise
                 if prepared is None:
                     return
                 content, attempts = prepared

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -114,3 +115,45 @@ async def test_a_withdrawn_send_starts_no_request(gateway: FakeGateway) -> None:
         assert gateway.stats()["requests"] == 1
     finally:
         await transport.close()
+
+
+@pytest.mark.parametrize("landed", [True, False], ids=["outbox-written", "outbox-not-written"])
+async def test_a_send_cut_off_before_it_left_goes_back_to_the_queue_not_ambiguous(
+    tmp_path: Path, gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch, landed: bool
+) -> None:
+    """The grace ran out while the send was still writing its outbox row (a slow
+    store): nothing reached the provider, so the message is queued again, its
+    attempt uncounted, its due work free at once. A keyless provider would
+    otherwise find it `sending` and call it ambiguous: never sent."""
+    settings = make_settings(tmp_path, gateway, max_in_flight=1, timeout=30)
+    async with harness(settings) as h:
+        run, _ = await h.engine.start_run(
+            "aviso", ContactUpsert(id="c-1", phone="+5511999998800", name="Ana")
+        )
+        store = h.engine.store
+        commit = store.commit
+        writing = asyncio.Event()
+
+        async def slow_outbox(change: Any) -> Any:
+            if any(m.status == S.SENDING for m in change.messages):
+                if landed:
+                    await commit(change)
+                writing.set()
+                await asyncio.Event().wait()  # the store never answers in time
+            return await commit(change)
+
+        monkeypatch.setattr(store, "commit", slow_outbox)
+        await h.engine.dispatcher.claim_and_spawn()
+        await until(writing.is_set, "the outbox write under way")
+        [(task, _)] = h.engine.dispatcher._tasks.values()
+        task.cancel()  # what stop() does once the grace is over
+        await asyncio.gather(task, return_exceptions=True)
+        monkeypatch.undo()
+
+        (message,) = await store.list_run_messages(run.id)
+        assert (message.status, message.attempts) == (S.QUEUED, 0)
+        [work] = await store.claim_due_work(
+            owner="next", now=h.clock.now(), lease_seconds=30, limit=10
+        )
+        assert work.message_id == message.id
+    assert gateway.stats()["requests"] == 0
