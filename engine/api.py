@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from engine import message_resend
 from engine.api_models import ContactIn, EventIn, RunIn
 from engine.api_views import message_view, run_view
 from engine.errors import (
@@ -212,6 +213,21 @@ async def get_message(request: web.Request) -> web.Response:
     return web.json_response(message_view(message))
 
 
+async def resend_message(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    message = await message_resend.resend(
+        engine.store, request.match_info["message_id"], now=engine.clock.now()
+    )
+    log.info(
+        "message %s of run %s goes out again at an operator's request; the contact may "
+        "get it twice",
+        message.id,
+        message.run_id,
+    )
+    engine.dispatcher.notify()
+    return web.json_response(message_view(message))
+
+
 async def post_events(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     data = await read_json(request)
@@ -377,6 +393,7 @@ def build_app(engine: Engine) -> web.Application:
     app.router.add_get("/v1/runs/{run_id}", get_run)
     app.router.add_post("/v1/runs/{run_id}/cancel", cancel_run)
     app.router.add_get("/v1/messages/{message_id}", get_message)
+    app.router.add_post("/v1/messages/{message_id}/resend", resend_message)
     app.router.add_post("/v1/events", post_events)
     api_contacts.add_routes(app.router)
     app.router.add_post("/webhooks/{provider}", webhook)

@@ -1,0 +1,88 @@
+"""An operator resends an ambiguous message over the API: once, with its key, and
+only while its run still waits for it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from engine.api import build_app
+from engine.models import MessageStatus
+from tests.fakes.gateway import FakeGateway, Fault
+from tests.integration.engine_kit import Harness, harness
+from tests.integration.test_api import AUTH as API_AUTH
+from tests.integration.test_api import error_of
+from tests.integration.test_provider_faults import AUTH, FLOW, make_settings, only_message
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[FakeGateway]:
+    async with FakeGateway(auth_value=AUTH) as gw:
+        yield gw
+
+
+@pytest.fixture
+async def ambiguous(
+    tmp_path: Path, gateway: FakeGateway
+) -> AsyncIterator[tuple[TestClient[Any, Any], Harness, Any]]:
+    """A keyless provider lost the answer to the only request: the message is
+    ambiguous and its run waits at the step for a report."""
+    settings = make_settings(tmp_path, gateway, idempotency_header=None)
+    sent_ends = FLOW.replace("on: {failed: fim}", "on: {sent: fim, failed: fim}")
+    (Path(settings.flows) / "aviso.yaml").write_text(sent_ends)  # `sent` ends the run
+    gateway.fail_next(Fault.disconnect())
+    async with harness(settings) as h:
+        run = await h.start("aviso")
+        await h.advance(timedelta(minutes=5))
+        assert (await only_message(h, run.id)).status == MessageStatus.AMBIGUOUS
+        client = TestClient(TestServer(build_app(h.engine)))
+        await client.start_server()
+        try:
+            yield client, h, run
+        finally:
+            await client.close()
+
+
+async def test_an_ambiguous_message_is_sent_again_once_at_an_operator_s_request(
+    ambiguous: Any, gateway: FakeGateway
+) -> None:
+    client, h, run = ambiguous
+    message = await only_message(h, run.id)
+
+    answer = await client.post(f"/v1/messages/{message.id}/resend", headers=API_AUTH)
+    await h.advance(timedelta(seconds=5))
+    again = await client.post(f"/v1/messages/{message.id}/resend", headers=API_AUTH)
+
+    assert answer.status == 200
+    assert (await answer.json())["status"] == "queued"
+    sent = await only_message(h, run.id)
+    assert sent.status == MessageStatus.SENT
+    assert sent.idempotency_key == message.idempotency_key
+    assert gateway.stats()["requests"] == 2  # the lost one, and this one
+    assert (await h.run(run.id)).status.value == "completed"
+    assert "message.resend" in await h.kinds(run.id)
+    # Sent now: nothing left to resend.
+    assert again.status == 409
+    assert "only an ambiguous message is resent" in (await error_of(again))["message"]
+
+
+async def test_a_message_whose_run_finished_is_not_resent(
+    ambiguous: Any, gateway: FakeGateway
+) -> None:
+    client, h, run = ambiguous
+    message = await only_message(h, run.id)
+    await client.post(f"/v1/runs/{run.id}/cancel", headers=API_AUTH)
+
+    answer = await client.post(f"/v1/messages/{message.id}/resend", headers=API_AUTH)
+    unknown = await client.post("/v1/messages/nope/resend", headers=API_AUTH)
+
+    assert answer.status == 409
+    assert "has finished since step 'aviso'" in (await error_of(answer))["message"]
+    assert (await only_message(h, run.id)).status == MessageStatus.AMBIGUOUS
+    assert gateway.stats()["requests"] == 1
+    assert unknown.status == 404
