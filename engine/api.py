@@ -213,6 +213,28 @@ async def get_message(request: web.Request) -> web.Response:
     return web.json_response(message_view(message))
 
 
+async def list_messages(request: web.Request) -> web.Response:
+    """``?status=ambiguous[&limit=N]``: the messages an operator has to settle."""
+    status, raw_limit = request.query.get("status"), request.query.get("limit", "100")
+    problems = []
+    if status != "ambiguous":
+        problems.append(
+            FieldError(
+                field="status",
+                message="only ambiguous messages are listed (status=ambiguous); "
+                "find the others through their run",
+            )
+        )
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+        problems.append(FieldError(field="limit", message="a whole number from 1 to 1000"))
+    if problems:
+        raise RequestError(
+            status=400, code="VALIDATION_ERROR", message="bad query", details=problems
+        )
+    found = await request.app[ENGINE].store.list_ambiguous_messages(limit=int(raw_limit))
+    return web.json_response({"messages": [message_view(m) for m in found]})
+
+
 async def resend_message(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     message = await message_resend.resend(
@@ -392,6 +414,7 @@ def build_app(engine: Engine) -> web.Application:
     app.router.add_post("/v1/runs", create_run)
     app.router.add_get("/v1/runs/{run_id}", get_run)
     app.router.add_post("/v1/runs/{run_id}/cancel", cancel_run)
+    app.router.add_get("/v1/messages", list_messages)
     app.router.add_get("/v1/messages/{message_id}", get_message)
     app.router.add_post("/v1/messages/{message_id}/resend", resend_message)
     app.router.add_post("/v1/events", post_events)

@@ -262,6 +262,10 @@ class Store(Protocol):
 
     async def list_run_messages(self, run_id: str) -> list[Message]: ...
 
+    async def list_ambiguous_messages(self, *, limit: int) -> list[Message]:
+        """Messages left ``ambiguous`` (a request that may have reached a provider
+        without idempotency keys), oldest first, at most ``limit``."""
+
     async def find_message(
         self,
         provider: str,

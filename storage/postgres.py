@@ -305,6 +305,14 @@ class PostgresStore(TriggerMethods, ProviderStateMethods, RetentionMethods, Cont
         )
         return [message_from_row(row) for row in rows]
 
+    async def list_ambiguous_messages(self, *, limit: int) -> list[Message]:
+        rows = await self._fetch(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE status = 'ambiguous' "
+            "ORDER BY created_at, id LIMIT $1",
+            limit,
+        )
+        return [message_from_row(row) for row in rows]
+
     async def find_message(
         self,
         provider: str,

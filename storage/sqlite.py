@@ -271,6 +271,14 @@ class SQLiteStore(TriggerMethods, ProviderStateMethods, RetentionMethods, Contac
         )
         return [message_from_row(row) for row in rows]
 
+    async def list_ambiguous_messages(self, *, limit: int) -> list[Message]:
+        rows = self._fetch_all(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages INDEXED BY messages_ambiguous "
+            "WHERE status = 'ambiguous' ORDER BY created_at, id LIMIT ?",
+            (limit,),
+        )
+        return [message_from_row(row) for row in rows]
+
     async def find_message(
         self,
         provider: str,

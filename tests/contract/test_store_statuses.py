@@ -471,3 +471,19 @@ async def test_a_report_no_message_could_match_is_refused(store: Store, seed: Se
         change(await seed.message(await seed.run()), None, 2, provider_message_id="fine")
     )
     assert await seed.claim_all(when=at(3)) == []
+
+
+async def test_ambiguous_messages_are_listed_oldest_first_until_settled(
+    store: Store, seed: Seed
+) -> None:
+    run = await seed.run()
+    later = await seed.message(run, status=MessageStatus.AMBIGUOUS, when=at(20))
+    earlier = await seed.message(run, status=MessageStatus.AMBIGUOUS, when=at(10))
+    await seed.message(run, status=MessageStatus.SENT, when=at(5))
+
+    assert [m.id for m in await store.list_ambiguous_messages(limit=10)] == [earlier, later]
+    assert [m.id for m in await store.list_ambiguous_messages(limit=1)] == [earlier]
+
+    await store.commit(change(earlier, FAILED, 30))  # a report settled it
+
+    assert [m.id for m in await store.list_ambiguous_messages(limit=10)] == [later]

@@ -53,6 +53,8 @@ async def test_an_ambiguous_message_is_sent_again_once_at_an_operator_s_request(
 ) -> None:
     client, h, run = ambiguous
     message = await only_message(h, run.id)
+    listed = await (await client.get("/v1/messages?status=ambiguous", headers=API_AUTH)).json()
+    assert [m["id"] for m in listed["messages"]] == [message.id]  # what to settle
 
     answer = await client.post(f"/v1/messages/{message.id}/resend", headers=API_AUTH)
     await h.advance(timedelta(seconds=5))
@@ -69,6 +71,23 @@ async def test_an_ambiguous_message_is_sent_again_once_at_an_operator_s_request(
     # Sent now: nothing left to resend.
     assert again.status == 409
     assert "only an ambiguous message is resent" in (await error_of(again))["message"]
+    after = await (await client.get("/v1/messages?status=ambiguous", headers=API_AUTH)).json()
+    assert after["messages"] == []
+
+
+async def test_only_ambiguous_messages_are_listed_and_the_limit_is_checked(
+    ambiguous: Any,
+) -> None:
+    client, _, _ = ambiguous
+
+    sent = await client.get("/v1/messages?status=sent", headers=API_AUTH)
+    huge = await client.get("/v1/messages?status=ambiguous&limit=5000", headers=API_AUTH)
+
+    assert sent.status == huge.status == 400
+    assert [d["field"] for d in (await error_of(sent))["details"]] == ["status"]
+    assert (await error_of(huge))["details"] == [
+        {"field": "limit", "message": "a whole number from 1 to 1000"}
+    ]
 
 
 async def test_a_message_whose_run_finished_is_not_resent(
