@@ -78,12 +78,13 @@ class FlowCatalog:
             await store.save_flow_version(loaded.flow.flow, loaded.version, loaded.source)
         return cls(store, flows, directory=directory, providers=providers, checks=checks)
 
-    async def reload(self) -> Reloaded:
-        """Read the flow files again, with the checks of the first load. Raises
-        ``FlowError`` (every problem, changing nothing) when one is invalid."""
-        directory, providers, checks = self._source
+    async def reload(self, checks: Iterable[FlowCheck] | None = None) -> Reloaded:
+        """Read the flow files again, with ``checks`` (else those of the last load).
+        Raises ``FlowError`` (every problem, changing nothing) when one is invalid."""
+        directory, providers, kept = self._source
         if directory is None:
             raise RuntimeError("this catalog was not loaded from a directory")
+        checks = kept if checks is None else list(checks)
         flows = load_flows(directory, providers=providers, extra_checks=checks)
         for loaded in flows.values():
             await self.store.save_flow_version(loaded.flow.flow, loaded.version, loaded.source)
@@ -91,6 +92,7 @@ class FlowCatalog:
         for loaded in flows.values():
             self._versions[(loaded.flow.flow, loaded.version)] = loaded
         self.current = flows
+        self._source = (directory, providers, checks)
         return Reloaded(
             added=sorted(set(flows) - set(before)),
             changed=sorted(n for n in flows if n in before and flows[n].version != before[n]),

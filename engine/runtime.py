@@ -187,9 +187,13 @@ class Engine:
         await self.store.close()
 
     async def reload_flows(self) -> Reloaded:
-        """Read the flow files again and reschedule their triggers (``disparo serve``
-        on SIGHUP); a ``FlowError`` changes nothing. Runs keep their versions."""
-        changed = await self.catalog.reload()
+        """Read the template catalogue and the flow files again and reschedule the
+        triggers (``disparo serve`` on SIGHUP); a ``UserInputError`` (a bad flow or
+        catalogue) changes nothing. Runs keep their versions."""
+        templates = load_catalog(self.settings)
+        capabilities = {name: p.capabilities for name, p in self.providers.items()}
+        changed = await self.catalog.reload(flow_checks(capabilities, templates))
+        self.dispatcher.templates = templates
         if self._triggers is not None:
             await self._triggers.schedule()
         return changed

@@ -10,7 +10,7 @@ import signal
 from aiohttp import web
 
 from engine.api import build_app
-from engine.errors import FlowError, StoreError
+from engine.errors import StoreError, UserInputError
 from engine.gc_policy import tune_for_serving
 from engine.logs import setup_logging
 from engine.runtime import Engine
@@ -75,13 +75,14 @@ async def serve(
 
 
 async def reload_flows(engine: Engine) -> None:
-    """SIGHUP: read the flow files again; on any problem keep serving the old ones."""
+    """SIGHUP: read the flow files and the template catalogue again; on any problem
+    keep serving the old ones."""
     try:
         changed = await engine.reload_flows()
-    except FlowError as exc:
+    except UserInputError as exc:  # a flow file or the template catalogue
         log.error(
-            "the flow files have problems; still serving the flows loaded before "
-            "(fix them, then send SIGHUP again):\n%s",
+            "the flow files or the template catalogue have problems; still serving the "
+            "flows loaded before (fix them, then send SIGHUP again):\n%s",
             exc,
         )
         return

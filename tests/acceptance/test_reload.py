@@ -64,6 +64,6 @@ def test_sighup_reloads_the_flow_files_and_a_broken_edit_changes_nothing(tmp_pat
     assert "reloaded the flow files: changed aviso; runs in flight go on with the version" in (
         reloaded
     )
-    assert "the flow files have problems; still serving the flows loaded before" in refused
+    assert "the flow files or the template catalogue have problems; still serving" in refused
     assert f"{flow_file}:" in refused  # file:line:col of the problem
     assert alive is None

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import FlowError
+from engine.errors import FlowError, UserInputError
 from engine.flows import Reloaded
-from tests.integration.engine_kit import Harness, harness, settings_for
+from tests.integration.engine_kit import ROOT, Harness, harness, settings_for
 
 FLOW = """\
 flow: aviso
@@ -99,3 +99,43 @@ async def test_added_and_removed_flows_are_told_apart(tmp_path: Path) -> None:
         assert changed == Reloaded(added=["lembrete"], removed=["aviso"])
         assert changed.summary() == "added lembrete; removed aviso"
         assert Reloaded().summary() == "no flow changed"
+
+
+TEMPLATE_FLOW = """\
+flow: aviso
+defaults: {provider: sandbox, rules: {window: ignore}}
+start: aviso
+steps:
+  aviso:
+    send:
+      template: {name: novo_aviso, params: {Nome: "{{ contact.first_name }}"}}
+    next: fim
+  fim: {end: completed}
+"""
+NEW_TEMPLATE = """
+  novo_aviso:
+    params: [Nome]
+    providers:
+      sandbox: {id: novo_aviso_v1, language: pt_BR}
+"""
+
+
+async def test_a_template_added_to_the_catalogue_is_read_with_the_flows(tmp_path: Path) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    write_flow(flows, "Versão 1", "Obrigado")
+    catalogue = tmp_path / "templates.yaml"
+    catalogue.write_text((ROOT / "config" / "templates.yaml").read_text())
+    async with harness(settings_for(tmp_path, flows=flows, templates=catalogue)) as h:
+        (flows / "aviso.yaml").write_text(TEMPLATE_FLOW)
+        with pytest.raises(UserInputError, match="novo_aviso"):  # not in the catalogue yet
+            await h.engine.reload_flows()
+        catalogue.write_text(catalogue.read_text() + NEW_TEMPLATE)
+
+        changed = await h.engine.reload_flows()
+        run = await h.start("aviso", "c-1")
+
+        assert changed.changed == ["aviso"]
+        (message,) = await h.messages(run.id)
+        assert message.payload["name"] == "novo_aviso_v1"  # the provider's id for it
+        assert message.payload["params"] == {"Nome": "Maria"}
