@@ -137,6 +137,14 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--yes", action="store_true", help="erase: without it nothing is deleted")
     e.add_argument("--config", default=DEFAULT_CONFIG)
 
+    st = sub.add_parser(
+        "status",
+        parents=[common],
+        help="what is queued and running now: due work, open runs, ambiguous messages",
+    )
+    st.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    st.add_argument("--config", default=DEFAULT_CONFIG)
+
     mg = sub.add_parser("migrate", parents=[common], help="apply storage migrations")
     mg.add_argument("--config", default=DEFAULT_CONFIG)
     return p
@@ -160,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "purge": _purge,
         "erase": _erase,
         "export": _export,
+        "status": _status,
     }
     try:
         return asyncio.run(commands[args.command](args))
@@ -339,6 +348,27 @@ async def _export(args: argparse.Namespace) -> int:
     async with Engine(settings, run_loop=False, triggers=False) as engine:
         document = await export_contact(engine, args.contact, source="disparo export")
     print(json.dumps(document, indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+async def _status(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from engine.overview import overview_json, overview_lines
+    from engine.runtime import open_store
+
+    settings = _settings(args.config)
+    store = open_store(settings.storage)  # no engine: nothing else is started
+    await store.open()
+    try:
+        now = datetime.now(UTC)
+        overview = await store.overview(now)
+    finally:
+        await store.close()
+    if args.json:
+        print(json.dumps(overview_json(overview, now), ensure_ascii=False))
+    else:
+        print("\n".join(overview_lines(overview, now)))
     return EXIT_OK
 
 

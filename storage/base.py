@@ -65,6 +65,7 @@ from storage.changes import (
     reported_change,
 )
 from storage.erasure import Erased
+from storage.overview import DueCounts, Overview
 
 __all__ = [
     "BulkStart",
@@ -74,11 +75,13 @@ __all__ = [
     "Completion",
     "ContactChange",
     "ContactTimestamp",
+    "DueCounts",
     "Erased",
     "IngestOutcome",
     "MessageChange",
     "NewMessage",
     "NewRun",
+    "Overview",
     "Purged",
     "RunChange",
     "RunIgnores",
@@ -419,6 +422,11 @@ class Store(Protocol):
     async def count_purgeable(self, before: datetime) -> Purged:
         """What ``purge`` calls with ``before`` would delete now, all batches together
         (``more`` False); deletes nothing. It reads every such row: a one-off check."""
+
+    # -- what an operator reads
+    async def overview(self, now: datetime) -> Overview:
+        """Due work by kind (due now and free, leased, due later; the oldest free
+        due time), open runs by flow, and the number of ambiguous messages."""
 
     # -- erasure
     async def erase_contact(

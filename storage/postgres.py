@@ -63,6 +63,7 @@ from storage.postgres_codec import (
     upsert_unit,
 )
 from storage.postgres_contact_data import ContactDataMethods
+from storage.postgres_overview import OverviewMethods
 from storage.postgres_pool import Pool
 from storage.postgres_provider_state import ProviderStateMethods
 from storage.postgres_retention import RetentionMethods
@@ -77,7 +78,9 @@ _OPEN = "status IN ('active', 'waiting')"
 _LEFT = "status IN ('sent', 'delivered', 'read')"
 
 
-class PostgresStore(TriggerMethods, ProviderStateMethods, RetentionMethods, ContactDataMethods):
+class PostgresStore(
+    TriggerMethods, ProviderStateMethods, RetentionMethods, ContactDataMethods, OverviewMethods
+):
     """The ``storage.base.Store`` protocol on one PostgreSQL database.
 
     ``dsn``: ``postgresql://user[:password]@host[:port]/database``; other query

@@ -63,6 +63,7 @@ from storage.sqlite_ingest import (
     ingest_contact_events,
     ingest_status_reports,
 )
+from storage.sqlite_overview import OverviewMethods
 from storage.sqlite_provider_state import ProviderStateMethods
 from storage.sqlite_retention import RetentionMethods
 from storage.sqlite_run_start import start_run
@@ -71,7 +72,9 @@ from storage.sqlite_triggers import TriggerMethods
 __all__ = ["SQLiteStore", "StoreStats"]
 
 
-class SQLiteStore(TriggerMethods, ProviderStateMethods, RetentionMethods, ContactDataMethods):
+class SQLiteStore(
+    TriggerMethods, ProviderStateMethods, RetentionMethods, ContactDataMethods, OverviewMethods
+):
     """The ``storage.base.Store`` protocol on one SQLite database.
 
     ``dsn_or_path``: ``sqlite:///relative/path.db``, ``sqlite:////abs/path.db``, a

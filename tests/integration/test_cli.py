@@ -189,8 +189,10 @@ def test_migrate_then_why_on_a_fresh_database(tmp_path: Path) -> None:
     assert "contact nobody does not exist" in why.stderr
 
 
-async def _finished_runs(database: Path, *days_ago: int) -> None:
-    from engine.models import ContactUpsert, RunStatus
+async def _finished_runs(database: Path, *days_ago: int, status: str = "completed") -> None:
+    """Runs of contact c-1 in ``database``, one per age (``days_ago``), each with
+    ``status`` and, when open, a timer that came due five minutes ago."""
+    from engine.models import ContactUpsert, DueKind, NewDueWork, RunStatus
     from storage.base import Commit, NewRun
     from storage.sqlite import SQLiteStore
 
@@ -205,11 +207,13 @@ async def _finished_runs(database: Path, *days_ago: int) -> None:
             flow_version="v1",
             contact_id="c-1",
             step="fim",
-            status=RunStatus.COMPLETED,
+            status=RunStatus(status),
             idempotency_key=f"k-{n}",
             exclusive=False,
         )
-        await store.commit(Commit(now=now - timedelta(days=days), new_run=run))
+        late = NewDueWork(kind=DueKind.TIMER, due_at=now - timedelta(minutes=5), run_id=run.id)
+        timers = [late] if status in ("active", "waiting") else []
+        await store.commit(Commit(now=now - timedelta(days=days), new_run=run, new_due=timers))
     await store.close()
 
 
@@ -385,3 +389,23 @@ async def test_export_prints_the_contact_and_every_run_as_json(tmp_path: Path) -
     assert "exported the data of contact c-1 (asked through disparo export)" in exported.stderr
     assert unknown.returncode == 1
     assert unknown.stderr.strip() == "contact nobody does not exist"
+
+
+async def test_status_shows_due_work_open_runs_and_ambiguous_messages(tmp_path: Path) -> None:
+    config = _local_config(tmp_path)
+    empty = disparo("status", "--config", str(config))  # not migrated yet
+    assert disparo("migrate", "--config", str(config)).returncode == 0
+    await _finished_runs(tmp_path / "d.db", 0, status="waiting")
+
+    text = disparo("status", "--config", str(config))
+    as_json = disparo("status", "--json", "--config", str(config))
+
+    assert empty.returncode == 3
+    assert "disparo migrate" in empty.stderr
+    assert text.returncode == 0, text.stderr
+    assert "  timer             1        0        0  5 min ago" in text.stdout
+    assert "  cobranca_boleto         1" in text.stdout
+    assert "ambiguous messages: 0" in text.stdout
+    document = json.loads(as_json.stdout)
+    assert document["due_work"]["timer"]["due"] == 1
+    assert document["open_runs"] == {"cobranca_boleto": 1}

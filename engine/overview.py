@@ -1,0 +1,63 @@
+"""``disparo status``: the store's overview (``Store.overview``) as a person reads it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from storage.base import Overview
+
+
+def _ago(then: datetime | None, now: datetime) -> str:
+    if then is None:
+        return "-"
+    seconds = max(0, int((now - then).total_seconds()))
+    if seconds < 120:
+        return f"{seconds} s ago"
+    if seconds < 7200:
+        return f"{seconds // 60} min ago"
+    return f"{seconds // 3600} h ago"
+
+
+def overview_lines(overview: Overview, now: datetime) -> list[str]:
+    """A table of due work by kind, open runs by flow, and the ambiguous count."""
+    lines = [f"due work at {now.isoformat(timespec='seconds')}"]
+    if overview.due_work:
+        lines.append(f"  {'kind':<10} {'due':>8} {'leased':>8} {'later':>8}  oldest due")
+        for kind, counts in overview.due_work.items():
+            lines.append(
+                f"  {kind:<10} {counts.due:>8,} {counts.leased:>8,} {counts.later:>8,}  "
+                f"{_ago(counts.oldest_due_at, now)}"
+            )
+    else:
+        lines.append("  none")
+    lines.append("open runs")
+    if overview.open_runs:
+        width = max(len(flow) for flow in overview.open_runs)
+        lines += [f"  {flow:<{width}}  {n:>8,}" for flow, n in overview.open_runs.items()]
+    else:
+        lines.append("  none")
+    lines.append(f"ambiguous messages: {overview.ambiguous_messages:,}")
+    if overview.ambiguous_messages:
+        lines.append(
+            "  GET /v1/messages?status=ambiguous lists them; settle each with a status "
+            "event or POST /v1/messages/{id}/resend"
+        )
+    return lines
+
+
+def overview_json(overview: Overview, now: datetime) -> dict[str, Any]:
+    return {
+        "at": now.isoformat(),
+        "due_work": {
+            kind: {
+                "due": c.due,
+                "leased": c.leased,
+                "later": c.later,
+                "oldest_due_at": c.oldest_due_at.isoformat() if c.oldest_due_at else None,
+            }
+            for kind, c in overview.due_work.items()
+        },
+        "open_runs": dict(overview.open_runs),
+        "ambiguous_messages": overview.ambiguous_messages,
+    }

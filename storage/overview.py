@@ -1,0 +1,24 @@
+"""What is queued and running right now (``Store.overview``), for ``disparo status``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DueCounts:
+    """The due-work rows of one kind."""
+
+    due: int = 0  # due now and free: waiting for a dispatcher
+    leased: int = 0  # held by a dispatcher now
+    later: int = 0  # due in the future (timers, retries, deferrals, triggers)
+    oldest_due_at: datetime | None = None  # the longest any free, due row has waited
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Overview:
+    due_work: Mapping[str, DueCounts] = field(default_factory=dict)  # by kind
+    open_runs: Mapping[str, int] = field(default_factory=dict)  # by flow
+    ambiguous_messages: int = 0

@@ -1,0 +1,39 @@
+"""``Store.overview`` on PostgreSQL: three grouped reads."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from storage.overview import DueCounts, Overview
+
+_FREE = "(lease_until IS NULL OR lease_until <= $1)"
+_DUE = f"""
+SELECT kind,
+       count(*) FILTER (WHERE {_FREE} AND due_at <= $1),
+       count(*) FILTER (WHERE NOT {_FREE}),
+       count(*) FILTER (WHERE {_FREE} AND due_at > $1),
+       min(due_at) FILTER (WHERE {_FREE} AND due_at <= $1)
+FROM due_work GROUP BY kind ORDER BY kind
+"""
+_OPEN_RUNS = (
+    "SELECT flow, count(*) FROM runs WHERE status IN ('active', 'waiting') "
+    "GROUP BY flow ORDER BY flow"
+)
+_AMBIGUOUS = "SELECT count(*) FROM messages WHERE status = 'ambiguous'"
+
+
+class OverviewMethods:
+    """``Store.overview``; ``PostgresStore`` runs the queries on its pool."""
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        raise NotImplementedError  # PostgresStore runs the query on its pool
+
+    async def overview(self, now: datetime) -> Overview:
+        due = {
+            row[0]: DueCounts(due=row[1], leased=row[2], later=row[3], oldest_due_at=row[4])
+            for row in await self._fetch(_DUE, now)
+        }
+        runs = {row[0]: row[1] for row in await self._fetch(_OPEN_RUNS)}
+        (ambiguous,) = (await self._fetch(_AMBIGUOUS))[0]
+        return Overview(due_work=due, open_runs=runs, ambiguous_messages=ambiguous)

@@ -1,0 +1,51 @@
+"""``Store.overview`` on SQLite: three grouped reads (a CLI reads them in its own process)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from storage.overview import DueCounts, Overview
+from storage.sqlite_batch import GroupCommitConnection
+from storage.sqlite_codec import from_us_or_none, to_us
+
+_FREE = "(lease_until IS NULL OR lease_until <= :now)"
+_DUE = f"""
+SELECT kind,
+       sum(CASE WHEN {_FREE} AND due_at <= :now THEN 1 ELSE 0 END),
+       sum(CASE WHEN NOT {_FREE} THEN 1 ELSE 0 END),
+       sum(CASE WHEN {_FREE} AND due_at > :now THEN 1 ELSE 0 END),
+       min(CASE WHEN {_FREE} AND due_at <= :now THEN due_at END)
+FROM due_work GROUP BY kind ORDER BY kind
+"""
+_OPEN_RUNS = (
+    "SELECT flow, count(*) FROM runs WHERE status IN ('active', 'waiting') "
+    "GROUP BY flow ORDER BY flow"
+)
+_AMBIGUOUS = (
+    "SELECT count(*) FROM messages INDEXED BY messages_ambiguous WHERE status = 'ambiguous'"
+)
+
+
+class OverviewMethods:
+    """``Store.overview`` on the store's one connection."""
+
+    def _ready(self) -> GroupCommitConnection:
+        raise NotImplementedError  # SQLiteStore provides the open connection
+
+    async def overview(self, now: datetime) -> Overview:
+        link = self._ready()
+        params = {"now": to_us(now)}
+
+        def read() -> Overview:
+            db = link.db
+            due = {
+                kind: DueCounts(
+                    due=due, leased=leased, later=later, oldest_due_at=from_us_or_none(oldest)
+                )
+                for kind, due, leased, later, oldest in db.execute(_DUE, params)
+            }
+            runs = dict(db.execute(_OPEN_RUNS))
+            (ambiguous,) = db.execute(_AMBIGUOUS).fetchone()
+            return Overview(due_work=due, open_runs=runs, ambiguous_messages=ambiguous)
+
+        return link.read(read)

@@ -1,0 +1,43 @@
+"""Contract: the overview an operator reads (`disparo status`)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from engine.models import DueKind, MessageStatus, RunStatus
+from storage.base import DueCounts, Overview, Store
+from tests.contract.store_kit import NOW, Seed, at
+
+
+async def test_due_work_by_kind_open_runs_by_flow_and_ambiguous_messages(
+    store: Store, seed: Seed
+) -> None:
+    boleto = await seed.run(flow="cobranca", status=RunStatus.WAITING)
+    await seed.run(flow="cobranca", status=RunStatus.ACTIVE)
+    await seed.run(flow="nps", status=RunStatus.WAITING)
+    await seed.run(flow="nps", status=RunStatus.COMPLETED)
+    await seed.message(boleto, status=MessageStatus.AMBIGUOUS)
+    await seed.due(DueKind.TIMER, run_id=boleto.id, due_at=at(-60))  # late by a minute
+    await seed.due(DueKind.TIMER, run_id=boleto.id, due_at=at(-10))
+    await seed.due(DueKind.TIMER, run_id=boleto.id, due_at=NOW + timedelta(hours=2))
+    await seed.due(DueKind.INBOUND, run_id=boleto.id, due_at=at(-5))
+    [held] = await store.claim_due_work(owner="node-a", now=NOW, lease_seconds=30, limit=1)
+    assert held.due_at == at(-60)  # the oldest: now leased
+
+    overview = await store.overview(NOW)
+
+    assert overview == Overview(
+        due_work={
+            "inbound": DueCounts(due=1, oldest_due_at=at(-5)),
+            "timer": DueCounts(due=1, leased=1, later=1, oldest_due_at=at(-10)),
+        },
+        open_runs={"cobranca": 2, "nps": 1},
+        ambiguous_messages=1,
+    )
+    # Once the lease ends the row counts as due again, and as the oldest.
+    later = await store.overview(NOW + timedelta(seconds=31))
+    assert later.due_work["timer"] == DueCounts(due=2, later=1, oldest_due_at=at(-60))
+
+
+async def test_an_empty_store_has_nothing_to_show(store: Store) -> None:
+    assert await store.overview(NOW) == Overview()
