@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import (
     ConfigError,
@@ -20,6 +20,10 @@ from engine.errors import (
     StoreError,
     UserInputError,
 )
+
+if TYPE_CHECKING:  # imported where used: `disparo schema` need not load the engine
+    from engine.runtime import Engine
+    from engine.settings import Settings
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 DEFAULT_CONFIG = "config/disparo.yaml"
@@ -281,11 +285,18 @@ async def _trigger(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _purge(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
+def _offline_engine(args: argparse.Namespace, settings: Settings) -> Engine:
+    """An engine that serves nothing (no dispatcher loop, no triggers), for a command
+    that changes the store once, logging as the config (or --log-format) says."""
     from engine.logs import setup_logging
     from engine.runtime import Engine
+
+    setup_logging(args.log_format or settings.log_format, secrets=settings.secret_values())
+    return Engine(settings, run_loop=False, triggers=False)
+
+
+async def _purge(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
 
     settings = _settings(args.config)
     if args.keep is not None:
@@ -297,8 +308,7 @@ async def _purge(args: argparse.Namespace) -> int:
             why = exc.errors()[0]["msg"].removeprefix("Value error, ")
             raise UserInputError(f"--keep: {why}") from None
         settings = settings.model_copy(update={"retention": retention})
-    setup_logging(args.log_format or settings.log_format, secrets=settings.secret_values())
-    async with Engine(settings, run_loop=False, triggers=False) as engine:
+    async with _offline_engine(args, settings) as engine:
         if args.dry_run:
             tally = await engine.retention.preview()
         else:
@@ -312,8 +322,6 @@ async def _purge(args: argparse.Namespace) -> int:
 
 async def _erase(args: argparse.Namespace) -> int:
     from engine.contact_data import erase_contact, summary
-    from engine.logs import setup_logging
-    from engine.runtime import Engine
 
     if not args.yes:
         whom = " ".join(args.contacts)
@@ -321,10 +329,8 @@ async def _erase(args: argparse.Namespace) -> int:
             f"erasing deletes {'contact' if len(args.contacts) == 1 else 'contacts'} {whom} "
             "and every run, message and event of theirs for good; add --yes to go ahead"
         )
-    settings = _settings(args.config)
-    setup_logging(args.log_format or settings.log_format, secrets=settings.secret_values())
     unknown = []
-    async with Engine(settings, run_loop=False, triggers=False) as engine:
+    async with _offline_engine(args, _settings(args.config)) as engine:
         for contact in dict.fromkeys(args.contacts):  # each once, in the order given
             try:
                 erased = await erase_contact(
@@ -340,12 +346,8 @@ async def _erase(args: argparse.Namespace) -> int:
 
 async def _export(args: argparse.Namespace) -> int:
     from engine.contact_data import export_contact
-    from engine.logs import setup_logging
-    from engine.runtime import Engine
 
-    settings = _settings(args.config)
-    setup_logging(args.log_format or settings.log_format, secrets=settings.secret_values())
-    async with Engine(settings, run_loop=False, triggers=False) as engine:
+    async with _offline_engine(args, _settings(args.config)) as engine:
         document = await export_contact(engine, args.contact, source="disparo export")
     print(json.dumps(document, indent=2, ensure_ascii=False))
     return EXIT_OK

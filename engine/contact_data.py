@@ -10,10 +10,9 @@ They may also ask the company to delete it (LGPD art. 18, VI; GDPR art. 17). The
 store deletes the contact, its runs, messages, events and due work in one
 transaction (``Store.erase_contact``); a send of theirs that is on the wire at
 that moment may still reach them, but its outcome is not recorded (the worker's
-fence fails). A send of theirs this process holds that has not left
-(waiting for a provider's connection or rate slot) is withdrawn; one another
-process holds the same way finds its message gone when its wait ends
-(``Departure.still_wanted``) and is not made either.
+fence fails). A send of theirs that any process holds and that has not left
+(waiting for a provider's connection or rate slot) finds its message gone when
+its wait ends (``Departure.still_wanted``) and is not made.
 
 An opted-out contact keeps a bare row (its id and the opt-out) unless the caller
 asks to forget the opt-out too: erasing must not undo "stop messaging me".
@@ -80,11 +79,6 @@ async def erase_contact(
     )
     if erased is None:
         raise NotFound(f"contact {contact_id} does not exist (nothing to erase)")
-    # After the commit: a send withdrawn earlier would be given back to the queue
-    # and could be claimed again before the erasure.
-    withdrawn = engine.dispatcher.sender.withdraw_contact(contact_id)
-    if withdrawn:
-        log.info("withdrew %d send(s) of contact %s that had not left", withdrawn, contact_id)
     engine.metrics.erased.inc()
     log.info("erased contact %s (asked through %s): %s", contact_id, source, summary(erased))
     return erased

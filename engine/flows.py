@@ -44,20 +44,12 @@ class Reloaded:
 
 class FlowCatalog:
     def __init__(
-        self,
-        store: Store,
-        current: dict[str, LoadedFlow],
-        *,
-        directory: Path | None = None,
-        providers: Mapping[str, object] | None = None,
-        checks: Iterable[FlowCheck] = (),
+        self, store: Store, directory: Path, *, providers: Mapping[str, object] | None = None
     ) -> None:
         self.store = store
-        self.current = current
-        self._versions: dict[tuple[str, str], LoadedFlow] = {
-            (f.flow.flow, f.version): f for f in current.values()
-        }
-        self._source = (directory, providers, list(checks))
+        self.directory, self.providers = directory, providers
+        self.current: dict[str, LoadedFlow] = {}
+        self._versions: dict[tuple[str, str], LoadedFlow] = {}
 
     @classmethod
     async def load(
@@ -72,27 +64,20 @@ class FlowCatalog:
 
         A flow with any problem (``providers`` and ``checks`` included) stops the load:
         the engine never serves a flow that would fail at send time."""
-        checks = list(checks)
-        flows = load_flows(directory, providers=providers, extra_checks=checks)
-        for loaded in flows.values():
-            await store.save_flow_version(loaded.flow.flow, loaded.version, loaded.source)
-        return cls(store, flows, directory=directory, providers=providers, checks=checks)
+        catalog = cls(store, directory, providers=providers)
+        await catalog.reload(checks)
+        return catalog
 
-    async def reload(self, checks: Iterable[FlowCheck] | None = None) -> Reloaded:
-        """Read the flow files again, with ``checks`` (else those of the last load).
-        Raises ``FlowError`` (every problem, changing nothing) when one is invalid."""
-        directory, providers, kept = self._source
-        if directory is None:
-            raise RuntimeError("this catalog was not loaded from a directory")
-        checks = kept if checks is None else list(checks)
-        flows = load_flows(directory, providers=providers, extra_checks=checks)
+    async def reload(self, checks: Iterable[FlowCheck]) -> Reloaded:
+        """Read the flow files again, checked with ``checks``. Raises ``FlowError``
+        (every problem, changing nothing) when one is invalid."""
+        flows = load_flows(self.directory, providers=self.providers, extra_checks=checks)
         for loaded in flows.values():
             await self.store.save_flow_version(loaded.flow.flow, loaded.version, loaded.source)
         before = {name: loaded.version for name, loaded in self.current.items()}
         for loaded in flows.values():
             self._versions[(loaded.flow.flow, loaded.version)] = loaded
         self.current = flows
-        self._source = (directory, providers, checks)
         return Reloaded(
             added=sorted(set(flows) - set(before)),
             changed=sorted(n for n in flows if n in before and flows[n].version != before[n]),

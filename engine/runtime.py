@@ -26,6 +26,7 @@ from engine.clock import Clock, SystemClock
 from engine.dispatcher import Dispatcher, DispatchSettings
 from engine.errors import Conflict, NotFound, ProviderRejected, UserInputError
 from engine.event_times import ArrivalClamp
+from engine.flow.validate import FlowCheck
 from engine.flows import FlowCatalog, Reloaded
 from engine.ignored_status import ignored_events
 from engine.metrics import Metrics
@@ -47,6 +48,7 @@ from engine.provider_state import StoreProviderState
 from engine.retention import Retention
 from engine.run_start import start_commit
 from engine.settings import Settings
+from engine.template_catalog import TemplateCatalog
 from engine.triggers import Triggers
 from providers.base import Provider
 from providers.registry import provider_class
@@ -100,9 +102,9 @@ class Engine:
         # cron, `after` and `event` triggers (off for one-shot commands and simulations)
         self.runs_triggers = triggers
         self._triggers: Triggers | None = None
-        # The purge of what finished long ago (runs only while the loop runs).
         # Inbound times are never later than their arrival (engine.event_times).
         self._arrivals = ArrivalClamp(lambda source: self.metrics.clamped.labels(source).inc())
+        # The purge of what finished long ago (runs only while the loop runs).
         self.retention = Retention(
             store=self.store,
             clock=self.clock,
@@ -121,13 +123,12 @@ class Engine:
                 provider: Provider = cls(name, config, self)
                 await provider.start()
                 self.providers[name] = provider
-            templates = load_catalog(self.settings)
-            capabilities = {n: p.capabilities for n, p in self.providers.items()}
+            templates, checks = self._templates_and_checks()
             self._catalog = await FlowCatalog.load(
                 self.store,
                 Path(self.settings.flows),
-                providers=capabilities,
-                checks=flow_checks(capabilities, templates),
+                providers={n: p.capabilities for n, p in self.providers.items()},
+                checks=checks,
             )
             d = self.settings.dispatcher
             triggers_on = self.runs_triggers
@@ -190,13 +191,19 @@ class Engine:
         """Read the template catalogue and the flow files again and reschedule the
         triggers (``disparo serve`` on SIGHUP); a ``UserInputError`` (a bad flow or
         catalogue) changes nothing. Runs keep their versions."""
-        templates = load_catalog(self.settings)
-        capabilities = {name: p.capabilities for name, p in self.providers.items()}
-        changed = await self.catalog.reload(flow_checks(capabilities, templates))
+        templates, checks = self._templates_and_checks()
+        changed = await self.catalog.reload(checks)
         self.dispatcher.templates = templates
         if self._triggers is not None:
             await self._triggers.schedule()
         return changed
+
+    def _templates_and_checks(self) -> tuple[TemplateCatalog | None, list[FlowCheck]]:
+        """The template catalogue, read now, and the checks every flow must pass with
+        it and the providers' capabilities."""
+        templates = load_catalog(self.settings)
+        capabilities = {name: p.capabilities for name, p in self.providers.items()}
+        return templates, flow_checks(capabilities, templates)
 
     @property
     def catalog(self) -> FlowCatalog:

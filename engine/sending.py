@@ -66,10 +66,8 @@ class Sender:
         self.d = dispatcher
         # provider_hints by (flow, pinned version, step): a pinned flow never changes.
         self._hints: dict[tuple[str, str, str], dict[str, Any]] = {}
-        # The provider calls in progress, by due-work id (``withdraw_waiting``), and
-        # the contact each is for (``withdraw_contact``).
+        # The provider calls in progress, by due-work id (``withdraw_waiting``).
         self.watching: dict[int, Departure] = {}
-        self._contact_of: dict[int, str] = {}
 
     def _hints_for(self, flow: Flow, version: str, step: str) -> dict[str, Any]:
         key = (flow.flow, version, step)
@@ -245,7 +243,6 @@ class Sender:
         with watch_departure() as watched:
             watched.still_wanted = lambda: self._still_wanted(message.id)
             self.watching[work.id] = watched
-            self._contact_of[work.id] = message.contact_id
             try:
                 return await provider.send(outbound)
             except SendWithdrawn:
@@ -256,7 +253,6 @@ class Sender:
                 raise
             finally:
                 del self.watching[work.id]
-                del self._contact_of[work.id]
         await send_failures.give_back(self, work, message)
         return None
 
@@ -284,18 +280,6 @@ class Sender:
             )
             return False
         return True
-
-    def withdraw_contact(self, contact_id: str) -> int:
-        """The contact was erased: none of its sends that have not left may start a
-        request (one waiting for a connection slot gives up when it gets it). Returns
-        how many sends were withdrawn; those already on the wire go on."""
-        withdrawn = 0
-        for work_id, contact in self._contact_of.items():
-            watched = self.watching[work_id]
-            if contact == contact_id and not watched.may_have_left:
-                watched.withdrawn = True
-                withdrawn += 1
-        return withdrawn
 
     async def _prepare(
         self, work: DueWork, message: Message, flow: Flow, contact: Contact

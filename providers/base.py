@@ -286,15 +286,13 @@ def mask_phone_in(text: str, phone: str | None) -> str:
 # taken a slot then raises ``SendWithdrawn`` instead of starting, and one waiting for
 # a slot is cancelled. Either way nothing reached the vendor, so the message can go
 # back to the queue instead of being left ``sending``, where a provider without
-# idempotency keys would have to call it ambiguous. Erasing a contact withdraws the
-# departures of that contact's sends: one waiting for a slot raises ``SendWithdrawn``
-# when it gets the slot, instead of sending.
+# idempotency keys would have to call it ambiguous.
 #
-# Another process may erase the contact (or take the work over) while a send waits
-# here, and nobody tells this one. So a send that waited, for a connection slot or
-# in the adapter (a rate limit) for longer than ``RECHECK_AFTER_SECONDS``, asks
-# ``still_wanted`` once it holds its slot, before anything is written: False
-# withdraws it.
+# Any process may erase the contact (or take the work over) while a send waits
+# here, and nobody tells the process that holds it. So a send that waited, for a
+# connection slot or in the adapter (a rate limit) for longer than
+# ``RECHECK_AFTER_SECONDS``, asks ``still_wanted`` once it holds its slot, before
+# anything is written: False withdraws it (``SendWithdrawn``).
 
 RECHECK_AFTER_SECONDS = 0.05
 
@@ -304,7 +302,7 @@ class Departure:
     entered: bool = False  # a transport took the request: it reports from here on
     waiting: bool = False  # queued for a connection slot: nothing has been written
     may_have_left: bool = False  # took a slot: the vendor may have the request
-    withdrawn: bool = False  # stopping, or the contact was erased: start nothing new
+    withdrawn: bool = False  # stopping, or no longer wanted: start nothing new
     # Whether the send should still go, asked after a wait (None: never asked).
     still_wanted: Callable[[], Awaitable[bool]] | None = None
     started: float = field(default_factory=time.monotonic)  # when the send began

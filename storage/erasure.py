@@ -30,6 +30,20 @@ class Erased:
     opt_out_kept: bool = False
 
 
+# The deletes of an erasure (``erase_statements``' names), in the order they run:
+# rows that name others first, so every foreign key holds at each step. The
+# contact's own row goes last, deleted or kept bare (``keep_opt_out``).
+DELETES = (
+    "due_of_messages",
+    "due_of_runs",
+    "pending_statuses",
+    "run_events",
+    "contact_events",
+    "messages",
+    "runs",
+)
+
+
 def erase_statements(contact: str, now: str) -> dict[str, str]:
     """The statements of an erasure, in the order they run, with the placeholders of
     the contact id (``contact``) and of the current time (``now``) of the backend."""

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from engine.models import Run
 from storage.columns import RUN_COLUMNS
-from storage.erasure import Erased, erase_statements, tally
+from storage.erasure import DELETES, Erased, erase_statements, tally
 from storage.postgres_codec import run_from_row
 from storage.postgres_pool import deleted, retry_foreign_key_races
 
@@ -25,7 +25,6 @@ T = TypeVar("T")
 
 _RUNS = f"SELECT {RUN_COLUMNS} FROM runs WHERE contact_id = $1 ORDER BY created_at, id"
 _STATEMENTS = erase_statements("$1", "$2")
-_DELETES = [name for name in _STATEMENTS if name not in ("contact", "keep_opt_out")]
 # An erasure that lost the race described above is taken again this many times.
 _ATTEMPTS = 3
 
@@ -63,7 +62,7 @@ async def _erase(
     )
     if row is None:
         return None
-    counts = {name: await deleted(connection, _STATEMENTS[name], contact_id) for name in _DELETES}
+    counts = {name: await deleted(connection, _STATEMENTS[name], contact_id) for name in DELETES}
     kept = keep_opt_out and row["opted_out_at"] is not None
     if kept:
         await connection.execute(_STATEMENTS["keep_opt_out"], contact_id, now)

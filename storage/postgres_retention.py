@@ -23,7 +23,7 @@ import asyncpg
 
 from storage.base import Purged
 from storage.postgres_pool import deleted, retry_foreign_key_races
-from storage.sqlite_retention import check_limit, counted
+from storage.sqlite_retention import batch_purged, check_limit, counted
 
 T = TypeVar("T")
 
@@ -104,5 +104,5 @@ async def _purge(connection: Any, before: datetime, limit: int) -> Purged:
     contact_events = await deleted(connection, _CONTACT_EVENTS, before, limit)
     pending = await deleted(connection, _PENDING, before, limit)
     firings = await deleted(connection, _FIRINGS, before, limit)
-    more = limit in (len(run_ids), contact_events, pending, firings)
-    return Purged.of_counts(runs, messages, run_events, contact_events, pending, firings, more=more)
+    counts = (runs, messages, run_events, contact_events, pending, firings)
+    return batch_purged(limit, len(run_ids), counts)

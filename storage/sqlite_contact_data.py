@@ -14,13 +14,12 @@ from datetime import datetime
 
 from engine.models import Run
 from storage.columns import RUN_COLUMNS
-from storage.erasure import Erased, erase_statements, tally
+from storage.erasure import DELETES, Erased, erase_statements, tally
 from storage.sqlite_batch import GroupCommitConnection
 from storage.sqlite_codec import run_from_row, to_us
 
 _RUNS = f"SELECT {RUN_COLUMNS} FROM runs WHERE contact_id = ? ORDER BY created_at, id"
 _STATEMENTS = erase_statements(":contact", ":now")
-_DELETES = [name for name in _STATEMENTS if name not in ("contact", "keep_opt_out")]
 
 
 class ContactDataMethods:
@@ -49,7 +48,7 @@ def _erase(db: sqlite3.Connection, contact_id: str, keep_opt_out: bool, now: int
     if row is None:
         return None
     params = {"contact": contact_id, "now": now}
-    counts = {name: db.execute(_STATEMENTS[name], params).rowcount for name in _DELETES}
+    counts = {name: db.execute(_STATEMENTS[name], params).rowcount for name in DELETES}
     kept = keep_opt_out and row[0] is not None
     db.execute(_STATEMENTS["keep_opt_out" if kept else "contact"], params)
     return tally(counts, opt_out_kept=kept)

@@ -85,6 +85,13 @@ def counted(row: Sequence[int]) -> Purged:
     return Purged.of_counts(*row)
 
 
+def batch_purged(limit: int, runs_taken: int, counts: tuple[int, ...]) -> Purged:
+    """``Purged`` of one batch from the six counts in ``_COUNT``'s order (both
+    backends); ``more`` when any kind filled ``limit``: older rows may be left."""
+    _, _, _, contact_events, pending, firings = counts
+    return Purged.of_counts(*counts, more=limit in (runs_taken, contact_events, pending, firings))
+
+
 def purge(db: sqlite3.Connection, before: int, limit: int) -> Purged:
     bounds = {"before": before, "limit": limit}
     run_ids = [row[0] for row in db.execute(_FINISHED_RUNS, bounds)]
@@ -97,8 +104,8 @@ def purge(db: sqlite3.Connection, before: int, limit: int) -> Purged:
     contact_events = _delete(db, _CONTACT_EVENTS, bounds)
     pending = _delete(db, _PENDING, bounds)
     firings = _delete(db, _FIRINGS, bounds)
-    more = limit in (len(run_ids), contact_events, pending, firings)
-    return Purged.of_counts(runs, messages, run_events, contact_events, pending, firings, more=more)
+    counts = (runs, messages, run_events, contact_events, pending, firings)
+    return batch_purged(limit, len(run_ids), counts)
 
 
 def _marks(values: Sequence[object]) -> str:

@@ -425,23 +425,32 @@ def _moving_every_read(h: Harness, times: int) -> tuple[Any, list[Any]]:
     return read_then_move, moved
 
 
+async def _cancel_while_it_moves(
+    api: Any, monkeypatch: pytest.MonkeyPatch, times: int
+) -> tuple[Any, dict[str, Any], list[Any]]:
+    """Cancel a waiting boleto run while another worker moves it after each of the
+    cancel's first ``times`` reads: the answer, the run afterwards, the moves."""
+    client, h = api
+    created = await (await client.post("/v1/runs", json=RUN, headers=AUTH)).json()
+    await h.engine.settle()
+    read_then_move, moved = _moving_every_read(h, times=times)
+
+    monkeypatch.setattr(h.engine.store, "get_run", read_then_move)
+    response = await client.post(f"/v1/runs/{created['run_id']}/cancel", headers=AUTH)
+    monkeypatch.undo()
+    run = await (await client.get(f"/v1/runs/{created['run_id']}", headers=AUTH)).json()
+    return response, run, moved
+
+
 async def test_a_cancel_racing_a_transition_of_the_run_still_cancels_it(
     api: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The run moves (a report, a reply, a timer) between the cancel's read and its
     write: the cancel reads it again instead of answering 500."""
-    client, h = api
-    created = await (await client.post("/v1/runs", json=RUN, headers=AUTH)).json()
-    await h.engine.settle()
-    read_then_move, moved = _moving_every_read(h, times=1)
-
-    monkeypatch.setattr(h.engine.store, "get_run", read_then_move)
-    response = await client.post(f"/v1/runs/{created['run_id']}/cancel", headers=AUTH)
-    monkeypatch.undo()
+    response, run, moved = await _cancel_while_it_moves(api, monkeypatch, times=1)
 
     assert response.status == 200
     assert len(moved) == 1
-    run = await (await client.get(f"/v1/runs/{created['run_id']}", headers=AUTH)).json()
     assert run["status"] == "cancelled"
     assert run["vars"] == {"moved": 1}  # the other worker's change was kept
 
@@ -449,20 +458,12 @@ async def test_a_cancel_racing_a_transition_of_the_run_still_cancels_it(
 async def test_a_run_that_never_stops_moving_is_a_409_and_stays_as_it_is(
     api: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client, h = api
-    created = await (await client.post("/v1/runs", json=RUN, headers=AUTH)).json()
-    await h.engine.settle()
-    read_then_move, moved = _moving_every_read(h, times=1000)
-
-    monkeypatch.setattr(h.engine.store, "get_run", read_then_move)
-    response = await client.post(f"/v1/runs/{created['run_id']}/cancel", headers=AUTH)
-    monkeypatch.undo()
+    response, run, moved = await _cancel_while_it_moves(api, monkeypatch, times=1000)
 
     assert response.status == 409
     error = await error_of(response)
     assert error["code"] == "STALE_RUN"
     assert error["message"].endswith("; the request changed nothing")
-    run = await (await client.get(f"/v1/runs/{created['run_id']}", headers=AUTH)).json()
     assert run["status"] == "waiting"
     assert len(moved) == 8
 
