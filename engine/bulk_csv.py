@@ -44,6 +44,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.models import ContactUpsert
 from engine.phones import InvalidPhone, normalise_phone
+from engine.pt_br import AMBIGUOUS_NUMBER
 
 CONTACT_FIELDS = ("id", "phone", "email", "name", "timezone", "tags", "idempotency_key")
 CONTEXT_PREFIX = "context."
@@ -242,6 +243,16 @@ def parse_row(
         if not column.in_context:
             fields[column.field] = value
         elif column.number:
+            if AMBIGUOUS_NUMBER.fullmatch(value):
+                problems.append(
+                    RowProblem(
+                        line=line,
+                        column=column.header,
+                        message=f"{value!r} is ambiguous; write {value.replace('.', '')} if the "
+                        f"dot separates thousands, {value.replace('.', ',')} if it is a decimal",
+                    )
+                )
+                continue
             if _NUMBER.match(value) is None:
                 problems.append(
                     RowProblem(

@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import (
+    EXIT_INPUT,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
     ConfigError,
     DisparoError,
     NotFound,
@@ -25,7 +29,6 @@ if TYPE_CHECKING:  # imported where used: `disparo schema` need not load the eng
     from engine.runtime import Engine
     from engine.settings import Settings
 
-EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 DEFAULT_CONFIG = "config/disparo.yaml"
 
 
@@ -49,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--config", default=DEFAULT_CONFIG)
     s.add_argument("--host")
-    s.add_argument("--port", type=int)
+    s.add_argument("--port", type=_port, help="TCP port, 1-65535 (default: server.port)")
 
     c = sub.add_parser("check", parents=[common], help="validate flow files and the config")
     c.add_argument("paths", nargs="*", help="flow files or folders (default: the config's flows)")
@@ -197,12 +200,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_UNAVAILABLE
 
 
-def _settings(path: str) -> Any:
+def _port(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port; give a number, 1-65535")
+    return int(text)
+
+
+def _settings(path: str, *, store_must_exist: bool = False) -> Any:
+    """The config at ``path``. ``store_must_exist``: for a command that reads or changes
+    what is stored, refuse a SQLite file that is not there instead of creating an empty
+    database (a mistyped ``storage`` path would otherwise look like a store with nothing)."""
     from engine.settings import load_settings
+    from engine.stores import missing_database
 
     if not Path(path).exists():
         raise ConfigError(f"{path}: no such config file; pass --config PATH")
-    return load_settings(Path(path))
+    settings = load_settings(Path(path))
+    if store_must_exist and (file := missing_database(settings.storage)) is not None:
+        raise StoreError(
+            f"no database at {file}: check `storage` in {path}, or run `disparo migrate` "
+            "to create one"
+        )
+    return settings
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -213,12 +232,15 @@ async def _serve(args: argparse.Namespace) -> int:
 
 
 async def _migrate(args: argparse.Namespace) -> int:
-    from engine.runtime import open_store
+    from engine.stores import open_store
 
     settings = _settings(args.config)
     store = open_store(settings.storage)
-    applied = await store.migrate()
-    await store.close()
+    try:
+        applied = await store.migrate()
+        await store.open()  # a database a newer disparo migrated is not "up to date"
+    finally:
+        await store.close()
     if applied:
         print(f"applied {len(applied)} migration(s): {', '.join(applied)}")
     else:
@@ -277,7 +299,7 @@ async def _trigger(args: argparse.Namespace) -> int:
     from engine.bulk import trigger
     from engine.runtime import Engine
 
-    settings = _settings(args.config)
+    settings = _settings(args.config, store_must_exist=True)
     # No dispatcher loop: the runs are stored, and `disparo serve` sends them.
     async with Engine(settings, run_loop=False, triggers=False) as engine:
         tally = await trigger(engine, args.flow, Path(args.contacts), name=args.contacts)
@@ -298,7 +320,7 @@ def _offline_engine(args: argparse.Namespace, settings: Settings) -> Engine:
 async def _purge(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    settings = _settings(args.config)
+    settings = _settings(args.config, store_must_exist=True)
     if args.keep is not None:
         try:
             retention = settings.retention.model_validate(
@@ -330,7 +352,7 @@ async def _erase(args: argparse.Namespace) -> int:
             "and every run, message and event of theirs for good; add --yes to go ahead"
         )
     unknown = []
-    async with _offline_engine(args, _settings(args.config)) as engine:
+    async with _offline_engine(args, _settings(args.config, store_must_exist=True)) as engine:
         for contact in dict.fromkeys(args.contacts):  # each once, in the order given
             try:
                 erased = await erase_contact(
@@ -347,7 +369,7 @@ async def _erase(args: argparse.Namespace) -> int:
 async def _export(args: argparse.Namespace) -> int:
     from engine.contact_data import export_contact
 
-    async with _offline_engine(args, _settings(args.config)) as engine:
+    async with _offline_engine(args, _settings(args.config, store_must_exist=True)) as engine:
         document = await export_contact(engine, args.contact, source="disparo export")
     print(json.dumps(document, indent=2, ensure_ascii=False))
     return EXIT_OK
@@ -357,9 +379,9 @@ async def _status(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from engine.overview import overview_json, overview_lines
-    from engine.runtime import open_store
+    from engine.stores import open_store
 
-    settings = _settings(args.config)
+    settings = _settings(args.config, store_must_exist=True)
     store = open_store(settings.storage)  # no engine: nothing else is started
     await store.open()
     try:
@@ -378,7 +400,7 @@ async def _why(args: argparse.Namespace) -> int:
     from engine.api_views import event_view
     from engine.runtime import Engine
 
-    settings = _settings(args.config)
+    settings = _settings(args.config, store_must_exist=True)
     async with Engine(settings, run_loop=False, triggers=False) as engine:
         events = await engine.decisions(args.contact, args.flow, limit=args.limit)
     for event in events:

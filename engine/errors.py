@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# The CLI's exit codes (INTERFACES.md): success, a problem in the user's input (flow,
+# config, CSV), a usage error, the store or a provider out of reach.
+EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+
 
 class DisparoError(Exception):
     """Root of every error disparo raises on purpose."""

@@ -13,12 +13,29 @@ import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-_PHONE = re.compile(r"\+?\b(\d{2})(\d{6,11})(\d{4})\b")
+# International numbers as a run of 12-17 digits (E.164 with or without the +), and
+# Brazilian numbers as vendors echo them: national digits (11987654321) or written
+# out ("+55 11 98765-4321", "(11) 98765-4321"). Dates and times never match: their
+# groups are joined by "-" or ":" where a phone has a space.
+_PHONE = re.compile(
+    r"\+?\b\d{12,17}\b"
+    r"|(?<![\w+])(?:\+?55 ?)?(?:\(\d{2}\)|\d{2}) ?9?\d{4}[ -]?\d{4}(?![\w-])"
+)
+
+
+def _masked(match: re.Match[str]) -> str:
+    """Every digit but the first two and the last four becomes ``*``; separators stay."""
+    text = match.group()
+    positions = [i for i, c in enumerate(text) if c.isdigit()]
+    hidden = set(positions[2:-4])
+    masked = "".join("*" if i in hidden else c for i, c in enumerate(text))
+    return masked if masked.startswith(("+", "(")) or len(positions) < 12 else f"+{masked}"
 
 
 def mask_phone(text: str) -> str:
-    """``+5511999999999`` -> ``+55*******9999`` wherever a phone-like number appears."""
-    return _PHONE.sub(lambda m: f"+{m.group(1)}{'*' * len(m.group(2))}{m.group(3)}", text)
+    """``+5511999999999`` -> ``+55*******9999`` and ``(11) 98765-4321`` ->
+    ``(11) *****-4321`` wherever a phone-like number appears."""
+    return _PHONE.sub(_masked, text)
 
 
 class RedactingFilter(logging.Filter):

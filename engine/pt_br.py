@@ -43,6 +43,10 @@ DEFAULT_DATE_FORMAT = "%d/%m/%Y"
 
 _CENT = Decimal("0.01")
 _PT_BR_NUMBER = re.compile(r"-?\d{1,3}(\.\d{3})*(,\d+)?|-?\d+(,\d+)?")
+# "1.670": one thousand six hundred and seventy as Brazilians write it, 1.67 as a
+# program writes it. Neither reading is safe to guess.
+AMBIGUOUS_NUMBER = re.compile(r"[+-]?\d{1,3}\.\d{3}")
+_PT_BR_THOUSANDS = re.compile(r"-?\d{1,3}(\.\d{3}){2,}")
 _DIRECTIVE = re.compile(r"%(.)", re.DOTALL)
 
 
@@ -67,7 +71,14 @@ def to_decimal(value: Any) -> Decimal:
         number = Decimal(repr(value))
     elif isinstance(value, str):
         text = value.strip()
-        if "," in text and _PT_BR_NUMBER.fullmatch(text):
+        if AMBIGUOUS_NUMBER.fullmatch(text):
+            readings = (brl(Decimal(text.replace(".", ""))), brl(Decimal(text)))
+            raise FormatError(
+                f"`brl` cannot tell whether {value!r} is {readings[0]} or {readings[1]}; store "
+                "the number without a thousands separator (1670) or with a decimal comma "
+                "(1.670,00)"
+            )
+        if ("," in text and _PT_BR_NUMBER.fullmatch(text)) or _PT_BR_THOUSANDS.fullmatch(text):
             text = text.replace(".", "").replace(",", ".")
         try:
             number = Decimal(text)

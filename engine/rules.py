@@ -91,6 +91,7 @@ class RuleFacts:
     now: datetime  # aware UTC
     timezone: ZoneInfo  # contact.timezone, else the flow's, else the settings default
     has_template: bool  # the step has a template to fall back on
+    template_only: bool = False  # the step's content is an approved template and nothing else
     sent_today: int = 0  # outbound to the contact since local midnight, all flows
     last_outbound_at: datetime | None = None
 
@@ -255,7 +256,9 @@ def check_window(rules: Rules, facts: RuleFacts) -> Decision:
 
     Closed: ``template`` sends the step's template (skip with
     ``window_closed_no_template`` when it has none), ``skip`` skips, ``ignore``
-    passes. Not applied to sms and email (pass, ``not_whatsapp``).
+    passes. A step that sends only an approved template is sent under ``template``
+    and ``skip`` alike: WhatsApp lets a template open a conversation, so the window
+    never stops it. Not applied to sms and email (pass, ``not_whatsapp``).
     """
     if rules.window is None:
         return _unset("window")
@@ -275,7 +278,7 @@ def check_window(rules: Rules, facts: RuleFacts) -> Decision:
         return Decision(rule="window", outcome="pass", reason="window_open", facts=data)
     if rules.window == "ignore":
         return Decision(rule="window", outcome="pass", reason="window_closed_ignored", facts=data)
-    if rules.window == "skip":
+    if rules.window == "skip" and not facts.template_only:
         return Decision(rule="window", outcome="skip", reason="window_closed", facts=data)
     if facts.has_template:
         return Decision(

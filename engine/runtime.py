@@ -48,6 +48,7 @@ from engine.provider_state import StoreProviderState
 from engine.retention import Retention
 from engine.run_start import start_commit
 from engine.settings import Settings
+from engine.stores import open_store
 from engine.template_catalog import TemplateCatalog
 from engine.triggers import Triggers
 from providers.base import Provider
@@ -55,18 +56,6 @@ from providers.registry import provider_class
 from storage.base import Commit, ContactChange, IngestOutcome, StatusTarget, Store
 
 log = logging.getLogger("disparo.engine")
-
-
-def open_store(dsn: str) -> Store:
-    """The store a DSN names: ``sqlite:///path`` (default) or ``postgresql://...``."""
-    if dsn.startswith(("postgresql://", "postgres://")):
-        from storage.postgres import PostgresStore  # type: ignore[import-not-found,unused-ignore]
-
-        store: Store = PostgresStore(dsn)
-        return store
-    from storage.sqlite import SQLiteStore
-
-    return SQLiteStore(dsn)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.content import build_content
-from engine.flow.model import Flow, InactivityRule, Rules, to_timedelta
+from engine.flow.model import Flow, InactivityRule, Rules, SendSpec, to_timedelta
 from engine.models import Contact, Message, NewEvent, Template
 from engine.rules import RuleFacts, Verdict, decide
 from engine.scope import render_scope
@@ -44,6 +44,12 @@ class UnknownTemplate(Exception):
     """The step's template has no id for the message's provider in the catalogue."""
 
 
+def _template_only(send: SendSpec) -> bool:
+    """Whether ``send`` is an approved template and no free content."""
+    free = (send.text, send.media, send.buttons, send.list_, send.location, send.email)
+    return send.template is not None and all(part is None for part in free)
+
+
 def judge(
     flow: Flow,
     message: Message,
@@ -65,6 +71,7 @@ def judge(
             now=now,
             timezone=tz,
             has_template=step.send.template is not None,
+            template_only=_template_only(step.send),
             sent_today=sent_today,
             last_outbound_at=last_outbound_at,
         ),

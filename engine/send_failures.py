@@ -78,6 +78,18 @@ async def cut_off_unsent(sender: Sender, work: DueWork, message: Message) -> Non
     log.info("message %s goes back to the queue unsent: cut off before it left", message.id)
 
 
+def message_event(message: Message, kind: str, at: datetime, data: dict[str, Any]) -> NewEvent:
+    """An audit event about ``message``, filed under its contact and its run."""
+    return NewEvent(
+        kind=kind,
+        at=at,
+        contact_id=message.contact_id,
+        run_id=message.run_id,
+        message_id=message.id,
+        data=data,
+    )
+
+
 async def ambiguous(sender: Sender, work: DueWork, message: Message, why: str) -> None:
     change = MessageChange(
         message_id=message.id,
@@ -87,14 +99,7 @@ async def ambiguous(sender: Sender, work: DueWork, message: Message, why: str) -
         expected_status=MessageStatus.SENDING,
         last_error=why,
     )
-    event = NewEvent(
-        kind="message.ambiguous",
-        at=sender.now,
-        contact_id=message.contact_id,
-        run_id=message.run_id,
-        message_id=message.id,
-        data={"reason": why},
-    )
+    event = message_event(message, "message.ambiguous", sender.now, {"reason": why})
     try:
         await sender.complete(work, messages=[change], events=[event])
     except StaleRun:

@@ -400,10 +400,18 @@ class Sender:
     ) -> None:
         log.warning("message %s step %s failed: %s", message.id, message.step, error)
         self.d.metrics.child(self.d.metrics.messages, message.provider, "failed").inc()
+        # The audit log says why, so `disparo why` and the simulator show it even when
+        # the flow routes `failed` on to another step.
+        failed = send_failures.message_event(
+            message,
+            "message.failed",
+            self.now,
+            {"step": message.step, "provider": message.provider, "error": error},
+        )
         await self.d.apply_events(
             work,
             [runner.StepEvent(name="failed", step_seq=message.step_seq, data={"error": error})],
             messages=[self._change(message, MessageStatus.FAILED, last_error=error)],
             run_id=message.run_id,
-            extra_events=extra_events or [],
+            extra_events=[*(extra_events or []), failed],
         )

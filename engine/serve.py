@@ -39,7 +39,14 @@ async def serve(
         runner = web.AppRunner(build_app(engine), access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # in use, not an address of this machine, no permission
+            await runner.cleanup()
+            raise UserInputError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}; stop what holds the "
+                "port or choose another (--port, or server.port/server.host in the config)"
+            ) from None
         tune_for_serving()  # start-up is over: what exists now lives as long as the process
         reloading: set[asyncio.Task[None]] = set()
 

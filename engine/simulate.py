@@ -14,11 +14,11 @@ import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from zoneinfo import ZoneInfo
 
 from engine.clock import VirtualClock, utc
-from engine.errors import UserInputError
+from engine.errors import EXIT_INPUT, UserInputError
 from engine.flow.yaml_source import read_yaml
 from engine.models import (
     ContactEvent,
@@ -33,6 +33,7 @@ from engine.models import (
 from engine.runtime import Engine
 from engine.scope import contact_timezone
 from engine.settings import Settings
+from engine.wording import counted
 from providers.base import Capabilities, ParsedWebhook, Provider
 from storage.base import Commit
 
@@ -165,9 +166,30 @@ def load_events(path: str) -> list[dict[str, Any]]:
             raise UserInputError(f"{path}:{number}: the event nests too deeply") from None
         if not isinstance(event, dict) or "at" not in event or "type" not in event:
             raise UserInputError(f"{path}:{number}: every event needs `at` and `type`")
+        _check_event(event, f"{path}:{number}")
         event["at"] = _time(event["at"], f"{path}:{number}: at")
         events.append(event)
     return sorted(events, key=lambda e: e["at"])
+
+
+_EVENT_TYPES = (*get_args(ContactEventType), "status")
+_REPORTED = ("sent", "delivered", "read", "failed")
+
+
+def _check_event(event: dict[str, Any], where: str) -> None:
+    """Refuse an event the engine could not use, naming the line and what to write."""
+    kind = event["type"]
+    if kind not in _EVENT_TYPES:
+        raise UserInputError(
+            f"{where}: unknown event type {kind!r}; use one of {', '.join(_EVENT_TYPES)}"
+        )
+    if kind == "status" and event.get("status") not in _REPORTED:
+        raise UserInputError(
+            f"{where}: a status event needs `status`: one of {', '.join(_REPORTED)}"
+            f" (got {event.get('status')!r})"
+        )
+    if kind in ("button", "choice") and not (event.get("button_id") or event.get("id")):
+        raise UserInputError(f"{where}: a {kind} event needs `button_id`, the id that was tapped")
 
 
 # The contact file's timestamps, and the event that sets each one.
@@ -237,6 +259,8 @@ def _line(event: Any) -> dict[str, Any] | None:
         }
     if event.kind == "timer":
         return {**base, "kind": "timer", "step": data.get("step"), "reason": data.get("reason")}
+    if event.kind == "message.failed":
+        return {**base, "kind": "failed", "step": data.get("step"), "reason": data.get("error")}
     if event.kind == "run.finished":
         return {**base, "kind": "end", "status": data.get("status"), "reason": data.get("reason")}
     return None
@@ -300,6 +324,14 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
             print(json.dumps(line, ensure_ascii=False, default=str))
         else:
             print(_human(line, zone))
+    failed = [line for line in lines if line["kind"] == "failed"]
+    if failed:
+        # What fails here fails in production too: a missing variable, a limit, a template.
+        print(
+            f"{counted(len(failed), 'message')} failed; the `failed` lines above say why",
+            file=sys.stderr,
+        )
+        return EXIT_INPUT
     return 0
 
 
@@ -364,4 +396,6 @@ def _human(line: dict[str, Any], zone: ZoneInfo) -> str:
         return f"{at}  event     {line['type']} {rest}".rstrip()
     if kind == "timer":
         return f"{at}  timer     {line['step']} ({line['reason']})"
+    if kind == "failed":
+        return f"{at}  failed    {line['step']}: {line['reason']}"
     return f"{at}  end       {line.get('status')}: {line.get('reason')}"

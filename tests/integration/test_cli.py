@@ -409,3 +409,46 @@ async def test_status_shows_due_work_open_runs_and_ambiguous_messages(tmp_path: 
     document = json.loads(as_json.stdout)
     assert document["due_work"]["timer"]["due"] == 1
     assert document["open_runs"] == {"cobranca_boleto": 1}
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('{"type": "botao", "button_id": "pagar"}', "events.jsonl:1: unknown event type 'botao'"),
+        ('{"type": "status", "status": "lido"}', "events.jsonl:1: a status event needs `status`"),
+        ('{"type": "button"}', "events.jsonl:1: a button event needs `button_id`"),
+    ],
+)
+def test_simulate_names_an_event_it_cannot_use(
+    maria: Path, tmp_path: Path, line: str, expected: str
+) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text(line.replace("{", '{"at": "2026-11-23T10:30:00-03:00", ', 1) + "\n")
+
+    result = disparo(
+        "simulate", "cobranca_boleto", "--config", str(CONFIG),
+        "--contact", str(maria), "--events", str(events), "--at", "2026-11-23T10:00:00-03:00",
+    )  # fmt: skip
+
+    assert result.returncode == 1
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_simulate_shows_a_failed_send_and_exits_1(tmp_path: Path) -> None:
+    joao = tmp_path / "joao.yaml"  # no `vencimento`: the reminder cannot be rendered
+    joao.write_text('id: c-2\nphone: "+5511988887777"\nname: João\ncontext: {valor: 89.9}\n')
+
+    result = disparo(
+        "simulate", "cobranca_boleto", "--config", str(CONFIG), "--contact", str(joao),
+        "--at", "2026-11-23T10:00:00-03:00", "--json",
+    )  # fmt: skip
+
+    assert result.returncode == 1
+    lines = [json.loads(x) for x in result.stdout.splitlines()]
+    failed = [x for x in lines if x["kind"] == "failed"]
+    assert failed
+    assert failed[0]["step"] == "lembrete"
+    assert "vencimento" in failed[0]["reason"]
+    assert "message(s) failed" not in result.stderr  # counted in words
+    assert "failed; the `failed` lines above say why" in result.stderr

@@ -170,3 +170,18 @@ async def test_reengagement_starts_by_itself_23h_after_a_contact_without_a_name_
         (nudge,) = await h.messages(str(started[0].run_id))
         assert nudge.status in (S.SENT, S.DELIVERED, S.READ)
         assert nudge.payload["body"].startswith("Oi! Vi que a gente não terminou")
+
+
+async def test_a_reminder_that_cannot_be_rendered_says_why_in_the_audit(tmp_path: Path) -> None:
+    async with harness(settings_for(tmp_path)) as h:
+        run = await h.start("cobranca_boleto", context={"valor": 89.9})  # no vencimento
+        await h.advance(timedelta(seconds=6))
+
+        assert [m.status for m in await h.messages(run.id)] == [S.FAILED, S.FAILED]
+        events = await h.engine.decisions("c-1")
+        failed = sorted((e for e in events if e.kind == "message.failed"), key=lambda e: e.id)
+        assert [(e.data["step"], e.data["provider"]) for e in failed] == [
+            ("lembrete", "sandbox"),
+            ("sms", "sandbox_sms"),
+        ]
+        assert all("context.vencimento" in e.data["error"] for e in failed)

@@ -103,7 +103,7 @@ def test_every_bad_cell_is_reported_with_its_line_and_column(tmp_path: Path) -> 
         "c-1,11 99999-8888,a@b.com,America/Sao_Paulo,10\n"
         'c-2,11 1234,nope,Mars/Base,"1.670,50"\n'
         ",,,,\n"
-        ",,,America/Sao_Paulo,\n"
+        ",,,America/Sao_Paulo,1.670\n"
         "c-3,11 99999-8888,a@b.com\n",
     )
 
@@ -116,6 +116,8 @@ def test_every_bad_cell_is_reported_with_its_line_and_column(tmp_path: Path) -> 
         "contatos.csv:3: valor:number: '1.670,50' is not a number; write digits with at most "
         "one decimal separator, e.g. 1670 or 1670,50 (no thousands separators)",
         "contatos.csv:5: id: the row names no contact; fill its `id`, `phone` or `email`",
+        "contatos.csv:5: valor:number: '1.670' is ambiguous; write 1670 if the dot "
+        "separates thousands, 1,670 if it is a decimal",
         "contatos.csv:6: row: 3 cells but the header names 5 columns; "
         'quote cells that contain `,` ("a,b") and give every row one cell per column',
     ]

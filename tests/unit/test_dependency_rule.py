@@ -1,7 +1,7 @@
 """ARCHITECTURE.md's dependency rule: `engine.models` and `engine.errors` are the
 shared kernel; `providers` and `storage` import only the kernel, never each other or
 the rest of `engine`; `engine` reaches adapters only through their `base` modules and
-the two composition points (the provider registry, `engine.runtime.open_store`)."""
+the two composition points (the provider registry, `engine.stores.open_store`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 KERNEL = {"engine.models", "engine.errors"}
 ENGINE_MAY_USE = {"providers.base", "providers.registry", "storage.base"}
-COMPOSITION_ROOTS = {"engine/runtime.py": {"storage.sqlite", "storage.postgres"}}
+COMPOSITION_ROOTS = {"engine/stores.py": {"storage.sqlite", "storage.postgres"}}
 
 
 def imports_of(path: Path) -> set[str]:

@@ -82,6 +82,7 @@ def error(source: str, context: dict[str, Any] | None = None) -> str:
         ("1670.5", "R$ 1.670,50"),
         ("1.670,50", "R$ 1.670,50"),
         ("1670,5", "R$ 1.670,50"),
+        ("1.670.000", "R$ 1.670.000,00"),  # two dotted groups: pt-BR thousands, no doubt
         (" 99 ", "R$ 99,00"),
         (10**12, "R$ 1.000.000.000.000,00"),
     ],
@@ -93,6 +94,14 @@ def test_brl_formats_reais_rounding_half_up(value: Any, expected: str) -> None:
 @pytest.mark.parametrize("value", ["abc", "1,670.50", True, None, float("nan"), float("inf"), []])
 def test_brl_refuses_what_is_not_a_number(value: Any) -> None:
     assert "`brl` needs a" in error("{{ context.v | brl }}", {"v": value})
+
+
+@pytest.mark.parametrize("value", ["1.670", "-1.670", "0.500"])
+def test_brl_refuses_a_dot_that_may_separate_thousands_or_decimals(value: str) -> None:
+    # "1.670" is R$ 1.670,00 to a Brazilian and R$ 1,67 to a program: never guess.
+    message = error("{{ context.v | brl }}", {"v": value})
+    assert "`brl` cannot tell whether" in message
+    assert "write" not in message or "1670" in message
 
 
 @given(st.decimals(min_value=-(10**9), max_value=10**9, allow_nan=False, places=4))

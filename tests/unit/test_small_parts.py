@@ -57,8 +57,32 @@ def test_invalid_phones_say_how_to_write_them(raw: str) -> None:
         normalise_phone(raw)
 
 
-def test_phone_numbers_are_masked_in_log_text() -> None:
-    assert mask_phone("sent to +5511999998888 ok") == "sent to +55*******8888 ok"
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("sent to +5511999998888 ok", "sent to +55*******8888 ok"),
+        # National forms, as Altu and Robbu echo a number back in their errors.
+        ("sem WhatsApp: 35988005678", "sem WhatsApp: 35*****5678"),
+        ("para +55 11 98765-4321", "para +55 ** *****-4321"),
+        ("para (11) 98765-4321", "para (11) *****-4321"),
+        ("fixo 11 3456-7890", "fixo 11 ****-7890"),
+    ],
+)
+def test_phone_numbers_are_masked_in_log_text(text: str, masked: str) -> None:
+    assert mask_phone(text) == masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "deferred until 2026-11-23 10:00:00",
+        "until 2026-11-23T10:00:00+00:00",
+        "R$ 1.670,00 in 3 of 5 attempts",
+        "message 3fa85f64-5717-4562-b3fc-2c963f66afa6",
+    ],
+)
+def test_dates_amounts_and_ids_are_not_taken_for_phones(text: str) -> None:
+    assert mask_phone(text) == text
 
 
 def test_redacting_filter_hides_secrets_and_phones() -> None:

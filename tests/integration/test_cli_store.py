@@ -1,0 +1,77 @@
+"""What the operator commands do with the store a config names: never create an
+empty database behind a mistyped path, never call a newer database up to date,
+and say in one line why `serve` cannot listen."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_cli import _local_config, disparo
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status"],
+        ["why", "c-1"],
+        ["export", "c-1"],
+        ["erase", "c-1", "--yes"],
+        ["purge", "--dry-run"],
+    ],
+)
+def test_a_command_that_reads_the_store_refuses_a_database_that_is_not_there(
+    tmp_path: Path, command: list[str]
+) -> None:
+    config = _local_config(tmp_path)
+    typo = tmp_path / "typo_dir" / "disparo.db"
+    config.write_text(config.read_text().replace(str(tmp_path / "d.db"), str(typo)))
+
+    result = disparo(*command, "--config", str(config))
+
+    assert result.returncode == 3  # the store is out of reach
+    assert f"no database at {typo}: check `storage` in {config}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not typo.parent.exists()  # nothing was created
+
+
+def test_migrate_refuses_a_database_a_newer_disparo_migrated(tmp_path: Path) -> None:
+    config = _local_config(tmp_path)
+    assert disparo("migrate", "--config", str(config)).returncode == 0
+    with sqlite3.connect(tmp_path / "d.db") as db:
+        db.execute(
+            "INSERT INTO schema_migrations (name, applied_at) VALUES ('0099_future', '2027-01-01')"
+        )
+
+    result = disparo("migrate", "--config", str(config))
+
+    assert result.returncode == 3
+    assert "migrated by a newer disparo (0099_future); upgrade disparo" in result.stderr
+    assert "up to date" not in result.stdout
+
+
+def test_serve_says_in_one_line_that_its_port_is_taken(tmp_path: Path) -> None:
+    config = _local_config(tmp_path)
+    assert disparo("migrate", "--config", str(config)).returncode == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        result = disparo("serve", "--config", str(config), "--port", str(port))
+
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "http"])
+def test_serve_refuses_a_port_that_is_not_one(tmp_path: Path, port: str) -> None:
+    result = disparo("serve", "--config", str(_local_config(tmp_path)), "--port", port)
+
+    assert result.returncode == 2
+    assert "is not a TCP port; give a number, 1-65535" in result.stderr
+    assert "Traceback" not in result.stderr
