@@ -284,7 +284,9 @@ def _run_expression(
         if isinstance(result, Undefined):
             str(result)  # raises MissingValue (or SecurityError) naming what is missing
     except Exception as exc:
-        raise _render_error(exc, source, scope, flow=flow, step=step, field=field) from exc
+        raise _render_error(
+            exc, source, scope, flow=flow, step=step, field=field, expression=True
+        ) from exc
     return result
 
 
@@ -306,18 +308,28 @@ def _plain(value: Any) -> Any:
 
 
 def _render_error(
-    exc: Exception, source: str, scope: RenderScope, *, flow: str, step: str, field: str
+    exc: Exception,
+    source: str,
+    scope: RenderScope,
+    *,
+    flow: str,
+    step: str,
+    field: str,
+    expression: bool = False,
 ) -> RenderError:
+    # An expression is one line built as a syntax tree: its "line" would be a line of
+    # the Python jinja generated, which means nothing to the designer.
+    where = "" if expression else _line(exc)
     if isinstance(exc, MissingValue):
         message = _describe_missing(exc, source, scope.variables)
     elif isinstance(exc, TooLarge):
-        message = f"{_line(exc)}{exc}"
+        message = f"{where}{exc}"
     elif isinstance(exc, SecurityError):
-        message = f"{_line(exc)}{str(exc).rstrip('.')}: not allowed in templates"
+        message = f"{where}{str(exc).rstrip('.')}: not allowed in templates"
     elif isinstance(exc, TemplateSyntaxError):
         message = f"line {exc.lineno}: {exc.message}"
     else:
-        message = f"{_line(exc)}{exc or type(exc).__name__}"
+        message = f"{where}{exc or type(exc).__name__}"
     return RenderError(message, flow=flow, step=step, field=field)
 
 

@@ -48,6 +48,7 @@ another step entry (``step_seq``), events after the run finished and timers of a
 step the run has left are ignored with a reason. A ``RenderError`` from the scope
 fails the run with the error's text; actions of steps completed before it stand.
 ``RunState.vars`` pass through unchanged: ``set`` writes contact context only.
+An ``OPTED_OUT`` event cancels an open run whatever its step.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from engine.flow.model import Flow, Step, WaitFor, to_timedelta
 from engine.models import OPEN_RUN_STATUSES, RunStatus
 
 MAX_STEPS_PER_TRANSITION = 100
+OPTED_OUT = "opted_out"  # the contact opted out: every open run of theirs is cancelled
 _CONTEXT = "context."
 
 
@@ -87,7 +89,8 @@ class Scope(Protocol):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StepEvent:
-    # sent, delivered, read, failed, reply, button.<id>, choice.<id>, skipped, timeout
+    # sent, delivered, read, failed, reply, button.<id>, choice.<id>, skipped, timeout;
+    # OPTED_OUT is no flow's to route: it cancels the run.
     name: str
     step_seq: int | None = None  # the step entry it belongs to; None = the current one
     data: Mapping[str, Any] = field(default_factory=dict)
@@ -308,6 +311,8 @@ def handle(
     """Apply one event to a run: move it, keep it waiting, finish it, or ignore the event."""
     if state.status not in OPEN_RUN_STATUSES:
         return _ignored(state, f"the run is already {state.status}; `{event.name}` ignored")
+    if event.name == OPTED_OUT:  # before any route: an opt-out is not overridable
+        return cancel(state, "the contact opted out")
     if state.step is None:
         return _ignored(state, f"the run has not entered a step; `{event.name}` ignored")
     step_id = state.step

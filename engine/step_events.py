@@ -2,7 +2,7 @@
 
 A status report can skip steps (``read`` may arrive before ``delivered``): the run
 sees every status it implies, in order. A contact event becomes ``reply``,
-``button.<id>`` or ``choice.<id>``. Pure.
+``button.<id>`` or ``choice.<id>``; an opt-out cancels the run. Pure.
 """
 
 from __future__ import annotations
@@ -45,4 +45,6 @@ def inbound_step_events(payload: Any) -> list[runner.StepEvent]:
         return [runner.StepEvent(name="reply", data=data)]
     if kind in ("button", "choice") and payload.get("button_id"):
         return [runner.StepEvent(name=f"{kind}.{payload['button_id']}", data=data)]
+    if kind == "opt_out":
+        return [runner.StepEvent(name=runner.OPTED_OUT, data=data)]
     return []

@@ -13,7 +13,7 @@ import pytest
 
 from engine.errors import Conflict, StaleFence
 from engine.logs import RedactingFilter
-from engine.models import ContactEvent, ContactUpsert, DueKind, MessageStatus
+from engine.models import ContactEvent, ContactUpsert, DueKind, MessageStatus, RunStatus
 from engine.runtime import Engine
 from storage.base import Commit, Completion
 from tests.integration.engine_kit import START, harness, running_engine, settings_for
@@ -36,6 +36,26 @@ async def test_a_contact_who_replies_sair_gets_nothing_more(tmp_path: Path) -> N
         assert reminder.provider_message_id is None
         opt_out = [d for d in await h.decisions(run.id) if d["rule"] == "opt_out"]
         assert opt_out[0]["outcome"] == "skip"
+
+
+async def test_an_opt_out_cancels_the_runs_waiting_for_the_contact(tmp_path: Path) -> None:
+    async with harness(settings_for(tmp_path)) as h:
+        run = await h.start("cobranca_boleto", context=BOLETO)
+        await h.advance(timedelta(seconds=6))
+        assert (await h.run(run.id)).status == RunStatus.WAITING  # the 2 h timeout is set
+
+        await h.event("opt_out", text="pelo app")
+        await h.advance(timedelta(hours=3))  # past the timeout that would send the SMS
+
+        done = await h.run(run.id)
+        assert done.status == RunStatus.CANCELLED
+        assert [m.step for m in await h.messages(run.id)] == ["lembrete"]  # no SMS
+        finished = [
+            e.data
+            for e in await h.engine.store.list_events(run_id=run.id, limit=100)
+            if e.kind == "run.finished"
+        ]
+        assert finished == [{"status": "cancelled", "reason": "the contact opted out"}]
 
 
 async def test_a_missing_variable_fails_the_message_and_names_the_field(tmp_path: Path) -> None:

@@ -445,6 +445,14 @@ def test_a_missing_value_in_an_expression_is_an_error_not_false(expression: str)
     )
 
 
+def test_an_expression_error_names_no_line_the_designer_never_wrote() -> None:
+    with pytest.raises(RenderError) as info:
+        is_true("context.nota > 8", scope({"nota": "9"}), flow="f", step="decide", field="when")
+    assert str(info.value) == (
+        "f/decide/when: '>' not supported between instances of 'str' and 'int'"
+    )
+
+
 def test_expression_escapes_fail() -> None:
     with pytest.raises(RenderError, match="not allowed in templates"):
         evaluate("''.__class__.__mro__", scope(), flow="f", step="s", field="when")
