@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 from pydantic import ValidationError
 
+from engine.circuit import unwell
 from engine.errors import (
     ProviderAmbiguous,
     ProviderAuthError,
@@ -527,25 +528,48 @@ async def test_jokers_up_to_their_limit_are_sent_and_longer_ones_refused_unsent(
     assert robbu.requests[SEND] == 1
 
 
-async def test_a_wrong_private_token_is_rejected_with_robbus_message(
+async def test_a_wrong_private_token_pauses_the_provider_naming_the_setting(
     robbu: FakeRobbu, make_provider: MakeProvider
 ) -> None:
+    """The private token is the account's, not the message's: every send would be
+    refused alike, so it pauses the provider (like refused credentials) instead of
+    failing each message, and says which setting to fix."""
     provider = await make_provider(private_token="xxxxxx-xxxxxxx-xxxxxxxx-xxxxxxxx")
-    with pytest.raises(ProviderRejected) as caught:
+    with pytest.raises(ProviderAuthError) as caught:
         await provider.send(message(Text(body="Olá")))
-    assert caught.value.status == 400
-    assert caught.value.vendor_message == "invenioPrivateToken is missing or invalid"
+    error = caught.value
+    assert error.status == 400
+    assert error.vendor_message == "invenioPrivateToken is missing or invalid"
+    assert unwell(error)
+    assert "check providers.robbu_whatsapp.private_token in the config" in str(error)
+    assert "xxxxxx-xxxxxxx" not in str(error)
 
 
-async def test_404_is_final(robbu: FakeRobbu, make_provider: MakeProvider) -> None:
+async def test_a_404_is_a_wrong_base_url_that_pauses_the_provider(
+    robbu: FakeRobbu, make_provider: MakeProvider
+) -> None:
+    """Robbu's document: 404 means "URL incorreta". It says nothing about the message,
+    so failing it (and every other queued one) would be wrong: it pauses the provider."""
     provider = await make_provider()
     robbu.fail_next(Fault(kind="error", status=404, message="No HTTP resource was found."))
+    with pytest.raises(ProviderAuthError) as caught:
+        await provider.send(message(Text(body="Olá")))
+    error = caught.value
+    assert (error.status, error.vendor_message) == (404, "No HTTP resource was found.")
+    assert unwell(error)
+    assert "URL incorreta" in str(error)
+    assert "check providers.robbu_whatsapp.base_url in the config" in str(error)
+
+
+async def test_errors_about_the_message_stay_final(
+    robbu: FakeRobbu, make_provider: MakeProvider
+) -> None:
+    provider = await make_provider()
+    robbu.fail_next(Fault(kind="error", status=400, message="destination.phoneNumber inválido"))
     with pytest.raises(ProviderRejected) as caught:
         await provider.send(message(Text(body="Olá")))
-    assert (caught.value.status, caught.value.retryable) == (404, False)
-    wrong_base = await make_provider(base_url=f"{robbu.base_url}/api")
-    with pytest.raises(ProviderAuthError, match=r"\(404\)"):
-        await wrong_base.send(message(Text(body="Olá")))
+    assert (caught.value.status, caught.value.retryable) == (400, False)
+    assert not unwell(caught.value)
 
 
 async def test_a_200_that_says_not_sent_is_rejected(
