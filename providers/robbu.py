@@ -66,7 +66,7 @@ Config (``config/disparo.yaml``)::
 
     robbu_whatsapp:
       type: robbu
-      base_url: https://api.robbu.global
+      base_url: https://api.robbu.global   # with or without /v1
       company: ${ROBBU_COMPANY}
       username: ${ROBBU_USERNAME}          # a user of type API
       password: ${ROBBU_PASSWORD}
@@ -160,7 +160,11 @@ class RobbuConfig(ProviderConfig):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("base_url must be an absolute http:// or https:// address")
-        return url.rstrip("/")
+        if parts.query or parts.fragment:
+            raise ValueError("base_url takes no ?query or #fragment")
+        # The document writes the endpoints as https://api.robbu.global/v1/login and
+        # /v1/sendmessage, so a base with /v1 is as natural as one without: both work.
+        return url.rstrip("/").removesuffix("/v1")
 
     @field_validator("password", "private_token")
     @classmethod

@@ -416,6 +416,29 @@ async def test_wrong_credentials_fail_the_login_without_sending(
     assert robbu.requests[SEND] == 0
 
 
+@pytest.mark.parametrize("suffix", ["/v1", "/v1/"])
+async def test_a_base_url_ending_in_v1_as_the_document_writes_it_works(
+    robbu: FakeRobbu, make_provider: MakeProvider, suffix: str
+) -> None:
+    provider = await make_provider(base_url=robbu.base_url + suffix)
+    await provider.send(message(Text(body="Olá")))
+    assert (robbu.logins, len(robbu.received)) == (1, 1)
+
+
+async def test_a_login_404_is_a_wrong_base_url_not_wrong_credentials(
+    robbu: FakeRobbu, make_provider: MakeProvider
+) -> None:
+    provider = await make_provider(base_url=f"{robbu.base_url}/api")
+    with pytest.raises(ProviderAuthError) as caught:
+        await provider.send(message(Text(body="Olá")))
+    error = caught.value
+    assert (error.status, error.left) == (404, False)
+    assert f"the Robbu login at {robbu.base_url}/api/v1/login answered 404" in str(error)
+    assert "check providers.robbu_whatsapp.base_url in the config" in str(error)
+    assert "password" not in str(error)
+    assert robbu.requests[SEND] == 0
+
+
 @pytest.mark.parametrize(
     ("fault", "error"),
     [
@@ -925,6 +948,7 @@ def test_capabilities_tell_the_truth() -> None:
     ("change", "complaint"),
     [
         ({"base_url": "ftp://robbu"}, "base_url"),
+        ({"base_url": "https://api.robbu.global/v1?x=1"}, "base_url takes no"),
         ({"password": ""}, "password"),
         ({"private_token": ""}, "private_token"),
         ({"company": ""}, "company"),
