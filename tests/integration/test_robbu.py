@@ -809,6 +809,7 @@ async def test_the_fake_answers_robbus_words_when_text_is_missing(robbu: FakeRob
         ({"files": [{"address": "", "base64": "", "name": "a.pdf"}]}, "address or base64"),
         ({"files": [{"address": "https://x/y", "base64": "", "name": "boleto"}]}, "extension"),
         ({"templateName": ""}, "nothing to send"),
+        ({"voiceSettings": {"callId": 123123}}, "callId"),
     ],
 )
 async def test_the_fake_refuses_what_the_document_does_not_allow(
@@ -819,6 +820,40 @@ async def test_the_fake_refuses_what_the_document_does_not_allow(
     assert status == 400
     assert message_ is not None
     assert re.search(said, message_)
+
+
+@pytest.mark.parametrize(
+    ("path", "typo", "said"),
+    [
+        ((), "templateParameter", "templateParameter; SendMessage takes attendantUserName"),
+        ((), "discardSetting", "unknown field(s) discardSetting;"),
+        ((), "InvenioPrivateToken", "unknown field(s) InvenioPrivateToken;"),
+        (("contact",), "walletClientcode", "contact.walletClientcode; SendMessage takes"),
+        (("destination",), "phone", "destination.phone; SendMessage takes destination.c"),
+        (("source",), "phonenumber", "unknown field(s) source.phonenumber;"),
+        (("discardSettings",), "inAttendance", "discardSettings.inAttendance;"),
+        (("files", 0), "adress", "files[0].adress;"),
+        (("voiceSettings",), "callID", "voiceSettings.callID;"),
+    ],
+)
+async def test_the_fake_refuses_a_misspelt_field_anywhere_as_the_other_fakes_do(
+    robbu: FakeRobbu, path: tuple[str | int, ...], typo: str, said: str
+) -> None:
+    """Robbu would ignore a misspelt field and send without it (no template
+    parameters, no wallet): the fake refuses it, so an adapter typo fails the tests."""
+    token = await login(robbu)
+    body = whatsapp_example("t", [])
+    body["files"] = [{"address": "https://x/y.pdf", "base64": "", "name": "y.pdf"}]
+    body["voiceSettings"] = {"callId": "123123"}
+    assert await post(robbu, SEND, body, token=token) == (200, None)  # every field as documented
+    target: Any = body
+    for step in path:
+        target = target[step]
+    target[typo] = "x"
+    status, words = await post(robbu, SEND, body, token=token)
+    assert status == 400
+    assert words is not None
+    assert said in words
 
 
 async def test_the_fake_needs_json_and_answers_404_for_unknown_urls(robbu: FakeRobbu) -> None:
