@@ -88,7 +88,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
 from engine.errors import ProviderAuthError, ProviderError, ProviderRejected
 from engine.models import Channel, OutboundMessage, SendResult
@@ -134,6 +134,31 @@ class RobbuSource(BaseModel):
             raise ValueError(
                 f"{value!r} is not a phone number with area code and without the country "
                 "code, e.g. '11999999999'"
+            )
+        return digits
+
+    @field_validator("phone_number")
+    @classmethod
+    def _national(cls, digits: str, info: ValidationInfo) -> str:
+        """Robbu takes the country code apart (``countryCode``): a number that repeats
+        it names a line that does not exist."""
+        code = info.data.get("country_code")
+        if code is None:
+            return digits  # country_code itself is wrong; that error says so
+        prefix = str(code)
+        repeated = digits.startswith(prefix) and (
+            len(digits) - len(prefix) in (10, 11) if code == 55 else len(prefix + digits) > 15
+        )
+        if repeated:
+            national = digits[len(prefix) :]
+            raise ValueError(
+                f"{digits!r} starts with the country code {code}, which goes in "
+                f"country_code; write phone_number without it: {national!r}"
+            )
+        if code == 55 and len(digits) not in (10, 11):
+            raise ValueError(
+                f"{digits!r} is not a Brazilian number: write the area code (DDD) and the "
+                "number, 10 or 11 digits without the country code, e.g. '11999999999'"
             )
         return digits
 

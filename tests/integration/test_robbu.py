@@ -999,6 +999,43 @@ def test_bad_configs_are_refused(change: dict[str, Any], complaint: str) -> None
         RobbuConfig.model_validate(settings("https://api.robbu.global", **change))
 
 
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        (
+            "5511999999999",
+            "starts with the country code 55, which goes in country_code; "
+            "write phone_number without it: '11999999999'",
+        ),
+        (551199999999, "write phone_number without it: '1199999999'"),
+        ("119999", "10 or 11 digits without the country code"),
+    ],
+)
+def test_a_line_written_with_its_country_code_is_refused_naming_the_field(
+    line: str | int, said: str
+) -> None:
+    """Robbu takes the country code in countryCode: 55 + 5511999999999 names a line
+    that does not exist, and every send would fail at Robbu."""
+    source = {"country_code": 55, "phone_number": line}
+    with pytest.raises(ValidationError) as caught:
+        RobbuConfig.model_validate(settings("https://api.robbu.global", source=source))
+    (problem,) = caught.value.errors()
+    assert problem["loc"] == ("source", "phone_number")
+    assert said in problem["msg"]
+
+
+@pytest.mark.parametrize(
+    ("code", "line"), [(55, "55999999999"), (55, "1133334444"), (1, "2025550123")]
+)
+def test_national_lines_load_even_when_the_area_code_looks_like_the_country_code(
+    code: int, line: str
+) -> None:
+    source = {"country_code": code, "phone_number": line}
+    config = RobbuConfig.model_validate(settings("https://api.robbu.global", source=source))
+    assert config.source is not None
+    assert config.source.phone_number == line
+
+
 def test_the_documented_config_loads_with_a_numeric_line() -> None:
     config = RobbuConfig.model_validate(
         settings(
