@@ -1,7 +1,9 @@
 """A circuit breaker per provider: stop hammering a provider that is down.
 
 After ``threshold`` consecutive failures that say the provider is unwell (could not
-connect, 5xx, timeouts, refused credentials), the circuit opens: sends through that
+connect, 5xx, timeouts, refused credentials; the adapters also raise a channel or
+account error, such as Interflow's disconnected channel or a wrong Robbu private
+token, as one of these), the circuit opens: sends through that
 provider are not attempted and their due work is moved to when the circuit
 half-opens. Half-open, one send goes as a probe while the others wait a few
 seconds: its success closes the circuit, its failure opens it again for twice as

@@ -210,6 +210,31 @@ def error_for_status(
     )
 
 
+def config_error(
+    provider: str,
+    problem: str,
+    *,
+    setting: str,
+    status: int | None,
+    vendor_message: str | None,
+    left: bool = True,
+) -> ProviderAuthError:
+    """A vendor answer that says this provider instance is set up wrong (an unknown
+    channel, a wrong URL, a refused account token), not that the message is.
+
+    It is a ``ProviderAuthError``: the engine logs it as an error naming the provider's
+    config, counts it toward the provider's circuit (so the backlog pauses) and retries
+    the message like a 5xx instead of failing it, until ``providers.<provider>.<setting>``
+    is fixed.
+    """
+    return ProviderAuthError(
+        f"{problem}; check providers.{provider}.{setting} in the config",
+        status=status,
+        vendor_message=vendor_message,
+        left=left,
+    )
+
+
 def vendor_message(body: bytes, *, limit: int = 300) -> str | None:
     """The vendor's own words from an error body, for operators.
 

@@ -9,10 +9,16 @@ answer is ``201 {"success": true, "data": {"id": "msg_…", "status": "sent", �
 
 How answers map (the engine's retry policy keys on these types):
 
-- 400 ``VALIDATION_ERROR``, 404 ``CHANNEL_NOT_FOUND``, 422 ``CHANNEL_DISCONNECTED``
-  and other 4xx -> ``ProviderRejected`` (final), ``vendor_message`` like
-  ``VALIDATION_ERROR: Campo 'to' é obrigatório [to: Campo obrigatório]``;
-- 401/403 -> ``ProviderAuthError``; 5xx -> ``ProviderUnavailable``;
+- 400 ``VALIDATION_ERROR`` and other 4xx -> ``ProviderRejected`` (final), with
+  ``vendor_message`` like ``VALIDATION_ERROR: Campo 'to' é obrigatório [to: Campo
+  obrigatório]``: something about this message;
+- 422 ``CHANNEL_DISCONNECTED`` ("O canal está desconectado": the WhatsApp number
+  dropped off, usually for minutes) -> ``ProviderUnavailable``, like a 5xx: the
+  message is retried and the provider's circuit pauses the backlog meanwhile;
+- 404 (``CHANNEL_NOT_FOUND``: a wrong ``channel_id``; any other 404: a wrong
+  ``base_url``) and 401/403 -> ``ProviderAuthError``: the instance is set up wrong,
+  so it pauses (logged as an error naming ``providers.<name>``) instead of failing
+  every message; 5xx -> ``ProviderUnavailable``;
 - 429 -> ``ProviderRateLimited`` with ``retry_after`` from ``Retry-After``, else
   ``X-RateLimit-Reset``, else one minute; our own limiter pauses as long;
 - a 2xx without ``data.id`` -> ``ProviderAmbiguous``; a 2xx whose ``data.status`` is
@@ -61,6 +67,7 @@ from engine.errors import (
     ProviderError,
     ProviderRateLimited,
     ProviderRejected,
+    ProviderUnavailable,
 )
 from engine.models import MessageStatus, OutboundMessage, SendResult
 from providers.base import (
@@ -68,6 +75,7 @@ from providers.base import (
     ParsedWebhook,
     ProviderConfig,
     ProviderHost,
+    config_error,
     mask_phone,
     mask_phone_in,
     one_line,
@@ -303,6 +311,32 @@ class InterflowProvider:
                 vendor_message=said,
                 retry_after=wait if wait is not None else WINDOW_SECONDS,
             )
+        code = _error_code(answer.body)
+        if answer.status == 422 and code == "CHANNEL_DISCONNECTED":
+            return ProviderUnavailable(
+                f"{self.name}: Interflow channel {self.config.channel_id} is disconnected "
+                f"(422 {said}); reconnect its WhatsApp number in Interflow. Sends are "
+                "retried and pause while it lasts",
+                status=422,
+                vendor_message=said,
+            )
+        if answer.status == 404 and code == "CHANNEL_NOT_FOUND":
+            return config_error(
+                self.name,
+                f"{self.name}: Interflow has no channel {self.config.channel_id} for this "
+                f"API key (404 {said})",
+                setting="channel_id",
+                status=404,
+                vendor_message=said,
+            )
+        if answer.status == 404:
+            return config_error(
+                self.name,
+                f"{self.name}: {self._url} does not exist (404" + (f": {said})" if said else ")"),
+                setting="base_url",
+                status=404,
+                vendor_message=said,
+            )
         return self._http.status_error(answer, said)
 
     def _accepted(self, answer: Answer) -> SendResult:
@@ -329,6 +363,17 @@ class InterflowProvider:
                 vendor_message=f"message {found}: status failed",
             )
         return SendResult(provider_message_id=found, status=MessageStatus.SENT, raw=document)
+
+
+def _error_code(body: bytes) -> str | None:
+    """``error.code`` of Interflow's documented error body, if it has one."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    error = document.get("error") if isinstance(document, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def _vendor_words(body: bytes, limit: int = 500) -> str | None:

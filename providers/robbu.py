@@ -49,10 +49,13 @@ token masked as ``***`` because ``disparo simulate`` prints and stores it)::
   ``updateIfExists`` from the config.
 
 Answers: 2xx is sent (Robbu returns no message id, so ``provider_message_id`` is None;
-a 2xx whose body says the message was not sent is ``ProviderRejected``); 400/404 ->
-``ProviderRejected`` with Robbu's message; 401 -> one re-login then
-``ProviderAuthError``; 429 -> ``ProviderRateLimited``; 5xx -> ``ProviderUnavailable``;
-transport failures as in ``providers.transport``. Robbu dedupes nothing, so an
+a 2xx whose body says the message was not sent is ``ProviderRejected``); 400 ->
+``ProviderRejected`` with Robbu's message, except a 400 about ``invenioPrivateToken``;
+that one, a 404 ("URL incorreta": a wrong ``base_url``) and a 401 after one re-login
+are ``ProviderAuthError``: the instance is set up wrong, not the message, so the
+engine pauses the provider and retries instead of failing every message; 429 ->
+``ProviderRateLimited``; 5xx -> ``ProviderUnavailable``; transport failures as in
+``providers.transport``. Robbu dedupes nothing, so an
 ambiguous send is never resent blindly (``idempotency_key=False``).
 
 Statuses: the document describes no status or inbound webhook (delivery failures are
@@ -63,7 +66,7 @@ Config (``config/disparo.yaml``)::
 
     robbu_whatsapp:
       type: robbu
-      base_url: https://api.robbu.global
+      base_url: https://api.robbu.global   # with or without /v1
       company: ${ROBBU_COMPANY}
       username: ${ROBBU_USERNAME}          # a user of type API
       password: ${ROBBU_PASSWORD}
@@ -85,7 +88,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
 from engine.errors import ProviderAuthError, ProviderError, ProviderRejected
 from engine.models import Channel, OutboundMessage, SendResult
@@ -94,6 +97,7 @@ from providers.base import (
     ParsedWebhook,
     ProviderConfig,
     ProviderHost,
+    config_error,
     mask_phone,
     vendor_message,
 )
@@ -106,6 +110,7 @@ log = logging.getLogger("disparo.providers.robbu")
 ALL_CHANNELS: tuple[Channel, ...] = ("whatsapp", "sms", "email")
 MASK = "***"
 NOT_SENT = "message not sent"  # how Robbu's refusals begin ("… contact in attendance")
+PRIVATE_TOKEN = "invenioprivatetoken"  # a 400 naming it is about the account, not the message
 
 
 class RobbuSource(BaseModel):
@@ -132,6 +137,31 @@ class RobbuSource(BaseModel):
             )
         return digits
 
+    @field_validator("phone_number")
+    @classmethod
+    def _national(cls, digits: str, info: ValidationInfo) -> str:
+        """Robbu takes the country code apart (``countryCode``): a number that repeats
+        it names a line that does not exist."""
+        code = info.data.get("country_code")
+        if code is None:
+            return digits  # country_code itself is wrong; that error says so
+        prefix = str(code)
+        repeated = digits.startswith(prefix) and (
+            len(digits) - len(prefix) in (10, 11) if code == 55 else len(prefix + digits) > 15
+        )
+        if repeated:
+            national = digits[len(prefix) :]
+            raise ValueError(
+                f"{digits!r} starts with the country code {code}, which goes in "
+                f"country_code; write phone_number without it: {national!r}"
+            )
+        if code == 55 and len(digits) not in (10, 11):
+            raise ValueError(
+                f"{digits!r} is not a Brazilian number: write the area code (DDD) and the "
+                "number, 10 or 11 digits without the country code, e.g. '11999999999'"
+            )
+        return digits
+
 
 class RobbuConfig(ProviderConfig):
     """``type: robbu`` settings; password and private token are ``SecretStr``."""
@@ -155,7 +185,11 @@ class RobbuConfig(ProviderConfig):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("base_url must be an absolute http:// or https:// address")
-        return url.rstrip("/")
+        if parts.query or parts.fragment:
+            raise ValueError("base_url takes no ?query or #fragment")
+        # The document writes the endpoints as https://api.robbu.global/v1/login and
+        # /v1/sendmessage, so a base with /v1 is as natural as one without: both work.
+        return url.rstrip("/").removesuffix("/v1")
 
     @field_validator("password", "private_token")
     @classmethod
@@ -244,7 +278,7 @@ class RobbuProvider:
                 if answer.status == 401:
                     raise self._refused_again(answer)
             if not answer.ok:
-                raise self._http.status_error(answer)
+                raise self._status_error(answer)
             result = self._accepted(answer)
         except ProviderError as exc:
             log.warning(
@@ -290,6 +324,29 @@ class RobbuProvider:
     async def _post(self, body: bytes, token: str) -> Answer:
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         return await self._http.request("POST", self._send_url, body=body, headers=headers)
+
+    def _status_error(self, answer: Answer) -> ProviderError:
+        error = self._http.status_error(answer)
+        said = error.vendor_message
+        if answer.status == 404:
+            return config_error(
+                self.name,
+                f"{self.name}: Robbu answered 404 (URL incorreta) to POST {self._send_url}"
+                + (f": {said}" if said else ""),
+                setting="base_url",
+                status=404,
+                vendor_message=said,
+            )
+        if answer.status == 400 and said and PRIVATE_TOKEN in said.lower():
+            return config_error(
+                self.name,
+                f"{self.name}: Robbu refused the private token (400: {said}); copy it from "
+                "Invenio Center, Configurações > Conta",
+                setting="private_token",
+                status=400,
+                vendor_message=said,
+            )
+        return error
 
     def _refused_again(self, answer: Answer) -> ProviderAuthError:
         said = self._http.status_error(answer).vendor_message

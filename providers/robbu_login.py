@@ -38,7 +38,7 @@ from engine.errors import (
     ProviderUnavailable,
 )
 from engine.models import ProviderCredential
-from providers.base import ProviderState, vendor_message
+from providers.base import ProviderState, config_error, vendor_message
 from providers.transport import HttpTransport, Redactor
 
 # How often a process waiting for another process's login looks for the new token.
@@ -205,6 +205,17 @@ class RobbuLogin:
             "retry_after": error.retry_after,
             "left": False,
         }
+        if error.status == 404:  # the document: "URL incorreta"
+            return config_error(
+                self.provider,
+                f"{self.provider}: the Robbu login at {self._url} answered 404 (URL incorreta)"
+                f"{said}: the address is wrong, not the credentials; Robbu's is "
+                "https://api.robbu.global",
+                setting="base_url",
+                status=404,
+                vendor_message=error.vendor_message,
+                left=False,
+            )
         if isinstance(error, ProviderRateLimited | ProviderUnavailable):
             return type(error)(
                 f"{self.provider}: the Robbu login answered {error.status}{said}; no message "

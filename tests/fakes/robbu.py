@@ -5,7 +5,8 @@
 invalidates the token before it (one valid token per API user, as the document says).
 ``POST /v1/sendmessage`` needs ``Authorization: Bearer <the current token>`` (401
 otherwise) and a JSON body whose fields have the documented names, types and limits
-(400 with ``{"message": ...}`` otherwise). Where the document gives Robbu's words,
+(400 with ``{"message": ...}`` otherwise; a field the document does not name is
+refused too, where Robbu would ignore it). Where the document gives Robbu's words,
 the fake answers them exactly:
 
 - ``text`` absent: ``{"message": "Object reference not set to an instance of an object."}``;

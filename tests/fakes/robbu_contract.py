@@ -3,6 +3,11 @@ the field names, types and limits the fake (``tests.fakes.robbu``) enforces.
 
 ``send_problem`` returns the words of a 400 answer, or None for a body Robbu takes.
 Where the document quotes Robbu (a missing ``text``) the words are Robbu's own.
+
+Every object may carry only the field names the document's examples spell (exactly,
+with their case: ``InAttendance`` but ``recentContactLastHours``). Robbu itself
+(ASP.NET) would ignore a misspelt field and send the message without it (no
+template parameters, no wallet); the fake refuses it, so an adapter typo shows up.
 """
 
 from __future__ import annotations
@@ -12,6 +17,34 @@ from typing import Any
 
 NULL_REFERENCE = "Object reference not set to an instance of an object."
 JOKER_LIMITS = (300, 300, 300, 300, 3000)  # characters of joker 1-4 and joker 5
+# The field names of every object in the document's examples.
+TOP_LEVEL = frozenset(
+    {
+        "invenioPrivateToken",
+        "text",
+        "emailSubject",
+        "channel",
+        "templateName",
+        "attendantUserName",
+        "templateParameters",
+        "source",
+        "destination",
+        "discardSettings",
+        "contact",
+        "voiceSettings",
+        "files",
+    }
+)
+FIELDS = {
+    "source": frozenset({"countryCode", "phoneNumber", "prospect"}),
+    "destination": frozenset({"countryCode", "phoneNumber", "email", "prospect"}),
+    "discardSettings": frozenset({"recentContactLastHours", "InAttendance"}),
+    "contact": frozenset(
+        {"name", "customCode", "id", "tag", "jokers", "walletClientCode", "updateIfExists"}
+    ),
+    "voiceSettings": frozenset({"callId"}),
+}
+FILE_FIELDS = frozenset({"address", "base64", "name"})
 
 
 def send_problem(body: dict[str, Any] | None, private_token: str) -> str | None:
@@ -32,14 +65,34 @@ def send_problem(body: dict[str, Any] | None, private_token: str) -> str | None:
     if channel not in (1, 2, 3) or isinstance(channel, bool):
         return "channel must be 1 (e-mail), 2 (SMS) or 3 (WhatsApp)"
     return (
-        _parameters_problem(body.get("templateParameters", []))
+        _unknown_fields(body)
+        or _parameters_problem(body.get("templateParameters", []))
         or _line_problem(body.get("source"), "source", required=False)
         or _destination_problem(body.get("destination"), channel)
         or _discard_problem(body.get("discardSettings"))
         or _contact_problem(body.get("contact"))
+        or _voice_problem(body.get("voiceSettings"))
         or _files_problem(body.get("files", []), bool(body.get("templateName")))
         or _nothing_to_send(body, channel)
     )
+
+
+def _unknown_fields(body: dict[str, Any]) -> str | None:
+    """The first object with a field the document does not name, and that field."""
+    objects: list[tuple[str, Any, frozenset[str]]] = [("", body, TOP_LEVEL)]
+    objects += [(f"{name}.", body.get(name), fields) for name, fields in FIELDS.items()]
+    files = body.get("files")
+    if isinstance(files, list):
+        objects += [(f"files[{i}].", item, FILE_FIELDS) for i, item in enumerate(files)]
+    for where, found, fields in objects:
+        # Objects of another type are refused by the checks of their contents.
+        unknown = sorted(set(found) - fields) if isinstance(found, dict) else []
+        if unknown:
+            return (
+                f"unknown field(s) {', '.join(where + n for n in unknown)}; SendMessage "
+                f"takes {', '.join(where + n for n in sorted(fields))}"
+            )
+    return None
 
 
 def _parameters_problem(parameters: Any) -> str | None:
@@ -111,6 +164,14 @@ def _contact_problem(contact: Any) -> str | None:
             return f"contact.jokers[{index}] must be a string"
         if len(joker) > limit:
             return f"contact.jokers[{index}] is longer than {limit} characters"
+    return None
+
+
+def _voice_problem(voice: Any) -> str | None:
+    if voice is None:
+        return None
+    if not isinstance(voice, dict) or not isinstance(voice.get("callId", ""), str):
+        return "voiceSettings must be an object with the voice Call ID as callId (a string)"
     return None
 
 

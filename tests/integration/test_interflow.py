@@ -21,6 +21,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from pydantic import SecretStr, ValidationError
 
+from engine.circuit import unwell
 from engine.errors import (
     ProviderAmbiguous,
     ProviderAuthError,
@@ -500,22 +501,63 @@ async def test_a_validation_error_is_final_with_the_vendors_words_and_details(
     assert "Campo 'content.url' é inválido" in str(error)
 
 
+async def test_a_disconnected_channel_is_unavailable_so_its_messages_wait_and_retry(
+    fake: FakeInterflow, make_provider: MakeProvider
+) -> None:
+    """422 CHANNEL_DISCONNECTED says the WhatsApp number dropped off (usually for
+    minutes), for every message: like a 5xx it is retried and counts toward the
+    provider's circuit, instead of failing the whole backlog for good."""
+    provider = await make_provider(channel_id=OFFLINE_CHANNEL)
+    with pytest.raises(ProviderUnavailable) as caught:
+        await provider.send(message())
+    error = caught.value
+    assert (error.status, error.retryable) == (422, True)
+    assert error.vendor_message == "CHANNEL_DISCONNECTED: O canal está desconectado"
+    assert unwell(error)
+    assert f"channel {OFFLINE_CHANNEL} is disconnected" in str(error)
+    assert fake.accepted == []
+
+    fake.channels[OFFLINE_CHANNEL] = "connected"  # the number is back
+    await provider.send(message())
+    assert len(fake.accepted) == 1
+
+
 @pytest.mark.parametrize(
-    ("channel", "status", "said"),
+    ("setting", "said"),
     [
-        (UNKNOWN_CHANNEL, 404, "CHANNEL_NOT_FOUND: Canal não encontrado"),
-        (OFFLINE_CHANNEL, 422, "CHANNEL_DISCONNECTED: O canal está desconectado"),
+        ("channel_id", "CHANNEL_NOT_FOUND: Canal não encontrado"),
+        ("base_url", "404: Not Found"),
     ],
 )
-async def test_channel_errors_are_final_with_the_vendors_words(
-    fake: FakeInterflow, make_provider: MakeProvider, channel: str, status: int, said: str
+async def test_an_unknown_channel_or_url_pauses_the_provider_naming_the_setting(
+    fake: FakeInterflow, make_provider: MakeProvider, setting: str, said: str
 ) -> None:
-    provider = await make_provider(channel_id=channel)
-    with pytest.raises(ProviderRejected) as caught:
+    """A 404 is about this provider's config (a channel_id the key does not own, or a
+    base_url with a wrong path), never about one message: like refused credentials
+    it pauses the provider and names what to fix, instead of failing every message."""
+    wrong = (
+        {"channel_id": UNKNOWN_CHANNEL}
+        if setting == "channel_id"
+        else {"base_url": f"{fake.base_url}/api"}
+    )
+    provider = await make_provider(**wrong)
+    with pytest.raises(ProviderAuthError) as caught:
         await provider.send(message())
-    assert (caught.value.status, caught.value.vendor_message) == (status, said)
-    assert caught.value.retryable is False
+    error = caught.value
+    assert (error.status, error.vendor_message) == (404, said)
+    assert unwell(error)
+    assert f"check providers.interflow.{setting} in the config" in str(error)
     assert fake.accepted == []
+
+
+async def test_errors_about_the_message_stay_final(
+    fake: FakeInterflow, make_provider: MakeProvider
+) -> None:
+    provider = await make_provider()
+    with pytest.raises(ProviderRejected) as caught:
+        await provider.send(message(phone=LONG_PHONE))
+    assert (caught.value.status, caught.value.retryable) == (400, False)
+    assert not unwell(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -35,15 +35,21 @@ async def gateway() -> AsyncIterator[FakeGateway]:
         yield gw
 
 
-def make_settings(tmp_path: Path, gateway: FakeGateway, **http: Any) -> Any:
+def settings_with(tmp_path: Path, name: str, config: Any) -> Any:
+    """The `aviso` flow sending through provider ``name`` (a parsed ``config``), with
+    3 attempts per message and a circuit that opens after 3 failures for 60 s."""
     flows = tmp_path / "flows"
     flows.mkdir(exist_ok=True)
-    (flows / "aviso.yaml").write_text(FLOW)
+    (flows / "aviso.yaml").write_text(FLOW.replace("provider: gateway", f"provider: {name}"))
     settings = settings_for(
         tmp_path,
         flows=flows,
         dispatcher={"max_attempts": 3, "breaker_failures": 3, "breaker_cooldown": 60},
     )
+    return settings.model_copy(update={"providers": {**settings.providers, name: config}})
+
+
+def make_settings(tmp_path: Path, gateway: FakeGateway, **http: Any) -> Any:
     gateway_config = {
         "type": "http",
         "url": gateway.url,
@@ -51,9 +57,7 @@ def make_settings(tmp_path: Path, gateway: FakeGateway, **http: Any) -> Any:
         "timeout": 0.3,
         **http,
     }
-    return settings.model_copy(
-        update={"providers": {**settings.providers, "gateway": _http(gateway_config)}}
-    )
+    return settings_with(tmp_path, "gateway", _http(gateway_config))
 
 
 def _http(config: dict[str, Any]) -> Any:

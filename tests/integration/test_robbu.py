@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 from pydantic import ValidationError
 
+from engine.circuit import unwell
 from engine.errors import (
     ProviderAmbiguous,
     ProviderAuthError,
@@ -415,6 +416,29 @@ async def test_wrong_credentials_fail_the_login_without_sending(
     assert robbu.requests[SEND] == 0
 
 
+@pytest.mark.parametrize("suffix", ["/v1", "/v1/"])
+async def test_a_base_url_ending_in_v1_as_the_document_writes_it_works(
+    robbu: FakeRobbu, make_provider: MakeProvider, suffix: str
+) -> None:
+    provider = await make_provider(base_url=robbu.base_url + suffix)
+    await provider.send(message(Text(body="Olá")))
+    assert (robbu.logins, len(robbu.received)) == (1, 1)
+
+
+async def test_a_login_404_is_a_wrong_base_url_not_wrong_credentials(
+    robbu: FakeRobbu, make_provider: MakeProvider
+) -> None:
+    provider = await make_provider(base_url=f"{robbu.base_url}/api")
+    with pytest.raises(ProviderAuthError) as caught:
+        await provider.send(message(Text(body="Olá")))
+    error = caught.value
+    assert (error.status, error.left) == (404, False)
+    assert f"the Robbu login at {robbu.base_url}/api/v1/login answered 404" in str(error)
+    assert "check providers.robbu_whatsapp.base_url in the config" in str(error)
+    assert "password" not in str(error)
+    assert robbu.requests[SEND] == 0
+
+
 @pytest.mark.parametrize(
     ("fault", "error"),
     [
@@ -527,25 +551,48 @@ async def test_jokers_up_to_their_limit_are_sent_and_longer_ones_refused_unsent(
     assert robbu.requests[SEND] == 1
 
 
-async def test_a_wrong_private_token_is_rejected_with_robbus_message(
+async def test_a_wrong_private_token_pauses_the_provider_naming_the_setting(
     robbu: FakeRobbu, make_provider: MakeProvider
 ) -> None:
+    """The private token is the account's, not the message's: every send would be
+    refused alike, so it pauses the provider (like refused credentials) instead of
+    failing each message, and says which setting to fix."""
     provider = await make_provider(private_token="xxxxxx-xxxxxxx-xxxxxxxx-xxxxxxxx")
-    with pytest.raises(ProviderRejected) as caught:
+    with pytest.raises(ProviderAuthError) as caught:
         await provider.send(message(Text(body="Olá")))
-    assert caught.value.status == 400
-    assert caught.value.vendor_message == "invenioPrivateToken is missing or invalid"
+    error = caught.value
+    assert error.status == 400
+    assert error.vendor_message == "invenioPrivateToken is missing or invalid"
+    assert unwell(error)
+    assert "check providers.robbu_whatsapp.private_token in the config" in str(error)
+    assert "xxxxxx-xxxxxxx" not in str(error)
 
 
-async def test_404_is_final(robbu: FakeRobbu, make_provider: MakeProvider) -> None:
+async def test_a_404_is_a_wrong_base_url_that_pauses_the_provider(
+    robbu: FakeRobbu, make_provider: MakeProvider
+) -> None:
+    """Robbu's document: 404 means "URL incorreta". It says nothing about the message,
+    so failing it (and every other queued one) would be wrong: it pauses the provider."""
     provider = await make_provider()
     robbu.fail_next(Fault(kind="error", status=404, message="No HTTP resource was found."))
+    with pytest.raises(ProviderAuthError) as caught:
+        await provider.send(message(Text(body="Olá")))
+    error = caught.value
+    assert (error.status, error.vendor_message) == (404, "No HTTP resource was found.")
+    assert unwell(error)
+    assert "URL incorreta" in str(error)
+    assert "check providers.robbu_whatsapp.base_url in the config" in str(error)
+
+
+async def test_errors_about_the_message_stay_final(
+    robbu: FakeRobbu, make_provider: MakeProvider
+) -> None:
+    provider = await make_provider()
+    robbu.fail_next(Fault(kind="error", status=400, message="destination.phoneNumber inválido"))
     with pytest.raises(ProviderRejected) as caught:
         await provider.send(message(Text(body="Olá")))
-    assert (caught.value.status, caught.value.retryable) == (404, False)
-    wrong_base = await make_provider(base_url=f"{robbu.base_url}/api")
-    with pytest.raises(ProviderAuthError, match=r"\(404\)"):
-        await wrong_base.send(message(Text(body="Olá")))
+    assert (caught.value.status, caught.value.retryable) == (400, False)
+    assert not unwell(caught.value)
 
 
 async def test_a_200_that_says_not_sent_is_rejected(
@@ -762,6 +809,7 @@ async def test_the_fake_answers_robbus_words_when_text_is_missing(robbu: FakeRob
         ({"files": [{"address": "", "base64": "", "name": "a.pdf"}]}, "address or base64"),
         ({"files": [{"address": "https://x/y", "base64": "", "name": "boleto"}]}, "extension"),
         ({"templateName": ""}, "nothing to send"),
+        ({"voiceSettings": {"callId": 123123}}, "callId"),
     ],
 )
 async def test_the_fake_refuses_what_the_document_does_not_allow(
@@ -772,6 +820,40 @@ async def test_the_fake_refuses_what_the_document_does_not_allow(
     assert status == 400
     assert message_ is not None
     assert re.search(said, message_)
+
+
+@pytest.mark.parametrize(
+    ("path", "typo", "said"),
+    [
+        ((), "templateParameter", "templateParameter; SendMessage takes attendantUserName"),
+        ((), "discardSetting", "unknown field(s) discardSetting;"),
+        ((), "InvenioPrivateToken", "unknown field(s) InvenioPrivateToken;"),
+        (("contact",), "walletClientcode", "contact.walletClientcode; SendMessage takes"),
+        (("destination",), "phone", "destination.phone; SendMessage takes destination.c"),
+        (("source",), "phonenumber", "unknown field(s) source.phonenumber;"),
+        (("discardSettings",), "inAttendance", "discardSettings.inAttendance;"),
+        (("files", 0), "adress", "files[0].adress;"),
+        (("voiceSettings",), "callID", "voiceSettings.callID;"),
+    ],
+)
+async def test_the_fake_refuses_a_misspelt_field_anywhere_as_the_other_fakes_do(
+    robbu: FakeRobbu, path: tuple[str | int, ...], typo: str, said: str
+) -> None:
+    """Robbu would ignore a misspelt field and send without it (no template
+    parameters, no wallet): the fake refuses it, so an adapter typo fails the tests."""
+    token = await login(robbu)
+    body = whatsapp_example("t", [])
+    body["files"] = [{"address": "https://x/y.pdf", "base64": "", "name": "y.pdf"}]
+    body["voiceSettings"] = {"callId": "123123"}
+    assert await post(robbu, SEND, body, token=token) == (200, None)  # every field as documented
+    target: Any = body
+    for step in path:
+        target = target[step]
+    target[typo] = "x"
+    status, words = await post(robbu, SEND, body, token=token)
+    assert status == 400
+    assert words is not None
+    assert said in words
 
 
 async def test_the_fake_needs_json_and_answers_404_for_unknown_urls(robbu: FakeRobbu) -> None:
@@ -901,6 +983,7 @@ def test_capabilities_tell_the_truth() -> None:
     ("change", "complaint"),
     [
         ({"base_url": "ftp://robbu"}, "base_url"),
+        ({"base_url": "https://api.robbu.global/v1?x=1"}, "base_url takes no"),
         ({"password": ""}, "password"),
         ({"private_token": ""}, "private_token"),
         ({"company": ""}, "company"),
@@ -914,6 +997,43 @@ def test_capabilities_tell_the_truth() -> None:
 def test_bad_configs_are_refused(change: dict[str, Any], complaint: str) -> None:
     with pytest.raises(ValidationError, match=complaint):
         RobbuConfig.model_validate(settings("https://api.robbu.global", **change))
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        (
+            "5511999999999",
+            "starts with the country code 55, which goes in country_code; "
+            "write phone_number without it: '11999999999'",
+        ),
+        (551199999999, "write phone_number without it: '1199999999'"),
+        ("119999", "10 or 11 digits without the country code"),
+    ],
+)
+def test_a_line_written_with_its_country_code_is_refused_naming_the_field(
+    line: str | int, said: str
+) -> None:
+    """Robbu takes the country code in countryCode: 55 + 5511999999999 names a line
+    that does not exist, and every send would fail at Robbu."""
+    source = {"country_code": 55, "phone_number": line}
+    with pytest.raises(ValidationError) as caught:
+        RobbuConfig.model_validate(settings("https://api.robbu.global", source=source))
+    (problem,) = caught.value.errors()
+    assert problem["loc"] == ("source", "phone_number")
+    assert said in problem["msg"]
+
+
+@pytest.mark.parametrize(
+    ("code", "line"), [(55, "55999999999"), (55, "1133334444"), (1, "2025550123")]
+)
+def test_national_lines_load_even_when_the_area_code_looks_like_the_country_code(
+    code: int, line: str
+) -> None:
+    source = {"country_code": code, "phone_number": line}
+    config = RobbuConfig.model_validate(settings("https://api.robbu.global", source=source))
+    assert config.source is not None
+    assert config.source.phone_number == line
 
 
 def test_the_documented_config_loads_with_a_numeric_line() -> None:
