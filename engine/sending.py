@@ -172,8 +172,9 @@ class Sender:
         except ProviderError as exc:
             if isinstance(exc, ProviderAuthError):
                 log.error(
-                    "provider %s refused disparo's credentials (%s); fix providers.%s in the "
-                    "config. Its sends are retried, and pause while this lasts",
+                    "provider %s refused disparo's credentials or settings (%s); fix "
+                    "providers.%s in the config. Its sends are retried, and pause while this "
+                    "lasts",
                     message.provider,
                     exc,
                     message.provider,
