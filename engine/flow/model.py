@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from engine.flow.durations import parse_duration
+from engine.flow.time_range import parse_time_range
 
 STEP_ID = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
 EVENT_PATTERN = r"^(sent|delivered|read|failed|reply|skipped|timeout|(button|choice)\.[^\s]+)$"
@@ -81,8 +82,17 @@ Expression = Annotated[
     str, Field(description="A Jinja expression over contact, context, run and now")
 ]
 EventKey = Annotated[str, Field(pattern=EVENT_PATTERN)]
+
+
+def _time_range(value: str) -> str:
+    parse_time_range(value)
+    return value
+
+
 TimeRange = Annotated[
-    str, Field(pattern=TIME_RANGE, description="A local time range like 20:00-08:00")
+    str,
+    Field(pattern=TIME_RANGE, description="A local time range like 20:00-08:00"),
+    AfterValidator(_time_range),
 ]
 
 
