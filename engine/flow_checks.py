@@ -140,11 +140,12 @@ def provider_capabilities(capabilities: Mapping[str, Capabilities]) -> FlowCheck
                             "(`failed` still catches a send the provider refuses)",
                             at_key=True,
                         )
-            elif not caps.read_receipts and step.on and "read" in step.on:
+            elif step.on and "read" in step.on and (channel == "sms" or not caps.read_receipts):
+                who = f"provider `{name}` reports" if not caps.read_receipts else "SMS has"
                 yield at.problem(
                     ("steps", sid, "on", "read"),
-                    f"provider `{name}` reports no read receipts, so `read` never happens "
-                    "here; use `delivered` or a `timeout:`",
+                    f"{who} no read receipts, so `read` never happens here; use `delivered` "
+                    "or a `timeout:`",
                     at_key=True,
                 )
 

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from engine.flow.durations import parse_duration
+from engine.flow.limits import BUTTONS_MAX, LIST_ROWS_MAX, LIST_SECTIONS_MAX
 from engine.flow.time_range import parse_time_range
 
 STEP_ID = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
@@ -144,14 +145,16 @@ class ListSectionSpec(_Model):
     """A group of rows under an optional title."""
 
     title: str | None = None
-    rows: list[ListRowSpec] = Field(min_length=1)
+    rows: list[ListRowSpec] = Field(min_length=1, json_schema_extra={"maxItems": LIST_ROWS_MAX})
 
 
 class ListSpec(_Model):
     """A list menu: a button that opens sections of rows (<= 10 rows in total)."""
 
     button: str = Field(description="Label of the button that opens the list (<= 20 chars)")
-    sections: list[ListSectionSpec] = Field(min_length=1)
+    sections: list[ListSectionSpec] = Field(
+        min_length=1, json_schema_extra={"maxItems": LIST_SECTIONS_MAX}
+    )
 
 
 class LocationSpec(_Model):
@@ -192,7 +195,10 @@ class SendSpec(_Model):
     header: str | None = None
     footer: str | None = None
     media: MediaSpec | None = None
-    buttons: list[ButtonSpec] | None = None
+    # Counts the schema can hold; `disparo check` reports them (engine.content_checks).
+    buttons: list[ButtonSpec] | None = Field(
+        default=None, json_schema_extra={"minItems": 1, "maxItems": BUTTONS_MAX}
+    )
     list_: ListSpec | None = Field(default=None, alias="list")
     location: LocationSpec | None = None
     template: TemplateSpec | None = Field(

@@ -252,7 +252,7 @@ class _Item:
     value: Any = None  # the value a collapsed union got
 
 
-def _lookup(data: Any, path: DocPath) -> Any:
+def lookup(data: Any, path: DocPath) -> Any:
     for part in path:
         in_list = isinstance(data, list) and isinstance(part, int) and part < len(data)
         if not (in_list or (isinstance(data, dict) and part in data)):
@@ -269,7 +269,7 @@ def _collapse(items: list[_Item], data: Any, depth: int = 0) -> list[_Item]:
         if len(it.walk.unions) > depth:
             groups[it.walk.path[: it.walk.unions[depth].at]].append(it)
     for at, group in groups.items():
-        value = _lookup(data, at)
+        value = lookup(data, at)
         union = group[0].walk.unions[depth].union
         models = [it for it in group if _is_model(it.walk.unions[depth].member)]
         others = [it for it in group if not _is_model(it.walk.unions[depth].member)]
@@ -332,7 +332,7 @@ def problems_from_validation(
     """Every error of ``exc`` (raised validating ``model`` from the document value at
     ``prefix``) as a ``Problem`` positioned through ``source_map``, sorted by position."""
     items = [_Item(error=e, walk=_walk(model, tuple(e["loc"]))) for e in exc.errors()]
-    value = _lookup(data, prefix)
+    value = lookup(data, prefix)
     problems: dict[tuple[str, int, int], Problem] = {}
     for it in _collapse(items, value):
         path = (*prefix, *it.walk.path)
@@ -342,7 +342,7 @@ def problems_from_validation(
             path = path[:-1]  # point at the mapping that lacks the key
         elif kind in ("value_error", "assertion_error"):
             # A whole mapping is wrong (a step with two kinds): point at its key.
-            at_key = isinstance(_lookup(value, it.walk.path), dict)
+            at_key = isinstance(lookup(value, it.walk.path), dict)
         problem = source_map.problem(path, message, at_key=at_key)
         problems.setdefault((message, problem.line or 0, problem.column or 0), problem)
     return sorted(problems.values(), key=lambda p: (p.line or 0, p.column or 0))

@@ -91,6 +91,19 @@ def test_waiting_for_read_on_a_provider_without_read_receipts_is_an_error() -> N
     assert "reports no read receipts" in found[0]
 
 
+def test_waiting_for_read_on_an_sms_step_is_an_error_whatever_the_provider_says() -> None:
+    found = problems(
+        "flow: f\nstart: a\ndefaults: {provider: robbu_whatsapp}\nsteps:\n"
+        "  a:\n    send: {channel: sms, text: oi}\n    on: {read: fim}\n    next: fim\n"
+        "  fim: {end: completed}\n"
+    )
+
+    assert found == [
+        "f.yaml:7:10: SMS has no read receipts, so `read` never happens here; use `delivered` "
+        "or a `timeout:`"
+    ]
+
+
 @pytest.mark.parametrize(
     ("template", "expected"),
     [

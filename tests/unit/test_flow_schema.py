@@ -48,3 +48,12 @@ def test_editors_can_underline_a_step_without_a_kind_and_an_unknown_event() -> N
     wait = defs["Step"]["properties"]["wait"]["anyOf"]
     assert {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*[dhms]\s*)+$"} in wait
     assert {"$ref": "#/$defs/WaitFor"} in wait
+
+
+def test_editors_can_underline_too_many_buttons_sections_and_rows() -> None:
+    # Counts are fixed in the file; string lengths are not (Jinja renders them later).
+    defs = flow_json_schema()["$defs"]
+    buttons = defs["SendSpec"]["properties"]["buttons"]
+    assert (buttons["minItems"], buttons["maxItems"]) == (1, 3)
+    assert defs["ListSpec"]["properties"]["sections"]["maxItems"] == 10
+    assert defs["ListSectionSpec"]["properties"]["rows"]["maxItems"] == 10
