@@ -49,7 +49,8 @@ PATTERN_HINTS: dict[str, str] = {
 
 
 def _duration(value: str | int | float) -> str | int | float:
-    parse_duration(value)
+    if parse_duration(value) < timedelta(0):
+        raise ValueError(f"{value} is negative; write how long, like 3600, 30s, 10m or 1h")
     return value
 
 
@@ -388,7 +389,12 @@ def _empty_mapping(value: Any) -> Any:
 class ApiTrigger(_Model):
     """`- api: {}`: started by `POST /v1/runs`."""
 
-    api: Annotated[dict[str, Any], BeforeValidator(_empty_mapping)]
+    # A bare `- api:` is an empty mapping.
+    api: Annotated[
+        dict[str, Any],
+        BeforeValidator(_empty_mapping),
+        WithJsonSchema({"anyOf": [{"type": "object"}, {"type": "null"}]}),
+    ]
 
 
 class CronTrigger(_Model):

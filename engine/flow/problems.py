@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
@@ -44,6 +44,7 @@ _WORDS: Mapping[Any, str] = {
     list: "a list",
     tuple: "a list",
     dict: "a mapping",
+    SecretStr: "text",
 }
 
 
@@ -284,6 +285,12 @@ def _collapse(items: list[_Item], data: Any, depth: int = 0) -> list[_Item]:
         if not isinstance(value, dict) and meaningful:
             out.extend(_collapse(meaningful, data, depth + 1))
             continue
+        # An alternative that took the mapping or list and failed on an item inside it
+        # (`params: {Valor: 1670}`) is the one meant: report that item.
+        inside = [it for it in others if len(it.walk.path) > len(at)]
+        if isinstance(value, dict | list) and inside:
+            out.extend(_collapse(inside, data, depth + 1))
+            continue
         words = f"must be {describe(union)}"
         out.append(_Item(error=group[0].error, walk=_Walk(path=at), synthetic=words, value=value))
     return out
@@ -384,7 +391,9 @@ def _message(it: _Item, path: DocPath, d: Describer, secret: bool) -> tuple[str,
         value = error.get("input")
         hint = "" if secret or not isinstance(value, str) else did_you_mean(value, options)
         return f"{name} must be {describe(_strip(walk.annotation))}{got}{hint}", False
-    if kind == "string_type" and isinstance(error.get("input"), int | float) and not secret:
+    if kind == "string_type" and isinstance(error.get("input"), int | float):
+        if secret:  # a numeric password or token: say what to do, never echo it
+            return f"{name} must be text; write it in quotes", False
         return f'{name} must be text; write it in quotes: "{error.get("input")}"', False
     if _is_type_error(kind):
         return f"{name} must be {describe(walk.annotation)}{got}", False
