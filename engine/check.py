@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
+from engine.content_checks import content_limits
 from engine.errors import ConfigError, Problem, UserInputError
 from engine.flow.loader import load_flow, load_flows
 from engine.flow.validate import FlowCheck
@@ -32,6 +33,7 @@ def flow_checks(
 ) -> list[FlowCheck]:
     checks: list[FlowCheck] = [
         template_syntax,
+        content_limits,
         provider_capabilities(capabilities),
         trigger_problems,
     ]

@@ -14,7 +14,24 @@ import math
 from collections.abc import Callable, Iterator
 
 from engine.errors import ContentError, ContentViolation
+from engine.flow.limits import (
+    BODY_MAX,
+    BUTTON_ID_MAX,
+    BUTTON_TITLE_MAX,
+    BUTTONS_MAX,
+    FOOTER_MAX,
+    HEADER_MAX,
+    LIST_BUTTON_MAX,
+    LIST_ROWS_MAX,
+    LIST_SECTIONS_MAX,
+    MEDIA_BYTES,
+    ROW_DESCRIPTION_MAX,
+    ROW_TITLE_MAX,
+    SECTION_TITLE_MAX,
+    TEXT_MAX,
+)
 from engine.flow.model import ListSpec, LocationSpec, MediaSpec, SendSpec, TemplateSpec
+from engine.flow.yaml_source import format_path
 from engine.models import (
     Button,
     Buttons,
@@ -30,25 +47,6 @@ from engine.models import (
     Text,
 )
 from engine.render import RenderScope, render_string
-
-MEDIA_BYTES = {  # decoded size of a base64 payload, per kind (WhatsApp)
-    "image": 5_000_000,
-    "video": 16_000_000,
-    "audio": 16_000_000,
-    "document": 100_000_000,
-    "sticker": 100_000,
-}
-TEXT_MAX = 4096
-BODY_MAX = 1024  # interactive body, and a template's body
-HEADER_MAX = FOOTER_MAX = 60
-BUTTONS_MAX = 3
-BUTTON_TITLE_MAX = 20
-BUTTON_ID_MAX = 256
-LIST_SECTIONS_MAX = LIST_ROWS_MAX = 10
-LIST_BUTTON_MAX = 20
-ROW_TITLE_MAX = SECTION_TITLE_MAX = 24
-ROW_DESCRIPTION_MAX = 72
-
 
 Render = Callable[[str, str], str]
 
@@ -75,6 +73,18 @@ def build_content(
         html = field == "send.email.body" and spec.email is not None and spec.email.html
         return render_string(source, scope, flow=flow, step=step, field=field, html=html)
 
+    return assemble_content(
+        spec, render, use_template=use_template, channel=channel or spec.channel or "whatsapp"
+    )
+
+
+def assemble_content(
+    spec: SendSpec, render: Render, *, use_template: bool, channel: Channel
+) -> Content:
+    """The content of ``spec`` with each string passed through ``render(source, field)``,
+    checked against ``channel``: ``build_content`` renders for a contact, ``disparo
+    check`` (``engine.content_checks``) with the strings as the flow file writes them.
+    Raises ContentError with every violation."""
     content: Content
     unused: list[str] = []
     if use_template or _only_template(spec):
@@ -89,7 +99,7 @@ def build_content(
             buttons=tuple(
                 Button(id=render(b.id, f"{at}.id"), title=render(b.title, f"{at}.title"))
                 for i, b in enumerate(spec.buttons)
-                for at in (f"send.buttons[{i}]",)
+                for at in (_at("buttons", i),)
             ),
         )
     elif spec.list_ is not None:
@@ -109,12 +119,16 @@ def build_content(
         unused = ["text"]
     else:
         content = Text(body=render(spec.text or "", "send.text"))
-    violations = _ignored_fields(spec, content, unused) + check_limits(
-        content, channel or spec.channel or "whatsapp"
-    )
+    violations = _ignored_fields(spec, content, unused) + check_limits(content, channel)
     if violations:
         raise ContentError(violations)
     return content
+
+
+def _at(*parts: str | int) -> str:
+    """A field as the flow file and ``disparo check`` name it: ``send.buttons[1].title``
+    (list items counted from 1)."""
+    return format_path(("send", *parts))
 
 
 _NO_TEMPLATE = "the 24 h window is closed and this step has no `template:` to send instead"
@@ -134,7 +148,7 @@ def _list_menu(spec: SendSpec, menu: ListSpec, render: Render) -> ListMenu:
     for s, section in enumerate(menu.sections):
         rows = []
         for r, row in enumerate(section.rows):
-            at = f"send.list.sections[{s}].rows[{r}]"
+            at = _at("list", "sections", s, "rows", r)
             rows.append(
                 ListRow(
                     id=render(row.id, f"{at}.id"),
@@ -142,7 +156,7 @@ def _list_menu(spec: SendSpec, menu: ListSpec, render: Render) -> ListMenu:
                     description=_optional(render, row.description, f"{at}.description"),
                 )
             )
-        title = _optional(render, section.title, f"send.list.sections[{s}].title")
+        title = _optional(render, section.title, _at("list", "sections", s, "title"))
         sections.append(ListSection(title=title, rows=tuple(rows)))
     return ListMenu(
         body=render(spec.text or "", "send.text"),
@@ -158,7 +172,7 @@ def _template(spec: TemplateSpec, render: Render) -> Template:
     if isinstance(spec.params, dict):
         params = {k: render(v, f"send.template.params.{k}") for k, v in spec.params.items()}
     else:
-        params = tuple(render(v, f"send.template.params[{i}]") for i, v in enumerate(spec.params))
+        params = tuple(render(v, _at("template", "params", i)) for i, v in enumerate(spec.params))
     header = spec.header_media
     return Template(
         name=render(spec.name, "send.template.name"),
@@ -308,9 +322,9 @@ def _whatsapp(content: Content) -> Iterator[ContentViolation]:
                 message=f"{len(content.buttons)} buttons; WhatsApp allows 1 to {BUTTONS_MAX}",
             )
         for i, button in enumerate(content.buttons):
-            yield from _text(button.title, f"send.buttons[{i}].title", BUTTON_TITLE_MAX)
-            yield from _text(button.id, f"send.buttons[{i}].id", BUTTON_ID_MAX)
-        ids = [(f"send.buttons[{i}].id", b.id) for i, b in enumerate(content.buttons)]
+            yield from _text(button.title, _at("buttons", i, "title"), BUTTON_TITLE_MAX)
+            yield from _text(button.id, _at("buttons", i, "id"), BUTTON_ID_MAX)
+        ids = [(_at("buttons", i, "id"), b.id) for i, b in enumerate(content.buttons)]
         yield from _unique(ids, "button")
     elif isinstance(content, ListMenu):
         yield from _list(content)
@@ -345,16 +359,14 @@ def _list(content: ListMenu) -> Iterator[ContentViolation]:
         )
     ids: list[tuple[str, str]] = []
     for s, section in enumerate(sections):
-        at = f"send.list.sections[{s}]"
         if section.title is not None:
-            yield from _text(section.title, f"{at}.title", SECTION_TITLE_MAX)
+            yield from _text(section.title, _at("list", "sections", s, "title"), SECTION_TITLE_MAX)
         for r, row in enumerate(section.rows):
-            yield from _text(row.title, f"{at}.rows[{r}].title", ROW_TITLE_MAX)
-            yield from _too_long(
-                row.description, f"{at}.rows[{r}].description", ROW_DESCRIPTION_MAX
-            )
-            yield from _empty(row.id, f"{at}.rows[{r}].id")
-            ids.append((f"{at}.rows[{r}].id", row.id))
+            at = _at("list", "sections", s, "rows", r)
+            yield from _text(row.title, f"{at}.title", ROW_TITLE_MAX)
+            yield from _too_long(row.description, f"{at}.description", ROW_DESCRIPTION_MAX)
+            yield from _empty(row.id, f"{at}.id")
+            ids.append((f"{at}.id", row.id))
     yield from _unique(ids, "row")
 
 
@@ -407,7 +419,7 @@ def _template_limits(template: Template) -> Iterator[ContentViolation]:
     fields = (
         [(f"send.template.params.{key}", value) for key, value in params.items()]
         if isinstance(params, dict)
-        else [(f"send.template.params[{i}]", value) for i, value in enumerate(params)]
+        else [(_at("template", "params", i), value) for i, value in enumerate(params)]
     )
     for field, value in fields:
         if not value.strip():

@@ -129,19 +129,23 @@ def provider_capabilities(capabilities: Mapping[str, Capabilities]) -> FlowCheck
                     )
             yield from _content_details(step, caps, name or "", where, at)
             if not caps.webhooks and step.on:
-                for event in ("delivered", "read", "failed"):
+                # `failed` still happens: a send the provider refuses, or content that
+                # cannot be built, fails the message at send time (engine.sending).
+                for event in ("delivered", "read"):
                     if event in step.on:
                         yield at.problem(
                             ("steps", sid, "on", event),
                             f"provider `{name}` reports no statuses after `sent`, so "
-                            f"`{event}` never happens here; use `sent` or a `timeout:`",
+                            f"`{event}` never happens here; use `sent` or a `timeout:` "
+                            "(`failed` still catches a send the provider refuses)",
                             at_key=True,
                         )
-            elif not caps.read_receipts and step.on and "read" in step.on:
+            elif step.on and "read" in step.on and (channel == "sms" or not caps.read_receipts):
+                who = f"provider `{name}` reports" if not caps.read_receipts else "SMS has"
                 yield at.problem(
                     ("steps", sid, "on", "read"),
-                    f"provider `{name}` reports no read receipts, so `read` never happens "
-                    "here; use `delivered` or a `timeout:`",
+                    f"{who} no read receipts, so `read` never happens here; use `delivered` "
+                    "or a `timeout:`",
                     at_key=True,
                 )
 
@@ -263,6 +267,15 @@ def template_catalog(
                             f"(it takes: {', '.join(entry.params) or 'none'})",
                             at_key=True,
                         )
+                missing = [name for name in entry.params if name not in spec.params]
+                if missing:
+                    names = " and ".join(", ".join(f"`{m}`" for m in missing).rsplit(", ", 1))
+                    yield at.problem(
+                        (*where, "params"),
+                        f"template `{spec.name}` needs parameter{'s' if len(missing) > 1 else ''} "
+                        f"{names} (it takes: {', '.join(entry.params)})",
+                        at_key=True,
+                    )
             elif len(spec.params) != len(entry.params):
                 yield at.problem(
                     (*where, "params"),

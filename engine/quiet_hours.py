@@ -23,10 +23,11 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from engine.flow.model import QuietHoursRule
+from engine.flow.time_range import DAY as _DAY
+from engine.flow.time_range import parse_time_range
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_DAY = 24 * 3600
 # Contiguous quiet days ("00:00-24:00" on several days) are walked one range at a
 # time; a schedule still quiet after a week and a day is quiet every day, all day.
 _MAX_HOPS = 8
@@ -125,22 +126,10 @@ def _transition_into(wall: datetime, before: datetime, past: datetime, tz: ZoneI
     return datetime.fromtimestamp(high, UTC)
 
 
-def _clock(text: str) -> int:
-    hours, minutes = (int(part) for part in text.split(":"))
-    if minutes > 59 or hours > 24 or (hours == 24 and minutes):
-        raise ValueError(f"{text!r} is not a time of day; write it like 08:00, 20:30 or 24:00")
-    return hours * 3600 + minutes * 60
-
-
 def parse_quiet_hours(spec: str | QuietHoursRule) -> QuietHours:
     """Parse ``"20:00-08:00"`` or ``{range, days}``; ``ValueError`` names what is wrong."""
     text = spec if isinstance(spec, str) else spec.range
     names = None if isinstance(spec, str) else spec.days
-    first, sep, second = text.partition("-")
-    if not sep:
-        raise ValueError(f"quiet hours {text!r} need a range like 20:00-08:00")
-    start, end = _clock(first.strip()), _clock(second.strip())
-    if start == _DAY:
-        raise ValueError(f"quiet hours {text!r} cannot start at 24:00; use 00:00")
+    start, end = parse_time_range(text)
     days = frozenset(range(7)) if not names else frozenset(WEEKDAYS.index(d) for d in names)
     return QuietHours(start=start, end=end, days=days, text=text)

@@ -22,6 +22,8 @@ from pydantic import (
 )
 
 from engine.flow.durations import parse_duration
+from engine.flow.limits import BUTTONS_MAX, LIST_ROWS_MAX, LIST_SECTIONS_MAX
+from engine.flow.time_range import parse_time_range
 
 STEP_ID = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
 EVENT_PATTERN = r"^(sent|delivered|read|failed|reply|skipped|timeout|(button|choice)\.[^\s]+)$"
@@ -47,7 +49,8 @@ PATTERN_HINTS: dict[str, str] = {
 
 
 def _duration(value: str | int | float) -> str | int | float:
-    parse_duration(value)
+    if parse_duration(value) < timedelta(0):
+        raise ValueError(f"{value} is negative; write how long, like 3600, 30s, 10m or 1h")
     return value
 
 
@@ -81,8 +84,17 @@ Expression = Annotated[
     str, Field(description="A Jinja expression over contact, context, run and now")
 ]
 EventKey = Annotated[str, Field(pattern=EVENT_PATTERN)]
+
+
+def _time_range(value: str) -> str:
+    parse_time_range(value)
+    return value
+
+
 TimeRange = Annotated[
-    str, Field(pattern=TIME_RANGE, description="A local time range like 20:00-08:00")
+    str,
+    Field(pattern=TIME_RANGE, description="A local time range like 20:00-08:00"),
+    AfterValidator(_time_range),
 ]
 
 
@@ -134,14 +146,16 @@ class ListSectionSpec(_Model):
     """A group of rows under an optional title."""
 
     title: str | None = None
-    rows: list[ListRowSpec] = Field(min_length=1)
+    rows: list[ListRowSpec] = Field(min_length=1, json_schema_extra={"maxItems": LIST_ROWS_MAX})
 
 
 class ListSpec(_Model):
     """A list menu: a button that opens sections of rows (<= 10 rows in total)."""
 
     button: str = Field(description="Label of the button that opens the list (<= 20 chars)")
-    sections: list[ListSectionSpec] = Field(min_length=1)
+    sections: list[ListSectionSpec] = Field(
+        min_length=1, json_schema_extra={"maxItems": LIST_SECTIONS_MAX}
+    )
 
 
 class LocationSpec(_Model):
@@ -182,7 +196,10 @@ class SendSpec(_Model):
     header: str | None = None
     footer: str | None = None
     media: MediaSpec | None = None
-    buttons: list[ButtonSpec] | None = None
+    # Counts the schema can hold; `disparo check` reports them (engine.content_checks).
+    buttons: list[ButtonSpec] | None = Field(
+        default=None, json_schema_extra={"minItems": 1, "maxItems": BUTTONS_MAX}
+    )
     list_: ListSpec | None = Field(default=None, alias="list")
     location: LocationSpec | None = None
     template: TemplateSpec | None = Field(
@@ -372,7 +389,12 @@ def _empty_mapping(value: Any) -> Any:
 class ApiTrigger(_Model):
     """`- api: {}`: started by `POST /v1/runs`."""
 
-    api: Annotated[dict[str, Any], BeforeValidator(_empty_mapping)]
+    # A bare `- api:` is an empty mapping.
+    api: Annotated[
+        dict[str, Any],
+        BeforeValidator(_empty_mapping),
+        WithJsonSchema({"anyOf": [{"type": "object"}, {"type": "null"}]}),
+    ]
 
 
 class CronTrigger(_Model):

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
@@ -44,6 +44,7 @@ _WORDS: Mapping[Any, str] = {
     list: "a list",
     tuple: "a list",
     dict: "a mapping",
+    SecretStr: "text",
 }
 
 
@@ -252,7 +253,7 @@ class _Item:
     value: Any = None  # the value a collapsed union got
 
 
-def _lookup(data: Any, path: DocPath) -> Any:
+def lookup(data: Any, path: DocPath) -> Any:
     for part in path:
         in_list = isinstance(data, list) and isinstance(part, int) and part < len(data)
         if not (in_list or (isinstance(data, dict) and part in data)):
@@ -269,7 +270,7 @@ def _collapse(items: list[_Item], data: Any, depth: int = 0) -> list[_Item]:
         if len(it.walk.unions) > depth:
             groups[it.walk.path[: it.walk.unions[depth].at]].append(it)
     for at, group in groups.items():
-        value = _lookup(data, at)
+        value = lookup(data, at)
         union = group[0].walk.unions[depth].union
         models = [it for it in group if _is_model(it.walk.unions[depth].member)]
         others = [it for it in group if not _is_model(it.walk.unions[depth].member)]
@@ -283,6 +284,12 @@ def _collapse(items: list[_Item], data: Any, depth: int = 0) -> list[_Item]:
         meaningful = [it for it in others if not _is_type_error(it.error["type"])]
         if not isinstance(value, dict) and meaningful:
             out.extend(_collapse(meaningful, data, depth + 1))
+            continue
+        # An alternative that took the mapping or list and failed on an item inside it
+        # (`params: {Valor: 1670}`) is the one meant: report that item.
+        inside = [it for it in others if len(it.walk.path) > len(at)]
+        if isinstance(value, dict | list) and inside:
+            out.extend(_collapse(inside, data, depth + 1))
             continue
         words = f"must be {describe(union)}"
         out.append(_Item(error=group[0].error, walk=_Walk(path=at), synthetic=words, value=value))
@@ -332,7 +339,7 @@ def problems_from_validation(
     """Every error of ``exc`` (raised validating ``model`` from the document value at
     ``prefix``) as a ``Problem`` positioned through ``source_map``, sorted by position."""
     items = [_Item(error=e, walk=_walk(model, tuple(e["loc"]))) for e in exc.errors()]
-    value = _lookup(data, prefix)
+    value = lookup(data, prefix)
     problems: dict[tuple[str, int, int], Problem] = {}
     for it in _collapse(items, value):
         path = (*prefix, *it.walk.path)
@@ -342,7 +349,7 @@ def problems_from_validation(
             path = path[:-1]  # point at the mapping that lacks the key
         elif kind in ("value_error", "assertion_error"):
             # A whole mapping is wrong (a step with two kinds): point at its key.
-            at_key = isinstance(_lookup(value, it.walk.path), dict)
+            at_key = isinstance(lookup(value, it.walk.path), dict)
         problem = source_map.problem(path, message, at_key=at_key)
         problems.setdefault((message, problem.line or 0, problem.column or 0), problem)
     return sorted(problems.values(), key=lambda p: (p.line or 0, p.column or 0))
@@ -384,7 +391,9 @@ def _message(it: _Item, path: DocPath, d: Describer, secret: bool) -> tuple[str,
         value = error.get("input")
         hint = "" if secret or not isinstance(value, str) else did_you_mean(value, options)
         return f"{name} must be {describe(_strip(walk.annotation))}{got}{hint}", False
-    if kind == "string_type" and isinstance(error.get("input"), int | float) and not secret:
+    if kind == "string_type" and isinstance(error.get("input"), int | float):
+        if secret:  # a numeric password or token: say what to do, never echo it
+            return f"{name} must be text; write it in quotes", False
         return f'{name} must be text; write it in quotes: "{error.get("input")}"', False
     if _is_type_error(kind):
         return f"{name} must be {describe(walk.annotation)}{got}", False

@@ -66,6 +66,15 @@ def format_path(path: DocPath) -> str:
     return out
 
 
+_PATH_PART = re.compile(r"\[(\d+)\]|\.?([^.\[]+)")
+
+
+def parse_path(text: str) -> DocPath:
+    """The inverse of ``format_path``: ``send.buttons[1].title`` -> ``("send", "buttons", 0,
+    "title")``."""
+    return tuple(int(index) - 1 if index else key for index, key in _PATH_PART.findall(text))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SourceMap:
     """Where each value (and each mapping key) of a document was written."""

@@ -22,7 +22,9 @@ steps:
   oferta:
     send:
       text: "Oi {{ contact.first_name }}, temos uma oferta para você."
-      template: {name: boleto_vencendo, params: {PrimeiroNome: "{{ contact.first_name }}"}}
+      template:
+        name: boleto_vencendo
+        params: {PrimeiroNome: "{{ contact.first_name }}", Valor: "R$ 10,00", Vencimento: "30/11"}
     next: fim
   fim: {end: completed}
 """

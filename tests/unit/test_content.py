@@ -279,7 +279,7 @@ def test_a_render_error_names_the_field_as_the_flow_file_does() -> None:
             }
         )
     assert str(info.value) == (
-        "cobranca/lembrete/send.buttons[1].title: `context.x` is not defined for this contact"
+        "cobranca/lembrete/send.buttons[2].title: `context.x` is not defined for this contact"
     )
 
 
@@ -301,20 +301,20 @@ LIMITS = [
     ("send.text", 1024, lambda v: {"text": v, "buttons": buttons("Sim")}),
     ("send.header", 60, lambda v: {"text": "oi", "header": v, "buttons": buttons("Sim")}),
     ("send.footer", 60, lambda v: {"text": "oi", "footer": v, "buttons": buttons("Sim")}),
-    ("send.buttons[1].title", 20, lambda v: {"text": "oi", "buttons": buttons("Sim", v)}),
-    ("send.buttons[0].id", 256, lambda v: {"text": "oi", "buttons": [{"id": v, "title": "Sim"}]}),
+    ("send.buttons[2].title", 20, lambda v: {"text": "oi", "buttons": buttons("Sim", v)}),
+    ("send.buttons[1].id", 256, lambda v: {"text": "oi", "buttons": [{"id": v, "title": "Sim"}]}),
     ("send.text", 1024, lambda v: menu(text=v)),
     ("send.header", 60, lambda v: menu(header=v)),
     ("send.footer", 60, lambda v: menu(footer=v)),
     ("send.list.button", 20, lambda v: menu(button=v)),
-    ("send.list.sections[0].title", 24, lambda v: menu([{"title": v, "rows": rows(1)}])),
+    ("send.list.sections[1].title", 24, lambda v: menu([{"title": v, "rows": rows(1)}])),
     (
-        "send.list.sections[1].rows[0].title",
+        "send.list.sections[2].rows[1].title",
         24,
         lambda v: menu([{"rows": rows(1)}, {"rows": [{"id": "x", "title": v}]}]),
     ),
     (
-        "send.list.sections[0].rows[2].description",
+        "send.list.sections[1].rows[3].description",
         72,
         lambda v: menu([{"rows": [*rows(2), {"id": "x", "title": "t", "description": v}]}]),
     ),
@@ -377,11 +377,11 @@ def test_ids_must_be_unique() -> None:
         ],
     }
     assert violations(send) == [
-        "send.buttons[2].id: `a` is also the id of send.buttons[0]; button ids must be unique"
+        "send.buttons[3].id: `a` is also the id of send.buttons[1]; button ids must be unique"
     ]
     sections = [{"rows": rows(2)}, {"rows": [{"id": "r1", "title": "de novo"}]}]
     assert violations({"text": "oi", "list": {"button": "Ver", "sections": sections}}) == [
-        "send.list.sections[1].rows[0].id: `r1` is also the id of send.list.sections[0].rows[1]; "
+        "send.list.sections[2].rows[1].id: `r1` is also the id of send.list.sections[1].rows[2]; "
         "row ids must be unique"
     ]
 
@@ -408,9 +408,9 @@ def test_all_violations_are_reported_together() -> None:
         "send.text: empty after rendering; WhatsApp needs a text",
         "send.header: 61 characters; WhatsApp allows at most 60",
         "send.buttons: 4 buttons; WhatsApp allows 1 to 3",
-        "send.buttons[0].title: 21 characters; WhatsApp allows at most 20",
-        "send.buttons[2].title: empty after rendering; WhatsApp needs a text",
-        "send.buttons[1].id: `a` is also the id of send.buttons[0]; button ids must be unique",
+        "send.buttons[1].title: 21 characters; WhatsApp allows at most 20",
+        "send.buttons[3].title: empty after rendering; WhatsApp needs a text",
+        "send.buttons[2].id: `a` is also the id of send.buttons[1]; button ids must be unique",
     ]
     with pytest.raises(ContentError) as info:
         build(send)

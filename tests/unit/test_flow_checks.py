@@ -91,6 +91,19 @@ def test_waiting_for_read_on_a_provider_without_read_receipts_is_an_error() -> N
     assert "reports no read receipts" in found[0]
 
 
+def test_waiting_for_read_on_an_sms_step_is_an_error_whatever_the_provider_says() -> None:
+    found = problems(
+        "flow: f\nstart: a\ndefaults: {provider: robbu_whatsapp}\nsteps:\n"
+        "  a:\n    send: {channel: sms, text: oi}\n    on: {read: fim}\n    next: fim\n"
+        "  fim: {end: completed}\n"
+    )
+
+    assert found == [
+        "f.yaml:7:10: SMS has no read receipts, so `read` never happens here; use `delivered` "
+        "or a `timeout:`"
+    ]
+
+
 @pytest.mark.parametrize(
     ("template", "expected"),
     [
@@ -100,8 +113,19 @@ def test_waiting_for_read_on_a_provider_without_read_receipts_is_an_error() -> N
             "did you mean `boleto_vencendo`?",
         ),
         (
-            "{name: boleto_vencendo, params: {PrimeiroNome: x, Valr: y}}",
-            "template `boleto_vencendo` has no parameter `Valr` (it takes: PrimeiroNome, Valor)",
+            "{name: boleto_vencendo, params: {PrimeiroNome: x, Valor: y, Extra: z}}",
+            "template `boleto_vencendo` has no parameter `Extra` (it takes: PrimeiroNome, Valor)",
+        ),
+        (
+            # A provider fills the template by position: the values after the gap would
+            # land in the wrong slots.
+            "{name: boleto_vencendo, params: {PrimeiroNome: x}}",
+            "template `boleto_vencendo` needs parameter `Valor` (it takes: PrimeiroNome, Valor)",
+        ),
+        (
+            "{name: boleto_vencendo}",
+            "template `boleto_vencendo` needs parameters `PrimeiroNome` and `Valor` "
+            "(it takes: PrimeiroNome, Valor)",
         ),
         (
             "{name: boleto_vencendo, params: [x]}",
@@ -173,6 +197,20 @@ def test_a_status_the_provider_never_reports_cannot_move_the_run() -> None:
 
     assert len(found) == 1
     assert "reports no statuses after `sent`, so `delivered` never happens" in found[0]
+
+
+def test_a_refused_send_through_a_provider_without_webhooks_can_still_go_to_on_failed() -> None:
+    # Robbu reports nothing after `sent`, but a send it refuses (contact in attendance,
+    # a 400) fails the message at once: `failed` routes it to a fallback step.
+    found = robbu_problems(
+        "flow: f\nstart: a\ndefaults: {provider: robbu}\nsteps:\n"
+        "  a:\n    send: {text: oi}\n    on: {sent: fim, failed: fim, read: fim}\n"
+        "  fim: {end: completed}\n"
+    )
+
+    assert len(found) == 1
+    assert found[0].startswith("f.yaml:7:34: ")
+    assert "`read` never happens" in found[0]
 
 
 def test_assigning_an_attendant_while_skipping_attended_contacts_is_refused() -> None:

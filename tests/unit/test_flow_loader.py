@@ -182,6 +182,16 @@ steps:
             'x.yaml:5:18: `text` in step `a` must be text; write it in quotes: "10"',
         ),
         (
+            "    send: {template: {name: t, params: {Nome: Maria, Valor: 1670}}, provider: p}\n",
+            "x.yaml:5:61: `Valor` in `send.template.params` of step `a` must be text; "
+            'write it in quotes: "1670"',
+        ),
+        (
+            "    wait: -3600\n",
+            "x.yaml:5:11: `wait` in step `a`: -3600 is negative; write how long, like 3600, "
+            "30s, 10m or 1h",
+        ),
+        (
             "    send: {text: oi, channel: whatsap, provider: p}\n",
             "x.yaml:5:31: `channel` in step `a` must be one of whatsapp, sms, email; "
             "got `whatsap`; did you mean `whatsapp`?",

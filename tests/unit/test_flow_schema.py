@@ -48,3 +48,18 @@ def test_editors_can_underline_a_step_without_a_kind_and_an_unknown_event() -> N
     wait = defs["Step"]["properties"]["wait"]["anyOf"]
     assert {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*[dhms]\s*)+$"} in wait
     assert {"$ref": "#/$defs/WaitFor"} in wait
+
+
+def test_editors_can_underline_too_many_buttons_sections_and_rows() -> None:
+    # Counts are fixed in the file; string lengths are not (Jinja renders them later).
+    defs = flow_json_schema()["$defs"]
+    buttons = defs["SendSpec"]["properties"]["buttons"]
+    assert (buttons["minItems"], buttons["maxItems"]) == (1, 3)
+    assert defs["ListSpec"]["properties"]["sections"]["maxItems"] == 10
+    assert defs["ListSectionSpec"]["properties"]["rows"]["maxItems"] == 10
+
+
+def test_a_bare_api_trigger_is_valid_in_the_editor_as_it_is_for_check() -> None:
+    # `- api:` reads as null; the loader takes it as `{}`.
+    api = flow_json_schema()["$defs"]["ApiTrigger"]["properties"]["api"]
+    assert {"type": "null"} in api["anyOf"]

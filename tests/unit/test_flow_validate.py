@@ -272,3 +272,26 @@ def test_validate_flow_without_positions_still_names_the_problem() -> None:
     assert found[0].path == "steps.a.next"
     positioned = validate_flow(flow, document.source_map, "x.yaml")
     assert [(p.line, p.column) for p in positioned] == [(5, 23)]
+
+
+@pytest.mark.parametrize(
+    ("written", "column", "why"),
+    [
+        ('"20:00-8:60"', 26, "'8:60' is not a time of day; write it like 08:00, 20:30 or 24:00"),
+        ('"25:00-08:00"', 26, "'25:00' is not a time of day; write it like 08:00"),
+        ('"24:00-06:00"', 26, "'24:00-06:00' cannot start at 24:00; use 00:00"),
+        (
+            '{range: "22:00-07:70", days: [mon]}',
+            34,
+            "'07:70' is not a time of day; write it like 08:00",
+        ),
+    ],
+)
+def test_an_impossible_quiet_hours_range_is_refused_at_its_value(
+    written: str, column: int, why: str
+) -> None:
+    # The send-time rule could never apply it: the dispatcher would retry it forever.
+    found = problems(f"  a:\n    send: {{text: oi}}\n    rules: {{quiet_hours: {written}}}\n")
+    assert len(found) == 1
+    assert found[0].startswith(f"x.yaml:7:{column}: ")
+    assert why in found[0]

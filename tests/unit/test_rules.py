@@ -306,7 +306,7 @@ def test_quiet_hours_follow_the_wall_clock_across_dst(
         ("20:60-08:00", "is not a time of day"),
         ("20:00-24:30", "is not a time of day"),
         ("24:00-08:00", "cannot start at 24:00"),
-        ("20:00", "need a range like 20:00-08:00"),
+        ("20:00", "is not a time range; write it like 20:00-08:00"),
     ],
 )
 def test_impossible_quiet_hours_are_rejected_with_the_reason(bad: str, message: str) -> None:

@@ -240,6 +240,19 @@ def test_secrets_never_appear_in_reprs_or_error_messages(tmp_path: Path) -> None
     assert problems(path, short) == [f"{path}:6:15: `password` in provider `gw` is not valid"]
 
 
+def test_a_numeric_secret_is_told_to_be_quoted_without_repeating_it(tmp_path: Path) -> None:
+    # YAML reads an unquoted PIN or token as a number.
+    path = write(
+        tmp_path,
+        "api_token: 31337313\nproviders:\n  gw:\n    type: fake\n    url: http://x\n"
+        "    password: 98765432\n",
+    )
+    assert problems(path) == [
+        f"{path}:1:12: `api_token` must be text; write it in quotes",
+        f"{path}:6:15: `password` in provider `gw` must be text; write it in quotes",
+    ]
+
+
 def test_settings_built_in_code_validate_provider_mappings_by_type() -> None:
     settings = Settings(
         api_token=SecretStr("t"),
