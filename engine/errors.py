@@ -8,6 +8,7 @@ Driver errors (aiohttp, sqlite3, asyncpg) are wrapped at the boundary with
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 # The CLI's exit codes (INTERFACES.md): success, a problem in the user's input (flow,
 # config, CSV), a usage error, the store or a provider out of reach.
@@ -185,6 +186,18 @@ class ProviderRejected(ProviderError):
     """4xx: final; the vendor's message is kept for operators."""
 
     code = "PROVIDER_REJECTED"
+
+
+class ProviderDiscarded(ProviderRejected):
+    """The provider's own guard held the message back, as the flow asked it to (Robbu
+    ``discardSettings.InAttendance``: the contact is in attendance there). Not a
+    failure: the flow's ``rule`` (``in_attendance``) decides, skip or defer."""
+
+    code = "PROVIDER_DISCARDED"
+
+    def __init__(self, message: str, *, rule: Literal["in_attendance"], **fields: Any) -> None:
+        self.rule: Literal["in_attendance"] = rule
+        super().__init__(message, **fields)
 
 
 class ProviderAuthError(ProviderError):

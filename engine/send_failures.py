@@ -1,5 +1,6 @@
 """What a send that did not go through leaves behind: a retry, an ambiguous message,
-a failure, or (when the engine stops before the request left) the message given back.
+a failure, a skip or deferral the provider's own guard decided, or (when the engine
+stops before the request left) the message given back.
 
 Every write that moves a message off ``sending`` expects it still to be
 ``sending``: a provider report that landed meanwhile is the truth and wins.
@@ -8,12 +9,14 @@ Every write that moves a message off ``sending`` expects it still to be
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import (
     ProviderAmbiguous,
     ProviderAuthError,
+    ProviderDiscarded,
     ProviderError,
     ProviderRateLimited,
     ProviderUnavailable,
@@ -23,6 +26,7 @@ from engine.errors import (
 )
 from engine.flow.model import to_timedelta
 from engine.models import DueWork, Message, MessageStatus, NewEvent
+from engine.rules import ATTENDANCE_RECHECK, Decision
 from storage.base import Commit, Completion, MessageChange
 
 if TYPE_CHECKING:
@@ -131,6 +135,7 @@ async def provider_error(
     attempts: int,
     *,
     idempotent: bool,
+    hints: Mapping[str, Any],
 ) -> None:
     error = exc.vendor_message or str(exc)
     if isinstance(exc, ProviderAmbiguous):
@@ -150,11 +155,58 @@ async def provider_error(
     if isinstance(exc, budgeted) and attempts < sender.d.settings.max_attempts:
         await retry(sender, work, message, exc, attempts=attempts)
         return
+    if isinstance(exc, ProviderDiscarded):
+        await discarded(sender, work, message, exc, hints)
+        return
     if isinstance(exc, ProviderAuthError):
         error = f"gave up after {attempts} attempts: {exc}"
     elif isinstance(exc, ProviderUnavailable):
         error = f"gave up after {attempts} attempts: {error}"
     await sender.fail(work, message, error)
+
+
+async def discarded(
+    sender: Sender,
+    work: DueWork,
+    message: Message,
+    exc: ProviderDiscarded,
+    hints: Mapping[str, Any],
+) -> None:
+    """The provider's guard held the message back for the flow's ``exc.rule``: the
+    rule's own action follows, recorded as its decision, as if disparo had seen it."""
+    action = hints.get(exc.rule)
+    facts = {"provider": message.provider, "said": exc.vendor_message}
+    if action == "defer":
+        until = sender.now + ATTENDANCE_RECHECK
+        decision = Decision(
+            rule=exc.rule, outcome="defer", reason="provider_discarded", facts=facts, until=until
+        )
+        event = message_event(message, "decision", sender.now, _decision_data(decision, message))
+        if await _release(
+            sender,
+            work,
+            message,
+            retry_at=until,
+            keep_sending=False,
+            why=str(exc),
+            events=[event],
+            last_error=str(exc),
+            next_attempt_at=until,
+        ):
+            log.info("deferred message %s until %s: %s", message.id, until.isoformat(), exc)
+        return
+    decision = Decision(rule=exc.rule, outcome="skip", reason="provider_discarded", facts=facts)
+    await sender.skip(
+        work,
+        message,
+        "provider_discarded",
+        [message_event(message, "decision", sender.now, _decision_data(decision, message))],
+        expected_status=MessageStatus.SENDING,
+    )
+
+
+def _decision_data(decision: Decision, message: Message) -> dict[str, Any]:
+    return {**decision.as_event_data(), "step": message.step}
 
 
 async def retry(
@@ -201,6 +253,7 @@ async def _release(
     retry_at: datetime,
     keep_sending: bool,
     why: str,
+    events: Sequence[NewEvent] = (),
     **fields: Any,
 ) -> bool:
     """Hand a send that did not go through back to the queue, due again at
@@ -222,7 +275,12 @@ async def _release(
     )
     try:
         await sender.d.store.commit(
-            Commit(now=sender.now, done=Completion(work=work, retry_at=retry_at), messages=[change])
+            Commit(
+                now=sender.now,
+                done=Completion(work=work, retry_at=retry_at),
+                messages=[change],
+                events=events,
+            )
         )
     except StaleRun:
         await reported_meanwhile(sender, work, message, why)

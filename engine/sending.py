@@ -189,7 +189,13 @@ class Sender:
                     breaker.open_until.isoformat() if breaker.open_until else "?",
                 )
             await send_failures.provider_error(
-                self, work, message, exc, attempts, idempotent=provider.capabilities.idempotency_key
+                self,
+                work,
+                message,
+                exc,
+                attempts,
+                idempotent=provider.capabilities.idempotency_key,
+                hints=outbound.hints,
             )
             return
         if result is None:
@@ -310,19 +316,7 @@ class Sender:
         for decision in verdict.decisions:
             self.d.metrics.child(self.d.metrics.decisions, decision.rule, decision.outcome).inc()
         if verdict.action == "skip":
-            log.info("skipped message %s step %s: %s", message.id, message.step, verdict.reason)
-            self.d.metrics.child(self.d.metrics.messages, message.provider, "skipped").inc()
-            await self.d.apply_events(
-                work,
-                [
-                    runner.StepEvent(
-                        name="skipped", step_seq=message.step_seq, data={"reason": verdict.reason}
-                    )
-                ],
-                messages=[self._change(message, MessageStatus.SKIPPED, last_error=verdict.reason)],
-                run_id=message.run_id,
-                extra_events=events,
-            )
+            await self.skip(work, message, verdict.reason, events)
             return None
         if verdict.action == "defer":
             assert verdict.until is not None
@@ -389,6 +383,33 @@ class Sender:
     ) -> MessageChange:
         return MessageChange(
             message_id=message.id, at=self.now, status=status, last_error=last_error
+        )
+
+    async def skip(
+        self,
+        work: DueWork,
+        message: Message,
+        reason: str,
+        events: list[NewEvent],
+        *,
+        expected_status: MessageStatus | None = None,
+    ) -> None:
+        """Skip ``message`` for ``reason`` (a rule's); its step routes ``skipped``."""
+        log.info("skipped message %s step %s: %s", message.id, message.step, reason)
+        self.d.metrics.child(self.d.metrics.messages, message.provider, "skipped").inc()
+        change = MessageChange(
+            message_id=message.id,
+            at=self.now,
+            status=MessageStatus.SKIPPED,
+            last_error=reason,
+            expected_status=expected_status,
+        )
+        await self.d.apply_events(
+            work,
+            [runner.StepEvent(name="skipped", step_seq=message.step_seq, data={"reason": reason})],
+            messages=[change],
+            run_id=message.run_id,
+            extra_events=events,
         )
 
     async def fail(

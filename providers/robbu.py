@@ -39,9 +39,12 @@ token masked as ``***`` because ``disparo simulate`` prints and stores it)::
   (the SMS example has none).
 - ``discardSettings``: ``recentContactLastHours`` is ``hints["recent_contact_hours"]``
   rounded down (0 without the rule); ``InAttendance`` is true when the flow's
-  ``in_attendance`` is ``skip`` or ``defer``. Robbu refuses ``InAttendance: true``
-  together with an ``attendantUserName`` ("message not sent: contact in attendance"):
-  that answer is a final ``ProviderRejected`` with Robbu's words.
+  ``in_attendance`` is ``skip`` or ``defer``. Robbu then discards a message to a
+  contact an operator attends in Invenio ("message not sent: contact in attendance"),
+  which disparo may not know of: that answer is a ``ProviderDiscarded``, and the
+  flow's ``in_attendance`` skips or defers the message as if disparo had seen the
+  attendance itself. (`disparo check` refuses ``in_attendance: skip`` together with
+  an ``attendantUserName``, which Robbu would refuse every time.)
 - ``contact``: ``name`` from the contact; ``customCode``, ``id`` (CPF/CNPJ) and ``tag``
   from its context keys ``custom_code``, ``cpf_cnpj`` (or ``cpf``, ``cnpj``) and ``tag``;
   ``jokers`` from ``joker1`` … ``joker5`` (300 characters each, 3000 for the fifth; a
@@ -90,7 +93,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
-from engine.errors import ProviderAuthError, ProviderError, ProviderRejected
+from engine.errors import ProviderAuthError, ProviderDiscarded, ProviderError, ProviderRejected
 from engine.models import Channel, OutboundMessage, SendResult
 from providers.base import (
     Capabilities,
@@ -110,6 +113,7 @@ log = logging.getLogger("disparo.providers.robbu")
 ALL_CHANNELS: tuple[Channel, ...] = ("whatsapp", "sms", "email")
 MASK = "***"
 NOT_SENT = "message not sent"  # how Robbu's refusals begin ("… contact in attendance")
+IN_ATTENDANCE = "contact in attendance"  # the refusal discardSettings.InAttendance causes
 PRIVATE_TOKEN = "invenioprivatetoken"  # a 400 naming it is about the account, not the message
 
 
@@ -281,7 +285,9 @@ class RobbuProvider:
                 raise self._status_error(answer)
             result = self._accepted(answer)
         except ProviderError as exc:
-            log.warning(
+            # A discard the flow asked for (InAttendance) is routine, not a problem.
+            log.log(
+                logging.INFO if isinstance(exc, ProviderDiscarded) else logging.WARNING,
                 "robbu %s: message %s to %s: %s: %s",
                 self.name,
                 message.message_id,
@@ -346,7 +352,19 @@ class RobbuProvider:
                 status=400,
                 vendor_message=said,
             )
-        return error
+        return self._discarded(said, answer.status) or error
+
+    def _discarded(self, said: str | None, status: int) -> ProviderDiscarded | None:
+        """Robbu's discard of a contact in attendance, which ``InAttendance: true``
+        asked for: the flow's ``in_attendance`` decides what follows, not a failure."""
+        if said is None or IN_ATTENDANCE not in said.lower():
+            return None
+        return ProviderDiscarded(
+            f"{self.name} held the message back: the contact is in attendance in Invenio ({said})",
+            rule="in_attendance",
+            status=status,
+            vendor_message=said,
+        )
 
     def _refused_again(self, answer: Answer) -> ProviderAuthError:
         said = self._http.status_error(answer).vendor_message
@@ -367,6 +385,9 @@ class RobbuProvider:
         refused = isinstance(data, dict) and data.get("success") is False
         if refused or (said is not None and said.lower().startswith(NOT_SENT)):
             words = self._redact(said) if said else None
+            discarded = self._discarded(words, answer.status)
+            if discarded is not None:
+                raise discarded
             raise ProviderRejected(
                 f"{self.name} answered {answer.status} but did not send the message"
                 + (f": {words}" if words else ""),

@@ -23,6 +23,7 @@ from engine.circuit import unwell
 from engine.errors import (
     ProviderAmbiguous,
     ProviderAuthError,
+    ProviderDiscarded,
     ProviderError,
     ProviderRateLimited,
     ProviderRejected,
@@ -484,9 +485,10 @@ async def test_attendant_with_in_attendance_skip_is_refused_with_robbus_words(
 ) -> None:
     provider = await make_provider()
     hints = {"attendant": "Operador", "in_attendance": "skip"}
-    with pytest.raises(ProviderRejected, match="contact in attendance") as caught:
+    with pytest.raises(ProviderDiscarded, match="contact in attendance") as caught:
         await provider.send(message(Text(body="Olá"), hints=hints))
     assert caught.value.vendor_message == IN_ATTENDANCE
+    assert caught.value.rule == "in_attendance"  # the flow's rule decides what follows
 
 
 async def test_an_attendant_marks_the_contact_as_attended_for_later_guarded_sends(
@@ -501,7 +503,7 @@ async def test_an_attendant_marks_the_contact_as_attended_for_later_guarded_send
         False,
     )
     guarded = message(Text(body="Promo"), key="k-2", hints={"in_attendance": "defer"})
-    with pytest.raises(ProviderRejected) as caught:
+    with pytest.raises(ProviderDiscarded) as caught:
         await provider.send(guarded)
     assert caught.value.vendor_message == IN_ATTENDANCE
 
