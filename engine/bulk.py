@@ -29,6 +29,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from engine.bulk_csv import ContactRow, ContactsFile, RowProblem
 from engine.errors import StoreError, UserInputError
+from engine.run_start import START_CONTEXT
 from engine.runtime import Engine
 from engine.triggers_start import bulk_start
 
@@ -147,7 +148,14 @@ async def start_runs(
         starts = bulk_start(
             loaded,
             TRIGGER,
-            [(row.contact.id, row.idempotency_key(flow), {}) for row in batch],
+            [
+                (
+                    row.contact.id,
+                    row.idempotency_key(flow),
+                    {START_CONTEXT: row.contact.context} if row.contact.context else {},
+                )
+                for row in batch
+            ],
             now=engine.clock.now(),
             contacts=[row.contact for row in batch],
         )

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from engine.effects import run_commit, state_change
 from engine.errors import StaleRun
 from engine.models import OPEN_RUN_STATUSES, DueWork, Run
-from engine.run_start import first_step, started_event
+from engine.run_start import START_CONTEXT, first_step, start_vars, started_event
 from engine.scope import RunnerScope, contact_timezone
 from storage.base import Commit, Completion
 
@@ -75,12 +75,19 @@ async def _entry_commit(dispatcher: Dispatcher, run: Run, work: DueWork) -> Comm
     loaded = await dispatcher.catalog.pinned(run.flow, run.flow_version)
     flow = loaded.flow
     zone = contact_timezone(contact, flow, dispatcher.settings.default_timezone)
-    scope = RunnerScope.for_run(run, contact, flow, now, zone)
+    # A CSV row's context is the run's own (``runner.RUN_CONTEXT``), as a POST /v1/runs
+    # context is: the START row carries it with the rest of the event's data.
+    run_vars = {**run.vars, **start_vars(work.payload.get(START_CONTEXT))}
+    scope = RunnerScope(
+        contact=contact, run_id=run.id, flow=flow, run_vars=run_vars, now=now, timezone=zone
+    )
     # The START row carries the event's data; the event is dated at the run's creation.
     started = started_event(
         run.id, run.contact_id, run.flow, run.flow_version, at=run.created_at, data=work.payload
     )
-    state, fx = first_step(flow, scope, now, run_id=run.id, contact_id=contact.id, started=started)
+    state, fx = first_step(
+        flow, scope, now, run_id=run.id, contact_id=contact.id, started=started, run_vars=run_vars
+    )
     return run_commit(
         fx,
         run_id=run.id,

@@ -30,6 +30,7 @@ def start_commit(
     key: str | None,
     trigger: str,
     data: Mapping[str, Any] | None = None,
+    context: Mapping[str, Any] | None = None,
 ) -> Commit:
     """The commit that creates a run of ``loaded`` for a stored contact and enters its
     first step: the run, its first messages, due work and events, atomically. Without
@@ -37,8 +38,9 @@ def start_commit(
     flow = loaded.flow
     run_id = str(uuid.uuid4())
     tz = contact_timezone(contact, flow, default_timezone)
+    run_vars = start_vars(context)
     scope = RunnerScope(
-        contact=contact, run_id=run_id, flow=flow, run_vars={}, now=now, timezone=tz
+        contact=contact, run_id=run_id, flow=flow, run_vars=run_vars, now=now, timezone=tz
     )
     started = started_event(
         run_id,
@@ -48,7 +50,9 @@ def start_commit(
         at=now,
         data={"trigger": trigger, **(data or {})},
     )
-    state, fx = first_step(flow, scope, now, run_id=run_id, contact_id=contact.id, started=started)
+    state, fx = first_step(
+        flow, scope, now, run_id=run_id, contact_id=contact.id, started=started, run_vars=run_vars
+    )
     return Commit(
         now=now,
         new_run=NewRun(
@@ -84,12 +88,27 @@ def started_event(
     )
 
 
+START_CONTEXT = "context"  # a bulk start's data key for the run's own context
+
+
+def start_vars(context: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A new run's vars: the context it is started with, its own (``runner.RUN_CONTEXT``)."""
+    return {runner.RUN_CONTEXT: dict(context)} if context else {}
+
+
 def first_step(
-    flow: Flow, scope: Scope, now: datetime, *, run_id: str, contact_id: str, started: NewEvent
+    flow: Flow,
+    scope: Scope,
+    now: datetime,
+    *,
+    run_id: str,
+    contact_id: str,
+    started: NewEvent,
+    run_vars: Mapping[str, Any] | None = None,
 ) -> tuple[RunState, Effects]:
     """Walk ``flow`` from its start for a new run until it waits or ends: the run's
     state then, and what the walk writes (``started`` first)."""
-    transition = runner.start(flow, scope, now)
+    transition = runner.start(flow, scope, now, run_vars)
     fx = collect_effects(
         transition,
         flow=flow,

@@ -47,12 +47,16 @@ applying actions in order drops the old timers before the next step's). Events f
 another step entry (``step_seq``), events after the run finished and timers of a
 step the run has left are ignored with a reason. A ``RenderError`` from the scope
 fails the run with the error's text; actions of steps completed before it stand.
-``RunState.vars`` pass through unchanged: ``set`` writes contact context only.
+``RunState.vars[RUN_CONTEXT]`` is the context the run was started with (``POST
+/v1/runs``, a CSV row): templates and expressions of the run see those keys over the
+contact's stored context, so two runs of one contact each keep their own amount. A
+``set`` writes the contact's context, and the run's own copy of a key it holds.
 An ``OPTED_OUT`` event cancels an open run whatever its step.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -65,6 +69,7 @@ from engine.models import OPEN_RUN_STATUSES, RunStatus
 
 MAX_STEPS_PER_TRANSITION = 100
 OPTED_OUT = "opted_out"  # the contact opted out: every open run of theirs is cancelled
+RUN_CONTEXT = "context"  # RunState.vars key: the context the run was started with
 _CONTEXT = "context."
 
 
@@ -289,6 +294,11 @@ class _Walk:
             _merge(step_patch, nested)
             _merge(self.patch, nested)
         self.actions.append(PatchContext(patch=step_patch))
+        own = self.state.vars.get(RUN_CONTEXT)
+        if isinstance(own, Mapping) and (mine := {k: v for k, v in step_patch.items() if k in own}):
+            updated = copy.deepcopy(dict(own))
+            _merge(updated, mine)
+            self.state = replace(self.state, vars={**self.state.vars, RUN_CONTEXT: updated})
         return None
 
 
@@ -299,9 +309,11 @@ def _ignored(state: RunState, reason: str) -> Transition:
     return Transition(state=state, actions=(), ignored=True, reason=reason)
 
 
-def start(flow: Flow, scope: Scope, now: datetime) -> Transition:
+def start(
+    flow: Flow, scope: Scope, now: datetime, run_vars: Mapping[str, Any] | None = None
+) -> Transition:
     """Enter ``flow.start`` for a new run and walk until the run waits or finishes."""
-    state = RunState(step=None, status=RunStatus.ACTIVE, step_seq=0, vars={})
+    state = RunState(step=None, status=RunStatus.ACTIVE, step_seq=0, vars=run_vars or {})
     return _Walk(flow, scope, now, state).enter(flow.start)
 
 

@@ -234,6 +234,7 @@ class Engine:
                 default_timezone=self.settings.timezone,
                 key=idempotency_key,
                 trigger=trigger,
+                context=context,
             )
 
         # One store call: a replayed request and a refused one change nothing, the

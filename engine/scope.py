@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -11,6 +12,7 @@ from engine.effects import merge_patch
 from engine.flow.model import Flow
 from engine.models import Contact, Run
 from engine.render import RenderScope, is_true, render_value
+from engine.runner import RUN_CONTEXT
 
 
 def contact_timezone(contact: Contact, flow: Flow, default: str) -> ZoneInfo:
@@ -32,8 +34,12 @@ def render_scope(
     context_patch: Mapping[str, Any] | None = None,
 ) -> RenderScope:
     context = dict(contact.context)
+    own = run_vars.get(RUN_CONTEXT)
+    if isinstance(own, Mapping):
+        context.update(own)  # the run's own keys, whole: never mixed with the contact's
     if context_patch:
-        context = merge_patch(context, context_patch)
+        # Deep copies: merging must not reach into the contact's (or run's) own dicts.
+        context = merge_patch(copy.deepcopy(context), context_patch)
     return RenderScope(
         contact=contact,
         context=context,

@@ -7,6 +7,7 @@ Pure functions of the flow, the message and the contact as read; ``Sender``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -98,6 +99,7 @@ def message_content(
     tz: ZoneInfo,
     verdict: Verdict,
     templates: TemplateCatalog | None,
+    run_vars: Mapping[str, Any] | None = None,
 ) -> Any:
     """The message's content as the provider gets it: rendered, checked, and a
     template named by its catalogue id. Raises ``RenderError``, ``ContentError``
@@ -109,7 +111,7 @@ def message_content(
         run_id=message.run_id,
         flow=flow,
         step=message.step,
-        run_vars={},
+        run_vars=run_vars or {},
         now=now,
         timezone=tz,
     )

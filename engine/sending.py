@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -128,7 +129,7 @@ class Sender:
                 attempts = message.attempts
             else:
                 try:
-                    prepared = await self._prepare(work, message, flow, contact)
+                    prepared = await self._prepare(work, message, flow, contact, run.vars)
                 except asyncio.CancelledError:
                     # Cut off (the shutdown grace ran out) before any request: whatever
                     # of the outbox write landed, nothing left. Give it back now, or the
@@ -289,7 +290,12 @@ class Sender:
         return True
 
     async def _prepare(
-        self, work: DueWork, message: Message, flow: Flow, contact: Contact
+        self,
+        work: DueWork,
+        message: Message,
+        flow: Flow,
+        contact: Contact,
+        run_vars: Mapping[str, Any],
     ) -> tuple[Any, int] | None:
         """Rules, then render; on success the message is durably ``sending``."""
         rules = flow.rules_for(message.step)
@@ -338,7 +344,9 @@ class Sender:
             )
             return None
         try:
-            content = message_content(flow, message, contact, now, tz, verdict, self.d.templates)
+            content = message_content(
+                flow, message, contact, now, tz, verdict, self.d.templates, run_vars
+            )
         except (RenderError, ContentError, UnknownTemplate) as exc:
             await self.fail(work, message, str(exc), extra_events=events)
             return None
