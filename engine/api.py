@@ -11,7 +11,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -100,6 +100,16 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except DisparoError as exc:
         log.exception("request failed: %s", exc)
         return error_response(500, exc.code, str(exc))
+    except Exception:
+        # A bug: the caller still gets the documented JSON shape, never a traceback or
+        # what the exception says (it may quote a secret); the log has the traceback.
+        log.exception("unexpected error answering %s %s", request.method, request.path)
+        return error_response(
+            500,
+            "INTERNAL",
+            "disparo failed on an unexpected error, logged on the server with its "
+            "traceback; retry later, and report it if it persists",
+        )
 
 
 @web.middleware
@@ -279,7 +289,7 @@ async def post_events(request: web.Request) -> web.Response:
     contact_events: list[ContactEvent] = []
     reports: list[StatusReport] = []
     for event in parsed:
-        at = (event.at or now).astimezone(UTC)
+        at = event.at or now  # EventIn holds its times in UTC
         if event.type == "status":
             if not event.message_id or not event.status:
                 raise RequestError(
@@ -310,7 +320,7 @@ async def post_events(request: web.Request) -> web.Response:
                 text=event.text,
                 button_id=event.button_id,
                 attendant=event.attendant,
-                until=event.until.astimezone(UTC) if event.until else None,
+                until=event.until,
                 source="api",
                 dedupe_key=f"api:{event.id}" if event.id else None,
             )

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from engine.models import in_utc
 from engine.phones import InvalidPhone, normalise_phone
 
 # The longest contact id accepted anywhere (a CRM key, a CPF, an e-mail address).
@@ -107,4 +108,6 @@ class EventIn(_Body):
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("give a timezone, e.g. 2026-11-23T10:00:00-03:00 or ...Z")
+        if value is not None:
+            in_utc(value)  # kept as given (errors quote it), but UTC must have that date
         return value
