@@ -11,14 +11,13 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from engine import message_resend
-from engine.api_models import ContactIn, EventIn, RunIn
+from engine.api_models import ContactIn, RunIn
 from engine.api_views import message_view, run_view
 from engine.errors import (
     Conflict,
@@ -31,12 +30,8 @@ from engine.errors import (
     StoreUnavailable,
     UserInputError,
 )
-from engine.event_times import describe, too_far_ahead
 from engine.models import (
-    ContactEvent,
     ContactUpsert,
-    MessageStatus,
-    StatusReport,
 )
 from engine.runtime import Engine
 
@@ -58,7 +53,7 @@ def error_response(
     return web.json_response(body, status=status)
 
 
-def _pydantic_details(exc: ValidationError, prefix: str = "") -> list[FieldError]:
+def pydantic_details(exc: ValidationError, prefix: str = "") -> list[FieldError]:
     out = []
     for err in exc.errors():
         path = ".".join(str(p) for p in err["loc"])
@@ -158,7 +153,7 @@ def parse_body(model: type[M], data: Any) -> M:
             status=400,
             code="VALIDATION_ERROR",
             message="the request body is invalid",
-            details=_pydantic_details(exc),
+            details=pydantic_details(exc),
         ) from None
 
 
@@ -260,113 +255,6 @@ async def resend_message(request: web.Request) -> web.Response:
     return web.json_response(message_view(message))
 
 
-async def post_events(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    data = await read_json(request)
-    items = data if isinstance(data, list) else [data]
-    parsed: list[EventIn] = []
-    details: list[FieldError] = []
-    for index, item in enumerate(items):
-        try:
-            parsed.append(EventIn.model_validate(item))
-        except ValidationError as exc:
-            details += _pydantic_details(
-                exc, prefix=f"[{index}]." if isinstance(data, list) else ""
-            )
-    if details:
-        raise RequestError(
-            status=400, code="VALIDATION_ERROR", message="the event is invalid", details=details
-        )
-    now = engine.clock.now()
-    future = _dated_ahead(parsed, now, listed=isinstance(data, list))
-    if future:
-        raise RequestError(
-            status=400,
-            code="VALIDATION_ERROR",
-            message="an event is dated in the future",
-            details=future,
-        )
-    contact_events: list[ContactEvent] = []
-    reports: list[StatusReport] = []
-    for event in parsed:
-        at = event.at or now  # EventIn holds its times in UTC
-        if event.type == "status":
-            if not event.message_id or not event.status:
-                raise RequestError(
-                    status=400,
-                    code="VALIDATION_ERROR",
-                    message="a status event needs message_id and status",
-                    details=[FieldError(field="message_id", message="required for type status")],
-                )
-            message = await engine.get_message(event.message_id)
-            reports.append(
-                StatusReport(
-                    provider=message.provider,
-                    status=MessageStatus(event.status),
-                    at=at,
-                    idempotency_key=message.idempotency_key,
-                    error_message=event.error,
-                    dedupe_key=f"api:{event.id}" if event.id else None,
-                )
-            )
-            continue
-        contact_id, phone = await _event_contact(engine, event)
-        contact_events.append(
-            ContactEvent(
-                type=event.type,
-                at=at,
-                contact_id=contact_id,
-                phone=phone,
-                text=event.text,
-                button_id=event.button_id,
-                attendant=event.attendant,
-                until=event.until,
-                source="api",
-                dedupe_key=f"api:{event.id}" if event.id else None,
-            )
-        )
-    outcomes = []
-    if reports:
-        outcomes += await engine.ingest_status_reports(reports)
-    if contact_events:
-        outcomes += await engine.ingest_contact_events(contact_events)
-    return web.json_response({"accepted": len(outcomes), "outcomes": outcomes}, status=202)
-
-
-def _dated_ahead(events: list[EventIn], now: datetime, *, listed: bool) -> list[FieldError]:
-    """An error per event whose ``at`` is too far ahead of ``now`` (``engine.event_times``)."""
-    errors = []
-    for index, event in enumerate(events):
-        ahead = too_far_ahead(event.at, now) if event.at is not None else None
-        if event.at is not None and ahead is not None:
-            errors.append(
-                FieldError(
-                    field=f"[{index}].at" if listed else "at",
-                    message=f"{event.at.isoformat()} is {describe(ahead)} ahead of now "
-                    f"({now.isoformat()}); send when it happened, in UTC (…Z) or with its "
-                    "offset (…-03:00)",
-                )
-            )
-    return errors
-
-
-async def _event_contact(engine: Engine, event: EventIn) -> tuple[str | None, str | None]:
-    if event.contact is None:
-        raise RequestError(
-            status=400,
-            code="VALIDATION_ERROR",
-            message="the event needs a contact",
-            details=[FieldError(field="contact", message='a contact id or {"phone": ...}')],
-        )
-    if isinstance(event.contact, str):
-        await engine.get_contact(event.contact)
-        return event.contact, None
-    if event.contact.id:
-        await engine.get_contact(event.contact.id)
-        return event.contact.id, None
-    return None, event.contact.phone
-
-
 async def webhook(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     name = request.match_info["provider"]
@@ -414,7 +302,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def build_app(engine: Engine) -> web.Application:
-    from engine import api_contacts  # its handlers import this module
+    from engine import api_contacts, api_events  # their handlers import this module
 
     app = web.Application(
         middlewares=[errors_middleware, auth_middleware],
@@ -427,7 +315,7 @@ def build_app(engine: Engine) -> web.Application:
     app.router.add_get("/v1/messages", list_messages)
     app.router.add_get("/v1/messages/{message_id}", get_message)
     app.router.add_post("/v1/messages/{message_id}/resend", resend_message)
-    app.router.add_post("/v1/events", post_events)
+    api_events.add_routes(app.router)
     api_contacts.add_routes(app.router)
     app.router.add_post("/webhooks/{provider}", webhook)
     app.router.add_get("/healthz", healthz)

@@ -342,13 +342,15 @@ class Engine:
 
     async def ingest_contact_events(self, events: Sequence[ContactEvent]) -> list[IngestOutcome]:
         """Durably record contact events (replies, clicks, attendance, opt-out)."""
+        if any(event.contact_id is None and not event.phone for event in events):
+            # Checked before the loop below creates contacts: a refusal writes nothing.
+            raise UserInputError("a contact event needs a contact id or a phone number")
         resolved: list[ContactEvent] = []
         now = self.clock.now()
         for event in self._arrivals.clamp(list(events), now):
             contact_id = event.contact_id
             if contact_id is None:
-                if not event.phone:
-                    raise UserInputError("a contact event needs a contact id or a phone number")
+                assert event.phone is not None
                 found = await self.store.find_contact_by_phone(event.phone)
                 if found is None:
                     found = await self.store.upsert_contact(

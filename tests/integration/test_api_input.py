@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_api import AUTH, error_of
+from engine.errors import UserInputError
+from engine.models import ContactEvent
+from tests.integration.test_api import AUTH, RUN, error_of
 
 EDGE = "0001-01-01T00:00:00+14:00"  # year 0 in UTC: no datetime holds it
 
@@ -33,7 +35,7 @@ async def test_a_date_outside_utc_s_range_is_a_400_naming_the_field(
     [detail] = (await error_of(response))["details"]
     assert detail["field"] == field
     assert "outside the dates disparo can keep" in detail["message"]
-    assert await h.engine.store.list_events(kind_prefix="contact.", limit=10) == []
+    assert await h.engine.store.list_events(kind_prefix="inbound.", limit=10) == []
 
 
 async def test_a_webhook_item_dated_outside_utc_s_range_is_rejected_and_the_rest_applied(
@@ -80,3 +82,97 @@ async def test_an_unexpected_error_is_a_json_500_without_its_words_and_is_logged
     [record] = [r for r in caplog.records if r.name == "disparo.api"]
     assert "unexpected error answering GET /v1/runs/r-1" in record.getMessage()
     assert record.exc_info is not None
+
+
+async def test_a_batch_with_a_bad_item_is_refused_whole_naming_its_index(api: Any) -> None:
+    client, h = api
+    created = await (await client.post("/v1/runs", json=RUN, headers=AUTH)).json()
+    await h.engine.settle()
+    (message,) = await h.messages(created["run_id"])
+    good = [
+        {"type": "status", "message_id": message.id, "status": "read", "id": "st-x"},
+        {"type": "reply", "text": "oi", "contact": {"phone": "+5511977770000"}},
+    ]
+    email_only = {"type": "reply", "text": "oi", "contact": {"email": "x@y.com"}}
+
+    response = await client.post("/v1/events", json=[*good, email_only], headers=AUTH)
+
+    assert response.status == 400
+    error = await error_of(response)
+    assert error["code"] == "VALIDATION_ERROR"
+    assert error["details"] == [
+        {
+            "field": "[2].contact",
+            "message": "give an id or a phone; an e-mail alone cannot be resolved to a contact",
+        }
+    ]
+    assert await h.engine.store.find_contact_by_phone("+5511977770000") is None
+    assert (await h.engine.get_message(message.id)).status != "read"
+    again = await client.post("/v1/events", json=good[0], headers=AUTH)
+    assert (await again.json())["outcomes"] == ["queued"]  # not a duplicate: never stored
+
+
+async def test_an_unknown_contact_or_message_in_a_batch_is_a_404_naming_its_index(
+    api: Any,
+) -> None:
+    client, h = api
+    batch = [
+        {"type": "reply", "text": "oi", "contact": {"phone": "+5511977770000"}},
+        {"type": "reply", "text": "oi", "contact": "nobody"},
+        {"type": "opt_out", "contact": {"id": "nobody-else"}},
+        {"type": "status", "message_id": "m-nope", "status": "read"},
+    ]
+
+    response = await client.post("/v1/events", json=batch, headers=AUTH)
+
+    assert response.status == 404
+    error = await error_of(response)
+    assert [d["field"] for d in error["details"]] == [
+        "[1].contact",
+        "[2].contact.id",
+        "[3].message_id",
+    ]
+    assert error["details"][0]["message"].startswith("contact nobody does not exist")
+    assert await h.engine.store.find_contact_by_phone("+5511977770000") is None
+
+
+@pytest.mark.parametrize(
+    ("event", "field", "words"),
+    [
+        ({"type": "button", "contact": "c-1"}, "button_id", "a button needs 'button_id'"),
+        ({"type": "choice", "contact": "c-1"}, "button_id", "a choice needs 'button_id'"),
+        ({"type": "reply", "contact": "c-1"}, "text", "a reply needs 'text'"),
+        ({"type": "reply", "contact": "c-1", "text": ""}, "text", "a reply needs 'text'"),
+        ({"type": "status", "status": "read"}, "message_id", "required for type status"),
+        ({"type": "reply", "text": "oi"}, "contact", "required: a contact id"),
+    ],
+)
+async def test_an_event_without_what_its_type_needs_is_a_400_naming_the_field(
+    api: Any, event: dict[str, Any], field: str, words: str
+) -> None:
+    client, h = api
+    await client.put("/v1/contacts/c-1", json={"phone": "+5511999998888"}, headers=AUTH)
+
+    single = await client.post("/v1/events", json=event, headers=AUTH)
+    listed = await client.post("/v1/events", json=[event], headers=AUTH)
+
+    assert single.status == listed.status == 400
+    [detail] = (await error_of(single))["details"]
+    assert detail["field"] == field
+    assert detail["message"].startswith(words)
+    assert [d["field"] for d in (await error_of(listed))["details"]] == [f"[0].{field}"]
+    assert await h.engine.store.list_events(kind_prefix="inbound.", limit=10) == []
+
+
+async def test_the_engine_refuses_a_contactless_event_before_creating_any_contact(
+    api: Any,
+) -> None:
+    _, h = api
+    now = h.clock.now()
+    by_phone = ContactEvent(type="reply", at=now, phone="+5511977770000", text="oi")
+    nobody = ContactEvent(type="reply", at=now, text="oi")
+
+    with pytest.raises(UserInputError, match="needs a contact id or a phone"):
+        await h.engine.ingest_contact_events([by_phone, nobody])
+
+    assert await h.engine.store.find_contact_by_phone("+5511977770000") is None
