@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -124,22 +125,63 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not a JSON value; send a number or null")
 
 
+# How deeply a request body may nest: far more than any request needs, and far
+# less than what the JSON views of stored contexts and runs can walk back out.
+MAX_DEPTH = 32
+
+
 async def read_json(request: web.Request) -> Any:
     raw = await request.read()
     try:
         # NaN and Infinity are not JSON (RFC 8259): stored, they would make every
         # later answer about that contact unreadable to a strict client.
-        return json.loads(raw, parse_constant=_not_json)
+        document = json.loads(raw, parse_constant=_not_json)
     except RecursionError:
-        raise RequestError(
-            status=400,
-            code="INVALID_JSON",
-            message="the body nests too deeply to be a request; send flat JSON objects",
-        ) from None
+        raise _too_deep("") from None
     except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise RequestError(
             status=400, code="INVALID_JSON", message=f"the body is not valid JSON: {exc}"
         ) from None
+    _check_storable(document)
+    return document
+
+
+def _too_deep(field: str) -> RequestError:
+    return RequestError(
+        status=400,
+        code="INVALID_JSON",
+        message=f"the body nests too deeply: at most {MAX_DEPTH} levels of objects and lists",
+        details=[FieldError(field=field, message="flatten what is below here")] if field else [],
+    )
+
+
+def _check_storable(document: Any) -> None:
+    """400 for what JSON allows but disparo could not store and answer again: nesting
+    deeper than ``MAX_DEPTH``, a number too large for a float (``1e400`` reads as inf)."""
+    stack: list[tuple[Any, str, int]] = [(document, "", 1)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise RequestError(
+                status=400,
+                code="VALIDATION_ERROR",
+                message="a number is out of range",
+                details=[
+                    FieldError(
+                        field=path,
+                        message="number out of range: beyond ±1.8e308; send a smaller one, "
+                        "or the value as a string",
+                    )
+                ],
+            )
+        if isinstance(value, dict):
+            if depth > MAX_DEPTH:
+                raise _too_deep(path)
+            stack += [(v, f"{path}.{k}" if path else str(k), depth + 1) for k, v in value.items()]
+        elif isinstance(value, list):
+            if depth > MAX_DEPTH:
+                raise _too_deep(path)
+            stack += [(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
 
 
 M = TypeVar("M", bound=BaseModel)

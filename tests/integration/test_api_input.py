@@ -176,3 +176,51 @@ async def test_the_engine_refuses_a_contactless_event_before_creating_any_contac
         await h.engine.ingest_contact_events([by_phone, nobody])
 
     assert await h.engine.store.find_contact_by_phone("+5511977770000") is None
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e999"])
+async def test_a_number_too_large_for_a_float_is_a_400_naming_the_field(
+    api: Any, number: str
+) -> None:
+    client, h = api
+    body = f'{{"phone": "+5511999998888", "context": {{"boleto": [1, {number}]}}}}'.encode()
+    run = (
+        '{"flow": "cobranca_boleto", "contact": {"id": "c-9"}, "context": {"valor": '
+        + number
+        + "}}"
+    ).encode()
+
+    contact = await client.put("/v1/contacts/c-9", data=body, headers=AUTH)
+    started = await client.post("/v1/runs", data=run, headers=AUTH)
+
+    assert contact.status == started.status == 400
+    [detail] = (await error_of(contact))["details"]
+    assert detail["field"] == "context.boleto[1]"
+    assert detail["message"].startswith("number out of range")
+    assert [d["field"] for d in (await error_of(started))["details"]] == ["context.valor"]
+    assert await h.engine.store.get_contact("c-9") is None
+
+
+def _nested(levels: int) -> str:
+    """A contact body whose context nests ``levels`` objects (the body is one more)."""
+    return '{"context": ' + '{"a": ' * levels + "1" + "}" * levels + "}"
+
+
+async def test_a_body_nested_deeper_than_32_levels_is_a_400_and_nothing_is_stored(
+    api: Any,
+) -> None:
+    client, h = api
+
+    fits = await client.put("/v1/contacts/ok", data=_nested(31).encode(), headers=AUTH)
+    deeper = await client.put("/v1/contacts/deep", data=_nested(32).encode(), headers=AUTH)
+    qa = await client.put("/v1/contacts/deep500", data=_nested(500).encode(), headers=AUTH)
+
+    assert fits.status == 201
+    assert (await client.get("/v1/contacts/ok", headers=AUTH)).status == 200
+    assert deeper.status == qa.status == 400
+    error = await error_of(deeper)
+    assert error["code"] == "INVALID_JSON"
+    assert "at most 32 levels" in error["message"]
+    assert error["details"][0]["field"] == "context" + ".a" * 31
+    assert await h.engine.store.get_contact("deep") is None
+    assert await h.engine.store.get_contact("deep500") is None
