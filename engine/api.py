@@ -272,14 +272,25 @@ async def list_messages(request: web.Request) -> web.Response:
                 "find the others through their run",
             )
         )
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+    limit = _query_int(raw_limit, low=1, high=1000)
+    if limit is None:
         problems.append(FieldError(field="limit", message="a whole number from 1 to 1000"))
     if problems:
         raise RequestError(
             status=400, code="VALIDATION_ERROR", message="bad query", details=problems
         )
-    found = await request.app[ENGINE].store.list_ambiguous_messages(limit=int(raw_limit))
+    assert limit is not None
+    found = await request.app[ENGINE].store.list_ambiguous_messages(limit=limit)
     return web.json_response({"messages": [message_view(m) for m in found]})
+
+
+def _query_int(raw: str, *, low: int, high: int) -> int | None:
+    """``raw`` as an int from ``low`` to ``high``, written in ASCII digits, else None
+    (``str.isdigit`` also takes ``²`` and full-width digits)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(high)):
+        return None
+    value = int(raw)
+    return value if low <= value <= high else None
 
 
 async def resend_message(request: web.Request) -> web.Response:

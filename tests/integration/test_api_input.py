@@ -224,3 +224,26 @@ async def test_a_body_nested_deeper_than_32_levels_is_a_400_and_nothing_is_store
     assert error["details"][0]["field"] == "context" + ".a" * 31
     assert await h.engine.store.get_contact("deep") is None
     assert await h.engine.store.get_contact("deep500") is None
+
+
+@pytest.mark.parametrize("limit", ["²", "１０", "0", "1001", "-1", "1e2", " 5", "9" * 5000])
+async def test_a_query_limit_that_is_not_ascii_digits_in_range_is_a_400(
+    api: Any, limit: str
+) -> None:
+    client, _ = api
+
+    response = await client.get(
+        "/v1/messages", params={"status": "ambiguous", "limit": limit}, headers=AUTH
+    )
+
+    assert response.status == 400
+    details = (await error_of(response))["details"]
+    assert details == [{"field": "limit", "message": "a whole number from 1 to 1000"}]
+
+
+async def test_a_query_limit_in_range_lists_the_messages(api: Any) -> None:
+    client, _ = api
+    response = await client.get("/v1/messages?status=ambiguous&limit=1000", headers=AUTH)
+
+    assert response.status == 200
+    assert (await response.json()) == {"messages": []}
