@@ -18,7 +18,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from engine import message_resend
-from engine.api_models import ContactIn, RunIn
+from engine.api_models import IDEMPOTENCY_KEY_MAX, ContactIn, RunIn
 from engine.api_views import message_view, run_view
 from engine.errors import (
     Conflict,
@@ -231,7 +231,7 @@ async def create_run(request: web.Request) -> web.Response:
             message=f"no flow named {body.flow!r}",
             details=[FieldError(field="flow", message=f"loaded flows: {known}")],
         )
-    key = body.idempotency_key or request.headers.get("Idempotency-Key")
+    key = _header_key(request, body.idempotency_key)
     run, created = await engine.start_run(
         body.flow, upsert_of(body.contact, contact_id), context=body.context, idempotency_key=key
     )
@@ -239,6 +239,27 @@ async def create_run(request: web.Request) -> web.Response:
         {"run_id": run.id, "status": str(run.status), "step": run.step},
         status=201 if created else 200,
     )
+
+
+def _header_key(request: web.Request, in_body: str | None) -> str | None:
+    """The run request's key: the body's ``idempotency_key`` or the ``Idempotency-Key``
+    header (held to the same rules; both may be given only when they agree)."""
+    header = request.headers.get("Idempotency-Key")
+    if header is None or header == in_body:
+        return in_body
+    problem = None
+    if in_body is not None:
+        problem = "differs from the body's idempotency_key; send one of them"
+    elif not 1 <= len(header) <= IDEMPOTENCY_KEY_MAX:
+        problem = f"{len(header)} characters; 1 to {IDEMPOTENCY_KEY_MAX}"
+    if problem is not None:
+        raise RequestError(
+            status=400,
+            code="VALIDATION_ERROR",
+            message="the Idempotency-Key header is invalid",
+            details=[FieldError(field="Idempotency-Key", message=problem)],
+        )
+    return header
 
 
 async def get_run(request: web.Request) -> web.Response:

@@ -12,6 +12,8 @@ from engine.phones import InvalidPhone, normalise_phone
 
 # The longest contact id accepted anywhere (a CRM key, a CPF, an e-mail address).
 CONTACT_ID_MAX = 200
+# The longest idempotency key, in the body or in the Idempotency-Key header.
+IDEMPOTENCY_KEY_MAX = 200
 
 
 class _Body(BaseModel):
@@ -61,7 +63,7 @@ class RunIn(_Body):
     flow: str
     contact: ContactIn
     context: dict[str, Any] = Field(default_factory=dict)
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=IDEMPOTENCY_KEY_MAX)
 
 
 def _contact_ref(value: Any) -> Any:

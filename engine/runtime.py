@@ -48,6 +48,7 @@ from engine.provider_state import StoreProviderState
 from engine.retention import Retention
 from engine.run_start import start_commit
 from engine.settings import Settings
+from engine.start_request import REQUEST, refuse_another_request, request_digests
 from engine.template_catalog import TemplateCatalog
 from engine.triggers import Triggers
 from providers.base import Provider
@@ -234,6 +235,11 @@ class Engine:
         loaded = self.catalog.latest(flow_name)
         flow = loaded.flow
         now = self.clock.now()
+        digests = (
+            request_digests(flow.flow, contact, context, idempotency_key)
+            if idempotency_key
+            else None
+        )
         if context:
             contact = replace(contact, context={**(contact.context or {}), **context})
 
@@ -245,6 +251,7 @@ class Engine:
                 default_timezone=self.settings.timezone,
                 key=idempotency_key,
                 trigger=trigger,
+                data={REQUEST: digests} if digests else None,
             )
 
         # One store call: a replayed request and a refused one change nothing, the
@@ -262,22 +269,19 @@ class Engine:
             await self._refuse_start(flow.flow, contact.id, trigger, now)
         assert result.run is not None
         if not result.created:
-            self._same_request(result.run, flow.flow, contact.id, idempotency_key)
+            await refuse_another_request(
+                self.store,
+                result.run,
+                flow=flow.flow,
+                contact_id=contact.id,
+                key=idempotency_key,
+                digests=digests,
+            )
         else:
             self.metrics.child(self.metrics.runs, flow.flow, "started").inc()
             log.info("started run %s of %s for contact %s", result.run.id, flow.flow, contact.id)
             self.dispatcher.notify()
         return result.run, result.created
-
-    @staticmethod
-    def _same_request(run: Run, flow: str, contact_id: str, key: str | None) -> None:
-        """``Conflict`` unless the run ``key`` started is this request's flow and contact."""
-        if run.flow != flow or run.contact_id != contact_id:
-            raise Conflict(
-                f"idempotency key {key!r} already started run {run.id} "
-                f"of flow {run.flow!r} for contact {run.contact_id}; "
-                "use a new key for a different request"
-            )
 
     async def _refuse_start(
         self, flow: str, contact_id: str, trigger: str, now: datetime
