@@ -23,8 +23,9 @@ from typing import Any, NoReturn
 from engine import run_cancel
 from engine.check import flow_checks, load_catalog
 from engine.clock import Clock, SystemClock
+from engine.contact_events import resolve_contacts
 from engine.dispatcher import Dispatcher, DispatchSettings
-from engine.errors import Conflict, NotFound, ProviderRejected, UserInputError
+from engine.errors import Conflict, NotFound, ProviderRejected
 from engine.event_times import ArrivalClamp
 from engine.flow.validate import FlowCheck
 from engine.flows import FlowCatalog, Reloaded
@@ -43,7 +44,6 @@ from engine.models import (
     Run,
     StatusReport,
 )
-from engine.opt_out import is_opt_out
 from engine.provider_state import StoreProviderState
 from engine.retention import Retention
 from engine.run_start import start_commit
@@ -346,41 +346,13 @@ class Engine:
 
     async def ingest_contact_events(self, events: Sequence[ContactEvent]) -> list[IngestOutcome]:
         """Durably record contact events (replies, clicks, attendance, opt-out)."""
-        if any(event.contact_id is None and not event.phone for event in events):
-            # Checked before the loop below creates contacts: a refusal writes nothing.
-            raise UserInputError("a contact event needs a contact id or a phone number")
-        resolved: list[ContactEvent] = []
         now = self.clock.now()
-        for event in self._arrivals.clamp(list(events), now):
-            contact_id = event.contact_id
-            if contact_id is None:
-                assert event.phone is not None
-                found = await self.store.find_contact_by_phone(event.phone)
-                if found is None:
-                    found = await self.store.upsert_contact(
-                        ContactUpsert(id=event.phone, phone=event.phone), now
-                    )
-                contact_id = found.id
-            elif await self.store.get_contact(contact_id) is None:
-                # A fact about a contact not seen yet is kept: its reply opens the window.
-                await self.store.upsert_contact(ContactUpsert(id=contact_id), now)
-            event = replace(event, contact_id=contact_id)
-            resolved.append(event)
-            if (
-                event.type == "reply"
-                and event.text
-                and is_opt_out(event.text, self.settings.opt_out_keywords)
-            ):
-                resolved.append(
-                    ContactEvent(
-                        type="opt_out",
-                        at=event.at,
-                        contact_id=contact_id,
-                        text=event.text,
-                        source=event.source,
-                        dedupe_key=f"{event.dedupe_key}:opt_out" if event.dedupe_key else None,
-                    )
-                )
+        resolved = await resolve_contacts(
+            self.store,
+            self._arrivals.clamp(list(events), now),
+            now,
+            self.settings.opt_out_keywords,
+        )
         outcomes = await self.store.ingest_contact_events(resolved, now)
         for event, outcome in zip(resolved, outcomes, strict=True):
             log.info("inbound %s of contact %s: %s", event.type, event.contact_id, outcome)

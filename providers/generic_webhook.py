@@ -17,9 +17,11 @@ One JSON object with a ``statuses`` list, an ``inbound`` list, or both::
 Status items name the message by our provider id (``id``), by the idempotency key
 we sent (``key``), or both; ``status`` is one of sent, delivered, read, failed;
 ``error`` is ``{"code", "message"}`` or a plain string. Inbound items carry the
-contact's phone in ``from`` and a ``type``: reply (needs ``text``), button and choice
-(need ``button_id``: the button id or list row id), interaction, opt_out, opt_in,
-attendance_started and attendance_ended (optional ``attendant`` and ``until``).
+contact's phone in ``from`` (the engine reads it as E.164, so ``5511…`` without
+the ``+`` reaches the contact stored as ``+5511…``) and a ``type``: reply (needs
+``text``), button and choice (need ``button_id``: the button id or list row id),
+interaction, opt_out, opt_in, attendance_started and attendance_ended (optional
+``attendant`` and ``until``).
 An inbound ``id`` makes redeliveries of the same event harmless.
 
 ``at`` is ISO 8601 with a timezone; when absent the time the webhook is processed
