@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from engine import message_resend
-from engine.api_models import ContactIn, EventIn, RunIn
+from engine.api_models import IDEMPOTENCY_KEY_MAX, ContactIn, RunIn
 from engine.api_views import message_view, run_view
 from engine.errors import (
     Conflict,
@@ -31,12 +31,8 @@ from engine.errors import (
     StoreUnavailable,
     UserInputError,
 )
-from engine.event_times import describe, too_far_ahead
 from engine.models import (
-    ContactEvent,
     ContactUpsert,
-    MessageStatus,
-    StatusReport,
 )
 from engine.runtime import Engine
 
@@ -58,7 +54,7 @@ def error_response(
     return web.json_response(body, status=status)
 
 
-def _pydantic_details(exc: ValidationError, prefix: str = "") -> list[FieldError]:
+def pydantic_details(exc: ValidationError, prefix: str = "") -> list[FieldError]:
     out = []
     for err in exc.errors():
         path = ".".join(str(p) for p in err["loc"])
@@ -100,6 +96,16 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except DisparoError as exc:
         log.exception("request failed: %s", exc)
         return error_response(500, exc.code, str(exc))
+    except Exception:
+        # A bug: the caller still gets the documented JSON shape, never a traceback or
+        # what the exception says (it may quote a secret); the log has the traceback.
+        log.exception("unexpected error answering %s %s", request.method, request.path)
+        return error_response(
+            500,
+            "INTERNAL",
+            "disparo failed on an unexpected error, logged on the server with its "
+            "traceback; retry later, and report it if it persists",
+        )
 
 
 @web.middleware
@@ -119,22 +125,63 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not a JSON value; send a number or null")
 
 
+# How deeply a request body may nest: far more than any request needs, and far
+# less than what the JSON views of stored contexts and runs can walk back out.
+MAX_DEPTH = 32
+
+
 async def read_json(request: web.Request) -> Any:
     raw = await request.read()
     try:
         # NaN and Infinity are not JSON (RFC 8259): stored, they would make every
         # later answer about that contact unreadable to a strict client.
-        return json.loads(raw, parse_constant=_not_json)
+        document = json.loads(raw, parse_constant=_not_json)
     except RecursionError:
-        raise RequestError(
-            status=400,
-            code="INVALID_JSON",
-            message="the body nests too deeply to be a request; send flat JSON objects",
-        ) from None
+        raise _too_deep("") from None
     except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise RequestError(
             status=400, code="INVALID_JSON", message=f"the body is not valid JSON: {exc}"
         ) from None
+    _check_storable(document)
+    return document
+
+
+def _too_deep(field: str) -> RequestError:
+    return RequestError(
+        status=400,
+        code="INVALID_JSON",
+        message=f"the body nests too deeply: at most {MAX_DEPTH} levels of objects and lists",
+        details=[FieldError(field=field, message="flatten what is below here")] if field else [],
+    )
+
+
+def _check_storable(document: Any) -> None:
+    """400 for what JSON allows but disparo could not store and answer again: nesting
+    deeper than ``MAX_DEPTH``, a number too large for a float (``1e400`` reads as inf)."""
+    stack: list[tuple[Any, str, int]] = [(document, "", 1)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise RequestError(
+                status=400,
+                code="VALIDATION_ERROR",
+                message="a number is out of range",
+                details=[
+                    FieldError(
+                        field=path,
+                        message="number out of range: beyond ±1.8e308; send a smaller one, "
+                        "or the value as a string",
+                    )
+                ],
+            )
+        if isinstance(value, dict):
+            if depth > MAX_DEPTH:
+                raise _too_deep(path)
+            stack += [(v, f"{path}.{k}" if path else str(k), depth + 1) for k, v in value.items()]
+        elif isinstance(value, list):
+            if depth > MAX_DEPTH:
+                raise _too_deep(path)
+            stack += [(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -148,7 +195,7 @@ def parse_body(model: type[M], data: Any) -> M:
             status=400,
             code="VALIDATION_ERROR",
             message="the request body is invalid",
-            details=_pydantic_details(exc),
+            details=pydantic_details(exc),
         ) from None
 
 
@@ -184,7 +231,7 @@ async def create_run(request: web.Request) -> web.Response:
             message=f"no flow named {body.flow!r}",
             details=[FieldError(field="flow", message=f"loaded flows: {known}")],
         )
-    key = body.idempotency_key or request.headers.get("Idempotency-Key")
+    key = _header_key(request, body.idempotency_key)
     run, created = await engine.start_run(
         body.flow, upsert_of(body.contact, contact_id), context=body.context, idempotency_key=key
     )
@@ -192,6 +239,27 @@ async def create_run(request: web.Request) -> web.Response:
         {"run_id": run.id, "status": str(run.status), "step": run.step},
         status=201 if created else 200,
     )
+
+
+def _header_key(request: web.Request, in_body: str | None) -> str | None:
+    """The run request's key: the body's ``idempotency_key`` or the ``Idempotency-Key``
+    header (held to the same rules; both may be given only when they agree)."""
+    header = request.headers.get("Idempotency-Key")
+    if header is None or header == in_body:
+        return in_body
+    problem = None
+    if in_body is not None:
+        problem = "differs from the body's idempotency_key; send one of them"
+    elif not 1 <= len(header) <= IDEMPOTENCY_KEY_MAX:
+        problem = f"{len(header)} characters; 1 to {IDEMPOTENCY_KEY_MAX}"
+    if problem is not None:
+        raise RequestError(
+            status=400,
+            code="VALIDATION_ERROR",
+            message="the Idempotency-Key header is invalid",
+            details=[FieldError(field="Idempotency-Key", message=problem)],
+        )
+    return header
 
 
 async def get_run(request: web.Request) -> web.Response:
@@ -225,14 +293,25 @@ async def list_messages(request: web.Request) -> web.Response:
                 "find the others through their run",
             )
         )
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+    limit = _query_int(raw_limit, low=1, high=1000)
+    if limit is None:
         problems.append(FieldError(field="limit", message="a whole number from 1 to 1000"))
     if problems:
         raise RequestError(
             status=400, code="VALIDATION_ERROR", message="bad query", details=problems
         )
-    found = await request.app[ENGINE].store.list_ambiguous_messages(limit=int(raw_limit))
+    assert limit is not None
+    found = await request.app[ENGINE].store.list_ambiguous_messages(limit=limit)
     return web.json_response({"messages": [message_view(m) for m in found]})
+
+
+def _query_int(raw: str, *, low: int, high: int) -> int | None:
+    """``raw`` as an int from ``low`` to ``high``, written in ASCII digits, else None
+    (``str.isdigit`` also takes ``²`` and full-width digits)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(high)):
+        return None
+    value = int(raw)
+    return value if low <= value <= high else None
 
 
 async def resend_message(request: web.Request) -> web.Response:
@@ -248,113 +327,6 @@ async def resend_message(request: web.Request) -> web.Response:
     )
     engine.dispatcher.notify()
     return web.json_response(message_view(message))
-
-
-async def post_events(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    data = await read_json(request)
-    items = data if isinstance(data, list) else [data]
-    parsed: list[EventIn] = []
-    details: list[FieldError] = []
-    for index, item in enumerate(items):
-        try:
-            parsed.append(EventIn.model_validate(item))
-        except ValidationError as exc:
-            details += _pydantic_details(
-                exc, prefix=f"[{index}]." if isinstance(data, list) else ""
-            )
-    if details:
-        raise RequestError(
-            status=400, code="VALIDATION_ERROR", message="the event is invalid", details=details
-        )
-    now = engine.clock.now()
-    future = _dated_ahead(parsed, now, listed=isinstance(data, list))
-    if future:
-        raise RequestError(
-            status=400,
-            code="VALIDATION_ERROR",
-            message="an event is dated in the future",
-            details=future,
-        )
-    contact_events: list[ContactEvent] = []
-    reports: list[StatusReport] = []
-    for event in parsed:
-        at = (event.at or now).astimezone(UTC)
-        if event.type == "status":
-            if not event.message_id or not event.status:
-                raise RequestError(
-                    status=400,
-                    code="VALIDATION_ERROR",
-                    message="a status event needs message_id and status",
-                    details=[FieldError(field="message_id", message="required for type status")],
-                )
-            message = await engine.get_message(event.message_id)
-            reports.append(
-                StatusReport(
-                    provider=message.provider,
-                    status=MessageStatus(event.status),
-                    at=at,
-                    idempotency_key=message.idempotency_key,
-                    error_message=event.error,
-                    dedupe_key=f"api:{event.id}" if event.id else None,
-                )
-            )
-            continue
-        contact_id, phone = await _event_contact(engine, event)
-        contact_events.append(
-            ContactEvent(
-                type=event.type,
-                at=at,
-                contact_id=contact_id,
-                phone=phone,
-                text=event.text,
-                button_id=event.button_id,
-                attendant=event.attendant,
-                until=event.until.astimezone(UTC) if event.until else None,
-                source="api",
-                dedupe_key=f"api:{event.id}" if event.id else None,
-            )
-        )
-    outcomes = []
-    if reports:
-        outcomes += await engine.ingest_status_reports(reports)
-    if contact_events:
-        outcomes += await engine.ingest_contact_events(contact_events)
-    return web.json_response({"accepted": len(outcomes), "outcomes": outcomes}, status=202)
-
-
-def _dated_ahead(events: list[EventIn], now: datetime, *, listed: bool) -> list[FieldError]:
-    """An error per event whose ``at`` is too far ahead of ``now`` (``engine.event_times``)."""
-    errors = []
-    for index, event in enumerate(events):
-        ahead = too_far_ahead(event.at, now) if event.at is not None else None
-        if event.at is not None and ahead is not None:
-            errors.append(
-                FieldError(
-                    field=f"[{index}].at" if listed else "at",
-                    message=f"{event.at.isoformat()} is {describe(ahead)} ahead of now "
-                    f"({now.isoformat()}); send when it happened, in UTC (…Z) or with its "
-                    "offset (…-03:00)",
-                )
-            )
-    return errors
-
-
-async def _event_contact(engine: Engine, event: EventIn) -> tuple[str | None, str | None]:
-    if event.contact is None:
-        raise RequestError(
-            status=400,
-            code="VALIDATION_ERROR",
-            message="the event needs a contact",
-            details=[FieldError(field="contact", message='a contact id or {"phone": ...}')],
-        )
-    if isinstance(event.contact, str):
-        await engine.get_contact(event.contact)
-        return event.contact, None
-    if event.contact.id:
-        await engine.get_contact(event.contact.id)
-        return event.contact.id, None
-    return None, event.contact.phone
 
 
 async def webhook(request: web.Request) -> web.Response:
@@ -404,7 +376,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def build_app(engine: Engine) -> web.Application:
-    from engine import api_contacts  # its handlers import this module
+    from engine import api_contacts, api_events  # their handlers import this module
 
     app = web.Application(
         middlewares=[errors_middleware, auth_middleware],
@@ -417,7 +389,7 @@ def build_app(engine: Engine) -> web.Application:
     app.router.add_get("/v1/messages", list_messages)
     app.router.add_get("/v1/messages/{message_id}", get_message)
     app.router.add_post("/v1/messages/{message_id}/resend", resend_message)
-    app.router.add_post("/v1/events", post_events)
+    api_events.add_routes(app.router)
     api_contacts.add_routes(app.router)
     app.router.add_post("/webhooks/{provider}", webhook)
     app.router.add_get("/healthz", healthz)

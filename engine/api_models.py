@@ -7,10 +7,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from engine.models import in_utc
 from engine.phones import InvalidPhone, normalise_phone
 
 # The longest contact id accepted anywhere (a CRM key, a CPF, an e-mail address).
 CONTACT_ID_MAX = 200
+# The longest idempotency key, in the body or in the Idempotency-Key header.
+IDEMPOTENCY_KEY_MAX = 200
 
 
 class _Body(BaseModel):
@@ -60,7 +63,7 @@ class RunIn(_Body):
     flow: str
     contact: ContactIn
     context: dict[str, Any] = Field(default_factory=dict)
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=IDEMPOTENCY_KEY_MAX)
 
 
 def _contact_ref(value: Any) -> Any:
@@ -107,4 +110,6 @@ class EventIn(_Body):
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("give a timezone, e.g. 2026-11-23T10:00:00-03:00 or ...Z")
+        if value is not None:
+            in_utc(value)  # kept as given (errors quote it), but UTC must have that date
         return value

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, get_args
 
@@ -419,6 +419,26 @@ class ContactEvent:
     until: datetime | None = None  # attendance expiry
     source: str = "api"  # "api" or a provider instance name
     dedupe_key: str | None = None
+
+
+def missing_for_type(
+    kind: str, *, text: str | None, button_id: str | None
+) -> tuple[str, str] | None:
+    """``(field, message)`` when an inbound event of ``kind`` lacks what gives it a
+    meaning (the API and the webhook format share this rule), else None."""
+    if kind == "reply" and not text:
+        return "text", "a reply needs 'text', what the contact wrote"
+    if kind in ("button", "choice") and not button_id:
+        return "button_id", f"a {kind} needs 'button_id', the id of the button or row chosen"
+    return None
+
+
+def in_utc(when: datetime) -> datetime:
+    """An aware ``when`` in UTC; ``ValueError`` when UTC has no such date."""
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{when.isoformat()} is outside the dates disparo can keep") from None
 
 
 def status_can_advance(current: MessageStatus, new: MessageStatus) -> bool:

@@ -23,8 +23,9 @@ from typing import Any, NoReturn
 from engine import run_cancel
 from engine.check import flow_checks, load_catalog
 from engine.clock import Clock, SystemClock
+from engine.contact_events import resolve_contacts
 from engine.dispatcher import Dispatcher, DispatchSettings
-from engine.errors import Conflict, NotFound, ProviderRejected, UserInputError
+from engine.errors import Conflict, NotFound, ProviderRejected
 from engine.event_times import ArrivalClamp
 from engine.flow.validate import FlowCheck
 from engine.flows import FlowCatalog, Reloaded
@@ -43,11 +44,11 @@ from engine.models import (
     Run,
     StatusReport,
 )
-from engine.opt_out import is_opt_out
 from engine.provider_state import StoreProviderState
 from engine.retention import Retention
 from engine.run_start import start_commit
 from engine.settings import Settings
+from engine.start_request import REQUEST, refuse_another_request, request_digests
 from engine.stores import open_store
 from engine.template_catalog import TemplateCatalog
 from engine.triggers import Triggers
@@ -223,6 +224,11 @@ class Engine:
         loaded = self.catalog.latest(flow_name)
         flow = loaded.flow
         now = self.clock.now()
+        digests = (
+            request_digests(flow.flow, contact, context, idempotency_key)
+            if idempotency_key
+            else None
+        )
         if context:
             contact = replace(contact, context={**(contact.context or {}), **context})
 
@@ -234,6 +240,7 @@ class Engine:
                 default_timezone=self.settings.timezone,
                 key=idempotency_key,
                 trigger=trigger,
+                data={REQUEST: digests} if digests else None,
                 context=context,
             )
 
@@ -252,22 +259,19 @@ class Engine:
             await self._refuse_start(flow.flow, contact.id, trigger, now)
         assert result.run is not None
         if not result.created:
-            self._same_request(result.run, flow.flow, contact.id, idempotency_key)
+            await refuse_another_request(
+                self.store,
+                result.run,
+                flow=flow.flow,
+                contact_id=contact.id,
+                key=idempotency_key,
+                digests=digests,
+            )
         else:
             self.metrics.child(self.metrics.runs, flow.flow, "started").inc()
             log.info("started run %s of %s for contact %s", result.run.id, flow.flow, contact.id)
             self.dispatcher.notify()
         return result.run, result.created
-
-    @staticmethod
-    def _same_request(run: Run, flow: str, contact_id: str, key: str | None) -> None:
-        """``Conflict`` unless the run ``key`` started is this request's flow and contact."""
-        if run.flow != flow or run.contact_id != contact_id:
-            raise Conflict(
-                f"idempotency key {key!r} already started run {run.id} "
-                f"of flow {run.flow!r} for contact {run.contact_id}; "
-                "use a new key for a different request"
-            )
 
     async def _refuse_start(
         self, flow: str, contact_id: str, trigger: str, now: datetime
@@ -332,39 +336,13 @@ class Engine:
 
     async def ingest_contact_events(self, events: Sequence[ContactEvent]) -> list[IngestOutcome]:
         """Durably record contact events (replies, clicks, attendance, opt-out)."""
-        resolved: list[ContactEvent] = []
         now = self.clock.now()
-        for event in self._arrivals.clamp(list(events), now):
-            contact_id = event.contact_id
-            if contact_id is None:
-                if not event.phone:
-                    raise UserInputError("a contact event needs a contact id or a phone number")
-                found = await self.store.find_contact_by_phone(event.phone)
-                if found is None:
-                    found = await self.store.upsert_contact(
-                        ContactUpsert(id=event.phone, phone=event.phone), now
-                    )
-                contact_id = found.id
-            elif await self.store.get_contact(contact_id) is None:
-                # A fact about a contact not seen yet is kept: its reply opens the window.
-                await self.store.upsert_contact(ContactUpsert(id=contact_id), now)
-            event = replace(event, contact_id=contact_id)
-            resolved.append(event)
-            if (
-                event.type == "reply"
-                and event.text
-                and is_opt_out(event.text, self.settings.opt_out_keywords)
-            ):
-                resolved.append(
-                    ContactEvent(
-                        type="opt_out",
-                        at=event.at,
-                        contact_id=contact_id,
-                        text=event.text,
-                        source=event.source,
-                        dedupe_key=f"{event.dedupe_key}:opt_out" if event.dedupe_key else None,
-                    )
-                )
+        resolved = await resolve_contacts(
+            self.store,
+            self._arrivals.clamp(list(events), now),
+            now,
+            self.settings.opt_out_keywords,
+        )
         outcomes = await self.store.ingest_contact_events(resolved, now)
         for event, outcome in zip(resolved, outcomes, strict=True):
             log.info("inbound %s of contact %s: %s", event.type, event.contact_id, outcome)

@@ -17,9 +17,11 @@ One JSON object with a ``statuses`` list, an ``inbound`` list, or both::
 Status items name the message by our provider id (``id``), by the idempotency key
 we sent (``key``), or both; ``status`` is one of sent, delivered, read, failed;
 ``error`` is ``{"code", "message"}`` or a plain string. Inbound items carry the
-contact's phone in ``from`` and a ``type``: reply (needs ``text``), button and choice
-(need ``button_id``: the button id or list row id), interaction, opt_out, opt_in,
-attendance_started and attendance_ended (optional ``attendant`` and ``until``).
+contact's phone in ``from`` (the engine reads it as E.164, so ``5511…`` without
+the ``+`` reaches the contact stored as ``+5511…``) and a ``type``: reply (needs
+``text``), button and choice (need ``button_id``: the button id or list row id),
+interaction, opt_out, opt_in, attendance_started and attendance_ended (optional
+``attendant`` and ``until``).
 An inbound ``id`` makes redeliveries of the same event harmless.
 
 ``at`` is ISO 8601 with a timezone; when absent the time the webhook is processed
@@ -34,13 +36,28 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from engine.errors import ProviderRejected
-from engine.models import ContactEvent, ContactEventType, MessageStatus, StatusReport
+from engine.models import (
+    ContactEvent,
+    ContactEventType,
+    MessageStatus,
+    StatusReport,
+    in_utc,
+    missing_for_type,
+)
 from providers.base import ParsedWebhook
 from providers.webhook_json import load_json
 from providers.webhook_json import rejected as webhook_rejected
@@ -52,6 +69,12 @@ ReportedStatus = Literal["sent", "delivered", "read", "failed"]
 
 class _Item(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("at", "until", mode="after", check_fields=False)
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        """Times in UTC, so one outside UTC's dates is this item's error, not a crash."""
+        return None if value is None else in_utc(value)
 
 
 class _StatusError(_Item):
@@ -85,10 +108,9 @@ class _InboundItem(_Item):
 
     @model_validator(mode="after")
     def _has_what_its_type_needs(self) -> _InboundItem:
-        if self.type == "reply" and not self.text:
-            raise ValueError("a reply needs 'text'")
-        if self.type in ("button", "choice") and self.button_id is None:
-            raise ValueError(f"a {self.type} needs 'button_id'")
+        missing = missing_for_type(self.type, text=self.text, button_id=self.button_id)
+        if missing is not None:
+            raise ValueError(missing[1])
         return self
 
 
@@ -209,7 +231,7 @@ def _status_report(item: _StatusItem, provider: str, received_at: datetime) -> S
     return StatusReport(
         provider=provider,
         status=MessageStatus(item.status),
-        at=_utc(item.at) or received_at,
+        at=item.at or received_at,
         provider_message_id=item.id,
         idempotency_key=item.key,
         error_code=code,
@@ -223,19 +245,15 @@ def _contact_event(
 ) -> ContactEvent:
     return ContactEvent(
         type=item.type,
-        at=_utc(item.at) or received_at,
+        at=item.at or received_at,
         phone=item.from_,
         text=item.text,
         button_id=item.button_id,
         attendant=item.attendant,
-        until=_utc(item.until),
+        until=item.until,
         source=provider,
         dedupe_key=_inbound_dedupe_key(item, raw, provider),
     )
-
-
-def _utc(when: datetime | None) -> datetime | None:
-    return when.astimezone(UTC) if when is not None else None
 
 
 def _inbound_dedupe_key(item: _InboundItem, raw: dict[str, Any], provider: str) -> str | None:

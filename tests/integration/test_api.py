@@ -58,14 +58,14 @@ async def test_a_key_reused_for_another_contact_is_a_conflict(api: Any) -> None:
 
 async def test_a_replayed_request_changes_nothing_not_even_the_contact(api: Any) -> None:
     client, h = api
-    first = await client.post("/v1/runs", json=RUN, headers=AUTH)
-    # A retry of the same request whose body changed on the way (a later amount).
+    await client.post("/v1/runs", json=RUN, headers=AUTH)
+    # The same key with a body that changed on the way (a later amount): refused.
     changed = {**RUN, "context": {"valor": 9999, "vencimento": "2026-12-31"}}
 
     again = await client.post("/v1/runs", json=changed, headers=AUTH)
 
-    assert again.status == 200
-    assert (await again.json())["run_id"] == (await first.json())["run_id"]
+    assert again.status == 409
+    assert (await error_of(again))["code"] == "IDEMPOTENCY_KEY_REUSED"
     contact = await h.engine.store.get_contact("c-1")
     assert contact is not None
     assert dict(contact.context) == {"valor": 1670, "vencimento": "2026-11-30"}

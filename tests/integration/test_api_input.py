@@ -1,0 +1,249 @@
+"""What the HTTP API does with input at the edges: dates outside UTC's range,
+batches with a bad item, numbers and nesting JSON allows but disparo cannot keep,
+query strings, and errors nobody planned for."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from engine.errors import UserInputError
+from engine.models import ContactEvent
+from tests.integration.test_api import AUTH, RUN, error_of
+
+EDGE = "0001-01-01T00:00:00+14:00"  # year 0 in UTC: no datetime holds it
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"type": "reply", "contact": "c-1", "text": "oi", "at": EDGE}, "at"),
+        ({"type": "attendance_started", "contact": "c-1", "until": EDGE}, "until"),
+    ],
+)
+async def test_a_date_outside_utc_s_range_is_a_400_naming_the_field(
+    api: Any, event: dict[str, Any], field: str
+) -> None:
+    client, h = api
+    await client.put("/v1/contacts/c-1", json={"phone": "+5511999998888"}, headers=AUTH)
+
+    response = await client.post("/v1/events", json=event, headers=AUTH)
+
+    assert response.status == 400
+    [detail] = (await error_of(response))["details"]
+    assert detail["field"] == field
+    assert "outside the dates disparo can keep" in detail["message"]
+    assert await h.engine.store.list_events(kind_prefix="inbound.", limit=10) == []
+
+
+async def test_a_webhook_item_dated_outside_utc_s_range_is_rejected_and_the_rest_applied(
+    api: Any,
+) -> None:
+    client, h = api
+    body = (
+        b'{"inbound": ['
+        b'{"from": "+5511999998888", "type": "reply", "text": "x", "at": "' + EDGE.encode() + b'"},'
+        b'{"from": "+5511999998888", "type": "reply", "text": "oi", "id": "good"}]}'
+    )
+
+    response = await client.post("/webhooks/sandbox", data=body)
+
+    assert response.status == 200
+    answer = await response.json()
+    assert answer["accepted"] == 1
+    [rejected] = answer["rejected"]
+    assert rejected.startswith("inbound[0]: at: ")
+    assert "outside the dates disparo can keep" in rejected
+    contact = await h.engine.store.find_contact_by_phone("+5511999998888")
+    assert contact is not None
+    assert contact.last_inbound_at is not None
+
+
+async def test_an_unexpected_error_is_a_json_500_without_its_words_and_is_logged(
+    api: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, h = api
+
+    async def broken(run_id: str) -> Any:
+        raise RuntimeError("password=hunter2 leaked by a bug")
+
+    monkeypatch.setattr(h.engine, "get_run", broken)
+    with caplog.at_level(logging.ERROR, logger="disparo.api"):
+        response = await client.get("/v1/runs/r-1", headers=AUTH)
+
+    assert response.status == 500
+    assert response.content_type == "application/json"
+    text = await response.text()
+    assert "hunter2" not in text
+    assert "Traceback" not in text
+    assert (await error_of(response))["code"] == "INTERNAL"
+    [record] = [r for r in caplog.records if r.name == "disparo.api"]
+    assert "unexpected error answering GET /v1/runs/r-1" in record.getMessage()
+    assert record.exc_info is not None
+
+
+async def test_a_batch_with_a_bad_item_is_refused_whole_naming_its_index(api: Any) -> None:
+    client, h = api
+    created = await (await client.post("/v1/runs", json=RUN, headers=AUTH)).json()
+    await h.engine.settle()
+    (message,) = await h.messages(created["run_id"])
+    good = [
+        {"type": "status", "message_id": message.id, "status": "read", "id": "st-x"},
+        {"type": "reply", "text": "oi", "contact": {"phone": "+5511977770000"}},
+    ]
+    email_only = {"type": "reply", "text": "oi", "contact": {"email": "x@y.com"}}
+
+    response = await client.post("/v1/events", json=[*good, email_only], headers=AUTH)
+
+    assert response.status == 400
+    error = await error_of(response)
+    assert error["code"] == "VALIDATION_ERROR"
+    assert error["details"] == [
+        {
+            "field": "[2].contact",
+            "message": "give an id or a phone; an e-mail alone cannot be resolved to a contact",
+        }
+    ]
+    assert await h.engine.store.find_contact_by_phone("+5511977770000") is None
+    assert (await h.engine.get_message(message.id)).status != "read"
+    again = await client.post("/v1/events", json=good[0], headers=AUTH)
+    assert (await again.json())["outcomes"] == ["queued"]  # not a duplicate: never stored
+
+
+async def test_an_unknown_contact_or_message_in_a_batch_is_a_404_naming_its_index(
+    api: Any,
+) -> None:
+    client, h = api
+    batch = [
+        {"type": "reply", "text": "oi", "contact": {"phone": "+5511977770000"}},
+        {"type": "reply", "text": "oi", "contact": "nobody"},
+        {"type": "opt_out", "contact": {"id": "nobody-else"}},
+        {"type": "status", "message_id": "m-nope", "status": "read"},
+    ]
+
+    response = await client.post("/v1/events", json=batch, headers=AUTH)
+
+    assert response.status == 404
+    error = await error_of(response)
+    assert [d["field"] for d in error["details"]] == [
+        "[1].contact",
+        "[2].contact.id",
+        "[3].message_id",
+    ]
+    assert error["details"][0]["message"].startswith("contact nobody does not exist")
+    assert await h.engine.store.find_contact_by_phone("+5511977770000") is None
+
+
+@pytest.mark.parametrize(
+    ("event", "field", "words"),
+    [
+        ({"type": "button", "contact": "c-1"}, "button_id", "a button needs 'button_id'"),
+        ({"type": "choice", "contact": "c-1"}, "button_id", "a choice needs 'button_id'"),
+        ({"type": "reply", "contact": "c-1"}, "text", "a reply needs 'text'"),
+        ({"type": "reply", "contact": "c-1", "text": ""}, "text", "a reply needs 'text'"),
+        ({"type": "status", "status": "read"}, "message_id", "required for type status"),
+        ({"type": "reply", "text": "oi"}, "contact", "required: a contact id"),
+    ],
+)
+async def test_an_event_without_what_its_type_needs_is_a_400_naming_the_field(
+    api: Any, event: dict[str, Any], field: str, words: str
+) -> None:
+    client, h = api
+    await client.put("/v1/contacts/c-1", json={"phone": "+5511999998888"}, headers=AUTH)
+
+    single = await client.post("/v1/events", json=event, headers=AUTH)
+    listed = await client.post("/v1/events", json=[event], headers=AUTH)
+
+    assert single.status == listed.status == 400
+    [detail] = (await error_of(single))["details"]
+    assert detail["field"] == field
+    assert detail["message"].startswith(words)
+    assert [d["field"] for d in (await error_of(listed))["details"]] == [f"[0].{field}"]
+    assert await h.engine.store.list_events(kind_prefix="inbound.", limit=10) == []
+
+
+async def test_the_engine_refuses_a_contactless_event_before_creating_any_contact(
+    api: Any,
+) -> None:
+    _, h = api
+    now = h.clock.now()
+    by_phone = ContactEvent(type="reply", at=now, phone="+5511977770000", text="oi")
+    nobody = ContactEvent(type="reply", at=now, text="oi")
+
+    with pytest.raises(UserInputError, match="needs a contact id or a phone"):
+        await h.engine.ingest_contact_events([by_phone, nobody])
+
+    assert await h.engine.store.find_contact_by_phone("+5511977770000") is None
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e999"])
+async def test_a_number_too_large_for_a_float_is_a_400_naming_the_field(
+    api: Any, number: str
+) -> None:
+    client, h = api
+    body = f'{{"phone": "+5511999998888", "context": {{"boleto": [1, {number}]}}}}'.encode()
+    run = (
+        '{"flow": "cobranca_boleto", "contact": {"id": "c-9"}, "context": {"valor": '
+        + number
+        + "}}"
+    ).encode()
+
+    contact = await client.put("/v1/contacts/c-9", data=body, headers=AUTH)
+    started = await client.post("/v1/runs", data=run, headers=AUTH)
+
+    assert contact.status == started.status == 400
+    [detail] = (await error_of(contact))["details"]
+    assert detail["field"] == "context.boleto[1]"
+    assert detail["message"].startswith("number out of range")
+    assert [d["field"] for d in (await error_of(started))["details"]] == ["context.valor"]
+    assert await h.engine.store.get_contact("c-9") is None
+
+
+def _nested(levels: int) -> str:
+    """A contact body whose context nests ``levels`` objects (the body is one more)."""
+    return '{"context": ' + '{"a": ' * levels + "1" + "}" * levels + "}"
+
+
+async def test_a_body_nested_deeper_than_32_levels_is_a_400_and_nothing_is_stored(
+    api: Any,
+) -> None:
+    client, h = api
+
+    fits = await client.put("/v1/contacts/ok", data=_nested(31).encode(), headers=AUTH)
+    deeper = await client.put("/v1/contacts/deep", data=_nested(32).encode(), headers=AUTH)
+    qa = await client.put("/v1/contacts/deep500", data=_nested(500).encode(), headers=AUTH)
+
+    assert fits.status == 201
+    assert (await client.get("/v1/contacts/ok", headers=AUTH)).status == 200
+    assert deeper.status == qa.status == 400
+    error = await error_of(deeper)
+    assert error["code"] == "INVALID_JSON"
+    assert "at most 32 levels" in error["message"]
+    assert error["details"][0]["field"] == "context" + ".a" * 31
+    assert await h.engine.store.get_contact("deep") is None
+    assert await h.engine.store.get_contact("deep500") is None
+
+
+@pytest.mark.parametrize("limit", ["²", "１０", "0", "1001", "-1", "1e2", " 5", "9" * 5000])
+async def test_a_query_limit_that_is_not_ascii_digits_in_range_is_a_400(
+    api: Any, limit: str
+) -> None:
+    client, _ = api
+
+    response = await client.get(
+        "/v1/messages", params={"status": "ambiguous", "limit": limit}, headers=AUTH
+    )
+
+    assert response.status == 400
+    details = (await error_of(response))["details"]
+    assert details == [{"field": "limit", "message": "a whole number from 1 to 1000"}]
+
+
+async def test_a_query_limit_in_range_lists_the_messages(api: Any) -> None:
+    client, _ = api
+    response = await client.get("/v1/messages?status=ambiguous&limit=1000", headers=AUTH)
+
+    assert response.status == 200
+    assert (await response.json()) == {"messages": []}
