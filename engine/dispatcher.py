@@ -35,6 +35,7 @@ from engine.models import (
     Run,
     status_can_advance,
 )
+from engine.opt_out import DEFAULT_OPT_OUT_KEYWORDS
 from engine.run_enter import enter_run
 from engine.scope import RunnerScope, contact_timezone
 from engine.step_events import inbound_step_events, status_step_events
@@ -68,6 +69,7 @@ class DispatchSettings:
     breaker_failures: int = 5
     breaker_cooldown: float = 30.0
     breaker_cooldown_cap: float = 300.0
+    opt_out_keywords: tuple[str, ...] = DEFAULT_OPT_OUT_KEYWORDS
 
 
 class RunLocks:
@@ -289,7 +291,8 @@ class Dispatcher:
         elif work.kind == DueKind.STATUS:
             await self._status(work)
         elif work.kind == DueKind.INBOUND:
-            await self.apply_events(work, inbound_step_events(work.payload))
+            events = inbound_step_events(work.payload, self.settings.opt_out_keywords)
+            await self.apply_events(work, events)
         elif work.kind == DueKind.CALLBACK:
             body = str(work.payload["body"]).encode()
             await self._on_callback(str(work.payload["provider"]), body)

@@ -140,6 +140,7 @@ class Engine:
                     breaker_failures=d.breaker_failures,
                     breaker_cooldown=d.breaker_cooldown,
                     breaker_cooldown_cap=d.breaker_cooldown_cap,
+                    opt_out_keywords=tuple(self.settings.opt_out_keywords),
                 ),
                 owner=self.owner,
                 on_callback=self._callback,

@@ -2,15 +2,18 @@
 
 A status report can skip steps (``read`` may arrive before ``delivered``): the run
 sees every status it implies, in order. A contact event becomes ``reply``,
-``button.<id>`` or ``choice.<id>``; an opt-out cancels the run. Pure.
+``button.<id>`` or ``choice.<id>``; an opt-out cancels the run, and a reply that is
+an opt-out keyword means nothing else. Pure.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from engine import runner
 from engine.models import STATUS_RANK, MessageStatus
+from engine.opt_out import DEFAULT_OPT_OUT_KEYWORDS, is_opt_out
 
 
 def status_chain(current: MessageStatus, new: MessageStatus) -> list[str]:
@@ -37,11 +40,17 @@ def status_step_events(
     ]
 
 
-def inbound_step_events(payload: Any) -> list[runner.StepEvent]:
+def inbound_step_events(
+    payload: Any, opt_out_keywords: Sequence[str] = DEFAULT_OPT_OUT_KEYWORDS
+) -> list[runner.StepEvent]:
     """The run event a contact event means: reply, button.<id>, choice.<id> (or none)."""
     kind = str(payload.get("type", ""))
     data = {k: v for k, v in payload.items() if v is not None}
     if kind == "reply":
+        text = payload.get("text")
+        if isinstance(text, str) and is_opt_out(text, opt_out_keywords):
+            # "SAIR" is no answer to route: the opt-out stored with it cancels the run.
+            return []
         return [runner.StepEvent(name="reply", data=data)]
     if kind in ("button", "choice") and payload.get("button_id"):
         return [runner.StepEvent(name=f"{kind}.{payload['button_id']}", data=data)]

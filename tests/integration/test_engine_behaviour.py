@@ -58,6 +58,22 @@ async def test_an_opt_out_cancels_the_runs_waiting_for_the_contact(tmp_path: Pat
         assert finished == [{"status": "cancelled", "reason": "the contact opted out"}]
 
 
+async def test_a_sair_reply_is_no_answer_the_flow_routes(tmp_path: Path) -> None:
+    async with harness(settings_for(tmp_path)) as h:
+        run = await h.start("cobranca_boleto", context=BOLETO)
+        await h.advance(timedelta(seconds=6))
+
+        # cobranca_boleto routes any reply to a live agent: SAIR must not get there.
+        await h.event("reply", text="Sair")
+        await h.advance(timedelta(seconds=6))
+
+        assert (await h.run(run.id)).status == RunStatus.CANCELLED
+        assert [m.step for m in await h.messages(run.id)] == ["lembrete"]
+        contact = await h.engine.get_contact("c-1")
+        assert contact.attendance is None  # never handed to an agent
+        assert contact.opted_out_at is not None
+
+
 async def test_a_missing_variable_fails_the_message_and_names_the_field(tmp_path: Path) -> None:
     async with harness(settings_for(tmp_path)) as h:
         await h.event("reply", text="oi")
