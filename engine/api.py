@@ -31,9 +31,7 @@ from engine.errors import (
     StoreUnavailable,
     UserInputError,
 )
-from engine.models import (
-    ContactUpsert,
-)
+from engine.models import ContactUpsert, Run
 from engine.runtime import Engine
 
 log = logging.getLogger("disparo.api")
@@ -264,16 +262,22 @@ def _header_key(request: web.Request, in_body: str | None) -> str | None:
 
 async def get_run(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
-    run = await engine.get_run(request.match_info["run_id"])
-    events = await engine.store.list_events(run_id=run.id, limit=500)
-    messages = await engine.store.list_run_messages(run.id)
-    return web.json_response(run_view(run, events, messages))
+    return web.json_response(
+        await _run_document(engine, await engine.get_run(request.match_info["run_id"]))
+    )
 
 
 async def cancel_run(request: web.Request) -> web.Response:
+    """The cancelled run, as GET shows it (plus ``run_id``, as the start answers)."""
     engine = request.app[ENGINE]
     run = await engine.cancel_run(request.match_info["run_id"])
-    return web.json_response({"run_id": run.id, "status": str(run.status)})
+    return web.json_response({"run_id": run.id, **await _run_document(engine, run)})
+
+
+async def _run_document(engine: Engine, run: Run) -> dict[str, Any]:
+    events = await engine.store.list_events(run_id=run.id, limit=500)
+    messages = await engine.store.list_run_messages(run.id)
+    return run_view(run, events, messages)
 
 
 async def get_message(request: web.Request) -> web.Response:

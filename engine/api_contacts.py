@@ -12,6 +12,7 @@ from engine.api_views import contact_view, event_view, run_summary
 from engine.contact_data import erase_contact, erased_view, export_contact
 from engine.errors import FieldError, RequestError
 from engine.models import OPEN_RUN_STATUSES, RunStatus
+from engine.runtime import Engine
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
@@ -109,9 +110,7 @@ async def cancel_contact_runs(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     contact_id = request.match_info["contact_id"]
     flow = request.query.get("flow")
-    if flow is not None:
-        engine.catalog.latest(flow)  # 404 naming the loaded flows for a misspelt one
-    await engine.get_contact(contact_id)  # 404 for an unknown contact
+    await _flow_filter(engine, contact_id, flow)
     runs = await run_cancel.cancel_contact_runs(
         engine.store,
         contact_id,
@@ -127,5 +126,18 @@ async def cancel_contact_runs(request: web.Request) -> web.Response:
 
 async def get_decisions(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
-    events = await engine.decisions(request.match_info["contact_id"], request.query.get("flow"))
+    contact_id, flow = request.match_info["contact_id"], request.query.get("flow")
+    await _flow_filter(engine, contact_id, flow)
+    events = await engine.decisions(contact_id, flow)
     return web.json_response({"events": [event_view(e) for e in events]})
+
+
+async def _flow_filter(engine: Engine, contact_id: str, flow: str | None) -> None:
+    """404 for an unknown contact, and for a ``?flow=`` that is neither loaded nor the
+    flow of any run of the contact (a misspelling), naming the loaded flows. A flow
+    taken off disk still filters the runs it left behind."""
+    await engine.get_contact(contact_id)
+    if flow is None or flow in engine.catalog.current:
+        return
+    if not any(run.flow == flow for run in await engine.store.list_contact_runs(contact_id)):
+        engine.catalog.latest(flow)  # raises NotFound naming the loaded flows

@@ -227,9 +227,17 @@ async def test_cancel_stops_the_run_and_its_timers(api: Any) -> None:
     await h.engine.settle()
 
     response = await client.post(f"/v1/runs/{created['run_id']}/cancel", headers=AUTH)
+    answered = await response.json()
     await h.advance(timedelta(hours=3))
 
     assert response.status == 200
+    # The answer is the run, as GET shows it: its history ends with the cancel.
+    assert (answered["run_id"], answered["status"]) == (created["run_id"], "cancelled")
+    assert [m["step"] for m in answered["messages"]] == ["lembrete"]
+    assert answered["history"][-1]["data"] == {
+        "status": "cancelled",
+        "reason": "cancelled through the API",
+    }
     run = await (await client.get(f"/v1/runs/{created['run_id']}", headers=AUTH)).json()
     assert run["status"] == "cancelled"
     assert [m["step"] for m in run["messages"]] == ["lembrete"]  # no SMS after 2 h
