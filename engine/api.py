@@ -155,10 +155,16 @@ def _too_deep(field: str) -> RequestError:
 
 def _check_storable(document: Any) -> None:
     """400 for what JSON allows but disparo could not store and answer again: nesting
-    deeper than ``MAX_DEPTH``, a number too large for a float (``1e400`` reads as inf)."""
+    deeper than ``MAX_DEPTH``, a number too large for a float (``1e400`` reads as inf),
+    a NUL character (``\u0000``: PostgreSQL stores no text with one, and no message
+    needs one), in a value or a key."""
     stack: list[tuple[Any, str, int]] = [(document, "", 1)]
     while stack:
         value, path, depth = stack.pop()
+        if isinstance(value, str) and "\x00" in value:
+            raise _nul(path)
+        if isinstance(value, dict) and (key := next((k for k in value if "\x00" in k), None)):
+            raise _nul(f"{path}.{key}" if path else key)
         if isinstance(value, float) and not math.isfinite(value):
             raise RequestError(
                 status=400,
@@ -180,6 +186,15 @@ def _check_storable(document: Any) -> None:
             if depth > MAX_DEPTH:
                 raise _too_deep(path)
             stack += [(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
+
+
+def _nul(field: str) -> RequestError:
+    return RequestError(
+        status=400,
+        code="VALIDATION_ERROR",
+        message="the body holds a NUL character (\\u0000), which cannot be stored",
+        details=[FieldError(field=field, message="remove the \\u0000 from this text")],
+    )
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -25,21 +25,27 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/v1/contacts/{contact_id}/decisions", get_decisions)
 
 
-async def put_contact(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
+def contact_id_of(request: web.Request) -> str:
+    """The contact id in the URL; 400 for one no contact can have."""
     contact_id = request.match_info["contact_id"]
+    problem = None
     if len(contact_id) > CONTACT_ID_MAX:
+        problem = f"{len(contact_id)} characters; at most {CONTACT_ID_MAX}"
+    elif "\x00" in contact_id:
+        problem = "it holds a NUL character (%00); remove it"
+    if problem is not None:
         raise RequestError(
             status=400,
             code="VALIDATION_ERROR",
-            message="the contact id in the URL is too long",
-            details=[
-                FieldError(
-                    field="id",
-                    message=f"{len(contact_id)} characters; at most {CONTACT_ID_MAX}",
-                )
-            ],
+            message="the contact id in the URL is not one a contact can have",
+            details=[FieldError(field="id", message=problem)],
         )
+    return contact_id
+
+
+async def put_contact(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    contact_id = contact_id_of(request)
     body = parse_body(ContactIn, await read_json(request))
     if body.id is not None and body.id != contact_id:
         raise RequestError(
@@ -54,12 +60,12 @@ async def put_contact(request: web.Request) -> web.Response:
 
 
 async def get_contact(request: web.Request) -> web.Response:
-    contact = await request.app[ENGINE].get_contact(request.match_info["contact_id"])
+    contact = await request.app[ENGINE].get_contact(contact_id_of(request))
     return web.json_response(contact_view(contact))
 
 
 async def delete_contact(request: web.Request) -> web.Response:
-    contact_id = request.match_info["contact_id"]
+    contact_id = contact_id_of(request)
     forget = request.query.get("forget_opt_out", "false").lower()
     if forget not in ("true", "false"):
         raise RequestError(
@@ -76,7 +82,7 @@ async def delete_contact(request: web.Request) -> web.Response:
 
 async def export_contact_data(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
-    document = await export_contact(engine, request.match_info["contact_id"], source="the API")
+    document = await export_contact(engine, contact_id_of(request), source="the API")
     return web.json_response(document)
 
 
@@ -90,7 +96,7 @@ _RUN_FILTERS: dict[str, frozenset[RunStatus]] = {
 
 async def list_contact_runs(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
-    contact_id = request.match_info["contact_id"]
+    contact_id = contact_id_of(request)
     wanted = request.query.get("status")
     if wanted is not None and wanted not in _RUN_FILTERS:
         raise RequestError(
@@ -108,7 +114,7 @@ async def list_contact_runs(request: web.Request) -> web.Response:
 
 async def cancel_contact_runs(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
-    contact_id = request.match_info["contact_id"]
+    contact_id = contact_id_of(request)
     flow = request.query.get("flow")
     await _flow_filter(engine, contact_id, flow)
     runs = await run_cancel.cancel_contact_runs(
@@ -126,7 +132,7 @@ async def cancel_contact_runs(request: web.Request) -> web.Response:
 
 async def get_decisions(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
-    contact_id, flow = request.match_info["contact_id"], request.query.get("flow")
+    contact_id, flow = contact_id_of(request), request.query.get("flow")
     await _flow_filter(engine, contact_id, flow)
     events = await engine.decisions(contact_id, flow)
     return web.json_response({"events": [event_view(e) for e in events]})

@@ -30,6 +30,7 @@ from engine.event_times import ArrivalClamp
 from engine.flow.validate import FlowCheck
 from engine.flows import FlowCatalog, Reloaded
 from engine.ignored_status import ignored_events
+from engine.inbound_text import without_nul
 from engine.metrics import Metrics
 from engine.models import (
     Contact,
@@ -385,10 +386,12 @@ class Engine:
         if not parsed.statuses and not parsed.contact_events and parsed.errors:
             raise ProviderRejected("; ".join(parsed.errors), status=400)
         outcomes: list[IngestOutcome] = []
+        # A NUL (\u0000) in a vendor's text is junk PostgreSQL's text columns cannot keep
+        # (engine.inbound_text): dropped here, on every store alike.
         if parsed.statuses:
-            outcomes += await self.ingest_status_reports(parsed.statuses)
+            outcomes += await self.ingest_status_reports(without_nul(parsed.statuses))
         if parsed.contact_events:
-            outcomes += await self.ingest_contact_events(parsed.contact_events)
+            outcomes += await self.ingest_contact_events(without_nul(parsed.contact_events))
         return WebhookOutcome(
             accepted=sum(o in ("queued", "applied", "pending") for o in outcomes),
             duplicates=outcomes.count("duplicate"),

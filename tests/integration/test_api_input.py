@@ -247,3 +247,37 @@ async def test_a_query_limit_in_range_lists_the_messages(api: Any) -> None:
 
     assert response.status == 200
     assert (await response.json()) == {"messages": []}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/contacts/c-1", {"name": "Maria\u0000"}, "name"),
+        ("/v1/contacts/c-1", {"context": {"nota\u0000": 1}}, "context.nota\u0000"),
+        ("/v1/runs", {**RUN, "context": {"valor": "1\u0000"}}, "context.valor"),
+    ],
+)
+async def test_a_nul_character_is_a_400_naming_the_field_and_nothing_is_stored(
+    api: Any, path: str, body: dict[str, Any], field: str
+) -> None:
+    # PostgreSQL stores no text with a NUL: refused at the edge on every store alike,
+    # instead of the store's error (a 500, or a 503 the caller would retry for ever).
+    client, _ = api
+    send = client.put if path.startswith("/v1/contacts") else client.post
+
+    answer = await send(path, json=body, headers=AUTH)
+
+    assert answer.status == 400
+    assert [d["field"] for d in (await error_of(answer))["details"]] == [field]
+    assert (await client.get("/v1/contacts/c-1", headers=AUTH)).status == 404
+
+
+async def test_a_nul_in_a_contact_id_in_the_url_is_a_400(api: Any) -> None:
+    client, _ = api
+
+    answer = await client.get("/v1/contacts/c%001", headers=AUTH)
+
+    assert answer.status == 400
+    assert (await error_of(answer))["details"] == [
+        {"field": "id", "message": "it holds a NUL character (%00); remove it"}
+    ]
