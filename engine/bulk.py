@@ -32,6 +32,7 @@ from engine.errors import StoreError, UserInputError
 from engine.run_start import START_CONTEXT
 from engine.runtime import Engine
 from engine.triggers_start import bulk_start
+from engine.wording import counted
 
 # Rows started per transaction: one fsync shared by many rows, while a batch stays a
 # few milliseconds of work for the store.
@@ -46,11 +47,13 @@ class ContactsFileError(UserInputError):
     def __init__(self, name: str, problems: list[RowProblem]) -> None:
         self.name = name
         self.row_problems = sorted(problems, key=lambda p: p.line)
-        super().__init__(f"{len(problems)} problem(s) in {name}")
+        super().__init__(f"{counted(len(problems), 'problem')} in {name}")
 
     def __str__(self) -> str:
         lines = [p.render(self.name) for p in self.row_problems]
-        lines.append(f"{len(self.row_problems)} problem(s) in {self.name}; nothing was started")
+        lines.append(
+            f"{counted(len(self.row_problems), 'problem')} in {self.name}; nothing was started"
+        )
         return "\n".join(lines)
 
 

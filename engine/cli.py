@@ -24,6 +24,7 @@ from engine.errors import (
     StoreError,
     UserInputError,
 )
+from engine.wording import counted
 
 if TYPE_CHECKING:  # imported where used: `disparo schema` need not load the engine
     from engine.runtime import Engine
@@ -255,7 +256,7 @@ async def _check(args: argparse.Namespace) -> int:
     for problem in problems:
         print(problem)
     if problems:
-        print(f"{len(problems)} problem(s)", file=sys.stderr)
+        print(f"{counted(len(problems), 'problem')}", file=sys.stderr)
         return EXIT_INPUT
     print("ok", file=sys.stderr)
     return EXIT_OK

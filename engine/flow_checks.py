@@ -13,7 +13,7 @@ from engine.flow.model import Flow, Step
 from engine.flow.problems import did_you_mean
 from engine.flow.validate import FlowCheck, Locator
 from engine.flow.yaml_source import DocPath
-from engine.render import check_expression_syntax, check_template_syntax
+from engine.render import check_expression_syntax, template_syntax_error
 from engine.template_catalog import TemplateCatalog
 from providers.base import Capabilities
 
@@ -37,16 +37,14 @@ def _strings(value: Any, path: DocPath) -> Iterator[tuple[DocPath, str]]:
 def template_syntax(flow: Flow, at: Locator) -> Iterable[Problem]:
     """Every Jinja template and expression of the flow compiles."""
     for sid, step in flow.steps.items():
+        texts = list(_strings(step.set_ or {}, ("steps", sid, "set")))
         if step.send is not None:
             spec = step.send.model_dump(by_alias=True, exclude_none=True)
-            for path, text in _strings(spec, ("steps", sid, "send")):
-                why = check_template_syntax(text)
-                if why is not None:
-                    yield at.problem(path, f"template does not compile: {why}")
-        for path, text in _strings(step.set_ or {}, ("steps", sid, "set")):
-            why = check_template_syntax(text)
-            if why is not None:
-                yield at.problem(path, f"template does not compile: {why}")
+            texts = [*_strings(spec, ("steps", sid, "send")), *texts]
+        for path, text in texts:
+            found = template_syntax_error(text)
+            if found is not None:
+                yield at.problem_on_line(path, found[0], "template does not compile", found[1])
         for index, case in enumerate(step.branch or []):
             if case.when is not None:
                 why = check_expression_syntax(case.when)

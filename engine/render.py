@@ -187,10 +187,16 @@ class _ReusedContext:
 
 def check_template_syntax(source: str, *, html: bool = False) -> str | None:
     """None when ``source`` compiles, else the problem with its line in the template."""
+    found = template_syntax_error(source, html=html)
+    return None if found is None else f"line {found[0]}: {found[1]}"
+
+
+def template_syntax_error(source: str, *, html: bool = False) -> tuple[int, str] | None:
+    """None when ``source`` compiles, else the line of the template and the problem."""
     try:
         _template(source, html)
     except TemplateSyntaxError as exc:
-        return f"line {exc.lineno}: {exc.message}"
+        return exc.lineno, str(exc.message)
     return None
 
 

@@ -44,6 +44,7 @@ from engine.flow.problems import Describer, did_you_mean, problems_from_validati
 from engine.flow.yaml_source import DocPath, SourceMap, YamlSourceError, format_path, read_yaml
 from engine.models import NumbersRefuseBooleans
 from engine.opt_out import DEFAULT_OPT_OUT_KEYWORDS
+from engine.wording import counted
 from providers.base import ProviderConfig
 
 CONFIG_WORDS = Describer(named={"providers": "provider"})
@@ -301,7 +302,7 @@ def load_settings(path: Path, environ: Mapping[str, str] = os.environ) -> Settin
     problems = unread + [p for p in problems if p.path not in unread_paths]
     if problems:
         problems.sort(key=lambda p: (p.line or 0, p.column or 0))
-        raise ConfigError(f"{where.filename}: {len(problems)} problem(s)", problems)
+        raise ConfigError(f"{where.filename}: {counted(len(problems), 'problem')}", problems)
     return settings
 
 

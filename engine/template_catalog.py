@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from engine.errors import ConfigError
 from engine.flow.problems import Describer, problems_from_validation
 from engine.flow.yaml_source import YamlSourceError, read_yaml
+from engine.wording import counted
 
 
 class _Model(BaseModel):
@@ -57,4 +58,4 @@ def load_template_catalog(path: Path) -> TemplateCatalog:
         problems = problems_from_validation(
             exc, TemplateCatalog, data, document.source_map, describer=_WORDS
         )
-        raise ConfigError(f"{path}: {len(problems)} problem(s)", problems) from None
+        raise ConfigError(f"{path}: {counted(len(problems), 'problem')}", problems) from None

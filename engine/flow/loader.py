@@ -35,6 +35,7 @@ from engine.flow.yaml_source import (
     parse_yaml,
     read_yaml,
 )
+from engine.wording import counted
 
 FLOW_WORDS = Describer(named={"steps": "step"}, inline=frozenset(STEP_KINDS))
 _REQUIRED = frozenset({"flow", "start", "steps"})
@@ -130,7 +131,7 @@ def load_flows(
             continue
         flows[name] = loaded
     if problems:
-        raise FlowError(f"{len(problems)} problem(s) in {directory}", problems)
+        raise FlowError(f"{counted(len(problems), 'problem')} in {directory}", problems)
     return flows
 
 
@@ -185,7 +186,7 @@ def _load(
 
 
 def _summary(filename: str, problems: list[Problem]) -> str:
-    return f"{filename}: {len(problems)} problem(s)"
+    return f"{filename}: {counted(len(problems), 'problem')}"
 
 
 # ------------------------------------------------------------------ salvage

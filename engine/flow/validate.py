@@ -51,6 +51,20 @@ class Locator:
             return self.source_map.problem(path, message, at_key=at_key)
         return Problem(message=message, file=self.filename, path=format_path(path) or None)
 
+    def problem_on_line(self, path: DocPath, line: int, what: str, why: str) -> Problem:
+        """``what: why`` on line ``line`` of the text at ``path``: at that very file
+        line when the text is a literal block (``|``), else at the text, naming the line."""
+        where = self.source_map.line_of(path, line) if self.source_map is not None else None
+        if where is None:
+            return self.problem(path, f"{what}: line {line}: {why}")
+        return Problem(
+            message=f"{what}: {why}",
+            file=self.filename,
+            line=where[0],
+            column=where[1],
+            path=format_path(path) or None,
+        )
+
 
 FlowCheck = Callable[[Flow, Locator], Iterable[Problem]]
 

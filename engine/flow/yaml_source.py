@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -82,6 +82,9 @@ class SourceMap:
     filename: str
     values: Mapping[DocPath, Position]
     keys: Mapping[DocPath, Position]
+    # Literal block scalars (``|``): the line of the ``|`` and the column its text starts
+    # at, so line N of a template written there is file line ``line + N``.
+    literals: Mapping[DocPath, Position] = field(default_factory=dict)
 
     def value_at(self, path: DocPath) -> Position | None:
         """The position of the value at ``path``, else of its nearest written ancestor."""
@@ -95,6 +98,12 @@ class SourceMap:
     def key_at(self, path: DocPath) -> Position | None:
         """The position of the key naming ``path``; the value's when it has no key."""
         return self.keys.get(path) or self.value_at(path)
+
+    def line_of(self, path: DocPath, line: int) -> Position | None:
+        """Where line ``line`` of the text at ``path`` is written, when that text is a
+        literal block (``|``), whose lines are the file's; else None."""
+        found = self.literals.get(path)
+        return None if found is None else (found[0] + line, found[1])
 
     def problem(self, path: DocPath, message: str, *, at_key: bool = False) -> Problem:
         """A ``Problem`` at ``path`` (its key with ``at_key``) with this message."""
@@ -189,6 +198,7 @@ class _Builder:
         self.limits = limits
         self.values: dict[DocPath, Position] = {}
         self.keys: dict[DocPath, Position] = {}
+        self.literal_lines: dict[DocPath, int] = {}  # the line (0-based) of each ``|``
         self.problems: list[Problem] = []
         self.count = 0
 
@@ -212,6 +222,8 @@ class _Builder:
             )
         self.values[path] = _position(node.start_mark)
         if isinstance(node, ScalarNode):
+            if node.style == "|":
+                self.literal_lines[path] = node.start_mark.line
             return self.scalar(node)
         if isinstance(node, SequenceNode):
             if node.tag != _SEQ:
@@ -379,8 +391,24 @@ def parse_yaml(text: str, filename: str, *, limits: YamlLimits = DEFAULT_LIMITS)
     if builder.problems:
         problems = sorted(builder.problems, key=lambda p: (p.line or 0, p.column or 0))
         raise YamlSourceError(str(problems[0]), problems)
-    source_map = SourceMap(filename=filename, values=builder.values, keys=builder.keys)
+    source_map = SourceMap(
+        filename=filename,
+        values=builder.values,
+        keys=builder.keys,
+        literals=_literal_starts(builder.literal_lines, text),
+    )
     return YamlDocument(data=data, text=text, source_map=source_map)
+
+
+def _literal_starts(lines: Mapping[DocPath, int], text: str) -> dict[DocPath, Position]:
+    """Each literal block's ``|`` line (1-based) and the column its first text line is
+    indented to."""
+    file_lines = text.splitlines()
+    out: dict[DocPath, Position] = {}
+    for path, line in lines.items():
+        body = next((t for t in file_lines[line + 1 :] if t.strip()), "")
+        out[path] = (line + 1, len(body) - len(body.lstrip(" ")) + 1)
+    return out
 
 
 def read_yaml(

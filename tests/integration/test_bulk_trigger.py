@@ -121,7 +121,7 @@ async def test_a_file_with_three_bad_rows_reports_all_three_and_starts_nothing(
             "contatos.csv:4: valor:number: 'vinte' is not a number; write digits with at most "
             "one decimal separator, e.g. 1670 or 1670,50 (no thousands separators)",
             "contatos.csv:6: id: the row names no contact; fill its `id`, `phone` or `email`",
-            "3 problem(s) in contatos.csv; nothing was started",
+            "3 problems in contatos.csv; nothing was started",
         ]
         # Not even the good rows' contacts were written.
         assert await h.engine.store.get_contacts(["c-1", "c-4"]) == {}
@@ -265,7 +265,7 @@ def test_the_command_line_exit_codes_and_summary(tmp_path: Path) -> None:
     assert rejected.returncode == 1
     assert rejected.stderr.splitlines()[0].startswith("bad.csv:5: phone: '11 1234'")
     assert rejected.stderr.splitlines()[1].startswith("bad.csv:6: valor:number: 'x'")
-    assert "2 problem(s) in bad.csv; nothing was started" in rejected.stderr
+    assert "2 problems in bad.csv; nothing was started" in rejected.stderr
     assert first.returncode == 0, first.stderr
     assert first.stdout == (
         "started 3, already running 0, skipped duplicates 0 "

@@ -77,7 +77,7 @@ def test_check_reports_every_problem_in_one_pass(tmp_path: Path) -> None:
     assert any(":6:" in x and "sandbx" in x and "did you mean `sandbox`" in x for x in lines)
     assert any("`fim`" in x for x in lines)
     assert any("orfao" in x and "never reached" in x for x in lines)
-    assert "4 problem(s)" in result.stderr
+    assert "4 problems" in result.stderr
     assert any(":5:" in x and "does not compile" in x for x in lines)
 
 

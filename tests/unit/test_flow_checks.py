@@ -56,6 +56,20 @@ def test_a_template_that_does_not_compile_points_at_its_line() -> None:
     assert "expression does not compile" in found[1]
 
 
+def test_a_template_error_in_a_literal_block_points_at_its_own_line() -> None:
+    found = problems(
+        "flow: f\nstart: a\ndefaults: {provider: altu}\nsteps:\n"
+        "  a:\n"
+        "    send:\n"
+        "      text: |\n"
+        "        Oi {{ contact.first_name }}!\n"
+        "        Seu boleto de {{ context.valor | brl }\n"
+        "    next: a\n"
+    )
+
+    assert found == ["f.yaml:9:9: template does not compile: unexpected '}'"]
+
+
 def test_buttons_through_a_provider_without_them_suggest_what_to_do() -> None:
     found = problems(
         "flow: f\nstart: a\ndefaults: {provider: robbu_whatsapp}\nsteps:\n"
