@@ -2,60 +2,99 @@
 
 An event names its contact by id, or by the phone a provider saw. A phone is
 read as E.164 first, the way the API stores phones (``5521987654321`` and
-``+55 21 98765-4321`` are one number), and reaches the contact that has it; a
-phone no contact has yet, or an id not seen yet, gets a contact of its own, since
-its reply opens the window. A reply whose text is an opt-out keyword also
-counts as an opt-out.
+``+55 21 98765-4321`` are one number); a phone no contact has yet, or an id not
+seen yet, gets a contact of its own, since its reply opens the window. A reply
+whose text is an opt-out keyword also counts as an opt-out.
+
+Phones are not unique: a CRM often holds two records of one person. An opt-out
+by phone applies to every contact with that phone (the person said stop, whatever
+record is messaging them). Any other event by phone goes to the contact that most
+plausibly expects it (``expecting``): one with an open run, the most recently
+messaged first; else the most recently messaged; else the oldest.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from engine.errors import UserInputError
-from engine.models import ContactEvent, ContactUpsert
+from engine.models import Contact, ContactEvent, ContactUpsert
 from engine.opt_out import is_opt_out
 from engine.phones import InvalidPhone, normalise_phone
 from storage.base import Store
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 async def resolve_contacts(
     store: Store, events: Sequence[ContactEvent], now: datetime, opt_out_keywords: Sequence[str]
 ) -> list[ContactEvent]:
-    """``events`` with their ``contact_id`` set (contacts created as needed), each
-    opt-out reply followed by its opt-out. A contactless event raises
-    ``UserInputError`` before any contact is created."""
+    """``events`` with their ``contact_id`` set (contacts created as needed), an
+    opt-out by phone repeated for each contact with the phone, each opt-out reply
+    followed by its opt-out(s). A contactless event raises ``UserInputError`` before
+    any contact is created."""
     if any(event.contact_id is None and not event.phone for event in events):
         raise UserInputError("a contact event needs a contact id or a phone number")
     resolved: list[ContactEvent] = []
     for event in events:
-        contact_id = event.contact_id
-        if contact_id is None:
+        if event.contact_id is not None:
+            if await store.get_contact(event.contact_id) is None:
+                await store.upsert_contact(ContactUpsert(id=event.contact_id), now)
+            contacts = [event.contact_id]
+        else:
             assert event.phone is not None
             phone = e164(event.phone)
-            found = await store.find_contact_by_phone(phone)
-            if found is None:
-                found = await store.upsert_contact(ContactUpsert(id=phone, phone=phone), now)
-            contact_id = found.id
+            found = await store.find_contacts_by_phone(phone)
+            if not found:
+                found = [await store.upsert_contact(ContactUpsert(id=phone, phone=phone), now)]
+            contacts = [contact.id for contact in found]
             event = replace(event, phone=phone)
-        elif await store.get_contact(contact_id) is None:
-            await store.upsert_contact(ContactUpsert(id=contact_id), now)
-        event = replace(event, contact_id=contact_id)
+            if event.type != "opt_out":
+                event = replace(event, contact_id=(await expecting(store, found)).id)
+        if event.type == "opt_out":
+            resolved += opt_outs(event, contacts)
+            continue
         resolved.append(event)
         if event.type == "reply" and event.text and is_opt_out(event.text, opt_out_keywords):
-            resolved.append(
-                ContactEvent(
-                    type="opt_out",
-                    at=event.at,
-                    contact_id=contact_id,
-                    text=event.text,
-                    source=event.source,
-                    dedupe_key=f"{event.dedupe_key}:opt_out" if event.dedupe_key else None,
-                )
-            )
+            dedupe_key = f"{event.dedupe_key}:opt_out" if event.dedupe_key else None
+            opt_out = replace(event, type="opt_out", button_id=None, dedupe_key=dedupe_key)
+            resolved += opt_outs(opt_out, contacts)
     return resolved
+
+
+def opt_outs(event: ContactEvent, contact_ids: Sequence[str]) -> list[ContactEvent]:
+    """The opt-out ``event`` once per contact (oldest first). The first keeps the
+    event's dedupe key, the others get theirs suffixed with their contact id: the
+    store's dedupe on keys still makes a retry a duplicate for each contact, and a
+    phone one contact has keeps the keys it always had."""
+    return [
+        replace(
+            event,
+            contact_id=contact_id,
+            dedupe_key=(
+                f"{event.dedupe_key}:{contact_id}"
+                if event.dedupe_key and index
+                else event.dedupe_key
+            ),
+        )
+        for index, contact_id in enumerate(contact_ids)
+    ]
+
+
+async def expecting(store: Store, contacts: Sequence[Contact]) -> Contact:
+    """Among ``contacts`` (oldest first, at least one), the one an inbound event by
+    their shared phone is most plausibly about: one with an open run (active or
+    waiting) before one without, then the most recently messaged
+    (``last_outbound_at``), then the oldest. Deterministic for the same store."""
+    if len(contacts) == 1:
+        return contacts[0]
+    open_ = {contact.id for contact in contacts if await store.list_open_runs(contact.id)}
+    # max keeps the first of equals: the oldest.
+    return max(
+        contacts, key=lambda contact: (contact.id in open_, contact.last_outbound_at or _NEVER)
+    )
 
 
 def e164(phone: str) -> str:

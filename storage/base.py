@@ -222,6 +222,9 @@ class Store(Protocol):
 
     async def find_contact_by_phone(self, phone: str) -> Contact | None: ...
 
+    async def find_contacts_by_phone(self, phone: str) -> list[Contact]:
+        """Every contact with this phone, oldest first (phones are not unique)."""
+
     # -- flows (runs are pinned to the exact file they started with)
     async def save_flow_version(self, flow: str, version: str, source: str) -> None: ...
 

@@ -16,7 +16,8 @@ Layout: ``postgres_pool`` (DSN, pool, reconnection, driver-error mapping),
 coalescing), ``postgres_codec`` (rows <-> records, write units),
 ``postgres_triggers`` (the trigger schedule and the contact pages sweeps walk),
 ``postgres_provider_state`` (rate budgets and credentials providers share),
-``postgres_retention`` (the purge of what finished long ago) and
+``postgres_retention`` (the purge of what finished long ago),
+``postgres_contacts`` (the contacts with a phone; bulk upserts) and
 ``postgres_contact_data`` (deleting one contact and everything kept about them).
 """
 
@@ -63,6 +64,7 @@ from storage.postgres_codec import (
     upsert_unit,
 )
 from storage.postgres_contact_data import ContactDataMethods
+from storage.postgres_contacts import PhoneMethods
 from storage.postgres_overview import OverviewMethods
 from storage.postgres_pool import Pool
 from storage.postgres_provider_state import ProviderStateMethods
@@ -79,7 +81,12 @@ _LEFT = "status IN ('sent', 'delivered', 'read')"
 
 
 class PostgresStore(
-    TriggerMethods, ProviderStateMethods, RetentionMethods, ContactDataMethods, OverviewMethods
+    TriggerMethods,
+    ProviderStateMethods,
+    RetentionMethods,
+    ContactDataMethods,
+    OverviewMethods,
+    PhoneMethods,
 ):
     """The ``storage.base.Store`` protocol on one PostgreSQL database.
 
@@ -204,15 +211,6 @@ class PostgresStore(
         )
         contacts = (contact_from_row(row) for row in rows)
         return {contact.id: contact for contact in contacts}
-
-    async def find_contact_by_phone(self, phone: str) -> Contact | None:
-        """The oldest contact with this phone (phones are not unique)."""
-        row = await self._fetchrow(
-            f"SELECT {CONTACT_COLUMNS} FROM contacts WHERE phone = $1 "
-            "ORDER BY created_at, id LIMIT 1",
-            phone,
-        )
-        return None if row is None else contact_from_row(row)
 
     # ------------------------------------------------------------------ flows
 

@@ -1,4 +1,6 @@
-"""Contact upserts in bulk on PostgreSQL: the contacts a ``Store.start_runs`` carries.
+"""Contacts on PostgreSQL: the contacts with a phone (``Store.find_contacts_by_phone``,
+every one, oldest first, through the ``contacts_phone`` index: phones are not
+unique), and contact upserts in bulk: the contacts a ``Store.start_runs`` carries.
 
 Each contact is written by ``disparo_upsert_contact``, the very function behind
 ``Store.upsert_contact`` (same units, same merge: ``None`` fields keep what is
@@ -14,10 +16,31 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from engine.models import ContactUpsert
-from storage.postgres_codec import encode_unit, upsert_unit
+from engine.models import Contact, ContactUpsert
+from storage.columns import CONTACT_COLUMNS
+from storage.postgres_codec import contact_from_row, encode_unit, upsert_unit
 
 _UPSERT = "SELECT disparo_upsert_contact($1::jsonb)"
+CONTACTS_BY_PHONE = (
+    f"SELECT {CONTACT_COLUMNS} FROM contacts WHERE phone = $1 ORDER BY created_at, id"
+)
+
+
+class PhoneMethods:
+    """``Store.find_contacts_by_phone`` and ``Store.find_contact_by_phone``;
+    ``PostgresStore`` provides the read."""
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        raise NotImplementedError  # PostgresStore runs the query on its pool
+
+    async def find_contacts_by_phone(self, phone: str) -> list[Contact]:
+        """Every contact with this phone, oldest first (phones are not unique)."""
+        return [contact_from_row(row) for row in await self._fetch(CONTACTS_BY_PHONE, phone)]
+
+    async def find_contact_by_phone(self, phone: str) -> Contact | None:
+        """The oldest contact with this phone."""
+        found = await self.find_contacts_by_phone(phone)
+        return found[0] if found else None
 
 
 def encode_upserts(upserts: Sequence[ContactUpsert], now: datetime) -> list[tuple[str, str]]:

@@ -12,7 +12,7 @@ Layout: ``sqlite_schema`` (DSN, PRAGMAs, migrations), ``sqlite_batch`` (the
 group-commit connection and driver-error mapping), ``sqlite_codec`` (rows <->
 records; timestamps are integer microseconds UTC), and the write units:
 ``sqlite_commit`` (runs, messages, contacts, events), ``sqlite_contacts``
-(contact upserts, one or a batch), ``sqlite_due`` (leases and
+(the contacts with a phone; contact upserts, one or a batch), ``sqlite_due`` (leases and
 fences), ``sqlite_ingest`` (status reports and contact events), ``sqlite_triggers``
 (the trigger schedule, cron firings, contact pages for fan-outs and sweeps),
 ``sqlite_provider_state`` (rate budgets and credentials providers share),
@@ -55,7 +55,7 @@ from storage.sqlite_codec import (
 )
 from storage.sqlite_commit import OPEN_STATUSES_SQL, apply_commit, run_by_key
 from storage.sqlite_contact_data import ContactDataMethods
-from storage.sqlite_contacts import upsert_contact
+from storage.sqlite_contacts import PhoneMethods, upsert_contact
 from storage.sqlite_due import claim, extend
 from storage.sqlite_ingest import (
     check_events,
@@ -73,7 +73,12 @@ __all__ = ["SQLiteStore", "StoreStats"]
 
 
 class SQLiteStore(
-    TriggerMethods, ProviderStateMethods, RetentionMethods, ContactDataMethods, OverviewMethods
+    TriggerMethods,
+    ProviderStateMethods,
+    RetentionMethods,
+    ContactDataMethods,
+    OverviewMethods,
+    PhoneMethods,
 ):
     """The ``storage.base.Store`` protocol on one SQLite database.
 
@@ -190,15 +195,6 @@ class SQLiteStore(
         )
         contacts = (contact_from_row(row) for row in rows)
         return {contact.id: contact for contact in contacts}
-
-    async def find_contact_by_phone(self, phone: str) -> Contact | None:
-        """The oldest contact with this phone (phones are not unique)."""
-        row = self._fetch_one(
-            f"SELECT {CONTACT_COLUMNS} FROM contacts WHERE phone = ? "
-            "ORDER BY created_at, id LIMIT 1",
-            (phone,),
-        )
-        return None if row is None else contact_from_row(row)
 
     # ------------------------------------------------------------------ flows
 

@@ -1,5 +1,9 @@
-"""Contact upserts on SQLite: one contact (``Store.upsert_contact``) or a batch of them
-(the contacts of a ``Store.start_runs`` that carries them), decided in Python.
+"""Contacts on SQLite: the contacts with a phone (``Store.find_contacts_by_phone``),
+and upserts of one contact (``Store.upsert_contact``) or a batch of them (the
+contacts of a ``Store.start_runs`` that carries them), decided in Python.
+
+Phones are not unique (a CRM often holds two records of one person): a phone
+finds every contact with it, oldest first, through the ``contacts_phone`` index.
 
 One read fetches the stored rows of the batch, each upsert is merged into its row
 in order (``None`` fields keep what is stored; context merged key by key by
@@ -21,6 +25,11 @@ from storage.sqlite_codec import contact_from_row, dumps, loads
 # (id, phone, email, name, tags JSON, context, timezone): what an upsert may change.
 ContactFields = tuple[str, str | None, str | None, str | None, str, dict[str, Any], str | None]
 
+# INDEXED BY: a query the index cannot serve fails instead of scanning every contact.
+CONTACTS_BY_PHONE = (
+    f"SELECT {CONTACT_COLUMNS} FROM contacts INDEXED BY contacts_phone WHERE phone = ? "
+    "ORDER BY created_at, id"
+)
 _STORED = (
     "SELECT id, phone, email, name, tags, context, timezone FROM contacts "
     "WHERE id IN (SELECT value FROM json_each(?))"
@@ -32,6 +41,23 @@ _WRITE = (
     "tags = excluded.tags, context = excluded.context, timezone = excluded.timezone, "
     "updated_at = excluded.updated_at"
 )
+
+
+class PhoneMethods:
+    """``Store.find_contacts_by_phone`` and ``Store.find_contact_by_phone``; ``SQLiteStore``
+    provides the read."""
+
+    def _fetch_all(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        raise NotImplementedError  # SQLiteStore reads on its connection
+
+    async def find_contacts_by_phone(self, phone: str) -> list[Contact]:
+        """Every contact with this phone, oldest first (phones are not unique)."""
+        return [contact_from_row(row) for row in self._fetch_all(CONTACTS_BY_PHONE, (phone,))]
+
+    async def find_contact_by_phone(self, phone: str) -> Contact | None:
+        """The oldest contact with this phone."""
+        found = await self.find_contacts_by_phone(phone)
+        return found[0] if found else None
 
 
 def upsert_contact(db: sqlite3.Connection, upsert: ContactUpsert, now: int) -> Contact:

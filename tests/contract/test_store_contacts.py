@@ -84,6 +84,28 @@ async def test_find_contact_by_phone(store: Store, seed: Seed) -> None:
     assert await store.find_contact_by_phone("+5511000000000") is None
 
 
+async def test_find_contacts_by_phone_returns_every_contact_with_it_oldest_first(
+    store: Store,
+) -> None:
+    phone = "+5511999998888"
+    # Created out of id order: the order is by creation time, then id.
+    for contact_id, when in (("c-new", 60), ("c-old", 0), ("c-twin-b", 30), ("c-twin-a", 30)):
+        await store.upsert_contact(ContactUpsert(id=contact_id, phone=phone), at(when))
+    await store.upsert_contact(ContactUpsert(id="c-other", phone="+5511000000000"), NOW)
+    await store.upsert_contact(ContactUpsert(id="c-none"), NOW)
+    await store.upsert_contact(ContactUpsert(id="c-old", name="Maria"), at(90))  # not re-dated
+
+    found = await store.find_contacts_by_phone(phone)
+
+    assert [c.id for c in found] == ["c-old", "c-twin-a", "c-twin-b", "c-new"]
+    assert found[0].name == "Maria"
+    assert all(c.phone == phone for c in found)
+    assert await store.find_contacts_by_phone("+5511777777777") == []
+    oldest = await store.find_contact_by_phone(phone)
+    assert oldest is not None
+    assert oldest.id == "c-old"
+
+
 async def test_contact_change_merges_context_and_keeps_the_latest_outbound(
     store: Store, seed: Seed
 ) -> None:
