@@ -13,7 +13,7 @@ import contextlib
 import functools
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +24,7 @@ from engine.clock import Clock
 from engine.effects import Effects, collect_effects, run_commit, state_change
 from engine.errors import StaleFence, StaleRun, StoreUnavailable
 from engine.flows import FlowCatalog
+from engine.keyed_locks import KeyedLocks
 from engine.metrics import Metrics
 from engine.models import (
     REPORTED_STATUSES,
@@ -36,6 +37,7 @@ from engine.models import (
     status_can_advance,
 )
 from engine.opt_out import DEFAULT_OPT_OUT_KEYWORDS
+from engine.outbound_tally import OutboundTally
 from engine.run_enter import enter_run
 from engine.scope import RunnerScope, contact_timezone
 from engine.step_events import inbound_step_events, status_step_events
@@ -72,27 +74,6 @@ class DispatchSettings:
     opt_out_keywords: tuple[str, ...] = DEFAULT_OPT_OUT_KEYWORDS
 
 
-class RunLocks:
-    """One asyncio lock per run id, so one process never handles a run twice at once."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, run_id: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(run_id, (asyncio.Lock(), 0))
-        self._locks[run_id] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[run_id]
-            if users <= 1:
-                del self._locks[run_id]
-            else:
-                self._locks[run_id] = (lock, users - 1)
-
-
 class Dispatcher:
     def __init__(
         self,
@@ -117,7 +98,8 @@ class Dispatcher:
         self.rng = rng or random.Random()
         self._on_callback = on_callback
         self._on_trigger = on_trigger
-        self.locks = RunLocks()
+        self.locks = KeyedLocks()  # one per run: this process never handles a run twice at once
+        self.tally = OutboundTally()
         self.wake = asyncio.Event()
         self._tasks: dict[int, tuple[asyncio.Task[None], DueWork]] = {}
         self._stopping = False

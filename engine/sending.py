@@ -142,6 +142,7 @@ class Sender:
 
             await self.send(work, message, run, contact, flow, provider, content, attempts)
         finally:
+            self.d.tally.left(contact.id, message.id)
             breaker.settle(admitted_at)
 
     async def send(
@@ -297,19 +298,39 @@ class Sender:
         contact: Contact,
         run_vars: Mapping[str, Any],
     ) -> tuple[Any, int] | None:
-        """Rules, then render; on success the message is durably ``sending``."""
+        """Rules, then render; on success the message is durably ``sending`` and on its
+        way (``OutboundTally``): one send of a contact decided at a time."""
+        tally = self.d.tally
+        async with tally.deciding(contact.id):
+            prepared = await self._judge_and_mark(work, message, flow, contact, run_vars)
+            if prepared is not None:
+                tally.leaving(contact.id, message.id, message.run_id)
+            return prepared
+
+    async def _judge_and_mark(
+        self,
+        work: DueWork,
+        message: Message,
+        flow: Flow,
+        contact: Contact,
+        run_vars: Mapping[str, Any],
+    ) -> tuple[Any, int] | None:
         rules = flow.rules_for(message.step)
         tz = contact_timezone(contact, flow, self.d.settings.default_timezone)
         now = self.now
+        tally = self.d.tally
         sent_today = 0
         if rules.max_per_day is not None:
             local_midnight = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
             sent_today = await self.d.store.count_outbound(contact.id, local_midnight)
-        last_outbound_at = (
-            await self.d.store.last_outbound_at(contact.id, exclude_run=message.run_id)
-            if rules.recent_contact is not None
-            else None
-        )
+            sent_today += tally.count(contact.id)
+        last_outbound_at = None
+        if rules.recent_contact is not None:
+            last_outbound_at = (
+                now
+                if tally.from_other_runs(contact.id, message.run_id)
+                else await self.d.store.last_outbound_at(contact.id, exclude_run=message.run_id)
+            )
         verdict, events = judge(
             flow,
             message,
