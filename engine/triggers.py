@@ -75,7 +75,9 @@ class Triggers:
         self._inbound: list[InboundTrigger] | None = None
 
     async def schedule(self) -> list[str]:
-        """Make the stored CRON and SWEEP rows match the loaded flows; return new keys."""
+        """Make the stored CRON and SWEEP rows match the loaded flows; return new keys.
+        The keyword triggers are read again from the loaded flows at the next reply."""
+        self._inbound = None
         flows = [loaded.flow for loaded in self.ctx.catalog.current.values()]
         wanted = trigger_rows(
             flows,

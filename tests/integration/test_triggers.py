@@ -429,3 +429,45 @@ async def test_a_keyword_from_a_contact_already_in_the_flow_is_recorded(tmp_path
     assert len(runs) == 1
     assert runs[0].status == RunStatus.COMPLETED  # the second "promoção" answered the offer
     assert [(e["flow"], e["trigger"]) for e in skipped] == [("promo", "event")]
+
+
+async def test_a_reload_takes_the_new_keywords(tmp_path: Path) -> None:
+    settings = settings_with(tmp_path, KEYWORDS)
+    async with harness(settings, at=MONDAY_10H) as h:
+        await add_contacts(h, {"c-1": None, "c-2": None})
+        await reply(h, "c-1", "oi")  # the keyword triggers are read at the first reply
+        (tmp_path / "flows" / "promo.yaml").write_text(
+            KEYWORDS.replace("[promoção, quero desconto]", "[cupom]")
+        )
+        await h.engine.reload_flows()
+
+        await reply(h, "c-1", "promoção")
+        old_keyword = await runs_of(h, "promo")
+        await reply(h, "c-2", "cupom")
+        (promo,) = await runs_of(h, "promo")
+
+    assert old_keyword == []
+    assert promo.contact_id == "c-2"
+
+
+async def test_unless_a_flag_the_contact_never_had_re_engages_it(tmp_path: Path) -> None:
+    # FLOW_FORMAT's own example: a contact with no `pago` at all has not paid.
+    flow = REENGAGE.replace(
+        "contact.context.nao_reengajar | default(false)", "contact.context.pago"
+    )
+    async with harness(settings_with(tmp_path, flow), at=MONDAY_10H) as h:
+        for contact_id, context in (
+            ("c-1", {}),
+            ("pagou", {"pago": True}),
+            ("c-3", {"pago": False}),
+        ):
+            await h.engine.upsert_contact(
+                ContactUpsert(id=contact_id, phone="+5511999991234", context=context)
+            )
+            await reply(h, contact_id)
+        await h.advance(timedelta(days=2))
+        runs = await runs_of(h, "volta")
+        swept = await kinds(h, "trigger.swept")
+
+    assert sorted(r.contact_id for r in runs) == ["c-1", "c-3"]
+    assert [(e["matched"], e["started"], e["excluded"]) for e in swept] == [(3, 2, 1)]
