@@ -12,7 +12,6 @@ from engine.api_views import contact_view, event_view, run_summary
 from engine.contact_data import erase_contact, erased_view, export_contact
 from engine.errors import FieldError, RequestError
 from engine.models import OPEN_RUN_STATUSES, RunStatus
-from engine.runtime import Engine
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
@@ -116,7 +115,7 @@ async def cancel_contact_runs(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     contact_id = contact_id_of(request)
     flow = request.query.get("flow")
-    await _flow_filter(engine, contact_id, flow)
+    await engine.check_flow_filter(contact_id, flow)
     runs = await run_cancel.cancel_contact_runs(
         engine.store,
         contact_id,
@@ -133,17 +132,5 @@ async def cancel_contact_runs(request: web.Request) -> web.Response:
 async def get_decisions(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     contact_id, flow = contact_id_of(request), request.query.get("flow")
-    await _flow_filter(engine, contact_id, flow)
     events = await engine.decisions(contact_id, flow)
     return web.json_response({"events": [event_view(e) for e in events]})
-
-
-async def _flow_filter(engine: Engine, contact_id: str, flow: str | None) -> None:
-    """404 for an unknown contact, and for a ``?flow=`` that is neither loaded nor the
-    flow of any run of the contact (a misspelling), naming the loaded flows. A flow
-    taken off disk still filters the runs it left behind."""
-    await engine.get_contact(contact_id)
-    if flow is None or flow in engine.catalog.current:
-        return
-    if not any(run.flow == flow for run in await engine.store.list_contact_runs(contact_id)):
-        engine.catalog.latest(flow)  # raises NotFound naming the loaded flows

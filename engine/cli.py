@@ -243,7 +243,7 @@ async def _migrate(args: argparse.Namespace) -> int:
     finally:
         await store.close()
     if applied:
-        print(f"applied {len(applied)} migration(s): {', '.join(applied)}")
+        print(f"applied {counted(len(applied), 'migration')}: {', '.join(applied)}")
     else:
         print("the database is up to date")
     return EXIT_OK
@@ -398,26 +398,23 @@ async def _status(args: argparse.Namespace) -> int:
 
 
 async def _why(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo
+
     from engine.api_views import event_view
     from engine.runtime import Engine
+    from engine.why_text import why_lines
 
     settings = _settings(args.config, store_must_exist=True)
     async with Engine(settings, run_loop=False, triggers=False) as engine:
         events = await engine.decisions(args.contact, args.flow, limit=args.limit)
-    for event in events:
-        view = event_view(event)
-        if args.json:
-            print(json.dumps(view, ensure_ascii=False))
-            continue
-        data = view["data"]
-        if event.kind == "decision":
-            line = f"{data.get('rule')}: {data.get('outcome')} ({data.get('reason')})"
-            facts = data.get("facts") or {}
-            if facts:
-                line += " " + ", ".join(f"{k}={v}" for k, v in facts.items())
-        else:
-            line = ", ".join(f"{k}={v}" for k, v in data.items())
-        print(f"{view['at']}  {event.kind:<22} {line}")
+        contact = await engine.get_contact(args.contact)
+    if args.json:
+        for event in events:
+            print(json.dumps(event_view(event), ensure_ascii=False))
+    elif events:
+        zone = ZoneInfo(contact.timezone or settings.timezone)
+        print(f"# newest first; times in {zone.key}")
+        print("\n".join(why_lines(events, zone)))
     if not events:
         print(f"no events for contact {args.contact}", file=sys.stderr)
     return EXIT_OK

@@ -327,12 +327,22 @@ class Engine:
         self, contact_id: str, flow: str | None = None, limit: int = 200
     ) -> list[Event]:
         """Rule decisions and run events behind what was (not) sent, newest first."""
-        await self.get_contact(contact_id)
+        await self.check_flow_filter(contact_id, flow)
         events = await self.store.list_events(contact_id=contact_id, limit=limit)
         if flow is None:
             return events
         runs = {e.run_id for e in events if e.kind == "run.started" and e.data.get("flow") == flow}
         return [e for e in events if e.run_id in runs or e.data.get("flow") == flow]
+
+    async def check_flow_filter(self, contact_id: str, flow: str | None) -> None:
+        """``NotFound`` for an unknown contact, and for a ``flow`` filter that is neither
+        loaded nor the flow of any run of the contact (a misspelling), naming the loaded
+        flows. A flow taken off disk still filters the runs it left behind."""
+        await self.get_contact(contact_id)
+        if flow is None or flow in self.catalog.current:
+            return
+        if not any(run.flow == flow for run in await self.store.list_contact_runs(contact_id)):
+            self.catalog.latest(flow)  # raises NotFound naming the loaded flows
 
     # ------------------------------------------------------------------ what comes in
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -129,7 +128,7 @@ class Sender:
                 attempts = message.attempts
             else:
                 try:
-                    prepared = await self._prepare(work, message, flow, contact, run.vars)
+                    prepared = await self._prepare(work, message, flow, contact, run)
                 except asyncio.CancelledError:
                     # Cut off (the shutdown grace ran out) before any request: whatever
                     # of the outbox write landed, nothing left. Give it back now, or the
@@ -296,13 +295,13 @@ class Sender:
         message: Message,
         flow: Flow,
         contact: Contact,
-        run_vars: Mapping[str, Any],
+        run: Run,
     ) -> tuple[Any, int] | None:
         """Rules, then render; on success the message is durably ``sending`` and on its
         way (``OutboundTally``): one send of a contact decided at a time."""
         tally = self.d.tally
         async with tally.deciding(contact.id):
-            prepared = await self._judge_and_mark(work, message, flow, contact, run_vars)
+            prepared = await self._judge_and_mark(work, message, flow, contact, run)
             if prepared is not None:
                 tally.leaving(contact.id, message.id, message.run_id)
             return prepared
@@ -313,7 +312,7 @@ class Sender:
         message: Message,
         flow: Flow,
         contact: Contact,
-        run_vars: Mapping[str, Any],
+        run: Run,
     ) -> tuple[Any, int] | None:
         rules = flow.rules_for(message.step)
         tz = contact_timezone(contact, flow, self.d.settings.default_timezone)
@@ -326,11 +325,17 @@ class Sender:
             sent_today += tally.count(contact.id)
         last_outbound_at = None
         if rules.recent_contact is not None:
-            last_outbound_at = (
-                now
-                if tally.from_other_runs(contact.id, message.run_id)
-                else await self.d.store.last_outbound_at(contact.id, exclude_run=message.run_id)
-            )
+            if tally.from_other_runs(contact.id, message.run_id):
+                last_outbound_at = now
+            else:
+                stored = await self.d.store.last_outbound_at(contact.id, exclude_run=message.run_id)
+                # What the contact holds from before this run began is another's outbound
+                # too (the simulator's contact file writes only that).
+                before = contact.last_outbound_at
+                earlier = before if before is not None and before < run.created_at else None
+                last_outbound_at = max(
+                    (t for t in (stored, earlier) if t is not None), default=None
+                )
         verdict, events = judge(
             flow,
             message,
@@ -366,7 +371,7 @@ class Sender:
             return None
         try:
             content = message_content(
-                flow, message, contact, now, tz, verdict, self.d.templates, run_vars
+                flow, message, contact, now, tz, verdict, self.d.templates, run.vars
             )
         except (RenderError, ContentError, UnknownTemplate) as exc:
             await self.fail(work, message, str(exc), extra_events=events)

@@ -12,6 +12,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, get_args
@@ -120,7 +121,11 @@ def _time(value: Any, field: str) -> datetime:
         ) from None
 
 
-def load_contact(path: str) -> tuple[ContactUpsert, dict[str, datetime], datetime | None]:
+def load_contact(
+    path: str,
+) -> tuple[ContactUpsert, dict[str, datetime], datetime | None, ContactEvent | None]:
+    """The contact file: the contact, its timestamps, its ``now`` and, when it is
+    attended, its ``attendance_started`` event (``since``, ``until``, ``attendant``)."""
     data = _read_document(path)
     if not isinstance(data, dict):
         raise UserInputError(
@@ -129,14 +134,11 @@ def load_contact(path: str) -> tuple[ContactUpsert, dict[str, datetime], datetim
     data = dict(data.get("contact", data))
     now = _time(data.pop("now"), f"{path}: now") if "now" in data else None
     stamps = {k: _time(data.pop(k), f"{path}: {k}") for k in CONTACT_TIMESTAMPS if data.get(k)}
-    if data.get("attendance"):
-        stamps["attendance"] = _time(
-            data.pop("attendance").get("since", now), f"{path}: attendance"
-        )
+    attendance = _attendance(data.pop("attendance", None), now, path)
     known = {"id", "phone", "email", "name", "tags", "context", "timezone"}
     unknown = sorted(set(data) - known)
     if unknown:
-        allowed = ", ".join(sorted(known | set(CONTACT_TIMESTAMPS)))
+        allowed = ", ".join(sorted(known | set(CONTACT_TIMESTAMPS) | {"attendance", "now"}))
         raise UserInputError(
             f"{path}: unknown contact field(s) {', '.join(unknown)}; known: {allowed}"
         )
@@ -150,7 +152,28 @@ def load_contact(path: str) -> tuple[ContactUpsert, dict[str, datetime], datetim
         context=data.get("context") or {},
         timezone=data.get("timezone"),
     )
-    return upsert, stamps, now
+    return upsert, stamps, now, attendance
+
+
+def _attendance(value: Any, now: datetime | None, path: str) -> ContactEvent | None:
+    if not value:
+        return None
+    if not isinstance(value, dict) or not set(value) <= {"since", "until", "attendant"}:
+        raise UserInputError(
+            f"{path}: attendance: write it as {{since: ISO time, until: ISO time, "
+            "attendant: name}} (until and attendant may be left out)"
+        )
+    since = value.get("since", now)
+    if since is None:
+        raise UserInputError(f"{path}: attendance: give `since` (or the file's `now`)")
+    until = value.get("until")
+    return ContactEvent(
+        type="attendance_started",
+        at=_time(since, f"{path}: attendance.since"),
+        until=_time(until, f"{path}: attendance.until") if until else None,
+        attendant=str(value["attendant"]) if value.get("attendant") else None,
+        source="simulate",
+    )
 
 
 def load_events(path: str) -> list[dict[str, Any]]:
@@ -196,18 +219,24 @@ def _check_event(event: dict[str, Any], where: str) -> None:
 _STAMP_EVENTS: dict[str, ContactEventType] = {
     "last_inbound_at": "reply",
     "last_interaction_at": "interaction",
-    "attendance": "attendance_started",
     "opted_out_at": "opt_out",
 }
 
 
-async def _seed_facts(engine: Engine, contact_id: str, stamps: dict[str, datetime]) -> None:
+async def _seed_facts(
+    engine: Engine,
+    contact_id: str,
+    stamps: dict[str, datetime],
+    attendance: ContactEvent | None,
+) -> None:
     """Write the contact file's timestamps as the events that would have produced them."""
     facts = [
         ContactEvent(type=kind, at=stamps[stamp], contact_id=contact_id, source="simulate")
         for stamp, kind in _STAMP_EVENTS.items()
         if stamp in stamps
     ]
+    if attendance is not None:
+        facts.append(replace(attendance, contact_id=contact_id))
     if facts:
         await engine.store.ingest_contact_events(facts, engine.clock.now())
     if "last_outbound_at" in stamps:
@@ -267,7 +296,7 @@ def _line(event: Any) -> dict[str, Any] | None:
 
 
 async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
-    contact, stamps, contact_now = load_contact(args.contact)
+    contact, stamps, contact_now, attendance = load_contact(args.contact)
     events = load_events(args.events) if args.events else []
     start = (
         _time(args.at, "--at")
@@ -275,7 +304,7 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
         else (contact_now or datetime.now(UTC).replace(microsecond=0))
     )
     until = _time(args.until, "--until") if args.until else start + timedelta(days=7)
-    clock = VirtualClock(min([start, *stamps.values()]))
+    clock = VirtualClock(min([start, *stamps.values(), *([attendance.at] if attendance else [])]))
     sim_settings = settings.model_copy(update={"storage": "sqlite:///:memory:"})
     flow_is_file = await asyncio.to_thread(Path(args.flow).is_file)
     async with Engine(sim_settings, clock=clock, run_loop=False, triggers=False) as engine:
@@ -291,7 +320,7 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
             engine.providers[name] = RecordingProvider(real, engine)  # type: ignore[assignment]
         stored = await engine.upsert_contact(contact)
         zone = contact_timezone(stored, engine.catalog.latest(flow_name).flow, settings.timezone)
-        await _seed_facts(engine, stored.id, stamps)
+        await _seed_facts(engine, stored.id, stamps, attendance)
         clock.set(start)
         run, _ = await engine.start_run(flow_name, contact, trigger="simulate")
         await engine.settle()
@@ -384,7 +413,7 @@ def _human(line: dict[str, Any], zone: ZoneInfo) -> str:
     if kind == "enter":
         return f"{at}  enter     {line['step']}"
     if kind == "decision":
-        extra = f" until {_local(line['until'], zone)[:16]}" if line.get("until") else ""
+        extra = f" until {_local(line['until'], zone)}" if line.get("until") else ""
         return f"{at}  decision  {line['rule']}: {line['outcome']} ({line['reason']}){extra}"
     if kind == "send":
         payload = json.dumps(line["payload"], ensure_ascii=False)
