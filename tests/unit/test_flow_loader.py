@@ -394,3 +394,24 @@ steps:
     assert problems(text) == [
         "x.yaml:8:17: `template` in step `a` must be a mapping with `name:`; got `boleto_vencendo`"
     ]
+
+
+def test_a_broken_button_does_not_make_its_route_look_unreachable() -> None:
+    text = """\
+flow: x
+defaults: {provider: sandbox}
+start: a
+steps:
+  a:
+    send:
+      text: Pagar?
+      buttons:
+        - {id: 1, title: Sim}
+    on: {button.1: fim}
+  fim: {end: completed}
+"""
+    # `on: button.1` is fine once the id is quoted: no "the step sends no buttons"
+    assert problems(text) == [
+        "x.yaml:9:16: `id` in item 1 of `send.buttons` in step `a` must be text; "
+        'write it in quotes: "1"'
+    ]
