@@ -76,6 +76,7 @@ from bench.common import (
 WARMUP = 500
 PROVIDER = "wa"
 TOKEN = "bench-token"
+WEBHOOK_SECRET = "bench-webhook-secret"  # as a deployment would: the ?token= is checked
 
 FLOW = """
 flow: aviso
@@ -123,6 +124,7 @@ def write_config(tmp: Path, storage: str, port: int) -> Path:
                 "delivered_after": None,
                 "read_after": None,
                 "fail_suffix": None,
+                "webhook_secret": WEBHOOK_SECRET,
             }
         },
     }
@@ -386,7 +388,7 @@ async def engine_round(
     config = write_config(tmp, db.storage, port)
     applied_at_once = db.storage.startswith("sqlite:")  # reports the run ignores
     log = tmp / f"round-{port}.log"
-    url = f"http://127.0.0.1:{port}/webhooks/{PROVIDER}"
+    url = f"http://127.0.0.1:{port}/webhooks/{PROVIDER}?token={WEBHOOK_SECRET}"
     with child(serve_args(config, dispatcher), port, log=log) as proc:
         connector = aiohttp.TCPConnector(limit=concurrency)
         async with aiohttp.ClientSession(connector=connector) as session:

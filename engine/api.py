@@ -112,8 +112,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         expected = request.app[ENGINE].settings.api_token_value
         given = request.headers.get("Authorization", "")
         scheme, _, token = given.partition(" ")
+        # surrogateescape: a header of bytes that are not UTF-8 is a wrong token, not a 500
         if scheme.lower() != "bearer" or not secrets.compare_digest(
-            token.encode(), expected.encode()
+            token.encode("utf-8", "surrogateescape"), expected.encode()
         ):
             return error_response(401, "UNAUTHORIZED", "send `Authorization: Bearer <api_token>`")
     return await handler(request)
@@ -357,7 +358,9 @@ async def webhook(request: web.Request) -> web.Response:
     secret = getattr(getattr(provider, "config", None), "webhook_secret", None)
     if secret:
         token = request.query.get("token", "")
-        if not secrets.compare_digest(token.encode(), str(secret).encode()):
+        if not secrets.compare_digest(
+            token.encode("utf-8", "surrogateescape"), str(secret).encode()
+        ):
             engine.metrics.webhooks.labels(name, "unauthorized").inc()
             return error_response(401, "UNAUTHORIZED", "wrong or missing ?token= for this webhook")
     started = time.perf_counter()

@@ -43,7 +43,7 @@ from jinja2.utils import consume, missing
 from engine.errors import RenderError
 from engine.models import Contact
 from engine.pt_br import DEFAULT_DATE_FORMAT, brl, first_name, format_date, phone
-from engine.sandbox import MAX_TEXT, MessageSandbox, MissingValue, TooLarge
+from engine.sandbox import MAX_TEXT, MessageSandbox, MissingValue, TooLarge, render_budget
 
 NAMES = ("contact", "context", "run", "now")
 _TZ = "disparo.timezone"  # a dot keeps it out of reach of template code
@@ -226,11 +226,14 @@ def render_string(
     size = 0
     try:
         # Streamed, so a loop printing too much stops at the limit, not at memory's end.
-        for chunk in template.generate(scope.variables):
-            size += len(chunk)
-            if size > MAX_TEXT:
-                raise TooLarge(f"the output is over the template limit of {MAX_TEXT:,} characters")
-            parts.append(chunk)
+        with render_budget():
+            for chunk in template.generate(scope.variables):
+                size += len(chunk)
+                if size > MAX_TEXT:
+                    raise TooLarge(
+                        f"the output is over the template limit of {MAX_TEXT:,} characters"
+                    )
+                parts.append(chunk)
     except Exception as exc:
         raise _render_error(exc, source, scope, flow=flow, step=step, field=field) from exc
     return "".join(parts)
@@ -286,7 +289,8 @@ def _run_expression(
     field: str,
 ) -> Any:
     try:
-        result = compiled(scope.variables)
+        with render_budget():
+            result = compiled(scope.variables)
         if isinstance(result, Undefined):
             str(result)  # raises MissingValue (or SecurityError) naming what is missing
     except Exception as exc:

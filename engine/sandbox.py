@@ -23,19 +23,29 @@ Protected:
   A template renders on the engine's event loop: without this budget, nested loops
   over ``range(100000)`` would spin for hours and stall every send and webhook.
 
-Not protected: a wall-clock limit. Each single step a template takes is bounded by
-the limits above, and so is the number of loop steps, so a render is bounded too;
-but it is not preempted. Templates come from flow files reviewed like code, and
-contact data is only ever data, never template source; to run templates from
-untrusted authors, render in a child process with ``RLIMIT_AS`` and a timeout.
+- Time and memory of a whole render (``render_budget``): filter chains such as
+  ``map``/``select`` run outside ``{% for %}``, and one filter (``urlize`` of a long
+  text) can be slow. Every step (a filter, a call, an operator, a loop iteration)
+  checks that the render has run under ``MAX_RENDER_SECONDS`` and that the texts it
+  built add up to under ``MAX_PRODUCED`` characters; past either, the message fails
+  with a pointed error instead of stalling every send and webhook.
+
+Not protected: preemption. A single step is not interrupted, only bounded by the
+limits above. Templates come from flow files reviewed like code, and contact data
+is only ever data, never template source; to run templates from untrusted authors,
+render in a child process with ``RLIMIT_AS`` and a timeout.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
+from datetime import tzinfo
 from string import Formatter
 from typing import Any, NoReturn
 
@@ -61,6 +71,11 @@ MAX_INT_BITS = 4_096
 # a few order items or menu rows; this is far above that and renders in milliseconds.
 MAX_LOOP_ITERATIONS = 10_000
 _LOOPS_RUN = "_disparo_loop_iterations"  # the count, kept on the render's Context
+_TZINFO_ATTRIBUTES = frozenset({"key", "utcoffset", "tzname", "dst"})
+# One render's wall time and the characters all its texts add up to: a real message
+# takes well under a millisecond and builds a few KB.
+MAX_RENDER_SECONDS = 1.0
+MAX_PRODUCED = 4_000_000
 
 # Scope only wraps other statements (the parser's autoescape block); those are checked.
 _ALLOWED_STATEMENTS = (nodes.Output, nodes.If, nodes.For, nodes.Assign, nodes.With, nodes.Scope)
@@ -120,12 +135,53 @@ for _attr in dir(StrictUndefined):
 
 
 def checked_size(value: Any) -> Any:
-    """``value`` unchanged, unless it is a string or collection past the limits."""
+    """``value`` unchanged, unless it is a string or collection past the limits, or
+    the render has used up its budget."""
     if isinstance(value, str | bytes):
         _at_most("a text", len(value))
-    elif isinstance(value, list | tuple | dict | set | frozenset):
-        _at_most("a collection", len(value), MAX_ITEMS, " items")
+        _spend(len(value))
+    else:
+        if isinstance(value, list | tuple | dict | set | frozenset):
+            _at_most("a collection", len(value), MAX_ITEMS, " items")
+        _spend(0)
     return value
+
+
+class _Budget:
+    __slots__ = ("deadline", "produced")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline, self.produced = deadline, 0
+
+
+_BUDGET: ContextVar[_Budget | None] = ContextVar("disparo_render_budget", default=None)
+
+
+@contextlib.contextmanager
+def render_budget() -> Iterator[None]:
+    """One render's budget of time and built text; ``TooMuchWork`` past either."""
+    token = _BUDGET.set(_Budget(time.monotonic() + MAX_RENDER_SECONDS))
+    try:
+        yield
+    finally:
+        _BUDGET.reset(token)
+
+
+def _spend(characters: int) -> None:
+    budget = _BUDGET.get()
+    if budget is None:
+        return
+    budget.produced += characters
+    if budget.produced > MAX_PRODUCED:
+        raise TooMuchWork(
+            f"this template builds over {MAX_PRODUCED:,} characters of text in one message; "
+            "build less (a filter over a long list?)"
+        )
+    if time.monotonic() > budget.deadline:
+        raise TooMuchWork(
+            f"this template took over {MAX_RENDER_SECONDS:g} s to render one message; "
+            "do less work in it (a slow filter over a long list?)"
+        )
 
 
 def _at_most(what: str, size: int, limit: int = MAX_TEXT, unit: str = " characters") -> None:
@@ -276,6 +332,7 @@ def _budgeted_loop(context: Context, iterable: Any) -> Iterator[Any]:
                 "loop over fewer items"
             )
         context.__dict__[_LOOPS_RUN] = done
+        _spend(0)
         yield item
 
 
@@ -378,6 +435,13 @@ class MessageSandbox(ImmutableSandboxedEnvironment):
             return result
 
         return checked
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        # A time zone (``now.tzinfo``) answers what a message needs; its class methods
+        # (``clear_cache``, ``no_cache``) would reach process-wide state.
+        if isinstance(obj, tzinfo) and attr not in _TZINFO_ATTRIBUTES:
+            return False
+        return bool(super().is_safe_attribute(obj, attr, value))
 
     def call(
         __self,  # jinja's own positional-only convention

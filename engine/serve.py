@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 
@@ -15,6 +16,8 @@ from engine.gc_policy import tune_for_serving
 from engine.logs import setup_logging
 from engine.runtime import Engine
 from engine.settings import Settings
+
+EXAMPLE_API_TOKEN = "dev-token"  # config/disparo.yaml's default, for make run
 
 log = logging.getLogger("disparo.serve")
 
@@ -57,6 +60,7 @@ async def serve(
 
         with contextlib.suppress(NotImplementedError, AttributeError):  # no SIGHUP on Windows
             loop.add_signal_handler(signal.SIGHUP, reload)
+        warn_open_doors(engine, host)
         flows = ", ".join(sorted(engine.catalog.current)) or "none"
         log.info(
             "disparo listening on http://%s:%d (flows: %s; providers: %s)",
@@ -79,6 +83,33 @@ async def serve(
             await runner.cleanup()
     log.info("stopped")
     return 0
+
+
+def warn_open_doors(engine: Engine, host: str) -> None:
+    """Say at start what anyone who can reach the port could do: post webhooks a
+    provider without ``webhook_secret`` takes from anybody (forged replies, clicks,
+    opt-outs), and call the API with the example token on a non-loopback address."""
+    for name, provider in sorted(engine.providers.items()):
+        if not getattr(getattr(provider, "config", None), "webhook_secret", None):
+            log.warning(
+                "POST /webhooks/%s takes events from anyone who can reach this port: set "
+                "providers.%s.webhook_secret and give the vendor the URL with ?token=<it>",
+                name,
+                name,
+            )
+    if engine.settings.api_token_value == EXAMPLE_API_TOKEN and not _loopback(host):
+        log.warning(
+            "the API token is config/disparo.yaml's example and disparo listens on %s: "
+            "set DISPARO_API_TOKEN (or api_token in the config) to a secret of your own",
+            host,
+        )
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 async def reload_flows(engine: Engine) -> None:

@@ -14,8 +14,6 @@ from zoneinfo import ZoneInfo
 
 from engine.models import Event
 
-_OWN = ("rule", "outcome", "reason", "until", "facts", "step")  # placed, not listed
-
 
 def why_lines(events: Iterable[Event], zone: ZoneInfo) -> list[str]:
     return [_line(event, zone) for event in events]
@@ -31,12 +29,12 @@ def _line(event: Event, zone: ZoneInfo) -> str:
             what += f" until {_local(str(data['until']), zone)}"
         details = dict(data.get("facts") or {})
     else:
-        what = ""
-        details = {k: v for k, v in data.items() if k not in _OWN}
+        what = str(data.get("reason") or "")  # why a run finished, why an event was ignored
+        details = {k: v for k, v in data.items() if k not in ("step", "reason")}
     rest = ", ".join(f"{k}={v}" for k, v in details.items())
     text = ", ".join(part for part in (what, rest) if part)
     when = event.at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
-    return f"{when}  {run:<12}  {step:<14}{event.kind:<18} {text}".rstrip()
+    return f"{when}  {run:<12}  {step:<14} {event.kind:<18} {text}".rstrip()
 
 
 def _local(stamp: str, zone: ZoneInfo) -> str:

@@ -217,12 +217,6 @@ class InterflowProvider:
                 state=state,
             )
             self._wall_clock = lambda: state.now().timestamp()  # the engine's clock
-        if not self.config.webhook_secret:
-            log.warning(
-                "interflow %s: no webhook_secret; Interflow does not sign its webhooks, so "
-                "anyone who knows the URL could post statuses",
-                self.name,
-            )
         await self._http.start()
 
     async def close(self) -> None:

@@ -198,6 +198,9 @@ class _Builder:
         self.limits = limits
         self.values: dict[DocPath, Position] = {}
         self.keys: dict[DocPath, Position] = {}
+        # Each mapping's pairs, merges applied, worked out once: `<<: [*a, *a]` repeated
+        # level after level would otherwise walk the same mappings 2**levels times.
+        self._pairs: dict[int, list[tuple[str, Node, Node]]] = {}
         self.literal_lines: dict[DocPath, int] = {}  # the line (0-based) of each ``|``
         self.problems: list[Problem] = []
         self.count = 0
@@ -256,6 +259,12 @@ class _Builder:
 
     def pairs(self, node: MappingNode) -> list[tuple[str, Node, Node]]:
         """(key, key node, value node) with ``<<`` merges applied; reports duplicates."""
+        found = self._pairs.get(id(node))
+        if found is None:
+            found = self._pairs[id(node)] = self._merged_pairs(node)
+        return found
+
+    def _merged_pairs(self, node: MappingNode) -> list[tuple[str, Node, Node]]:
         explicit: dict[str, tuple[str, Node, Node]] = {}
         merged: list[tuple[str, Node, Node]] = []
         for key_node, value_node in node.value:
@@ -287,7 +296,15 @@ class _Builder:
         out: list[tuple[str, Node, Node]] = []
         for source in sources:
             if isinstance(source, MappingNode):
-                out.extend(self.pairs(source))
+                merged = self.pairs(source)
+                self.count += len(merged)  # what merges copy counts towards max_values
+                if self.count > self.limits.max_values:
+                    raise _LimitExceeded(
+                        f"the file expands to more than {self.limits.max_values} values "
+                        "(are `<<` merges repeating each other?)",
+                        source.start_mark,
+                    )
+                out.extend(merged)
             else:
                 self.problem(source.start_mark, "`<<` merges a mapping (`<<: *name`), nothing else")
         return out

@@ -4,6 +4,7 @@ query strings, and errors nobody planned for."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -281,3 +282,18 @@ async def test_a_nul_in_a_contact_id_in_the_url_is_a_400(api: Any) -> None:
     assert (await error_of(answer))["details"] == [
         {"field": "id", "message": "it holds a NUL character (%00); remove it"}
     ]
+
+
+async def test_an_authorization_header_of_bytes_that_are_not_utf8_is_a_401(api: Any) -> None:
+    client, _ = api
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(
+        b"GET /v1/runs/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+    await writer.drain()
+
+    status_line = await reader.readline()
+    writer.close()
+
+    assert status_line.startswith(b"HTTP/1.1 401")

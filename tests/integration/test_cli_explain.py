@@ -79,7 +79,7 @@ async def test_why_names_the_local_time_the_run_and_the_step(tmp_path: Path) -> 
     lines = result.stdout.splitlines()
     assert lines[0] == "# newest first; times in America/Sao_Paulo"
     window = next(line for line in lines if "window: template" in line)
-    assert window.startswith(f"2026-11-23 10:00:00  run {run.id[:8]}  lembrete      decision")
+    assert window.startswith(f"2026-11-23 10:00:00  run {run.id[:8]}  lembrete       decision")
 
     misspelt = disparo("why", "c-1", "--flow", "cobranca", "--config", str(config))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -415,3 +416,26 @@ steps:
         "x.yaml:9:16: `id` in item 1 of `send.buttons` in step `a` must be text; "
         'write it in quotes: "1"'
     ]
+
+
+def test_repeated_merges_are_worked_out_once_per_mapping(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `<<: [*a, *a]` level after level: without memory, 2**levels walks of `{k: 1}`
+    # (49 levels hung `disparo check` and a SIGHUP reload; 12 show it quickly).
+    from engine.flow import yaml_source
+
+    walks = 0
+    merged_pairs = yaml_source._Builder._merged_pairs
+
+    def counting(self: yaml_source._Builder, node: Any) -> object:
+        nonlocal walks
+        walks += 1
+        return merged_pairs(self, node)
+
+    monkeypatch.setattr(yaml_source._Builder, "_merged_pairs", counting)
+    lines = ["x0: &a0 {k: 1}"]
+    lines += [f"x{i}: &a{i} {{<<: [*a{i - 1}, *a{i - 1}]}}" for i in range(1, 13)]
+
+    found = problems("\n".join(lines) + "\n")
+
+    assert walks <= 14  # each of the 13 mappings and the document, once
+    assert any(p.startswith("x.yaml:1:1: unknown key `x0`") for p in found)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import render
+from engine import render, sandbox
 from engine.errors import RenderError
 from engine.models import Contact
 from engine.pt_br import brl
@@ -392,6 +392,24 @@ def test_the_loop_budget_is_per_render_and_allows_real_loops() -> None:
     assert text("{% for x in [] %}{{ x }}{% else %}vazio{% endfor %}") == "vazio"
 
 
+def test_a_filter_chain_that_builds_too_much_text_fails_the_message() -> None:
+    # No {% for %}: map runs `center` 100,000 times, 60 KB each (GBs, in seconds).
+    source = "{{ range(100000) | map('string') | map('center', 60000) | list | length }}"
+    message = error(source)
+    assert "builds over 4,000,000 characters of text in one message" in message
+
+
+def test_a_render_that_runs_past_its_time_fails_the_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A budget of no time at all: the first step of the render is already too late.
+    monkeypatch.setattr(sandbox, "MAX_RENDER_SECONDS", -1.0)
+    message = error("{{ context.itens | map('upper') | join(',') }}", context={"itens": ["a"]})
+    assert "took over -1 s to render one message" in message
+    monkeypatch.undo()
+    assert text("{{ context.itens | map('upper') | join(',') }}", context={"itens": ["a"]}) == "A"
+
+
 def test_the_output_may_reach_the_limit_exactly() -> None:
     assert len(text("{{ 'a' * 65536 }}")) == 65536
     assert "over the template limit of 65,536 characters" in error("{{ 'a' * 65536 }}b")
@@ -531,3 +549,8 @@ def test_templates_compile_once_per_source() -> None:
     after = render._template.cache_info()
     assert after.misses - before.misses == 1
     assert after.hits - before.hits == 4
+
+
+def test_the_time_zone_of_now_offers_its_name_not_its_class_methods() -> None:
+    assert text("{{ now.tzinfo.key }}") == "America/Sao_Paulo"
+    assert "not allowed in templates" in error("{{ now.tzinfo.clear_cache() }}")

@@ -1,0 +1,51 @@
+"""`disparo why` lines: when, which run and step, what happened and why."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from engine.models import Event
+from engine.why_text import why_lines
+
+SP = ZoneInfo("America/Sao_Paulo")
+AT = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)
+
+
+def event(kind: str, **data: object) -> Event:
+    return Event(
+        id=1, contact_id="c-1", run_id="1f2e3d4c-aaaa", message_id=None, kind=kind, at=AT, data=data
+    )
+
+
+def test_a_decision_line_says_the_rule_its_outcome_and_until_when_in_local_time() -> None:
+    (line,) = why_lines(
+        [
+            event(
+                "decision",
+                step="lembrete",
+                rule="quiet_hours",
+                outcome="defer",
+                reason="quiet_hours",
+                until="2026-11-24T11:00:00+00:00",
+                facts={"range": "20:00-08:00"},
+            )
+        ],
+        SP,
+    )
+    assert line == (
+        "2026-11-23 10:00:00  run 1f2e3d4c  lembrete       decision           "
+        "quiet_hours: defer (quiet_hours) until 2026-11-24 08:00:00, range=20:00-08:00"
+    )
+
+
+def test_other_events_say_why_and_a_long_step_keeps_its_column_apart() -> None:
+    finished, ignored = why_lines(
+        [
+            event("run.finished", status="cancelled", reason="the contact opted out"),
+            event("run.step", step="aguardando_resposta"),
+        ],
+        SP,
+    )
+    assert finished.endswith("run.finished       the contact opted out, status=cancelled")
+    assert "aguardando_resposta run.step" in ignored
