@@ -120,8 +120,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
-def _not_json(constant: str) -> Any:
-    raise ValueError(f"{constant} is not a JSON value; send a number or null")
+def _constant(constant: str) -> float:
+    """``NaN``/``Infinity``: not JSON (RFC 8259); read as the floats they name, so the
+    check below refuses them naming where they are."""
+    return float(constant)
 
 
 # How deeply a request body may nest: far more than any request needs, and far
@@ -134,7 +136,7 @@ async def read_json(request: web.Request) -> Any:
     try:
         # NaN and Infinity are not JSON (RFC 8259): stored, they would make every
         # later answer about that contact unreadable to a strict client.
-        document = json.loads(raw, parse_constant=_not_json)
+        document = json.loads(raw, parse_constant=_constant)
     except RecursionError:
         raise _too_deep("") from None
     except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
@@ -170,12 +172,12 @@ def _check_storable(document: Any) -> None:
             raise RequestError(
                 status=400,
                 code="VALIDATION_ERROR",
-                message="a number is out of range",
+                message="a number is not one JSON allows",
                 details=[
                     FieldError(
                         field=path,
-                        message="number out of range: beyond ±1.8e308; send a smaller one, "
-                        "or the value as a string",
+                        message="not a finite number (NaN, Infinity, or beyond ±1.8e308); "
+                        "send a finite number, null, or the value as a string",
                     )
                 ],
             )

@@ -18,7 +18,7 @@ from engine.api_models import ContactIn, EventIn
 from engine.errors import FieldError, RequestError
 from engine.event_times import describe, too_far_ahead
 from engine.models import ContactEvent, Message, MessageStatus, StatusReport, missing_for_type
-from engine.runtime import Engine
+from engine.runtime import ACCEPTED_OUTCOMES, Engine
 
 Namer = Callable[[int, str], str]
 
@@ -54,12 +54,13 @@ async def post_events(request: web.Request) -> web.Response:
         if event.type == "status" and event.message_id is not None
     ]
     contact_events = [_contact_event(event, now) for event in events if event.type != "status"]
-    outcomes = []
-    if reports:
-        outcomes += await engine.ingest_status_reports(reports)
-    if contact_events:
-        outcomes += await engine.ingest_contact_events(contact_events)
-    return web.json_response({"accepted": len(outcomes), "outcomes": outcomes}, status=202)
+    # One outcome per event, in the order given, whatever each was stored as.
+    by_status = await engine.ingest_status_reports(reports) if reports else []
+    by_contact = await engine.ingest_contact_events(contact_events) if contact_events else []
+    statuses, others = iter(by_status), iter(by_contact)
+    outcomes = [next(statuses if event.type == "status" else others) for event in events]
+    accepted = sum(o in ACCEPTED_OUTCOMES for o in outcomes)
+    return web.json_response({"accepted": accepted, "outcomes": outcomes}, status=202)
 
 
 def _parse(items: list[object], listed: bool) -> list[EventIn]:

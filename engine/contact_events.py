@@ -23,22 +23,24 @@ from engine.errors import UserInputError
 from engine.models import Contact, ContactEvent, ContactUpsert
 from engine.opt_out import is_opt_out
 from engine.phones import InvalidPhone, normalise_phone
-from storage.base import Store
+from storage.base import IngestOutcome, Store
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 async def resolve_contacts(
     store: Store, events: Sequence[ContactEvent], now: datetime, opt_out_keywords: Sequence[str]
-) -> list[ContactEvent]:
+) -> tuple[list[ContactEvent], list[int]]:
     """``events`` with their ``contact_id`` set (contacts created as needed), an
     opt-out by phone repeated for each contact with the phone, each opt-out reply
-    followed by its opt-out(s). A contactless event raises ``UserInputError`` before
-    any contact is created."""
+    followed by its opt-out(s); and, for each, the index of the event it comes from.
+    A contactless event raises ``UserInputError`` before any contact is created."""
     if any(event.contact_id is None and not event.phone for event in events):
         raise UserInputError("a contact event needs a contact id or a phone number")
+    origins: list[int] = []  # the index in ``events`` each stored event comes from
     resolved: list[ContactEvent] = []
-    for event in events:
+    for index, event in enumerate(events):
+        first = len(resolved)
         if event.contact_id is not None:
             if await store.get_contact(event.contact_id) is None:
                 await store.upsert_contact(ContactUpsert(id=event.contact_id), now)
@@ -55,13 +57,32 @@ async def resolve_contacts(
                 event = replace(event, contact_id=(await expecting(store, found)).id)
         if event.type == "opt_out":
             resolved += opt_outs(event, contacts)
-            continue
-        resolved.append(event)
-        if event.type == "reply" and event.text and is_opt_out(event.text, opt_out_keywords):
-            dedupe_key = f"{event.dedupe_key}:opt_out" if event.dedupe_key else None
-            opt_out = replace(event, type="opt_out", button_id=None, dedupe_key=dedupe_key)
-            resolved += opt_outs(opt_out, contacts)
-    return resolved
+        else:
+            resolved.append(event)
+            if event.type == "reply" and event.text and is_opt_out(event.text, opt_out_keywords):
+                dedupe_key = f"{event.dedupe_key}:opt_out" if event.dedupe_key else None
+                opt_out = replace(event, type="opt_out", button_id=None, dedupe_key=dedupe_key)
+                resolved += opt_outs(opt_out, contacts)
+        origins += [index] * (len(resolved) - first)
+    return resolved, origins
+
+
+# What one event says when it was stored as several (an opt-out per record of a
+# phone, a keyword reply and its opt-out): the first of these its parts say.
+_PREFERRED: tuple[IngestOutcome, ...] = ("queued", "applied", "pending", "duplicate")
+
+
+def outcome_per_event(
+    outcomes: Sequence[IngestOutcome], origins: Sequence[int], events: int
+) -> list[IngestOutcome]:
+    """One outcome per event given, from the outcomes of what each was stored as."""
+    parts: list[list[IngestOutcome]] = [[] for _ in range(events)]
+    for outcome, origin in zip(outcomes, origins, strict=True):
+        parts[origin].append(outcome)
+    return [
+        next((o for o in _PREFERRED if o in mine), mine[0]) if mine else "unknown_contact"
+        for mine in parts
+    ]
 
 
 def opt_outs(event: ContactEvent, contact_ids: Sequence[str]) -> list[ContactEvent]:

@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 from engine import run_cancel
 from engine.check import flow_checks, load_catalog
 from engine.clock import Clock, SystemClock
-from engine.contact_events import resolve_contacts
+from engine.contact_events import outcome_per_event, resolve_contacts
 from engine.dispatcher import Dispatcher, DispatchSettings
 from engine.errors import Conflict, NotFound, ProviderRejected
 from engine.event_times import ArrivalClamp
@@ -58,6 +58,10 @@ from providers.registry import provider_class
 from storage.base import Commit, ContactChange, IngestOutcome, StatusTarget, Store
 
 log = logging.getLogger("disparo.engine")
+
+
+# What an event or report stored now (not a duplicate, not refused) was answered.
+ACCEPTED_OUTCOMES = frozenset({"queued", "applied", "pending"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -349,7 +353,7 @@ class Engine:
     async def ingest_contact_events(self, events: Sequence[ContactEvent]) -> list[IngestOutcome]:
         """Durably record contact events (replies, clicks, attendance, opt-out)."""
         now = self.clock.now()
-        resolved = await resolve_contacts(
+        resolved, origins = await resolve_contacts(
             self.store,
             self._arrivals.clamp(list(events), now),
             now,
@@ -361,7 +365,7 @@ class Engine:
         if self._triggers is not None:  # stored first: a start lost here is retried (2xx not sent)
             await self._triggers.on_contact_events(resolved, outcomes)
         self.dispatcher.notify()
-        return outcomes
+        return outcome_per_event(outcomes, origins, len(events))
 
     async def ingest_status_reports(self, reports: Sequence[StatusReport]) -> list[IngestOutcome]:
         """Store the reports; those the message's run ignores are applied at once."""
@@ -403,7 +407,7 @@ class Engine:
         if parsed.contact_events:
             outcomes += await self.ingest_contact_events(without_nul(parsed.contact_events))
         return WebhookOutcome(
-            accepted=sum(o in ("queued", "applied", "pending") for o in outcomes),
+            accepted=sum(o in ACCEPTED_OUTCOMES for o in outcomes),
             duplicates=outcomes.count("duplicate"),
             pending=outcomes.count("pending"),
             errors=parsed.errors,

@@ -77,7 +77,7 @@ async def serve(
             await asyncio.gather(*reloading, return_exceptions=True)
             log.info(
                 "stopping: no new work is claimed; sends not yet on the wire go back to "
-                "the queue; waiting up to %gs for the requests that are",
+                "the queue; waiting up to %gs for the requests already on the wire",
                 settings.dispatcher.shutdown_grace,
             )
             await runner.cleanup()

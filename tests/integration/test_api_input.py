@@ -197,7 +197,7 @@ async def test_a_number_too_large_for_a_float_is_a_400_naming_the_field(
     assert contact.status == started.status == 400
     [detail] = (await error_of(contact))["details"]
     assert detail["field"] == "context.boleto[1]"
-    assert detail["message"].startswith("number out of range")
+    assert detail["message"].startswith("not a finite number")
     assert [d["field"] for d in (await error_of(started))["details"]] == ["context.valor"]
     assert await h.engine.store.get_contact("c-9") is None
 
@@ -297,3 +297,29 @@ async def test_an_authorization_header_of_bytes_that_are_not_utf8_is_a_401(api: 
     writer.close()
 
     assert status_line.startswith(b"HTTP/1.1 401")
+
+
+async def test_a_batch_gets_one_outcome_per_event_in_the_order_given(api: Any) -> None:
+    client, h = api
+    created = await (await client.post("/v1/runs", json=RUN, headers=AUTH)).json()
+    await h.engine.settle()
+    (message,) = await h.engine.store.list_run_messages(created["run_id"])
+    await client.post(
+        "/v1/events", json={"type": "interaction", "contact": "c-1", "id": "z1"}, headers=AUTH
+    )
+
+    answer = await client.post(
+        "/v1/events",
+        json=[
+            {"type": "interaction", "contact": "c-1", "id": "z1"},  # seen before
+            {"type": "reply", "contact": "c-1", "text": "PARAR", "id": "z2"},  # + its opt-out
+            {"type": "status", "message_id": message.id, "status": "delivered"},
+        ],
+        headers=AUTH,
+    )
+
+    assert answer.status == 202
+    body = await answer.json()
+    assert body["outcomes"][:2] == ["duplicate", "queued"]
+    assert len(body["outcomes"]) == 3
+    assert body["accepted"] == 2  # a duplicate is not accepted, as on the webhooks
