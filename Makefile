@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	mkdir -p var
 	$(BIN)/disparo migrate --config config/disparo.yaml
-	$(BIN)/disparo serve --config config/disparo.yaml
+	$(BIN)/disparo serve --config config/disparo.yaml $(if $(PORT),--port $(PORT))
 
 test: $(STAMP)
 	$(BIN)/pytest -q
