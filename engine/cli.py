@@ -97,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     w.add_argument("contact")
     w.add_argument("--flow")
-    w.add_argument("--limit", type=int, default=50)
+    w.add_argument("--limit", type=int, default=50, help="the newest N events (default 50)")
     w.add_argument("--json", action="store_true")
     w.add_argument("--config", default=DEFAULT_CONFIG)
 
@@ -346,12 +346,14 @@ async def _purge(args: argparse.Namespace) -> int:
 async def _erase(args: argparse.Namespace) -> int:
     from engine.contact_data import erase_contact, summary
 
-    if not args.yes:
+    if not args.yes:  # a usage error (exit 2), as a missing argument is
         whom = " ".join(args.contacts)
-        raise UserInputError(
+        print(
             f"erasing deletes {'contact' if len(args.contacts) == 1 else 'contacts'} {whom} "
-            "and every run, message and event of theirs for good; add --yes to go ahead"
+            "and every run, message and event of theirs for good; add --yes to go ahead",
+            file=sys.stderr,
         )
+        return EXIT_USAGE
     unknown = []
     async with _offline_engine(args, _settings(args.config, store_must_exist=True)) as engine:
         for contact in dict.fromkeys(args.contacts):  # each once, in the order given

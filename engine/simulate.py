@@ -22,6 +22,7 @@ from engine.clock import VirtualClock, utc
 from engine.errors import EXIT_INPUT, UserInputError
 from engine.flow.yaml_source import read_yaml
 from engine.models import (
+    OPEN_RUN_STATUSES,
     ContactEvent,
     ContactEventType,
     ContactUpsert,
@@ -331,6 +332,7 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
             await _inject(engine, run.id, stored.id, event)
             await engine.settle()
         await engine.run_until(until)
+        final = await engine.get_run(run.id)
         log = await engine.store.list_events(run_id=run.id, limit=100000)
         contact_log = await engine.store.list_events(contact_id=stored.id, limit=100000)
     seen = {e.id for e in log}
@@ -353,6 +355,11 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
             print(json.dumps(line, ensure_ascii=False, default=str))
         else:
             print(_human(line, zone))
+    if not args.json and final.status in OPEN_RUN_STATUSES:
+        print(
+            f"# the run is still {final.status} at step `{final.step}` at "
+            f"{_local(until.isoformat(), zone)}, where the simulation stops (--until)"
+        )
     failed = [line for line in lines if line["kind"] == "failed"]
     if failed:
         # What fails here fails in production too: a missing variable, a limit, a template.

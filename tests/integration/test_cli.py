@@ -358,7 +358,7 @@ async def test_erase_needs_yes_then_deletes_each_contact_and_says_what(tmp_path:
     confirmed = disparo("erase", "c-1", "nobody", "c-1", "--yes", "--config", str(config))
     again = disparo("erase", "c-1", "--yes", "--config", str(config))
 
-    assert unconfirmed.returncode == 1
+    assert unconfirmed.returncode == 2  # a usage error: nothing was tried
     assert unconfirmed.stderr.strip() == (
         "erasing deletes contact c-1 and every run, message and event of theirs for good; "
         "add --yes to go ahead"

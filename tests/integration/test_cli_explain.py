@@ -85,3 +85,20 @@ async def test_why_names_the_local_time_the_run_and_the_step(tmp_path: Path) -> 
 
     assert misspelt.returncode == 1
     assert "flow 'cobranca' is not loaded; loaded flows: cobranca_boleto" in misspelt.stderr
+
+
+def test_simulate_says_when_it_stops_before_the_run_ends(tmp_path: Path) -> None:
+    path = tmp_path / "contato.yaml"
+    path.write_text('id: c-1\nphone: "+5511999998888"\nname: Maria\n'
+                    'context: {valor: 1670, vencimento: "2026-11-30"}\n')  # fmt: skip
+
+    result = disparo(
+        "simulate", "cobranca_boleto", "--config", str(CONFIG), "--contact", str(path),
+        "--at", AT, "--until", "2026-11-23T10:30:00-03:00",
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == (
+        "# the run is still waiting at step `lembrete` at 2026-11-23 10:30:00, "
+        "where the simulation stops (--until)"
+    )
