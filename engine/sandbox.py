@@ -74,7 +74,9 @@ _LOOPS_RUN = "_disparo_loop_iterations"  # the count, kept on the render's Conte
 _TZINFO_ATTRIBUTES = frozenset({"key", "utcoffset", "tzname", "dst"})
 # One render's wall time and the characters all its texts add up to: a real message
 # takes well under a millisecond and builds a few KB.
-MAX_RENDER_SECONDS = 1.0
+# Far above any real render (well under a millisecond): a pause of the whole process
+# (swapping, a long collection) must not fail a message.
+MAX_RENDER_SECONDS = 5.0
 MAX_PRODUCED = 4_000_000
 
 # Scope only wraps other statements (the parser's autoescape block); those are checked.
