@@ -169,17 +169,11 @@ def _check_storable(document: Any) -> None:
         if isinstance(value, dict) and (key := next((k for k in value if "\x00" in k), None)):
             raise _nul(f"{path}.{key}" if path else key)
         if isinstance(value, float) and not math.isfinite(value):
-            raise RequestError(
-                status=400,
-                code="VALIDATION_ERROR",
-                message="a number is not one JSON allows",
-                details=[
-                    FieldError(
-                        field=path,
-                        message="not a finite number (NaN, Infinity, or beyond ±1.8e308); "
-                        "send a finite number, null, or the value as a string",
-                    )
-                ],
+            raise RequestError.bad_field(
+                path,
+                "not a finite number (NaN, Infinity, or beyond ±1.8e308); "
+                "send a finite number, null, or the value as a string",
+                "a number is not one JSON allows",
             )
         if isinstance(value, dict):
             if depth > MAX_DEPTH:
@@ -192,11 +186,10 @@ def _check_storable(document: Any) -> None:
 
 
 def _nul(field: str) -> RequestError:
-    return RequestError(
-        status=400,
-        code="VALIDATION_ERROR",
-        message="the body holds a NUL character (\\u0000), which cannot be stored",
-        details=[FieldError(field=field, message="remove the \\u0000 from this text")],
+    return RequestError.bad_field(
+        field,
+        "remove the \\u0000 from this text",
+        "the body holds a NUL character (\\u0000), which cannot be stored",
     )
 
 
@@ -233,12 +226,7 @@ async def create_run(request: web.Request) -> web.Response:
     try:
         contact_id = body.contact.contact_id()
     except ValueError as exc:
-        raise RequestError(
-            status=400,
-            code="VALIDATION_ERROR",
-            message=str(exc),
-            details=[FieldError(field="contact", message=str(exc))],
-        ) from None
+        raise RequestError.bad_field("contact", str(exc), str(exc)) from None
     if body.flow not in engine.catalog.current:
         known = ", ".join(sorted(engine.catalog.current))
         raise RequestError(
@@ -269,11 +257,8 @@ def _header_key(request: web.Request, in_body: str | None) -> str | None:
     elif not 1 <= len(header) <= IDEMPOTENCY_KEY_MAX:
         problem = f"{len(header)} characters; 1 to {IDEMPOTENCY_KEY_MAX}"
     if problem is not None:
-        raise RequestError(
-            status=400,
-            code="VALIDATION_ERROR",
-            message="the Idempotency-Key header is invalid",
-            details=[FieldError(field="Idempotency-Key", message=problem)],
+        raise RequestError.bad_field(
+            "Idempotency-Key", problem, "the Idempotency-Key header is invalid"
         )
     return header
 

@@ -10,7 +10,7 @@ from engine.api import ENGINE, parse_body, read_json, upsert_of
 from engine.api_models import CONTACT_ID_MAX, ContactIn
 from engine.api_views import contact_view, event_view, run_summary
 from engine.contact_data import erase_contact, erased_view, export_contact
-from engine.errors import FieldError, RequestError
+from engine.errors import RequestError
 from engine.models import OPEN_RUN_STATUSES, RunStatus
 
 
@@ -33,11 +33,8 @@ def contact_id_of(request: web.Request) -> str:
     elif "\x00" in contact_id:
         problem = "it holds a NUL character (%00); remove it"
     if problem is not None:
-        raise RequestError(
-            status=400,
-            code="VALIDATION_ERROR",
-            message="the contact id in the URL is not one a contact can have",
-            details=[FieldError(field="id", message=problem)],
+        raise RequestError.bad_field(
+            "id", problem, "the contact id in the URL is not one a contact can have"
         )
     return contact_id
 
@@ -47,11 +44,8 @@ async def put_contact(request: web.Request) -> web.Response:
     contact_id = contact_id_of(request)
     body = parse_body(ContactIn, await read_json(request))
     if body.id is not None and body.id != contact_id:
-        raise RequestError(
-            status=400,
-            code="VALIDATION_ERROR",
-            message="the body's id differs from the URL's",
-            details=[FieldError(field="id", message=f"must be {contact_id!r} or absent")],
+        raise RequestError.bad_field(
+            "id", f"must be {contact_id!r} or absent", "the body's id differs from the URL's"
         )
     existed = await engine.store.get_contact(contact_id) is not None
     contact = await engine.upsert_contact(upsert_of(body, contact_id))
@@ -67,11 +61,10 @@ async def delete_contact(request: web.Request) -> web.Response:
     contact_id = contact_id_of(request)
     forget = request.query.get("forget_opt_out", "false").lower()
     if forget not in ("true", "false"):
-        raise RequestError(
-            status=400,
-            code="VALIDATION_ERROR",
-            message="forget_opt_out must be true or false",
-            details=[FieldError(field="forget_opt_out", message=f"{forget!r} is not true/false")],
+        raise RequestError.bad_field(
+            "forget_opt_out",
+            f"{forget!r} is not true/false",
+            "forget_opt_out must be true or false",
         )
     erased = await erase_contact(
         request.app[ENGINE], contact_id, forget_opt_out=forget == "true", source="the API"
@@ -98,11 +91,10 @@ async def list_contact_runs(request: web.Request) -> web.Response:
     contact_id = contact_id_of(request)
     wanted = request.query.get("status")
     if wanted is not None and wanted not in _RUN_FILTERS:
-        raise RequestError(
-            status=400,
-            code="VALIDATION_ERROR",
-            message="status must be one of " + ", ".join(_RUN_FILTERS),
-            details=[FieldError(field="status", message=f"{wanted!r} is not a run status")],
+        raise RequestError.bad_field(
+            "status",
+            f"{wanted!r} is not a run status",
+            "status must be one of " + ", ".join(_RUN_FILTERS),
         )
     await engine.get_contact(contact_id)  # 404 for an unknown contact
     runs = await engine.store.list_contact_runs(contact_id)

@@ -78,11 +78,8 @@ def outcome_per_event(
     """One outcome per event given, from the outcomes of what each was stored as."""
     parts: list[list[IngestOutcome]] = [[] for _ in range(events)]
     for outcome, origin in zip(outcomes, origins, strict=True):
-        parts[origin].append(outcome)
-    return [
-        next((o for o in _PREFERRED if o in mine), mine[0]) if mine else "unknown_contact"
-        for mine in parts
-    ]
+        parts[origin].append(outcome)  # every event is stored as one thing at least
+    return [next((o for o in _PREFERRED if o in mine), mine[0]) for mine in parts]
 
 
 def opt_outs(event: ContactEvent, contact_ids: Sequence[str]) -> list[ContactEvent]:

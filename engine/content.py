@@ -87,7 +87,7 @@ def assemble_content(
     Raises ContentError with every violation."""
     content: Content
     unused: list[str] = []
-    if use_template or _only_template(spec):
+    if use_template or spec.kind == "template":
         if spec.template is None:
             raise ContentError([ContentViolation(field="send.template", message=_NO_TEMPLATE)])
         content = _template(spec.template, render)
@@ -136,11 +136,6 @@ _NO_TEMPLATE = "the 24 h window is closed and this step has no `template:` to se
 
 def _optional(render: Render, source: str | None, field: str) -> str | None:
     return None if source is None else render(source, field)
-
-
-def _only_template(spec: SendSpec) -> bool:
-    others = (spec.text, spec.media, spec.buttons, spec.list_, spec.location, spec.email)
-    return spec.template is not None and all(o is None for o in others)
 
 
 def _list_menu(spec: SendSpec, menu: ListSpec, render: Render) -> ListMenu:

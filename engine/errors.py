@@ -234,3 +234,14 @@ class RequestError(DisparoError):
 
     def __post_init__(self) -> None:
         Exception.__init__(self, self.message)
+
+    @classmethod
+    def bad_field(cls, field_name: str, problem: str, message: str) -> RequestError:
+        """A 400 ``VALIDATION_ERROR`` about one field: ``message`` says what is wrong with
+        the request, ``problem`` what is wrong with ``field_name``."""
+        return cls(
+            status=400,
+            code="VALIDATION_ERROR",
+            message=message,
+            details=[FieldError(field=field_name, message=problem)],
+        )

@@ -19,7 +19,6 @@ from providers.base import Capabilities
 
 # Data, not templates: a base64 payload is never rendered.
 _NOT_TEMPLATES = frozenset({"base64", "provider", "channel", "kind"})
-_CONTENT_KINDS = ("media", "buttons", "list", "location", "email")
 
 
 def _strings(value: Any, path: DocPath) -> Iterator[tuple[DocPath, str]]:
@@ -61,15 +60,6 @@ def template_syntax(flow: Flow, at: Locator) -> Iterable[Problem]:
                     yield at.problem(path, f"expression does not compile: {why}")
 
 
-def _content_kind(step: Step) -> str:
-    assert step.send is not None
-    spec = step.send
-    for kind in _CONTENT_KINDS:
-        if getattr(spec, "list_" if kind == "list" else kind) is not None:
-            return kind
-    return "text" if spec.text is not None else "template"
-
-
 _WORDS = {
     "buttons": "reply buttons",
     "list": "list menus",
@@ -107,7 +97,7 @@ def provider_capabilities(capabilities: Mapping[str, Capabilities]) -> FlowCheck
                     "pick another provider for this step",
                     at_key=step.send.channel is None,
                 )
-            kinds = {_content_kind(step)}
+            kinds = {step.send.kind}
             if step.send.template is not None:
                 kinds.add("template")
             for needed in sorted(kinds):

@@ -24,8 +24,8 @@ from engine.models import (
     Message,
     MessageStatus,
     NewDueWork,
-    NewEvent,
 )
+from engine.send_content import message_event
 from storage.base import Commit, MessageChange, Store
 
 REASON = "an operator asked to send it again; the contact may get it twice"
@@ -66,16 +66,7 @@ async def resend(store: Store, message_id: str, *, now: datetime) -> Message:
                         kind=DueKind.DISPATCH, due_at=now, run_id=run.id, message_id=message.id
                     )
                 ],
-                events=[
-                    NewEvent(
-                        kind="message.resend",
-                        at=now,
-                        contact_id=message.contact_id,
-                        run_id=run.id,
-                        message_id=message.id,
-                        data={"reason": REASON},
-                    )
-                ],
+                events=[message_event(message, "message.resend", now, {"reason": REASON})],
             )
         )
     except StaleRun:  # a status report settled it meanwhile

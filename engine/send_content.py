@@ -13,9 +13,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.content import build_content
-from engine.flow.model import Flow, InactivityRule, Rules, SendSpec, to_timedelta
+from engine.flow.model import Flow, InactivityRule, Rules, to_timedelta
 from engine.models import Contact, Message, NewEvent, Template
-from engine.rules import RuleFacts, Verdict, decide
+from engine.rules import Decision, RuleFacts, Verdict, decide
 from engine.scope import render_scope
 from engine.template_catalog import TemplateCatalog
 
@@ -45,12 +45,6 @@ class UnknownTemplate(Exception):
     """The step's template has no id for the message's provider in the catalogue."""
 
 
-def _template_only(send: SendSpec) -> bool:
-    """Whether ``send`` is an approved template and no free content."""
-    free = (send.text, send.media, send.buttons, send.list_, send.location, send.email)
-    return send.template is not None and all(part is None for part in free)
-
-
 def judge(
     flow: Flow,
     message: Message,
@@ -72,23 +66,31 @@ def judge(
             now=now,
             timezone=tz,
             has_template=step.send.template is not None,
-            template_only=_template_only(step.send),
+            template_only=step.send.kind == "template",
             sent_today=sent_today,
             last_outbound_at=last_outbound_at,
         ),
     )
-    events = [
-        NewEvent(
-            kind="decision",
-            at=now,
-            contact_id=contact.id,
-            run_id=message.run_id,
-            message_id=message.id,
-            data={**decision.as_event_data(), "step": message.step},
-        )
-        for decision in verdict.decisions
-    ]
-    return verdict, events
+    return verdict, [decision_event(decision, message, now) for decision in verdict.decisions]
+
+
+def message_event(message: Message, kind: str, at: datetime, data: dict[str, Any]) -> NewEvent:
+    """An audit event about ``message``, filed under its contact and its run."""
+    return NewEvent(
+        kind=kind,
+        at=at,
+        contact_id=message.contact_id,
+        run_id=message.run_id,
+        message_id=message.id,
+        data=data,
+    )
+
+
+def decision_event(decision: Decision, message: Message, at: datetime) -> NewEvent:
+    """The ``decision`` event of a rule's verdict on sending ``message``."""
+    return message_event(
+        message, "decision", at, {**decision.as_event_data(), "step": message.step}
+    )
 
 
 def message_content(

@@ -27,6 +27,7 @@ from engine.errors import (
 from engine.flow.model import to_timedelta
 from engine.models import DueWork, Message, MessageStatus, NewEvent
 from engine.rules import ATTENDANCE_RECHECK, Decision
+from engine.send_content import decision_event, message_event
 from storage.base import Commit, Completion, MessageChange
 
 if TYPE_CHECKING:
@@ -80,18 +81,6 @@ async def cut_off_unsent(sender: Sender, work: DueWork, message: Message) -> Non
     except StaleFence:
         return  # the write it was cut off in finished the work (a skip, a failure)
     log.info("message %s goes back to the queue unsent: cut off before it left", message.id)
-
-
-def message_event(message: Message, kind: str, at: datetime, data: dict[str, Any]) -> NewEvent:
-    """An audit event about ``message``, filed under its contact and its run."""
-    return NewEvent(
-        kind=kind,
-        at=at,
-        contact_id=message.contact_id,
-        run_id=message.run_id,
-        message_id=message.id,
-        data=data,
-    )
 
 
 async def ambiguous(sender: Sender, work: DueWork, message: Message, why: str) -> None:
@@ -181,7 +170,7 @@ async def discarded(
         decision = Decision(
             rule=exc.rule, outcome="defer", reason="provider_discarded", facts=facts, until=until
         )
-        event = message_event(message, "decision", sender.now, _decision_data(decision, message))
+        event = decision_event(decision, message, sender.now)
         if await _release(
             sender,
             work,
@@ -200,13 +189,9 @@ async def discarded(
         work,
         message,
         "provider_discarded",
-        [message_event(message, "decision", sender.now, _decision_data(decision, message))],
+        [decision_event(decision, message, sender.now)],
         expected_status=MessageStatus.SENDING,
     )
-
-
-def _decision_data(decision: Decision, message: Message) -> dict[str, Any]:
-    return {**decision.as_event_data(), "step": message.step}
 
 
 async def retry(

@@ -47,7 +47,13 @@ from engine.models import (
     SendResult,
 )
 from engine.scope import contact_timezone
-from engine.send_content import UnknownTemplate, judge, message_content, provider_hints
+from engine.send_content import (
+    UnknownTemplate,
+    judge,
+    message_content,
+    message_event,
+    provider_hints,
+)
 from providers.base import Departure, Provider, SendWithdrawn, watch_departure
 from storage.base import Commit, Completion, MessageChange
 
@@ -128,7 +134,9 @@ class Sender:
                 attempts = message.attempts
             else:
                 try:
-                    prepared = await self._prepare(work, message, flow, contact, run)
+                    # One send of a contact decided at a time (engine.outbound_tally).
+                    async with self.d.tally.deciding(contact.id):
+                        prepared = await self._prepare(work, message, flow, contact, run)
                 except asyncio.CancelledError:
                     # Cut off (the shutdown grace ran out) before any request: whatever
                     # of the outbox write landed, nothing left. Give it back now, or the
@@ -297,23 +305,8 @@ class Sender:
         contact: Contact,
         run: Run,
     ) -> tuple[Any, int] | None:
-        """Rules, then render; on success the message is durably ``sending`` and on its
-        way (``OutboundTally``): one send of a contact decided at a time."""
-        tally = self.d.tally
-        async with tally.deciding(contact.id):
-            prepared = await self._judge_and_mark(work, message, flow, contact, run)
-            if prepared is not None:
-                tally.leaving(contact.id, message.id, message.run_id)
-            return prepared
-
-    async def _judge_and_mark(
-        self,
-        work: DueWork,
-        message: Message,
-        flow: Flow,
-        contact: Contact,
-        run: Run,
-    ) -> tuple[Any, int] | None:
+        """Rules, then render; on success the message is durably ``sending`` and counted
+        as on its way (``OutboundTally``). The caller holds the contact's ``deciding``."""
         rules = flow.rules_for(message.step)
         tz = contact_timezone(contact, flow, self.d.settings.default_timezone)
         now = self.now
@@ -401,6 +394,7 @@ class Sender:
             # leased until it expires, and whoever claims it then sees `sending`.
             log.info("message %s is being sent by another worker; leaving it", message.id)
             return None
+        tally.leaving(contact.id, message.id, message.run_id)
         return content, attempts
 
     async def _complete_later(self, work: DueWork, message: Message, when: datetime) -> None:
@@ -458,7 +452,7 @@ class Sender:
         self.d.metrics.child(self.d.metrics.messages, message.provider, "failed").inc()
         # The audit log says why, so `disparo why` and the simulator show it even when
         # the flow routes `failed` on to another step.
-        failed = send_failures.message_event(
+        failed = message_event(
             message,
             "message.failed",
             self.now,

@@ -35,7 +35,7 @@ from engine.models import (
 from engine.runtime import Engine
 from engine.scope import contact_timezone
 from engine.settings import Settings
-from engine.wording import counted
+from engine.wording import counted, local_time
 from providers.base import Capabilities, ParsedWebhook, Provider
 from storage.base import Commit
 
@@ -358,7 +358,7 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
     if not args.json and final.status in OPEN_RUN_STATUSES:
         print(
             f"# the run is still {final.status} at step `{final.step}` at "
-            f"{_local(until.isoformat(), zone)}, where the simulation stops (--until)"
+            f"{local_time(until, zone)}, where the simulation stops (--until)"
         )
     failed = [line for line in lines if line["kind"] == "failed"]
     if failed:
@@ -409,18 +409,13 @@ async def _inject(engine: Engine, run_id: str, contact_id: str, event: dict[str,
     )
 
 
-def _local(stamp: str, zone: ZoneInfo) -> str:
-    """An ISO time as the designer reads it: in the run's zone, to the second."""
-    return datetime.fromisoformat(stamp).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def _human(line: dict[str, Any], zone: ZoneInfo) -> str:
-    at = _local(line["at"], zone)
+    at = local_time(line["at"], zone)
     kind = line["kind"]
     if kind == "enter":
         return f"{at}  enter     {line['step']}"
     if kind == "decision":
-        extra = f" until {_local(line['until'], zone)}" if line.get("until") else ""
+        extra = f" until {local_time(line['until'], zone)}" if line.get("until") else ""
         return f"{at}  decision  {line['rule']}: {line['outcome']} ({line['reason']}){extra}"
     if kind == "send":
         payload = json.dumps(line["payload"], ensure_ascii=False)

@@ -1,18 +1,18 @@
 """`disparo why` as text: one line per event, newest first, each saying when (in the
 contact's time zone), which run and step, what happened and why.
 
-``2026-11-23 10:00:00  run 1f2e3d4c  lembrete      decision  quiet_hours: defer
-(quiet_hours) until 2026-11-23 08:00:00, range=20:00-08:00, ...``
+``2026-11-23 22:00:00  run 1f2e3d4c  lembrete       decision           quiet_hours:
+defer (quiet_hours) until 2026-11-24 08:00:00, range=20:00-08:00, ...``
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.models import Event
+from engine.wording import local_time
 
 
 def why_lines(events: Iterable[Event], zone: ZoneInfo) -> list[str]:
@@ -26,19 +26,12 @@ def _line(event: Event, zone: ZoneInfo) -> str:
     if event.kind == "decision":
         what = f"{data.get('rule')}: {data.get('outcome')} ({data.get('reason')})"
         if data.get("until"):
-            what += f" until {_local(str(data['until']), zone)}"
+            what += f" until {local_time(str(data['until']), zone)}"
         details = dict(data.get("facts") or {})
     else:
         what = str(data.get("reason") or "")  # why a run finished, why an event was ignored
         details = {k: v for k, v in data.items() if k not in ("step", "reason")}
     rest = ", ".join(f"{k}={v}" for k, v in details.items())
     text = ", ".join(part for part in (what, rest) if part)
-    when = event.at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+    when = local_time(event.at, zone)
     return f"{when}  {run:<12}  {step:<14} {event.kind:<18} {text}".rstrip()
-
-
-def _local(stamp: str, zone: ZoneInfo) -> str:
-    try:
-        return datetime.fromisoformat(stamp).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        return stamp

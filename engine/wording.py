@@ -1,8 +1,24 @@
-"""Counts in the words users read: "1 run", "2 runs", "1,204 messages"."""
+"""What users read: counts ("1 run", "2 runs", "1,204 messages") and local times."""
 
 from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 
 def counted(n: int, noun: str, plural: str | None = None) -> str:
     """``n`` and ``noun``, plural unless ``n`` is 1 (``plural``, else ``noun`` + "s")."""
     return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
+def local_time(at: datetime | str, zone: ZoneInfo) -> str:
+    """``at`` (aware, or ISO text) as a person reads it: in ``zone``, to the second.
+    Text that is no ISO time is given back as it is."""
+    if isinstance(at, str):
+        try:
+            when = datetime.fromisoformat(at)
+        except ValueError:
+            return at
+    else:
+        when = at
+    return when.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")

@@ -207,19 +207,28 @@ class SendSpec(_Model):
     )
     email: EmailSpec | None = None
 
+    @property
+    def content_kinds(self) -> list[str]:
+        """The kinds of content given besides text and template (one, once valid)."""
+        given = (
+            ("media", self.media),
+            ("buttons", self.buttons),
+            ("list", self.list_),
+            ("location", self.location),
+            ("email", self.email),
+        )
+        return [kind for kind, value in given if value is not None]
+
+    @property
+    def kind(self) -> str:
+        """What this send is: media, buttons, list, location or email; else text; else
+        (an approved template and nothing else) template."""
+        kinds = self.content_kinds
+        return kinds[0] if kinds else ("text" if self.text is not None else "template")
+
     @model_validator(mode="after")
     def _has_content(self) -> SendSpec:
-        kinds = [
-            k
-            for k, v in (
-                ("media", self.media),
-                ("buttons", self.buttons),
-                ("list", self.list_),
-                ("location", self.location),
-                ("email", self.email),
-            )
-            if v is not None
-        ]
+        kinds = self.content_kinds
         if len(kinds) > 1:
             raise ValueError(
                 f"a send has one kind of content, but this one has {' and '.join(kinds)}; "
