@@ -49,6 +49,22 @@ def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings.model_validate(data)
 
 
+def settings_with_flows(
+    tmp_path: Path, *flows: str, providers: dict[str, Any] | None = None, **overrides: Any
+) -> Settings:
+    """``settings_for`` with a flows folder of its own holding ``flows`` (each file
+    named after its ``flow:``) and, added to the sandboxes, the parsed ``providers``."""
+    folder = tmp_path / "flows"
+    folder.mkdir(exist_ok=True)
+    for text in flows:
+        name = text.split("\n", 1)[0].removeprefix("flow: ").strip()
+        (folder / f"{name}.yaml").write_text(text)
+    settings = settings_for(tmp_path, flows=folder, **overrides)
+    if not providers:
+        return settings
+    return settings.model_copy(update={"providers": {**settings.providers, **providers}})
+
+
 async def until(condition: Callable[[], bool], what: str) -> None:
     """Wait (up to about 2 s) for what a running engine's own tasks do; the store's
     commits complete on a thread, so yielding once to the loop is not enough."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.models import ContactUpsert, MessageStatus
-from tests.integration.engine_kit import harness, settings_for
+from tests.integration.engine_kit import harness, settings_with_flows
 
 FLOW = """\
 flow: aviso
@@ -38,10 +38,7 @@ steps:
 async def test_sends_of_one_contact_due_together_count_each_other(
     tmp_path: Path, rule: str, first_day: Counter[MessageStatus]
 ) -> None:
-    flows = tmp_path / "flows"
-    flows.mkdir()
-    (flows / "aviso.yaml").write_text(FLOW.format(rule=rule))
-    async with harness(settings_for(tmp_path, flows=flows)) as h:
+    async with harness(settings_with_flows(tmp_path, FLOW.format(rule=rule))) as h:
         contact = ContactUpsert(id="c-1", phone="+5511999998888")
         runs = [  # four runs of one contact, stored before any is dispatched
             (await h.engine.start_run("aviso", contact, idempotency_key=f"aviso-{i}"))[0]

@@ -7,16 +7,16 @@ failure, so no `failed: sms` fallback reaches a contact an agent is talking to."
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from engine.models import MessageStatus, RunStatus
+from engine.models import MessageStatus, Run, RunStatus
 from providers.robbu import RobbuConfig
 from tests.fakes.robbu import FakeRobbu
-from tests.integration.engine_kit import Harness, harness, settings_for
+from tests.integration.engine_kit import Harness, harness, settings_with_flows
 
 PASSWORD = "s3nha-da-api-robbu"
 PRIVATE_TOKEN = "af5addfsdf52-a5dfsc-44fdf6-80bc-eda1d2af8"
@@ -42,10 +42,13 @@ async def robbu() -> AsyncIterator[FakeRobbu]:
         yield fake
 
 
-def robbu_settings(tmp_path: Path, fake: FakeRobbu, rule: str) -> Any:
-    flows = tmp_path / "flows"
-    flows.mkdir()
-    (flows / "aviso.yaml").write_text(FLOW.format(rule=rule))
+@asynccontextmanager
+async def held_back(
+    tmp_path: Path, fake: FakeRobbu, rule: str
+) -> AsyncIterator[tuple[Harness, Run]]:
+    """The contact is attended in Invenio only; a run of `aviso` under ``rule`` has
+    just tried to send, and Robbu held the message back."""
+    fake.attended.add(ATTENDED)
     config = RobbuConfig.model_validate(
         {
             "type": "robbu",
@@ -58,13 +61,16 @@ def robbu_settings(tmp_path: Path, fake: FakeRobbu, rule: str) -> Any:
             "timeout": 2.0,
         }
     )
-    settings = settings_for(tmp_path, flows=flows)
-    return settings.model_copy(
-        update={"providers": {**settings.providers, "robbu_whatsapp": config}}
+    settings = settings_with_flows(
+        tmp_path, FLOW.format(rule=rule), providers={"robbu_whatsapp": config}
     )
+    async with harness(settings) as h:
+        run = await h.start("aviso")
+        await h.advance(timedelta(seconds=1))
+        yield h, run
 
 
-async def window_decisions(h: Harness, run_id: str) -> list[tuple[str, str]]:
+async def attendance_decisions(h: Harness, run_id: str) -> list[tuple[str, str]]:
     return [
         (d["outcome"], d["reason"])
         for d in await h.decisions(run_id)
@@ -75,15 +81,11 @@ async def window_decisions(h: Harness, run_id: str) -> list[tuple[str, str]]:
 async def test_defer_waits_out_an_attendance_only_robbu_knows_of(
     tmp_path: Path, robbu: FakeRobbu
 ) -> None:
-    robbu.attended.add(ATTENDED)
-    async with harness(robbu_settings(tmp_path, robbu, "defer")) as h:
-        run = await h.start("aviso")
-        await h.advance(timedelta(seconds=1))
-
+    async with held_back(tmp_path, robbu, "defer") as (h, run):
         (message,) = await h.messages(run.id)
         assert message.status == MessageStatus.QUEUED
         assert (await h.run(run.id)).status == RunStatus.WAITING
-        assert await window_decisions(h, run.id) == [("defer", "provider_discarded")]
+        assert await attendance_decisions(h, run.id) == [("defer", "provider_discarded")]
 
         robbu.attended.clear()  # the operator closes the attendance
         await h.advance(timedelta(minutes=16))
@@ -97,13 +99,9 @@ async def test_defer_waits_out_an_attendance_only_robbu_knows_of(
 async def test_skip_takes_the_skipped_route_not_the_sms_fallback(
     tmp_path: Path, robbu: FakeRobbu
 ) -> None:
-    robbu.attended.add(ATTENDED)
-    async with harness(robbu_settings(tmp_path, robbu, "skip")) as h:
-        run = await h.start("aviso")
-        await h.advance(timedelta(seconds=1))
-
+    async with held_back(tmp_path, robbu, "skip") as (h, run):
         assert [(m.step, m.status) for m in await h.messages(run.id)] == [
             ("aviso", MessageStatus.SKIPPED)
         ]
         assert (await h.run(run.id)).status == RunStatus.COMPLETED
-        assert await window_decisions(h, run.id) == [("skip", "provider_discarded")]
+        assert await attendance_decisions(h, run.id) == [("skip", "provider_discarded")]

@@ -8,8 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from engine.bulk import trigger
-from engine.settings import Settings
-from tests.integration.engine_kit import Harness, harness, settings_for
+from tests.integration.engine_kit import Harness, harness, settings_with_flows
 
 FLOW = """\
 flow: boletos
@@ -34,19 +33,12 @@ steps:
 """
 
 
-def settings(tmp_path: Path) -> Settings:
-    flows = tmp_path / "flows"
-    flows.mkdir()
-    (flows / "boletos.yaml").write_text(FLOW)
-    return settings_for(tmp_path, flows=flows)
-
-
 async def texts(h: Harness, run_id: str) -> list[str]:
     return [m.payload["body"] for m in await h.messages(run_id)]
 
 
 async def test_two_runs_of_one_contact_keep_their_own_amounts(tmp_path: Path) -> None:
-    async with harness(settings(tmp_path)) as h:
+    async with harness(settings_with_flows(tmp_path, FLOW)) as h:
         a = await h.start("boletos", context={"valor": 100, "vencimento": "2026-12-10"})
         b = await h.start("boletos", context={"valor": 2500, "vencimento": "2026-12-20"})
         await h.advance(timedelta(hours=1, minutes=1))
@@ -67,7 +59,7 @@ async def test_two_runs_of_one_contact_keep_their_own_amounts(tmp_path: Path) ->
 async def test_csv_rows_of_one_contact_in_two_files_keep_their_own_amounts(
     tmp_path: Path,
 ) -> None:
-    async with harness(settings(tmp_path)) as h:
+    async with harness(settings_with_flows(tmp_path, FLOW)) as h:
         for name, valor in (("marco.csv", "100"), ("abril.csv", "2500")):
             path = tmp_path / name
             path.write_text(

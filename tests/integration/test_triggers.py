@@ -17,7 +17,7 @@ from engine.models import ContactEvent, ContactUpsert, DueKind, Run, RunStatus
 from engine.runtime import Engine
 from engine.settings import Settings
 from storage.base import Commit
-from tests.integration.engine_kit import Harness, harness, settings_for
+from tests.integration.engine_kit import Harness, harness, settings_with_flows
 
 SP = ZoneInfo("America/Sao_Paulo")
 MONDAY_10H = datetime(2026, 11, 23, 10, tzinfo=SP).astimezone(UTC)
@@ -109,12 +109,7 @@ steps:
 
 
 def settings_with(tmp_path: Path, *flows: str, **triggers: Any) -> Settings:
-    folder = tmp_path / "flows"
-    folder.mkdir(exist_ok=True)
-    for text in flows:
-        name = text.split("\n", 1)[0].removeprefix("flow: ").strip()
-        (folder / f"{name}.yaml").write_text(text)
-    return settings_for(tmp_path, flows=folder, triggers=triggers)
+    return settings_with_flows(tmp_path, *flows, triggers=triggers)
 
 
 async def add_contacts(h: Harness, plans: dict[str, str | None]) -> None:

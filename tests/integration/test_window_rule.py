@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from engine.models import MessageStatus
-from tests.integration.engine_kit import harness, settings_for
+from tests.integration.engine_kit import harness, settings_with_flows
 
 FLOW = """\
 flow: janela
@@ -37,10 +37,7 @@ steps:
 async def test_window_skip_sends_a_template_only_step_and_skips_free_text(
     tmp_path: Path,
 ) -> None:
-    flows = tmp_path / "flows"
-    flows.mkdir()
-    (flows / "janela.yaml").write_text(FLOW)
-    async with harness(settings_for(tmp_path, flows=flows)) as h:
+    async with harness(settings_with_flows(tmp_path, FLOW)) as h:
         # The contact never wrote: the window is closed.
         run = await h.start("janela", context={"valor": 89.9, "vencimento": "2026-11-30"})
         await h.advance(timedelta(seconds=6))

@@ -40,7 +40,7 @@ def test_a_decision_line_says_the_rule_its_outcome_and_until_when_in_local_time(
 
 
 def test_other_events_say_why_and_a_long_step_keeps_its_column_apart() -> None:
-    finished, ignored = why_lines(
+    finished, entered = why_lines(
         [
             event("run.finished", status="cancelled", reason="the contact opted out"),
             event("run.step", step="aguardando_resposta"),
@@ -48,4 +48,4 @@ def test_other_events_say_why_and_a_long_step_keeps_its_column_apart() -> None:
         SP,
     )
     assert finished.endswith("run.finished       the contact opted out, status=cancelled")
-    assert "aguardando_resposta run.step" in ignored
+    assert "aguardando_resposta run.step" in entered
