@@ -336,18 +336,22 @@ async def resend_message(request: web.Request) -> web.Response:
     return web.json_response(message_view(message))
 
 
+def webhook_secret(provider: object) -> str | None:
+    """The ``?token=`` a provider instance's webhook wants (its ``webhook_secret``)."""
+    secret = getattr(getattr(provider, "config", None), "webhook_secret", None)
+    return str(secret) if secret else None
+
+
 async def webhook(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     name = request.match_info["provider"]
     provider = engine.providers.get(name)
     if provider is None:
         return error_response(404, "NOT_FOUND", f"no provider named {name!r} is configured")
-    secret = getattr(getattr(provider, "config", None), "webhook_secret", None)
+    secret = webhook_secret(provider)
     if secret:
         token = request.query.get("token", "")
-        if not secrets.compare_digest(
-            token.encode("utf-8", "surrogateescape"), str(secret).encode()
-        ):
+        if not secrets.compare_digest(token.encode("utf-8", "surrogateescape"), secret.encode()):
             engine.metrics.webhooks.labels(name, "unauthorized").inc()
             return error_response(401, "UNAUTHORIZED", "wrong or missing ?token= for this webhook")
     started = time.perf_counter()

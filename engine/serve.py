@@ -10,7 +10,7 @@ import signal
 
 from aiohttp import web
 
-from engine.api import build_app
+from engine.api import build_app, webhook_secret
 from engine.errors import StoreError, UserInputError
 from engine.gc_policy import tune_for_serving
 from engine.logs import setup_logging
@@ -90,7 +90,7 @@ def warn_open_doors(engine: Engine, host: str) -> None:
     provider without ``webhook_secret`` takes from anybody (forged replies, clicks,
     opt-outs), and call the API with the example token on a non-loopback address."""
     for name, provider in sorted(engine.providers.items()):
-        if not getattr(getattr(provider, "config", None), "webhook_secret", None):
+        if webhook_secret(provider) is None:
             log.warning(
                 "POST /webhooks/%s takes events from anyone who can reach this port: set "
                 "providers.%s.webhook_secret and give the vendor the URL with ?token=<it>",
