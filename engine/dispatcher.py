@@ -37,7 +37,6 @@ from engine.models import (
     status_can_advance,
 )
 from engine.opt_out import DEFAULT_OPT_OUT_KEYWORDS
-from engine.outbound_tally import OutboundTally
 from engine.run_enter import enter_run
 from engine.scope import RunnerScope, contact_timezone
 from engine.step_events import inbound_step_events, status_step_events
@@ -99,7 +98,9 @@ class Dispatcher:
         self._on_callback = on_callback
         self._on_trigger = on_trigger
         self.locks = KeyedLocks()  # one per run: this process never handles a run twice at once
-        self.tally = OutboundTally()
+        # One per contact: this process decides one send of a contact at a time
+        # (engine.outbound_counts).
+        self.deciding = KeyedLocks()
         self.wake = asyncio.Event()
         self._tasks: dict[int, tuple[asyncio.Task[None], DueWork]] = {}
         self._stopping = False

@@ -129,6 +129,13 @@ class StaleRun(StoreError):
     code = "STALE_RUN"
 
 
+class OutboundChanged(DisparoError):
+    """A ``sending`` commit's ``OutboundGuard`` failed: another send to the contact
+    left or began leaving since the rules counted; nothing was written. Decide again."""
+
+    code = "OUTBOUND_CHANGED"
+
+
 class ProviderError(DisparoError):
     """A provider call failed.
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
@@ -27,6 +27,7 @@ from engine import runner, send_failures
 from engine.circuit import unwell
 from engine.errors import (
     ContentError,
+    OutboundChanged,
     ProviderAuthError,
     ProviderError,
     RenderError,
@@ -46,6 +47,7 @@ from engine.models import (
     Run,
     SendResult,
 )
+from engine.outbound_counts import count_outbound
 from engine.scope import contact_timezone
 from engine.send_content import (
     UnknownTemplate,
@@ -65,6 +67,9 @@ _CONTENT: TypeAdapter[Any] = TypeAdapter(Content)
 
 
 _HINTS_CACHE_SIZE = 1024
+# Decisions of one send refused by its OutboundGuard before it waits a little.
+DECIDE_TRIES = 3
+REDECIDE_AFTER = timedelta(seconds=30)
 
 
 class Sender:
@@ -134,8 +139,8 @@ class Sender:
                 attempts = message.attempts
             else:
                 try:
-                    # One send of a contact decided at a time (engine.outbound_tally).
-                    async with self.d.tally.deciding(contact.id):
+                    # One send of a contact decided at a time (engine.outbound_counts).
+                    async with self.d.deciding.hold(contact.id):
                         prepared = await self._prepare(work, message, flow, contact, run)
                 except asyncio.CancelledError:
                     # Cut off (the shutdown grace ran out) before any request: whatever
@@ -149,7 +154,6 @@ class Sender:
 
             await self.send(work, message, run, contact, flow, provider, content, attempts)
         finally:
-            self.d.tally.left(contact.id, message.id)
             breaker.settle(admitted_at)
 
     async def send(
@@ -305,38 +309,43 @@ class Sender:
         contact: Contact,
         run: Run,
     ) -> tuple[Any, int] | None:
-        """Rules, then render; on success the message is durably ``sending`` and counted
-        as on its way (``OutboundTally``). The caller holds the contact's ``deciding``."""
+        """Rules, then render; on success the message is durably ``sending``. The
+        caller holds the contact's ``deciding``. Another engine's send to the contact
+        that became ``sending`` after the counts: decide again, with it counted."""
+        for _ in range(DECIDE_TRIES):
+            try:
+                return await self._decide(work, message, flow, contact, run)
+            except OutboundChanged as exc:
+                log.info(
+                    "message %s: another send to its contact began after the rules counted "
+                    "(%s); deciding again",
+                    message.id,
+                    exc,
+                )
+        # Sends of the contact keep beginning elsewhere: try again a little later.
+        await self._complete_later(work, message, self.now + REDECIDE_AFTER)
+        return None
+
+    async def _decide(
+        self,
+        work: DueWork,
+        message: Message,
+        flow: Flow,
+        contact: Contact,
+        run: Run,
+    ) -> tuple[Any, int] | None:
         rules = flow.rules_for(message.step)
         tz = contact_timezone(contact, flow, self.d.settings.default_timezone)
         now = self.now
-        tally = self.d.tally
-        sent_today = 0
-        if rules.max_per_day is not None:
-            local_midnight = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
-            sent_today = await self.d.store.count_outbound(contact.id, local_midnight)
-            sent_today += tally.count(contact.id)
-        last_outbound_at = None
-        if rules.recent_contact is not None:
-            if tally.from_other_runs(contact.id, message.run_id):
-                last_outbound_at = now
-            else:
-                stored = await self.d.store.last_outbound_at(contact.id, exclude_run=message.run_id)
-                # What the contact holds from before this run began is another's outbound
-                # too (the simulator's contact file writes only that).
-                before = contact.last_outbound_at
-                earlier = before if before is not None and before < run.created_at else None
-                last_outbound_at = max(
-                    (t for t in (stored, earlier) if t is not None), default=None
-                )
+        counts = await count_outbound(self.d.store, rules, contact, message, run, now, tz)
         verdict, events = judge(
             flow,
             message,
             contact,
             now,
             tz,
-            sent_today=sent_today,
-            last_outbound_at=last_outbound_at,
+            sent_today=counts.sent_today,
+            last_outbound_at=counts.last_outbound_at,
         )
         for decision in verdict.decisions:
             self.d.metrics.child(self.d.metrics.decisions, decision.rule, decision.outcome).inc()
@@ -386,6 +395,7 @@ class Sender:
                         )
                     ],
                     events=events,
+                    guard=counts.guard,
                 )
             )
         except StaleRun:
@@ -394,7 +404,6 @@ class Sender:
             # leased until it expires, and whoever claims it then sees `sending`.
             log.info("message %s is being sent by another worker; leaving it", message.id)
             return None
-        tally.leaving(contact.id, message.id, message.run_id)
         return content, attempts
 
     async def _complete_later(self, work: DueWork, message: Message, when: datetime) -> None:

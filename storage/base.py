@@ -60,6 +60,7 @@ from storage.changes import (
     MessageChange,
     NewMessage,
     NewRun,
+    OutboundGuard,
     RunChange,
     TriggerFiring,
     reported_change,
@@ -81,6 +82,7 @@ __all__ = [
     "MessageChange",
     "NewMessage",
     "NewRun",
+    "OutboundGuard",
     "Overview",
     "Purged",
     "RunChange",
@@ -291,13 +293,15 @@ class Store(Protocol):
         """Events newest first."""
 
     async def count_outbound(self, contact_id: str, since: datetime) -> int:
-        """Messages to the contact that left (sent or beyond) at or after ``since``."""
+        """Messages to the contact on their way (``sending``) or that left (sent or
+        beyond) at or after ``since``."""
 
     async def last_outbound_at(
         self, contact_id: str, *, exclude_run: str | None = None
     ) -> datetime | None:
-        """When the newest message to the contact left (sent or beyond), skipping the
-        messages of ``exclude_run``: a flow's own follow-ups are not "recent contact"."""
+        """When the newest message to the contact left (sent or beyond) or became
+        ``sending``, skipping the messages of ``exclude_run``: a flow's own follow-ups
+        are not "recent contact"."""
 
     # -- due work
     async def claim_due_work(

@@ -140,6 +140,28 @@ class TriggerFiring:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OutboundGuard:
+    """What ``max_per_day`` and ``recent_contact`` counted for a send, checked again
+    in the commit that makes it ``sending``, under a lock of the contact that every
+    engine on the store takes: when another send to the contact left or began
+    leaving since, the commit raises ``OutboundChanged`` and writes nothing.
+
+    ``max_per_day``: the messages of ``contact_id`` that are ``sending``
+    (``message_id`` aside) or left (sent or beyond) at or after ``day_start`` must
+    be fewer. ``recent_since``: no message of another run than ``run_id`` may have
+    left, or become ``sending``, after it. The same counts as ``Store.count_outbound``
+    and ``Store.last_outbound_at``.
+    """
+
+    contact_id: str
+    message_id: str
+    run_id: str
+    day_start: datetime | None = None
+    max_per_day: int | None = None
+    recent_since: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Commit:
     """One atomic unit of change: the transactional outbox of the run state machine."""
 
@@ -160,6 +182,8 @@ class Commit:
     # commit raises ``Conflict`` and writes nothing: each fire time fires once, across
     # every process and restart.
     firing: TriggerFiring | None = None
+    # Checked before anything is written (``OutboundGuard``).
+    guard: OutboundGuard | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -368,10 +368,12 @@ class PostgresStore(
         return [event_from_row(row) for row in rows]
 
     async def count_outbound(self, contact_id: str, since: datetime) -> int:
-        """Messages to the contact that reached sent (or delivered/read) at or after ``since``."""
+        """Messages to the contact that are ``sending``, or that left (sent or beyond)
+        at or after ``since`` (``disparo_check_outbound`` counts the same)."""
         row = await self._fetchrow(
-            "SELECT count(*) AS n FROM messages "
-            f"WHERE contact_id = $1 AND left_at >= $2 AND {_LEFT}",
+            f"SELECT (SELECT count(*) FROM messages WHERE contact_id = $1 AND left_at >= $2 "
+            f"AND {_LEFT}) + (SELECT count(*) FROM messages WHERE contact_id = $1 "
+            "AND status = 'sending') AS n",
             contact_id,
             since,
         )
@@ -380,9 +382,12 @@ class PostgresStore(
     async def last_outbound_at(
         self, contact_id: str, *, exclude_run: str | None = None
     ) -> datetime | None:
+        """A ``sending`` message counts from its ``sending`` commit (``updated_at``)."""
         row = await self._fetchrow(
-            "SELECT max(left_at) AS at FROM messages WHERE contact_id = $1 "
-            f"AND run_id IS DISTINCT FROM $2 AND {_LEFT} AND left_at IS NOT NULL",
+            "SELECT greatest((SELECT max(left_at) FROM messages WHERE contact_id = $1 "
+            f"AND run_id IS DISTINCT FROM $2 AND {_LEFT}), (SELECT max(updated_at) "
+            "FROM messages WHERE contact_id = $1 AND run_id IS DISTINCT FROM $2 "
+            "AND status = 'sending')) AS at",
             contact_id,
             exclude_run,
         )

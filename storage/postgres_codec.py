@@ -34,7 +34,7 @@ from engine.models import (
     RunStatus,
     StatusReport,
 )
-from storage.changes import Commit, MessageChange
+from storage.changes import Commit, MessageChange, OutboundGuard
 from storage.sqlite_codec import dumps, from_iso, iso, loads
 from storage.sqlite_commit import report_payload
 from storage.sqlite_ingest import inbound_event_data, inbound_fields
@@ -203,6 +203,20 @@ def _message_change(change: MessageChange) -> dict[str, Any]:
     return item
 
 
+def guard_unit(guard: OutboundGuard) -> dict[str, Any]:
+    unit: dict[str, Any] = {
+        "contact_id": guard.contact_id,
+        "message_id": guard.message_id,
+        "run_id": guard.run_id,
+    }
+    if guard.max_per_day is not None and guard.day_start is not None:
+        unit["max_per_day"] = guard.max_per_day
+        unit["day_start"] = iso(guard.day_start)
+    if guard.recent_since is not None:
+        unit["recent_since"] = iso(guard.recent_since)
+    return unit
+
+
 def commit_unit(commit: Commit) -> dict[str, Any]:
     unit: dict[str, Any] = {"op": "commit", "now": iso(commit.now)}
     if commit.done is not None:
@@ -212,6 +226,8 @@ def commit_unit(commit: Commit) -> dict[str, Any]:
             unit["done"]["retry_at"] = iso(done.retry_at)
         if done.payload is not None:
             unit["done"]["payload"] = dumps(done.payload)
+    if commit.guard is not None:
+        unit["guard"] = guard_unit(commit.guard)
     if commit.firing is not None:
         unit["firing"] = {
             "flow": commit.firing.flow,

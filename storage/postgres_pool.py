@@ -22,6 +22,7 @@ from engine.errors import (
     Conflict,
     DisparoError,
     NotFound,
+    OutboundChanged,
     SchemaOutdated,
     StaleFence,
     StaleRun,
@@ -104,6 +105,8 @@ def error_for(state: str, text: str, constraint: str | None, where: str) -> Disp
         return Conflict(text)
     if state == "DSNOT":
         return NotFound(text)
+    if state == "DSOUT":
+        return OutboundChanged(text)
     if state == "23505":
         if constraint == "runs_one_open_exclusive":
             return Conflict("the contact already has an open run of this flow")

@@ -63,6 +63,7 @@ from storage.sqlite_ingest import (
     ingest_contact_events,
     ingest_status_reports,
 )
+from storage.sqlite_outbound import OutboundMethods
 from storage.sqlite_overview import OverviewMethods
 from storage.sqlite_provider_state import ProviderStateMethods
 from storage.sqlite_retention import RetentionMethods
@@ -78,6 +79,7 @@ class SQLiteStore(
     RetentionMethods,
     ContactDataMethods,
     OverviewMethods,
+    OutboundMethods,
     PhoneMethods,
 ):
     """The ``storage.base.Store`` protocol on one SQLite database.
@@ -326,25 +328,6 @@ class SQLiteStore(
             (*params, max(0, limit)),
         )
         return [event_from_row(row) for row in rows]
-
-    async def count_outbound(self, contact_id: str, since: datetime) -> int:
-        """Messages to the contact that reached sent (or delivered/read) at or after ``since``."""
-        row = self._fetch_one(
-            "SELECT count(*) FROM messages WHERE contact_id = ? AND left_at >= ? "
-            "AND status IN ('sent', 'delivered', 'read')",
-            (contact_id, to_us(since)),
-        )
-        return int(row[0]) if row is not None else 0
-
-    async def last_outbound_at(
-        self, contact_id: str, *, exclude_run: str | None = None
-    ) -> datetime | None:
-        row = self._fetch_one(
-            "SELECT max(left_at) FROM messages WHERE contact_id = ? AND run_id IS NOT ? "
-            "AND status IN ('sent', 'delivered', 'read') AND left_at IS NOT NULL",
-            (contact_id, exclude_run),
-        )
-        return from_us(row[0]) if row is not None and row[0] is not None else None
 
     # ------------------------------------------------------------------ due work
 

@@ -34,9 +34,10 @@ from storage.sqlite_codec import (
 )
 from storage.sqlite_contacts import merge_context
 from storage.sqlite_due import cancel_due, complete, insert_due
+from storage.sqlite_outbound import check_guard
 from storage.sqlite_triggers import record_firing
 
-# Statuses that mean the message left for the contact (counted by count_outbound).
+# Statuses that mean the message left for the contact (storage.sqlite_outbound counts them).
 LEFT_STATUSES = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ)
 OPEN_STATUSES_SQL = "('active', 'waiting')"
 
@@ -44,6 +45,8 @@ OPEN_STATUSES_SQL = "('active', 'waiting')"
 def apply_commit(db: sqlite3.Connection, commit: Commit) -> CommitResult:
     """Write ``commit`` or raise (``StaleFence``, ``StaleRun``, ``Conflict``, ``NotFound``)."""
     now = to_us(commit.now)
+    if commit.guard is not None:
+        check_guard(db, commit.guard)
     if commit.new_run is not None:
         existing = run_by_key(db, commit.new_run.idempotency_key)
         if existing is not None:

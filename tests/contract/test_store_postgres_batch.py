@@ -221,13 +221,13 @@ def test_disparo_migrate_on_postgresql(postgres_dsn: str, tmp_path: Path) -> Non
     again = disparo("migrate")
 
     assert (
-        "6 pending migrations (0001_initial, 0002_triggers, 0003_provider_state, 0004_retention, "
-        "0005_erasure, 0006_ambiguous)" in outdated
+        "7 pending migrations (0001_initial, 0002_triggers, 0003_provider_state, 0004_retention, "
+        "0005_erasure, 0006_ambiguous, 0007_sending)" in outdated
     )
     assert "run `disparo migrate`" in outdated
     assert (first.returncode, again.returncode) == (0, 0), first.stderr + again.stderr
     assert first.stdout.strip() == (
-        "applied 6 migrations: 0001_initial, 0002_triggers, 0003_provider_state, 0004_retention, "
-        "0005_erasure, 0006_ambiguous"
+        "applied 7 migrations: 0001_initial, 0002_triggers, 0003_provider_state, 0004_retention, "
+        "0005_erasure, 0006_ambiguous, 0007_sending"
     )
     assert again.stdout.strip() == "the database is up to date"

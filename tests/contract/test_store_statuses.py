@@ -152,16 +152,19 @@ async def test_find_message_by_provider_id_or_by_key(store: Store, seed: Seed) -
     assert await store.find_message("robbu", idempotency_key="nope") is None
 
 
-async def test_count_outbound_counts_messages_that_left_since(store: Store, seed: Seed) -> None:
+async def test_count_outbound_counts_messages_that_left_since_and_those_on_their_way(
+    store: Store, seed: Seed
+) -> None:
     run = await seed.run()
     await seed.message(run, status=SENT, when=at(-3600))
     await seed.message(run, status=DELIVERED, when=at(10))
     await seed.message(run, status=READ, when=at(20))
-    await seed.message(run, status=SENDING, when=at(30))
+    await seed.message(run, status=SENDING, when=at(-86_400))  # on its way: counts whenever
     await seed.message(run, status=MessageStatus.SKIPPED, when=at(40))
+    await seed.message(run, status=MessageStatus.QUEUED, when=at(50))
 
-    assert await store.count_outbound(run.contact_id, NOW) == 2
-    assert await store.count_outbound(run.contact_id, at(-7200)) == 3
+    assert await store.count_outbound(run.contact_id, NOW) == 3
+    assert await store.count_outbound(run.contact_id, at(-7200)) == 4
     assert await store.count_outbound("someone-else", at(-7200)) == 0
 
 
@@ -176,6 +179,18 @@ async def test_last_outbound_at_skips_the_asking_run(store: Store, seed: Seed) -
     assert await store.last_outbound_at(first.contact_id, exclude_run=second.id) == at(-3600)
     assert await store.last_outbound_at(first.contact_id, exclude_run=first.id) == at(-10)
     assert await store.last_outbound_at("someone-else") is None
+
+
+async def test_last_outbound_at_counts_a_send_on_its_way_from_its_sending_commit(
+    store: Store, seed: Seed
+) -> None:
+    first = await seed.run()
+    await seed.message(first, status=SENT, when=at(-3600))
+    second = await seed.run(first.contact_id, exclusive=False)
+    await seed.message(second, status=SENDING, when=at(-5))
+
+    assert await store.last_outbound_at(first.contact_id, exclude_run=first.id) == at(-5)
+    assert await store.last_outbound_at(first.contact_id, exclude_run=second.id) == at(-3600)
 
 
 async def test_the_same_status_applied_five_times_at_once_moves_once(

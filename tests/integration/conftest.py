@@ -10,6 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from engine.api import build_app
+from tests.contract.conftest import fresh_postgres_schema, postgres_dsn_or_skip
 from tests.integration.engine_kit import Harness, harness, settings_for
 
 
@@ -24,3 +25,19 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[TestClient[Any, Any], Harne
             yield client, h
         finally:
             await client.close()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """The ``storage`` setting of engines sharing one store: a SQLite file, then a
+    fresh PostgreSQL schema (skipped without ``DISPARO_TEST_POSTGRES_DSN``)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'disparo.db'}"
+        return
+    async for dsn in fresh_postgres_schema(postgres_dsn_or_skip()):
+        yield dsn

@@ -8,12 +8,8 @@ one file by mistake must not double a campaign either).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
-from tests.contract.conftest import fresh_postgres_schema, postgres_dsn_or_skip
 from tests.integration.engine_kit import Harness, two_engines
 from tests.integration.test_triggers import (
     CAMPAIGN,
@@ -27,20 +23,6 @@ from tests.integration.test_triggers import (
 
 PLANS = {f"c-{n:02d}": "ouro" if n % 3 else "prata" for n in range(1, 13)}
 GOLD = sorted(c for c, p in PLANS.items() if p == "ouro")
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
-async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'disparo.db'}"
-        return
-    async for dsn in fresh_postgres_schema(postgres_dsn_or_skip()):
-        yield dsn
 
 
 async def test_two_engines_fire_a_campaign_once_per_fire_time(tmp_path: Path, storage: str) -> None:
