@@ -415,7 +415,7 @@ async def _why(args: argparse.Namespace) -> int:
             print(json.dumps(event_view(event), ensure_ascii=False))
     elif events:
         zone = ZoneInfo(contact.timezone or settings.timezone)
-        print(f"# newest first; times in {zone.key}")
+        print(f"# newest recorded first (a late event shows where it arrived); times in {zone.key}")
         print("\n".join(why_lines(events, zone)))
     if not events:
         print(f"no events for contact {args.contact}", file=sys.stderr)

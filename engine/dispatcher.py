@@ -448,7 +448,11 @@ class Dispatcher:
         tz = contact_timezone(contact, flow, self.settings.default_timezone)
         scope = RunnerScope.for_run(run, contact, flow, now, tz)
         state = runner.RunState(
-            step=run.step, status=run.status, step_seq=run.step_seq, vars=run.vars
+            step=run.step,
+            status=run.status,
+            step_seq=run.step_seq,
+            vars=run.vars,
+            started_at=run.created_at,
         )
         fx = Effects(events=list(extra_events))
         for event in events:

@@ -44,8 +44,9 @@ exact entry fall back to ``on.reply``):
 
 Leaving a waiting step emits ``CancelTimers`` before anything else (so a store
 applying actions in order drops the old timers before the next step's). Events for
-another step entry (``step_seq``), events after the run finished and timers of a
-step the run has left are ignored with a reason. A ``RenderError`` from the scope
+another step entry (``step_seq``), events after the run finished, timers of a
+step the run has left and answers dated before the run began (``started_at``) are
+ignored with a reason. A ``RenderError`` from the scope
 fails the run with the error's text; actions of steps completed before it stand.
 ``RunState.vars[RUN_CONTEXT]`` is the context the run was started with (``POST
 /v1/runs``, a CSV row): templates and expressions of the run see those keys over the
@@ -59,7 +60,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from engine import step_routes
@@ -71,6 +72,10 @@ MAX_STEPS_PER_TRANSITION = 100
 OPTED_OUT = "opted_out"  # the contact opted out: every open run of theirs is cancelled
 RUN_CONTEXT = "context"  # RunState.vars key: the context the run was started with
 _CONTEXT = "context."
+_ANSWERS = ("reply", "button.", "choice.")  # the contact's answers (engine.step_events)
+# A sender's clock may run this much behind ours (engine.event_times keeps as much
+# ahead): an answer dated less than this before the run began still counts.
+ANSWER_CLOCK_SKEW = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +84,8 @@ class RunState:
     status: RunStatus
     step_seq: int  # bumped on every step entry
     vars: Mapping[str, Any]
+    # When the run was created: an answer dated before it answers nothing of this run.
+    started_at: datetime | None = None
 
 
 class Scope(Protocol):
@@ -347,6 +354,8 @@ def handle(
             f"`{event.name}` belongs to step entry {seq}; the run is at entry "
             f"{state.step_seq} (`{step_id}`)",
         )
+    if (late := _answer_before_run(state, event)) is not None:
+        return _ignored(state, late)
     route = step_routes.route(step_id, step, event.name, event.data, now)
     if isinstance(route, step_routes.Ignore):
         return _ignored(state, route.reason)
@@ -359,6 +368,21 @@ def handle(
     if isinstance(route, step_routes.End):
         return walk.finish(route.status, route.reason)
     return walk.enter(route.target)
+
+
+def _answer_before_run(state: RunState, event: StepEvent) -> str | None:
+    """Why a reply, button or choice dated before the run began (more than a clock's
+    skew before) is no answer of it (a late webhook, a backfill), or None."""
+    if state.started_at is None or not event.name.startswith(_ANSWERS):
+        return None
+    at = event.data.get("at")
+    when = datetime.fromisoformat(at) if isinstance(at, str) else None
+    if when is None or when >= state.started_at - ANSWER_CLOCK_SKEW:
+        return None
+    return (
+        f"`{event.name}` is dated {when.isoformat()}, before the run began "
+        f"({state.started_at.isoformat()}): it answers nothing of this run"
+    )
 
 
 def cancel(state: RunState, reason: str) -> Transition:

@@ -19,7 +19,8 @@ from typing import Any, get_args
 from zoneinfo import ZoneInfo
 
 from engine.clock import VirtualClock, utc
-from engine.errors import EXIT_INPUT, UserInputError
+from engine.errors import EXIT_INPUT, EXIT_USAGE, UserInputError
+from engine.flow.problems import timezone_problem
 from engine.flow.yaml_source import read_yaml
 from engine.models import (
     OPEN_RUN_STATUSES,
@@ -143,6 +144,9 @@ def load_contact(
         raise UserInputError(
             f"{path}: unknown contact field(s) {', '.join(unknown)}; known: {allowed}"
         )
+    zone = data.get("timezone")
+    if zone is not None and (why := timezone_problem(str(zone))) is not None:
+        raise UserInputError(f"{path}: timezone: {why}")
     ident = data.get("id") or data.get("phone") or "contato-simulado"
     upsert = ContactUpsert(
         id=str(ident),
@@ -222,6 +226,23 @@ _STAMP_EVENTS: dict[str, ContactEventType] = {
     "last_interaction_at": "interaction",
     "opted_out_at": "opt_out",
 }
+
+
+def _facts_before(
+    start: datetime, stamps: dict[str, datetime], attendance: ContactEvent | None, path: str
+) -> None:
+    """The contact file tells the past: a timestamp after the start would open a window
+    or defer a send for a reply that has not happened (the API refuses such times)."""
+    later = {name: at for name, at in stamps.items() if at > start}
+    if attendance is not None and attendance.at > start:
+        later["attendance.since"] = attendance.at
+    if later:
+        name, at = min(later.items(), key=lambda item: item[1])
+        raise UserInputError(
+            f"{path}: {name} ({at.isoformat()}) is after the simulation starts "
+            f"({start.isoformat()}); the contact file tells what happened before: "
+            "move it earlier, or start later with --at"
+        )
 
 
 async def _seed_facts(
@@ -305,6 +326,14 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
         else (contact_now or datetime.now(UTC).replace(microsecond=0))
     )
     until = _time(args.until, "--until") if args.until else start + timedelta(days=7)
+    if until < start:
+        print(
+            f"--until ({until.isoformat()}) is before the simulation starts "
+            f"({start.isoformat()}); give a later --until",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    _facts_before(start, stamps, attendance, args.contact)
     clock = VirtualClock(min([start, *stamps.values(), *([attendance.at] if attendance else [])]))
     sim_settings = settings.model_copy(update={"storage": "sqlite:///:memory:"})
     flow_is_file = await asyncio.to_thread(Path(args.flow).is_file)
@@ -322,6 +351,8 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
         stored = await engine.upsert_contact(contact)
         zone = contact_timezone(stored, engine.catalog.latest(flow_name).flow, settings.timezone)
         await _seed_facts(engine, stored.id, stamps, attendance)
+        seeded = await engine.store.list_events(contact_id=stored.id, limit=1)
+        seeded_up_to = seeded[0].id if seeded else 0  # the contact file's own facts
         clock.set(start)
         run, _ = await engine.start_run(flow_name, contact, trigger="simulate")
         await engine.settle()
@@ -342,7 +373,7 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
             *[
                 e
                 for e in contact_log
-                if e.id not in seen and e.kind.startswith("inbound.") and e.at >= start
+                if e.id not in seen and e.kind.startswith("inbound.") and e.id > seeded_up_to
             ],
         ],
         key=lambda e: e.id,

@@ -13,7 +13,9 @@ def counted(n: int, noun: str, plural: str | None = None) -> str:
 
 def local_time(at: datetime | str, zone: ZoneInfo) -> str:
     """``at`` (aware, or ISO text) as a person reads it: in ``zone``, to the second.
-    Text that is no ISO time is given back as it is."""
+    A wall time the zone shows twice (the hour repeated when clocks go back) carries
+    its UTC offset, so the two read apart. Text that is no ISO time is given back as
+    it is."""
     if isinstance(at, str):
         try:
             when = datetime.fromisoformat(at)
@@ -21,4 +23,8 @@ def local_time(at: datetime | str, zone: ZoneInfo) -> str:
             return at
     else:
         when = at
-    return when.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+    local = when.astimezone(zone)
+    text = local.strftime("%Y-%m-%d %H:%M:%S")
+    if local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset():
+        return f"{text} (UTC{local.strftime('%z')[:3]}:{local.strftime('%z')[3:]})"
+    return text

@@ -385,12 +385,27 @@ def _zones_and_crons(flow: Flow, at: Locator) -> Iterator[Problem]:
     zones: list[tuple[DocPath, str | None]] = [(("timezone",), flow.timezone)]
     if flow.defaults.rules is not None:
         zones.append((("defaults", "rules", "timezone"), flow.defaults.rules.timezone))
-    for sid, step in flow.steps.items():
-        if step.rules is not None:
-            zones.append((("steps", sid, "rules", "timezone"), step.rules.timezone))
     for path, zone in zones:
         if zone is not None and (why := timezone_problem(zone)) is not None:
             yield at.problem(path, why)
+    rules_zone = flow.defaults.rules.timezone if flow.defaults.rules else None
+    if flow.timezone and rules_zone and flow.timezone != rules_zone:
+        # Cron reads `timezone` first and the rules `defaults.rules.timezone` first: two
+        # zones would run a 09:00 campaign into its own quiet hours.
+        yield at.problem(
+            ("defaults", "rules", "timezone"),
+            f"`defaults.rules.timezone` ({rules_zone}) differs from the flow's `timezone` "
+            f"({flow.timezone}); cron triggers and the rules must read one zone: keep one "
+            "of the two (contacts with a `timezone` of their own keep theirs)",
+        )
+    for sid, step in flow.steps.items():
+        if step.rules is not None and step.rules.timezone is not None:
+            yield at.problem(
+                ("steps", sid, "rules", "timezone"),
+                f"`timezone` is set for the whole flow, not per step (step `{sid}`); move it "
+                "to `defaults.rules` or the flow's `timezone`",
+                at_key=True,
+            )
     for i, trigger in enumerate(flow.triggers):
         cron = getattr(trigger, "cron", None)
         if isinstance(cron, str) and len(cron.split()) != 5:

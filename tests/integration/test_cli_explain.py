@@ -77,7 +77,9 @@ async def test_why_names_the_local_time_the_run_and_the_step(tmp_path: Path) -> 
 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "# newest first; times in America/Sao_Paulo"
+    assert lines[0] == (
+        "# newest recorded first (a late event shows where it arrived); times in America/Sao_Paulo"
+    )
     window = next(line for line in lines if "window: template" in line)
     assert window.startswith(f"2026-11-23 10:00:00  run {run.id[:8]}  lembrete       decision")
 

@@ -246,6 +246,34 @@ def test_time_zones_and_cron_expressions_are_checked() -> None:
     ]
 
 
+def test_a_flow_reads_one_time_zone_for_cron_and_rules() -> None:
+    head = (
+        "flow: x\ntimezone: Europe/Lisbon\n"
+        "defaults: {provider: sandbox, rules: {timezone: America/Sao_Paulo}}\nstart: a\nsteps:\n"
+    )
+    assert problems("  a: {end: completed}\n", head=head) == [
+        "x.yaml:3:49: `defaults.rules.timezone` (America/Sao_Paulo) differs from the flow's "
+        "`timezone` (Europe/Lisbon); cron triggers and the rules must read one zone: keep one "
+        "of the two (contacts with a `timezone` of their own keep theirs)"
+    ]
+    same = head.replace("Europe/Lisbon", "America/Sao_Paulo")
+    assert loads("  a: {end: completed}\n", head=same).timezone == "America/Sao_Paulo"
+
+
+def test_a_time_zone_per_step_is_refused_where_it_is_written() -> None:
+    steps = """\
+  a:
+    send: {text: oi}
+    rules: {quiet_hours: "21:00-08:00", timezone: Europe/Lisbon}
+    next: fim
+  fim: {end: completed}
+"""
+    assert problems(steps) == [
+        "x.yaml:7:41: `timezone` is set for the whole flow, not per step (step `a`); move it "
+        "to `defaults.rules` or the flow's `timezone`"
+    ]
+
+
 def test_extra_checks_add_positioned_problems() -> None:
     text = HEAD + "  a:\n    send: {text: oi, buttons: [{id: s, title: Sim}]}\n"
     seen: list[str] = []

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 from engine.models import Event
 from engine.why_text import why_lines
+from engine.wording import local_time
 
 SP = ZoneInfo("America/Sao_Paulo")
 AT = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)
@@ -49,3 +50,17 @@ def test_other_events_say_why_and_a_long_step_keeps_its_column_apart() -> None:
     )
     assert finished.endswith("run.finished       the contact opted out, status=cancelled")
     assert "aguardando_resposta run.step" in entered
+
+
+def test_the_hour_a_zone_repeats_reads_apart_by_its_offset() -> None:
+    lisbon = ZoneInfo("Europe/Lisbon")  # clocks go back at 02:00 WEST on 2026-10-25
+
+    first = local_time(datetime(2026, 10, 25, 0, 30, tzinfo=UTC), lisbon)
+    second = local_time(datetime(2026, 10, 25, 1, 30, tzinfo=UTC), lisbon)
+
+    assert (first, second) == (
+        "2026-10-25 01:30:00 (UTC+01:00)",
+        "2026-10-25 01:30:00 (UTC+00:00)",
+    )
+    assert local_time(datetime(2026, 10, 25, 3, 0, tzinfo=UTC), lisbon) == "2026-10-25 03:00:00"
+    assert local_time(AT, SP) == "2026-11-23 10:00:00"

@@ -1,0 +1,76 @@
+"""`disparo simulate` and the times it is given: the contact file tells the past, the
+simulation runs forward from --at to --until, and events dated before --at still show."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.integration.test_cli import CONFIG, disparo
+
+AT = "2026-11-23T10:00:00-03:00"
+
+
+def contact_file(tmp_path: Path, *extra: str) -> Path:
+    path = tmp_path / "maria.yaml"
+    path.write_text(
+        'id: c-1\nphone: "+5511999998888"\nname: Maria Souza\n'
+        'context: {valor: 1670, vencimento: "2026-11-30"}\n' + "".join(f"{e}\n" for e in extra)
+    )
+    return path
+
+
+def simulate(contact: Path, *args: str) -> tuple[int, str, str]:
+    result = disparo(
+        "simulate", "cobranca_boleto", "--config", str(CONFIG), "--contact", str(contact), *args
+    )
+    return result.returncode, result.stdout, result.stderr
+
+
+def test_an_until_before_the_start_is_a_usage_error(tmp_path: Path) -> None:
+    code, out, err = simulate(contact_file(tmp_path), "--at", AT, "--until", "2026-11-22T10:00:00Z")
+
+    assert code == 2
+    assert out == ""
+    assert err.strip() == (
+        "--until (2026-11-22T10:00:00+00:00) is before the simulation starts "
+        "(2026-11-23T13:00:00+00:00); give a later --until"
+    )
+
+
+def test_a_contact_fact_after_the_start_is_refused_naming_it(tmp_path: Path) -> None:
+    contact = contact_file(tmp_path, 'last_inbound_at: "2026-11-25T09:00:00-03:00"')
+
+    code, out, err = simulate(contact, "--at", AT)
+
+    assert code == 1
+    assert out == ""
+    assert err.strip() == (
+        f"{contact}: last_inbound_at (2026-11-25T12:00:00+00:00) is after the simulation "
+        "starts (2026-11-23T13:00:00+00:00); the contact file tells what happened before: "
+        "move it earlier, or start later with --at"
+    )
+
+
+def test_a_misspelt_contact_time_zone_is_named_without_a_traceback(tmp_path: Path) -> None:
+    contact = contact_file(tmp_path, "timezone: America/Sao Paulo")
+
+    code, _, err = simulate(contact, "--at", AT)
+
+    assert code == 1
+    assert "Traceback" not in err
+    assert err.strip().startswith(f"{contact}: timezone: `America/Sao Paulo` is not a time zone")
+    assert "America/Sao_Paulo" in err
+
+
+def test_a_reply_dated_before_the_start_shows_and_answers_nothing(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"at": "2026-11-22T10:00:00-03:00", "type": "reply", "text": "sim"}\n')
+
+    code, out, err = simulate(contact_file(tmp_path), "--at", AT, "--events", str(events), "--json")
+
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    replies = [line for line in lines if line["kind"] == "event" and line.get("type") == "reply"]
+    assert [r["at"] for r in replies] == ["2026-11-22T13:00:00+00:00"]
+    assert not any(line["kind"] == "enter" and line["step"] == "atendimento" for line in lines)
