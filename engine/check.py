@@ -64,8 +64,14 @@ def check(config_path: str | Path, paths: Sequence[Path] = ()) -> list[Problem]:
         problems += exc.problems or [Problem(message=str(exc), file=str(settings.templates))]
     capabilities = capabilities_of(settings)
     checks = flow_checks(capabilities, catalog)
+    # `disparo check config/disparo.yaml`: the config (and the template catalogue)
+    # were checked as such above, not as flows with unknown keys.
+    checked = {config.resolve()}
+    if settings.templates:
+        checked.add(Path(settings.templates).resolve())
     for target in paths or [Path(settings.flows)]:
-        problems += _check_path(target, capabilities, checks)
+        if target.resolve() not in checked:
+            problems += _check_path(target, capabilities, checks)
     return problems
 
 

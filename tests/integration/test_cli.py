@@ -45,6 +45,14 @@ def test_check_passes_the_example_flows() -> None:
     assert result.stdout == ""
 
 
+def test_check_given_the_config_file_checks_it_as_the_config_not_as_a_flow() -> None:
+    result = disparo("check", "config/disparo.yaml", "config/templates.yaml", "flows")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ""  # no "unknown key `providers`" as if it were a flow
+    assert result.stderr.strip() == "ok"
+
+
 def test_check_points_at_the_misspelled_key(tmp_path: Path) -> None:
     source = (ROOT / "flows" / "cobranca_boleto.yaml").read_text()
     broken = tmp_path / "cobranca_boleto.yaml"
