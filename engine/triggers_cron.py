@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -47,13 +48,33 @@ class CronPlan:
 
 def plan_firing(schedule: CronSchedule, due: datetime, now: datetime, grace: timedelta) -> CronPlan:
     """Coalesce the fire times from ``due`` to ``now``: fire the newest one that is at
-    most ``grace`` late; report ``due`` as missed when it does not fire itself."""
+    most ``grace`` late; report ``due`` as missed when it does not fire itself.
+
+    ``due`` is a fire time (the row stored it): within grace it fires as stored, and
+    the schedule is only asked for newer fire times (coalescing) or, when ``due`` is
+    over the grace, for the first fire time within it. So a row keeps the instant it
+    was scheduled for even if the schedule would place it otherwise today (a row
+    written by an older release, a time zone database updated in between).
+    """
     if due > now:
         return CronPlan(fire=None, missed=None, next_fire=due)
-    first = schedule.next_from(max(due, now - grace))
+    first = due if due >= now - grace else schedule.next_from(now - grace)
     fire = None if first is None or first > now else _newest_until(schedule, first, now)
     missed = due if fire is None or due < fire else None
     return CronPlan(fire=fire, missed=missed, next_fire=schedule.next_after(now))
+
+
+def missed_reason(plan: CronPlan, now: datetime, grace: timedelta) -> str:
+    """Why ``plan.missed`` did not fire, for trigger.misfired and the log.
+
+    A fire time is only given up unfired when it is more than ``grace`` late, so the
+    lateness is rounded up and the grace down: the first number is always larger.
+    """
+    if plan.fire is not None:
+        return f"coalesced into the fire time {iso(plan.fire)}"
+    assert plan.missed is not None
+    late = math.ceil((now - plan.missed).total_seconds())
+    return f"{late}s late, over the misfire grace of {math.floor(grace.total_seconds())}s"
 
 
 def _newest_until(schedule: CronSchedule, first: datetime, now: datetime) -> datetime:
@@ -97,13 +118,7 @@ async def handle_cron(ctx: TriggerContext, work: DueWork) -> None:
     base = {"flow": flow, "trigger": index, "cron": p["cron"]}
     events: list[NewEvent] = []
     if plan.missed is not None:
-        late = now - plan.missed
-        reason = (
-            f"coalesced into the fire time {iso(plan.fire)}"
-            if plan.fire is not None
-            else f"{late.total_seconds():.0f}s late, over the misfire grace of "
-            f"{grace.total_seconds():.0f}s"
-        )
+        reason = missed_reason(plan, now, grace)
         events.append(
             NewEvent(
                 kind="trigger.misfired",

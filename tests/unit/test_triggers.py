@@ -15,7 +15,7 @@ from engine.flow.model import EventTrigger, Flow
 from engine.models import Contact, ContactEvent, DueKind
 from engine.scheduler import CronSchedule, cron_problem
 from engine.triggers import trigger_problems, trigger_rows
-from engine.triggers_cron import cron_run_key, plan_firing
+from engine.triggers_cron import cron_run_key, missed_reason, plan_firing
 from engine.triggers_inbound import compile_trigger, event_run_key
 from engine.triggers_sweep import after_run_key, context_timestamp, next_sweep_at
 
@@ -96,6 +96,162 @@ def test_next_after_is_strictly_after_and_next_from_includes_the_moment() -> Non
     assert schedule.next_after(nine) == sp(2026, 11, 24, 9)
 
 
+def local_fires(expression: str, zone: str, start: datetime, count: int) -> list[str]:
+    """The first ``count`` fire times after ``start``, as local ISO times; each one is
+    also its own ``next_from`` (what coalescing misfires relies on)."""
+    schedule = CronSchedule(expression, zone)
+    out, moment = [], start
+    for _ in range(count):
+        found = schedule.next_after(moment)
+        assert found is not None
+        assert schedule.next_from(found) == found
+        out.append(found.astimezone(ZoneInfo(zone)).isoformat())
+        moment = found
+    return out
+
+
+NY = "America/New_York"
+NY_FALLS_BACK = datetime(2026, 10, 31, 12, tzinfo=UTC)  # 02:00 EDT -> 01:00 EST on Nov 1
+NY_SPRINGS = datetime(2026, 3, 7, 12, tzinfo=UTC)  # 02:00 EST -> 03:00 EDT on Mar 8
+
+
+@pytest.mark.parametrize(
+    ("expression", "zone", "start", "expected"),
+    [
+        # Some hours named: each local time fires once, a repeated one the first time.
+        (
+            "30 1 * * *",
+            NY,
+            NY_FALLS_BACK,
+            ["2026-11-01T01:30:00-04:00", "2026-11-02T01:30:00-05:00"],
+        ),
+        (
+            "0 1,2 * * *",
+            NY,
+            NY_FALLS_BACK,
+            ["2026-11-01T01:00:00-04:00", "2026-11-01T02:00:00-05:00", "2026-11-02T01:00:00-05:00"],
+        ),
+        (
+            "*/20 1 * * *",
+            NY,
+            NY_FALLS_BACK,
+            [
+                "2026-11-01T01:00:00-04:00",
+                "2026-11-01T01:20:00-04:00",
+                "2026-11-01T01:40:00-04:00",
+                "2026-11-02T01:00:00-05:00",
+            ],
+        ),
+        (
+            "0 */2 * * *",
+            NY,
+            datetime(2026, 11, 1, 3, tzinfo=UTC),
+            ["2026-11-01T00:00:00-04:00", "2026-11-01T02:00:00-05:00", "2026-11-01T04:00:00-05:00"],
+        ),
+        (  # Berlin repeats 02:00-02:59
+            "30 2 * * *",
+            "Europe/Berlin",
+            datetime(2026, 10, 24, 12, tzinfo=UTC),
+            ["2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00"],
+        ),
+        (  # Santiago goes from midnight back to 23:00: 23:00 of Apr 4 happens twice
+            "0 23 * * *",
+            "America/Santiago",
+            datetime(2026, 4, 4, 12, tzinfo=UTC),
+            ["2026-04-04T23:00:00-03:00", "2026-04-05T23:00:00-04:00"],
+        ),
+        # Every hour named: elapsed time, both 01:00 hours fire.
+        (
+            "0 * * * *",
+            NY,
+            datetime(2026, 11, 1, 4, 30, tzinfo=UTC),
+            ["2026-11-01T01:00:00-04:00", "2026-11-01T01:00:00-05:00", "2026-11-01T02:00:00-05:00"],
+        ),
+        (
+            "*/30 * * * *",
+            NY,
+            datetime(2026, 11, 1, 4, 50, tzinfo=UTC),
+            [
+                "2026-11-01T01:00:00-04:00",
+                "2026-11-01T01:30:00-04:00",
+                "2026-11-01T01:00:00-05:00",
+                "2026-11-01T01:30:00-05:00",
+            ],
+        ),
+    ],
+)
+def test_a_local_time_the_clocks_repeat_fires_once_unless_every_hour_fires(
+    expression: str, zone: str, start: datetime, expected: list[str]
+) -> None:
+    assert local_fires(expression, zone, start, len(expected)) == expected
+
+
+@pytest.mark.parametrize(
+    ("expression", "zone", "start", "expected"),
+    [
+        # Some hours named: skipped local times fire once, when the clocks jump.
+        ("30 2 * * *", NY, NY_SPRINGS, ["2026-03-08T03:00:00-04:00", "2026-03-09T02:30:00-04:00"]),
+        (
+            "*/15 2 * * *",
+            NY,
+            NY_SPRINGS,
+            ["2026-03-08T03:00:00-04:00", "2026-03-09T02:00:00-04:00"],
+        ),
+        (
+            "30 2,3 * * *",
+            NY,
+            NY_SPRINGS,
+            ["2026-03-08T03:00:00-04:00", "2026-03-08T03:30:00-04:00", "2026-03-09T02:30:00-04:00"],
+        ),
+        ("0 2,3 * * *", NY, NY_SPRINGS, ["2026-03-08T03:00:00-04:00", "2026-03-09T02:00:00-04:00"]),
+        (
+            "0 2 8 3 *",
+            NY,
+            datetime(2026, 3, 1, tzinfo=UTC),
+            ["2026-03-08T03:00:00-04:00", "2027-03-08T02:00:00-05:00"],
+        ),
+        (
+            "30 1 * * *",
+            "Europe/Lisbon",
+            datetime(2026, 3, 28, 12, tzinfo=UTC),
+            ["2026-03-29T02:00:00+01:00", "2026-03-30T01:30:00+01:00"],
+        ),
+        (  # Lord Howe moves half an hour: 02:00 -> 02:30
+            "15 2 * * *",
+            "Australia/Lord_Howe",
+            datetime(2026, 10, 3, tzinfo=UTC),
+            ["2026-10-04T02:30:00+11:00", "2026-10-05T02:15:00+11:00"],
+        ),
+        # Every hour named: a local time that does not exist is not caught up.
+        (
+            "30 * * * *",
+            NY,
+            datetime(2026, 3, 8, 5, tzinfo=UTC),
+            ["2026-03-08T00:30:00-05:00", "2026-03-08T01:30:00-05:00", "2026-03-08T03:30:00-04:00"],
+        ),
+    ],
+)
+def test_a_local_time_the_clocks_skip_fires_when_they_jump_unless_every_hour_fires(
+    expression: str, zone: str, start: datetime, expected: list[str]
+) -> None:
+    assert local_fires(expression, zone, start, len(expected)) == expected
+
+
+def test_next_from_at_the_jump_or_in_the_repeated_hour_keeps_to_the_rules() -> None:
+    jump = datetime(2026, 3, 8, 7, tzinfo=UTC)  # 03:00 EDT
+    skipped = CronSchedule("30 2 * * *", NY)
+    one_ten_est = datetime(2026, 11, 1, 6, 10, tzinfo=UTC)  # after 01:30 EDT already passed
+
+    assert skipped.next_from(jump) == jump
+    assert skipped.next_after(jump) == datetime(2026, 3, 9, 6, 30, tzinfo=UTC)
+    assert CronSchedule("30 1 * * *", NY).next_from(one_ten_est) == datetime(
+        2026, 11, 2, 6, 30, tzinfo=UTC
+    )
+    assert CronSchedule("30 * * * *", NY).next_from(one_ten_est) == datetime(
+        2026, 11, 1, 6, 30, tzinfo=UTC
+    )
+
+
 @pytest.mark.parametrize(
     ("expression", "says"),
     [
@@ -169,6 +325,48 @@ def test_a_row_not_yet_due_does_nothing() -> None:
     plan = plan_firing(schedule, nine, nine - timedelta(seconds=1), timedelta(hours=1))
 
     assert (plan.fire, plan.missed, plan.next_fire) == (None, None, nine)
+
+
+def test_a_skipped_local_time_fires_when_the_clocks_jump_and_not_again_that_day() -> None:
+    schedule = CronSchedule("30 2 * * *", NY)
+    jump = datetime(2026, 3, 8, 7, tzinfo=UTC)  # 03:00 EDT
+
+    plan = plan_firing(schedule, jump, jump, timedelta(hours=1))
+
+    assert (plan.fire, plan.missed) == (jump, None)
+    assert plan.next_fire == datetime(2026, 3, 9, 6, 30, tzinfo=UTC)
+
+
+def test_a_row_due_at_an_instant_the_schedule_no_longer_gives_still_fires_as_stored() -> None:
+    # Earlier releases stored 03:30 EDT for 02:30 on the spring-forward day.
+    schedule = CronSchedule("30 2 * * *", NY)
+    stored = datetime(2026, 3, 8, 7, 30, tzinfo=UTC)
+
+    plan = plan_firing(schedule, stored, stored + timedelta(minutes=1), timedelta(hours=1))
+
+    assert (plan.fire, plan.missed) == (stored, None)
+    assert plan.next_fire == datetime(2026, 3, 9, 6, 30, tzinfo=UTC)
+
+
+def test_a_misfire_says_how_late_it_was_and_it_is_always_more_than_the_grace() -> None:
+    jump = datetime(2026, 3, 8, 7, tzinfo=UTC)
+    hour = timedelta(hours=1)
+    nine = sp(2026, 11, 23, 9)
+    barely = nine + timedelta(seconds=3600.4)
+    coalescing = CronSchedule("*/5 * * * *", SAO_PAULO)
+    now = sp(2026, 11, 23, 11, 7)
+
+    down = plan_firing(CronSchedule("30 2 * * *", NY), jump, jump + 2 * hour, hour)
+    late = plan_firing(CronSchedule("0 9 * * *", SAO_PAULO), nine, barely, hour)
+    coalesced = plan_firing(coalescing, sp(2026, 11, 23, 9), now, timedelta(minutes=30))
+
+    assert missed_reason(down, jump + 2 * hour, hour) == (
+        "7200s late, over the misfire grace of 3600s"
+    )
+    assert missed_reason(late, barely, hour) == "3601s late, over the misfire grace of 3600s"
+    assert missed_reason(coalesced, now, timedelta(minutes=30)) == (
+        "coalesced into the fire time 2026-11-23T14:05:00+00:00"
+    )
 
 
 # ------------------------------------------------------------------ sweeps
