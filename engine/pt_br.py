@@ -14,6 +14,8 @@ from typing import Any
 
 import phonenumbers
 
+from engine.context_time import NotATime, in_zone, read_time
+
 MONTHS = (
     "janeiro",
     "fevereiro",
@@ -105,21 +107,17 @@ def brl(value: Any) -> str:
 
 
 def to_datetime(value: Any, tz: tzinfo) -> date | datetime:
-    """A date or datetime to print in ``tz``: aware datetimes are converted to ``tz``,
-    naive ones are taken as already local, ISO strings are parsed first."""
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            value = date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
-        except ValueError:
-            raise FormatError(
-                f"`date` needs a date like 2026-11-30 or 2026-11-30T10:00:00-03:00, got {value!r}"
-            ) from None
-    if isinstance(value, datetime):
-        return value.astimezone(tz) if value.tzinfo is not None else value
-    if isinstance(value, date):
-        return value
-    raise FormatError(f"`date` needs a date, got {type(value).__name__} {value!r}")
+    """A date or datetime to print in ``tz``, read as the sweeps read context times
+    (``engine.context_time``): ISO text, Unix seconds or milliseconds, dates and
+    datetimes. Aware times (Unix times too) are converted to ``tz``; naive ones are
+    taken as already local; dates stay dates."""
+    try:
+        moment = read_time(value)
+        if isinstance(moment, datetime) and moment.tzinfo is not None:
+            return in_zone(moment, tz, value)
+    except NotATime as exc:
+        raise FormatError(f"`date` needs a date: {exc}") from None
+    return moment
 
 
 def format_date(value: Any, fmt: str, tz: tzinfo) -> str:

@@ -22,10 +22,14 @@ When the next sweep runs:
   ``now + after``. An event stamped earlier than a timestamp already stored
   (a webhook delayed past newer ones) is picked up by the next sweep, late by that
   difference; one stamped before the watermark is never swept.
-- ``context.<key>`` timestamps (ISO-8601 strings, dates, or Unix seconds; naive ones
-  in the contact's time zone) can be set to any value at any time and have no index:
-  every ``sweep_interval`` the sweep pages through all contacts by id. Fine for
-  thousands of contacts; at millions prefer a contact column.
+- ``context.<key>`` timestamps (ISO-8601 text, dates, Unix seconds or milliseconds:
+  ``engine.context_time``; naive ones in the contact's time zone) can be set to any
+  value at any time and have no index: every ``sweep_interval`` the sweep pages
+  through all contacts by id. Fine for thousands of contacts; at millions prefer a
+  contact column. A timestamp written after it came due is started by the next
+  sweep when it came due at most a day before, counted ``too_old`` otherwise; a value
+  that is not a time is counted as an error and logged once per sweep, and the
+  other contacts are swept (``engine.sweep_context``).
 
 A sweep that was not running (the engine was down) catches up the whole window
 when it resumes; the flow's rules (e.g. `window: skip`) decide whether a late
@@ -39,14 +43,15 @@ import logging
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from engine.errors import NotFound
+from engine.flow.durations import format_duration
 from engine.flow.loader import LoadedFlow
 from engine.flow.model import Flow
 from engine.models import Contact, DueWork, NewEvent
-from engine.scope import contact_timezone
-from engine.triggers_start import TriggerContext, select
+from engine.sweep_context import LATE_LIMIT, Page, context_page
+from engine.triggers_start import StartTally, TriggerContext, select
+from engine.wording import counted
 from storage.base import Commit, Completion, ContactTimestamp, StartRequest
 
 log = logging.getLogger("disparo.triggers")
@@ -56,12 +61,11 @@ SINCE_COLUMNS: dict[str, ContactTimestamp] = {
     "last_interaction": "last_interaction_at",
     "last_outbound": "last_outbound_at",
 }
-_CONTEXT = "context."
 # Chunks one claim of the SWEEP row handles (yielding to the loop between them)
 # before the cursor is stored: fewer claims and completions (each one fsync) per
 # contact; a crash redoes at most these chunks, whose run keys start nothing twice.
 CHUNKS_PER_STEP = 8
-_COUNTS = ("matched", "started", "already_active", "excluded", "errors")
+_COUNTS = ("matched", "started", "already_active", "excluded", "errors", "late", "too_old")
 
 
 def after_run_key(flow: str, trigger: int, contact_id: str, stamp: datetime) -> str:
@@ -84,29 +88,6 @@ def next_sweep_at(
     if earliest is None:
         return latest
     return min(latest, max(now + interval, earliest + after))
-
-
-def context_timestamp(contact: Contact, path: str, zone: ZoneInfo) -> datetime | None:
-    """The UTC time stored at ``context.<path>`` of a contact, or None when it is not a
-    time (missing, not a date, not ISO-8601)."""
-    value: Any = contact.context
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC)
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=zone)
-    return parsed.astimezone(UTC)
 
 
 def iso(moment: datetime) -> str:
@@ -136,25 +117,26 @@ async def handle_sweep(ctx: TriggerContext, work: DueWork) -> None:
     chunk = ctx.settings.chunk_size
     unless = None if p.get("unless") is None else str(p["unless"])
     for _ in range(CHUNKS_PER_STEP):
-        page, candidates, cursor = await _page(
-            ctx, loaded.flow, p, since, watermark, cutoff, chunk, profile=unless is not None
+        page = await _page(
+            ctx, loaded.flow, p, watermark, cutoff, after, chunk, profile=unless is not None
         )
         await asyncio.sleep(0)  # reading and decoding a chunk is one slice of the loop's time
-        await _start_chunk(ctx, loaded, p, candidates, unless, now)
-        if page < chunk:
+        await _start_chunk(ctx, loaded, p, page, unless, now)
+        if page.read < chunk:
             break
-        p["cursor"] = cursor
+        p["cursor"] = page.cursor
     now = ctx.clock.now()
-    if page == chunk:
+    if page.read == chunk:
         p["cutoff"] = iso(cutoff)
         await ctx.store.commit(Commit(now=now, done=Completion(work=work, retry_at=now, payload=p)))
         return
     events = []
-    if p["matched"] or p["errors"]:
+    if any(p.get(k) for k in ("matched", "errors", "late", "too_old")):
         data = {k: p.get(k) for k in ("flow", "trigger", "since", *_COUNTS, "first_error")}
         data.update(window_from=p["watermark"], window_to=iso(cutoff))
         events.append(NewEvent(kind="trigger.swept", at=now, data=data))
         log.info("sweep of %s up to %s: %s", flow_name, iso(cutoff), data)
+        _warn(p, cutoff)
     nxt = await _next_sweep(ctx, since, cutoff, now, after)
     p.update(watermark=iso(cutoff), cutoff=None, cursor=None, first_error=None)
     p.update(dict.fromkeys(_COUNTS, 0))
@@ -163,57 +145,106 @@ async def handle_sweep(ctx: TriggerContext, work: DueWork) -> None:
     )
 
 
+def _warn(p: dict[str, Any], cutoff: datetime) -> None:
+    """Once per sweep: the contacts it could not decide about, and those whose
+    timestamp was written too late to start."""
+    where = f"sweep of trigger {int(p['trigger']) + 1} of {p['flow']} up to {iso(cutoff)}"
+    if p.get("errors"):
+        log.warning(
+            "%s left %s out on errors; the first: %s",
+            where,
+            counted(int(p["errors"]), "contact"),
+            p.get("first_error"),
+        )
+    if p.get("too_old"):
+        # Info: a reply also changes a contact, and an old timestamp is no fault.
+        log.info(
+            "%s did not start %s changed since the last sweep whose %s came due more than "
+            "%s before: taken for historic data",
+            where,
+            counted(int(p["too_old"]), "contact"),
+            p["since"],
+            format_duration(LATE_LIMIT),
+        )
+
+
 async def _start_chunk(
     ctx: TriggerContext,
     loaded: LoadedFlow,
     p: dict[str, Any],
-    candidates: list[tuple[Contact, datetime]],
+    page: Page,
     unless: str | None,
     now: datetime,
 ) -> None:
-    """Start a run for each candidate `unless` (evaluated at the sweep's ``now``) does
-    not exclude; add the counts to the payload ``p``."""
-    flow_name, index, since = str(p["flow"]), int(p["trigger"]), str(p["since"])
+    """Start a run for each candidate of ``page`` `unless` (evaluated at the sweep's
+    ``now``) does not exclude; add the counts to the payload ``p``.
+
+    A late candidate (written after it came due) whose run key exists was swept
+    before and counts nowhere; those that start count as ``late`` too."""
     chosen = select(
-        candidates,
+        [*page.due, *page.late] if page.late else page.due,
         itemgetter(0),
         flow=loaded.flow,
         now=now,
         default_timezone=ctx.default_timezone,
         unless=unless,
     )
+    due, late = chosen.chosen, []
+    if page.late:
+        late_ids = {contact.id for contact, _ in page.late}
+        due = [pick for pick in chosen.chosen if pick[0].id not in late_ids]
+        late = [pick for pick in chosen.chosen if pick[0].id in late_ids]
+    tally = await _start(ctx, loaded, p, due)
+    late_tally = await _start(ctx, loaded, p, late)
+    p.update(
+        matched=int(p.get("matched", 0)) + len(page.due) + len(page.late) - late_tally.existing,
+        started=int(p.get("started", 0)) + tally.started + late_tally.started,
+        already_active=int(p.get("already_active", 0))
+        + tally.already_active
+        + late_tally.already_active,
+        excluded=int(p.get("excluded", 0)) + chosen.excluded,
+        errors=int(p.get("errors", 0)) + page.errors + chosen.errors,
+        first_error=p.get("first_error") or page.first_error or chosen.first_error,
+        late=int(p.get("late", 0)) + late_tally.started,
+        too_old=int(p.get("too_old", 0)) + page.too_old,
+    )
+
+
+async def _start(
+    ctx: TriggerContext,
+    loaded: LoadedFlow,
+    p: dict[str, Any],
+    picks: list[tuple[Contact, datetime]],
+) -> StartTally:
+    if not picks:
+        return StartTally()
+    flow_name, index, since = str(p["flow"]), int(p["trigger"]), str(p["since"])
     requests: list[StartRequest] = []
-    for contact, stamp in chosen.chosen:
+    for contact, stamp in picks:
         at = iso(stamp)
         requests.append(
             (contact.id, after_key(flow_name, index, contact.id, at), {"since": since, "at": at})
         )
-    tally = await ctx.starter().start_requests(loaded, "after", requests)
-    p.update(
-        matched=int(p.get("matched", 0)) + len(candidates),
-        started=int(p.get("started", 0)) + tally.started,
-        already_active=int(p.get("already_active", 0)) + tally.already_active,
-        excluded=int(p.get("excluded", 0)) + chosen.excluded,
-        errors=int(p.get("errors", 0)) + chosen.errors,
-        first_error=p.get("first_error") or chosen.first_error,
-    )
+    return await ctx.starter().start_requests(loaded, "after", requests)
 
 
 async def _page(
     ctx: TriggerContext,
     flow: Flow,
     p: dict[str, Any],
-    since: str,
     watermark: datetime,
     cutoff: datetime,
+    after: timedelta,
     chunk: int,
     *,
     profile: bool,
-) -> tuple[int, list[tuple[Contact, datetime]], Any]:
-    """(contacts read, the (contact, timestamp) in the window, the cursor after them).
+) -> Page:
+    """The next chunk of the window, after the cursor in ``p``.
 
     From an indexed column, a contact carries its id alone, or with ``profile`` what
-    an expression reads (``Store.window_page``)."""
+    an expression reads (``Store.window_page``); a context key is read from every
+    contact (``engine.sweep_context``)."""
+    since = str(p["since"])
     column = SINCE_COLUMNS.get(since)
     if column is not None:
         cursor = p.get("cursor")
@@ -226,16 +257,17 @@ async def _page(
             profile=profile,
         )
         last = [iso(found[-1][1]), found[-1][0].id] if found else None
-        return len(found), found, last
-    path = since.removeprefix(_CONTEXT)
+        return Page(read=len(found), due=found, cursor=last)
     contacts = await ctx.store.page_contacts(after=p.get("cursor"), limit=chunk)
-    in_window = []
-    for contact in contacts:
-        zone = contact_timezone(contact, flow, ctx.default_timezone)
-        stamp = context_timestamp(contact, path, zone)
-        if stamp is not None and watermark < stamp <= cutoff:
-            in_window.append((contact, stamp))
-    return len(contacts), in_window, contacts[-1].id if contacts else None
+    return context_page(
+        contacts,
+        flow=flow,
+        since=since,
+        default_timezone=ctx.default_timezone,
+        watermark=watermark,
+        cutoff=cutoff,
+        after=after,
+    )
 
 
 async def _next_sweep(

@@ -27,6 +27,7 @@ from engine.render import (
     render_string,
     render_value,
 )
+from engine.sweep_context import context_timestamp
 
 SP = ZoneInfo("America/Sao_Paulo")
 NOW = datetime(2026, 11, 30, 13, 0, tzinfo=UTC)  # Monday, 10:00 in São Paulo
@@ -156,6 +157,28 @@ def test_date_prints_portuguese_names_in_the_render_timezone(
     assert text(source, {"v": value, "f": fmt}) == expected
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1795518000, "24/11/2026 08:00"),  # Unix seconds, shown in São Paulo
+        (1795518000.5, "24/11/2026 08:00"),
+        (1795518000000, "24/11/2026 08:00"),  # milliseconds, as JavaScript's Date.now()
+    ],
+)
+def test_date_prints_unix_times_in_the_render_timezone(value: Any, expected: str) -> None:
+    assert text("{{ context.v | date('%d/%m/%Y %H:%M') }}", {"v": value}) == expected
+
+
+@given(st.integers(min_value=10**9, max_value=253_402_300_799_000))
+def test_date_prints_the_moment_a_sweep_reads_from_the_same_value(value: int) -> None:
+    contact = Contact(id="c-1", context={"vence_em": value})
+    swept = context_timestamp(contact, "vence_em", SP)
+
+    assert swept is not None
+    shown = text("{{ context.v | date('%Y-%m-%d %H:%M:%S') }}", {"v": value})
+    assert shown == swept.astimezone(SP).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def test_every_month_has_its_portuguese_name() -> None:
     months = [text("{{ context.v | date('%B') }}", {"v": f"2026-{m:02d}-01"}) for m in range(1, 13)]
     assert months == [
@@ -174,9 +197,22 @@ def test_every_month_has_its_portuguese_name() -> None:
     ]
 
 
-@pytest.mark.parametrize("value", ["30/11/2026", "amanhã", 20261130])
+@pytest.mark.parametrize("value", ["30/11/2026", "amanhã", 20261130, True, 1e20, float("nan")])
 def test_date_refuses_what_is_not_a_date(value: Any) -> None:
     assert "`date` needs a date" in error("{{ context.v | date }}", {"v": value})
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        (20261130, "20261130 is too small for a Unix time"),
+        (1e20, "1e+20 is past the year 9999 even as Unix milliseconds"),
+        ("9999-12-31T23:59:59-03:00", "out of the range of times"),  # passes through UTC
+        ("0001-01-01T00:00:00+00:00", "out of the range of times"),
+    ],
+)
+def test_date_says_why_a_value_is_not_a_date(value: Any, says: str) -> None:
+    assert says in error("{{ context.v | date }}", {"v": value})
 
 
 @pytest.mark.parametrize(

@@ -5,19 +5,22 @@ decisions, sweep timing, context timestamps, keyword/regex matching and the chec
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from engine.context_time import NotATime
 from engine.errors import FlowError
 from engine.flow.loader import load_flow_text
 from engine.flow.model import EventTrigger, Flow
 from engine.models import Contact, ContactEvent, DueKind
 from engine.scheduler import CronSchedule, cron_problem
+from engine.sweep_context import context_timestamp
 from engine.triggers import trigger_problems, trigger_rows
 from engine.triggers_cron import cron_run_key, missed_reason, plan_firing
 from engine.triggers_inbound import compile_trigger, event_run_key
-from engine.triggers_sweep import after_run_key, context_timestamp, next_sweep_at
+from engine.triggers_sweep import after_run_key, next_sweep_at
 
 SAO_PAULO = "America/Sao_Paulo"
 
@@ -388,7 +391,7 @@ def test_the_next_sweep_waits_for_the_earliest_timestamp_to_come_due() -> None:
     assert next_sweep_at(now, interval=minute, after=day, earliest=old) == now + minute
 
 
-def test_context_timestamps_are_read_from_iso_dates_and_unix_seconds() -> None:
+def test_context_timestamps_are_read_from_iso_dates_and_unix_times() -> None:
     zone = ZoneInfo(SAO_PAULO)
     contact = Contact(
         id="c-1",
@@ -397,9 +400,10 @@ def test_context_timestamps_are_read_from_iso_dates_and_unix_seconds() -> None:
             "pago_em": "2026-11-23T10:00:00-03:00",
             "local": "2026-11-23T10:00:00",
             "epoch": 1795608000,
+            "epoch_ms": 1795608000000,  # JavaScript's Date.now()
             "boleto": {"emitido": "2026-11-20T12:00:00Z"},
-            "flag": True,
-            "texto": "amanhã",
+            "nulo": None,
+            "vazio": "  ",
         },
     )
 
@@ -407,11 +411,33 @@ def test_context_timestamps_are_read_from_iso_dates_and_unix_seconds() -> None:
     assert context_timestamp(contact, "pago_em", zone) == datetime(2026, 11, 23, 13, tzinfo=UTC)
     assert context_timestamp(contact, "local", zone) == datetime(2026, 11, 23, 13, tzinfo=UTC)
     assert context_timestamp(contact, "epoch", zone) == datetime(2026, 11, 25, 12, tzinfo=UTC)
+    assert context_timestamp(contact, "epoch_ms", zone) == datetime(2026, 11, 25, 12, tzinfo=UTC)
     assert context_timestamp(contact, "boleto.emitido", zone) == datetime(
         2026, 11, 20, 12, tzinfo=UTC
     )
-    for missing in ("flag", "texto", "nada", "boleto.nada", "vence.dia"):
+    for missing in ("nulo", "vazio", "nada", "boleto.nada", "vence.dia"):
         assert context_timestamp(contact, missing, zone) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        (True, "True is not a time"),
+        ("amanhã", "'amanhã' is not an ISO-8601 time"),
+        (20261130, "20261130 is too small for a Unix time"),
+        (1e20, "1e+20 is past the year 9999"),
+        ("9999-12-31T23:59:59-03:00", "out of the range of times"),
+        (float("nan"), "nan is not a time"),
+        ({"dia": 30}, "dict {'dia': 30} is not a time"),
+    ],
+)
+def test_a_context_value_that_is_not_a_time_says_why(value: Any, says: str) -> None:
+    contact = Contact(id="c-1", context={"vence": value})
+
+    with pytest.raises(NotATime) as info:
+        context_timestamp(contact, "vence", ZoneInfo(SAO_PAULO))
+
+    assert says in str(info.value)
 
 
 def test_run_keys_name_the_trigger_the_moment_and_the_contact() -> None:
