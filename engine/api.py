@@ -33,6 +33,7 @@ from engine.errors import (
 )
 from engine.models import ContactUpsert, Run
 from engine.runtime import Engine
+from engine.start_request import replayed_run
 
 log = logging.getLogger("disparo.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -227,15 +228,26 @@ async def create_run(request: web.Request) -> web.Response:
         contact_id = body.contact.contact_id()
     except ValueError as exc:
         raise RequestError.bad_field("contact", str(exc), str(exc)) from None
+    key = _header_key(request, body.idempotency_key)
     if body.flow not in engine.catalog.current:
-        known = ", ".join(sorted(engine.catalog.current))
+        contact = upsert_of(body.contact, contact_id)
+        if key is not None and (
+            replayed := await replayed_run(
+                engine.store, flow=body.flow, contact=contact, context=body.context, key=key
+            )
+        ):
+            # A retry of a request that started its run before the flow was taken off
+            # disk: the run exists (and goes on, on its version).
+            return web.json_response(
+                {"run_id": replayed.id, "status": str(replayed.status), "step": replayed.step}
+            )
+        known = ", ".join(sorted(engine.catalog.current)) or "none"
         raise RequestError(
             status=422,
             code="UNKNOWN_FLOW",
             message=f"no flow named {body.flow!r}",
             details=[FieldError(field="flow", message=f"loaded flows: {known}")],
         )
-    key = _header_key(request, body.idempotency_key)
     run, created = await engine.start_run(
         body.flow, upsert_of(body.contact, contact_id), context=body.context, idempotency_key=key
     )

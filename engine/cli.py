@@ -164,6 +164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return EXIT_USAGE if exc.code else EXIT_OK
+    if args.command == "serve":
+        from engine.early_signals import hold_reloads
+
+        hold_reloads()  # before the engine's imports: a SIGHUP must not end start-up
     commands: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
         "serve": _serve,
         "check": _check,

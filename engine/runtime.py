@@ -335,8 +335,15 @@ class Engine:
         events = await self.store.list_events(contact_id=contact_id, limit=limit)
         if flow is None:
             return events
-        runs = {e.run_id for e in events if e.kind == "run.started" and e.data.get("flow") == flow}
-        return [e for e in events if e.run_id in runs or e.data.get("flow") == flow]
+        # The flow's runs from the runs themselves: the newest `limit` events of the
+        # contact may not reach back to a run's start.
+        runs = [r.id for r in await self.store.list_contact_runs(contact_id) if r.flow == flow]
+        found = {e.id: e for e in events if e.run_id is None and e.data.get("flow") == flow}
+        for run_id in runs:
+            found.update(
+                (e.id, e) for e in await self.store.list_events(run_id=run_id, limit=limit)
+            )
+        return sorted(found.values(), key=lambda e: e.id, reverse=True)[:limit]
 
     async def check_flow_filter(self, contact_id: str, flow: str | None) -> None:
         """``NotFound`` for an unknown contact, and for a ``flow`` filter that is neither

@@ -7,10 +7,12 @@ import contextlib
 import ipaddress
 import logging
 import signal
+from collections.abc import Callable
 
 from aiohttp import web
 
 from engine.api import build_app, webhook_secret
+from engine.early_signals import reload_asked
 from engine.errors import StoreError, UserInputError
 from engine.gc_policy import tune_for_serving
 from engine.logs import setup_logging
@@ -38,6 +40,11 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    # SIGHUP's default action ends the process: from the first moment on, a reload
+    # asked for during start-up is kept and done once serving (a logrotate or
+    # `systemctl reload` hook cannot tell start-up from serving).
+    asked_early: list[bool] = []
+    _on_hup(loop, lambda: asked_early.append(True))
     async with Engine(settings) as engine:
         runner = web.AppRunner(build_app(engine), access_log=None, handle_signals=False)
         await runner.setup()
@@ -58,8 +65,10 @@ async def serve(
             reloading.add(task)
             task.add_done_callback(reloading.discard)
 
-        with contextlib.suppress(NotImplementedError, AttributeError):  # no SIGHUP on Windows
-            loop.add_signal_handler(signal.SIGHUP, reload)
+        _on_hup(loop, reload)
+        if asked_early or reload_asked():
+            log.info("reloading the flow files, as SIGHUP asked during start-up")
+            reload()
         warn_open_doors(engine, host)
         flows = ", ".join(sorted(engine.catalog.current)) or "none"
         log.info(
@@ -72,8 +81,7 @@ async def serve(
         try:
             await stop.wait()
         finally:
-            with contextlib.suppress(NotImplementedError, AttributeError):
-                loop.remove_signal_handler(signal.SIGHUP)  # no reload while stopping
+            _on_hup(loop, _reload_refused)  # no reload while stopping, and no death by it
             await asyncio.gather(*reloading, return_exceptions=True)
             log.info(
                 "stopping: no new work is claimed; sends not yet on the wire go back to "
@@ -83,6 +91,15 @@ async def serve(
             await runner.cleanup()
     log.info("stopped")
     return 0
+
+
+def _on_hup(loop: asyncio.AbstractEventLoop, handler: Callable[[], None]) -> None:
+    with contextlib.suppress(NotImplementedError, AttributeError):  # no SIGHUP on Windows
+        loop.add_signal_handler(signal.SIGHUP, handler)
+
+
+def _reload_refused() -> None:
+    log.warning("SIGHUP ignored: disparo is stopping; the flow files are read at the next start")
 
 
 def warn_open_doors(engine: Engine, host: str) -> None:

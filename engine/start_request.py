@@ -92,3 +92,29 @@ async def refuse_another_request(
                 for name in differ
             ],
         )
+
+
+async def replayed_run(
+    store: Store,
+    *,
+    flow: str,
+    contact: ContactUpsert,
+    context: Mapping[str, Any] | None,
+    key: str,
+) -> Run | None:
+    """The run an earlier request with ``key`` started, when this request is a true
+    retry of it (409 when it is another request); None when no run has the key. For a
+    retry that arrives after the flow was taken off disk: the client asks whether its
+    run exists, and it does."""
+    run = await store.get_run_by_key(key)
+    if run is None:
+        return None
+    await refuse_another_request(
+        store,
+        run,
+        flow=flow,
+        contact_id=contact.id,
+        key=key,
+        digests=request_digests(flow, contact, context, key),
+    )
+    return run

@@ -7,6 +7,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.acceptance.conftest import (
     Api,
     DisparoServer,
@@ -67,3 +69,41 @@ def test_sighup_reloads_the_flow_files_and_a_broken_edit_changes_nothing(tmp_pat
     assert "the flow files or the template catalogue have problems; still serving" in refused
     assert f"{flow_file}:" in refused  # file:line:col of the problem
     assert alive is None
+
+
+def _catches_sighup(pid: int) -> bool:
+    """Whether the process has a handler for SIGHUP (Linux: /proc/<pid>/status)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGHUP - 1)))
+
+
+def test_a_sighup_during_start_up_is_kept_and_done_once_serving(tmp_path: Path) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    write_flow(flows, "Versão 1", "Obrigado")
+    port = free_port()
+    config = write_config(tmp_path, port=port, flows=flows)
+    run_cli(config, "migrate")
+    server = DisparoServer(config, port, tmp_path / "serve.log")
+    if not Path("/proc/self/status").exists():
+        pytest.skip("reading a process's signal handlers needs Linux's /proc")
+    server.spawn()
+    try:
+        assert server.proc is not None
+        # As soon as disparo can catch it, long before it listens (a logrotate hook).
+        wait_for(lambda: server.proc is not None and _catches_sighup(server.proc.pid),
+                 lambda caught: caught, what="disparo serve catching SIGHUP")  # fmt: skip
+        server.proc.send_signal(signal.SIGHUP)
+        log = wait_for(
+            server.log,
+            lambda text: "reloaded the flow files" in text,
+            what="the reload asked during start-up",
+        )
+        alive = server.exited()
+    finally:
+        server.stop()
+
+    assert alive is None, log
+    assert "reloading the flow files, as SIGHUP asked during start-up" in log
+    assert log.index("disparo listening on") < log.index("reloaded the flow files: no flow")

@@ -36,3 +36,16 @@ async def test_runs_of_a_flow_no_longer_loaded_can_still_be_cancelled_by_flow(ap
 
     assert cancel.status == 200
     assert [r["id"] for r in (await cancel.json())["cancelled"]] == [created["run_id"]]
+
+
+async def test_a_flow_filter_finds_a_run_whose_start_is_older_than_the_limit(api: Any) -> None:
+    client, h = api
+    created = await (await client.post("/v1/runs", json=RUN, headers=AUTH)).json()
+    await h.engine.settle()
+    everything = await h.engine.decisions("c-1", limit=1000)
+
+    newest_five = await h.engine.decisions("c-1", "cobranca_boleto", limit=5)
+
+    assert len(everything) > 5  # the run's start is not among the newest five
+    assert [e.id for e in newest_five] == [e.id for e in everything[:5]]
+    assert {e.run_id for e in newest_five} == {created["run_id"]}

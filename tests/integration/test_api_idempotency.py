@@ -74,3 +74,19 @@ async def test_the_idempotency_key_header_is_held_to_the_body_field_s_rules(api:
     assert fits.status == 201
     assert same.status == 200
     assert len(await h.engine.store.list_contact_runs("c-1")) == 1
+
+
+async def test_a_retry_after_its_flow_was_taken_off_disk_gets_its_run(api: Any) -> None:
+    client, h = api
+    first = await client.post("/v1/runs", json=RUN, headers=AUTH)
+    h.engine.catalog.current.pop(RUN["flow"])  # as a reload after the file was removed
+
+    retry = await client.post("/v1/runs", json=RUN, headers=AUTH)
+    other = await client.post("/v1/runs", json={**RUN, "context": {"valor": 1}}, headers=AUTH)
+    new_key = await client.post("/v1/runs", json={**RUN, "idempotency_key": "k-2"}, headers=AUTH)
+
+    assert retry.status == 200
+    assert (await retry.json())["run_id"] == (await first.json())["run_id"]
+    assert other.status == 409  # the same key with another request is still refused
+    assert new_key.status == 422
+    assert (await error_of(new_key))["code"] == "UNKNOWN_FLOW"
