@@ -11,8 +11,9 @@ they survive restarts, run on one process at a time, and move with a
 ``Triggers.schedule`` (run by ``Engine.__aenter__``) makes the store's trigger rows
 match the loaded flows: each row has a key made of the flow, the trigger's index and
 a digest of its definition, so a restart keeps the rows (and their next fire time,
-watermark and cursor) as they are, an edited trigger gets a fresh row, and a removed
-one loses its row. With several engine processes the last one to start decides the
+watermark and cursor) as they are, an edited trigger gets a new row that carries
+the old row's pending fire time or watermark (``engine.triggers_edits``), and a
+removed one loses its row. With several engine processes the last one to start decides the
 schedule; they are expected to serve the same flows.
 
 A contact already in a one-at-a-time flow is recorded (``run.trigger_skipped``) and
@@ -39,10 +40,11 @@ from engine.models import ContactEvent, DueKind, DueWork, NewDueWork
 from engine.scheduler import CronSchedule, cron_problem
 from engine.settings import Settings
 from engine.triggers_cron import handle_cron, handle_fanout, iso
+from engine.triggers_edits import carry_over
 from engine.triggers_inbound import InboundTrigger, inbound_triggers, start_from_replies
 from engine.triggers_start import TriggerContext
 from engine.triggers_sweep import handle_sweep
-from storage.base import IngestOutcome, Store
+from storage.base import Commit, IngestOutcome, Store
 
 log = logging.getLogger("disparo.triggers")
 
@@ -79,15 +81,21 @@ class Triggers:
         The keyword triggers are read again from the loaded flows at the next reply."""
         self._inbound = None
         flows = [loaded.flow for loaded in self.ctx.catalog.current.values()]
+        now = self.ctx.clock.now()
         wanted = trigger_rows(
             flows,
-            now=self.ctx.clock.now(),
+            now=now,
             default_timezone=self.ctx.default_timezone,
             misfire_grace=self.ctx.settings.misfire_grace,
         )
-        added = await self.ctx.store.schedule_triggers(wanted, self.ctx.clock.now())
+        wanted, events = await carry_over(self.ctx.store, wanted, now)
+        added = await self.ctx.store.schedule_triggers(wanted, now)
         if added:
             log.info("scheduled triggers: %s", ", ".join(sorted(added)))
+        # Recorded by the process whose row was stored, once.
+        recorded = [event for key, event in events.items() if key in added]
+        if recorded:
+            await self.ctx.store.commit(Commit(now=now, events=recorded))
         return added
 
     async def handle(self, work: DueWork) -> None:

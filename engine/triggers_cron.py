@@ -11,7 +11,9 @@ firing walks the contacts and starts a run for each one in the audience.
   one that is at most ``misfire_grace`` late fires once, and any older one is
   recorded as ``trigger.misfired``; if none is within grace, nothing fires.
 - The FANOUT row handles ``chunk_size`` contacts (id order) per step, then puts its
-  cursor (the last contact id) back into its own payload. Runs are started before
+  cursor (the last contact id) back into its own payload. Before each step it checks
+  the flow still has the trigger with the audience it fired with (``trigger_gone``);
+  if not, it stops and records ``trigger.abandoned`` with the reason. Runs are started before
   the cursor moves, with the key ``cron:{flow}:{trigger}:{fire time}:{contact}``: a
   chunk repeated after a crash starts nothing twice.
 """
@@ -26,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.errors import Conflict, NotFound
+from engine.flow.model import CronTrigger, Flow
 from engine.models import DueKind, DueWork, NewDueWork, NewEvent
 from engine.scheduler import CronSchedule
 from engine.triggers_start import StartTally, TriggerContext, TriggerStart, select
@@ -179,6 +182,11 @@ async def handle_fanout(ctx: TriggerContext, work: DueWork) -> None:
     except NotFound as exc:
         await _finish(ctx, work, p, now, abandoned=str(exc))
         return
+    gone = trigger_gone(loaded.flow, index, p.get("audience"))
+    if gone is not None:
+        log.warning("fan-out of %s for %s abandoned: %s", flow_name, p["fire_time"], gone)
+        await _finish(ctx, work, p, now, abandoned=gone)
+        return
     chunk = ctx.settings.chunk_size
     page = await ctx.store.page_contacts(after=p.get("cursor"), limit=chunk)
     await asyncio.sleep(0)  # reading and decoding a chunk is one slice of the loop's time
@@ -208,6 +216,24 @@ async def handle_fanout(ctx: TriggerContext, work: DueWork) -> None:
     await ctx.store.commit(
         Commit(now=ctx.clock.now(), done=Completion(work=work, retry_at=ctx.clock.now(), payload=p))
     )
+
+
+def trigger_gone(flow: Flow, index: int, audience: Any) -> str | None:
+    """Why a firing's fan-out must stop in the flow as loaded now (None: go on).
+
+    A fan-out goes on while the flow has a cron trigger at the firing's index with the
+    audience the firing was made with (an edit of its time or grace changes later
+    firings only); a removed trigger, or an edited audience, stops it: the contacts
+    not reached yet are not sent a campaign the flow no longer has."""
+    trigger = flow.triggers[index] if index < len(flow.triggers) else None
+    if not isinstance(trigger, CronTrigger):
+        return f"trigger removed: flow {flow.flow!r} has no cron trigger {index + 1} any more"
+    if trigger.audience != audience:
+        return (
+            f"trigger edited: the audience of cron trigger {index + 1} of flow {flow.flow!r} "
+            "changed since it fired"
+        )
+    return None
 
 
 async def _finish(

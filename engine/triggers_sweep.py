@@ -106,7 +106,9 @@ async def handle_sweep(ctx: TriggerContext, work: DueWork) -> None:
     after = timedelta(seconds=float(p["after"]))
     now = ctx.clock.now()
     watermark = _at(p["watermark"])
-    cutoff = _at(p["cutoff"]) if p.get("cutoff") else now - after
+    # Never behind the watermark: an `after` lengthened by an edit keeps the old
+    # watermark (engine.triggers_edits), and the window waits until it comes due.
+    cutoff = max(_at(p["cutoff"]) if p.get("cutoff") else now - after, watermark)
     try:
         loaded = ctx.catalog.latest(flow_name)
     except NotFound:

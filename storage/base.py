@@ -67,6 +67,7 @@ from storage.changes import (
 )
 from storage.erasure import Erased
 from storage.overview import DueCounts, Overview
+from storage.trigger_state import StoredTrigger, TriggerStateReads
 
 __all__ = [
     "BulkStart",
@@ -90,6 +91,7 @@ __all__ = [
     "StartRequest",
     "StatusTarget",
     "Store",
+    "StoredTrigger",
     "TriggerFiring",
     "reported_change",
 ]
@@ -200,7 +202,7 @@ class StatusTarget:
 RunIgnores = Callable[[StatusTarget], Sequence[NewEvent] | None]
 
 
-class Store(Protocol):
+class Store(TriggerStateReads, Protocol):
     # -- lifecycle
     async def open(self) -> None:
         """Connect; raise ``SchemaOutdated`` when migrations are pending."""

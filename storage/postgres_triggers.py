@@ -16,13 +16,15 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from engine.models import Contact, NewDueWork
+from engine.models import Contact, DueKind, NewDueWork
 from storage.base import BulkStart, BulkStartResult, ContactTimestamp
 from storage.bulk_starts import check_requests
 from storage.columns import CONTACT_COLUMNS, stamped_ids, stamped_profiles, window_columns
 from storage.postgres_codec import contact_from_row, schedule_unit
 from storage.postgres_contacts import encode_upserts
 from storage.postgres_starts import start_runs
+from storage.sqlite_codec import loads
+from storage.trigger_state import StoredTrigger
 
 T = TypeVar("T")
 
@@ -51,6 +53,33 @@ class TriggerMethods:
         """Make the keyed trigger rows exactly ``wanted`` (see the protocol)."""
         added: list[str] = await self._apply(schedule_unit(wanted, now))
         return added
+
+    async def stored_triggers(self) -> list[StoredTrigger]:
+        """Every keyed trigger row, by key (see the protocol)."""
+        rows = await self._fetch(
+            "SELECT key, kind, due_at, payload FROM due_work WHERE key IS NOT NULL "
+            'ORDER BY key COLLATE "C"'
+        )
+        return [
+            StoredTrigger(
+                key=row["key"],
+                kind=DueKind(row["kind"]),
+                due_at=row["due_at"],
+                payload=loads(row["payload"]),
+            )
+            for row in rows
+        ]
+
+    async def last_firing(self, flow: str, trigger: int) -> datetime | None:
+        """The newest recorded fire time of that trigger (see the protocol)."""
+        rows = await self._fetch(
+            "SELECT max(fire_time) AS newest FROM trigger_firings "
+            "WHERE flow = $1 AND trigger_index = $2",
+            flow,
+            trigger,
+        )
+        newest: datetime | None = rows[0]["newest"]
+        return newest
 
     async def page_contacts(self, *, after: str | None, limit: int) -> list[Contact]:
         """Up to ``limit`` contacts with ids after ``after``, in id (byte) order."""

@@ -14,13 +14,14 @@ from datetime import datetime
 from typing import Any
 
 from engine.errors import Conflict
-from engine.models import Contact, NewDueWork
+from engine.models import Contact, DueKind, NewDueWork
 from storage.base import BulkStart, BulkStartResult, ContactTimestamp
 from storage.changes import TriggerFiring
 from storage.columns import CONTACT_COLUMNS, stamped_ids, stamped_profiles, window_columns
 from storage.sqlite_batch import GroupCommitConnection
-from storage.sqlite_codec import contact_from_row, dumps, from_us, iso, to_us
+from storage.sqlite_codec import contact_from_row, dumps, from_us, iso, loads, to_us
 from storage.sqlite_starts import start_runs
+from storage.trigger_state import StoredTrigger
 
 # The only columns a sweep may select on: each has a covering (column, id) index.
 TIMESTAMP_COLUMNS: frozenset[str] = frozenset(
@@ -38,6 +39,16 @@ class TriggerMethods:
         """Make the keyed trigger rows exactly ``wanted`` (see the protocol)."""
         stamp = to_us(now)
         return await self._ready().write(lambda db: schedule(db, wanted, stamp))
+
+    async def stored_triggers(self) -> list[StoredTrigger]:
+        """Every keyed trigger row, by key (see the protocol)."""
+        link = self._ready()
+        return link.read(stored_triggers, link.db)
+
+    async def last_firing(self, flow: str, trigger: int) -> datetime | None:
+        """The newest recorded fire time of that trigger (see the protocol)."""
+        link = self._ready()
+        return link.read(last_firing, link.db, flow, trigger)
 
     async def page_contacts(self, *, after: str | None, limit: int) -> list[Contact]:
         """Up to ``limit`` contacts with ids after ``after``, in id (byte) order."""
@@ -97,6 +108,24 @@ def schedule(db: sqlite3.Connection, wanted: Mapping[str, NewDueWork], now: int)
         if cursor.rowcount == 1:
             added.append(key)
     return added
+
+
+def stored_triggers(db: sqlite3.Connection) -> list[StoredTrigger]:
+    rows = db.execute(
+        "SELECT key, kind, due_at, payload FROM due_work WHERE key IS NOT NULL ORDER BY key"
+    ).fetchall()
+    return [
+        StoredTrigger(key=key, kind=DueKind(kind), due_at=from_us(due_at), payload=loads(payload))
+        for key, kind, due_at, payload in rows
+    ]
+
+
+def last_firing(db: sqlite3.Connection, flow: str, trigger: int) -> datetime | None:
+    (newest,) = db.execute(
+        "SELECT max(fire_time) FROM trigger_firings WHERE flow = ? AND trigger_index = ?",
+        (flow, trigger),
+    ).fetchone()
+    return None if newest is None else from_us(newest)
 
 
 def record_firing(db: sqlite3.Connection, firing: TriggerFiring, now: int) -> None:

@@ -95,6 +95,48 @@ async def test_engines_scheduling_at_once_store_each_key_once(
     assert len(await seed.claim_all(when=at(60))) == 2
 
 
+async def test_stored_trigger_rows_are_read_back_with_their_state_by_key(
+    store: Store, seed: Seed
+) -> None:
+    await store.schedule_triggers(
+        {"cron:f:0:a": cron_row(60, fire_time="t1"), "after:g:1:b": sweep_row()}, NOW
+    )
+    await seed.due(DueKind.FANOUT, payload={"n": 2})  # not a keyed row: not listed
+    claimed = await seed.claim_all(when=at(60))
+    cron = next(w for w in claimed if w.kind == DueKind.CRON)
+    await store.commit(
+        Commit(
+            now=at(60),
+            done=Completion(work=cron, retry_at=at(3600), payload={"flow": "f", "fire_time": "t2"}),
+        )
+    )
+
+    stored = await store.stored_triggers()
+
+    assert [(s.key, s.kind) for s in stored] == [
+        ("after:g:1:b", DueKind.SWEEP),
+        ("cron:f:0:a", DueKind.CRON),
+    ]
+    # A leased row is listed too, with what was last committed.
+    assert (stored[1].due_at, dict(stored[1].payload)) == (
+        at(3600),
+        {"flow": "f", "fire_time": "t2"},
+    )
+    assert dict(stored[0].payload) == {"flow": "g"}
+
+
+async def test_the_last_firing_of_a_trigger_is_its_newest_fire_time(store: Store) -> None:
+    for trigger, fire in ((0, at(0)), (0, at(86400)), (0, at(3600)), (1, at(2 * 86400))):
+        await store.commit(
+            Commit(now=NOW, firing=TriggerFiring(flow="f", trigger=trigger, fire_time=fire))
+        )
+
+    assert await store.last_firing("f", 0) == at(86400)
+    assert await store.last_firing("f", 1) == at(2 * 86400)
+    assert await store.last_firing("f", 2) is None
+    assert await store.last_firing("g", 0) is None
+
+
 # ------------------------------------------------------------------ firings
 
 
