@@ -66,7 +66,7 @@ from storage.changes import (
     reported_change,
 )
 from storage.erasure import Erased
-from storage.overview import DueCounts, Overview
+from storage.overview import DueCounts, OpenRunReads, Overview
 
 __all__ = [
     "BulkStart",
@@ -200,7 +200,7 @@ class StatusTarget:
 RunIgnores = Callable[[StatusTarget], Sequence[NewEvent] | None]
 
 
-class Store(Protocol):
+class Store(OpenRunReads, Protocol):
     # -- lifecycle
     async def open(self) -> None:
         """Connect; raise ``SchemaOutdated`` when migrations are pending."""
