@@ -61,9 +61,10 @@ def test_sighup_reloads_the_flow_files_and_a_broken_edit_changes_nothing(tmp_pat
         server.stop()
 
     assert (first, second, third) == ("Versão 1", "Versão 2", "Versão 2")
-    assert "reloaded the flow files: changed aviso; runs in flight go on with the version" in (
-        reloaded
-    )
+    assert (
+        "reloaded the flow files and the template catalogue: changed aviso; runs in flight "
+        "go on with the flow version they started with"
+    ) in reloaded
     assert "the flow files or the template catalogue have problems; still serving" in refused
     assert f"{flow_file}:" in refused  # file:line:col of the problem
     assert alive is None
