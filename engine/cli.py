@@ -313,13 +313,15 @@ async def _trigger(args: argparse.Namespace) -> int:
 
 
 def _offline_engine(args: argparse.Namespace, settings: Settings) -> Engine:
-    """An engine that serves nothing (no dispatcher loop, no triggers), for a command
-    that changes the store once, logging as the config (or --log-format) says."""
+    """An engine of the store alone (no providers, no dispatcher, no triggers), for a
+    command that reads or changes what is stored, logging as the config (or
+    --log-format) says. A flow file with problems is left out with a warning: an
+    operator mid-edit can still answer a person who asks for their data."""
     from engine.logs import setup_logging
     from engine.runtime import Engine
 
     setup_logging(args.log_format or settings.log_format, secrets=settings.secret_values())
-    return Engine(settings, run_loop=False, triggers=False)
+    return Engine(settings, run_loop=False, triggers=False, offline=True)
 
 
 async def _purge(args: argparse.Namespace) -> int:
@@ -407,11 +409,10 @@ async def _why(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
     from engine.api_views import event_view
-    from engine.runtime import Engine
     from engine.why_text import why_lines
 
     settings = _settings(args.config, store_must_exist=True)
-    async with Engine(settings, run_loop=False, triggers=False) as engine:
+    async with _offline_engine(args, settings) as engine:
         events = await engine.decisions(args.contact, args.flow, limit=args.limit)
         contact = await engine.get_contact(args.contact)
     if args.json:

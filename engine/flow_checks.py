@@ -234,7 +234,7 @@ def template_catalog(
                 yield at.problem(
                     (*where, "name"),
                     f"template `{spec.name}` has no id for provider `{provider}`; add "
-                    f"`{provider}: {{id: ...}}` under its `providers:` in config/templates.yaml",
+                    f"`{provider}: {{id: ...}}` under its `providers:` in {catalog.where}",
                 )
             elif provider and spec.language is None:
                 caps = (capabilities or {}).get(provider)
@@ -244,7 +244,7 @@ def template_catalog(
                         (*where, "name"),
                         f"provider `{provider}` needs the template's language; set "
                         f"`language: pt_BR` (or another) for `{spec.name}` under "
-                        f"`{provider}` in config/templates.yaml, or on this step",
+                        f"`{provider}` in {catalog.where}, or on this step",
                     )
             if isinstance(spec.params, Mapping):
                 for key in spec.params:

@@ -11,35 +11,60 @@ changes nothing: the engine goes on serving the flows it had.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.errors import NotFound
-from engine.flow.loader import LoadedFlow, load_flow_text, load_flows
+from engine.errors import NotFound, Problem, UserInputError
+from engine.flow.loader import LoadedFlow, load_flow_text, load_flows, read_flows
+from engine.flow.model import Flow
 from engine.flow.validate import FlowCheck
+from engine.wording import counted
 from storage.base import Store
+
+log = logging.getLogger("disparo.flows")
 
 
 @dataclass(frozen=True, slots=True)
 class Reloaded:
-    """What a reload changed, by flow name."""
+    """What a reload changed: flows by name, and templates of the catalogue by name."""
 
     added: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    templates_added: list[str] = field(default_factory=list)
+    templates_changed: list[str] = field(default_factory=list)
+    templates_removed: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        parts = [
-            f"{what} {', '.join(names)}"
-            for what, names in (
-                ("added", self.added),
-                ("changed", self.changed),
-                ("removed", self.removed),
-            )
-            if names
-        ]
-        return "; ".join(parts) or "no flow changed"
+        flows = _changes(self.added, self.changed, self.removed) or "no flow changed"
+        templates = _changes(self.templates_added, self.templates_changed, self.templates_removed)
+        return f"{flows}; templates: {templates}" if templates else flows
+
+
+def _changes(added: list[str], changed: list[str], removed: list[str]) -> str:
+    parts = [
+        f"{what} {', '.join(names)}"
+        for what, names in (("added", added), ("changed", changed), ("removed", removed))
+        if names
+    ]
+    return "; ".join(parts)
+
+
+def warn_left_out(problems: list[Problem]) -> None:
+    """One warning per flow file ``FlowCatalog.load_readable`` left out."""
+    by_file: dict[str, list[Problem]] = {}
+    for problem in problems:
+        by_file.setdefault(problem.file or "the store", []).append(problem)
+    for file, found in by_file.items():
+        log.warning(
+            "%s is left out (%s; `disparo check` lists them); this command goes on with "
+            "the store and the flows that load. First: %s",
+            file,
+            counted(len(found), "problem"),
+            found[0],
+        )
 
 
 class FlowCatalog:
@@ -67,6 +92,31 @@ class FlowCatalog:
         catalog = cls(store, directory, providers=providers)
         await catalog.reload(checks)
         return catalog
+
+    @classmethod
+    async def load_readable(
+        cls, store: Store, directory: Path
+    ) -> tuple[FlowCatalog, list[Problem]]:
+        """For a command that reads the store (``why``, ``export``, ``erase``,
+        ``purge``): the flow files that load, and the problems of those that do not,
+        which are left out; then every version open runs are pinned to, from the
+        store. Nothing is checked against providers or the template catalogue, and
+        nothing is saved: such a command works while a flow file is mid-edit."""
+        flows, problems = read_flows(directory)
+        catalog = cls(store, directory)
+        catalog.current = flows
+        for loaded in flows.values():
+            catalog._versions[(loaded.flow.flow, loaded.version)] = loaded
+        for flow, version in await store.open_run_versions():
+            try:
+                await catalog.pinned(flow, version)
+            except (NotFound, UserInputError) as exc:
+                problems.append(Problem(message=f"open runs of {flow} version {version}: {exc}"))
+        return catalog, problems
+
+    def every_version(self) -> list[Flow]:
+        """Every flow version in memory: the current ones and those pinned ones read."""
+        return [loaded.flow for loaded in self._versions.values()]
 
     async def reload(self, checks: Iterable[FlowCheck]) -> Reloaded:
         """Read the flow files again, checked with ``checks``. Raises ``FlowError``

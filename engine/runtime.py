@@ -28,7 +28,7 @@ from engine.dispatcher import Dispatcher, DispatchSettings
 from engine.errors import Conflict, NotFound, ProviderRejected
 from engine.event_times import ArrivalClamp
 from engine.flow.validate import FlowCheck
-from engine.flows import FlowCatalog, Reloaded
+from engine.flows import FlowCatalog, Reloaded, warn_left_out
 from engine.ignored_status import ignored_events
 from engine.inbound_text import without_nul
 from engine.metrics import Metrics
@@ -51,7 +51,7 @@ from engine.run_start import start_commit
 from engine.settings import Settings
 from engine.start_request import REQUEST, refuse_another_request, request_digests
 from engine.stores import open_store
-from engine.template_catalog import TemplateCatalog
+from engine.template_catalog import TemplateCatalog, template_changes
 from engine.triggers import Triggers
 from providers.base import Provider
 from providers.registry import provider_class
@@ -82,8 +82,12 @@ class Engine:
         run_loop: bool = True,
         owner: str | None = None,
         triggers: bool = True,
+        offline: bool = False,
     ) -> None:
         self.settings = settings
+        # Store only (``disparo why/export/erase/purge``): no providers, no dispatcher,
+        # and the flow files that load (``FlowCatalog.load_readable``).
+        self.offline = offline
         self.clock: Clock = clock or SystemClock()
         self.store: Store = store or open_store(settings.storage)
         self.metrics = Metrics()
@@ -104,7 +108,11 @@ class Engine:
             store=self.store,
             clock=self.clock,
             settings=settings.retention,
-            flows=lambda: (loaded.flow for loaded in self.catalog.current.values()),
+            flows=lambda: (
+                self.catalog.every_version()
+                if offline
+                else (loaded.flow for loaded in self.catalog.current.values())
+            ),
             metrics=self.metrics,
         )
 
@@ -113,6 +121,12 @@ class Engine:
     async def __aenter__(self) -> Engine:
         await self.store.open()
         try:
+            if self.offline:
+                self._catalog, left_out = await FlowCatalog.load_readable(
+                    self.store, Path(self.settings.flows)
+                )
+                warn_left_out(left_out)
+                return self
             for name, config in self.settings.providers.items():
                 cls = provider_class(config.type)
                 provider: Provider = cls(name, config, self)
@@ -189,10 +203,13 @@ class Engine:
         catalogue) changes nothing. Runs keep their versions."""
         templates, checks = self._templates_and_checks()
         changed = await self.catalog.reload(checks)
+        added, edited, removed = template_changes(self.dispatcher.templates, templates)
         self.dispatcher.templates = templates
         if self._triggers is not None:
             await self._triggers.schedule()
-        return changed
+        return replace(
+            changed, templates_added=added, templates_changed=edited, templates_removed=removed
+        )
 
     def _templates_and_checks(self) -> tuple[TemplateCatalog | None, list[FlowCheck]]:
         """The template catalogue, read now, and the checks every flow must pass with

@@ -18,6 +18,7 @@ from engine.models import Contact, Message, NewEvent, Template
 from engine.rules import Decision, RuleFacts, Verdict, decide
 from engine.scope import render_scope
 from engine.template_catalog import TemplateCatalog
+from engine.wording import counted
 
 
 def provider_hints(rules: Rules, flow: Flow, step: str) -> dict[str, Any]:
@@ -42,7 +43,8 @@ def provider_hints(rules: Rules, flow: Flow, step: str) -> dict[str, Any]:
 
 
 class UnknownTemplate(Exception):
-    """The step's template has no id for the message's provider in the catalogue."""
+    """The step's template has no id for the message's provider in the catalogue, or
+    the step's params are not the ones the catalogue says it takes."""
 
 
 def judge(
@@ -102,10 +104,12 @@ def message_content(
     verdict: Verdict,
     templates: TemplateCatalog | None,
     run_vars: Mapping[str, Any] | None = None,
+    flow_version: str | None = None,
 ) -> Any:
     """The message's content as the provider gets it: rendered, checked, and a
-    template named by its catalogue id. Raises ``RenderError``, ``ContentError``
-    or ``UnknownTemplate``."""
+    template named by its catalogue id with exactly the catalogue's params in its
+    order. Raises ``RenderError``, ``ContentError`` or ``UnknownTemplate``.
+    ``flow_version``: the run's, named in errors a catalogue change causes."""
     step = flow.steps[message.step]
     assert step.send is not None
     scope = render_scope(
@@ -130,14 +134,14 @@ def message_content(
         if known is None:
             raise UnknownTemplate(
                 f"template {content.name!r} has no id for provider {message.provider!r} "
-                "in the template catalogue; add it to config/templates.yaml"
+                f"in the template catalogue; add it to {templates.where}"
+                + _pinned_hint(flow, message.step, flow_version)
             )
-        order = templates.templates[content.name].params
+        wanted = templates.templates[content.name].params
+        _check_params(content, wanted, flow, message.step, flow_version, templates.where)
         params = content.params
         if isinstance(params, dict):  # the catalogue's order is the positional order
-            rank = {name: i for i, name in enumerate(order)}
-            ordered = sorted(params, key=lambda k: (rank.get(k, len(order)), k))
-            params = {k: params[k] for k in ordered}
+            params = {name: params[name] for name in wanted}
         content = content.model_copy(
             update={
                 "name": known.id,
@@ -146,3 +150,45 @@ def message_content(
             }
         )
     return content
+
+
+def _check_params(
+    content: Template,
+    wanted: list[str],
+    flow: Flow,
+    step: str,
+    flow_version: str | None,
+    where: str,
+) -> None:
+    """``UnknownTemplate`` unless the rendered params are exactly the catalogue's:
+    providers take them by position, so any other set would put values in the wrong
+    places (a run pinned to a flow version written for an older catalogue)."""
+    params = content.params
+    if isinstance(params, dict):
+        if set(params) == set(wanted) and len(params) == len(wanted):
+            return
+        given = ", ".join(params) or "no parameters"
+    elif len(params) == len(wanted):
+        return
+    else:
+        given = counted(len(params), "positional parameter")
+    takes = f"the parameters {', '.join(wanted)}" if wanted else "no parameters"
+    raise UnknownTemplate(
+        f"template {content.name!r} takes {takes} "
+        f"({where}) but step `{step}` of flow {flow.flow!r} gives {given}; nothing was "
+        "sent rather than values in the wrong places" + _pinned_hint(flow, step, flow_version)
+    )
+
+
+def _pinned_hint(flow: Flow, step: str, flow_version: str | None) -> str:
+    """Why a step checked against the catalogue when its flow was loaded no longer
+    fits it: the catalogue changed under a run pinned to that flow version."""
+    send = flow.steps[step].send
+    spec = send.template if send is not None else None
+    if flow_version is None or spec is None or "{" in spec.name:
+        return ""  # a rendered template name is only known at send time: never checked
+    return (
+        f". The run is pinned to version {flow_version} of the flow, which predates this "
+        "change to the template catalogue; restore the template's old entry for the runs "
+        "still on that version, or cancel them"
+    )

@@ -373,7 +373,15 @@ class Sender:
             return None
         try:
             content = message_content(
-                flow, message, contact, now, tz, verdict, self.d.templates, run.vars
+                flow,
+                message,
+                contact,
+                now,
+                tz,
+                verdict,
+                self.d.templates,
+                run.vars,
+                flow_version=run.flow_version,
             )
         except (RenderError, ContentError, UnknownTemplate) as exc:
             await self.fail(work, message, str(exc), extra_events=events)

@@ -7,7 +7,7 @@ import contextlib
 import ipaddress
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from aiohttp import web
 
@@ -16,6 +16,7 @@ from engine.early_signals import reload_asked
 from engine.errors import StoreError, UserInputError
 from engine.gc_policy import tune_for_serving
 from engine.logs import setup_logging
+from engine.open_runs import open_run_notices
 from engine.runtime import Engine
 from engine.settings import Settings
 
@@ -70,6 +71,7 @@ async def serve(
             log.info("reloading the flow files, as SIGHUP asked during start-up")
             reload()
         warn_open_doors(engine, host)
+        await warn_open_runs(engine)
         flows = ", ".join(sorted(engine.catalog.current)) or "none"
         log.info(
             "disparo listening on http://%s:%d (flows: %s; providers: %s)",
@@ -145,6 +147,29 @@ async def reload_flows(engine: Engine) -> None:
         log.error("could not reload the flow files: %s; still serving the flows loaded before", exc)
         return
     log.info(
-        "reloaded the flow files: %s; runs in flight go on with the version they started with",
+        "reloaded the flow files and the template catalogue: %s; runs in flight go on "
+        "with the flow version they started with%s",
         changed.summary(),
+        " and send the templates as the catalogue says now"
+        if changed.templates_added or changed.templates_changed or changed.templates_removed
+        else "",
     )
+    await warn_open_runs(engine, removed=changed.removed)
+
+
+async def warn_open_runs(engine: Engine, *, removed: Collection[str] = ()) -> None:
+    """At start and after a reload: what the open runs' flow versions will meet
+    (``engine.open_runs``), one log line each."""
+    try:
+        notices = await open_run_notices(
+            engine.store,
+            engine.catalog,
+            templates=engine.dispatcher.templates,
+            capabilities={name: p.capabilities for name, p in engine.providers.items()},
+            removed=removed,
+        )
+    except StoreError as exc:
+        log.error("could not check the flow versions of the open runs: %s", exc)
+        return
+    for notice in notices:
+        log.log(notice.level, "%s", notice.text)

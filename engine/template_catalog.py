@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from engine.errors import ConfigError
 from engine.flow.problems import Describer, problems_from_validation
@@ -36,6 +36,12 @@ class TemplateEntry(_Model):
 
 class TemplateCatalog(_Model):
     templates: dict[str, TemplateEntry] = Field(default_factory=dict)
+    _path: Path | None = PrivateAttr(default=None)  # the file it was read from
+
+    @property
+    def where(self) -> str:
+        """The catalogue's file, for messages that tell the operator what to edit."""
+        return str(self._path) if self._path is not None else "the config's `templates:` file"
 
     def resolve(self, name: str, provider: str) -> ProviderTemplate | None:
         entry = self.templates.get(name)
@@ -53,9 +59,25 @@ def load_template_catalog(path: Path) -> TemplateCatalog:
         raise ConfigError(str(exc), exc.problems) from None
     data = document.data if document.data is not None else {}
     try:
-        return TemplateCatalog.model_validate(data)
+        catalog = TemplateCatalog.model_validate(data)
     except ValidationError as exc:
         problems = problems_from_validation(
             exc, TemplateCatalog, data, document.source_map, describer=_WORDS
         )
         raise ConfigError(f"{path}: {counted(len(problems), 'problem')}", problems) from None
+    catalog._path = path
+    return catalog
+
+
+def template_changes(
+    before: TemplateCatalog | None, after: TemplateCatalog | None
+) -> tuple[list[str], list[str], list[str]]:
+    """The template names ``after`` added, changed (params, ids or languages) and
+    removed, compared with ``before``."""
+    old = before.templates if before is not None else {}
+    new = after.templates if after is not None else {}
+    return (
+        sorted(set(new) - set(old)),
+        sorted(name for name in new if name in old and new[name] != old[name]),
+        sorted(set(old) - set(new)),
+    )

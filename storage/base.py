@@ -66,7 +66,7 @@ from storage.changes import (
     reported_change,
 )
 from storage.erasure import Erased
-from storage.overview import DueCounts, Overview
+from storage.overview import DueCounts, OpenRunReads, Overview
 from storage.trigger_state import StoredTrigger, TriggerStateReads
 
 __all__ = [
@@ -202,7 +202,7 @@ class StatusTarget:
 RunIgnores = Callable[[StatusTarget], Sequence[NewEvent] | None]
 
 
-class Store(TriggerStateReads, Protocol):
+class Store(TriggerStateReads, OpenRunReads, Protocol):
     # -- lifecycle
     async def open(self) -> None:
         """Connect; raise ``SchemaOutdated`` when migrations are pending."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -22,3 +23,11 @@ class Overview:
     due_work: Mapping[str, DueCounts] = field(default_factory=dict)  # by kind
     open_runs: Mapping[str, int] = field(default_factory=dict)  # by flow
     ambiguous_messages: int = 0
+
+
+class OpenRunReads(Protocol):
+    """Part of ``storage.base.Store``: what the engine checks its flows against."""
+
+    async def open_run_versions(self) -> dict[tuple[str, str], int]:
+        """The number of open runs (active or waiting) by (flow, pinned version); the
+        engine checks each version still fits the template catalogue and providers."""

@@ -20,6 +20,10 @@ _OPEN_RUNS = (
     "SELECT flow, count(*) FROM runs WHERE status IN ('active', 'waiting') "
     "GROUP BY flow ORDER BY flow"
 )
+_OPEN_VERSIONS = (
+    "SELECT flow, flow_version, count(*) FROM runs WHERE status IN ('active', 'waiting') "
+    "GROUP BY flow, flow_version ORDER BY flow, flow_version"
+)
 _AMBIGUOUS = "SELECT count(*) FROM messages WHERE status = 'ambiguous'"
 
 
@@ -37,3 +41,6 @@ class OverviewMethods:
         runs = {row[0]: row[1] for row in await self._fetch(_OPEN_RUNS)}
         (ambiguous,) = (await self._fetch(_AMBIGUOUS))[0]
         return Overview(due_work=due, open_runs=runs, ambiguous_messages=ambiguous)
+
+    async def open_run_versions(self) -> dict[tuple[str, str], int]:
+        return {(row[0], row[1]): row[2] for row in await self._fetch(_OPEN_VERSIONS)}

@@ -21,6 +21,10 @@ _OPEN_RUNS = (
     "SELECT flow, count(*) FROM runs WHERE status IN ('active', 'waiting') "
     "GROUP BY flow ORDER BY flow"
 )
+_OPEN_VERSIONS = (
+    "SELECT flow, flow_version, count(*) FROM runs WHERE status IN ('active', 'waiting') "
+    "GROUP BY flow, flow_version ORDER BY flow, flow_version"
+)
 _AMBIGUOUS = (
     "SELECT count(*) FROM messages INDEXED BY messages_ambiguous WHERE status = 'ambiguous'"
 )
@@ -49,3 +53,9 @@ class OverviewMethods:
             return Overview(due_work=due, open_runs=runs, ambiguous_messages=ambiguous)
 
         return link.read(read)
+
+    async def open_run_versions(self) -> dict[tuple[str, str], int]:
+        link = self._ready()
+        return link.read(
+            lambda: {(flow, version): n for flow, version, n in link.db.execute(_OPEN_VERSIONS)}
+        )

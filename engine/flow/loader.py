@@ -101,10 +101,24 @@ def load_flows(
     same ``flow:`` name are an error pointing at the second one.
     """
     if not directory.is_dir():
-        problem = Problem(
-            message="no such flows directory; check `flows:` in the config", file=str(directory)
-        )
+        problem = _no_directory(directory)
         raise FlowError(str(problem), [problem])
+    flows, problems = read_flows(directory, providers=providers, extra_checks=extra_checks)
+    if problems:
+        raise FlowError(f"{counted(len(problems), 'problem')} in {directory}", problems)
+    return flows
+
+
+def read_flows(
+    directory: Path,
+    *,
+    providers: Mapping[str, object] | None = None,
+    extra_checks: Iterable[FlowCheck] = (),
+) -> tuple[dict[str, LoadedFlow], list[Problem]]:
+    """The flows of ``directory`` that load, and the problems of the files that do
+    not (a file with a problem is left out; see ``load_flows``)."""
+    if not directory.is_dir():
+        return {}, [_no_directory(directory)]
     files = sorted(
         p
         for p in directory.iterdir()
@@ -130,9 +144,13 @@ def load_flows(
             )
             continue
         flows[name] = loaded
-    if problems:
-        raise FlowError(f"{counted(len(problems), 'problem')} in {directory}", problems)
-    return flows
+    return flows, problems
+
+
+def _no_directory(directory: Path) -> Problem:
+    return Problem(
+        message="no such flows directory; check `flows:` in the config", file=str(directory)
+    )
 
 
 def _load(

@@ -63,9 +63,10 @@ def test_sighup_reloads_the_flow_files_and_a_broken_edit_changes_nothing(tmp_pat
         server.stop()
 
     assert (first, second, third) == ("Versão 1", "Versão 2", "Versão 2")
-    assert "reloaded the flow files: changed aviso; runs in flight go on with the version" in (
-        reloaded
-    )
+    assert (
+        "reloaded the flow files and the template catalogue: changed aviso; runs in flight "
+        "go on with the flow version they started with"
+    ) in reloaded
     assert "the flow files or the template catalogue have problems; still serving" in refused
     assert f"{flow_file}:" in refused  # file:line:col of the problem
     assert alive is None
@@ -106,4 +107,4 @@ def test_a_sighup_during_start_up_is_kept_and_done_once_serving(tmp_path: Path) 
 
     assert alive is None, log
     assert "reloading the flow files, as SIGHUP asked during start-up" in log
-    assert log.index("disparo listening on") < log.index("reloaded the flow files: no flow")
+    assert log.index("disparo listening on") < log.index("template catalogue: no flow changed")

@@ -72,6 +72,7 @@ class Seed:
         status: RunStatus = RunStatus.WAITING,
         exclusive: bool = True,
         when: datetime = NOW,
+        version: str = "v1",
     ) -> Run:
         if contact_id is None:
             contact_id = (await self.contact()).id
@@ -82,7 +83,7 @@ class Seed:
                 new_run=NewRun(
                     id=run_id,
                     flow=flow,
-                    flow_version="v1",
+                    flow_version=version,
                     contact_id=contact_id,
                     step="lembrete",
                     status=status,

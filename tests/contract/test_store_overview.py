@@ -41,3 +41,23 @@ async def test_due_work_by_kind_open_runs_by_flow_and_ambiguous_messages(
 
 async def test_an_empty_store_has_nothing_to_show(store: Store) -> None:
     assert await store.overview(NOW) == Overview()
+
+
+async def test_open_runs_by_flow_and_pinned_version(store: Store, seed: Seed) -> None:
+    await seed.run(flow="cobranca", version="v1", status=RunStatus.WAITING)
+    await seed.run(flow="cobranca", version="v1", status=RunStatus.ACTIVE)
+    await seed.run(flow="cobranca", version="v2", status=RunStatus.WAITING)
+    await seed.run(flow="cobranca", version="v0", status=RunStatus.COMPLETED)
+    await seed.run(flow="nps", version="v1", status=RunStatus.FAILED)
+    await seed.run(flow="nps", version="v7", status=RunStatus.WAITING, exclusive=False)
+
+    assert await store.open_run_versions() == {
+        ("cobranca", "v1"): 2,
+        ("cobranca", "v2"): 1,
+        ("nps", "v7"): 1,
+    }
+
+
+async def test_no_open_runs_no_versions(store: Store, seed: Seed) -> None:
+    await seed.run(status=RunStatus.CANCELLED)
+    assert await store.open_run_versions() == {}

@@ -4,13 +4,15 @@ and say in one line why `serve` cannot listen."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import socket
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from tests.integration.test_cli import _local_config, disparo
+from tests.integration.test_cli import ROOT, _finished_runs, _local_config, disparo
 
 
 @pytest.mark.parametrize(
@@ -75,3 +77,36 @@ def test_serve_refuses_a_port_that_is_not_one(tmp_path: Path, port: str) -> None
     assert result.returncode == 2
     assert "is not a TCP port; give a number, 1-65535" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_the_store_commands_work_while_a_flow_file_is_mid_edit(tmp_path: Path) -> None:
+    """`why`, `export`, `erase` and `purge` need the store, not a clean flow folder:
+    an operator answering a person's request must not have to finish an edit first."""
+    flows = tmp_path / "flows"
+    shutil.copytree(ROOT / "flows", flows)
+    edited = flows / "cobranca_boleto.yaml"
+    edited.write_text(edited.read_text().replace("steps:", "stepz:", 1))  # mid-edit
+    config = _local_config(tmp_path)
+    config.write_text(config.read_text().replace(str(ROOT / "flows"), str(flows)))
+    assert disparo("migrate", "--config", str(config)).returncode == 0
+    await _finished_runs(tmp_path / "d.db", 40, 1)  # runs of cobranca_boleto
+
+    why = disparo("why", "c-1", "--flow", "cobranca_boleto", "--config", str(config))
+    misspelled = disparo("why", "c-1", "--flow", "cobranca", "--config", str(config))
+    exported = disparo("export", "c-1", "--config", str(config))
+    purged = disparo("purge", "--config", str(config))
+    erased = disparo("erase", "c-1", "--yes", "--config", str(config))
+
+    for result in (why, exported, purged, erased):
+        assert result.returncode == 0, result.stderr
+        assert f"WARNING disparo.flows: {edited} is left out (" in result.stderr
+        assert "problems; `disparo check` lists them); this command goes on" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert "no events for contact c-1" in why.stderr  # the flow of its stored runs filters
+    assert misspelled.returncode == 1
+    assert "flow 'cobranca' is not loaded; loaded flows: pesquisa_nps, reengajamento_23h" in (
+        misspelled.stderr
+    )
+    assert [run["id"] for run in json.loads(exported.stdout)["runs"]] == ["r-0", "r-1"]
+    assert purged.stdout.startswith("deleted 1 finished run, ")
+    assert erased.stdout.startswith("erased contact c-1: 1 run, ")
