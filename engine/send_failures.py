@@ -131,6 +131,13 @@ async def provider_error(
         if not idempotent:
             await ambiguous(sender, work, message, str(exc))
             return
+        if attempts >= sender.d.settings.max_attempts:
+            # Resending with the same key is safe, but not for ever: a provider that
+            # never answers usably is the operator's to look at.
+            await ambiguous(
+                sender, work, message, f"no usable answer after {attempts} attempts: {exc}"
+            )
+            return
         # Same key again is safe: the provider dedupes it. Stay `sending`.
         await retry(sender, work, message, exc, keep_sending=True, attempts=attempts)
         return
@@ -203,7 +210,13 @@ async def retry(
     attempts: int,
     keep_sending: bool = False,
 ) -> None:
-    delay = sender.d.backoff(attempts)
+    # A request that never left (refused connection, a pause for the plan's rate) or
+    # that the provider refused for its rate (429) sent nothing: it does not use up
+    # `max_attempts`, which counts tries that may have reached the provider. Its
+    # backoff grows with the work's own retries instead.
+    spent = exc.left and not isinstance(exc, ProviderRateLimited)
+    counted = attempts if spent else attempts - 1
+    delay = sender.d.backoff(attempts if spent else work.attempts + 1)
     if exc.retry_after is not None:
         # Honour Retry-After, up to a cap: a wrong header must not park a message for years.
         cap = sender.d.settings.max_retry_after
@@ -219,6 +232,7 @@ async def retry(
         why=error,
         last_error=error,
         next_attempt_at=retry_at,
+        attempts=counted,
     )
     if released:
         log.info(

@@ -136,7 +136,7 @@ class Sender:
                     )
                     return
                 content = _CONTENT.validate_python(dict(message.payload))
-                attempts = message.attempts
+                attempts = message.attempts + 1  # another try that may reach the provider
             else:
                 try:
                     # One send of a contact decided at a time (engine.outbound_counts).

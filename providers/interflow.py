@@ -102,6 +102,12 @@ SEND_PATH = "/v1/messages/send"
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*min\s*$")
 # A send waits this long in memory for a rate-limit slot; longer, the engine parks it.
 MAX_SLOT_WAIT_SECONDS = 5.0
+# The longest pause one answer can put on every Interflow send of the deployment (the
+# window is shared by every process, and kept across restarts). Interflow's limits
+# are per minute; a Retry-After of days is a vendor mistake, not a plan limit. As
+# dispatcher.max_retry_after's default: after it, a send tries again, and a new 429
+# pauses again.
+MAX_PAUSE_SECONDS = 3600.0
 
 
 class InterflowConfig(ProviderConfig):
@@ -290,9 +296,20 @@ class InterflowProvider:
                 said.limit,
             )
         if answer.status == 429:
-            await self.window.pause(said.wait if said.wait is not None else WINDOW_SECONDS)
+            await self._pause(said.wait if said.wait is not None else WINDOW_SECONDS)
         elif said.remaining == 0 and said.reset_in:
-            await self.window.pause(said.reset_in)
+            await self._pause(said.reset_in)
+
+    async def _pause(self, seconds: float) -> None:
+        if seconds > MAX_PAUSE_SECONDS:
+            log.warning(
+                "interflow %s: Interflow asked to wait %.0fs; pausing its sends %.0fs, the "
+                "most one answer may pause them",
+                self.name,
+                seconds,
+                MAX_PAUSE_SECONDS,
+            )
+        await self.window.pause(min(seconds, MAX_PAUSE_SECONDS))
 
     def _status_error(self, answer: Answer) -> ProviderError:
         words = _vendor_words(answer.body)

@@ -654,6 +654,17 @@ async def test_a_429_without_hints_waits_a_whole_window(
     assert provider.window.paused_for == pytest.approx(60.0)
 
 
+async def test_a_retry_after_of_days_pauses_every_send_an_hour_at_most(
+    fake: FakeInterflow, make_provider: MakeProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = await make_provider()
+    fake.fail_next(Fault(kind="rate_limit", retry_after="604800"))  # a week
+    with pytest.raises(ProviderRateLimited):
+        await provider.send(message())
+    assert provider.window.paused_for == pytest.approx(3600.0)
+    assert "Interflow asked to wait 604800s; pausing its sends 3600s" in caplog.text
+
+
 async def test_a_second_process_on_the_account_gets_the_documented_429_headers(
     fake: FakeInterflow, make_provider: MakeProvider, clock: ManualClock
 ) -> None:
