@@ -30,6 +30,7 @@ from engine import runner, send_failures
 from engine.circuit import unwell
 from engine.errors import (
     ContentError,
+    NotFound,
     OutboundChanged,
     ProviderAuthError,
     ProviderError,
@@ -60,7 +61,7 @@ from engine.send_content import (
     provider_hints,
 )
 from engine.send_slot import SendSlot, not_ready, watched_send
-from providers.base import Departure, Provider, SendWithdrawn
+from providers.base import RECHECK_AFTER_SECONDS, Departure, Provider, SendWithdrawn
 from storage.base import Commit, Completion, MessageChange
 
 if TYPE_CHECKING:
@@ -291,15 +292,17 @@ class Sender:
             watched.withdrawn = True
         return [work_id for work_id, watched in self.watching.items() if watched.waiting]
 
-    async def _still_wanted(self, message_id: str) -> bool:
+    async def _still_wanted(
+        self, message_id: str, status: MessageStatus = MessageStatus.SENDING
+    ) -> bool:
         """After a wait: False when the message is gone (its contact was erased,
-        here or by another process) or no longer ``sending`` (taken over). A store
+        here or by another process) or no longer ``status`` (taken over). A store
         that does not answer does not stop the send: its outcome is recorded later."""
         try:
             message = await self.d.store.get_message(message_id)
         except StoreUnavailable:
             return True
-        if message is None or message.status != MessageStatus.SENDING:
+        if message is None or message.status != status:
             log.info(
                 "message %s is %s since its send began; not sending it",
                 message_id,
@@ -399,6 +402,7 @@ class Sender:
         attempts = message.attempts + 1
         # `sending` only once the request can start: a crash while the send waits for
         # its provider's slot (or login) must leave the message queued, not ambiguous.
+        waiting_since = time.monotonic()
         try:
             await slot.take()
         except SendWithdrawn:  # the engine is stopping; nothing was written
@@ -406,6 +410,10 @@ class Sender:
             return None
         except ProviderError as exc:
             await not_ready(self, work, message, exc, attempts)
+            return None
+        # Its contact may have been erased (or the work taken over) while it waited.
+        waited = slot.watched.contended or time.monotonic() - waiting_since > RECHECK_AFTER_SECONDS
+        if waited and not await self._still_wanted(message.id, MessageStatus.QUEUED):
             return None
         now = self.now  # the wait may have been long
         try:
@@ -432,6 +440,9 @@ class Sender:
             # slow) and is sending it. Leave it to that worker: our due work stays
             # leased until it expires, and whoever claims it then sees `sending`.
             log.info("message %s is being sent by another worker; leaving it", message.id)
+            return None
+        except NotFound:  # its contact was erased after the check above
+            log.info("message %s is gone since its send began; not sending it", message.id)
             return None
         return content, attempts
 

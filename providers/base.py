@@ -340,6 +340,7 @@ class Departure:
     # Queued for a connection slot, or preparing (a login, a rate slot): nothing of
     # the message has been written.
     waiting: bool = False
+    contended: bool = False  # it had to queue for its connection slot
     may_have_left: bool = False  # took a slot: the vendor may have the request
     withdrawn: bool = False  # stopping, or no longer wanted: start nothing new
     # Whether the send should still go, asked after a wait (None: never asked).

@@ -175,6 +175,7 @@ class HttpTransport:
         if watched is not None:
             watched.entered = True
             self._refuse_withdrawn(watched)
+            watched.contended = self._slots.locked()
             watched.waiting = True
         try:
             await self._slots.acquire()
