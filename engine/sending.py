@@ -3,11 +3,13 @@
 Order of a send (ARCHITECTURE.md, "the life of a message"):
 1. evaluate the contact-context rules; a skip or a deferral is recorded and stops here;
 2. render and check the content; a render or limit error fails the message, nothing is sent;
-3. mark the message ``sending`` with its rendered payload, durably, BEFORE the call;
-4. call the provider; record the answer under the due-work fence.
+3. take the provider's slot (a connection of ``max_in_flight``, a login, a rate
+   slot: ``engine.send_slot``); a send that waits there is still ``queued``;
+4. mark the message ``sending`` with its rendered payload, durably, BEFORE the call;
+5. call the provider in that slot; record the answer under the due-work fence.
 
 A message found in ``sending`` when its row is claimed again means a worker died
-after step 3: the request may have left. It is resent with the same idempotency
+after step 4: the request may have left. It is resent with the same idempotency
 key only to a provider that honours one; otherwise it becomes ``ambiguous`` and is
 resolved by a later status webhook or by an operator, never resent blindly.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +30,7 @@ from engine import runner, send_failures
 from engine.circuit import unwell
 from engine.errors import (
     ContentError,
+    NotFound,
     OutboundChanged,
     ProviderAuthError,
     ProviderError,
@@ -56,7 +60,8 @@ from engine.send_content import (
     message_event,
     provider_hints,
 )
-from providers.base import Departure, Provider, SendWithdrawn, watch_departure
+from engine.send_slot import SendSlot, not_ready, watched_send
+from providers.base import RECHECK_AFTER_SECONDS, Departure, Provider, SendWithdrawn
 from storage.base import Commit, Completion, MessageChange
 
 if TYPE_CHECKING:
@@ -128,31 +133,35 @@ class Sender:
             await self._complete_later(work, message, blocked)
             return
         try:
-            if message.status == MessageStatus.SENDING:
-                # A previous attempt may have reached the provider (crash or ambiguous answer).
-                if not provider.capabilities.idempotency_key:
-                    await send_failures.ambiguous(
-                        self, work, message, "a previous attempt may have been sent"
-                    )
-                    return
-                content = _CONTENT.validate_python(dict(message.payload))
-                attempts = message.attempts + 1  # another try that may reach the provider
-            else:
-                try:
-                    # One send of a contact decided at a time (engine.outbound_counts).
-                    async with self.d.deciding.hold(contact.id):
-                        prepared = await self._prepare(work, message, flow, contact, run)
-                except asyncio.CancelledError:
-                    # Cut off (the shutdown grace ran out) before any request: whatever
-                    # of the outbox write landed, nothing left. Give it back now, or the
-                    # next claim would find it `sending` and call it ambiguous.
-                    await asyncio.shield(send_failures.cut_off_unsent(self, work, message))
-                    raise
-                if prepared is None:
-                    return
-                content, attempts = prepared
+            # The provider's slot is taken before the outbox write and held through
+            # the call (engine.send_slot); a resend of a `sending` message takes it in
+            # the call, as the message is `sending` already.
+            async with watched_send(self, work, provider) as slot:
+                if message.status == MessageStatus.SENDING:
+                    # A previous attempt may have reached the provider (crash or ambiguous answer).
+                    if not provider.capabilities.idempotency_key:
+                        await send_failures.ambiguous(
+                            self, work, message, "a previous attempt may have been sent"
+                        )
+                        return
+                    content = _CONTENT.validate_python(dict(message.payload))
+                    attempts = message.attempts + 1  # another try that may reach the provider
+                else:
+                    try:
+                        # One send of a contact decided at a time (engine.outbound_counts).
+                        async with self.d.deciding.hold(contact.id):
+                            prepared = await self._prepare(work, message, flow, contact, run, slot)
+                    except asyncio.CancelledError:
+                        # Cut off (the shutdown grace ran out) before any request: whatever
+                        # of the outbox write landed, nothing left. Give it back now, or the
+                        # next claim would find it `sending` and call it ambiguous.
+                        await asyncio.shield(send_failures.cut_off_unsent(self, work, message))
+                        raise
+                    if prepared is None:
+                        return
+                    content, attempts = prepared
 
-            await self.send(work, message, run, contact, flow, provider, content, attempts)
+                await self.send(work, message, run, contact, flow, provider, content, attempts)
         finally:
             breaker.settle(admitted_at)
 
@@ -260,39 +269,40 @@ class Sender:
         if self.d.stopping:
             await send_failures.give_back(self, work, message)
             return None
-        with watch_departure() as watched:
-            watched.still_wanted = lambda: self._still_wanted(message.id)
-            self.watching[work.id] = watched
-            try:
-                return await provider.send(outbound)
-            except SendWithdrawn:
-                pass
-            except asyncio.CancelledError:
-                if watched.never_left:  # cancelled while it waited for a connection slot
-                    await asyncio.shield(send_failures.give_back(self, work, message))
-                raise
-            finally:
-                del self.watching[work.id]
+        watched = self.watching[work.id]  # engine.send_slot.watched_send
+        watched.still_wanted = lambda: self._still_wanted(message.id)
+        watched.started = time.monotonic()
+        try:
+            return await provider.send(outbound)
+        except SendWithdrawn:
+            pass
+        except asyncio.CancelledError:
+            if watched.never_left:  # cancelled before its request started
+                await asyncio.shield(send_failures.give_back(self, work, message))
+            raise
         await send_failures.give_back(self, work, message)
         return None
 
     def withdraw_waiting(self) -> list[int]:
         """The engine is stopping: no watched send may start a request any more.
-        Returns the due work whose send waits for a provider's connection slot (it
-        has not left: cancelling it gives the message back to the queue)."""
+        Returns the due work whose send waits for a provider's slot or prepares its
+        request (it has not left: cancelling it leaves or puts the message back in
+        the queue)."""
         for watched in self.watching.values():
             watched.withdrawn = True
         return [work_id for work_id, watched in self.watching.items() if watched.waiting]
 
-    async def _still_wanted(self, message_id: str) -> bool:
+    async def _still_wanted(
+        self, message_id: str, status: MessageStatus = MessageStatus.SENDING
+    ) -> bool:
         """After a wait: False when the message is gone (its contact was erased,
-        here or by another process) or no longer ``sending`` (taken over). A store
+        here or by another process) or no longer ``status`` (taken over). A store
         that does not answer does not stop the send: its outcome is recorded later."""
         try:
             message = await self.d.store.get_message(message_id)
         except StoreUnavailable:
             return True
-        if message is None or message.status != MessageStatus.SENDING:
+        if message is None or message.status != status:
             log.info(
                 "message %s is %s since its send began; not sending it",
                 message_id,
@@ -308,13 +318,15 @@ class Sender:
         flow: Flow,
         contact: Contact,
         run: Run,
+        slot: SendSlot,
     ) -> tuple[Any, int] | None:
-        """Rules, then render; on success the message is durably ``sending``. The
-        caller holds the contact's ``deciding``. Another engine's send to the contact
-        that became ``sending`` after the counts: decide again, with it counted."""
+        """Rules, render, the provider's ``slot``; on success the message is durably
+        ``sending``. The caller holds the contact's ``deciding``. Another engine's send
+        to the contact that became ``sending`` after the counts: decide again, with it
+        counted."""
         for _ in range(DECIDE_TRIES):
             try:
-                return await self._decide(work, message, flow, contact, run)
+                return await self._decide(work, message, flow, contact, run, slot)
             except OutboundChanged as exc:
                 log.info(
                     "message %s: another send to its contact began after the rules counted "
@@ -333,6 +345,7 @@ class Sender:
         flow: Flow,
         contact: Contact,
         run: Run,
+        slot: SendSlot,
     ) -> tuple[Any, int] | None:
         rules = flow.rules_for(message.step)
         tz = contact_timezone(contact, flow, self.d.settings.default_timezone)
@@ -387,6 +400,22 @@ class Sender:
             await self.fail(work, message, str(exc), extra_events=events)
             return None
         attempts = message.attempts + 1
+        # `sending` only once the request can start: a crash while the send waits for
+        # its provider's slot (or login) must leave the message queued, not ambiguous.
+        waiting_since = time.monotonic()
+        try:
+            await slot.take()
+        except SendWithdrawn:  # the engine is stopping; nothing was written
+            await send_failures.cut_off_unsent(self, work, message)
+            return None
+        except ProviderError as exc:
+            await not_ready(self, work, message, exc, attempts)
+            return None
+        # Its contact may have been erased (or the work taken over) while it waited.
+        waited = slot.watched.contended or time.monotonic() - waiting_since > RECHECK_AFTER_SECONDS
+        if waited and not await self._still_wanted(message.id, MessageStatus.QUEUED):
+            return None
+        now = self.now  # the wait may have been long
         try:
             await self.d.store.commit(
                 Commit(
@@ -411,6 +440,9 @@ class Sender:
             # slow) and is sending it. Leave it to that worker: our due work stays
             # leased until it expires, and whoever claims it then sees `sending`.
             log.info("message %s is being sent by another worker; leaving it", message.id)
+            return None
+        except NotFound:  # its contact was erased after the check above
+            log.info("message %s is gone since its send began; not sending it", message.id)
             return None
         return content, attempts
 

@@ -11,7 +11,7 @@ import email.utils
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -137,6 +137,11 @@ class ProviderConfig(NumbersRefuseBooleans):
 
 
 class Provider(Protocol):
+    """A vendor adapter. One that talks to its vendor through ``HttpTransport`` also
+    offers ``slot()``: an async context that holds what one send needs before its
+    request may start (``send_slot``). The engine enters it before it marks the
+    message ``sending`` and calls ``send`` inside it; ``send`` alone takes it too."""
+
     name: str  # the instance name in config/disparo.yaml
     capabilities: Capabilities
     config_model: ClassVar[type[ProviderConfig]]
@@ -307,6 +312,13 @@ def mask_phone_in(text: str, phone: str | None) -> str:
 # a provider that does not (the sandbox) never reports, so its sends are never
 # withdrawn.
 #
+# The engine takes the provider's slot for a send (``send_slot``: a connection slot,
+# Robbu's login, Interflow's rate slot) before it marks the message ``sending``, and
+# makes the call inside it: a send that waits for any of these is still ``queued``,
+# so a crash meanwhile leaves nothing that may look sent. Work a send does before its
+# request (a login, a wait for a rate slot) runs under ``preparing()``: the departure
+# reports ``waiting`` then, and requests made there are not the message's.
+#
 # On shutdown the engine marks every departure ``withdrawn``: a request that has not
 # taken a slot then raises ``SendWithdrawn`` instead of starting, and one waiting for
 # a slot is cancelled. Either way nothing reached the vendor, so the message can go
@@ -325,7 +337,10 @@ RECHECK_AFTER_SECONDS = 0.05
 @dataclass(slots=True)
 class Departure:
     entered: bool = False  # a transport took the request: it reports from here on
-    waiting: bool = False  # queued for a connection slot: nothing has been written
+    # Queued for a connection slot, or preparing (a login, a rate slot): nothing of
+    # the message has been written.
+    waiting: bool = False
+    contended: bool = False  # it had to queue for its connection slot
     may_have_left: bool = False  # took a slot: the vendor may have the request
     withdrawn: bool = False  # stopping, or no longer wanted: start nothing new
     # Whether the send should still go, asked after a wait (None: never asked).
@@ -360,3 +375,29 @@ def watch_departure() -> Iterator[Departure]:
         yield departure
     finally:
         _departure.reset(token)
+
+
+@contextmanager
+def preparing() -> Iterator[None]:
+    """Work a send does before its request (a login, a wait for a rate slot): the
+    watched departure is ``waiting`` meanwhile (a stopping engine may cancel it, as
+    nothing of the message can have left), and requests made here are not the
+    message's, so they neither report nor are withdrawn."""
+    watched = _departure.get()
+    if watched is None:
+        yield
+        return
+    token = _departure.set(None)
+    watched.waiting = True
+    try:
+        yield
+    finally:
+        watched.waiting = False
+        _departure.reset(token)
+
+
+def send_slot(provider: object) -> AbstractAsyncContextManager[None]:
+    """``provider.slot()``: what one send must hold before its request may start; a
+    provider without one (the sandbox) needs nothing."""
+    slot = getattr(provider, "slot", None)
+    return slot() if slot is not None else nullcontext()

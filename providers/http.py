@@ -49,6 +49,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -162,6 +163,10 @@ class HttpProvider:
     async def close(self) -> None:
         """Close the pool; safe to call twice."""
         await self._http.close()
+
+    def slot(self) -> AbstractAsyncContextManager[None]:
+        """One of the ``max_in_flight`` connection slots, for one send."""
+        return self._http.slot()
 
     def build_request(self, message: OutboundMessage) -> Mapping[str, Any]:
         """The JSON body posted to ``url`` (documented in the module docstring)."""

@@ -55,7 +55,8 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -79,6 +80,7 @@ from providers.base import (
     mask_phone,
     mask_phone_in,
     one_line,
+    preparing,
     vendor_message,
 )
 from providers.interflow_body import request_body
@@ -229,6 +231,18 @@ class InterflowProvider:
         """Close the pool; safe to call twice."""
         await self._http.close()
 
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """What one send needs before its request: a slot of the plan's rate limit,
+        then a connection slot. ``ProviderRateLimited`` parks the send (nothing left)."""
+        if self._http.holding:
+            yield
+            return
+        with preparing():
+            await self.window.acquire()
+        async with self._http.slot():
+            yield
+
     def build_request(self, message: OutboundMessage) -> Mapping[str, Any]:
         """The JSON body (``providers.interflow_body``); ``ProviderRejected`` if unsendable."""
         return request_body(message, channel_id=self.config.channel_id, provider=self.name)
@@ -240,16 +254,16 @@ class InterflowProvider:
         """
         try:
             body = json.dumps(self.build_request(message), ensure_ascii=False).encode()
-            await self.window.acquire()
-            answer = await self._http.request(
-                "POST",
-                self._url,
-                body=body,
-                headers={
-                    "Authorization": f"Bearer {self._key}",
-                    "Content-Type": "application/json",
-                },
-            )
+            async with self.slot():
+                answer = await self._http.request(
+                    "POST",
+                    self._url,
+                    body=body,
+                    headers={
+                        "Authorization": f"Bearer {self._key}",
+                        "Content-Type": "application/json",
+                    },
+                )
             await self._heed_rate_headers(answer)
             if not answer.ok:
                 raise self._status_error(answer)

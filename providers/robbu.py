@@ -86,7 +86,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -102,6 +103,7 @@ from providers.base import (
     ProviderHost,
     config_error,
     mask_phone,
+    preparing,
     vendor_message,
 )
 from providers.robbu_login import RobbuLogin
@@ -264,6 +266,14 @@ class RobbuProvider:
         self.login.close()
         await self._http.close()
 
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """What one send needs before its request: a connection slot and a token (the
+        first send logs in here, in that slot)."""
+        async with self._http.slot():
+            await self._token()
+            yield
+
     def build_request(self, message: OutboundMessage) -> Mapping[str, Any]:
         """The SendMessage body (module docstring) with ``invenioPrivateToken`` masked."""
         return {**self._body(message), "invenioPrivateToken": MASK}
@@ -272,15 +282,17 @@ class RobbuProvider:
         """POST the message with the kept token; renew it once on a 401."""
         try:
             body = json.dumps(self._body(message), ensure_ascii=False).encode()
-            token = await self.login.token()
-            answer = await self._post(body, token)
-            if answer.status == 401:
-                log.info(
-                    "robbu %s: the access token was refused (401); logging in again", self.name
-                )
-                answer = await self._post(body, await self.login.renew(token))
+            async with self.slot():
+                token = await self._token()
+                answer = await self._post(body, token)
                 if answer.status == 401:
-                    raise self._refused_again(answer)
+                    log.info(
+                        "robbu %s: the access token was refused (401); logging in again",
+                        self.name,
+                    )
+                    answer = await self._post(body, await self.login.renew(token))
+            if answer.status == 401:
+                raise self._refused_again(answer)
             if not answer.ok:
                 raise self._status_error(answer)
             result = self._accepted(answer)
@@ -326,6 +338,10 @@ class RobbuProvider:
                 left=False,
             )
         return sendmessage_body(message, self._account)
+
+    async def _token(self) -> str:
+        with preparing():  # a login is not the message: nothing of it has left
+            return await self.login.token()
 
     async def _post(self, body: bytes, token: str) -> Answer:
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}

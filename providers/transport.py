@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import SimpleNamespace
 from urllib.parse import urlsplit
@@ -31,11 +33,15 @@ from engine.errors import (
 )
 from providers.base import (
     RECHECK_AFTER_SECONDS,
+    Departure,
     SendWithdrawn,
     error_for_status,
     vendor_message,
     watched_departure,
 )
+
+# The transports whose slot this task holds (``HttpTransport.slot``).
+_held: ContextVar[tuple[HttpTransport, ...]] = ContextVar("disparo_held_slots", default=())
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +126,11 @@ class HttpTransport:
             raise RuntimeError(f"provider {self.provider} was used before start()")
         attempt = SimpleNamespace(left=False)
         status: int | None = None
-        await self._take_slot()
+        held = self.holding
+        if held:
+            await self._use_held_slot()
+        else:
+            await self._take_slot()
         try:
             async with session.request(
                 method,
@@ -139,8 +149,57 @@ class HttpTransport:
                 return Answer(status, answer_headers, b"")
             raise self.transport_error(exc, url, left=attempt.left) from exc
         finally:
-            self._slots.release()
+            if not held:
+                self._slots.release()
         return Answer(status, answer_headers, raw)
+
+    @property
+    def holding(self) -> bool:
+        """Whether this task holds one of this transport's slots (``slot``)."""
+        return self in _held.get()
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one of the ``max_in_flight`` slots for one send: the requests made
+        inside (a login, then the message, one after the other) use it instead of
+        queueing for their own. Reentrant: inside a held slot it holds nothing more.
+
+        The engine enters it before it marks the message ``sending``, so a send that
+        waits for a connection is never ``sending``: taking the slot writes nothing,
+        and the departure watch is told only that the send is ``waiting`` meanwhile.
+        """
+        if self.holding:
+            yield
+            return
+        watched = watched_departure()
+        if watched is not None:
+            watched.entered = True
+            self._refuse_withdrawn(watched)
+            watched.contended = self._slots.locked()
+            watched.waiting = True
+        try:
+            await self._slots.acquire()
+        finally:
+            if watched is not None:
+                watched.waiting = False
+        token = _held.set((*_held.get(), self))
+        try:
+            if watched is not None:
+                self._refuse_withdrawn(watched)  # while it waited
+            yield
+        finally:
+            _held.reset(token)
+            self._slots.release()
+
+    async def _use_held_slot(self) -> None:
+        """A request in a held slot: it may leave now, unless the send was withdrawn
+        (or, after a wait since the send began, is no longer wanted)."""
+        watched = watched_departure()
+        if watched is None:
+            return
+        watched.entered = True
+        waited = time.monotonic() - watched.started > RECHECK_AFTER_SECONDS
+        await self._may_leave(watched, waited=waited)
 
     async def _take_slot(self) -> None:
         """One of the ``max_in_flight`` slots, reported to the engine's departure watch:
@@ -150,8 +209,7 @@ class HttpTransport:
             await self._slots.acquire()
             return
         watched.entered = True
-        if watched.withdrawn and not watched.may_have_left:
-            raise SendWithdrawn(f"{self.provider}: the send was withdrawn before it left")
+        self._refuse_withdrawn(watched)
         contended = self._slots.locked()
         watched.waiting = True
         try:
@@ -160,15 +218,22 @@ class HttpTransport:
             watched.waiting = False
         try:
             waited = contended or time.monotonic() - watched.started > RECHECK_AFTER_SECONDS
-            if not watched.withdrawn and waited and watched.still_wanted is not None:
-                watched.withdrawn = not await watched.still_wanted()
+            await self._may_leave(watched, waited=waited)
         except BaseException:
             self._slots.release()
             raise
-        if watched.withdrawn and not watched.may_have_left:  # while it waited
-            self._slots.release()
-            raise SendWithdrawn(f"{self.provider}: the send was withdrawn before it left")
+
+    async def _may_leave(self, watched: Departure, *, waited: bool) -> None:
+        """With a slot: ask ``still_wanted`` after a wait, refuse a withdrawn send,
+        else report that the request may leave from now on."""
+        if not watched.withdrawn and waited and watched.still_wanted is not None:
+            watched.withdrawn = not await watched.still_wanted()
+        self._refuse_withdrawn(watched)
         watched.may_have_left = True
+
+    def _refuse_withdrawn(self, watched: Departure) -> None:
+        if watched.withdrawn and not watched.may_have_left:
+            raise SendWithdrawn(f"{self.provider}: the send was withdrawn before it left")
 
     def transport_error(self, exc: BaseException, url: str, *, left: bool) -> ProviderError:
         where, name = host_of(url), self.provider

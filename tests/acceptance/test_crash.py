@@ -177,3 +177,72 @@ def test_repeated_kill_9_during_recovery_still_delivers_every_message_exactly_on
     assert stats["delivered"] == REPEAT_RUNS
     # Each crash cut requests off mid-answer: those keys were sent again, and deduped.
     assert any(n > 1 for n in stats["requests_by_key"].values())
+
+
+KEYLESS_RUNS = 24
+KEYLESS_SLOTS = 4  # a small max_in_flight: most sends wait for a connection
+SLOW = 1.0  # seconds the gateway takes per request
+
+
+def test_kill_9_while_sends_wait_for_a_connection_leaves_them_queued_not_ambiguous(
+    tmp_path: Path,
+) -> None:
+    """A provider without idempotency keys and few connections: when the process
+    dies, most sends wait for a connection. Those never left, so they must still be
+    `queued`, not `sending` (which the next process would have to call ambiguous,
+    forever for a provider without status webhooks): the next process sends each
+    once. Only a request that reached the gateway before the kill may be ambiguous."""
+    gateway = Gateway(free_port(), tmp_path / "gateway.log", latency=SLOW)
+    provider = {
+        **shared_gateway_provider(gateway, timeout=30, max_in_flight=KEYLESS_SLOTS),
+        "idempotency_header": None,
+    }
+    port = free_port()
+    config = write_config(
+        tmp_path,
+        port=port,
+        providers={"gateway": provider},
+        flows=gateway_flows(tmp_path),
+        dispatcher={"lease_seconds": 2, "poll_interval": 0.2},
+    )
+    run_cli(config, "migrate")
+    first = DisparoServer(config, port, tmp_path / "serve-1.log")
+    second = DisparoServer(config, free_port(), tmp_path / "serve-2.log")
+    gateway.start()
+    try:
+        run_ids = start_gateway_runs(first.start(), KEYLESS_RUNS, "keyless")
+        wait_for(
+            gateway.stats,
+            lambda s: len(s["requests_by_key"]) >= KEYLESS_SLOTS,
+            what=f"{KEYLESS_SLOTS} requests at the gateway",
+        )
+        first.kill()
+        left = set(gateway.stats()["requests_by_key"])  # nothing new arrives from the dead
+        assert len(left) < KEYLESS_RUNS, "everything was sent before the crash: nothing tested"
+
+        api = second.start()
+        settled = {"sent", "ambiguous"}
+        runs = wait_for(
+            lambda: [api.run(run_id) for run_id in run_ids],
+            lambda rs: all(m["status"] in settled for r in rs for m in r["messages"]),
+            what="every message sent or ambiguous after the restart",
+            timeout=60,
+        )
+        stats = gateway.stats()
+    finally:
+        first.stop()
+        second.stop()
+        gateway.stop()
+
+    messages = [m for r in runs for m in r["messages"]]
+    assert len(messages) == KEYLESS_RUNS, second.log()
+    # Each key reached the gateway exactly once: nothing was resent blindly...
+    assert set(stats["requests_by_key"]) == {m["idempotency_key"] for m in messages}
+    assert set(stats["requests_by_key"].values()) == {1}
+    # ...and only a request that had left before the kill is ambiguous: every send
+    # that was waiting for a connection was sent by the second process.
+    ambiguous = {m["idempotency_key"] for m in messages if m["status"] == "ambiguous"}
+    assert ambiguous <= left
+    for message in messages:
+        if message["idempotency_key"] not in left:
+            assert message["status"] == "sent", message

@@ -52,9 +52,8 @@ async def test_two_engines_sending_to_one_contact_at_once_count_each_others_send
             (await one.start_run("aviso", contact, idempotency_key=f"aviso-{i}"))[0]
             for i in range(6)
         ]
-        handled = await both_handle_everything_due(one, two)
+        await both_handle_everything_due(one, two)
         h = Harness(one, clock)
         statuses = Counter([(await h.messages(run.id))[0].status for run in runs])
 
     assert statuses == first_day
-    assert all(handled)  # both engines took a share

@@ -1,0 +1,139 @@
+"""The provider's slot for one send, taken before the message is marked ``sending``.
+
+A message is ``sending`` in the store only once its request can start: the send
+first holds what its provider needs before a request (``providers.base.send_slot``:
+a connection slot of ``max_in_flight``, Robbu's login, Interflow's rate slot), then
+writes the outbox row, then calls the provider inside that same slot. A worker that
+dies while a send waits for any of these leaves the message ``queued``: its due work
+is taken over after the lease and sent once, where a ``sending`` message of a
+provider without idempotency keys would have become ``ambiguous``.
+
+What goes wrong before the outbox write (a rate limit parks the send, a login
+fails) is handled here: nothing left, so the message stays ``queued``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING
+
+from engine.circuit import unwell
+from engine.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderUnavailable,
+    ProviderUnreachable,
+    StaleRun,
+)
+from engine.flow.model import to_timedelta
+from engine.models import DueWork, Message, MessageStatus
+from providers.base import Departure, Provider, send_slot, watch_departure
+from storage.base import Commit, Completion, MessageChange
+
+if TYPE_CHECKING:
+    from engine.sending import Sender
+
+log = logging.getLogger("disparo.sending")
+
+
+class SendSlot:
+    """The slot of one send: taken once (``take``), held until the send is over."""
+
+    def __init__(self, stack: AsyncExitStack, provider: Provider, watched: Departure) -> None:
+        self._stack = stack
+        self.provider = provider
+        self.watched = watched
+        self.held = False
+
+    async def take(self) -> None:
+        """Wait for the provider's slot; raises ``SendWithdrawn`` (the engine stops) or
+        a ``ProviderError`` (nothing was sent) instead."""
+        if not self.held:
+            await self._stack.enter_async_context(send_slot(self.provider))
+            self.held = True
+
+
+@asynccontextmanager
+async def watched_send(
+    sender: Sender, work: DueWork, provider: Provider
+) -> AsyncIterator[SendSlot]:
+    """Watch the departure of ``work``'s send (``Sender.withdraw_waiting``) and release
+    its provider slot, if it took one, when the send is over."""
+    with watch_departure() as watched:
+        watched.withdrawn = sender.d.stopping  # a send claimed while stopping starts nothing
+        sender.watching[work.id] = watched
+        try:
+            async with AsyncExitStack() as stack:
+                yield SendSlot(stack, provider, watched)
+        finally:
+            del sender.watching[work.id]
+
+
+async def not_ready(
+    sender: Sender, work: DueWork, message: Message, exc: ProviderError, attempts: int
+) -> None:
+    """The provider could not get ready for the request (a rate limit parked it, a
+    login failed) before the message was marked ``sending``: nothing left, so it stays
+    ``queued``, retried like a send that could not connect. A park or a refused
+    connection is not an attempt; a failed login is, so refused credentials still
+    give up after ``max_attempts``."""
+    now = sender.now
+    breaker = sender.d.breaker(message.provider)
+    if unwell(exc) and breaker.failure(now):
+        sender.d.metrics.circuit_open.labels(message.provider).set(1)
+        log.warning(
+            "provider %s failed %d times in a row (%s); pausing its sends until %s",
+            message.provider,
+            breaker.failures,
+            exc.code,
+            breaker.open_until.isoformat() if breaker.open_until else "?",
+        )
+    parked = isinstance(exc, ProviderRateLimited)
+    # As engine.send_failures.retry: a park or a refused connection sent nothing and
+    # spends no attempt (its backoff grows with the work's retries); a failed login
+    # does, so refused credentials still give up after `max_attempts`.
+    unspent = isinstance(exc, ProviderRateLimited | ProviderUnreachable)
+    backoff_step = work.attempts + 1 if unspent else attempts
+    if unspent:
+        attempts = message.attempts
+    error = str(exc)  # it names what failed: a login, the provider's own rate limit
+    retried = ProviderUnreachable | ProviderRateLimited | ProviderUnavailable | ProviderAuthError
+    budgeted = ProviderUnavailable | ProviderAuthError
+    if not isinstance(exc, retried) or (
+        isinstance(exc, budgeted) and attempts >= sender.d.settings.max_attempts
+    ):
+        if isinstance(exc, budgeted):
+            error = f"gave up after {attempts} attempts: {exc}"
+        await sender.fail(work, message, error)
+        return
+    delay = sender.d.backoff(backoff_step)
+    if exc.retry_after is not None:
+        cap = sender.d.settings.max_retry_after
+        delay = max(delay, to_timedelta(min(exc.retry_after, cap)))
+    retry_at = now + delay
+    change = MessageChange(
+        message_id=message.id,
+        at=now,
+        expected_status=MessageStatus.QUEUED,  # another worker's or a report's change wins
+        attempts=attempts,
+        last_error=error,
+        next_attempt_at=retry_at,
+    )
+    try:
+        await sender.d.store.commit(
+            Commit(now=now, done=Completion(work=work, retry_at=retry_at), messages=[change])
+        )
+    except StaleRun:
+        log.info("message %s changed while its send got ready; leaving it", message.id)
+        return
+    log.log(
+        logging.INFO if parked else logging.WARNING,
+        "message %s not sent (%s: %s); nothing left, retrying at %s",
+        message.id,
+        exc.code,
+        error,
+        retry_at.isoformat(),
+    )
