@@ -61,7 +61,7 @@ def outcome_report(
         provider_message_id=provider_message_id,
         idempotency_key=message.idempotency_key,
         error_message=error,
-        dedupe_key=f"kept-outcome:{message.id}:{status}",
+        dedupe_key=f"kept-outcome:{message.id}:{status}:{provider_message_id or message.attempts}",
     )
 
 
