@@ -14,7 +14,7 @@ import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +37,7 @@ from engine.models import (
     status_can_advance,
 )
 from engine.opt_out import DEFAULT_OPT_OUT_KEYWORDS
+from engine.outcome_keeper import OutcomeKeeper
 from engine.run_enter import enter_run
 from engine.scope import RunnerScope, contact_timezone
 from engine.step_events import inbound_step_events, status_step_events
@@ -103,6 +104,10 @@ class Dispatcher:
         self.deciding = KeyedLocks()
         self.wake = asyncio.Event()
         self._tasks: dict[int, tuple[asyncio.Task[None], DueWork]] = {}
+        # The lease's end of each row in hand, as its claim or the last heartbeat set it.
+        self.lease_ends: dict[int, datetime] = {}
+        # Send outcomes the store could not take at once (engine.outcome_keeper).
+        self.keeper = OutcomeKeeper(self)
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
         self._beat_task: asyncio.Task[None] | None = None
@@ -149,11 +154,14 @@ class Dispatcher:
                 found[0].cancel()
                 given_back.add(found[0])
         pending = [t for t, _ in self._tasks.values()]
+        ends = asyncio.get_running_loop().time() + grace
         if pending:
             _, late = await asyncio.wait(pending, timeout=grace)
             for task in late - given_back:  # those are writing their release: let them
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        # Send outcomes waiting for the store, within the same grace; then logged.
+        await self.keeper.stop(ends - asyncio.get_running_loop().time())
 
     def notify(self) -> None:
         """Something became due now: wake the claim loop."""
@@ -196,9 +204,11 @@ class Dispatcher:
                 continue
             until = self.clock.now() + timedelta(seconds=self.settings.lease_seconds)
             try:
-                await self.store.extend_leases(owner=self.owner, work=held, until=until)
+                extended = await self.store.extend_leases(owner=self.owner, work=held, until=until)
             except StoreUnavailable as exc:
                 log.warning("could not extend leases: %s", exc)
+                continue
+            self.lease_ends.update((i, until) for i in extended if i in self.lease_ends)
 
     async def claim_and_spawn(self) -> int:
         free = self.settings.max_in_flight - len(self._tasks)
@@ -214,12 +224,17 @@ class Dispatcher:
             )
             task = asyncio.create_task(self._guarded(item))
             self._tasks[item.id] = (task, item)
+            self.lease_ends[item.id] = item.lease_until or now
             task.add_done_callback(functools.partial(self._finished, item.id))
         self.metrics.in_flight.set(len(self._tasks))
         return len(items)
 
-    def _finished(self, work_id: int, _task: object = None) -> None:
-        self._tasks.pop(work_id, None)
+    def _finished(self, work_id: int, task: object = None) -> None:
+        found = self._tasks.get(work_id)
+        if found is not None and (task is None or found[0] is task):
+            # (not a newer claim of the same row by this process)
+            del self._tasks[work_id]
+            self.lease_ends.pop(work_id, None)
         self.metrics.in_flight.set(len(self._tasks))
         self.wake.set()
 
@@ -331,6 +346,11 @@ class Dispatcher:
                 at=at,
                 error=None if error is None else str(error),
             )
+            reported_id = work.payload.get("provider_message_id")
+            if reported_id and message.provider_message_id is None:
+                # Matched by its idempotency key: the id arrives with the report (a
+                # send whose answer the store could not take at once, engine.outcome_keeper).
+                change = replace(change, provider_message_id=str(reported_id))
             events = status_step_events(message.id, message.step_seq, message.status, new)
             try:
                 await self.apply_events(work, events, messages=[change], run_id=message.run_id)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
 
-from engine import runner, send_failures
+from engine import runner, send_answer, send_failures
 from engine.circuit import unwell
 from engine.errors import (
     ContentError,
@@ -210,7 +210,7 @@ class Sender:
                     exc.code,
                     breaker.open_until.isoformat() if breaker.open_until else "?",
                 )
-            await send_failures.provider_error(
+            await send_answer.record_error(
                 self,
                 work,
                 message,
@@ -218,6 +218,7 @@ class Sender:
                 attempts,
                 idempotent=provider.capabilities.idempotency_key,
                 hints=outbound.hints,
+                answered_at=self.now,
             )
             return
         if result is None:
@@ -236,30 +237,8 @@ class Sender:
             self.d.metrics.circuit_open.labels(message.provider).set(0)
         breaker.success()
         self.d.metrics.child(self.d.metrics.messages, message.provider, str(result.status)).inc()
-        change = MessageChange(
-            message_id=message.id,
-            at=self.now,
-            status=result.status,
-            expected_status=MessageStatus.SENDING,
-            provider_message_id=result.provider_message_id,
-            last_error=None,
-        )
-        try:
-            await self.d.apply_events(
-                work,
-                [runner.StepEvent(name="sent", step_seq=message.step_seq)],
-                messages=[change],
-                run_id=run.id,
-                contact_last_outbound=self.now,
-                known_run=run,
-                known_contact=contact,
-            )
-        except StaleRun:
-            # A status webhook moved the message first; keep its status, add the id.
-            late = MessageChange(
-                message_id=message.id, at=self.now, provider_message_id=result.provider_message_id
-            )
-            await self.complete(work, messages=[late])
+        # A known outcome: kept until the store records it (engine.outcome_keeper).
+        await send_answer.record_sent(self, work, message, run, contact, result, self.now)
 
     async def _call(
         self, work: DueWork, message: Message, provider: Provider, outbound: OutboundMessage
