@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING
 
-from engine.circuit import unwell
 from engine.errors import (
     ProviderAuthError,
     ProviderError,
@@ -81,16 +80,7 @@ async def not_ready(
     connection is not an attempt; a failed login is, so refused credentials still
     give up after ``max_attempts``."""
     now = sender.now
-    breaker = sender.d.breaker(message.provider)
-    if unwell(exc) and breaker.failure(now):
-        sender.d.metrics.circuit_open.labels(message.provider).set(1)
-        log.warning(
-            "provider %s failed %d times in a row (%s); pausing its sends until %s",
-            message.provider,
-            breaker.failures,
-            exc.code,
-            breaker.open_until.isoformat() if breaker.open_until else "?",
-        )
+    sender.count_failure(message.provider, exc)
     parked = isinstance(exc, ProviderRateLimited)
     # As engine.send_failures.retry: a park or a refused connection sent nothing and
     # spends no attempt (its backoff grows with the work's retries); a failed login

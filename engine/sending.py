@@ -201,15 +201,7 @@ class Sender:
                     exc,
                     message.provider,
                 )
-            if unwell(exc) and breaker.failure(self.now):
-                self.d.metrics.circuit_open.labels(message.provider).set(1)
-                log.warning(
-                    "provider %s failed %d times in a row (%s); pausing its sends until %s",
-                    message.provider,
-                    breaker.failures,
-                    exc.code,
-                    breaker.open_until.isoformat() if breaker.open_until else "?",
-                )
+            self.count_failure(message.provider, exc)
             await send_answer.record_error(
                 self,
                 work,
@@ -239,6 +231,20 @@ class Sender:
         self.d.metrics.child(self.d.metrics.messages, message.provider, str(result.status)).inc()
         # A known outcome: kept until the store records it (engine.outcome_keeper).
         await send_answer.record_sent(self, work, message, run, contact, result, self.now)
+
+    def count_failure(self, provider: str, exc: ProviderError) -> None:
+        """A failure that says the provider is unwell counts toward its circuit; the
+        one that opens it pauses the provider's sends, said once."""
+        breaker = self.d.breaker(provider)
+        if unwell(exc) and breaker.failure(self.now):
+            self.d.metrics.circuit_open.labels(provider).set(1)
+            log.warning(
+                "provider %s failed %d times in a row (%s); pausing its sends until %s",
+                provider,
+                breaker.failures,
+                exc.code,
+                breaker.open_until.isoformat() if breaker.open_until else "?",
+            )
 
     async def _call(
         self, work: DueWork, message: Message, provider: Provider, outbound: OutboundMessage

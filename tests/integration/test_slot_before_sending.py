@@ -22,6 +22,7 @@ from tests.fakes.gateway import FakeGateway, Fault
 from tests.fakes.robbu import LOGIN, FakeRobbu
 from tests.fakes.robbu import Fault as RobbuFault
 from tests.integration.engine_kit import START, harness, settings_with_flows, until
+from tests.integration.test_dispatch_reuse import FLOW
 from tests.integration.test_provider_faults import AUTH, make_settings
 
 S = MessageStatus
@@ -106,16 +107,7 @@ async def test_sends_waiting_for_the_connection_stay_queued_and_are_sent_once_af
 
 
 def robbu_settings(tmp_path: Path, fake: FakeRobbu) -> Any:
-    flow = """\
-flow: aviso
-defaults: {provider: robbu_whatsapp, rules: {window: ignore}}
-start: aviso
-steps:
-  aviso:
-    send: {text: "Olá {{ contact.first_name }}, seu pedido saiu para entrega."}
-    next: fim
-  fim: {end: completed}
-"""
+    flow = FLOW.replace("provider: gateway", "provider: robbu_whatsapp")
     config = RobbuConfig.model_validate(
         {
             "type": "robbu",

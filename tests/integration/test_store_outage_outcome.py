@@ -22,19 +22,8 @@ from engine.runtime import Engine
 from storage.base import Commit
 from tests.fakes.gateway import FakeGateway, Fault
 from tests.integration.engine_kit import running_engine
+from tests.integration.test_dispatch_reuse import FLOW  # a step that moves on when sent
 from tests.integration.test_provider_faults import AUTH, make_settings
-
-# A step that moves on when its message is sent, or failed.
-FLOW = """\
-flow: aviso
-defaults: {provider: gateway, rules: {window: ignore}}
-start: aviso
-steps:
-  aviso:
-    send: {text: "Olá {{ contact.first_name }}, seu pedido saiu para entrega."}
-    next: fim
-  fim: {end: completed}
-"""
 
 # What the engine asks the store while it runs; all of it fails during the outage.
 CALLS = (
