@@ -11,10 +11,13 @@ both commit, and the one refused decides again with the other's send counted.
 
 from __future__ import annotations
 
+import contextlib
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
-from engine.flow.model import Rules, to_timedelta
+from engine.flow.model import Flow, Rules, to_timedelta
+from engine.keyed_locks import KeyedLocks
 from engine.models import Contact, Message, Run
 from storage.base import OutboundGuard, Store
 
@@ -61,3 +64,15 @@ async def count_outbound(
         recent_since=recent_since,
     )
     return OutboundCounts(sent_today, last_outbound_at, guard)
+
+
+def deciding(
+    locks: KeyedLocks, flow: Flow, message: Message, contact: Contact
+) -> AbstractAsyncContextManager[object]:
+    """One send of a contact decided at a time where the step counts the contact's
+    sends; other sends of the contact need not wait (this one may wait for its
+    provider's slot, and they may go through another provider meanwhile)."""
+    rules = flow.rules_for(message.step)
+    if rules.max_per_day is None and rules.recent_contact is None:
+        return contextlib.nullcontext()
+    return locks.hold(contact.id)

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from engine.circuit import unwell
 from engine.errors import (
     ProviderAmbiguous,
     ProviderAuthError,
@@ -285,3 +286,18 @@ async def _release(
         await reported_meanwhile(sender, work, message, why)
         return False
     return True
+
+
+def count_failure(sender: Sender, provider: str, exc: ProviderError) -> None:
+    """A failure that says the provider is unwell counts toward its circuit; the one
+    that opens it pauses the provider's sends, said once."""
+    breaker = sender.d.breaker(provider)
+    if unwell(exc) and breaker.failure(sender.now):
+        sender.d.metrics.circuit_open.labels(provider).set(1)
+        log.warning(
+            "provider %s failed %d times in a row (%s); pausing its sends until %s",
+            provider,
+            breaker.failures,
+            exc.code,
+            breaker.open_until.isoformat() if breaker.open_until else "?",
+        )

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING
 
+from engine import send_failures
 from engine.errors import (
     ProviderAuthError,
     ProviderError,
@@ -80,7 +81,7 @@ async def not_ready(
     connection is not an attempt; a failed login is, so refused credentials still
     give up after ``max_attempts``."""
     now = sender.now
-    sender.count_failure(message.provider, exc)
+    send_failures.count_failure(sender, message.provider, exc)
     parked = isinstance(exc, ProviderRateLimited)
     # As engine.send_failures.retry: a park or a refused connection sent nothing and
     # spends no attempt (its backoff grows with the work's retries); a failed login

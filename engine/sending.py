@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 from pydantic import TypeAdapter
 
 from engine import runner, send_answer, send_failures
-from engine.circuit import unwell
 from engine.errors import (
     ContentError,
     NotFound,
@@ -51,7 +50,8 @@ from engine.models import (
     Run,
     SendResult,
 )
-from engine.outbound_counts import count_outbound
+from engine.outbound_counts import count_outbound, deciding
+from engine.resends import count_resend
 from engine.scope import contact_timezone
 from engine.send_content import (
     UnknownTemplate,
@@ -144,12 +144,14 @@ class Sender:
                             self, work, message, "a previous attempt may have been sent"
                         )
                         return
+                    resend = await count_resend(self, work, message)
+                    if resend is None:
+                        return
                     content = _CONTENT.validate_python(dict(message.payload))
-                    attempts = message.attempts + 1  # another try that may reach the provider
+                    attempts = resend
                 else:
                     try:
-                        # One send of a contact decided at a time (engine.outbound_counts).
-                        async with self.d.deciding.hold(contact.id):
+                        async with deciding(self.d.deciding, flow, message, contact):
                             prepared = await self._prepare(work, message, flow, contact, run, slot)
                     except asyncio.CancelledError:
                         # Cut off (the shutdown grace ran out) before any request: whatever
@@ -201,7 +203,7 @@ class Sender:
                     exc,
                     message.provider,
                 )
-            self.count_failure(message.provider, exc)
+            send_failures.count_failure(self, message.provider, exc)
             await send_answer.record_error(
                 self,
                 work,
@@ -231,20 +233,6 @@ class Sender:
         self.d.metrics.child(self.d.metrics.messages, message.provider, str(result.status)).inc()
         # A known outcome: kept until the store records it (engine.outcome_keeper).
         await send_answer.record_sent(self, work, message, run, contact, result, self.now)
-
-    def count_failure(self, provider: str, exc: ProviderError) -> None:
-        """A failure that says the provider is unwell counts toward its circuit; the
-        one that opens it pauses the provider's sends, said once."""
-        breaker = self.d.breaker(provider)
-        if unwell(exc) and breaker.failure(self.now):
-            self.d.metrics.circuit_open.labels(provider).set(1)
-            log.warning(
-                "provider %s failed %d times in a row (%s); pausing its sends until %s",
-                provider,
-                breaker.failures,
-                exc.code,
-                breaker.open_until.isoformat() if breaker.open_until else "?",
-            )
 
     async def _call(
         self, work: DueWork, message: Message, provider: Provider, outbound: OutboundMessage
