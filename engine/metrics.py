@@ -29,6 +29,13 @@ class Metrics:
             ["provider", "status"],
             registry=self.registry,
         )
+        self.expired = Counter(
+            "disparo_messages_expired_total",
+            "Messages failed unsent because their valid_for ran out, by provider "
+            "(an outage, a backlog or a deferral outlasted it)",
+            ["provider"],
+            registry=self.registry,
+        )
         self.decisions = Counter(
             "disparo_rule_decisions_total",
             "Rule decisions by rule and outcome",

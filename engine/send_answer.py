@@ -13,6 +13,7 @@ from engine import runner, send_failures
 from engine.errors import ProviderDiscarded, ProviderError, ProviderRejected, StaleRun
 from engine.models import Contact, DueWork, Message, MessageStatus, Run, SendResult
 from engine.outcome_keeper import outcome_report
+from engine.validity import Validity
 from storage.base import MessageChange
 
 if TYPE_CHECKING:
@@ -78,13 +79,14 @@ async def record_error(
     idempotent: bool,
     hints: Mapping[str, Any],
     answered_at: datetime,
+    valid: Validity | None = None,
 ) -> None:
     """What ``send_failures.provider_error`` makes of ``exc``; a refusal of the
     message itself (a final failure) is kept until the store records it."""
 
     async def record() -> None:
         await send_failures.provider_error(
-            sender, work, message, exc, attempts, idempotent=idempotent, hints=hints
+            sender, work, message, exc, attempts, idempotent=idempotent, hints=hints, valid=valid
         )
 
     if not isinstance(exc, ProviderRejected) or isinstance(exc, ProviderDiscarded):

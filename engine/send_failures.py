@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from engine import validity
 from engine.circuit import unwell
 from engine.errors import (
     ProviderAmbiguous,
@@ -29,6 +30,7 @@ from engine.flow.model import to_timedelta
 from engine.models import DueWork, Message, MessageStatus, NewEvent
 from engine.rules import ATTENDANCE_RECHECK, Decision
 from engine.send_content import decision_event, message_event
+from engine.validity import Validity
 from storage.base import Commit, Completion, MessageChange
 
 if TYPE_CHECKING:
@@ -126,6 +128,7 @@ async def provider_error(
     *,
     idempotent: bool,
     hints: Mapping[str, Any],
+    valid: Validity | None = None,
 ) -> None:
     error = exc.vendor_message or str(exc)
     if isinstance(exc, ProviderAmbiguous):
@@ -143,14 +146,14 @@ async def provider_error(
         await retry(sender, work, message, exc, keep_sending=True, attempts=attempts)
         return
     if isinstance(exc, ProviderUnreachable | ProviderRateLimited):
-        await retry(sender, work, message, exc, attempts=attempts)
+        await retry(sender, work, message, exc, attempts=attempts, valid=valid)
         return
     # Refused credentials are the account's fault, not the message's: retried like a
     # provider that is down (the circuit pauses the provider meanwhile), so fixing
     # them in time sends the backlog instead of failing every message at once.
     budgeted = ProviderUnavailable | ProviderAuthError
     if isinstance(exc, budgeted) and attempts < sender.d.settings.max_attempts:
-        await retry(sender, work, message, exc, attempts=attempts)
+        await retry(sender, work, message, exc, attempts=attempts, valid=valid)
         return
     if isinstance(exc, ProviderDiscarded):
         await discarded(sender, work, message, exc, hints)
@@ -210,7 +213,10 @@ async def retry(
     *,
     attempts: int,
     keep_sending: bool = False,
+    valid: Validity | None = None,
 ) -> None:
+    """Try ``message`` again later; fail it now when that is past its ``valid``
+    deadline (not a resend with the same key: that one may have reached the contact)."""
     # A request that never left (refused connection, a pause for the plan's rate) or
     # that the provider refused for its rate (429) sent nothing: it does not use up
     # `max_attempts`, which counts tries that may have reached the provider. Its
@@ -224,6 +230,10 @@ async def retry(
         delay = max(delay, to_timedelta(min(exc.retry_after, cap)))
     retry_at = sender.now + delay
     error = exc.vendor_message or str(exc)
+    if valid is not None and not keep_sending and valid.late(retry_at):
+        why = f"{exc.code}: {error}; the next try would be at {retry_at.isoformat()}"
+        await validity.expire(sender, work, message, valid, why)
+        return
     released = await _release(
         sender,
         work,

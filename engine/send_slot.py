@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING
 
-from engine import send_failures
+from engine import send_failures, validity
 from engine.errors import (
     ProviderAuthError,
     ProviderError,
@@ -73,7 +73,12 @@ async def watched_send(
 
 
 async def not_ready(
-    sender: Sender, work: DueWork, message: Message, exc: ProviderError, attempts: int
+    sender: Sender,
+    work: DueWork,
+    message: Message,
+    exc: ProviderError,
+    attempts: int,
+    valid: validity.Validity | None = None,
 ) -> None:
     """The provider could not get ready for the request (a rate limit parked it, a
     login failed) before the message was marked ``sending``: nothing left, so it stays
@@ -105,6 +110,10 @@ async def not_ready(
         cap = sender.d.settings.max_retry_after
         delay = max(delay, to_timedelta(min(exc.retry_after, cap)))
     retry_at = now + delay
+    if valid is not None and valid.late(retry_at):
+        why = f"{exc.code}: {error}; the next try would be at {retry_at.isoformat()}"
+        await validity.expire(sender, work, message, valid, why)
+        return
     change = MessageChange(
         message_id=message.id,
         at=now,

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
 
-from engine import runner, send_answer, send_failures
+from engine import runner, send_answer, send_failures, validity
 from engine.errors import (
     ContentError,
     NotFound,
@@ -61,6 +61,7 @@ from engine.send_content import (
     provider_hints,
 )
 from engine.send_slot import SendSlot, not_ready, watched_send
+from engine.validity import Validity
 from providers.base import RECHECK_AFTER_SECONDS, Departure, Provider, SendWithdrawn
 from storage.base import Commit, Completion, MessageChange
 
@@ -124,10 +125,19 @@ class Sender:
             await self.fail(work, message, f"provider {message.provider!r} is not configured")
             return
 
+        # A `sending` message may have reached the provider already: never expired.
+        valid = validity.of(flow, message) if message.status == MessageStatus.QUEUED else None
+        if valid is not None and valid.late(self.now):
+            await validity.expire(self, work, message, valid, validity.waited(message))
+            return
         breaker = self.d.breaker(message.provider)
         admitted_at = self.now
         blocked = breaker.admit(admitted_at)
         if blocked is not None:
+            if valid is not None and valid.late(blocked):
+                paused = f"its provider {message.provider} is paused until {blocked.isoformat()}"
+                await validity.expire(self, work, message, valid, paused)
+                return
             # The provider is down: move the work to when the circuit half-opens (or
             # its probe has answered), no attempt.
             await self._complete_later(work, message, blocked)
@@ -152,7 +162,9 @@ class Sender:
                 else:
                     try:
                         async with deciding(self.d.deciding, flow, message, contact):
-                            prepared = await self._prepare(work, message, flow, contact, run, slot)
+                            prepared = await self._prepare(
+                                work, message, flow, contact, run, slot, valid
+                            )
                     except asyncio.CancelledError:
                         # Cut off (the shutdown grace ran out) before any request: whatever
                         # of the outbox write landed, nothing left. Give it back now, or the
@@ -163,7 +175,9 @@ class Sender:
                         return
                     content, attempts = prepared
 
-                await self.send(work, message, run, contact, flow, provider, content, attempts)
+                await self.send(
+                    work, message, run, contact, flow, provider, content, attempts, valid
+                )
         finally:
             breaker.settle(admitted_at)
 
@@ -177,6 +191,7 @@ class Sender:
         provider: Provider,
         content: Any,
         attempts: int,
+        valid: Validity | None = None,
     ) -> None:
         """Call the provider for a message durably ``sending``; record the answer."""
         breaker = self.d.breaker(message.provider)
@@ -213,6 +228,7 @@ class Sender:
                 idempotent=provider.capabilities.idempotency_key,
                 hints=outbound.hints,
                 answered_at=self.now,
+                valid=valid,
             )
             return
         if result is None:
@@ -292,6 +308,7 @@ class Sender:
         contact: Contact,
         run: Run,
         slot: SendSlot,
+        valid: Validity | None,
     ) -> tuple[Any, int] | None:
         """Rules, render, the provider's ``slot``; on success the message is durably
         ``sending``. The caller holds the contact's ``deciding``. Another engine's send
@@ -299,7 +316,7 @@ class Sender:
         counted."""
         for _ in range(DECIDE_TRIES):
             try:
-                return await self._decide(work, message, flow, contact, run, slot)
+                return await self._decide(work, message, flow, contact, run, slot, valid)
             except OutboundChanged as exc:
                 log.info(
                     "message %s: another send to its contact began after the rules counted "
@@ -319,6 +336,7 @@ class Sender:
         contact: Contact,
         run: Run,
         slot: SendSlot,
+        valid: Validity | None,
     ) -> tuple[Any, int] | None:
         rules = flow.rules_for(message.step)
         tz = contact_timezone(contact, flow, self.d.settings.default_timezone)
@@ -340,6 +358,10 @@ class Sender:
             return None
         if verdict.action == "defer":
             assert verdict.until is not None
+            if valid is not None and valid.late(verdict.until):
+                why = f"deferred until {verdict.until.isoformat()} ({verdict.reason})"
+                await validity.expire(self, work, message, valid, why, events)
+                return None
             log.info(
                 "deferred message %s until %s: %s",
                 message.id,
@@ -382,7 +404,7 @@ class Sender:
             await send_failures.cut_off_unsent(self, work, message)
             return None
         except ProviderError as exc:
-            await not_ready(self, work, message, exc, attempts)
+            await not_ready(self, work, message, exc, attempts, valid)
             return None
         # Its contact may have been erased (or the work taken over) while it waited.
         waited = slot.watched.contended or time.monotonic() - waiting_since > RECHECK_AFTER_SECONDS

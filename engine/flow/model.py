@@ -289,6 +289,13 @@ class Rules(_Model):
         | None
     ) = Field(default=None, description="Outbound messages per contact per local day")
     timezone: str | None = Field(default=None, description="IANA zone, e.g. America/Sao_Paulo")
+    valid_for: Duration | None = Field(
+        default=None,
+        description=(
+            "A message not sent this long after its step began fails (reason expired): "
+            "no late sends after an outage, a deferral or a backlog"
+        ),
+    )
 
     def merged_over(self, base: Rules | None) -> Rules:
         """These rules with unset fields taken from ``base``."""

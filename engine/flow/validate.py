@@ -24,15 +24,17 @@ following the runner's semantics (``engine.runner``, ``engine.step_routes``):
 - A send needs a provider (its own or ``defaults.provider``); given ``providers``,
   it must be one of them.
 - Time zones must exist; cron expressions have five fields.
+- ``valid_for`` must be longer than zero (zero would fail every message unsent).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 from engine.errors import Problem
-from engine.flow.model import Flow, Step, WaitFor
+from engine.flow.model import Flow, Rules, Step, WaitFor, to_timedelta
 from engine.flow.problems import did_you_mean, timezone_problem
 from engine.flow.yaml_source import DocPath, SourceMap, format_path
 
@@ -97,6 +99,7 @@ def validate_flow(
         *_branches(flow, at),
         *_windows(flow, at, skip),
         *_zones_and_crons(flow, at),
+        *_validity(flow, at),
     ]
     if salvaged is None:
         problems += [*_unreachable(flow, at), *_providers(flow, at, providers)]
@@ -379,6 +382,19 @@ def _providers(
         default_used = default_used or own is None
     if default is not None and default_used and (why := unknown(default)) is not None:
         yield at.problem(("defaults", "provider"), why)
+
+
+def _validity(flow: Flow, at: Locator) -> Iterator[Problem]:
+    places: list[tuple[DocPath, Rules | None]] = [(("defaults", "rules"), flow.defaults.rules)]
+    places += [(("steps", sid, "rules"), step.rules) for sid, step in flow.steps.items()]
+    for path, rules in places:
+        valid_for = rules.valid_for if rules is not None else None
+        if valid_for is not None and to_timedelta(valid_for) <= timedelta(0):
+            yield at.problem(
+                (*path, "valid_for"),
+                f"`valid_for: {valid_for}` would fail every message before it is "
+                "sent; write how long a message stays worth sending, like 2h, or remove it",
+            )
 
 
 def _zones_and_crons(flow: Flow, at: Locator) -> Iterator[Problem]:

@@ -323,3 +323,16 @@ def test_an_impossible_quiet_hours_range_is_refused_at_its_value(
     assert len(found) == 1
     assert found[0].startswith(f"x.yaml:7:{column}: ")
     assert why in found[0]
+
+
+def test_a_valid_for_of_zero_is_refused_where_it_is_written() -> None:
+    head = "flow: x\ndefaults: {provider: sandbox, rules: {valid_for: 0s}}\nstart: a\nsteps:\n"
+    steps = "  a:\n    send: {text: oi}\n    rules: {valid_for: 0}\n"
+    assert problems(steps, head=head) == [
+        "x.yaml:2:50: `valid_for: 0s` would fail every message before it is sent; write how "
+        "long a message stays worth sending, like 2h, or remove it",
+        "x.yaml:7:24: `valid_for: 0` would fail every message before it is sent; write how "
+        "long a message stays worth sending, like 2h, or remove it",
+    ]
+    flow = loads(steps.replace("valid_for: 0", "valid_for: 90m"))
+    assert flow.rules_for("a").valid_for == "90m"
