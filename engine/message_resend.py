@@ -10,13 +10,16 @@ again, accepting the risk of a duplicate.
 The message goes back to ``queued`` with a DISPATCH row due now, in one commit,
 and is sent like any other (rules, render, outbox, provider), with the same key.
 Only while its run still waits at that message's step: a run that moved on (a
-timeout took it elsewhere) or finished has nothing to resend.
+timeout took it elsewhere) or finished has nothing to resend; and only within the
+step's ``valid_for``, past which the resend would fail at once as expired.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
+from engine import validity
 from engine.errors import Conflict, NotFound, StaleRun
 from engine.models import (
     OPEN_RUN_STATUSES,
@@ -28,10 +31,13 @@ from engine.models import (
 from engine.send_content import message_event
 from storage.base import Commit, MessageChange, Store
 
+if TYPE_CHECKING:
+    from engine.flows import FlowCatalog
+
 REASON = "an operator asked to send it again; the contact may get it twice"
 
 
-async def resend(store: Store, message_id: str, *, now: datetime) -> Message:
+async def resend(store: Store, catalog: FlowCatalog, message_id: str, *, now: datetime) -> Message:
     """Queue ``message_id`` again; ``NotFound``, or ``Conflict`` saying why not."""
     message = await store.get_message(message_id)
     if message is None:
@@ -47,6 +53,14 @@ async def resend(store: Store, message_id: str, *, now: datetime) -> Message:
         raise Conflict(
             f"run {message.run_id} has {where} since step {message.step!r}; there is nothing "
             "to resend (settle the message with a status event instead)"
+        )
+    flow = (await catalog.pinned(run.flow, run.flow_version)).flow
+    valid = validity.of(flow, message)
+    if valid is not None and valid.late(now):
+        raise Conflict(
+            f"message {message_id} expired at {valid.until.isoformat()} (valid_for "
+            f"{valid.length} of step {message.step!r}); a resend would fail at once. Settle it "
+            "with a status event instead (`failed` takes the step's `on: failed` route)"
         )
     change = MessageChange(
         message_id=message.id,

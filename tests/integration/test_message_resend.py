@@ -4,6 +4,7 @@ only while its run still waits for it."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,14 +27,15 @@ async def gateway() -> AsyncIterator[FakeGateway]:
         yield gw
 
 
-@pytest.fixture
-async def ambiguous(
-    tmp_path: Path, gateway: FakeGateway
+@asynccontextmanager
+async def lost_answer(
+    tmp_path: Path, gateway: FakeGateway, rules: str = "{window: ignore}"
 ) -> AsyncIterator[tuple[TestClient[Any, Any], Harness, Any]]:
     """A keyless provider lost the answer to the only request: the message is
     ambiguous and its run waits at the step for a report."""
     settings = make_settings(tmp_path, gateway, idempotency_header=None)
     sent_ends = FLOW.replace("on: {failed: fim}", "on: {sent: fim, failed: fim}")
+    sent_ends = sent_ends.replace("rules: {window: ignore}", f"rules: {rules}")
     (Path(settings.flows) / "aviso.yaml").write_text(sent_ends)  # `sent` ends the run
     gateway.fail_next(Fault.disconnect())
     async with harness(settings) as h:
@@ -46,6 +48,14 @@ async def ambiguous(
             yield client, h, run
         finally:
             await client.close()
+
+
+@pytest.fixture
+async def ambiguous(
+    tmp_path: Path, gateway: FakeGateway
+) -> AsyncIterator[tuple[TestClient[Any, Any], Harness, Any]]:
+    async with lost_answer(tmp_path, gateway) as found:
+        yield found
 
 
 async def test_an_ambiguous_message_is_sent_again_once_at_an_operator_s_request(
@@ -105,3 +115,26 @@ async def test_a_message_whose_run_finished_is_not_resent(
     assert (await only_message(h, run.id)).status == MessageStatus.AMBIGUOUS
     assert gateway.stats()["requests"] == 1
     assert unknown.status == 404
+
+
+async def test_a_message_past_its_valid_for_is_not_resent(
+    tmp_path: Path, gateway: FakeGateway
+) -> None:
+    async with lost_answer(tmp_path, gateway, "{window: ignore, valid_for: 1h}") as found:
+        client, h, run = found
+        message = await only_message(h, run.id)
+        await h.advance(timedelta(minutes=50))
+        in_time = await client.post(f"/v1/messages/{message.id}/resend", headers=API_AUTH)
+        gateway.fail_next(Fault.disconnect())  # lost again: ambiguous again
+        await h.advance(timedelta(minutes=20))
+        late = await client.post(f"/v1/messages/{message.id}/resend", headers=API_AUTH)
+        error = (await error_of(late))["message"]
+        after = await only_message(h, run.id)
+
+    assert in_time.status == 200
+    assert late.status == 409
+    assert "expired at" in error
+    assert "valid_for 1h" in error
+    assert "Settle it with a status event" in error
+    assert after.status == MessageStatus.AMBIGUOUS
+    assert gateway.stats()["requests"] == 2  # the first, the resend in time; not a third
