@@ -59,6 +59,23 @@ async def give_back(sender: Sender, work: DueWork, message: Message) -> None:
         log.info("message %s goes back to the queue unsent: the engine is stopping", message.id)
 
 
+def log_cut_off(message: Message, idempotent: bool) -> None:
+    """The stop's grace ran out while the request was on the wire: say which message
+    is left ``sending`` and what the next process does with it."""
+    then = (
+        "the next process resends it with the same idempotency key"
+        if idempotent
+        else "the next process marks it ambiguous (settle it with a `status` event)"
+    )
+    log.warning(
+        "stopping: message %s via %s was cut off with its request on the wire after "
+        "dispatcher.shutdown_grace; it stays `sending` and %s",
+        message.id,
+        message.provider,
+        then,
+    )
+
+
 async def cut_off_unsent(sender: Sender, work: DueWork, message: Message) -> None:
     """A send cancelled before it reached the provider (in its rules, render or
     outbox write): the message back to ``queued`` with the attempt uncounted if the
