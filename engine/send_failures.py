@@ -316,8 +316,11 @@ async def _release(
 
 
 def count_failure(sender: Sender, provider: str, exc: ProviderError) -> None:
-    """A failure that says the provider is unwell counts toward its circuit; the one
-    that opens it pauses the provider's sends, said once."""
+    """Every failure is counted in /metrics; one that says the provider is unwell
+    counts toward its circuit, and the one that opens it pauses the provider's
+    sends, said once."""
+    metrics = sender.d.metrics
+    metrics.child(metrics.provider_errors, provider, exc.code).inc()
     breaker = sender.d.breaker(provider)
     if unwell(exc) and breaker.failure(sender.now):
         sender.d.metrics.circuit_open.labels(provider).set(1)
