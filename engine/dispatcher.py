@@ -173,7 +173,6 @@ class Dispatcher:
         while not self._stopping:
             try:
                 claimed = await self.claim_and_spawn()
-                self._outage.succeeded()
             except StoreUnavailable as exc:
                 self._outage.failed(exc)
                 claimed = 0
@@ -221,6 +220,7 @@ class Dispatcher:
         items = await self.store.claim_due_work(
             owner=self.owner, now=now, lease_seconds=self.settings.lease_seconds, limit=free
         )
+        self._outage.succeeded()  # (a full process asks the store nothing: no news)
         for item in items:
             self.metrics.child(self.metrics.due_lag, str(item.kind)).observe(
                 max(0.0, (now - item.due_at).total_seconds())
