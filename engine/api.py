@@ -35,11 +35,13 @@ from engine.models import ContactUpsert, Run
 from engine.outage_log import OutageLog
 from engine.runtime import Engine
 from engine.start_request import replayed_run
+from engine.webhook_refusals import RefusalLog
 
 log = logging.getLogger("disparo.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ENGINE = web.AppKey("engine", Engine)
 OUTAGE = web.AppKey("outage", OutageLog)
+REFUSALS = web.AppKey("refusals", RefusalLog)
 
 
 def error_response(
@@ -378,7 +380,10 @@ async def webhook(request: web.Request) -> web.Response:
         outcome = await engine.ingest_webhook(name, body, dict(request.headers))
     except ProviderRejected as exc:
         engine.metrics.webhooks.labels(name, "rejected").inc()
+        request.app[REFUSALS].body(name, str(exc))
         return error_response(400, "INVALID_WEBHOOK", str(exc))
+    if outcome.errors:
+        request.app[REFUSALS].items(name, outcome.errors)
     metrics = engine.metrics
     metrics.child(metrics.webhook_latency, name).observe(time.perf_counter() - started)
     metrics.child(metrics.webhooks, name, "stored").inc()
@@ -416,6 +421,7 @@ def build_app(engine: Engine) -> web.Application:
         client_max_size=engine.settings.server.max_body_bytes,
     )
     app[ENGINE] = engine
+    app[REFUSALS] = RefusalLog(engine.clock)
     app[OUTAGE] = OutageLog(log, "requests answer 503", "requests answered 503")
     app.router.add_post("/v1/runs", create_run)
     app.router.add_get("/v1/runs/{run_id}", get_run)
