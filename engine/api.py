@@ -32,12 +32,16 @@ from engine.errors import (
     UserInputError,
 )
 from engine.models import ContactUpsert, Run
+from engine.outage_log import OutageLog
 from engine.runtime import Engine
 from engine.start_request import replayed_run
+from engine.webhook_refusals import RefusalLog
 
 log = logging.getLogger("disparo.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ENGINE = web.AppKey("engine", Engine)
+OUTAGE = web.AppKey("outage", OutageLog)
+REFUSALS = web.AppKey("refusals", RefusalLog)
 
 
 def error_response(
@@ -69,7 +73,7 @@ def pydantic_details(exc: ValidationError, prefix: str = "") -> list[FieldError]
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        return await handler(request)
+        response = await handler(request)
     except RequestError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.details)
     except web.HTTPRequestEntityTooLarge:
@@ -82,7 +86,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             return error_response(exc.status, exc.reason.upper().replace(" ", "_"), exc.reason)
         raise
     except StoreUnavailable as exc:
-        log.warning("store unavailable: %s", exc)
+        request.app[OUTAGE].failed(exc)
         return error_response(503, exc.code, "the store is unavailable; retry later")
     except NotFound as exc:
         return error_response(404, exc.code, str(exc))
@@ -105,6 +109,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             "disparo failed on an unexpected error, logged on the server with its "
             "traceback; retry later, and report it if it persists",
         )
+    outage = request.app[OUTAGE]
+    if outage.down and response.status < 400 and request.path != "/metrics":
+        outage.succeeded()  # an answer of /v1, a webhook or /healthz: the store answered
+    return response
 
 
 @web.middleware
@@ -372,7 +380,10 @@ async def webhook(request: web.Request) -> web.Response:
         outcome = await engine.ingest_webhook(name, body, dict(request.headers))
     except ProviderRejected as exc:
         engine.metrics.webhooks.labels(name, "rejected").inc()
+        request.app[REFUSALS].body(name, str(exc))
         return error_response(400, "INVALID_WEBHOOK", str(exc))
+    if outcome.errors:
+        request.app[REFUSALS].items(name, outcome.errors)
     metrics = engine.metrics
     metrics.child(metrics.webhook_latency, name).observe(time.perf_counter() - started)
     metrics.child(metrics.webhooks, name, "stored").inc()
@@ -390,7 +401,9 @@ async def healthz(request: web.Request) -> web.Response:
     try:
         await request.app[ENGINE].store.ping()
     except StoreUnavailable as exc:
+        request.app[OUTAGE].failed(exc)
         return web.json_response({"status": "unavailable", "store": str(exc)}, status=503)
+    request.app[OUTAGE].succeeded()
     return web.json_response({"status": "ok"})
 
 
@@ -408,6 +421,8 @@ def build_app(engine: Engine) -> web.Application:
         client_max_size=engine.settings.server.max_body_bytes,
     )
     app[ENGINE] = engine
+    app[REFUSALS] = RefusalLog(engine.clock)
+    app[OUTAGE] = OutageLog(log, "requests answer 503", "requests answered 503")
     app.router.add_post("/v1/runs", create_run)
     app.router.add_get("/v1/runs/{run_id}", get_run)
     app.router.add_post("/v1/runs/{run_id}/cancel", cancel_run)

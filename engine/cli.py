@@ -216,17 +216,35 @@ def _settings(path: str, *, store_must_exist: bool = False) -> Any:
     what is stored, refuse a SQLite file that is not there instead of creating an empty
     database (a mistyped ``storage`` path would otherwise look like a store with nothing)."""
     from engine.settings import load_settings
-    from engine.stores import missing_database
 
     if not Path(path).exists():
         raise ConfigError(f"{path}: no such config file; pass --config PATH")
     settings = load_settings(Path(path))
-    if store_must_exist and (file := missing_database(settings.storage)) is not None:
+    if store_must_exist:
+        _refuse_missing_database(settings.storage, path)
+    return settings
+
+
+def _storage(path: str, *, store_must_exist: bool = False) -> str:
+    """Only the ``storage`` of the config at ``path`` (no provider secret needed)."""
+    from engine.settings import load_storage
+
+    if not Path(path).exists():
+        raise ConfigError(f"{path}: no such config file; pass --config PATH")
+    storage = load_storage(Path(path))
+    if store_must_exist:
+        _refuse_missing_database(storage, path)
+    return storage
+
+
+def _refuse_missing_database(storage: str, path: str) -> None:
+    from engine.stores import missing_database
+
+    if (file := missing_database(storage)) is not None:
         raise StoreError(
             f"no database at {file}: check `storage` in {path}, or run `disparo migrate` "
             "to create one"
         )
-    return settings
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -239,8 +257,7 @@ async def _serve(args: argparse.Namespace) -> int:
 async def _migrate(args: argparse.Namespace) -> int:
     from engine.stores import open_store
 
-    settings = _settings(args.config)
-    store = open_store(settings.storage)
+    store = open_store(_storage(args.config))
     try:
         applied = await store.migrate()
         await store.open()  # a database a newer disparo migrated is not "up to date"
@@ -390,8 +407,7 @@ async def _status(args: argparse.Namespace) -> int:
     from engine.overview import overview_json, overview_lines
     from engine.stores import open_store
 
-    settings = _settings(args.config, store_must_exist=True)
-    store = open_store(settings.storage)  # no engine: nothing else is started
+    store = open_store(_storage(args.config, store_must_exist=True))  # no engine: no more
     await store.open()
     try:
         now = datetime.now(UTC)

@@ -37,6 +37,7 @@ from engine.models import (
     status_can_advance,
 )
 from engine.opt_out import DEFAULT_OPT_OUT_KEYWORDS
+from engine.outage_log import OutageLog
 from engine.outcome_keeper import OutcomeKeeper
 from engine.run_enter import enter_run
 from engine.scope import RunnerScope, contact_timezone
@@ -109,6 +110,7 @@ class Dispatcher:
         # Send outcomes the store could not take at once (engine.outcome_keeper).
         self.keeper = OutcomeKeeper(self)
         self._stopping = False
+        self._outage = OutageLog(log, "no due work is claimed", "failed claims")
         self._loop_task: asyncio.Task[None] | None = None
         self._beat_task: asyncio.Task[None] | None = None
         # Imported here to keep module import order simple; sending needs the dispatcher.
@@ -172,7 +174,7 @@ class Dispatcher:
             try:
                 claimed = await self.claim_and_spawn()
             except StoreUnavailable as exc:
-                log.warning("store unavailable while claiming work: %s", exc)
+                self._outage.failed(exc)
                 claimed = 0
             if claimed:
                 await asyncio.sleep(0)
@@ -218,6 +220,7 @@ class Dispatcher:
         items = await self.store.claim_due_work(
             owner=self.owner, now=now, lease_seconds=self.settings.lease_seconds, limit=free
         )
+        self._outage.succeeded()  # (a full process asks the store nothing: no news)
         for item in items:
             self.metrics.child(self.metrics.due_lag, str(item.kind)).observe(
                 max(0.0, (now - item.due_at).total_seconds())

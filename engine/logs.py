@@ -40,12 +40,33 @@ def mask_phone(text: str) -> str:
     return _PHONE.sub(_masked, text)
 
 
-class RedactingFilter(logging.Filter):
-    """Masks phone numbers and replaces known secret values with ``***``."""
+class Lines(str):
+    """A log value meant to span several lines (a list of problems, one a line)."""
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
+
+# Line breaks and other control characters (tab aside) of a value in a text log line.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _one_line(value: object) -> object:
+    """``value`` with its control characters escaped (``\\n``), so that a contact id
+    or a vendor's answer cannot start a log line of its own; numbers as they are."""
+    if isinstance(value, int | float | Lines):
+        return value
+    text = str(value)
+    if not _CONTROL.search(text):
+        return value
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+class RedactingFilter(logging.Filter):
+    """Masks phone numbers and replaces known secret values with ``***``; with
+    ``one_line`` (text logs) escapes the line breaks of the values a message quotes."""
+
+    def __init__(self, secrets: Iterable[str] = (), *, one_line: bool = False) -> None:
         super().__init__()
         self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self.one_line = one_line
 
     def clean(self, text: str) -> str:
         for secret in self.secrets:
@@ -53,6 +74,8 @@ class RedactingFilter(logging.Filter):
         return mask_phone(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if self.one_line and isinstance(record.args, tuple):
+            record.args = tuple(_one_line(arg) for arg in record.args)
         message = self.clean(record.getMessage())
         record.msg, record.args = message, None
         if record.exc_info and record.exc_info[1] is not None:
@@ -79,7 +102,7 @@ def setup_logging(
 ) -> None:
     """Route every ``disparo.*`` and library log line through one redacting handler."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(RedactingFilter(secrets))
+    handler.addFilter(RedactingFilter(secrets, one_line=log_format != "json"))
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -71,6 +71,13 @@ class Metrics:
         self.in_flight = Gauge(
             "disparo_due_work_in_flight", "Due work being handled now", registry=self.registry
         )
+        self.provider_errors = Counter(
+            "disparo_provider_errors_total",
+            "Errors providers answered to sends (retried or not), by provider and code "
+            "(PROVIDER_UNREACHABLE, PROVIDER_UNAVAILABLE, PROVIDER_AUTH, ...)",
+            ["provider", "code"],
+            registry=self.registry,
+        )
         self.circuit_open = Gauge(
             "disparo_provider_circuit_open",
             "1 while a provider's circuit is open (its sends are paused)",

@@ -9,6 +9,7 @@ so ``max_attempts`` caps resends however they end. At the cap the message is
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from engine import send_failures
@@ -18,6 +19,8 @@ from storage.base import Commit, MessageChange
 
 if TYPE_CHECKING:
     from engine.sending import Sender
+
+log = logging.getLogger("disparo.sending")
 
 
 async def count_resend(sender: Sender, work: DueWork, message: Message) -> int | None:
@@ -43,4 +46,13 @@ async def count_resend(sender: Sender, work: DueWork, message: Message) -> int |
     except StaleRun:  # a provider report settled it meanwhile: nothing to resend
         await sender.complete(work)
         return None
+    log.info(
+        "resending message %s via %s with its idempotency key (attempt %d of %d): an "
+        "earlier attempt may have reached the provider (its process stopped, or the "
+        "answer was lost)",
+        message.id,
+        message.provider,
+        attempts,
+        sender.d.settings.max_attempts,
+    )
     return attempts

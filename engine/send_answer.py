@@ -5,12 +5,14 @@ other errors go to ``engine.send_failures`` as they come."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from engine import runner, send_failures
-from engine.errors import ProviderDiscarded, ProviderError, ProviderRejected, StaleRun
+from engine.errors import Conflict, ProviderDiscarded, ProviderError, ProviderRejected, StaleRun
 from engine.models import Contact, DueWork, Message, MessageStatus, Run, SendResult
 from engine.outcome_keeper import outcome_report
 from engine.validity import Validity
@@ -18,6 +20,8 @@ from storage.base import MessageChange
 
 if TYPE_CHECKING:
     from engine.sending import Sender
+
+log = logging.getLogger("disparo.sending")
 
 
 async def record_sent(
@@ -42,6 +46,29 @@ async def record_sent(
     tries: list[None] = []  # a retry of the commit reads the run and contact again
 
     async def record() -> None:
+        nonlocal change
+        try:
+            await apply()
+        except Conflict:
+            holder = await _holder_of(sender, message, change.provider_message_id)
+            if holder is None:
+                raise
+            log.error(
+                "provider %s answered message %s with provider id %s, which message %s "
+                "already has: recorded `sent` without it (status reports naming that id "
+                "go to %s; reports by idempotency key still reach it). A provider must "
+                "answer each message with an id of its own: check providers.%s.id_field",
+                message.provider,
+                message.id,
+                change.provider_message_id,
+                holder,
+                holder,
+                message.provider,
+            )
+            change = replace(change, provider_message_id=None)
+            await apply()
+
+    async def apply() -> None:
         first = not tries
         tries.append(None)
         try:
@@ -59,7 +86,7 @@ async def record_sent(
             late = MessageChange(
                 message_id=message.id,
                 at=answered_at,
-                provider_message_id=result.provider_message_id,
+                provider_message_id=change.provider_message_id,
             )
             await sender.complete(work, messages=[late])
 
@@ -67,6 +94,14 @@ async def record_sent(
         message, result.status, answered_at, provider_message_id=result.provider_message_id
     )
     await sender.d.keeper.record(work, message, record, report)
+
+
+async def _holder_of(sender: Sender, message: Message, provider_id: str | None) -> str | None:
+    """The other message that already has ``provider_id`` from this provider, if any."""
+    if provider_id is None:
+        return None
+    found = await sender.d.store.find_message(message.provider, provider_message_id=provider_id)
+    return None if found is None or found.id == message.id else found.id
 
 
 async def record_error(

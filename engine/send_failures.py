@@ -59,6 +59,23 @@ async def give_back(sender: Sender, work: DueWork, message: Message) -> None:
         log.info("message %s goes back to the queue unsent: the engine is stopping", message.id)
 
 
+def log_cut_off(message: Message, idempotent: bool) -> None:
+    """The stop's grace ran out while the request was on the wire: say which message
+    is left ``sending`` and what the next process does with it."""
+    then = (
+        "the next process resends it with the same idempotency key"
+        if idempotent
+        else "the next process marks it ambiguous (settle it with a `status` event)"
+    )
+    log.warning(
+        "stopping: message %s via %s was cut off with its request on the wire after "
+        "dispatcher.shutdown_grace; it stays `sending` and %s",
+        message.id,
+        message.provider,
+        then,
+    )
+
+
 async def cut_off_unsent(sender: Sender, work: DueWork, message: Message) -> None:
     """A send cancelled before it reached the provider (in its rules, render or
     outbox write): the message back to ``queued`` with the attempt uncounted if the
@@ -299,8 +316,11 @@ async def _release(
 
 
 def count_failure(sender: Sender, provider: str, exc: ProviderError) -> None:
-    """A failure that says the provider is unwell counts toward its circuit; the one
-    that opens it pauses the provider's sends, said once."""
+    """Every failure is counted in /metrics; one that says the provider is unwell
+    counts toward its circuit, and the one that opens it pauses the provider's
+    sends, said once."""
+    metrics = sender.d.metrics
+    metrics.child(metrics.provider_errors, provider, exc.code).inc()
     breaker = sender.d.breaker(provider)
     if unwell(exc) and breaker.failure(sender.now):
         sender.d.metrics.circuit_open.labels(provider).set(1)

@@ -268,6 +268,8 @@ class Sender:
         except asyncio.CancelledError:
             if watched.never_left:  # cancelled before its request started
                 await asyncio.shield(send_failures.give_back(self, work, message))
+            elif self.d.stopping:
+                send_failures.log_cut_off(message, provider.capabilities.idempotency_key)
             raise
         await send_failures.give_back(self, work, message)
         return None

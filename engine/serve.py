@@ -15,7 +15,7 @@ from engine.api import build_app, webhook_secret
 from engine.early_signals import reload_asked
 from engine.errors import StoreError, UserInputError
 from engine.gc_policy import tune_for_serving
-from engine.logs import setup_logging
+from engine.logs import Lines, setup_logging
 from engine.open_runs import open_run_notices
 from engine.runtime import Engine
 from engine.settings import Settings
@@ -140,7 +140,7 @@ async def reload_flows(engine: Engine) -> None:
         log.error(
             "the flow files or the template catalogue have problems; still serving the "
             "flows loaded before (fix them, then send SIGHUP again):\n%s",
-            exc,
+            Lines(str(exc)),
         )
         return
     except StoreError as exc:

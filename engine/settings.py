@@ -157,12 +157,15 @@ class RetentionSettings(_Section):
         return value
 
 
+STORE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
+STORE_HINT = "use sqlite:///path/to/file.db or postgresql://user@host/db"
+DEFAULT_STORAGE = "sqlite:///var/disparo.db"
+
+
 class Settings(_Section):
     """Everything ``disparo serve`` needs; build it with ``load_settings``."""
 
-    storage: str = Field(
-        default="sqlite:///var/disparo.db", description="sqlite:///path or postgresql://..."
-    )
+    storage: str = Field(default=DEFAULT_STORAGE, description="sqlite:///path or postgresql://...")
     server: ServerSettings = Field(default_factory=ServerSettings)
     api_token: SecretStr = Field(description="Bearer token of the /v1 API")
     timezone: str = Field(default="America/Sao_Paulo", description="Default IANA time zone")
@@ -178,8 +181,8 @@ class Settings(_Section):
     @field_validator("storage")
     @classmethod
     def _known_store(cls, value: str) -> str:
-        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
-            raise ValueError("use sqlite:///path/to/file.db or postgresql://user@host/db")
+        if not value.startswith(STORE_SCHEMES):
+            raise ValueError(STORE_HINT)
         return value
 
     @field_validator("api_token")
@@ -304,6 +307,30 @@ def load_settings(path: Path, environ: Mapping[str, str] = os.environ) -> Settin
         problems.sort(key=lambda p: (p.line or 0, p.column or 0))
         raise ConfigError(f"{where.filename}: {counted(len(problems), 'problem')}", problems)
     return settings
+
+
+def load_storage(path: Path, environ: Mapping[str, str] = os.environ) -> str:
+    """Only the ``storage`` of a config file, for the commands that touch nothing
+    else (``disparo migrate``, ``disparo status``): a migration job or an on-call
+    shell needs the database's credentials, not every provider's secrets."""
+    try:
+        document = read_yaml(path)
+    except YamlSourceError as exc:
+        raise ConfigError(str(exc), exc.problems) from None
+    where = document.source_map
+    data = document.data or {}
+    if not isinstance(data, dict):
+        problem = where.problem((), "the config must be a mapping of keys, like `storage: ...`")
+        raise ConfigError(str(problem), [problem])
+    problems: list[Problem] = []
+    value = _interpolate(
+        data.get("storage", DEFAULT_STORAGE), ("storage",), environ, where, problems
+    )
+    if not problems and not (isinstance(value, str) and value.startswith(STORE_SCHEMES)):
+        problems.append(where.problem(("storage",), f"`storage`: {STORE_HINT}"))
+    if problems:
+        raise ConfigError(f"{where.filename}: {counted(len(problems), 'problem')}", problems)
+    return str(value)
 
 
 def _interpolate(

@@ -169,6 +169,24 @@ async def test_a_provider_that_is_down_opens_its_circuit(
         assert 'disparo_provider_circuit_open{provider="gateway"} 0.0' in metrics
 
 
+async def test_every_error_a_provider_answers_is_counted_by_its_code(
+    tmp_path: Path, gateway: FakeGateway
+) -> None:
+    """/metrics tells an outage or a flaky provider before its circuit opens or its
+    messages fail: each error, retried or not, by provider and code."""
+    gateway.fail_next(Fault.error(503))
+    gateway.fail_next(Fault.rate_limit(retry_after="1"))
+    async with harness(make_settings(tmp_path, gateway)) as h:
+        run = await h.start("aviso")
+        await h.advance(timedelta(minutes=5))
+
+        assert (await only_message(h, run.id)).status == MessageStatus.SENT
+        metrics = h.engine.metrics.render().decode()
+    for code in ("PROVIDER_UNAVAILABLE", "PROVIDER_RATE_LIMITED"):
+        assert f'disparo_provider_errors_total{{code="{code}",provider="gateway"}} 1.0' in metrics
+    assert 'disparo_messages_total{provider="gateway",status="sent"} 1.0' in metrics
+
+
 async def test_refused_credentials_pause_the_provider_instead_of_failing_the_backlog(
     tmp_path: Path, gateway: FakeGateway, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from datetime import timedelta
 from pathlib import Path
+
+import pytest
 
 from engine.models import ContactUpsert, MessageStatus
 from tests.fakes.gateway import FakeGateway
@@ -93,3 +96,34 @@ async def test_a_send_waiting_for_one_providers_slot_does_not_hold_the_contacts_
             await until(lambda: gateway.in_flight == 0, "the gateway drained")
 
     assert through_sandbox != MessageStatus.QUEUED
+
+
+async def test_a_resend_after_a_takeover_says_so_in_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The gateway sees a key twice: the log tells the on-call person why."""
+    caplog.set_level(logging.INFO, logger="disparo")
+    async with FakeGateway(auth_value=AUTH) as gateway:
+        settings = make_settings(tmp_path, gateway, max_in_flight=1, timeout=30)  # keyed
+        lease = timedelta(seconds=settings.dispatcher.lease_seconds)
+        gateway.pause()
+        async with harness(settings) as h:
+            run, _ = await h.engine.start_run(
+                "aviso", ContactUpsert(id="c-1", phone="+5511999998888", name="Ana")
+            )
+            dying = asyncio.create_task(h.engine.dispatcher.process_due())
+            await until(lambda: gateway.stats()["requests"] == 1, "a request out")
+            dying.cancel()  # the worker dies with its request out
+            with contextlib.suppress(asyncio.CancelledError):
+                await dying
+        gateway.resume()
+        async with harness(settings, at=START + 2 * lease) as h:
+            await h.engine.dispatcher.process_due()
+            (message,) = await h.engine.store.list_run_messages(run.id)
+    assert message.status == MessageStatus.SENT
+    resends = [r.getMessage() for r in caplog.records if "resending" in r.getMessage()]
+    assert resends == [
+        f"resending message {message.id} via gateway with its idempotency key (attempt 2 "
+        "of 3): an earlier attempt may have reached the provider (its process stopped, "
+        "or the answer was lost)"
+    ]

@@ -5,6 +5,7 @@ once; a request on the wire is waited for, up to the grace, then cut off and lef
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -94,6 +95,37 @@ async def test_a_request_still_out_after_the_grace_is_cut_off_and_left_sending(
         await engine.dispatcher.stop(grace=0)
         # The request on the wire may have reached the gateway: never given back.
         assert await statuses(engine, runs) == [S.QUEUED, S.QUEUED, S.SENDING]
+
+
+@pytest.mark.parametrize("keys", [True, False], ids=["with-keys", "without-keys"])
+async def test_a_request_cut_off_at_the_grace_is_named_in_a_warning(
+    tmp_path: Path, gateway: FakeGateway, caplog: pytest.LogCaptureFixture, keys: bool
+) -> None:
+    """The on-call person reading the log learns which message was left `sending`
+    by the stop and what the next process will do with it."""
+    header = "Idempotency-Key" if keys else None
+    settings = make_settings(
+        tmp_path, gateway, max_in_flight=1, timeout=30, idempotency_header=header
+    )
+    gateway.pause()
+    async with running_engine(settings) as (engine, _):
+        run, _ = await engine.start_run(
+            "aviso", ContactUpsert(id="c-1", phone="+5511999998800", name="Ana")
+        )
+        await until(lambda: gateway.in_flight == 1, "the request at the gateway")
+        caplog.set_level(logging.INFO, logger="disparo")
+        await engine.dispatcher.stop(grace=0)
+        (message,) = await messages_of(engine, [run])
+        assert message.status == S.SENDING
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    cut_off = [w for w in warnings if message.id in w]
+    assert len(cut_off) == 1, warnings
+    assert "cut off" in cut_off[0]
+    assert "gateway" in cut_off[0]
+    if keys:
+        assert "resends it with the same idempotency key" in cut_off[0]
+    else:
+        assert "ambiguous" in cut_off[0]
 
 
 async def test_a_withdrawn_send_starts_no_request(gateway: FakeGateway) -> None:
