@@ -64,12 +64,12 @@ async def watched_send(
     its provider slot, if it took one, when the send is over."""
     with watch_departure() as watched:
         watched.withdrawn = sender.d.stopping  # a send claimed while stopping starts nothing
-        sender.watching[work.id] = watched
+        sender.watching[id(watched)] = (work.id, watched)
         try:
             async with AsyncExitStack() as stack:
                 yield SendSlot(stack, provider, watched)
         finally:
-            del sender.watching[work.id]
+            del sender.watching[id(watched)]
 
 
 async def not_ready(

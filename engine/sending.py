@@ -62,7 +62,7 @@ from engine.send_content import (
 )
 from engine.send_slot import SendSlot, not_ready, watched_send
 from engine.validity import Validity
-from providers.base import RECHECK_AFTER_SECONDS, Departure, Provider, SendWithdrawn
+from providers.base import RECHECK_AFTER_SECONDS, Departure, SendWithdrawn
 from storage.base import Commit, Completion, MessageChange
 
 if TYPE_CHECKING:
@@ -83,8 +83,10 @@ class Sender:
         self.d = dispatcher
         # provider_hints by (flow, pinned version, step): a pinned flow never changes.
         self._hints: dict[tuple[str, str, str], dict[str, Any]] = {}
-        # The provider calls in progress, by due-work id (``withdraw_waiting``).
-        self.watching: dict[int, Departure] = {}
+        # The provider calls in progress (``withdraw_waiting``): (due-work id, watch)
+        # by ``id()`` of the watch, as this process may claim a row again while the
+        # send of its earlier claim is still out (its lease ran out).
+        self.watching: dict[int, tuple[int, Departure]] = {}
 
     def _hints_for(self, flow: Flow, version: str, step: str) -> dict[str, Any]:
         key = (flow.flow, version, step)
@@ -175,9 +177,7 @@ class Sender:
                         return
                     content, attempts = prepared
 
-                await self.send(
-                    work, message, run, contact, flow, provider, content, attempts, valid
-                )
+                await self.send(work, message, run, contact, flow, slot, content, attempts, valid)
         finally:
             breaker.settle(admitted_at)
 
@@ -188,12 +188,13 @@ class Sender:
         run: Run,
         contact: Contact,
         flow: Flow,
-        provider: Provider,
+        slot: SendSlot,
         content: Any,
         attempts: int,
         valid: Validity | None = None,
     ) -> None:
         """Call the provider for a message durably ``sending``; record the answer."""
+        provider = slot.provider
         breaker = self.d.breaker(message.provider)
         outbound = OutboundMessage(
             message_id=message.id,
@@ -207,7 +208,7 @@ class Sender:
             hints=self._hints_for(flow, run.flow_version, message.step),
         )
         try:
-            result = await self._call(work, message, provider, outbound)
+            result = await self._call(work, message, slot, outbound)
         except ProviderError as exc:
             if isinstance(exc, ProviderAuthError):
                 log.error(
@@ -251,14 +252,14 @@ class Sender:
         await send_answer.record_sent(self, work, message, run, contact, result, self.now)
 
     async def _call(
-        self, work: DueWork, message: Message, provider: Provider, outbound: OutboundMessage
+        self, work: DueWork, message: Message, slot: SendSlot, outbound: OutboundMessage
     ) -> SendResult | None:
         """``provider.send`` under a departure watch; ``None`` when the engine is
         stopping and the send was given back to the queue before it left."""
         if self.d.stopping:
             await send_failures.give_back(self, work, message)
             return None
-        watched = self.watching[work.id]  # engine.send_slot.watched_send
+        provider, watched = slot.provider, slot.watched
         watched.still_wanted = lambda: self._still_wanted(message.id)
         watched.started = time.monotonic()
         try:
@@ -279,9 +280,9 @@ class Sender:
         Returns the due work whose send waits for a provider's slot or prepares its
         request (it has not left: cancelling it leaves or puts the message back in
         the queue)."""
-        for watched in self.watching.values():
+        for _, watched in self.watching.values():
             watched.withdrawn = True
-        return [work_id for work_id, watched in self.watching.items() if watched.waiting]
+        return [work_id for work_id, watched in self.watching.values() if watched.waiting]
 
     async def _still_wanted(
         self, message_id: str, status: MessageStatus = MessageStatus.SENDING

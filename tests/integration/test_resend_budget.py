@@ -80,7 +80,7 @@ async def test_a_send_waiting_for_one_providers_slot_does_not_hold_the_contacts_
             await until(lambda: gateway.in_flight == 1, "c-0's request out")
             await engine.start_run("aviso", contact(1))  # waits for that connection
             watching = engine.dispatcher.sender.watching
-            await until(lambda: sum(d.waiting for d in watching.values()) == 1, "c-1 waiting")
+            await until(lambda: sum(d.waiting for _, d in watching.values()) == 1, "c-1 waiting")
             other, _ = await engine.start_run("aviso_sb", contact(1))  # same contact, sandbox
 
             async def status() -> MessageStatus:

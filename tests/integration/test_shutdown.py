@@ -49,7 +49,7 @@ async def one_out_two_waiting(
             runs.append(run)
         watching = engine.dispatcher.sender.watching
         await until(
-            lambda: gateway.in_flight == 1 and sum(d.waiting for d in watching.values()) == 2,
+            lambda: gateway.in_flight == 1 and sum(d.waiting for _, d in watching.values()) == 2,
             "one request at the gateway and two waiting for the connection",
         )
         yield settings, engine, runs

@@ -51,7 +51,7 @@ async def statuses(engine: Engine, runs: list[Run]) -> list[MessageStatus]:
 
 
 def waiting(engine: Engine) -> int:
-    return sum(d.waiting for d in engine.dispatcher.sender.watching.values())
+    return sum(d.waiting for _, d in engine.dispatcher.sender.watching.values())
 
 
 def snapshot(database: Path, copy: Path) -> None:
