@@ -439,3 +439,40 @@ def test_repeated_merges_are_worked_out_once_per_mapping(monkeypatch: pytest.Mon
 
     assert walks <= 14  # each of the 13 mappings and the document, once
     assert any(p.startswith("x.yaml:1:1: unknown key `x0`") for p in found)
+
+
+@pytest.mark.parametrize(
+    ("written", "said"),
+    [
+        ("99999999999999999999999d", "longer than 100 years"),
+        ("99999999999999999999", "longer than 100 years"),
+        ("9" * 400, "longer than 100 years"),
+        ("-" + "9" * 400, "longer than 100 years"),
+        ("1e400", "longer than 100 years"),
+        (".inf", "longer than 100 years"),
+        ("9999999d", "longer than 100 years"),
+        (".nan", "is not a duration"),
+    ],
+)
+def test_a_duration_too_long_for_the_calendar_is_a_problem_not_a_crash(
+    written: str, said: str
+) -> None:
+    # A timeout of 27,000 years passed `check` and then crashed every transition of
+    # the step at run time (now + timeout leaves the calendar), resending its message.
+    found = problems(
+        GOOD.replace(
+            "      button.pagar: fim",
+            f"      button.pagar: fim\n    timeout: {{after: {written}, goto: fim}}",
+        )
+    )
+    assert len(found) == 1, found
+    assert found[0].startswith("x.yaml:12:"), found
+    assert said in found[0], found
+
+
+def test_the_longest_duration_still_loads() -> None:
+    text = GOOD.replace(
+        "      button.pagar: fim",
+        "      button.pagar: fim\n    timeout: {after: 36500d, goto: fim}",
+    )
+    assert load_flow_text(text, "x.yaml").flow.steps["lembrete"].timeout is not None
