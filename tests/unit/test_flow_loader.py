@@ -476,3 +476,19 @@ def test_the_longest_duration_still_loads() -> None:
         "      button.pagar: fim\n    timeout: {after: 36500d, goto: fim}",
     )
     assert load_flow_text(text, "x.yaml").flow.steps["lembrete"].timeout is not None
+
+
+def test_a_line_out_of_step_with_its_siblings_is_called_an_indentation_problem() -> None:
+    # PyYAML's "expected <block end>, but found '<block mapping start>'" means
+    # nothing to a bot designer; the line and column were already right.
+    said = "this line is indented differently from the lines above it at its level"
+    key = GOOD.replace("\n    on:\n", "\n     on:\n")
+    fix = "line it up with the keys (or `- ` items) it belongs with"
+    assert problems(key) == [f"x.yaml:10:6: {said}; {fix}"]
+    item = GOOD.replace("Pagar agora}\n", "Pagar agora}\n         - {id: ajuda, title: Ajuda}\n")
+    assert problems(item) == [f"x.yaml:10:10: {said}; {fix}"]
+    after_quote = GOOD.replace("Oi {{ contact.first_name }}!", '"Oi" {{ contact.first_name }}!')
+    assert problems(after_quote) == [
+        "x.yaml:7:18: unexpected text after a closing quote or bracket; "
+        "put the whole value in quotes"
+    ]
