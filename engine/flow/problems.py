@@ -364,7 +364,7 @@ def _message(it: _Item, path: DocPath, d: Describer, secret: bool) -> tuple[str,
     if kind == "extra_forbidden":
         key, parent = str(path[-1]), path[:-1]
         allowed = list(_fields(walk.owner)) if walk.owner else []
-        hint = it.synthetic or did_you_mean(key, allowed)
+        hint = it.synthetic or _belongs_under(key, walk.owner) or did_you_mean(key, allowed)
         if not hint and allowed:
             hint = "; use " + ", ".join(f"`{a}`" for a in allowed)
         return f"unknown key `{key}` {d.where(parent)}".rstrip() + hint, True
@@ -402,6 +402,16 @@ def _message(it: _Item, path: DocPath, d: Describer, secret: bool) -> tuple[str,
         leaks = secret and str(error.get("input")) in said
         return (f"{name} is not valid" if leaks else f"{name}: {said}"), False
     return f"{name} {_limit_words(kind, ctx) or error['msg']}", False
+
+
+def _belongs_under(key: str, owner: type[BaseModel] | None) -> str:
+    """``"; it goes under `rules:`"`` when ``key`` is a key of one of ``owner``'s
+    mappings (`valid_for` written beside `send:` instead of under `rules:`)."""
+    for alias, (_, annotation, _) in _fields(owner).items() if owner else ():
+        inner = _strip(annotation)
+        if isinstance(inner, type) and issubclass(inner, BaseModel) and key in _fields(inner):
+            return f"; it goes under `{alias}:`"
+    return ""
 
 
 def _limit_words(kind: str, ctx: Mapping[str, Any]) -> str | None:

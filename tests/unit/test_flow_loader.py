@@ -65,6 +65,29 @@ steps:
     ]
 
 
+def test_a_key_written_one_level_too_high_says_where_it_goes() -> None:
+    # `valid_for` is a rule: a designer who writes it beside `send:` (or in
+    # `defaults:`) was told only the keys allowed there.
+    text = """\
+flow: x
+defaults:
+  provider: sandbox
+  valid_for: 6h
+start: lembrete
+steps:
+  lembrete:
+    send: {text: oi}
+    buttons: [{id: pagar, title: Pagar}]
+    valid_for: 2h
+    next: lembrete
+"""
+    assert problems(text) == [
+        "x.yaml:4:3: unknown key `valid_for` in `defaults`; it goes under `rules:`",
+        "x.yaml:9:5: unknown key `buttons` in step `lembrete`; it goes under `send:`",
+        "x.yaml:10:5: unknown key `valid_for` in step `lembrete`; it goes under `rules:`",
+    ]
+
+
 def test_three_different_mistakes_are_reported_in_one_pass_sorted_by_line() -> None:
     text = """\
 flow: x
