@@ -310,6 +310,8 @@ def _line(event: Any) -> dict[str, Any] | None:
         }
     if event.kind == "timer":
         return {**base, "kind": "timer", "step": data.get("step"), "reason": data.get("reason")}
+    if event.kind == "run.event_ignored":
+        return {**base, "kind": "ignored", "reason": data.get("reason")}
     if event.kind == "message.failed":
         return {**base, "kind": "failed", "step": data.get("step"), "reason": data.get("error")}
     if event.kind == "run.finished":
@@ -460,4 +462,6 @@ def _human(line: dict[str, Any], zone: ZoneInfo) -> str:
         return f"{at}  timer     {line['step']} ({line['reason']})"
     if kind == "failed":
         return f"{at}  failed    {line['step']}: {line['reason']}"
+    if kind == "ignored":
+        return f"{at}  ignored   {line['reason']}"
     return f"{at}  end       {line.get('status')}: {line.get('reason')}"

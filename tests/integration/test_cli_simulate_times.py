@@ -74,3 +74,34 @@ def test_a_reply_dated_before_the_start_shows_and_answers_nothing(tmp_path: Path
     replies = [line for line in lines if line["kind"] == "event" and line.get("type") == "reply"]
     assert [r["at"] for r in replies] == ["2026-11-22T13:00:00+00:00"]
     assert not any(line["kind"] == "enter" and line["step"] == "atendimento" for line in lines)
+
+
+def test_an_answer_the_step_has_no_route_for_says_it_was_ignored(tmp_path: Path) -> None:
+    # The engine records `run.event_ignored` with the reason; without it in the
+    # output, a designer saw the event and then nothing happening, with no why.
+    flow = tmp_path / "so_botoes.yaml"
+    flow.write_text(
+        "flow: so_botoes\ndefaults: {provider: sandbox}\nstart: oferta\nsteps:\n"
+        "  oferta:\n    send:\n      text: Quer?\n      buttons: [{id: sim, title: Sim}]\n"
+        "    on: {button.sim: fim}\n    timeout: {after: 1h, goto: fim}\n"
+        "  fim: {end: completed}\n"
+    )
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        '{"at": "2026-11-23T10:30:00-03:00", "type": "reply", "text": "e o frete?"}\n'
+    )
+    args = ("--config", str(CONFIG), "--contact", str(contact_file(tmp_path)), "--at", AT)
+    args = (*args, "--events", str(events))
+
+    result = disparo("simulate", str(flow), *args, "--json")
+
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    kinds = [line["kind"] for line in lines]
+    assert lines[kinds.index("event") + 1] == {
+        "at": "2026-11-23T13:30:00+00:00",
+        "kind": "ignored",
+        "reason": "step `oferta` has no transition for `reply`",
+    }
+    text = disparo("simulate", str(flow), *args).stdout
+    assert "2026-11-23 10:30:00  ignored   step `oferta` has no transition for `reply`" in text
