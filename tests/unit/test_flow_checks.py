@@ -70,6 +70,40 @@ def test_a_template_error_in_a_literal_block_points_at_its_own_line() -> None:
     assert found == ["f.yaml:9:9: template does not compile: unexpected '}'"]
 
 
+def test_a_contact_or_run_field_that_never_exists_is_named_with_the_right_one() -> None:
+    # `contact.primeiro_nome` passed check and failed every send with an open window
+    # (the template went out while it was closed, so simulate showed nothing wrong).
+    found = problems(
+        "flow: f\nstart: a\ndefaults: {provider: altu}\n"
+        "triggers:\n  - cron: '0 9 * * *'\n    audience: contact.cpf is defined\n"
+        "steps:\n"
+        "  a:\n"
+        "    send:\n"
+        "      text: |\n"
+        "        Oi {{ contact.first_name }}!\n"
+        "        {{ contact.primeiro_nome }}, {{ contact.get('name') }} {{ run.step }}\n"
+        "    next: b\n"
+        "  b:\n    branch:\n      - when: \"run.resposta == 'sim'\"\n        goto: a\n"
+        "      - else: a\n"
+    )
+
+    fields = "(id, phone, email, name, first_name, tags, context, timezone)"
+    assert found == [
+        f"f.yaml:6:15: `contact.cpf` is not a field of the contact {fields}; "
+        "a key of the contact's context is `contact.context.cpf`",
+        f"f.yaml:12:9: unknown field: `contact.primeiro_nome` is not a field of the contact "
+        f"{fields}; did you mean `first_name`?",
+        "f.yaml:16:15: `run.resposta` is not a field of the run (id, flow, step, vars)",
+    ]
+
+
+def test_a_name_set_in_the_template_is_not_taken_for_the_contact() -> None:
+    text = "{% for contact in context.dependentes %}{{ contact.nome }}{% endfor %}"
+    flow = "flow: f\nstart: a\ndefaults: {provider: altu}\nsteps:\n"
+    flow += f"  a: {{send: {{text: '{text}'}}, next: a}}\n"
+    assert load_flow_text(flow, "f.yaml", providers=CAPS, extra_checks=[template_syntax])
+
+
 def test_buttons_through_a_provider_without_them_suggest_what_to_do() -> None:
     found = problems(
         "flow: f\nstart: a\ndefaults: {provider: robbu_whatsapp}\nsteps:\n"
