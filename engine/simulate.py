@@ -319,6 +319,17 @@ def _line(event: Any) -> dict[str, Any] | None:
     return None
 
 
+def _with_steps(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every line names the step the run was at (an event, the end), as INTERFACES
+    promises: ``{"at", "kind", "step", ...}``."""
+    step = None
+    out = []
+    for line in lines:
+        step = line.get("step", step)
+        out.append({"at": line["at"], "kind": line["kind"], "step": step, **line})
+    return out
+
+
 async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
     contact, stamps, contact_now, attendance = load_contact(args.contact)
     events = load_events(args.events) if args.events else []
@@ -380,7 +391,7 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
         ],
         key=lambda e: e.id,
     )
-    lines = [line for e in ordered if (line := _line(e)) is not None]
+    lines = _with_steps([line for e in ordered if (line := _line(e)) is not None])
     if not args.json:
         print(f"# times in {zone.key}, the run's time zone (the contact's, else the flow's)")
     for line in lines:

@@ -116,6 +116,9 @@ def test_simulate_json_prints_one_object_per_thing_that_happens(maria: Path) -> 
     assert sends[1]["channel"] == "sms"
     timer = next(x for x in lines if x["kind"] == "timer")
     assert timer["at"].startswith("2026-11-23T15:00:00")  # 2 h later, not read
+    # Every line names the step the run was at, the end and events included.
+    assert lines[-1]["step"] == "fim"
+    assert all(list(x)[:3] == ["at", "kind", "step"] for x in lines)
     for decision in (x for x in lines if x["kind"] == "decision"):
         assert {"rule", "outcome", "reason", "step"} <= decision.keys()
 

@@ -101,6 +101,7 @@ def test_an_answer_the_step_has_no_route_for_says_it_was_ignored(tmp_path: Path)
     assert lines[kinds.index("event") + 1] == {
         "at": "2026-11-23T13:30:00+00:00",
         "kind": "ignored",
+        "step": "oferta",
         "reason": "step `oferta` has no transition for `reply`",
     }
     text = disparo("simulate", str(flow), *args).stdout
