@@ -261,7 +261,8 @@ def template_catalog(
                         yield at.problem(
                             (*where, "params", key),
                             f"template `{spec.name}` has no parameter `{key}` "
-                            f"(it takes: {', '.join(entry.params) or 'none'})",
+                            f"(it takes: {', '.join(entry.params) or 'none'})"
+                            f"{did_you_mean(key, entry.params)}",
                             at_key=True,
                         )
                 missing = [name for name in entry.params if name not in spec.params]

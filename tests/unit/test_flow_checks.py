@@ -191,6 +191,19 @@ def test_templates_are_checked_against_the_catalogue(template: str, expected: st
     assert found[0].endswith(expected)
 
 
+def test_a_template_parameter_spelt_in_another_case_suggests_the_right_one() -> None:
+    found = problems(
+        "flow: f\nstart: a\ndefaults: {provider: altu}\nsteps:\n  a:\n    send:\n"
+        "      template: {name: boleto_vencendo, params: {PrimeiroNome: x, valor: y}}\n"
+        "    next: a\n"
+    )
+
+    assert (
+        "f.yaml:7:67: template `boleto_vencendo` has no parameter `valor` "
+        "(it takes: PrimeiroNome, Valor); did you mean `Valor`?"
+    ) in found
+
+
 def test_a_template_without_an_id_for_the_step_provider_is_an_error() -> None:
     catalog = TemplateCatalog.model_validate(
         {"templates": {"t": {"params": [], "providers": {"altu": {"id": "x"}}}}}
