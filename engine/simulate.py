@@ -467,7 +467,8 @@ def _human(line: dict[str, Any], zone: ZoneInfo) -> str:
             f"{at}  send      {line['step']} via {line['provider']} ({line['channel']}): {payload}"
         )
     if kind == "event":
-        rest = " ".join(f"{k}={v}" for k, v in line.items() if k not in ("at", "kind", "type"))
+        shown = ("at", "kind", "type", "step")
+        rest = " ".join(f"{k}={v}" for k, v in line.items() if k not in shown)
         return f"{at}  event     {line['type']} {rest}".rstrip()
     if kind == "timer":
         return f"{at}  timer     {line['step']} ({line['reason']})"

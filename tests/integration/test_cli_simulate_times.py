@@ -106,3 +106,4 @@ def test_an_answer_the_step_has_no_route_for_says_it_was_ignored(tmp_path: Path)
     }
     text = disparo("simulate", str(flow), *args).stdout
     assert "2026-11-23 10:30:00  ignored   step `oferta` has no transition for `reply`" in text
+    assert "2026-11-23 10:30:00  event     reply text=e o frete?\n" in text
