@@ -200,6 +200,16 @@ def test_migrate_then_why_on_a_fresh_database(tmp_path: Path) -> None:
     assert "contact nobody does not exist" in why.stderr
 
 
+@pytest.mark.parametrize("limit", ["0", "-3", "99999999999999999999999", "dez"])
+def test_a_why_limit_that_is_not_a_count_is_a_usage_error(limit: str) -> None:
+    # `--limit 0` answered "no events for contact", and a huge one a traceback.
+    why = disparo("why", "c-1", "--limit", limit)
+
+    assert why.returncode == 2
+    assert "Traceback" not in why.stderr
+    assert f"--limit: {limit!r} is not a number of events; give 1 to 1000000" in why.stderr
+
+
 async def _finished_runs(database: Path, *days_ago: int, status: str = "completed") -> None:
     """Runs of contact c-1 in ``database``, one per age (``days_ago``), each with
     ``status`` and, when open, a timer that came due five minutes ago."""
