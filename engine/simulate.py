@@ -40,6 +40,7 @@ from engine.wording import counted, local_time
 from providers.base import Capabilities, ParsedWebhook, Provider
 from storage.base import Commit
 
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 CONTACT_TIMESTAMPS = ("last_inbound_at", "last_interaction_at", "last_outbound_at", "opted_out_at")
 
 
@@ -338,6 +339,11 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
         if args.at
         else (contact_now or datetime.now(UTC).replace(microsecond=0))
     )
+    for flag, value in (("--at", start), ("--until", args.until and _time(args.until, "--until"))):
+        if value and value >= _LATEST:
+            # Timers and rules add up to 100 years to it: the calendar ends at 9999.
+            print(f"{flag} ({value.isoformat()}) must be before the year 9000", file=sys.stderr)
+            return EXIT_USAGE
     until = _time(args.until, "--until") if args.until else start + timedelta(days=7)
     if until < start:
         print(

@@ -38,6 +38,20 @@ def test_an_until_before_the_start_is_a_usage_error(tmp_path: Path) -> None:
     )
 
 
+def test_a_start_at_the_end_of_the_calendar_is_a_usage_error(tmp_path: Path) -> None:
+    # --at 9999-12-31 crashed with a traceback computing the default --until.
+    for flags in (
+        ["--at", "9999-12-31T20:00:00-03:00"],
+        ["--at", AT, "--until", "9999-12-31T00:00:00Z"],
+    ):
+        code, out, err = simulate(contact_file(tmp_path), *flags)
+
+        assert code == 2
+        assert out == ""
+        assert "Traceback" not in err
+        assert "must be before the year 9000" in err
+
+
 def test_a_contact_fact_after_the_start_is_refused_naming_it(tmp_path: Path) -> None:
     contact = contact_file(tmp_path, 'last_inbound_at: "2026-11-25T09:00:00-03:00"')
 
