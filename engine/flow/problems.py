@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 import types
 import typing
+import unicodedata
 import zoneinfo
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -382,10 +384,13 @@ def _message(it: _Item, path: DocPath, d: Describer, secret: bool) -> tuple[str,
         )
         return f"missing key `{key}` {d.where(parent)}".rstrip() + about, True
     if kind == "string_pattern_mismatch":
-        hint = PATTERN_HINTS.get(str(ctx.get("pattern")), f"text matching {ctx.get('pattern')}")
+        pattern = str(ctx.get("pattern"))
+        hint = PATTERN_HINTS.get(pattern, f"text matching {pattern}")
         if walk.is_key:
-            return f"`{path[-1]}` {d.where(path[:-1])} is not {hint}".replace("  ", " "), True
-        return f"{name} must be {hint}{got}", False
+            unaccented = _unaccented(str(path[-1]), pattern)
+            said = f"`{path[-1]}` {d.where(path[:-1])} is not {hint}".replace("  ", " ")
+            return said + unaccented, True
+        return f"{name} must be {hint}{got}{_unaccented(error.get('input'), pattern)}", False
     if kind == "literal_error":
         options = [str(o) for o in typing.get_args(_strip(walk.annotation))]
         value = error.get("input")
@@ -412,6 +417,14 @@ def _belongs_under(key: str, owner: type[BaseModel] | None) -> str:
         if isinstance(inner, type) and issubclass(inner, BaseModel) and key in _fields(inner):
             return f"; it goes under `{alias}:`"
     return ""
+
+
+def _unaccented(value: Any, pattern: str) -> str:
+    """``"; write `confirmacao`"`` when ``value`` matches ``pattern`` without its accents."""
+    if not isinstance(value, str):
+        return ""
+    folded = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
+    return f"; write `{folded}`" if folded != value and re.match(pattern, folded) else ""
 
 
 def _limit_words(kind: str, ctx: Mapping[str, Any]) -> str | None:

@@ -515,3 +515,14 @@ def test_a_line_out_of_step_with_its_siblings_is_called_an_indentation_problem()
         "x.yaml:7:18: unexpected text after a closing quote or bracket; "
         "put the whole value in quotes"
     ]
+
+
+def test_an_id_with_accents_says_letters_without_accents_and_how_to_write_it() -> None:
+    # "made of letters" read as a lie to a designer whose `confirmação` is all letters.
+    text = "flow: notificação\nstart: confirmação\nsteps:\n  confirmação: {end: completed}\n"
+    rule = "an id of unaccented letters, digits, `_` and `-` that starts with a letter or `_`"
+    assert problems(text) == [
+        f"x.yaml:1:7: `flow` must be {rule}; got `notificação`; write `notificacao`",
+        f"x.yaml:2:8: `start` must be {rule}; got `confirmação`; write `confirmacao`",
+        f"x.yaml:4:3: `confirmação` in `steps` is not {rule}; write `confirmacao`",
+    ]
