@@ -255,7 +255,7 @@ def _event_problem(sid: str, step: Step, event: str) -> str | None:
     kind, _, wanted = event.partition(".")
     send = step.send
     if send is not None and kind == "button":
-        if send.buttons is None:
+        if not send.buttons:
             return None if send.template is not None else f"{never}: the step sends no buttons"
         ids = [b.id for b in send.buttons]
         if wanted in ids or any("{{" in i for i in ids):

@@ -233,6 +233,19 @@ def test_rules_on_a_step_that_sends_nothing_are_never_used() -> None:
     ]
 
 
+def test_a_button_event_of_an_empty_button_list_says_the_step_sends_none() -> None:
+    # It read "never happens: its buttons are " with nothing after it.
+    steps = """\
+  a:
+    send: {text: oi, buttons: []}
+    on: {button.sim: fim}
+  fim: {end: completed}
+"""
+    assert "x.yaml:7:10: `on: button.sim` in step `a` never happens: the step sends no buttons" in (
+        problems(steps)
+    )
+
+
 def test_sends_need_a_provider_and_it_must_be_configured() -> None:
     head = "flow: x\nstart: a\nsteps:\n"
     steps = (
