@@ -15,7 +15,7 @@ from engine.flow.validate import FlowCheck, Locator
 from engine.flow.yaml_source import DocPath
 from engine.render import check_expression_syntax, template_syntax_error
 from engine.template_catalog import TemplateCatalog
-from engine.template_fields import unknown_fields
+from engine.template_fields import stray_braces, unknown_fields
 from providers.base import Capabilities
 
 # Data, not templates: a base64 payload is never rendered.
@@ -48,6 +48,8 @@ def template_syntax(flow: Flow, at: Locator) -> Iterable[Problem]:
                 continue
             for line, why in unknown_fields(text):
                 yield at.problem_on_line(path, line, "unknown field", why)
+            for line, why in stray_braces(text):
+                yield at.problem_on_line(path, line, "stray braces", why)
         for index, case in enumerate(step.branch or []):
             if case.when is not None:
                 yield from _expression_problems(

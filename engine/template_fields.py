@@ -8,6 +8,7 @@ Only those two are checked; ``context`` keys are the contact's own.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from jinja2 import Environment, nodes
@@ -45,6 +46,29 @@ def unknown_fields(source: str, *, expression: bool = False) -> Iterator[tuple[i
         if not hint and name == "contact":
             hint = f"; a key of the contact's context is `contact.context.{field}`"
         yield node.lineno, f"`{name}.{field}` is not a field of the {name} ({known}){hint}"
+
+
+# `{ contact.first_name }}`, `{context.valor}`: a variable with a brace missing.
+_HALF_VARIABLE = re.compile(r"\{+\s*((?:contact|context|run|now)\b[^{}\n]*?)\s*\}+")
+
+
+def stray_braces(source: str) -> Iterator[tuple[int, str]]:
+    """(line of ``source``, problem) for braces sent as written: a variable missing a
+    brace, or a ``}}`` that closes nothing. ``source`` must compile."""
+    for data in _PARSER.parse(source).find_all(nodes.TemplateData):
+        text = data.data
+        for found in _HALF_VARIABLE.finditer(text):
+            line = data.lineno + text.count("\n", 0, found.start())
+            yield (
+                line,
+                (
+                    f"`{found.group(0)}` would be sent as written; a variable is written "
+                    f"`{{{{ {found.group(1)} }}}}`"
+                ),
+            )
+        if not _HALF_VARIABLE.search(text) and "}}" in text:
+            line = data.lineno + text.count("\n", 0, text.index("}}"))
+            yield line, "`}}` closes no `{{` and would be sent as written"
 
 
 def _field(node: nodes.Getattr | nodes.Getitem) -> tuple[str | None, str]:

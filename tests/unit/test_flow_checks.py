@@ -97,6 +97,26 @@ def test_a_contact_or_run_field_that_never_exists_is_named_with_the_right_one() 
     ]
 
 
+def test_a_variable_missing_a_brace_would_be_sent_as_written_and_is_named() -> None:
+    # `{ contact.first_name }}` compiles (it is plain text to Jinja) and went out as is.
+    found = problems(
+        "flow: f\nstart: a\ndefaults: {provider: altu}\nsteps:\n"
+        "  a:\n"
+        "    send:\n"
+        "      text: |\n"
+        "        Oi { contact.first_name }}!\n"
+        "        Seu boleto de {context.valor} vence }} hoje. {{ '{' }} a { color: red }\n"
+        "    next: a\n"
+    )
+
+    assert found == [
+        "f.yaml:8:9: stray braces: `{ contact.first_name }}` would be sent as written; "
+        "a variable is written `{{ contact.first_name }}`",
+        "f.yaml:9:9: stray braces: `{context.valor}` would be sent as written; "
+        "a variable is written `{{ context.valor }}`",
+    ]
+
+
 def test_a_name_set_in_the_template_is_not_taken_for_the_contact() -> None:
     text = "{% for contact in context.dependentes %}{{ contact.nome }}{% endfor %}"
     flow = "flow: f\nstart: a\ndefaults: {provider: altu}\nsteps:\n"
