@@ -57,6 +57,8 @@ def stray_braces(source: str) -> Iterator[tuple[int, str]]:
     brace, or a ``}}`` that closes nothing. ``source`` must compile."""
     for data in _PARSER.parse(source).find_all(nodes.TemplateData):
         text = data.data
+        if "{{" in text or "{%" in text:
+            continue  # `{% raw %}` text: written as is on purpose
         for found in _HALF_VARIABLE.finditer(text):
             line = data.lineno + text.count("\n", 0, found.start())
             yield (

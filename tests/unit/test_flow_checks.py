@@ -106,6 +106,7 @@ def test_a_variable_missing_a_brace_would_be_sent_as_written_and_is_named() -> N
         "      text: |\n"
         "        Oi { contact.first_name }}!\n"
         "        Seu boleto de {context.valor} vence }} hoje. {{ '{' }} a { color: red }\n"
+        "        Use {% raw %}{{ nome }}{% endraw %} no modelo\n"
         "    next: a\n"
     )
 
