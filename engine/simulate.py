@@ -383,6 +383,7 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
             await engine.settle()
         await engine.run_until(until)
         final = await engine.get_run(run.id)
+        steps = engine.catalog.latest(flow_name).flow.steps
         log = await engine.store.list_events(run_id=run.id, limit=100000)
         contact_log = await engine.store.list_events(contact_id=stored.id, limit=100000)
     seen = {e.id for e in log}
@@ -417,6 +418,10 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
             f"{counted(len(failed), 'message')} failed; the `failed` lines above say why",
             file=sys.stderr,
         )
+        return EXIT_INPUT
+    if final.status == "failed" and (final.step not in steps or steps[final.step].end is None):
+        # Not an `end: failed` step: the run broke (a `when:` that cannot be decided).
+        print("the run failed; the `end` line above says why", file=sys.stderr)
         return EXIT_INPUT
     return 0
 

@@ -121,3 +121,27 @@ def test_an_answer_the_step_has_no_route_for_says_it_was_ignored(tmp_path: Path)
     text = disparo("simulate", str(flow), *args).stdout
     assert "2026-11-23 10:30:00  ignored   step `oferta` has no transition for `reply`" in text
     assert "2026-11-23 10:30:00  event     reply text=e o frete?\n" in text
+
+
+def test_a_run_that_breaks_on_an_expression_exits_1_but_an_end_failed_step_does_not(
+    tmp_path: Path,
+) -> None:
+    # A `when:` reading a value the contact lacks fails the run in production too;
+    # simulate answered 0, so a CI job running it passed.
+    flow = tmp_path / "decide.yaml"
+    flow.write_text(
+        "flow: decide\ndefaults: {provider: sandbox}\nstart: b\nsteps:\n"
+        "  b:\n    branch:\n      - when: context.limite > 10\n        goto: recusa\n"
+        "      - else: ok\n  recusa: {end: failed}\n  ok: {end: completed}\n"
+    )
+    args = ("--config", str(CONFIG), "--contact", str(contact_file(tmp_path)), "--at", AT)
+
+    broken = disparo("simulate", str(flow), *args)
+    flow.write_text(flow.read_text().replace("context.limite", "context.valor"))
+    refused = disparo("simulate", str(flow), *args)
+
+    assert broken.returncode == 1
+    assert "end       failed: decide/b/when: `context.limite` is not defined" in broken.stdout
+    assert broken.stderr.strip().endswith("the run failed; the `end` line above says why")
+    assert refused.returncode == 0, refused.stderr
+    assert "end       failed: reached end step `recusa`" in refused.stdout
