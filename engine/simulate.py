@@ -359,9 +359,14 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
     async with Engine(sim_settings, clock=clock, run_loop=False, triggers=False) as engine:
         flow_name = args.flow
         if flow_is_file:
+            from engine.check import flow_checks, load_catalog
             from engine.flow.loader import load_flow
 
-            loaded = load_flow(Path(args.flow))
+            # The checks the engine applies to its flows: a file `serve` would refuse
+            # (a template missing from the catalogue) is refused here too.
+            capabilities = {name: p.capabilities for name, p in engine.providers.items()}
+            checks = flow_checks(capabilities, load_catalog(settings), settings.opt_out_keywords)
+            loaded = load_flow(Path(args.flow), providers=capabilities, extra_checks=checks)
             await engine.store.save_flow_version(loaded.flow.flow, loaded.version, loaded.source)
             engine.catalog.current[loaded.flow.flow] = loaded
             flow_name = loaded.flow.flow

@@ -145,3 +145,24 @@ def test_a_run_that_breaks_on_an_expression_exits_1_but_an_end_failed_step_does_
     assert broken.stderr.strip().endswith("the run failed; the `end` line above says why")
     assert refused.returncode == 0, refused.stderr
     assert "end       failed: reached end step `recusa`" in refused.stdout
+
+
+def test_a_flow_file_the_engine_would_refuse_is_refused_with_check_words(tmp_path: Path) -> None:
+    # Simulated by path, a template missing from the catalogue failed at send time
+    # with a story about a pinned flow version predating a catalogue change.
+    flow = tmp_path / "aviso.yaml"
+    flow.write_text(
+        "flow: aviso\ndefaults: {provider: sandbox}\nstart: a\nsteps:\n"
+        "  a:\n    send:\n      template: {name: consulta_lembrete}\n    next: fim\n"
+        "  fim: {end: completed}\n"
+    )
+    args = ("--config", str(CONFIG), "--contact", str(contact_file(tmp_path)), "--at", AT)
+
+    result = disparo("simulate", str(flow), *args)
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith(
+        f"{flow}:7:24: template `consulta_lembrete` is not in the template catalogue"
+    )
+    assert "pinned" not in result.stderr
