@@ -75,16 +75,19 @@ def check(config_path: str | Path, paths: Sequence[Path] = ()) -> list[Problem]:
         checked.add(Path(settings.templates).resolve())
     for target in paths or [Path(settings.flows)]:
         if target.resolve() not in checked:
-            problems += _check_path(target, capabilities, checks)
+            problems += _check_path(target, capabilities, checks, named=bool(paths))
     return problems
 
 
 def _check_path(
-    target: Path, providers: Mapping[str, Any], checks: list[FlowCheck]
+    target: Path, providers: Mapping[str, Any], checks: list[FlowCheck], *, named: bool
 ) -> list[Problem]:
     try:
         if target.is_dir():
-            load_flows(target, providers=providers, extra_checks=checks)
+            flows = load_flows(target, providers=providers, extra_checks=checks)
+            if named and not flows:
+                # A mistyped folder (`flow/` for `flows/`) must not read as all clear.
+                return [Problem(message="no flow files (*.yaml, *.yml) here", file=str(target))]
         else:
             load_flow(target, providers=providers, extra_checks=checks)
     except UserInputError as exc:

@@ -66,6 +66,15 @@ def test_check_points_at_the_misspelled_key(tmp_path: Path) -> None:
     assert "did you mean `buttons`?" in result.stdout
 
 
+def test_check_of_a_folder_without_flow_files_is_not_all_clear(tmp_path: Path) -> None:
+    (tmp_path / "notas.txt").write_text("oi")
+
+    result = disparo("check", str(tmp_path), "--config", str(CONFIG))
+
+    assert result.returncode == 1
+    assert result.stdout == f"{tmp_path}: no flow files (*.yaml, *.yml) here\n"
+
+
 def test_check_reports_every_problem_in_one_pass(tmp_path: Path) -> None:
     flow = tmp_path / "f.yaml"
     flow.write_text(
