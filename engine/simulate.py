@@ -353,7 +353,11 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     _facts_before(start, stamps, attendance, args.contact)
-    clock = VirtualClock(min([start, *stamps.values(), *([attendance.at] if attendance else [])]))
+    # Events dated before --at happened before the run began: injected first, as the
+    # engine would have stored them (an attendance, a reply that opened the window).
+    early = [event for event in events if event["at"] < start]
+    times = [*stamps.values(), *([attendance.at] if attendance else []), *(e["at"] for e in early)]
+    clock = VirtualClock(min([start, *times]))
     sim_settings = settings.model_copy(update={"storage": "sqlite:///:memory:"})
     flow_is_file = await asyncio.to_thread(Path(args.flow).is_file)
     async with Engine(sim_settings, clock=clock, run_loop=False, triggers=False) as engine:
@@ -377,10 +381,14 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
         await _seed_facts(engine, stored.id, stamps, attendance)
         seeded = await engine.store.list_events(contact_id=stored.id, limit=1)
         seeded_up_to = seeded[0].id if seeded else 0  # the contact file's own facts
+        for event in early:
+            await engine.run_until(event["at"])
+            await _inject(engine, "", stored.id, event)
+            await engine.settle()
         clock.set(start)
         run, _ = await engine.start_run(flow_name, contact, trigger="simulate")
         await engine.settle()
-        for event in events:
+        for event in events[len(early) :]:
             if event["at"] > until:
                 break
             await engine.run_until(event["at"])

@@ -166,3 +166,22 @@ def test_a_flow_file_the_engine_would_refuse_is_refused_with_check_words(tmp_pat
         f"{flow}:7:24: template `consulta_lembrete` is not in the template catalogue"
     )
     assert "pinned" not in result.stderr
+
+
+def test_an_attendance_dated_before_the_start_is_known_when_the_run_begins(
+    tmp_path: Path,
+) -> None:
+    # It was injected after the first send, which then went out to an attended contact.
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        '{"at": "2026-11-23T09:55:00-03:00", "type": "attendance_started", "attendant": "Ana"}\n'
+    )
+
+    code, out, err = simulate(contact_file(tmp_path), "--at", AT, "--events", str(events), "--json")
+
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["kind"] for line in lines][:2] == ["event", "enter"]
+    attendance = next(line for line in lines if line.get("rule") == "in_attendance")
+    assert attendance["outcome"] == "skip"
+    assert not any(line["kind"] == "send" for line in lines)
