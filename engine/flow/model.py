@@ -255,7 +255,8 @@ class InactivityRule(_Model):
 
 
 class QuietHoursRule(_Model):
-    """No sends inside `range` (local time) on `days` (every day when unset)."""
+    """No sends inside `range` (local time) on `days` (every day when unset); a range
+    across midnight belongs to the day it starts on."""
 
     range: TimeRange
     days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] | None = None
