@@ -12,9 +12,10 @@ from engine.errors import ConfigError, Problem, UserInputError
 from engine.flow.loader import load_flow, load_flows
 from engine.flow.validate import FlowCheck
 from engine.flow_checks import provider_capabilities, template_catalog, template_syntax
+from engine.opt_out import DEFAULT_OPT_OUT_KEYWORDS
 from engine.settings import Settings, load_settings
 from engine.template_catalog import TemplateCatalog, load_template_catalog
-from engine.triggers import trigger_problems
+from engine.triggers import opt_out_keyword_triggers, trigger_problems
 from providers.base import Capabilities, ProviderHost
 from providers.registry import provider_class
 
@@ -29,13 +30,16 @@ def capabilities_of(settings: Settings) -> dict[str, Capabilities]:
 
 
 def flow_checks(
-    capabilities: Mapping[str, Capabilities], catalog: TemplateCatalog | None
+    capabilities: Mapping[str, Capabilities],
+    catalog: TemplateCatalog | None,
+    opt_out_keywords: Sequence[str] = DEFAULT_OPT_OUT_KEYWORDS,
 ) -> list[FlowCheck]:
     checks: list[FlowCheck] = [
         template_syntax,
         content_limits,
         provider_capabilities(capabilities),
         trigger_problems,
+        opt_out_keyword_triggers(opt_out_keywords),
     ]
     if catalog is not None:
         checks.append(template_catalog(catalog, capabilities))
@@ -63,7 +67,7 @@ def check(config_path: str | Path, paths: Sequence[Path] = ()) -> list[Problem]:
     except ConfigError as exc:
         problems += exc.problems or [Problem(message=str(exc), file=str(settings.templates))]
     capabilities = capabilities_of(settings)
-    checks = flow_checks(capabilities, catalog)
+    checks = flow_checks(capabilities, catalog, settings.opt_out_keywords)
     # `disparo check config/disparo.yaml`: the config (and the template catalogue)
     # were checked as such above, not as flows with unknown keys.
     checked = {config.resolve()}
@@ -71,16 +75,19 @@ def check(config_path: str | Path, paths: Sequence[Path] = ()) -> list[Problem]:
         checked.add(Path(settings.templates).resolve())
     for target in paths or [Path(settings.flows)]:
         if target.resolve() not in checked:
-            problems += _check_path(target, capabilities, checks)
+            problems += _check_path(target, capabilities, checks, named=bool(paths))
     return problems
 
 
 def _check_path(
-    target: Path, providers: Mapping[str, Any], checks: list[FlowCheck]
+    target: Path, providers: Mapping[str, Any], checks: list[FlowCheck], *, named: bool
 ) -> list[Problem]:
     try:
         if target.is_dir():
-            load_flows(target, providers=providers, extra_checks=checks)
+            flows = load_flows(target, providers=providers, extra_checks=checks)
+            if named and not flows:
+                # A mistyped folder (`flow/` for `flows/`) must not read as all clear.
+                return [Problem(message="no flow files (*.yaml, *.yml) here", file=str(target))]
         else:
             load_flow(target, providers=providers, extra_checks=checks)
     except UserInputError as exc:

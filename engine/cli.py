@@ -97,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     w.add_argument("contact")
     w.add_argument("--flow")
-    w.add_argument("--limit", type=int, default=50, help="the newest N events (default 50)")
+    w.add_argument("--limit", type=_limit, default=50, help="the newest N events (default 50)")
     w.add_argument("--json", action="store_true")
     w.add_argument("--config", default=DEFAULT_CONFIG)
 
@@ -208,6 +208,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _port(text: str) -> int:
     if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port; give a number, 1-65535")
+    return int(text)
+
+
+def _limit(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of events; give 1 to 1000000")
     return int(text)
 
 

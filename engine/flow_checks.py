@@ -15,6 +15,7 @@ from engine.flow.validate import FlowCheck, Locator
 from engine.flow.yaml_source import DocPath
 from engine.render import check_expression_syntax, template_syntax_error
 from engine.template_catalog import TemplateCatalog
+from engine.template_fields import stray_braces, unknown_fields
 from providers.base import Capabilities
 
 # Data, not templates: a base64 payload is never rendered.
@@ -44,20 +45,30 @@ def template_syntax(flow: Flow, at: Locator) -> Iterable[Problem]:
             found = template_syntax_error(text)
             if found is not None:
                 yield at.problem_on_line(path, found[0], "template does not compile", found[1])
+                continue
+            for line, why in unknown_fields(text):
+                yield at.problem_on_line(path, line, "unknown field", why)
+            for line, why in stray_braces(text):
+                yield at.problem_on_line(path, line, "stray braces", why)
         for index, case in enumerate(step.branch or []):
             if case.when is not None:
-                why = check_expression_syntax(case.when)
-                if why is not None:
-                    path = ("steps", sid, "branch", index, "when")
-                    yield at.problem(path, f"expression does not compile: {why}")
+                yield from _expression_problems(
+                    case.when, ("steps", sid, "branch", index, "when"), at
+                )
     for index, trigger in enumerate(flow.triggers):
         for key in ("audience", "unless"):
             expression = getattr(trigger, key, None)
             if isinstance(expression, str):
-                why = check_expression_syntax(expression)
-                if why is not None:
-                    path = ("triggers", index, key)
-                    yield at.problem(path, f"expression does not compile: {why}")
+                yield from _expression_problems(expression, ("triggers", index, key), at)
+
+
+def _expression_problems(expression: str, path: DocPath, at: Locator) -> Iterator[Problem]:
+    why = check_expression_syntax(expression)
+    if why is not None:
+        yield at.problem(path, f"expression does not compile: {why}")
+        return
+    for _, unknown in unknown_fields(expression, expression=True):
+        yield at.problem(path, unknown)
 
 
 _WORDS = {
@@ -252,7 +263,8 @@ def template_catalog(
                         yield at.problem(
                             (*where, "params", key),
                             f"template `{spec.name}` has no parameter `{key}` "
-                            f"(it takes: {', '.join(entry.params) or 'none'})",
+                            f"(it takes: {', '.join(entry.params) or 'none'})"
+                            f"{did_you_mean(key, entry.params)}",
                             at_key=True,
                         )
                 missing = [name for name in entry.params if name not in spec.params]

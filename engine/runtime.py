@@ -216,7 +216,7 @@ class Engine:
         it and the providers' capabilities."""
         templates = load_catalog(self.settings)
         capabilities = {name: p.capabilities for name, p in self.providers.items()}
-        return templates, flow_checks(capabilities, templates)
+        return templates, flow_checks(capabilities, templates, self.settings.opt_out_keywords)
 
     @property
     def catalog(self) -> FlowCatalog:

@@ -40,6 +40,7 @@ from engine.wording import counted, local_time
 from providers.base import Capabilities, ParsedWebhook, Provider
 from storage.base import Commit
 
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 CONTACT_TIMESTAMPS = ("last_inbound_at", "last_interaction_at", "last_outbound_at", "opted_out_at")
 
 
@@ -310,11 +311,24 @@ def _line(event: Any) -> dict[str, Any] | None:
         }
     if event.kind == "timer":
         return {**base, "kind": "timer", "step": data.get("step"), "reason": data.get("reason")}
+    if event.kind == "run.event_ignored":
+        return {**base, "kind": "ignored", "reason": data.get("reason")}
     if event.kind == "message.failed":
         return {**base, "kind": "failed", "step": data.get("step"), "reason": data.get("error")}
     if event.kind == "run.finished":
         return {**base, "kind": "end", "status": data.get("status"), "reason": data.get("reason")}
     return None
+
+
+def _with_steps(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every line names the step the run was at (an event, the end), as INTERFACES
+    promises: ``{"at", "kind", "step", ...}``."""
+    step = None
+    out = []
+    for line in lines:
+        step = line.get("step", step)
+        out.append({"at": line["at"], "kind": line["kind"], "step": step, **line})
+    return out
 
 
 async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
@@ -325,6 +339,11 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
         if args.at
         else (contact_now or datetime.now(UTC).replace(microsecond=0))
     )
+    for flag, value in (("--at", start), ("--until", args.until and _time(args.until, "--until"))):
+        if value and value >= _LATEST:
+            # Timers and rules add up to 100 years to it: the calendar ends at 9999.
+            print(f"{flag} ({value.isoformat()}) must be before the year 9000", file=sys.stderr)
+            return EXIT_USAGE
     until = _time(args.until, "--until") if args.until else start + timedelta(days=7)
     if until < start:
         print(
@@ -334,15 +353,24 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     _facts_before(start, stamps, attendance, args.contact)
-    clock = VirtualClock(min([start, *stamps.values(), *([attendance.at] if attendance else [])]))
+    # Events dated before --at happened before the run began: injected first, as the
+    # engine would have stored them (an attendance, a reply that opened the window).
+    early = [event for event in events if event["at"] < start]
+    times = [*stamps.values(), *([attendance.at] if attendance else []), *(e["at"] for e in early)]
+    clock = VirtualClock(min([start, *times]))
     sim_settings = settings.model_copy(update={"storage": "sqlite:///:memory:"})
     flow_is_file = await asyncio.to_thread(Path(args.flow).is_file)
     async with Engine(sim_settings, clock=clock, run_loop=False, triggers=False) as engine:
         flow_name = args.flow
         if flow_is_file:
+            from engine.check import flow_checks, load_catalog
             from engine.flow.loader import load_flow
 
-            loaded = load_flow(Path(args.flow))
+            # The checks the engine applies to its flows: a file `serve` would refuse
+            # (a template missing from the catalogue) is refused here too.
+            capabilities = {name: p.capabilities for name, p in engine.providers.items()}
+            checks = flow_checks(capabilities, load_catalog(settings), settings.opt_out_keywords)
+            loaded = load_flow(Path(args.flow), providers=capabilities, extra_checks=checks)
             await engine.store.save_flow_version(loaded.flow.flow, loaded.version, loaded.source)
             engine.catalog.current[loaded.flow.flow] = loaded
             flow_name = loaded.flow.flow
@@ -353,10 +381,14 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
         await _seed_facts(engine, stored.id, stamps, attendance)
         seeded = await engine.store.list_events(contact_id=stored.id, limit=1)
         seeded_up_to = seeded[0].id if seeded else 0  # the contact file's own facts
+        for event in early:
+            await engine.run_until(event["at"])
+            await _inject(engine, "", stored.id, event)
+            await engine.settle()
         clock.set(start)
         run, _ = await engine.start_run(flow_name, contact, trigger="simulate")
         await engine.settle()
-        for event in events:
+        for event in events[len(early) :]:
             if event["at"] > until:
                 break
             await engine.run_until(event["at"])
@@ -364,6 +396,7 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
             await engine.settle()
         await engine.run_until(until)
         final = await engine.get_run(run.id)
+        steps = engine.catalog.latest(flow_name).flow.steps
         log = await engine.store.list_events(run_id=run.id, limit=100000)
         contact_log = await engine.store.list_events(contact_id=stored.id, limit=100000)
     seen = {e.id for e in log}
@@ -378,7 +411,7 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
         ],
         key=lambda e: e.id,
     )
-    lines = [line for e in ordered if (line := _line(e)) is not None]
+    lines = _with_steps([line for e in ordered if (line := _line(e)) is not None])
     if not args.json:
         print(f"# times in {zone.key}, the run's time zone (the contact's, else the flow's)")
     for line in lines:
@@ -398,6 +431,10 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
             f"{counted(len(failed), 'message')} failed; the `failed` lines above say why",
             file=sys.stderr,
         )
+        return EXIT_INPUT
+    if final.status == "failed" and (final.step not in steps or steps[final.step].end is None):
+        # Not an `end: failed` step: the run broke (a `when:` that cannot be decided).
+        print("the run failed; the `end` line above says why", file=sys.stderr)
         return EXIT_INPUT
     return 0
 
@@ -454,10 +491,13 @@ def _human(line: dict[str, Any], zone: ZoneInfo) -> str:
             f"{at}  send      {line['step']} via {line['provider']} ({line['channel']}): {payload}"
         )
     if kind == "event":
-        rest = " ".join(f"{k}={v}" for k, v in line.items() if k not in ("at", "kind", "type"))
+        shown = ("at", "kind", "type", "step")
+        rest = " ".join(f"{k}={v}" for k, v in line.items() if k not in shown)
         return f"{at}  event     {line['type']} {rest}".rstrip()
     if kind == "timer":
         return f"{at}  timer     {line['step']} ({line['reason']})"
     if kind == "failed":
         return f"{at}  failed    {line['step']}: {line['reason']}"
+    if kind == "ignored":
+        return f"{at}  ignored   {line['reason']}"
     return f"{at}  end       {line.get('status')}: {line.get('reason')}"

@@ -33,10 +33,11 @@ from typing import Any
 from engine.clock import Clock
 from engine.errors import Problem
 from engine.flow.model import AfterTrigger, CronTrigger, EventTrigger, Flow, to_timedelta
-from engine.flow.validate import Locator
+from engine.flow.validate import FlowCheck, Locator
 from engine.flows import FlowCatalog
 from engine.metrics import Metrics
 from engine.models import ContactEvent, DueKind, DueWork, NewDueWork
+from engine.opt_out import is_opt_out
 from engine.scheduler import CronSchedule, cron_problem
 from engine.settings import Settings
 from engine.triggers_cron import handle_cron, handle_fanout, iso
@@ -214,4 +215,34 @@ def trigger_problems(flow: Flow, at: Locator) -> Iterable[Problem]:
                     )
 
 
-__all__ = ["TRIGGER_KINDS", "Triggers", "flow_timezone", "trigger_problems", "trigger_rows"]
+def opt_out_keyword_triggers(opt_out_keywords: Sequence[str]) -> FlowCheck:
+    """`disparo check`: an `event` keyword that is an opt-out keyword starts a flow for a
+    contact the same reply opts out, so it could never send."""
+
+    def check(flow: Flow, at: Locator) -> Iterable[Problem]:
+        for index, trigger in enumerate(flow.triggers):
+            if not isinstance(trigger, EventTrigger) or trigger.keyword is None:
+                continue
+            listed = not isinstance(trigger.keyword, str)
+            words = [trigger.keyword] if isinstance(trigger.keyword, str) else trigger.keyword
+            for position, word in enumerate(words):
+                if is_opt_out(word, opt_out_keywords):
+                    where = ("triggers", index, "keyword", *((position,) if listed else ()))
+                    yield at.problem(
+                        where,
+                        f"keyword `{word}` is an opt-out keyword (opt_out_keywords: "
+                        f"{', '.join(opt_out_keywords)}): the reply opts the contact out, and "
+                        "the flow it starts could never send; remove it",
+                    )
+
+    return check
+
+
+__all__ = [
+    "TRIGGER_KINDS",
+    "Triggers",
+    "flow_timezone",
+    "opt_out_keyword_triggers",
+    "trigger_problems",
+    "trigger_rows",
+]

@@ -3,7 +3,8 @@
 Step kinds have their own shapes (send: parallelogram, wait: hexagon, branch:
 diamond, set: rectangle, handoff: subroutine/box3d, end: stadium/double circle), the
 start is a filled circle pointing at ``start``, edges carry the event or condition
-that takes them (plain ``next`` edges are unlabelled) and timeouts are dashed. Labels
+that takes them (plain ``next`` edges are unlabelled; a send's ``next`` taken only
+when its message fails or is skipped says so) and timeouts are dashed. Labels
 are escaped for each format, so accents, quotes, ``|``, ``<`` and ``>`` in step ids,
 conditions or descriptions come out as written. Edges to steps that do not exist are
 left out (``disparo check`` reports them).
@@ -60,14 +61,24 @@ def _summary(flow: Flow, step_id: str) -> str:
     return kind
 
 
+def _next_label(flow: Flow, step_id: str) -> str:
+    """When a step's ``next`` is taken: always (unlabelled), except from a send that
+    waits for its ``on:`` events or timeout, which takes it only when not sent."""
+    step = flow.steps[step_id]
+    if step.send is None or not (step.on or step.timeout):
+        return ""
+    return ", ".join(event for event in ("failed", "skipped") if event not in (step.on or {}))
+
+
 def _edges(flow: Flow, step_id: str) -> list[tuple[str, str, bool]]:
-    """(label, target, dashed) for each edge leaving a step; ``next`` is unlabelled."""
+    """(label, target, dashed) for each edge leaving a step; a plain ``next`` is
+    unlabelled."""
     out = []
     for label, target in flow.successors(step_id):
         if target not in flow.steps:
             continue
         dashed = label == "timeout" or label.startswith("timeout ")
-        out.append(("" if label == "next" else label, target, dashed))
+        out.append((_next_label(flow, step_id) if label == "next" else label, target, dashed))
     return out
 
 

@@ -37,7 +37,7 @@ _KIND_ATTR = {"set": "set_"}
 
 # What each pattern above asks for, in the words error messages use.
 PATTERN_HINTS: dict[str, str] = {
-    STEP_ID: "an id made of letters, digits, `_` and `-` that starts with a letter or `_`",
+    STEP_ID: "an id of unaccented letters, digits, `_` and `-` that starts with a letter or `_`",
     EVENT_PATTERN: (
         "an event: sent, delivered, read, failed, reply, skipped, timeout, "
         "button.<id> or choice.<row id>"
@@ -255,7 +255,8 @@ class InactivityRule(_Model):
 
 
 class QuietHoursRule(_Model):
-    """No sends inside `range` (local time) on `days` (every day when unset)."""
+    """No sends inside `range` (local time) on `days` (every day when unset); a range
+    across midnight belongs to the day it starts on."""
 
     range: TimeRange
     days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] | None = None

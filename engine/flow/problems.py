@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 import types
 import typing
+import unicodedata
 import zoneinfo
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -364,7 +366,7 @@ def _message(it: _Item, path: DocPath, d: Describer, secret: bool) -> tuple[str,
     if kind == "extra_forbidden":
         key, parent = str(path[-1]), path[:-1]
         allowed = list(_fields(walk.owner)) if walk.owner else []
-        hint = it.synthetic or did_you_mean(key, allowed)
+        hint = it.synthetic or _belongs_under(key, walk.owner) or did_you_mean(key, allowed)
         if not hint and allowed:
             hint = "; use " + ", ".join(f"`{a}`" for a in allowed)
         return f"unknown key `{key}` {d.where(parent)}".rstrip() + hint, True
@@ -382,10 +384,13 @@ def _message(it: _Item, path: DocPath, d: Describer, secret: bool) -> tuple[str,
         )
         return f"missing key `{key}` {d.where(parent)}".rstrip() + about, True
     if kind == "string_pattern_mismatch":
-        hint = PATTERN_HINTS.get(str(ctx.get("pattern")), f"text matching {ctx.get('pattern')}")
+        pattern = str(ctx.get("pattern"))
+        hint = PATTERN_HINTS.get(pattern, f"text matching {pattern}")
         if walk.is_key:
-            return f"`{path[-1]}` {d.where(path[:-1])} is not {hint}".replace("  ", " "), True
-        return f"{name} must be {hint}{got}", False
+            unaccented = _unaccented(str(path[-1]), pattern)
+            said = f"`{path[-1]}` {d.where(path[:-1])} is not {hint}".replace("  ", " ")
+            return said + unaccented, True
+        return f"{name} must be {hint}{got}{_unaccented(error.get('input'), pattern)}", False
     if kind == "literal_error":
         options = [str(o) for o in typing.get_args(_strip(walk.annotation))]
         value = error.get("input")
@@ -402,6 +407,24 @@ def _message(it: _Item, path: DocPath, d: Describer, secret: bool) -> tuple[str,
         leaks = secret and str(error.get("input")) in said
         return (f"{name} is not valid" if leaks else f"{name}: {said}"), False
     return f"{name} {_limit_words(kind, ctx) or error['msg']}", False
+
+
+def _belongs_under(key: str, owner: type[BaseModel] | None) -> str:
+    """``"; it goes under `rules:`"`` when ``key`` is a key of one of ``owner``'s
+    mappings (`valid_for` written beside `send:` instead of under `rules:`)."""
+    for alias, (_, annotation, _) in _fields(owner).items() if owner else ():
+        inner = _strip(annotation)
+        if isinstance(inner, type) and issubclass(inner, BaseModel) and key in _fields(inner):
+            return f"; it goes under `{alias}:`"
+    return ""
+
+
+def _unaccented(value: Any, pattern: str) -> str:
+    """``"; write `confirmacao`"`` when ``value`` matches ``pattern`` without its accents."""
+    if not isinstance(value, str):
+        return ""
+    folded = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
+    return f"; write `{folded}`" if folded != value and re.match(pattern, folded) else ""
 
 
 def _limit_words(kind: str, ctx: Mapping[str, Any]) -> str | None:

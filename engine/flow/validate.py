@@ -255,7 +255,7 @@ def _event_problem(sid: str, step: Step, event: str) -> str | None:
     kind, _, wanted = event.partition(".")
     send = step.send
     if send is not None and kind == "button":
-        if send.buttons is None:
+        if not send.buttons:
             return None if send.template is not None else f"{never}: the step sends no buttons"
         ids = [b.id for b in send.buttons]
         if wanted in ids or any("{{" in i for i in ids):
@@ -284,6 +284,14 @@ def _events(flow: Flow, at: Locator, skip: frozenset[str]) -> Iterator[Problem]:
         if sid in skip:
             continue
         base = ("steps", sid)
+        if step.send is None and step.rules is not None:
+            yield at.problem(
+                (*base, "rules"),
+                f"`rules:` in step `{sid}` is never used: rules decide when a step's message "
+                f"goes out, and a `{step.kind}` step sends none; put them on a `send` step "
+                "(or in `defaults.rules`)",
+                at_key=True,
+            )
         if step.kind in _INSTANT:
             does = (
                 "an `end` step finishes the run"

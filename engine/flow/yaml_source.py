@@ -350,6 +350,11 @@ _YAML_WORDS: tuple[tuple[str, str], ...] = (
         "could not find expected ':'",
         "expected `key: value` here; check the indentation of this line and the one above",
     ),
+    (
+        "expected <block end>",
+        "this line is indented differently from the lines above it at its level; "
+        "line it up with the keys (or `- ` items) it belongs with",
+    ),
     ("found undefined alias", "this `*alias` refers to no `&anchor` written before it"),
     (
         "expected a single document",
@@ -371,6 +376,13 @@ def _yaml_problem(exc: yaml.YAMLError, filename: str, text: str) -> Problem:
     position: Position | None = _position(mark) if mark is not None else None
     message = next((plain for raw, plain in _YAML_WORDS if raw in said), None)
     message = message or f"this is not valid YAML: {said}"
+    if (
+        "expected <block end>" in said
+        and mark is not None
+        and text[: mark.index].split("\n")[-1].strip()
+    ):
+        # Not an indentation: more text after a quoted or bracketed value (`text: "Oi" tudo`).
+        message = "unexpected text after a closing quote or bracket; put the whole value in quotes"
     if isinstance(exc, yaml.reader.ReaderError):
         before = text[: exc.position]
         position = (before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1)

@@ -66,6 +66,15 @@ def test_check_points_at_the_misspelled_key(tmp_path: Path) -> None:
     assert "did you mean `buttons`?" in result.stdout
 
 
+def test_check_of_a_folder_without_flow_files_is_not_all_clear(tmp_path: Path) -> None:
+    (tmp_path / "notas.txt").write_text("oi")
+
+    result = disparo("check", str(tmp_path), "--config", str(CONFIG))
+
+    assert result.returncode == 1
+    assert result.stdout == f"{tmp_path}: no flow files (*.yaml, *.yml) here\n"
+
+
 def test_check_reports_every_problem_in_one_pass(tmp_path: Path) -> None:
     flow = tmp_path / "f.yaml"
     flow.write_text(
@@ -116,6 +125,9 @@ def test_simulate_json_prints_one_object_per_thing_that_happens(maria: Path) -> 
     assert sends[1]["channel"] == "sms"
     timer = next(x for x in lines if x["kind"] == "timer")
     assert timer["at"].startswith("2026-11-23T15:00:00")  # 2 h later, not read
+    # Every line names the step the run was at, the end and events included.
+    assert lines[-1]["step"] == "fim"
+    assert all(list(x)[:3] == ["at", "kind", "step"] for x in lines)
     for decision in (x for x in lines if x["kind"] == "decision"):
         assert {"rule", "outcome", "reason", "step"} <= decision.keys()
 
@@ -195,6 +207,16 @@ def test_migrate_then_why_on_a_fresh_database(tmp_path: Path) -> None:
     assert "up to date" in again.stdout
     assert why.returncode == 1
     assert "contact nobody does not exist" in why.stderr
+
+
+@pytest.mark.parametrize("limit", ["0", "-3", "99999999999999999999999", "dez"])
+def test_a_why_limit_that_is_not_a_count_is_a_usage_error(limit: str) -> None:
+    # `--limit 0` answered "no events for contact", and a huge one a traceback.
+    why = disparo("why", "c-1", "--limit", limit)
+
+    assert why.returncode == 2
+    assert "Traceback" not in why.stderr
+    assert f"--limit: {limit!r} is not a number of events; give 1 to 1000000" in why.stderr
 
 
 async def _finished_runs(database: Path, *days_ago: int, status: str = "completed") -> None:

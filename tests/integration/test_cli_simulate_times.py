@@ -38,6 +38,20 @@ def test_an_until_before_the_start_is_a_usage_error(tmp_path: Path) -> None:
     )
 
 
+def test_a_start_at_the_end_of_the_calendar_is_a_usage_error(tmp_path: Path) -> None:
+    # --at 9999-12-31 crashed with a traceback computing the default --until.
+    for flags in (
+        ["--at", "9999-12-31T20:00:00-03:00"],
+        ["--at", AT, "--until", "9999-12-31T00:00:00Z"],
+    ):
+        code, out, err = simulate(contact_file(tmp_path), *flags)
+
+        assert code == 2
+        assert out == ""
+        assert "Traceback" not in err
+        assert "must be before the year 9000" in err
+
+
 def test_a_contact_fact_after_the_start_is_refused_naming_it(tmp_path: Path) -> None:
     contact = contact_file(tmp_path, 'last_inbound_at: "2026-11-25T09:00:00-03:00"')
 
@@ -74,3 +88,100 @@ def test_a_reply_dated_before_the_start_shows_and_answers_nothing(tmp_path: Path
     replies = [line for line in lines if line["kind"] == "event" and line.get("type") == "reply"]
     assert [r["at"] for r in replies] == ["2026-11-22T13:00:00+00:00"]
     assert not any(line["kind"] == "enter" and line["step"] == "atendimento" for line in lines)
+
+
+def test_an_answer_the_step_has_no_route_for_says_it_was_ignored(tmp_path: Path) -> None:
+    # The engine records `run.event_ignored` with the reason; without it in the
+    # output, a designer saw the event and then nothing happening, with no why.
+    flow = tmp_path / "so_botoes.yaml"
+    flow.write_text(
+        "flow: so_botoes\ndefaults: {provider: sandbox}\nstart: oferta\nsteps:\n"
+        "  oferta:\n    send:\n      text: Quer?\n      buttons: [{id: sim, title: Sim}]\n"
+        "    on: {button.sim: fim}\n    timeout: {after: 1h, goto: fim}\n"
+        "  fim: {end: completed}\n"
+    )
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        '{"at": "2026-11-23T10:30:00-03:00", "type": "reply", "text": "e o frete?"}\n'
+    )
+    args = ("--config", str(CONFIG), "--contact", str(contact_file(tmp_path)), "--at", AT)
+    args = (*args, "--events", str(events))
+
+    result = disparo("simulate", str(flow), *args, "--json")
+
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    kinds = [line["kind"] for line in lines]
+    assert lines[kinds.index("event") + 1] == {
+        "at": "2026-11-23T13:30:00+00:00",
+        "kind": "ignored",
+        "step": "oferta",
+        "reason": "step `oferta` has no transition for `reply`",
+    }
+    text = disparo("simulate", str(flow), *args).stdout
+    assert "2026-11-23 10:30:00  ignored   step `oferta` has no transition for `reply`" in text
+    assert "2026-11-23 10:30:00  event     reply text=e o frete?\n" in text
+
+
+def test_a_run_that_breaks_on_an_expression_exits_1_but_an_end_failed_step_does_not(
+    tmp_path: Path,
+) -> None:
+    # A `when:` reading a value the contact lacks fails the run in production too;
+    # simulate answered 0, so a CI job running it passed.
+    flow = tmp_path / "decide.yaml"
+    flow.write_text(
+        "flow: decide\ndefaults: {provider: sandbox}\nstart: b\nsteps:\n"
+        "  b:\n    branch:\n      - when: context.limite > 10\n        goto: recusa\n"
+        "      - else: ok\n  recusa: {end: failed}\n  ok: {end: completed}\n"
+    )
+    args = ("--config", str(CONFIG), "--contact", str(contact_file(tmp_path)), "--at", AT)
+
+    broken = disparo("simulate", str(flow), *args)
+    flow.write_text(flow.read_text().replace("context.limite", "context.valor"))
+    refused = disparo("simulate", str(flow), *args)
+
+    assert broken.returncode == 1
+    assert "end       failed: decide/b/when: `context.limite` is not defined" in broken.stdout
+    assert broken.stderr.strip().endswith("the run failed; the `end` line above says why")
+    assert refused.returncode == 0, refused.stderr
+    assert "end       failed: reached end step `recusa`" in refused.stdout
+
+
+def test_a_flow_file_the_engine_would_refuse_is_refused_with_check_words(tmp_path: Path) -> None:
+    # Simulated by path, a template missing from the catalogue failed at send time
+    # with a story about a pinned flow version predating a catalogue change.
+    flow = tmp_path / "aviso.yaml"
+    flow.write_text(
+        "flow: aviso\ndefaults: {provider: sandbox}\nstart: a\nsteps:\n"
+        "  a:\n    send:\n      template: {name: consulta_lembrete}\n    next: fim\n"
+        "  fim: {end: completed}\n"
+    )
+    args = ("--config", str(CONFIG), "--contact", str(contact_file(tmp_path)), "--at", AT)
+
+    result = disparo("simulate", str(flow), *args)
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith(
+        f"{flow}:7:24: template `consulta_lembrete` is not in the template catalogue"
+    )
+    assert "pinned" not in result.stderr
+
+
+def test_an_attendance_dated_before_the_start_is_known_when_the_run_begins(
+    tmp_path: Path,
+) -> None:
+    # It was injected after the first send, which then went out to an attended contact.
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        '{"at": "2026-11-23T09:55:00-03:00", "type": "attendance_started", "attendant": "Ana"}\n'
+    )
+
+    code, out, err = simulate(contact_file(tmp_path), "--at", AT, "--events", str(events), "--json")
+
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["kind"] for line in lines][:2] == ["event", "enter"]
+    attendance = next(line for line in lines if line.get("rule") == "in_attendance")
+    assert attendance["outcome"] == "skip"
+    assert not any(line["kind"] == "send" for line in lines)

@@ -70,6 +70,61 @@ def test_a_template_error_in_a_literal_block_points_at_its_own_line() -> None:
     assert found == ["f.yaml:9:9: template does not compile: unexpected '}'"]
 
 
+def test_a_contact_or_run_field_that_never_exists_is_named_with_the_right_one() -> None:
+    # `contact.primeiro_nome` passed check and failed every send with an open window
+    # (the template went out while it was closed, so simulate showed nothing wrong).
+    found = problems(
+        "flow: f\nstart: a\ndefaults: {provider: altu}\n"
+        "triggers:\n  - cron: '0 9 * * *'\n    audience: contact.cpf is defined\n"
+        "steps:\n"
+        "  a:\n"
+        "    send:\n"
+        "      text: |\n"
+        "        Oi {{ contact.first_name }}!\n"
+        "        {{ contact.primeiro_nome }}, {{ contact.get('name') }} {{ run.step }}\n"
+        "    next: b\n"
+        "  b:\n    branch:\n      - when: \"run.resposta == 'sim'\"\n        goto: a\n"
+        "      - else: a\n"
+    )
+
+    fields = "(id, phone, email, name, first_name, tags, context, timezone)"
+    assert found == [
+        f"f.yaml:6:15: `contact.cpf` is not a field of the contact {fields}; "
+        "a key of the contact's context is `contact.context.cpf`",
+        f"f.yaml:12:9: unknown field: `contact.primeiro_nome` is not a field of the contact "
+        f"{fields}; did you mean `first_name`?",
+        "f.yaml:16:15: `run.resposta` is not a field of the run (id, flow, step, vars)",
+    ]
+
+
+def test_a_variable_missing_a_brace_would_be_sent_as_written_and_is_named() -> None:
+    # `{ contact.first_name }}` compiles (it is plain text to Jinja) and went out as is.
+    found = problems(
+        "flow: f\nstart: a\ndefaults: {provider: altu}\nsteps:\n"
+        "  a:\n"
+        "    send:\n"
+        "      text: |\n"
+        "        Oi { contact.first_name }}!\n"
+        "        Seu boleto de {context.valor} vence }} hoje. {{ '{' }} a { color: red }\n"
+        "        Use {% raw %}{{ nome }}{% endraw %} no modelo\n"
+        "    next: a\n"
+    )
+
+    assert found == [
+        "f.yaml:8:9: stray braces: `{ contact.first_name }}` would be sent as written; "
+        "a variable is written `{{ contact.first_name }}`",
+        "f.yaml:9:9: stray braces: `{context.valor}` would be sent as written; "
+        "a variable is written `{{ context.valor }}`",
+    ]
+
+
+def test_a_name_set_in_the_template_is_not_taken_for_the_contact() -> None:
+    text = "{% for contact in context.dependentes %}{{ contact.nome }}{% endfor %}"
+    flow = "flow: f\nstart: a\ndefaults: {provider: altu}\nsteps:\n"
+    flow += f"  a: {{send: {{text: '{text}'}}, next: a}}\n"
+    assert load_flow_text(flow, "f.yaml", providers=CAPS, extra_checks=[template_syntax])
+
+
 def test_buttons_through_a_provider_without_them_suggest_what_to_do() -> None:
     found = problems(
         "flow: f\nstart: a\ndefaults: {provider: robbu_whatsapp}\nsteps:\n"
@@ -155,6 +210,19 @@ def test_templates_are_checked_against_the_catalogue(template: str, expected: st
 
     assert len(found) == 1
     assert found[0].endswith(expected)
+
+
+def test_a_template_parameter_spelt_in_another_case_suggests_the_right_one() -> None:
+    found = problems(
+        "flow: f\nstart: a\ndefaults: {provider: altu}\nsteps:\n  a:\n    send:\n"
+        "      template: {name: boleto_vencendo, params: {PrimeiroNome: x, valor: y}}\n"
+        "    next: a\n"
+    )
+
+    assert (
+        "f.yaml:7:67: template `boleto_vencendo` has no parameter `valor` "
+        "(it takes: PrimeiroNome, Valor); did you mean `Valor`?"
+    ) in found
 
 
 def test_a_template_without_an_id_for_the_step_provider_is_an_error() -> None:

@@ -101,3 +101,29 @@ def test_every_step_and_every_move_appears_once() -> None:
     assert dot.count(" -> ") == moves + 1
     for sid in f.steps:
         assert f'"{sid}" [shape=' in dot
+
+
+def test_next_of_a_send_that_waits_for_answers_is_labelled_with_when_it_is_taken() -> None:
+    # With `on:` (or a timeout) a sent message waits for them: `next` is taken only
+    # when the send fails or is skipped. Unlabelled, it read as the normal path.
+    text = """\
+flow: oferta
+defaults: {provider: sandbox}
+start: a
+steps:
+  a:
+    send: {text: oi}
+    on: {reply: fim, failed: fim}
+    next: b
+  b:
+    send: {text: tchau}
+    timeout: {after: 1h, goto: fim}
+    next: fim
+  fim: {end: completed}
+"""
+    f = load_flow_text(text, "oferta.yaml").flow
+    mermaid = to_mermaid(f).splitlines()
+    assert '    s0 -->|"skipped"| s1' in mermaid
+    assert '    s1 -->|"failed, skipped"| s2' in mermaid
+    assert '    "a" -> "b" [label="skipped"];' in to_dot(f).splitlines()
+    assert "    s2 --> s5" in to_mermaid(flow())  # a send that only moves on: no label

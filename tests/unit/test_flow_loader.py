@@ -65,6 +65,29 @@ steps:
     ]
 
 
+def test_a_key_written_one_level_too_high_says_where_it_goes() -> None:
+    # `valid_for` is a rule: a designer who writes it beside `send:` (or in
+    # `defaults:`) was told only the keys allowed there.
+    text = """\
+flow: x
+defaults:
+  provider: sandbox
+  valid_for: 6h
+start: lembrete
+steps:
+  lembrete:
+    send: {text: oi}
+    buttons: [{id: pagar, title: Pagar}]
+    valid_for: 2h
+    next: lembrete
+"""
+    assert problems(text) == [
+        "x.yaml:4:3: unknown key `valid_for` in `defaults`; it goes under `rules:`",
+        "x.yaml:9:5: unknown key `buttons` in step `lembrete`; it goes under `send:`",
+        "x.yaml:10:5: unknown key `valid_for` in step `lembrete`; it goes under `rules:`",
+    ]
+
+
 def test_three_different_mistakes_are_reported_in_one_pass_sorted_by_line() -> None:
     text = """\
 flow: x
@@ -439,3 +462,67 @@ def test_repeated_merges_are_worked_out_once_per_mapping(monkeypatch: pytest.Mon
 
     assert walks <= 14  # each of the 13 mappings and the document, once
     assert any(p.startswith("x.yaml:1:1: unknown key `x0`") for p in found)
+
+
+@pytest.mark.parametrize(
+    ("written", "said"),
+    [
+        ("99999999999999999999999d", "longer than 100 years"),
+        ("99999999999999999999", "longer than 100 years"),
+        ("9" * 400, "longer than 100 years"),
+        ("-" + "9" * 400, "longer than 100 years"),
+        ("1e400", "longer than 100 years"),
+        (".inf", "longer than 100 years"),
+        ("9999999d", "longer than 100 years"),
+        (".nan", "is not a duration"),
+    ],
+)
+def test_a_duration_too_long_for_the_calendar_is_a_problem_not_a_crash(
+    written: str, said: str
+) -> None:
+    # A timeout of 27,000 years passed `check` and then crashed every transition of
+    # the step at run time (now + timeout leaves the calendar), resending its message.
+    found = problems(
+        GOOD.replace(
+            "      button.pagar: fim",
+            f"      button.pagar: fim\n    timeout: {{after: {written}, goto: fim}}",
+        )
+    )
+    assert len(found) == 1, found
+    assert found[0].startswith("x.yaml:12:"), found
+    assert said in found[0], found
+
+
+def test_the_longest_duration_still_loads() -> None:
+    text = GOOD.replace(
+        "      button.pagar: fim",
+        "      button.pagar: fim\n    timeout: {after: 36500d, goto: fim}",
+    )
+    assert load_flow_text(text, "x.yaml").flow.steps["lembrete"].timeout is not None
+
+
+def test_a_line_out_of_step_with_its_siblings_is_called_an_indentation_problem() -> None:
+    # PyYAML's "expected <block end>, but found '<block mapping start>'" means
+    # nothing to a bot designer; the line and column were already right.
+    said = "this line is indented differently from the lines above it at its level"
+    key = GOOD.replace("\n    on:\n", "\n     on:\n")
+    fix = "line it up with the keys (or `- ` items) it belongs with"
+    assert problems(key) == [f"x.yaml:10:6: {said}; {fix}"]
+    item = GOOD.replace("Pagar agora}\n", "Pagar agora}\n         - {id: ajuda, title: Ajuda}\n")
+    assert problems(item) == [f"x.yaml:10:10: {said}; {fix}"]
+    after_quote = GOOD.replace("Oi {{ contact.first_name }}!", '"Oi" {{ contact.first_name }}!')
+    assert problems(after_quote) == [
+        "x.yaml:7:18: unexpected text after a closing quote or bracket; "
+        "put the whole value in quotes"
+    ]
+
+
+def test_an_id_with_accents_says_letters_without_accents_and_how_to_write_it() -> None:
+    # "made of letters" read as a lie to a designer whose `confirmação` is all letters.
+    text = "flow: notificação\nstart: confirmação\nsteps:\n  confirmação: {end: completed}\n"
+    rule = "an id of unaccented letters, digits, `_` and `-` that starts with a letter or `_`"
+    assert problems(text) == [
+        f"x.yaml:1:7: `flow` must be {rule}; got `notificação`; write `notificacao`",
+        f"x.yaml:2:8: `start` must be {rule}; got `confirmação`; write `confirmacao`",
+        f"x.yaml:4:3: `confirmação` in `steps` is not {rule}; write `confirmacao`",
+    ]

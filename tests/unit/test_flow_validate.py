@@ -212,6 +212,40 @@ def test_events_and_next_on_steps_that_never_use_them() -> None:
     ]
 
 
+def test_rules_on_a_step_that_sends_nothing_are_never_used() -> None:
+    # Rules decide a step's send; on a wait or branch they silently did nothing
+    # (`valid_for: 2h` on a wait did not end the wait).
+    steps = """\
+  a:
+    wait: {for: reply, up_to: 1d}
+    rules: {valid_for: 2h}
+    on: {reply: b}
+  b:
+    send: {text: oi}
+    rules: {valid_for: 2h}
+    next: fim
+  fim: {end: completed}
+"""
+    assert problems(steps) == [
+        "x.yaml:7:5: `rules:` in step `a` is never used: rules decide when a step's message "
+        "goes out, and a `wait` step sends none; put them on a `send` step "
+        "(or in `defaults.rules`)",
+    ]
+
+
+def test_a_button_event_of_an_empty_button_list_says_the_step_sends_none() -> None:
+    # It read "never happens: its buttons are " with nothing after it.
+    steps = """\
+  a:
+    send: {text: oi, buttons: []}
+    on: {button.sim: fim}
+  fim: {end: completed}
+"""
+    assert "x.yaml:7:10: `on: button.sim` in step `a` never happens: the step sends no buttons" in (
+        problems(steps)
+    )
+
+
 def test_sends_need_a_provider_and_it_must_be_configured() -> None:
     head = "flow: x\nstart: a\nsteps:\n"
     steps = (

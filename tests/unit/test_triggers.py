@@ -17,7 +17,7 @@ from engine.flow.model import EventTrigger, Flow
 from engine.models import Contact, ContactEvent, DueKind
 from engine.scheduler import CronSchedule, cron_problem
 from engine.sweep_context import context_timestamp
-from engine.triggers import trigger_problems, trigger_rows
+from engine.triggers import opt_out_keyword_triggers, trigger_problems, trigger_rows
 from engine.triggers_cron import cron_run_key, missed_reason, plan_firing
 from engine.triggers_inbound import compile_trigger, event_run_key
 from engine.triggers_sweep import after_run_key, next_sweep_at
@@ -553,3 +553,20 @@ def test_trigger_rows_are_keyed_by_definition_so_a_restart_finds_the_same_rows()
     assert rows[sweep_key].payload["watermark"] == (now - timedelta(hours=23)).isoformat()
     assert cron_key not in edited
     assert sweep_key in edited
+
+
+def test_a_trigger_keyword_that_opts_the_contact_out_is_refused() -> None:
+    # A reply `sair` opts the contact out: the flow it starts could never send.
+    check = opt_out_keyword_triggers(["SAIR", "PARAR"])
+    with pytest.raises(FlowError) as caught:
+        load_flow_text(
+            HEAD + "  - event: reply\n    keyword: [oi, Sair!]\n", "f.yaml", extra_checks=[check]
+        )
+
+    assert [str(p) for p in caught.value.problems] == [
+        "f.yaml:7:19: keyword `Sair!` is an opt-out keyword (opt_out_keywords: SAIR, PARAR): "
+        "the reply opts the contact out, and the flow it starts could never send; remove it"
+    ]
+    assert load_flow_text(
+        HEAD + "  - event: reply\n    keyword: oi\n", "f.yaml", extra_checks=[check]
+    )
