@@ -344,7 +344,11 @@ def _query_int(raw: str, *, low: int, high: int) -> int | None:
 async def resend_message(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     message = await message_resend.resend(
-        engine.store, engine.catalog, request.match_info["message_id"], now=engine.clock.now()
+        engine.store,
+        engine.catalog,
+        request.match_info["message_id"],
+        now=engine.clock.now(),
+        default_timezone=engine.dispatcher.settings.default_timezone,
     )
     log.info(
         "message %s of run %s goes out again at an operator's request; the contact may "

@@ -16,7 +16,7 @@ step's ``valid_for``, past which the resend would fail at once as expired.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from engine import validity
@@ -28,6 +28,7 @@ from engine.models import (
     MessageStatus,
     NewDueWork,
 )
+from engine.scope import contact_timezone
 from engine.send_content import message_event
 from storage.base import Commit, MessageChange, Store
 
@@ -37,7 +38,14 @@ if TYPE_CHECKING:
 REASON = "an operator asked to send it again; the contact may get it twice"
 
 
-async def resend(store: Store, catalog: FlowCatalog, message_id: str, *, now: datetime) -> Message:
+async def resend(
+    store: Store,
+    catalog: FlowCatalog,
+    message_id: str,
+    *,
+    now: datetime,
+    default_timezone: str,
+) -> Message:
     """Queue ``message_id`` again; ``NotFound``, or ``Conflict`` saying why not."""
     message = await store.get_message(message_id)
     if message is None:
@@ -55,10 +63,12 @@ async def resend(store: Store, catalog: FlowCatalog, message_id: str, *, now: da
             "to resend (settle the message with a status event instead)"
         )
     flow = (await catalog.pinned(run.flow, run.flow_version)).flow
-    valid = validity.of(flow, message)
+    contact = await store.get_contact(message.contact_id)
+    tz = contact_timezone(contact, flow, default_timezone) if contact is not None else UTC
+    valid = validity.of(flow, message, tz)
     if valid is not None and valid.late(now):
         raise Conflict(
-            f"message {message_id} expired at {valid.until.isoformat()} (valid_for "
+            f"message {message_id} expired at {valid.at(valid.until)} (valid_for "
             f"{valid.length} of step {message.step!r}); a resend would fail at once. Settle it "
             "with a status event instead (`failed` takes the step's `on: failed` route)"
         )

@@ -248,7 +248,7 @@ async def retry(
     retry_at = sender.now + delay
     error = exc.vendor_message or str(exc)
     if valid is not None and not keep_sending and valid.late(retry_at):
-        why = f"{exc.code}: {error}; the next try would be at {retry_at.isoformat()}"
+        why = f"{exc.code}: {error}; the next try would be at {valid.at(retry_at)}"
         await validity.expire(sender, work, message, valid, why)
         return
     released = await _release(

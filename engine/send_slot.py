@@ -111,7 +111,7 @@ async def not_ready(
         delay = max(delay, to_timedelta(min(exc.retry_after, cap)))
     retry_at = now + delay
     if valid is not None and valid.late(retry_at):
-        why = f"{exc.code}: {error}; the next try would be at {retry_at.isoformat()}"
+        why = f"{exc.code}: {error}; the next try would be at {valid.at(retry_at)}"
         await validity.expire(sender, work, message, valid, why)
         return
     change = MessageChange(

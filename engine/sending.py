@@ -128,7 +128,10 @@ class Sender:
             return
 
         # A `sending` message may have reached the provider already: never expired.
-        valid = validity.of(flow, message) if message.status == MessageStatus.QUEUED else None
+        valid = None
+        if message.status == MessageStatus.QUEUED:
+            tz = contact_timezone(contact, flow, self.d.settings.default_timezone)
+            valid = validity.of(flow, message, tz)
         if valid is not None and valid.late(self.now):
             await validity.expire(self, work, message, valid, validity.waited(message))
             return
@@ -137,7 +140,7 @@ class Sender:
         blocked = breaker.admit(admitted_at)
         if blocked is not None:
             if valid is not None and valid.late(blocked):
-                paused = f"its provider {message.provider} is paused until {blocked.isoformat()}"
+                paused = f"its provider {message.provider} is paused until {valid.at(blocked)}"
                 await validity.expire(self, work, message, valid, paused)
                 return
             # The provider is down: move the work to when the circuit half-opens (or
@@ -362,7 +365,7 @@ class Sender:
         if verdict.action == "defer":
             assert verdict.until is not None
             if valid is not None and valid.late(verdict.until):
-                why = f"deferred until {verdict.until.isoformat()} ({verdict.reason})"
+                why = f"deferred until {valid.at(verdict.until)} ({verdict.reason})"
                 await validity.expire(self, work, message, valid, why, events)
                 return None
             log.info(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING
 
 from engine.flow.durations import format_duration
@@ -36,6 +36,11 @@ class Validity:
 
     until: datetime
     length: str  # valid_for as written back, e.g. "2h"
+    tz: tzinfo = UTC  # the contact's: the times it names read as the rest of its story
+
+    def at(self, when: datetime) -> str:
+        """``when`` as the error writes it: local to the contact, to the second."""
+        return when.astimezone(self.tz).isoformat(timespec="seconds")
 
     def late(self, at: datetime) -> bool:
         """Whether a try at ``at`` would come too late."""
@@ -45,17 +50,18 @@ class Validity:
         """The message's ``last_error`` (and ``disparo why``'s line) when it expires."""
         return (
             f"{REASON}: not sent within valid_for {self.length} "
-            f"(until {self.until.isoformat()}); {why}"
+            f"(until {self.at(self.until)}); {why}"
         )
 
 
-def of(flow: Flow, message: Message) -> Validity | None:
-    """``message``'s validity under its pinned ``flow``; ``None`` without ``valid_for``."""
+def of(flow: Flow, message: Message, tz: tzinfo = UTC) -> Validity | None:
+    """``message``'s validity under its pinned ``flow``, its times told in ``tz``;
+    ``None`` without ``valid_for``."""
     valid_for = flow.rules_for(message.step).valid_for
     if valid_for is None:
         return None
     length = to_timedelta(valid_for)
-    return Validity(until=message.created_at + length, length=format_duration(length))
+    return Validity(until=message.created_at + length, length=format_duration(length), tz=tz)
 
 
 def waited(message: Message) -> str:

@@ -109,7 +109,10 @@ async def test_a_deferral_past_valid_for_fails_at_once(tmp_path: Path) -> None:
 
     assert message.status == MessageStatus.FAILED
     assert message.last_error is not None
-    assert "deferred until 2026-11-23T11:00:00+00:00 (quiet_hours" in message.last_error
+    assert (
+        "(until 2026-11-22T23:00:00-03:00); deferred until 2026-11-23T08:00:00-03:00 (quiet_hours"
+        in (message.last_error)
+    )
     assert finished.status == RunStatus.COMPLETED  # through `atrasou`, at 21:00
     assert [d["rule"] for d in decisions if d["outcome"] == "defer"] == ["quiet_hours"]
     assert requests == 0
