@@ -18,6 +18,7 @@ from engine.gc_policy import tune_for_serving
 from engine.logs import Lines, setup_logging
 from engine.open_runs import open_run_notices
 from engine.runtime import Engine
+from engine.serve_lock import one_server_per_file
 from engine.settings import Settings
 
 EXAMPLE_API_TOKEN = "dev-token"  # config/disparo.yaml's default, for make run
@@ -46,7 +47,7 @@ async def serve(
     # `systemctl reload` hook cannot tell start-up from serving).
     asked_early: list[bool] = []
     _on_hup(loop, lambda: asked_early.append(True))
-    async with Engine(settings) as engine:
+    async with Engine(settings) as engine, one_server_per_file(settings.storage):
         runner = web.AppRunner(build_app(engine), access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, host, port)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from storage.base import Store
 
-__all__ = ["missing_database", "open_store"]
+__all__ = ["missing_database", "open_store", "sqlite_file"]
 
 
 def open_store(dsn: str) -> Store:
@@ -29,7 +29,15 @@ def missing_database(dsn: str) -> str | None:
     empty database there); ``None`` for an existing file, memory or PostgreSQL."""
     if dsn.startswith(("postgresql://", "postgres://")):
         return None
+    path = sqlite_file(dsn)
+    return path if path is not None and not Path(path).exists() else None
+
+
+def sqlite_file(dsn: str) -> str | None:
+    """The database file of a SQLite DSN; ``None`` for memory or PostgreSQL."""
+    if dsn.startswith(("postgresql://", "postgres://")):
+        return None
     from storage.sqlite import SQLiteStore
 
     path = SQLiteStore(dsn).path
-    return path if path != ":memory:" and not Path(path).exists() else None
+    return None if path == ":memory:" else path
