@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -165,18 +166,25 @@ def _too_deep(field: str) -> RequestError:
     )
 
 
+# What no stored text may hold: NUL (PostgreSQL's text refuses it) and a lone UTF-16
+# surrogate (JSON's "\ud800" alone is no character: UTF-8 cannot encode it).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def _check_storable(document: Any) -> None:
     """400 for what JSON allows but disparo could not store and answer again: nesting
     deeper than ``MAX_DEPTH``, a number too large for a float (``1e400`` reads as inf),
     a NUL character (``\u0000``: PostgreSQL stores no text with one, and no message
-    needs one), in a value or a key."""
+    needs one) or a lone surrogate (``\ud800``), in a value or a key."""
     stack: list[tuple[Any, str, int]] = [(document, "", 1)]
     while stack:
         value, path, depth = stack.pop()
-        if isinstance(value, str) and "\x00" in value:
-            raise _nul(path)
-        if isinstance(value, dict) and (key := next((k for k in value if "\x00" in k), None)):
-            raise _nul(f"{path}.{key}" if path else key)
+        if isinstance(value, str) and (bad := _UNSTORABLE.search(value)):
+            raise _unstorable(path, bad.group())
+        if isinstance(value, dict) and (
+            key := next((k for k in value if _UNSTORABLE.search(k)), None)
+        ):
+            raise _unstorable(f"{path}.{key}" if path else key, _UNSTORABLE.findall(key)[0])
         if isinstance(value, float) and not math.isfinite(value):
             raise RequestError.bad_field(
                 path,
@@ -194,11 +202,19 @@ def _check_storable(document: Any) -> None:
             stack += [(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
 
 
-def _nul(field: str) -> RequestError:
+def _unstorable(field: str, char: str) -> RequestError:
+    if char == "\x00":
+        return RequestError.bad_field(
+            field,
+            "remove the \\u0000 from this text",
+            "the body holds a NUL character (\\u0000), which cannot be stored",
+        )
+    escape = f"\\u{ord(char):04x}"
     return RequestError.bad_field(
         field,
-        "remove the \\u0000 from this text",
-        "the body holds a NUL character (\\u0000), which cannot be stored",
+        f"remove the {escape} from this text, or send the whole character (a surrogate "
+        "pair, or the character itself in UTF-8)",
+        f"the body holds a lone UTF-16 surrogate ({escape}), which is no character",
     )
 
 

@@ -323,3 +323,45 @@ async def test_a_batch_gets_one_outcome_per_event_in_the_order_given(api: Any) -
     assert body["outcomes"][:2] == ["duplicate", "queued"]
     assert len(body["outcomes"]) == 3
     assert body["accepted"] == 2  # a duplicate is not accepted, as on the webhooks
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "field"),
+    [
+        ("/v1/contacts/c-1", b'{"name": "Maria \\ud800"}', "name"),
+        ("/v1/contacts/c-1", b'{"context": {"nota\\udfff": 1}}', "context.nota\udfff"),
+        (
+            "/v1/runs",
+            b'{"flow": "cobranca_boleto", "contact": {"id": "c-1"}, '
+            b'"context": {"valor": ["\\udc00"]}}',
+            "context.valor[0]",
+        ),
+    ],
+)
+async def test_a_lone_surrogate_is_a_400_naming_the_field_and_nothing_is_stored(
+    api: Any, path: str, raw: bytes, field: str
+) -> None:
+    # JSON allows "\ud800" alone, but it is no character: UTF-8 cannot encode it, so
+    # the store could not write it (it was a 500).
+    client, _ = api
+    send = client.put if path.startswith("/v1/contacts") else client.post
+
+    answer = await send(path, data=raw, headers=AUTH)
+
+    assert answer.status == 400
+    assert [d["field"] for d in (await error_of(answer))["details"]] == [field]
+    assert (await client.get("/v1/contacts/c-1", headers=AUTH)).status == 404
+
+
+async def test_a_lone_surrogate_in_an_event_is_a_400_and_nothing_is_stored(api: Any) -> None:
+    client, h = api
+    await client.put("/v1/contacts/c-1", json={"phone": "+5511999998888"}, headers=AUTH)
+    raw = b'[{"type": "reply", "contact": "c-1", "text": "ok"}, ' + (
+        b'{"type": "reply", "contact": "c-1", "text": "\\ud83d"}]'
+    )
+
+    answer = await client.post("/v1/events", data=raw, headers=AUTH)
+
+    assert answer.status == 400
+    assert [d["field"] for d in (await error_of(answer))["details"]] == ["[1].text"]
+    assert await h.engine.store.list_events(kind_prefix="inbound.", limit=10) == []
