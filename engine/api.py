@@ -82,6 +82,13 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(
             413, "BODY_TOO_LARGE", f"the body is larger than {limit} bytes; send a smaller one"
         )
+    except web.HTTPMethodNotAllowed as exc:
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        response = error_response(
+            405, "METHOD_NOT_ALLOWED", f"{exc.method} is not allowed here; use {allowed}"
+        )
+        response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))  # RFC 9110
+        return response
     except web.HTTPException as exc:
         if exc.status >= 400:
             return error_response(exc.status, exc.reason.upper().replace(" ", "_"), exc.reason)

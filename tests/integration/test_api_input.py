@@ -365,3 +365,26 @@ async def test_a_lone_surrogate_in_an_event_is_a_400_and_nothing_is_stored(api: 
     assert answer.status == 400
     assert [d["field"] for d in (await error_of(answer))["details"]] == ["[1].text"]
     assert await h.engine.store.list_events(kind_prefix="inbound.", limit=10) == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/v1/runs", {"POST"}),
+        ("PUT", "/v1/runs/r-1", {"GET", "HEAD"}),
+        ("GET", "/webhooks/sandbox", {"POST"}),
+    ],
+)
+async def test_a_method_the_path_does_not_take_is_a_405_saying_which_it_takes(
+    api: Any, method: str, path: str, allowed: set[str]
+) -> None:
+    # RFC 9110: a 405 carries an Allow header; a client reads it to correct itself.
+    client, _ = api
+
+    answer = await client.request(method, path, headers=AUTH)
+
+    assert answer.status == 405
+    assert set(answer.headers["Allow"].split(",")) == allowed
+    error = await error_of(answer)
+    assert error["code"] == "METHOD_NOT_ALLOWED"
+    assert all(m in error["message"] for m in allowed)
