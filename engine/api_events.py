@@ -78,9 +78,9 @@ def _parse(items: list[object], listed: bool) -> list[EventIn]:
 
 def _refused(status: int, code: str, details: list[FieldError], count: int) -> RequestError:
     what = "the event" if count == 1 else "events of the list"
-    why = "is invalid" if status == 400 else "name what does not exist"
-    if count == 1 and status == 404:
-        why = "names what does not exist"
+    why = "are invalid" if status == 400 else "name what does not exist"
+    if count == 1:
+        why = "is invalid" if status == 400 else "names what does not exist"
     return RequestError(
         status=status,
         code=code,

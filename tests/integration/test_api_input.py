@@ -101,6 +101,7 @@ async def test_a_batch_with_a_bad_item_is_refused_whole_naming_its_index(api: An
     assert response.status == 400
     error = await error_of(response)
     assert error["code"] == "VALIDATION_ERROR"
+    assert error["message"] == "events of the list are invalid; nothing of the request was stored"
     assert error["details"] == [
         {
             "field": "[2].contact",
