@@ -61,7 +61,9 @@ def error_response(
 def pydantic_details(exc: ValidationError, prefix: str = "") -> list[FieldError]:
     out = []
     for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"])
+        # List indexes in brackets (``tags[1]``), as every other error names them.
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+        path = path.removeprefix(".")
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown field; remove it or check its spelling"

@@ -389,3 +389,20 @@ async def test_a_method_the_path_does_not_take_is_a_405_saying_which_it_takes(
     error = await error_of(answer)
     assert error["code"] == "METHOD_NOT_ALLOWED"
     assert all(m in error["message"] for m in allowed)
+
+
+async def test_a_bad_list_item_is_named_by_its_index_in_brackets(api: Any) -> None:
+    # The way every other error names a place in a list ("[1].contact", "tags[0]").
+    client, _ = api
+
+    put = await client.put("/v1/contacts/c-1", json={"tags": ["vip", 7]}, headers=AUTH)
+    events = await client.post(
+        "/v1/events",
+        json=[{"type": "reply", "contact": "c-1", "text": "oi"}, {"type": "reply", "text": [1]}],
+        headers=AUTH,
+    )
+
+    assert put.status == 400
+    assert [d["field"] for d in (await error_of(put))["details"]] == ["tags[1]"]
+    assert events.status == 400
+    assert [d["field"] for d in (await error_of(events))["details"]] == ["[1].text"]
