@@ -135,7 +135,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if scheme.lower() != "bearer" or not secrets.compare_digest(
             token.encode("utf-8", "surrogateescape"), expected.encode()
         ):
-            return error_response(401, "UNAUTHORIZED", "send `Authorization: Bearer <api_token>`")
+            response = error_response(
+                401, "UNAUTHORIZED", "send `Authorization: Bearer <api_token>`"
+            )
+            response.headers["WWW-Authenticate"] = "Bearer"  # RFC 9110: the scheme it wants
+            return response
     return await handler(request)
 
 
