@@ -91,6 +91,15 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         )
         response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))  # RFC 9110
         return response
+    except web.HTTPNotFound:  # no route: say so, not what an unknown run's 404 says
+        hint = (
+            "paths take no trailing slash"
+            if len(request.path) > 1 and request.path.endswith("/")
+            else "see the README's HTTP API section for the paths disparo serves"
+        )
+        return error_response(
+            404, "NOT_FOUND", f"no such path: {request.method} {request.path}; {hint}"
+        )
     except web.HTTPException as exc:
         if exc.status >= 400:
             return error_response(exc.status, exc.reason.upper().replace(" ", "_"), exc.reason)

@@ -406,3 +406,26 @@ async def test_a_bad_list_item_is_named_by_its_index_in_brackets(api: Any) -> No
     assert [d["field"] for d in (await error_of(put))["details"]] == ["tags[1]"]
     assert events.status == 400
     assert [d["field"] for d in (await error_of(events))["details"]] == ["[1].text"]
+
+
+@pytest.mark.parametrize(
+    ("path", "hint"),
+    [
+        ("/v1/runs/", "no trailing slash"),
+        ("/v1/contacts/c-1/runs/", "no trailing slash"),
+        ("/v1/nothing", "see the README"),
+    ],
+)
+async def test_a_path_disparo_does_not_serve_is_a_404_saying_so(
+    api: Any, path: str, hint: str
+) -> None:
+    # Not a bare "Not Found", which reads like an unknown run or contact.
+    client, _ = api
+
+    answer = await client.get(path, headers=AUTH)
+
+    assert answer.status == 404
+    error = await error_of(answer)
+    assert error["code"] == "NOT_FOUND"
+    assert error["message"].startswith(f"no such path: GET {path}")
+    assert hint in error["message"]
