@@ -89,7 +89,7 @@ def _status_report(item: Any, provider: str, received_at: datetime) -> StatusRep
     if not isinstance(message_id, str) or not message_id.strip():
         raise BadItem("'data.message_id' must be a non-empty string")
     word = data.get("status")
-    if word not in STATUSES:
+    if not isinstance(word, str) or word not in STATUSES:  # a list or object is unhashable
         raise BadItem(f"'data.status' is {word!r}; expected one of {', '.join(STATUSES)}")
     code, said = _error_of(data.get("error"))
     return StatusReport(

@@ -937,6 +937,22 @@ async def test_a_timestamp_outside_utc_s_range_is_a_bad_event_not_a_500(
     ]
 
 
+@pytest.mark.parametrize("word", [["read"], {"code": "read"}])
+async def test_a_status_that_is_not_a_string_is_a_bad_event_not_a_500(
+    make_provider: MakeProvider, word: Any
+) -> None:
+    provider = await make_provider()
+    odd = {"event": "message.status_updated", "data": {"message_id": "msg_1", "status": word}}
+
+    parsed = provider.parse_webhook(
+        json.dumps([odd, status_event("msg_2", "read")]).encode(), {}, NOW
+    )
+
+    assert [r.provider_message_id for r in parsed.statuses] == ["msg_2"]
+    [error] = parsed.errors
+    assert error.startswith("[0]: 'data.status' is ")
+
+
 async def test_an_event_disparo_does_not_read_is_an_error_not_a_status(
     make_provider: MakeProvider,
 ) -> None:
