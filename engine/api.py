@@ -321,17 +321,26 @@ def _header_key(request: web.Request, in_body: str | None) -> str | None:
     return header
 
 
+def id_in_path(request: web.Request, key: str, noun: str) -> str:
+    """A run or message id from the URL; 404 at once for one with a NUL (``%00``): no
+    id disparo makes holds one, and PostgreSQL would refuse the query (a 500)."""
+    value = request.match_info[key]
+    if "\x00" in value:
+        raise NotFound(f"{noun} {value} does not exist")
+    return value
+
+
 async def get_run(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     return web.json_response(
-        await _run_document(engine, await engine.get_run(request.match_info["run_id"]))
+        await _run_document(engine, await engine.get_run(id_in_path(request, "run_id", "run")))
     )
 
 
 async def cancel_run(request: web.Request) -> web.Response:
     """The cancelled run, as GET shows it (plus ``run_id``, as the start answers)."""
     engine = request.app[ENGINE]
-    run = await engine.cancel_run(request.match_info["run_id"])
+    run = await engine.cancel_run(id_in_path(request, "run_id", "run"))
     return web.json_response({"run_id": run.id, **await _run_document(engine, run)})
 
 
@@ -342,7 +351,7 @@ async def _run_document(engine: Engine, run: Run) -> dict[str, Any]:
 
 
 async def get_message(request: web.Request) -> web.Response:
-    message = await request.app[ENGINE].get_message(request.match_info["message_id"])
+    message = await request.app[ENGINE].get_message(id_in_path(request, "message_id", "message"))
     return web.json_response(message_view(message))
 
 
@@ -382,7 +391,10 @@ def _query_int(raw: str, *, low: int, high: int) -> int | None:
 async def resend_message(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     message = await message_resend.resend(
-        engine.store, engine.catalog, request.match_info["message_id"], now=engine.clock.now()
+        engine.store,
+        engine.catalog,
+        id_in_path(request, "message_id", "message"),
+        now=engine.clock.now(),
     )
     log.info(
         "message %s of run %s goes out again at an operator's request; the contact may "

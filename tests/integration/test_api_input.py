@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from engine.api import build_app
 from engine.errors import UserInputError
 from engine.models import ContactEvent
+from tests.integration.engine_kit import harness, settings_for
 from tests.integration.test_api import AUTH, RUN, error_of
 
 EDGE = "0001-01-01T00:00:00+14:00"  # year 0 in UTC: no datetime holds it
@@ -429,3 +433,28 @@ async def test_a_path_disparo_does_not_serve_is_a_404_saying_so(
     assert error["code"] == "NOT_FOUND"
     assert error["message"].startswith(f"no such path: GET {path}")
     assert hint in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/runs/r%001"),
+        ("POST", "/v1/runs/r%001/cancel"),
+        ("GET", "/v1/messages/m%001"),
+        ("POST", "/v1/messages/m%001/resend"),
+    ],
+)
+async def test_a_nul_in_a_run_or_message_id_in_the_url_is_a_404_on_every_store(
+    tmp_path: Path, storage: str, method: str, path: str
+) -> None:
+    # No id disparo makes holds one; PostgreSQL refused the query and it was a 500.
+    async with harness(settings_for(tmp_path, storage=storage)) as h:
+        client = TestClient(TestServer(build_app(h.engine)))
+        await client.start_server()
+        try:
+            answer = await client.request(method, path, headers=AUTH)
+
+            assert answer.status == 404
+            assert (await error_of(answer))["code"] == "NOT_FOUND"
+        finally:
+            await client.close()
