@@ -312,6 +312,8 @@ def _header_key(request: web.Request, in_body: str | None) -> str | None:
     problem = None
     if in_body is not None:
         problem = "differs from the body's idempotency_key; send one of them"
+    elif _UNSTORABLE.search(header):  # bytes that are not UTF-8 read as lone surrogates
+        problem = "not UTF-8 text; send the key in UTF-8 (or ASCII)"
     elif not 1 <= len(header) <= IDEMPOTENCY_KEY_MAX:
         problem = f"{len(header)} characters; 1 to {IDEMPOTENCY_KEY_MAX}"
     if problem is not None:

@@ -458,3 +458,23 @@ async def test_a_nul_in_a_run_or_message_id_in_the_url_is_a_404_on_every_store(
             assert (await error_of(answer))["code"] == "NOT_FOUND"
         finally:
             await client.close()
+
+
+async def test_an_idempotency_key_header_of_bytes_that_are_not_utf8_is_a_400(api: Any) -> None:
+    # aiohttp reads such bytes as lone surrogates, which no store can write (a 500).
+    client, _ = api
+    body = b'{"flow": "cobranca_boleto", "contact": {"id": "c-1"}}'
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(
+        b"POST /v1/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token\r\n"
+        b"Idempotency-Key: k-\xff\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+        % (len(body), body)
+    )
+    await writer.drain()
+
+    answer = await reader.read()
+    writer.close()
+
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert b'"field": "Idempotency-Key"' in answer
+    assert (await client.get("/v1/contacts/c-1", headers=AUTH)).status == 404
