@@ -11,6 +11,7 @@ import logging
 import math
 import re
 import secrets
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -207,7 +208,7 @@ def _check_storable(document: Any) -> None:
             key := next((k for k in value if _UNSTORABLE.search(k)), None)
         ):
             raise _unstorable(f"{path}.{key}" if path else key, _UNSTORABLE.findall(key)[0])
-        if isinstance(value, float) and not math.isfinite(value):
+        if (isinstance(value, float) and not math.isfinite(value)) or _beyond_float(value):
             raise RequestError.bad_field(
                 path,
                 "not a finite number (NaN, Infinity, or beyond ±1.8e308); "
@@ -222,6 +223,15 @@ def _check_storable(document: Any) -> None:
             if depth > MAX_DEPTH:
                 raise _too_deep(path)
             stack += [(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
+
+
+def _beyond_float(value: Any) -> bool:
+    """A whole number no 64-bit float holds (``9`` * 400): filters and rules read
+    numbers as floats, so it would fail every message that shows it."""
+    return isinstance(value, int) and abs(value) > _LARGEST_FLOAT
+
+
+_LARGEST_FLOAT = int(sys.float_info.max)
 
 
 def _unstorable(field: str, char: str) -> RequestError:
