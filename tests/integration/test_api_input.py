@@ -480,3 +480,26 @@ async def test_an_idempotency_key_header_of_bytes_that_are_not_utf8_is_a_400(api
     assert answer.startswith(b"HTTP/1.1 400")
     assert b'"field": "Idempotency-Key"' in answer
     assert (await client.get("/v1/contacts/c-1", headers=AUTH)).status == 404
+
+
+async def test_a_number_of_thousands_of_digits_is_a_400_that_speaks_of_the_body(
+    tmp_path: Path,
+) -> None:
+    # Python refuses to read it, and its words named a Python function to call.
+    run = b'{"flow": "cobranca_boleto", "contact": {"id": "c-1"}, "context": {"v": ' + (
+        b"9" * 5000 + b"}}"
+    )
+    async with harness(settings_for(tmp_path)) as h:
+        client = TestClient(TestServer(build_app(h.engine)))
+        await client.start_server()
+        try:
+            answer = await client.post("/v1/runs", data=run, headers=AUTH)
+
+            assert answer.status == 400
+            error = await error_of(answer)
+            assert error["code"] == "INVALID_JSON"
+            assert "sys." not in error["message"]
+            assert "more digits" in error["message"]
+            assert await h.engine.store.get_contact("c-1") is None
+        finally:
+            await client.close()
