@@ -6,9 +6,7 @@ nothing is half-written on any error because every write is one store commit.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -18,6 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from engine import message_resend
+from engine.api_body import UNSTORABLE, read_json
 from engine.api_models import IDEMPOTENCY_KEY_MAX, ContactIn, RunIn
 from engine.api_views import message_view, run_view
 from engine.errors import (
@@ -60,7 +59,9 @@ def error_response(
 def pydantic_details(exc: ValidationError, prefix: str = "") -> list[FieldError]:
     out = []
     for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"])
+        # List indexes in brackets (``tags[1]``), as every other error names them.
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+        path = path.removeprefix(".")
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown field; remove it or check its spelling"
@@ -80,6 +81,22 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         limit = request.app[ENGINE].settings.server.max_body_bytes
         return error_response(
             413, "BODY_TOO_LARGE", f"the body is larger than {limit} bytes; send a smaller one"
+        )
+    except web.HTTPMethodNotAllowed as exc:
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        response = error_response(
+            405, "METHOD_NOT_ALLOWED", f"{exc.method} is not allowed here; use {allowed}"
+        )
+        response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))  # RFC 9110
+        return response
+    except web.HTTPNotFound:  # no route: say so, not what an unknown run's 404 says
+        hint = (
+            "paths take no trailing slash"
+            if len(request.path) > 1 and request.path.endswith("/")
+            else "see the README's HTTP API section for the paths disparo serves"
+        )
+        return error_response(
+            404, "NOT_FOUND", f"no such path: {request.method} {request.path}; {hint}"
         )
     except web.HTTPException as exc:
         if exc.status >= 400:
@@ -125,81 +142,12 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if scheme.lower() != "bearer" or not secrets.compare_digest(
             token.encode("utf-8", "surrogateescape"), expected.encode()
         ):
-            return error_response(401, "UNAUTHORIZED", "send `Authorization: Bearer <api_token>`")
-    return await handler(request)
-
-
-def _constant(constant: str) -> float:
-    """``NaN``/``Infinity``: not JSON (RFC 8259); read as the floats they name, so the
-    check below refuses them naming where they are."""
-    return float(constant)
-
-
-# How deeply a request body may nest: far more than any request needs, and far
-# less than what the JSON views of stored contexts and runs can walk back out.
-MAX_DEPTH = 32
-
-
-async def read_json(request: web.Request) -> Any:
-    raw = await request.read()
-    try:
-        # NaN and Infinity are not JSON (RFC 8259): stored, they would make every
-        # later answer about that contact unreadable to a strict client.
-        document = json.loads(raw, parse_constant=_constant)
-    except RecursionError:
-        raise _too_deep("") from None
-    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
-        raise RequestError(
-            status=400, code="INVALID_JSON", message=f"the body is not valid JSON: {exc}"
-        ) from None
-    _check_storable(document)
-    return document
-
-
-def _too_deep(field: str) -> RequestError:
-    return RequestError(
-        status=400,
-        code="INVALID_JSON",
-        message=f"the body nests too deeply: at most {MAX_DEPTH} levels of objects and lists",
-        details=[FieldError(field=field, message="flatten what is below here")] if field else [],
-    )
-
-
-def _check_storable(document: Any) -> None:
-    """400 for what JSON allows but disparo could not store and answer again: nesting
-    deeper than ``MAX_DEPTH``, a number too large for a float (``1e400`` reads as inf),
-    a NUL character (``\u0000``: PostgreSQL stores no text with one, and no message
-    needs one), in a value or a key."""
-    stack: list[tuple[Any, str, int]] = [(document, "", 1)]
-    while stack:
-        value, path, depth = stack.pop()
-        if isinstance(value, str) and "\x00" in value:
-            raise _nul(path)
-        if isinstance(value, dict) and (key := next((k for k in value if "\x00" in k), None)):
-            raise _nul(f"{path}.{key}" if path else key)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise RequestError.bad_field(
-                path,
-                "not a finite number (NaN, Infinity, or beyond ±1.8e308); "
-                "send a finite number, null, or the value as a string",
-                "a number is not one JSON allows",
+            response = error_response(
+                401, "UNAUTHORIZED", "send `Authorization: Bearer <api_token>`"
             )
-        if isinstance(value, dict):
-            if depth > MAX_DEPTH:
-                raise _too_deep(path)
-            stack += [(v, f"{path}.{k}" if path else str(k), depth + 1) for k, v in value.items()]
-        elif isinstance(value, list):
-            if depth > MAX_DEPTH:
-                raise _too_deep(path)
-            stack += [(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
-
-
-def _nul(field: str) -> RequestError:
-    return RequestError.bad_field(
-        field,
-        "remove the \\u0000 from this text",
-        "the body holds a NUL character (\\u0000), which cannot be stored",
-    )
+            response.headers["WWW-Authenticate"] = "Bearer"  # RFC 9110: the scheme it wants
+            return response
+    return await handler(request)
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -274,6 +222,8 @@ def _header_key(request: web.Request, in_body: str | None) -> str | None:
     problem = None
     if in_body is not None:
         problem = "differs from the body's idempotency_key; send one of them"
+    elif UNSTORABLE.search(header):  # bytes that are not UTF-8 read as lone surrogates
+        problem = "not UTF-8 text; send the key in UTF-8 (or ASCII)"
     elif not 1 <= len(header) <= IDEMPOTENCY_KEY_MAX:
         problem = f"{len(header)} characters; 1 to {IDEMPOTENCY_KEY_MAX}"
     if problem is not None:
@@ -283,17 +233,26 @@ def _header_key(request: web.Request, in_body: str | None) -> str | None:
     return header
 
 
+def id_in_path(request: web.Request, key: str, noun: str) -> str:
+    """A run or message id from the URL; 404 at once for one with a NUL (``%00``): no
+    id disparo makes holds one, and PostgreSQL would refuse the query (a 500)."""
+    value = request.match_info[key]
+    if "\x00" in value:
+        raise NotFound(f"{noun} {value} does not exist")
+    return value
+
+
 async def get_run(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     return web.json_response(
-        await _run_document(engine, await engine.get_run(request.match_info["run_id"]))
+        await _run_document(engine, await engine.get_run(id_in_path(request, "run_id", "run")))
     )
 
 
 async def cancel_run(request: web.Request) -> web.Response:
     """The cancelled run, as GET shows it (plus ``run_id``, as the start answers)."""
     engine = request.app[ENGINE]
-    run = await engine.cancel_run(request.match_info["run_id"])
+    run = await engine.cancel_run(id_in_path(request, "run_id", "run"))
     return web.json_response({"run_id": run.id, **await _run_document(engine, run)})
 
 
@@ -304,7 +263,7 @@ async def _run_document(engine: Engine, run: Run) -> dict[str, Any]:
 
 
 async def get_message(request: web.Request) -> web.Response:
-    message = await request.app[ENGINE].get_message(request.match_info["message_id"])
+    message = await request.app[ENGINE].get_message(id_in_path(request, "message_id", "message"))
     return web.json_response(message_view(message))
 
 
@@ -346,7 +305,7 @@ async def resend_message(request: web.Request) -> web.Response:
     message = await message_resend.resend(
         engine.store,
         engine.catalog,
-        request.match_info["message_id"],
+        id_in_path(request, "message_id", "message"),
         now=engine.clock.now(),
         default_timezone=engine.dispatcher.settings.default_timezone,
     )

@@ -6,7 +6,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from engine import run_cancel
-from engine.api import ENGINE, parse_body, read_json, upsert_of
+from engine.api import ENGINE, parse_body, upsert_of
+from engine.api_body import read_json
 from engine.api_models import CONTACT_ID_MAX, ContactIn
 from engine.api_views import contact_view, event_view, run_summary
 from engine.contact_data import erase_contact, erased_view, export_contact

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from aiohttp import web
 from pydantic import ValidationError
 
-from engine.api import ENGINE, pydantic_details, read_json
+from engine.api import ENGINE, pydantic_details
+from engine.api_body import read_json
 from engine.api_models import ContactIn, EventIn
 from engine.errors import FieldError, RequestError
 from engine.event_times import describe, too_far_ahead
@@ -78,9 +79,9 @@ def _parse(items: list[object], listed: bool) -> list[EventIn]:
 
 def _refused(status: int, code: str, details: list[FieldError], count: int) -> RequestError:
     what = "the event" if count == 1 else "events of the list"
-    why = "is invalid" if status == 400 else "name what does not exist"
-    if count == 1 and status == 404:
-        why = "names what does not exist"
+    why = "are invalid" if status == 400 else "name what does not exist"
+    if count == 1:
+        why = "is invalid" if status == 400 else "names what does not exist"
     return RequestError(
         status=status,
         code=code,

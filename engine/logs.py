@@ -13,14 +13,15 @@ import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-# International numbers as a run of 12-17 digits (E.164 with or without the +), and
+# International numbers as a run of 12-17 digits (E.164 with or without the +; with
+# the +, from 8 digits: +1 and many European numbers are shorter than Brazil's), and
 # Brazilian numbers as vendors echo them: national digits (11987654321) or written
 # out ("+55 11 98765-4321", "(11) 98765-4321"). Dates and times never match: their
 # groups are joined by "-" or ":" where a phone has a space.
 # Lookbehinds up front: the regex runs over every log line. The second keeps ids
 # whole: a UUID's last group can be twelve digits (about 1 id in 300).
 _PHONE = re.compile(
-    r"(?<![\w+])(?<![0-9a-fA-F]{4}-)(?:\+?\d{12,17}\b"
+    r"(?<![\w+])(?<![0-9a-fA-F]{4}-)(?:(?:\+\d{8,17}|\d{12,17})\b"
     r"|(?:\+?55 ?)?(?:\(\d{2}\)|\d{2}) ?9?\d{4}[ -]?\d{4}(?![\w-]))"
 )
 

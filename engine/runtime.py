@@ -424,8 +424,8 @@ class Engine:
         if not parsed.statuses and not parsed.contact_events and parsed.errors:
             raise ProviderRejected("; ".join(parsed.errors), status=400)
         outcomes: list[IngestOutcome] = []
-        # A NUL (\u0000) in a vendor's text is junk PostgreSQL's text columns cannot keep
-        # (engine.inbound_text): dropped here, on every store alike.
+        # A NUL (\u0000) or a lone surrogate in a vendor's text is junk no store can keep
+        # (engine.inbound_text): dropped or replaced here, on every store alike.
         if parsed.statuses:
             outcomes += await self.ingest_status_reports(without_nul(parsed.statuses))
         if parsed.contact_events:

@@ -108,9 +108,10 @@ def _reload_refused() -> None:
 def warn_open_doors(engine: Engine, host: str) -> None:
     """Say at start what anyone who can reach the port could do: post webhooks a
     provider without ``webhook_secret`` takes from anybody (forged replies, clicks,
-    opt-outs), and call the API with the example token on a non-loopback address."""
+    opt-outs), and call the API with the example token on a non-loopback address.
+    A provider that takes no webhooks (Robbu refuses every body) opens no such door."""
     for name, provider in sorted(engine.providers.items()):
-        if webhook_secret(provider) is None:
+        if provider.capabilities.webhooks and webhook_secret(provider) is None:
             log.warning(
                 "POST /webhooks/%s takes events from anyone who can reach this port: set "
                 "providers.%s.webhook_secret and give the vendor the URL with ?token=<it>",

@@ -30,7 +30,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.models import MessageStatus, StatusReport
+from engine.models import MessageStatus, StatusReport, in_utc
 from providers.base import ParsedWebhook
 from providers.webhook_json import BadItem, load_json, parse_items, rejected
 
@@ -149,6 +149,10 @@ def _when(value: Any) -> datetime | None:
             when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
             return None
-        # A time without a zone could be anyone's local time: trust receipt instead.
-        return when.astimezone(UTC) if when.tzinfo is not None else None
+        if when.tzinfo is None:  # anyone's local time: trust receipt instead
+            return None
+        try:
+            return in_utc(when)
+        except ValueError:  # past year 9999 (or before year 1) in UTC: not usable either
+            return None
     return None

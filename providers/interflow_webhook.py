@@ -26,7 +26,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.models import MessageStatus, StatusReport
+from engine.models import MessageStatus, StatusReport, in_utc
 from providers.base import ParsedWebhook
 from providers.webhook_json import BadItem, load_json, parse_items, rejected
 
@@ -89,7 +89,7 @@ def _status_report(item: Any, provider: str, received_at: datetime) -> StatusRep
     if not isinstance(message_id, str) or not message_id.strip():
         raise BadItem("'data.message_id' must be a non-empty string")
     word = data.get("status")
-    if word not in STATUSES:
+    if not isinstance(word, str) or word not in STATUSES:  # a list or object is unhashable
         raise BadItem(f"'data.status' is {word!r}; expected one of {', '.join(STATUSES)}")
     code, said = _error_of(data.get("error"))
     return StatusReport(
@@ -112,7 +112,10 @@ def _timestamp(value: Any, received_at: datetime) -> datetime:
         when = datetime.fromisoformat(value)
     except ValueError:
         raise BadItem(f"'data.timestamp' {value!r} is not an ISO 8601 time") from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    try:
+        return in_utc(when.replace(tzinfo=UTC) if when.tzinfo is None else when)
+    except ValueError:  # past year 9999 (or before year 1) in UTC
+        raise BadItem(f"'data.timestamp' {value!r} is outside the dates disparo can keep") from None
 
 
 def _error_of(error: Any) -> tuple[str | None, str | None]:

@@ -784,6 +784,9 @@ async def test_a_failure_carries_altus_reason(make_provider: MakeProvider) -> No
         ("2024-05-01T09:00:10", NOW),  # no zone: whose local time? use the time of receipt
         ("ontem", NOW),
         (None, NOW),
+        # Past year 9999 or before year 1 in UTC: no datetime holds it (it was a 500).
+        ("9999-12-31T23:59:59-03:00", NOW),
+        ("0001-01-01T00:00:00+01:00", NOW),
     ],
 )
 async def test_status_times(make_provider: MakeProvider, timestamp: Any, at: datetime) -> None:

@@ -95,6 +95,8 @@ async def test_the_v1_api_needs_the_bearer_token(api: Any) -> None:
     assert missing.status == 401
     assert wrong.status == 401
     assert (await error_of(wrong))["code"] == "UNAUTHORIZED"
+    # RFC 9110: a 401 names the scheme it wants.
+    assert missing.headers["WWW-Authenticate"] == wrong.headers["WWW-Authenticate"] == "Bearer"
     assert (await client.get("/healthz")).status == 200  # probes need no token
 
 

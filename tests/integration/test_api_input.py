@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from engine.api import build_app
 from engine.errors import UserInputError
 from engine.models import ContactEvent
+from tests.integration.engine_kit import harness, settings_for
 from tests.integration.test_api import AUTH, RUN, error_of
 
 EDGE = "0001-01-01T00:00:00+14:00"  # year 0 in UTC: no datetime holds it
@@ -101,6 +105,7 @@ async def test_a_batch_with_a_bad_item_is_refused_whole_naming_its_index(api: An
     assert response.status == 400
     error = await error_of(response)
     assert error["code"] == "VALIDATION_ERROR"
+    assert error["message"] == "events of the list are invalid; nothing of the request was stored"
     assert error["details"] == [
         {
             "field": "[2].contact",
@@ -179,7 +184,9 @@ async def test_the_engine_refuses_a_contactless_event_before_creating_any_contac
     assert await h.engine.store.find_contact_by_phone("+5511977770000") is None
 
 
-@pytest.mark.parametrize("number", ["1e400", "-1e999"])
+# A whole number of 400 digits is beyond a float too: accepted, it failed every
+# message that rendered it ("[<class 'decimal.InvalidOperation'>]").
+@pytest.mark.parametrize("number", ["1e400", "-1e999", "9" * 400, "-" + "1" * 310])
 async def test_a_number_too_large_for_a_float_is_a_400_naming_the_field(
     api: Any, number: str
 ) -> None:
@@ -323,3 +330,176 @@ async def test_a_batch_gets_one_outcome_per_event_in_the_order_given(api: Any) -
     assert body["outcomes"][:2] == ["duplicate", "queued"]
     assert len(body["outcomes"]) == 3
     assert body["accepted"] == 2  # a duplicate is not accepted, as on the webhooks
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "field"),
+    [
+        ("/v1/contacts/c-1", b'{"name": "Maria \\ud800"}', "name"),
+        ("/v1/contacts/c-1", b'{"context": {"nota\\udfff": 1}}', "context.nota\udfff"),
+        (
+            "/v1/runs",
+            b'{"flow": "cobranca_boleto", "contact": {"id": "c-1"}, '
+            b'"context": {"valor": ["\\udc00"]}}',
+            "context.valor[0]",
+        ),
+    ],
+)
+async def test_a_lone_surrogate_is_a_400_naming_the_field_and_nothing_is_stored(
+    api: Any, path: str, raw: bytes, field: str
+) -> None:
+    # JSON allows "\ud800" alone, but it is no character: UTF-8 cannot encode it, so
+    # the store could not write it (it was a 500).
+    client, _ = api
+    send = client.put if path.startswith("/v1/contacts") else client.post
+
+    answer = await send(path, data=raw, headers=AUTH)
+
+    assert answer.status == 400
+    assert [d["field"] for d in (await error_of(answer))["details"]] == [field]
+    assert (await client.get("/v1/contacts/c-1", headers=AUTH)).status == 404
+
+
+async def test_a_lone_surrogate_in_an_event_is_a_400_and_nothing_is_stored(api: Any) -> None:
+    client, h = api
+    await client.put("/v1/contacts/c-1", json={"phone": "+5511999998888"}, headers=AUTH)
+    raw = b'[{"type": "reply", "contact": "c-1", "text": "ok"}, ' + (
+        b'{"type": "reply", "contact": "c-1", "text": "\\ud83d"}]'
+    )
+
+    answer = await client.post("/v1/events", data=raw, headers=AUTH)
+
+    assert answer.status == 400
+    assert [d["field"] for d in (await error_of(answer))["details"]] == ["[1].text"]
+    assert await h.engine.store.list_events(kind_prefix="inbound.", limit=10) == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/v1/runs", {"POST"}),
+        ("PUT", "/v1/runs/r-1", {"GET", "HEAD"}),
+        ("GET", "/webhooks/sandbox", {"POST"}),
+    ],
+)
+async def test_a_method_the_path_does_not_take_is_a_405_saying_which_it_takes(
+    api: Any, method: str, path: str, allowed: set[str]
+) -> None:
+    # RFC 9110: a 405 carries an Allow header; a client reads it to correct itself.
+    client, _ = api
+
+    answer = await client.request(method, path, headers=AUTH)
+
+    assert answer.status == 405
+    assert set(answer.headers["Allow"].split(",")) == allowed
+    error = await error_of(answer)
+    assert error["code"] == "METHOD_NOT_ALLOWED"
+    assert all(m in error["message"] for m in allowed)
+
+
+async def test_a_bad_list_item_is_named_by_its_index_in_brackets(api: Any) -> None:
+    # The way every other error names a place in a list ("[1].contact", "tags[0]").
+    client, _ = api
+
+    put = await client.put("/v1/contacts/c-1", json={"tags": ["vip", 7]}, headers=AUTH)
+    events = await client.post(
+        "/v1/events",
+        json=[{"type": "reply", "contact": "c-1", "text": "oi"}, {"type": "reply", "text": [1]}],
+        headers=AUTH,
+    )
+
+    assert put.status == 400
+    assert [d["field"] for d in (await error_of(put))["details"]] == ["tags[1]"]
+    assert events.status == 400
+    assert [d["field"] for d in (await error_of(events))["details"]] == ["[1].text"]
+
+
+@pytest.mark.parametrize(
+    ("path", "hint"),
+    [
+        ("/v1/runs/", "no trailing slash"),
+        ("/v1/contacts/c-1/runs/", "no trailing slash"),
+        ("/v1/nothing", "see the README"),
+    ],
+)
+async def test_a_path_disparo_does_not_serve_is_a_404_saying_so(
+    api: Any, path: str, hint: str
+) -> None:
+    # Not a bare "Not Found", which reads like an unknown run or contact.
+    client, _ = api
+
+    answer = await client.get(path, headers=AUTH)
+
+    assert answer.status == 404
+    error = await error_of(answer)
+    assert error["code"] == "NOT_FOUND"
+    assert error["message"].startswith(f"no such path: GET {path}")
+    assert hint in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/runs/r%001"),
+        ("POST", "/v1/runs/r%001/cancel"),
+        ("GET", "/v1/messages/m%001"),
+        ("POST", "/v1/messages/m%001/resend"),
+    ],
+)
+async def test_a_nul_in_a_run_or_message_id_in_the_url_is_a_404_on_every_store(
+    tmp_path: Path, storage: str, method: str, path: str
+) -> None:
+    # No id disparo makes holds one; PostgreSQL refused the query and it was a 500.
+    async with harness(settings_for(tmp_path, storage=storage)) as h:
+        client = TestClient(TestServer(build_app(h.engine)))
+        await client.start_server()
+        try:
+            answer = await client.request(method, path, headers=AUTH)
+
+            assert answer.status == 404
+            assert (await error_of(answer))["code"] == "NOT_FOUND"
+        finally:
+            await client.close()
+
+
+async def test_an_idempotency_key_header_of_bytes_that_are_not_utf8_is_a_400(api: Any) -> None:
+    # aiohttp reads such bytes as lone surrogates, which no store can write (a 500).
+    client, _ = api
+    body = b'{"flow": "cobranca_boleto", "contact": {"id": "c-1"}}'
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(
+        b"POST /v1/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token\r\n"
+        b"Idempotency-Key: k-\xff\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+        % (len(body), body)
+    )
+    await writer.drain()
+
+    answer = await reader.read()
+    writer.close()
+
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert b'"field": "Idempotency-Key"' in answer
+    assert (await client.get("/v1/contacts/c-1", headers=AUTH)).status == 404
+
+
+async def test_a_number_of_thousands_of_digits_is_a_400_that_speaks_of_the_body(
+    tmp_path: Path,
+) -> None:
+    # Python refuses to read it, and its words named a Python function to call.
+    run = b'{"flow": "cobranca_boleto", "contact": {"id": "c-1"}, "context": {"v": ' + (
+        b"9" * 5000 + b"}}"
+    )
+    async with harness(settings_for(tmp_path)) as h:
+        client = TestClient(TestServer(build_app(h.engine)))
+        await client.start_server()
+        try:
+            answer = await client.post("/v1/runs", data=run, headers=AUTH)
+
+            assert answer.status == 400
+            error = await error_of(answer)
+            assert error["code"] == "INVALID_JSON"
+            assert "sys." not in error["message"]
+            assert "more digits" in error["message"]
+            assert await h.engine.store.get_contact("c-1") is None
+        finally:
+            await client.close()

@@ -921,6 +921,38 @@ async def test_a_bad_event_in_a_batch_keeps_the_others(make_provider: MakeProvid
     assert "message.received" in parsed.errors[2]
 
 
+@pytest.mark.parametrize("timestamp", ["9999-12-31T23:59:59-03:00", "0001-01-01T00:00:00+01:00"])
+async def test_a_timestamp_outside_utc_s_range_is_a_bad_event_not_a_500(
+    make_provider: MakeProvider, timestamp: str
+) -> None:
+    provider = await make_provider()
+    dated = {"message_id": "msg_1", "status": "read", "timestamp": timestamp}
+    events = [{"event": "message.status_updated", "data": dated}, status_event("msg_2", "read")]
+
+    parsed = provider.parse_webhook(json.dumps(events).encode(), {}, NOW)
+
+    assert [r.provider_message_id for r in parsed.statuses] == ["msg_2"]
+    assert parsed.errors == [
+        f"[0]: 'data.timestamp' {timestamp!r} is outside the dates disparo can keep"
+    ]
+
+
+@pytest.mark.parametrize("word", [["read"], {"code": "read"}])
+async def test_a_status_that_is_not_a_string_is_a_bad_event_not_a_500(
+    make_provider: MakeProvider, word: Any
+) -> None:
+    provider = await make_provider()
+    odd = {"event": "message.status_updated", "data": {"message_id": "msg_1", "status": word}}
+
+    parsed = provider.parse_webhook(
+        json.dumps([odd, status_event("msg_2", "read")]).encode(), {}, NOW
+    )
+
+    assert [r.provider_message_id for r in parsed.statuses] == ["msg_2"]
+    [error] = parsed.errors
+    assert error.startswith("[0]: 'data.status' is ")
+
+
 async def test_an_event_disparo_does_not_read_is_an_error_not_a_status(
     make_provider: MakeProvider,
 ) -> None:

@@ -66,6 +66,9 @@ def test_invalid_phones_say_how_to_write_them(raw: str) -> None:
         ("para +55 11 98765-4321", "para +55 ** *****-4321"),
         ("para (11) 98765-4321", "para (11) *****-4321"),
         ("fixo 11 3456-7890", "fixo 11 ****-7890"),
+        # E.164 numbers of other countries are shorter than Brazil's 12 or 13 digits.
+        ("for contact +12125551234", "for contact +12*****1234"),
+        ("for contact +3361234567", "for contact +33****4567"),
     ],
 )
 def test_phone_numbers_are_masked_in_log_text(text: str, masked: str) -> None:
