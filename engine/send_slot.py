@@ -9,12 +9,16 @@ is taken over after the lease and sent once, where a ``sending`` message of a
 provider without idempotency keys would have become ``ambiguous``.
 
 What goes wrong before the outbox write (a rate limit parks the send, a login
-fails) is handled here: nothing left, so the message stays ``queued``.
+fails) is handled here: nothing left, so the message stays ``queued``. So is the call
+in that slot (``call_provider``), and the question a send that waited asks before it
+goes (``still_wanted``): is its message still there, and still ours to send?
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING
@@ -27,10 +31,11 @@ from engine.errors import (
     ProviderUnavailable,
     ProviderUnreachable,
     StaleRun,
+    StoreUnavailable,
 )
 from engine.flow.model import to_timedelta
-from engine.models import DueWork, Message, MessageStatus
-from providers.base import Departure, Provider, send_slot, watch_departure
+from engine.models import DueWork, Message, MessageStatus, OutboundMessage, SendResult
+from providers.base import Departure, Provider, SendWithdrawn, send_slot, watch_departure
 from storage.base import Commit, Completion, MessageChange
 
 if TYPE_CHECKING:
@@ -137,3 +142,48 @@ async def not_ready(
         error,
         retry_at.isoformat(),
     )
+
+
+async def call_provider(
+    sender: Sender, work: DueWork, message: Message, slot: SendSlot, outbound: OutboundMessage
+) -> SendResult | None:
+    """``provider.send`` under a departure watch; ``None`` when the engine is
+    stopping and the send was given back to the queue before it left."""
+    if sender.d.stopping:
+        await send_failures.give_back(sender, work, message)
+        return None
+    provider, watched = slot.provider, slot.watched
+    watched.still_wanted = lambda: still_wanted(sender, message.id)
+    watched.started = time.monotonic()
+    try:
+        return await provider.send(outbound)
+    except SendWithdrawn:
+        pass
+    except asyncio.CancelledError:
+        if watched.never_left:  # cancelled before its request started
+            await asyncio.shield(send_failures.give_back(sender, work, message))
+        elif sender.d.stopping:
+            send_failures.log_cut_off(message, provider.capabilities.idempotency_key)
+        raise
+    await send_failures.give_back(sender, work, message)
+    return None
+
+
+async def still_wanted(
+    sender: Sender, message_id: str, status: MessageStatus = MessageStatus.SENDING
+) -> bool:
+    """After a wait: False when the message is gone (its contact was erased,
+    here or by another process) or no longer ``status`` (taken over). A store
+    that does not answer does not stop the send: its outcome is recorded later."""
+    try:
+        message = await sender.d.store.get_message(message_id)
+    except StoreUnavailable:
+        return True
+    if message is None or message.status != status:
+        log.info(
+            "message %s is %s since its send began; not sending it",
+            message_id,
+            "gone" if message is None else message.status,
+        )
+        return False
+    return True

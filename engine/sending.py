@@ -35,7 +35,6 @@ from engine.errors import (
     ProviderError,
     RenderError,
     StaleRun,
-    StoreUnavailable,
 )
 from engine.flow.model import Flow
 from engine.models import (
@@ -48,7 +47,6 @@ from engine.models import (
     NewEvent,
     OutboundMessage,
     Run,
-    SendResult,
 )
 from engine.outbound_counts import count_outbound, deciding
 from engine.resends import count_resend
@@ -60,7 +58,7 @@ from engine.send_content import (
     message_event,
     provider_hints,
 )
-from engine.send_slot import SendSlot, not_ready, watched_send
+from engine.send_slot import SendSlot, call_provider, not_ready, still_wanted, watched_send
 from engine.validity import Validity
 from providers.base import RECHECK_AFTER_SECONDS, Departure, SendWithdrawn
 from storage.base import Commit, Completion, MessageChange
@@ -211,7 +209,7 @@ class Sender:
             hints=self._hints_for(flow, run.flow_version, message.step),
         )
         try:
-            result = await self._call(work, message, slot, outbound)
+            result = await call_provider(self, work, message, slot, outbound)
         except ProviderError as exc:
             if isinstance(exc, ProviderAuthError):
                 log.error(
@@ -254,30 +252,6 @@ class Sender:
         # A known outcome: kept until the store records it (engine.outcome_keeper).
         await send_answer.record_sent(self, work, message, run, contact, result, self.now)
 
-    async def _call(
-        self, work: DueWork, message: Message, slot: SendSlot, outbound: OutboundMessage
-    ) -> SendResult | None:
-        """``provider.send`` under a departure watch; ``None`` when the engine is
-        stopping and the send was given back to the queue before it left."""
-        if self.d.stopping:
-            await send_failures.give_back(self, work, message)
-            return None
-        provider, watched = slot.provider, slot.watched
-        watched.still_wanted = lambda: self._still_wanted(message.id)
-        watched.started = time.monotonic()
-        try:
-            return await provider.send(outbound)
-        except SendWithdrawn:
-            pass
-        except asyncio.CancelledError:
-            if watched.never_left:  # cancelled before its request started
-                await asyncio.shield(send_failures.give_back(self, work, message))
-            elif self.d.stopping:
-                send_failures.log_cut_off(message, provider.capabilities.idempotency_key)
-            raise
-        await send_failures.give_back(self, work, message)
-        return None
-
     def withdraw_waiting(self) -> list[int]:
         """The engine is stopping: no watched send may start a request any more.
         Returns the due work whose send waits for a provider's slot or prepares its
@@ -286,25 +260,6 @@ class Sender:
         for _, watched in self.watching.values():
             watched.withdrawn = True
         return [work_id for work_id, watched in self.watching.values() if watched.waiting]
-
-    async def _still_wanted(
-        self, message_id: str, status: MessageStatus = MessageStatus.SENDING
-    ) -> bool:
-        """After a wait: False when the message is gone (its contact was erased,
-        here or by another process) or no longer ``status`` (taken over). A store
-        that does not answer does not stop the send: its outcome is recorded later."""
-        try:
-            message = await self.d.store.get_message(message_id)
-        except StoreUnavailable:
-            return True
-        if message is None or message.status != status:
-            log.info(
-                "message %s is %s since its send began; not sending it",
-                message_id,
-                "gone" if message is None else message.status,
-            )
-            return False
-        return True
 
     async def _prepare(
         self,
@@ -414,7 +369,7 @@ class Sender:
             return None
         # Its contact may have been erased (or the work taken over) while it waited.
         waited = slot.watched.contended or time.monotonic() - waiting_since > RECHECK_AFTER_SECONDS
-        if waited and not await self._still_wanted(message.id, MessageStatus.QUEUED):
+        if waited and not await still_wanted(self, message.id, MessageStatus.QUEUED):
             return None
         now = self.now  # the wait may have been long
         try:
