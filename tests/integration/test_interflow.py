@@ -721,6 +721,17 @@ def test_rate_limit_headers_are_read_in_every_documented_form() -> None:
     assert (garbage.limit, garbage.wait) == (None, None)
 
 
+def test_a_retry_after_date_is_measured_on_the_engines_clock() -> None:
+    # RFC 9110 lets Retry-After be an HTTP-date; the wait is that date minus *our*
+    # clock (the engine's, virtual in tests and simulations), never the host's.
+    wall_now = datetime(2022, 1, 1, 0, 0, 0, tzinfo=UTC).timestamp()
+    said = read_rate_limit_headers(
+        CIMultiDict({"Retry-After": "Sat, 01 Jan 2022 00:00:30 GMT"}), wall_now=wall_now
+    )
+    assert said.retry_after == 30.0
+    assert said.wait == 30.0
+
+
 # ---------------------------------------------------------------- transport faults
 
 
