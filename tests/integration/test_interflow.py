@@ -290,6 +290,26 @@ DOCUMENTED: list[tuple[str, Content, str, dict[str, Any]]] = [
         "image",
         {"url": "https://exemplo.com/i.png"},
     ),
+    # A caption, file name or place name rendered empty says nothing: left out,
+    # never sent as "" (the fake, like a strict validator, wants them non-empty).
+    (
+        "an empty caption is left out",
+        Media(kind="image", url="https://exemplo.com/i.png", caption=""),
+        "image",
+        {"url": "https://exemplo.com/i.png"},
+    ),
+    (
+        "an empty file name and caption are left out",
+        Media(kind="document", url="https://exemplo.com/c.pdf", filename=" ", caption=""),
+        "document",
+        {"url": "https://exemplo.com/c.pdf"},
+    ),
+    (
+        "an empty place name and address are left out",
+        Location(latitude=-23.5505, longitude=-46.6333, name="", address=""),
+        "location",
+        {"latitude": -23.5505, "longitude": -46.6333},
+    ),
 ]
 
 
