@@ -259,6 +259,8 @@ class RobbuProvider:
     async def start(self) -> None:
         """Open the connection pool; the login waits for the first send."""
         self.login.share_through(self.host.provider_state)
+        if self.host.provider_state is not None:  # Retry-After dates on the engine's clock
+            self._http.clock = self.host.provider_state.now
         await self._http.start()
 
     async def close(self) -> None:
