@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
@@ -93,6 +94,9 @@ class HttpTransport:
         self.timeout = timeout
         self.max_in_flight = max_in_flight
         self.redact = redact or Redactor()
+        # The clock a Retry-After HTTP-date is measured on: the engine's (its store's)
+        # when the provider has one, else the host's.
+        self.clock: Callable[[], datetime] | None = None
         self._slots = asyncio.Semaphore(max_in_flight)
         self._session: aiohttp.ClientSession | None = None
 
@@ -268,6 +272,7 @@ class HttpTransport:
             self.redact(words) if words else None,
             provider=self.provider,
             retry_after=answer.headers.get("Retry-After"),
+            now=self.clock() if self.clock is not None else None,
         )
 
 
