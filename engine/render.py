@@ -42,8 +42,16 @@ from jinja2.utils import consume, missing
 
 from engine.errors import RenderError
 from engine.models import Contact
+from engine.printed_size import printed_size
 from engine.pt_br import DEFAULT_DATE_FORMAT, brl, first_name, format_date, phone
-from engine.sandbox import MAX_TEXT, MessageSandbox, MissingValue, TooLarge, render_budget
+from engine.sandbox import (
+    MAX_PRODUCED,
+    MAX_TEXT,
+    MessageSandbox,
+    MissingValue,
+    TooLarge,
+    render_budget,
+)
 
 NAMES = ("contact", "context", "run", "now")
 _TZ = "disparo.timezone"  # a dot keeps it out of reach of template code
@@ -258,13 +266,22 @@ def render_value(value: Any, scope: RenderScope, *, flow: str, step: str, field:
 
     A string that is exactly one ``{{ expression }}`` keeps the expression's type, as
     plain JSON values (``{{ context.tentativas + 1 }}`` stores 2, not "2"; tuples become
-    lists, dates ISO strings); any other string renders to text.
+    lists, dates ISO strings); any other string renders to text. A value whose text
+    (what a store writes) would pass ``MAX_PRODUCED`` characters is a RenderError.
     """
     if isinstance(value, str):
         compiled = _whole_expression(value)
         if compiled is None:
             return render_string(value, scope, flow=flow, step=step, field=field)
         result = _run_expression(compiled, value, scope, flow=flow, step=step, field=field)
+        if printed_size(result, MAX_PRODUCED) > MAX_PRODUCED:
+            raise RenderError(
+                f"this value is over the limit of {MAX_PRODUCED:,} characters as text; "
+                "keep less in it",
+                flow=flow,
+                step=step,
+                field=field,
+            )
         return _plain(result)
     if isinstance(value, Mapping):
         return {
