@@ -158,6 +158,7 @@ def compile_expression(source: str) -> Callable[[Mapping[str, Any]], Any]:
     (``Context.parent``), instead of building a context per call as jinja's
     ``TemplateExpression`` does: a sweep evaluates one expression for thousands of
     contacts. Not reentrant: evaluate one call at a time (rendering never awaits).
+    Each call has a render's budget of time and built text (``render_budget``).
     """
     return _ReusedContext(_expression_template(source))
 
@@ -189,7 +190,8 @@ class _ReusedContext:
         context = self._context
         context.parent = {**self._globals, **variables}
         context.vars = {}
-        consume(self._root(context))
+        with render_budget():  # each call its own time and text budget, as a render
+            consume(self._root(context))
         return context.vars["result"]
 
 

@@ -516,6 +516,24 @@ def test_a_set_value_whose_text_would_be_huge_is_refused() -> None:
     assert kept == {"x": [data["t"], data["t"]]}
 
 
+def test_a_compiled_expression_has_the_render_budget_too() -> None:
+    # A sweep's `audience:` runs compile_expression's callable for every contact; it
+    # ran with no budget, so `map` could build 2,000 texts of 60,000 characters.
+    from engine.render import compile_expression
+
+    audience = compile_expression("context.n | map('string') | map('center', 60000) | list")
+    variables = scope({"n": list(range(2000))}).variables
+    tracemalloc.start()
+    try:
+        with pytest.raises(sandbox.TooMuchWork, match="builds over 4,000,000 characters"):
+            audience(variables)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8_000_000
+    assert compile_expression("context.n | length > 1")(variables) is True
+
+
 def test_contact_data_is_data_never_template_source() -> None:
     hostile = "{{ ''.__class__ }}{% for i in range(9) %}x{% endfor %}"
     assert text("Oi {{ context.nome }}", {"nome": hostile}) == f"Oi {hostile}"
