@@ -219,15 +219,20 @@ def trigger_problems(flow: Flow, at: Locator) -> Iterable[Problem]:
                     path = (*where, "keyword", position) if listed else (*where, "keyword")
                     yield at.problem(path, "an empty keyword matches no reply; remove it")
             if trigger.regex is not None:
-                try:
-                    re.compile(trigger.regex)
-                except re.error as exc:
-                    yield at.problem(
-                        (*where, "regex"), f"`regex` does not compile: {exc}; check the pattern"
-                    )
-                else:
-                    if nested_repeat(trigger.regex):
-                        yield at.problem((*where, "regex"), _NESTED_REPEAT)
+                yield from _regex_problems(trigger.regex, (*where, "regex"), at)
+
+
+def _regex_problems(regex: str, where: tuple[str | int, ...], at: Locator) -> Iterable[Problem]:
+    try:
+        re.compile(regex)
+        nested = nested_repeat(regex)
+    except re.error as exc:
+        yield at.problem(where, f"`regex` does not compile: {exc}; check the pattern")
+    except RecursionError:  # Python's parser of regexes recurses per group
+        yield at.problem(where, "`regex` is nested too deeply to compile; nest fewer groups")
+    else:
+        if nested:
+            yield at.problem(where, _NESTED_REPEAT)
 
 
 def opt_out_keyword_triggers(opt_out_keywords: Sequence[str]) -> FlowCheck:

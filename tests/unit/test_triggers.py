@@ -601,3 +601,11 @@ def test_regexes_without_nested_repeats_are_accepted(regex: str) -> None:
         "f.yaml",
         extra_checks=[trigger_problems],
     )
+
+
+def test_a_regex_nested_past_pythons_stack_is_a_problem_not_a_crash() -> None:
+    deep = "(" * 1000 + "a" + ")" * 1000
+    (found,) = problems(f"  - event: reply\n    regex: '{deep}'\n")
+
+    assert found.startswith("f.yaml:7:")
+    assert "`regex` is nested too deeply" in found
