@@ -63,6 +63,10 @@ def host_of(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
+CUT = "…"  # what ends a text cut to a length
+MIN_CUT_SECRET = 4  # the shortest start of a secret hidden at a cut; fewer are ordinary words
+
+
 class Redactor:
     """Replaces known secrets (and their longer fragments) in text shown to operators."""
 
@@ -81,6 +85,12 @@ class Redactor:
     def __call__(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, "***")
+        if text.endswith(CUT):  # cut to a length (``one_line``) inside a secret
+            kept = text[: -len(CUT)]
+            for secret in self.secrets:
+                for size in range(len(secret) - 1, MIN_CUT_SECRET - 1, -1):
+                    if kept.endswith(secret[:size]):
+                        return kept[:-size] + "***" + CUT
         return text
 
 
