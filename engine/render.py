@@ -42,8 +42,16 @@ from jinja2.utils import consume, missing
 
 from engine.errors import RenderError
 from engine.models import Contact
+from engine.printed_size import printed_size
 from engine.pt_br import DEFAULT_DATE_FORMAT, brl, first_name, format_date, phone
-from engine.sandbox import MAX_TEXT, MessageSandbox, MissingValue, TooLarge, render_budget
+from engine.sandbox import (
+    MAX_PRODUCED,
+    MAX_TEXT,
+    MessageSandbox,
+    MissingValue,
+    TooLarge,
+    render_budget,
+)
 
 NAMES = ("contact", "context", "run", "now")
 _TZ = "disparo.timezone"  # a dot keeps it out of reach of template code
@@ -150,6 +158,7 @@ def compile_expression(source: str) -> Callable[[Mapping[str, Any]], Any]:
     (``Context.parent``), instead of building a context per call as jinja's
     ``TemplateExpression`` does: a sweep evaluates one expression for thousands of
     contacts. Not reentrant: evaluate one call at a time (rendering never awaits).
+    Each call has a render's budget of time and built text (``render_budget``).
     """
     return _ReusedContext(_expression_template(source))
 
@@ -181,7 +190,8 @@ class _ReusedContext:
         context = self._context
         context.parent = {**self._globals, **variables}
         context.vars = {}
-        consume(self._root(context))
+        with render_budget():  # each call its own time and text budget, as a render
+            consume(self._root(context))
         return context.vars["result"]
 
 
@@ -258,13 +268,22 @@ def render_value(value: Any, scope: RenderScope, *, flow: str, step: str, field:
 
     A string that is exactly one ``{{ expression }}`` keeps the expression's type, as
     plain JSON values (``{{ context.tentativas + 1 }}`` stores 2, not "2"; tuples become
-    lists, dates ISO strings); any other string renders to text.
+    lists, dates ISO strings); any other string renders to text. A value whose text
+    (what a store writes) would pass ``MAX_PRODUCED`` characters is a RenderError.
     """
     if isinstance(value, str):
         compiled = _whole_expression(value)
         if compiled is None:
             return render_string(value, scope, flow=flow, step=step, field=field)
         result = _run_expression(compiled, value, scope, flow=flow, step=step, field=field)
+        if printed_size(result, MAX_PRODUCED) > MAX_PRODUCED:
+            raise RenderError(
+                f"this value is over the limit of {MAX_PRODUCED:,} characters as text; "
+                "keep less in it",
+                flow=flow,
+                step=step,
+                field=field,
+            )
         return _plain(result)
     if isinstance(value, Mapping):
         return {

@@ -17,6 +17,10 @@ Protected:
   width-like arguments (``center``, ``ljust``, ``indent``, ``batch``, ``slice``,
   printf and ``str.format`` widths) and ``replace``/``join`` growth are checked
   *before* computing; ``+``, ``%``, ``~``, every call and every filter result after.
+  A collection about to become text (``{{ }}``, ``~``, ``%``, ``str.format`` and
+  every filter but the list ones such as ``length``) is counted first
+  (``engine.printed_size``): 100,000 references to one long text hold little but
+  print as gigabytes, in one call no later check could stop.
 
 - Work: one render may run at most ``MAX_LOOP_ITERATIONS`` ``{% for %}`` iterations
   in all, nested loops included (each loop's iterable is wrapped at compile time).
@@ -64,6 +68,8 @@ from jinja2.nodes import EvalContext
 from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 
+from engine.printed_size import CONTAINERS, printed_size
+
 MAX_TEXT = 65_536  # characters: the longest string or output a template may build
 MAX_ITEMS = 100_000  # jinja's own MAX_RANGE
 MAX_INT_BITS = 4_096
@@ -93,6 +99,16 @@ _TAGS = {
     nodes.FromImport: "{% from ... import %}",
     nodes.ScopedEvalContextModifier: "{% autoescape %}",
 }
+# Filters that take a collection as one and never print it, and ``join``, which
+# counts its items itself: their arguments are not counted as one text
+# (``{{ orders | length }}`` of any size is fine).
+_LIST_FILTERS = frozenset(
+    {
+        *("attr", "batch", "count", "d", "default", "dictsort", "first", "groupby", "items"),
+        *("join", "last", "length", "list", "map", "max", "min", "random", "reject"),
+        *("rejectattr", "reverse", "select", "selectattr", "slice", "sort", "sum", "unique"),
+    }
+)
 _PRINTF = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 
 
@@ -186,6 +202,21 @@ def _spend(characters: int) -> None:
         )
 
 
+def check_printed(value: Any, limit: int = MAX_TEXT) -> Any:
+    """``value`` unchanged, unless it is a collection whose text would pass ``limit``:
+    counted before ``str()`` builds it (``engine.printed_size``)."""
+    if isinstance(value, CONTAINERS) and printed_size(value, limit, lambda: _spend(0)) > limit:
+        raise TooLarge(
+            f"a collection printed as text is over the template limit of {limit:,} characters"
+        )
+    return value
+
+
+def _check_printed_args(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    for arg in (*args, *kwargs.values()):
+        check_printed(arg)
+
+
 def _at_most(what: str, size: int, limit: int = MAX_TEXT, unit: str = " characters") -> None:
     if size > limit:
         raise TooLarge(f"{what} of {size:,}{unit} is over the template limit of {limit:,}{unit}")
@@ -221,8 +252,14 @@ def _check_replace(s: Any, old: Any, new: Any, count: Any) -> None:
 
 def _check_join(separator: Any, items: Any) -> None:
     if isinstance(items, list | tuple) and isinstance(separator, str | bytes):
-        texts = sum(len(item) for item in items if isinstance(item, str | bytes))
-        _at_most("a joined text", len(separator) * max(len(items) - 1, 0) + texts)
+        total = sum(len(item) for item in items if isinstance(item, str | bytes))
+        total += len(separator) * max(len(items) - 1, 0)
+        for item in items:  # a list or number joined is printed first
+            if total > MAX_TEXT:
+                break
+            if not isinstance(item, str | bytes):
+                total += printed_size(item, MAX_TEXT - total, tick=lambda: _spend(0))
+        _at_most("a joined text", total)
 
 
 def _check_text_method(
@@ -296,10 +333,14 @@ _GUARDED_FILTERS: dict[str, Callable[..., Any]] = {
 }
 
 
-def _sized(func: Callable[..., Any]) -> Callable[..., Any]:
+def _sized(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    prints = name not in _LIST_FILTERS
+
     # functools.wraps copies jinja's pass_* marker along with the name.
     @functools.wraps(func)
     def checked(*args: Any, **kwargs: Any) -> Any:
+        if prints:
+            _check_printed_args(args, kwargs)
         return checked_size(func(*args, **kwargs))
 
     return checked
@@ -314,7 +355,7 @@ def _printable(value: Any) -> Any:
         )
     if callable(value):
         raise UnprintableValue("printed a function, not a value; call it with `()`")
-    return value
+    return check_printed(value)
 
 
 class TooMuchWork(TooLarge):
@@ -336,6 +377,12 @@ def _budgeted_loop(context: Context, iterable: Any) -> Iterator[Any]:
         context.__dict__[_LOOPS_RUN] = done
         _spend(0)
         yield item
+
+
+def _wrapped(attribute: str, node: nodes.Node, lineno: int) -> nodes.Call:
+    """``environment.<attribute>(node)``, spliced into a template's syntax tree."""
+    function = nodes.EnvironmentAttribute(attribute, lineno=lineno)
+    return nodes.Call(function, [node], [], None, None, lineno=lineno)
 
 
 class _SizedConcat(CodeGenerator):
@@ -364,9 +411,10 @@ class MessageSandbox(ImmutableSandboxedEnvironment):
         )
         self.globals = {"range": safe_range, "dict": dict}
         merged = {**self.filters, **_GUARDED_FILTERS, **filters}
-        self.filters = {name: _sized(func) for name, func in merged.items()}
+        self.filters = {name: _sized(name, func) for name, func in merged.items()}
 
     checked_size = staticmethod(checked_size)
+    check_printed = staticmethod(check_printed)
     budgeted_loop = staticmethod(_budgeted_loop)
 
     def _generate(
@@ -378,14 +426,9 @@ class MessageSandbox(ImmutableSandboxedEnvironment):
     ) -> str:
         self._refuse_unneeded(source)
         for loop in source.find_all(nodes.For):
-            loop.iter = nodes.Call(
-                nodes.EnvironmentAttribute("budgeted_loop", lineno=loop.lineno),
-                [loop.iter],
-                [],
-                None,
-                None,
-                lineno=loop.lineno,
-            )
+            loop.iter = _wrapped("budgeted_loop", loop.iter, loop.lineno)
+        for concat in source.find_all(nodes.Concat):  # each operand counted before `~`
+            concat.nodes = [_wrapped("check_printed", part, concat.lineno) for part in concat.nodes]
         return super()._generate(source, name, filename, defer_init)
 
     def _refuse_unneeded(self, tree: nodes.Template) -> None:
@@ -422,6 +465,7 @@ class MessageSandbox(ImmutableSandboxedEnvironment):
                 _at_most("a number", right * abs(left).bit_length(), MAX_INT_BITS, " bits")
         elif operator == "%" and isinstance(left, str):
             _check_printf(left)
+            check_printed(right)
         return checked_size(super().call_binop(context, operator, left, right))
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
@@ -433,6 +477,7 @@ class MessageSandbox(ImmutableSandboxedEnvironment):
 
         def checked(*args: Any, **kwargs: Any) -> str:
             _check_format_spec(fmt)
+            _check_printed_args(args, kwargs)
             result: str = checked_size(inner(*args, **kwargs))
             return result
 

@@ -38,7 +38,7 @@ async def one_server_per_file(storage: str) -> AsyncIterator[bool]:
         yield True
         return
     try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError:
         yield True  # the store itself reports an unwritable directory, pointedly
         return

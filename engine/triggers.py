@@ -42,7 +42,12 @@ from engine.scheduler import CronSchedule, cron_problem
 from engine.settings import Settings
 from engine.triggers_cron import handle_cron, handle_fanout, iso
 from engine.triggers_edits import carry_over
-from engine.triggers_inbound import InboundTrigger, inbound_triggers, start_from_replies
+from engine.triggers_inbound import (
+    InboundTrigger,
+    inbound_triggers,
+    nested_repeat,
+    start_from_replies,
+)
 from engine.triggers_start import TriggerContext
 from engine.triggers_sweep import handle_sweep
 from storage.base import Commit, IngestOutcome, Store
@@ -185,6 +190,13 @@ def trigger_rows(
     return rows
 
 
+_NESTED_REPEAT = (
+    "`regex` has a repeat inside a repeat (like `(a+)+`): a reply crafted not to match "
+    "makes it run for minutes, stalling every webhook; repeat the inner part once, or "
+    "make it possessive (`(?:a+)++`) or atomic (`(?>a+)+`)"
+)
+
+
 def trigger_problems(flow: Flow, at: Locator) -> Iterable[Problem]:
     """`disparo check` for triggers: cron values, `event` keywords and regexes."""
     for index, trigger in enumerate(flow.triggers):
@@ -207,12 +219,20 @@ def trigger_problems(flow: Flow, at: Locator) -> Iterable[Problem]:
                     path = (*where, "keyword", position) if listed else (*where, "keyword")
                     yield at.problem(path, "an empty keyword matches no reply; remove it")
             if trigger.regex is not None:
-                try:
-                    re.compile(trigger.regex)
-                except re.error as exc:
-                    yield at.problem(
-                        (*where, "regex"), f"`regex` does not compile: {exc}; check the pattern"
-                    )
+                yield from _regex_problems(trigger.regex, (*where, "regex"), at)
+
+
+def _regex_problems(regex: str, where: tuple[str | int, ...], at: Locator) -> Iterable[Problem]:
+    try:
+        re.compile(regex)
+        nested = nested_repeat(regex)
+    except re.error as exc:
+        yield at.problem(where, f"`regex` does not compile: {exc}; check the pattern")
+    except RecursionError:  # Python's parser of regexes recurses per group
+        yield at.problem(where, "`regex` is nested too deeply to compile; nest fewer groups")
+    else:
+        if nested:
+            yield at.problem(where, _NESTED_REPEAT)
 
 
 def opt_out_keyword_triggers(opt_out_keywords: Sequence[str]) -> FlowCheck:

@@ -4,7 +4,11 @@
   the way opt-out keywords are (case and accents ignored, surrounding spaces and
   punctuation stripped): "Promoção!" matches `keyword: promocao`.
 - ``regex``: searched anywhere in the message as received, ignoring case; anchor it
-  (``^...$``) to match the whole message.
+  (``^...$``) to match the whole message. A reply over ``MAX_REGEX_TEXT`` characters
+  is never searched: Python's ``re`` backtracks, and even ``[0-9]+x`` searched over a
+  megabyte reply runs for hours on the event loop. A regex with a repeat inside a
+  repeat (``(a+)+``), exponential on a crafted reply of a few dozen characters, is
+  refused by ``nested_repeat`` (``disparo check`` and at load).
 - A reply that is an opt-out keyword starts nothing.
 
 Durability: ``Engine.ingest_contact_events`` stores the reply first, then starts the
@@ -20,8 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+import re._constants as sre  # type: ignore[import-not-found]  # sre_parse is deprecated
+import re._parser as sre_parse  # type: ignore[import-not-found]
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from engine.errors import NotFound
 from engine.flow.model import EventTrigger, Flow
@@ -33,6 +40,9 @@ from storage.base import IngestOutcome
 # Outcomes of ingesting a reply that may start a flow (a duplicate is a retried
 # delivery whose start may have been lost with the process that stored it).
 _STARTING_OUTCOMES = frozenset({"queued", "duplicate"})
+# A reply that starts a flow by regex is a short phrase; a quadratic search over
+# this many characters stays around a millisecond.
+MAX_REGEX_TEXT = 1_024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,7 +55,34 @@ class InboundTrigger:
     def matches(self, text: str) -> bool:
         if self.keywords and normalise(text) in self.keywords:
             return True
-        return self.pattern is not None and self.pattern.search(text) is not None
+        if self.pattern is None or len(text) > MAX_REGEX_TEXT:
+            return False
+        return self.pattern.search(text) is not None
+
+
+def nested_repeat(regex: str) -> bool:
+    """Whether ``regex`` repeats a part that itself repeats a variable number of times
+    (``(a+)+``, ``(\\w+\\s?)*``): backtracking tries every split of the text between
+    them, exponential in the length of a reply crafted not to match. Possessive
+    repeats and atomic groups (``(?:a+)++``, ``(?>a+)+``) never backtrack into."""
+    return _repeats(sre_parse.parse(regex), inside=False)
+
+
+def _repeats(items: Any, *, inside: bool) -> bool:
+    for op, av in items:
+        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
+            low, high, body = av
+            if inside and high != low:
+                return True
+            if _repeats(body, inside=inside or high > 1):
+                return True
+        elif (
+            (op is sre.SUBPATTERN and _repeats(av[3], inside=inside))
+            or (op is sre.BRANCH and any(_repeats(b, inside=inside) for b in av[1]))
+            or (op in (sre.ASSERT, sre.ASSERT_NOT) and _repeats(av[1], inside=inside))
+        ):
+            return True
+    return False
 
 
 def compile_trigger(flow: str, index: int, trigger: EventTrigger) -> InboundTrigger:

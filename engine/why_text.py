@@ -14,15 +14,25 @@ from zoneinfo import ZoneInfo
 from engine.models import Event
 from engine.wording import local_time
 
+STEP_WIDTH = 14  # the step column, wider when a step id is longer (up to STEP_WIDTH_MAX)
+STEP_WIDTH_MAX = 40
+
 
 def why_lines(events: Iterable[Event], zone: ZoneInfo) -> list[str]:
-    return [_line(event, zone) for event in events]
+    listed = list(events)
+    longest = max((len(_step(event)) for event in listed), default=0)
+    width = min(max(STEP_WIDTH, longest), STEP_WIDTH_MAX)
+    return [_line(event, zone, width) for event in listed]
 
 
-def _line(event: Event, zone: ZoneInfo) -> str:
+def _step(event: Event) -> str:
+    return str(event.data.get("step") or "")
+
+
+def _line(event: Event, zone: ZoneInfo, width: int) -> str:
     data: Mapping[str, Any] = event.data
     run = f"run {event.run_id[:8]}" if event.run_id else "contact"
-    step = str(data.get("step") or "")
+    step = _step(event)
     if event.kind == "decision":
         what = f"{data.get('rule')}: {data.get('outcome')} ({data.get('reason')})"
         if data.get("until"):
@@ -34,4 +44,4 @@ def _line(event: Event, zone: ZoneInfo) -> str:
     rest = ", ".join(f"{k}={v}" for k, v in details.items())
     text = ", ".join(part for part in (what, rest) if part)
     when = local_time(event.at, zone)
-    return f"{when}  {run:<12}  {step:<14} {event.kind:<18} {text}".rstrip()
+    return f"{when}  {run:<12}  {step:<{width}} {event.kind:<18} {text}".rstrip()

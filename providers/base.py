@@ -185,15 +185,17 @@ def error_for_status(
     *,
     provider: str,
     retry_after: str | None = None,
+    now: datetime | None = None,
 ) -> ProviderError:
-    """Map a non-2xx HTTP answer to the typed error the engine acts on."""
+    """Map a non-2xx HTTP answer to the typed error the engine acts on; a
+    ``Retry-After`` date is measured from ``now`` (the engine's clock; default the host's)."""
     said = f": {vendor_message}" if vendor_message else ""
     if status == 429:
         return ProviderRateLimited(
             f"{provider} is rate limiting (429){said}",
             status=status,
             vendor_message=vendor_message,
-            retry_after=parse_retry_after(retry_after),
+            retry_after=parse_retry_after(retry_after, now),
         )
     if status in (401, 403):
         return ProviderAuthError(
@@ -206,7 +208,7 @@ def error_for_status(
             f"{provider} answered {status}{said}",
             status=status,
             vendor_message=vendor_message,
-            retry_after=parse_retry_after(retry_after),
+            retry_after=parse_retry_after(retry_after, now),
         )
     return ProviderRejected(
         f"{provider} rejected the message ({status}){said}",

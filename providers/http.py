@@ -158,6 +158,8 @@ class HttpProvider:
 
     async def start(self) -> None:
         """Open the one connection pool, sized to ``max_in_flight``."""
+        if self.host.provider_state is not None:  # Retry-After dates on the engine's clock
+            self._http.clock = self.host.provider_state.now
         await self._http.start()
 
     async def close(self) -> None:

@@ -2,7 +2,8 @@
 
 Every body is ``{"channel_id": <the configured channel UUID>, "to": <phone digits,
 no "+">, "type": ..., "content": {...}}``; the content per type, as the vendor's
-examples show it (fields that are ``None`` are left out):
+examples show it (optional fields that are ``None`` or blank are left out, never
+sent as ``""``):
 
 ==========  ===============================================================
 text        ``{"text": body}``
@@ -109,4 +110,10 @@ def _template(template: Template, refuse: Refuse) -> dict[str, Any]:
 
 
 def _present(**fields: Any) -> dict[str, Any]:
-    return {name: value for name, value in fields.items() if value is not None}
+    """The fields that say something: ``None`` and blank texts (a caption rendered
+    empty) are left out rather than sent as ``""``."""
+    return {
+        name: value
+        for name, value in fields.items()
+        if value is not None and not (isinstance(value, str) and not value.strip())
+    }

@@ -36,6 +36,7 @@ import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol
 
 from engine.errors import ProviderRateLimited
@@ -84,7 +85,10 @@ def read_rate_limit_headers(headers: Mapping[str, str], *, wall_now: float) -> R
         limit=int(limit) if limit is not None and limit >= 1 else None,
         remaining=int(remaining) if remaining is not None and remaining >= 0 else None,
         reset_in=reset_in,
-        retry_after=parse_retry_after(headers.get("Retry-After")),
+        # An HTTP-date is measured on our clock (the engine's), not the host's.
+        retry_after=parse_retry_after(
+            headers.get("Retry-After"), now=datetime.fromtimestamp(wall_now, UTC)
+        ),
     )
 
 

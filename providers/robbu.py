@@ -28,11 +28,13 @@ token masked as ``***`` because ``disparo simulate`` prints and stores it)::
 
 - content: text -> ``text``; media (WhatsApp) -> its caption in ``text`` and one file;
   template -> ``templateName`` + ``templateParameters`` (named params by name, a tuple
-  as ``"1"``, ``"2"``, … as the carousel example does) and its ``header_media`` as the
-  one file a template may carry; email (channel email only) -> ``text`` +
-  ``emailSubject``. Robbu has no reply buttons, lists or locations: those, and content
-  a channel cannot carry (files by SMS, text without a subject by e-mail), are refused
-  before sending (``ProviderRejected``, ``left=False``).
+  as ``"1"``, ``"2"``, … as the carousel example does; a parameter that is a file of
+  Invenio's media library, ``https://storage.robbu.global/v2/file/<id>``, needs its
+  file extension at the end, as the carousel note says, and is refused without one)
+  and its ``header_media`` as the one file a template may carry; email (channel
+  email only) -> ``text`` + ``emailSubject``. Robbu has no reply buttons, lists or
+  locations: those, and content a channel cannot carry (files by SMS, text without a
+  subject by e-mail), are refused before sending (``ProviderRejected``, ``left=False``).
 - ``destination``: the E.164 phone split into country code and national number (as
   numbers, like the document); by e-mail only ``{"email"}``; by SMS, like the document's
   SMS example, ``prospect`` instead of ``email``. ``source`` is sent only when configured
@@ -259,6 +261,8 @@ class RobbuProvider:
     async def start(self) -> None:
         """Open the connection pool; the login waits for the first send."""
         self.login.share_through(self.host.provider_state)
+        if self.host.provider_state is not None:  # Retry-After dates on the engine's clock
+            self._http.clock = self.host.provider_state.now
         await self._http.start()
 
     async def close(self) -> None:

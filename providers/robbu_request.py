@@ -72,7 +72,7 @@ def sendmessage_body(message: OutboundMessage, account: Account) -> dict[str, An
         files.append(_file(content, account, "send.media"))
     elif isinstance(content, Template):
         template = content.name
-        parameters = _template_parameters(content)
+        parameters = _template_parameters(content, account)
         if content.header_media is not None:
             files.append(_file(content.header_media, account, "send.template.header_media"))
     elif isinstance(content, Email):
@@ -116,12 +116,34 @@ def _unsendable(channel: Channel, kind: str) -> str:
     return f"cannot send {kind} content on channel {channel}"
 
 
-def _template_parameters(content: Template) -> list[dict[str, str]]:
+def _template_parameters(content: Template, account: Account) -> list[dict[str, str]]:
     if isinstance(content.params, tuple):  # positional (carousel images): named 1, 2, ...
         named = {str(i): value for i, value in enumerate(content.params, start=1)}
     else:
         named = content.params
+    for name, value in named.items():
+        if _library_url_without_extension(value):
+            _refuse(
+                account,
+                f"cannot send parameter {name} of template {content.name!r}: {value} is a "
+                "file of Invenio's media library with no file extension at its end, and "
+                "Robbu processes it only with one; add the file's, e.g. .jpeg or .png",
+            )
     return [{"parameterName": name, "parameterValue": value} for name, value in named.items()]
+
+
+def _library_url_without_extension(value: str) -> bool:
+    """A URL copied from Invenio Center's media library (``https://storage.robbu.global
+    /v2/file/<id>``) as it is copied: the document's carousel note says the file's
+    extension must be added at its end "para garantir o correto processamento"."""
+    parts = urlsplit(value.strip())
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not host.endswith(".robbu.global"):
+        return False
+    if "/file/" not in parts.path:
+        return False
+    last = posixpath.basename(unquote(parts.path))
+    return bool(last) and "." not in last.strip(".")
 
 
 def _file(media: Media, account: Account, field: str) -> dict[str, str]:

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
@@ -62,6 +63,10 @@ def host_of(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
+CUT = "…"  # what ends a text cut to a length
+MIN_CUT_SECRET = 4  # the shortest start of a secret hidden at a cut; fewer are ordinary words
+
+
 class Redactor:
     """Replaces known secrets (and their longer fragments) in text shown to operators."""
 
@@ -80,6 +85,12 @@ class Redactor:
     def __call__(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, "***")
+        if text.endswith(CUT):  # cut to a length (``one_line``) inside a secret
+            kept = text[: -len(CUT)]
+            for secret in self.secrets:
+                for size in range(len(secret) - 1, MIN_CUT_SECRET - 1, -1):
+                    if kept.endswith(secret[:size]):
+                        return kept[:-size] + "***" + CUT
         return text
 
 
@@ -93,6 +104,9 @@ class HttpTransport:
         self.timeout = timeout
         self.max_in_flight = max_in_flight
         self.redact = redact or Redactor()
+        # The clock a Retry-After HTTP-date is measured on: the engine's (its store's)
+        # when the provider has one, else the host's.
+        self.clock: Callable[[], datetime] | None = None
         self._slots = asyncio.Semaphore(max_in_flight)
         self._session: aiohttp.ClientSession | None = None
 
@@ -268,6 +282,7 @@ class HttpTransport:
             self.redact(words) if words else None,
             provider=self.provider,
             retry_after=answer.headers.get("Retry-After"),
+            now=self.clock() if self.clock is not None else None,
         )
 
 

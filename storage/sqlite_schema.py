@@ -9,6 +9,8 @@ processes migrating at once apply it once.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import sqlite3
 from importlib import resources
@@ -50,6 +52,14 @@ def database_path(dsn_or_path: str) -> str:
     return dsn_or_path
 
 
+def _create_private(path: str) -> None:
+    """Create the database file readable by its user alone (contacts' phones and
+    context, providers' stored login tokens), whatever the umask; SQLite gives its
+    ``-wal`` and ``-shm`` files the database's mode. An existing file keeps its mode."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def connect(path: str, synchronous: Synchronous) -> sqlite3.Connection:
     """An autocommit connection in WAL mode, with foreign keys and a busy timeout."""
     if synchronous not in ("FULL", "NORMAL"):
@@ -60,6 +70,12 @@ def connect(path: str, synchronous: Synchronous) -> sqlite3.Connection:
         except OSError as exc:
             raise StoreUnavailable(
                 f"cannot create the directory of the database at {path} ({exc.strerror})"
+            ) from exc
+        try:
+            _create_private(path)
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"cannot create the database at {path} ({exc.strerror})"
             ) from exc
     try:
         # isolation_level=None: the store issues BEGIN/COMMIT itself (group commit).

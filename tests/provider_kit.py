@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from engine.models import Channel, Contact, Content, OutboundMessage
@@ -19,6 +20,24 @@ class NoHost:
 
     async def schedule_callback(self, provider: str, delay_seconds: float, body: bytes) -> None:
         raise AssertionError(f"provider {provider} never schedules callbacks")
+
+
+class EngineClock:
+    """Only the clock of a ``ProviderState``: for adapters whose ``start`` reads the
+    engine's time and nothing else of its store."""
+
+    def __init__(self, now: datetime) -> None:
+        self.at = now
+
+    def now(self) -> datetime:
+        return self.at
+
+
+class ClockHost(NoHost):
+    """A host whose store clock reads ``now`` (the engine's clock, not the host's)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.provider_state = EngineClock(now)  # type: ignore[assignment]
 
 
 def outbound(

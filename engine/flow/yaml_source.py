@@ -201,6 +201,7 @@ class _Builder:
         # Each mapping's pairs, merges applied, worked out once: `<<: [*a, *a]` repeated
         # level after level would otherwise walk the same mappings 2**levels times.
         self._pairs: dict[int, list[tuple[str, Node, Node]]] = {}
+        self._merging: set[int] = set()  # mappings whose merges are being worked out
         self.literal_lines: dict[DocPath, int] = {}  # the line (0-based) of each ``|``
         self.problems: list[Problem] = []
         self.count = 0
@@ -261,7 +262,17 @@ class _Builder:
         """(key, key node, value node) with ``<<`` merges applied; reports duplicates."""
         found = self._pairs.get(id(node))
         if found is None:
-            found = self._pairs[id(node)] = self._merged_pairs(node)
+            if id(node) in self._merging:  # `x: &a {<<: *a}`, directly or not
+                raise _LimitExceeded(
+                    "`<<` merges the mapping it is written in (through an alias); "
+                    "merge another mapping",
+                    node.start_mark,
+                )
+            self._merging.add(id(node))
+            try:
+                found = self._pairs[id(node)] = self._merged_pairs(node)
+            finally:
+                self._merging.discard(id(node))
         return found
 
     def _merged_pairs(self, node: MappingNode) -> list[tuple[str, Node, Node]]:

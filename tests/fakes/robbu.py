@@ -15,7 +15,8 @@ the fake answers them exactly:
   ``{"message": "message not sent: contact in attendance"}``.
 
 Other refusals (``tests.fakes.robbu_contract``: wrong private token, a joker over its
-limit, two files on a template, an e-mail without subject, ...) are 400s with words
+limit, two files on a template, an e-mail without subject, a media-library URL
+without its file extension as a template parameter, ...) are 400s with words
 of the fake's own; a wrong Content-Type is 415; unknown paths are 404 ("URL
 incorreta"). An accepted send answers 200 (the document shows no
 success body; the fake answers ``{"message": "Mensagem enviada corretamente."}``).

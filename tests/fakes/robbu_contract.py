@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import secrets
 from typing import Any
+from urllib.parse import urlsplit
 
 NULL_REFERENCE = "Object reference not set to an instance of an object."
 JOKER_LIMITS = (300, 300, 300, 300, 3000)  # characters of joker 1-4 and joker 5
@@ -103,7 +104,22 @@ def _parameters_problem(parameters: Any) -> str | None:
             return "each templateParameters item has exactly parameterName and parameterValue"
         if not all(isinstance(v, str) for v in item.values()):
             return "parameterName and parameterValue must be strings"
+        if _library_url_without_extension(item["parameterValue"]):
+            # The carousel note: a media-library URL is processed only with its extension.
+            return (
+                f"parameterValue {item['parameterValue']!r}: URL da Biblioteca de Mídias sem "
+                "a extensão do arquivo ao final"
+            )
     return None
+
+
+def _library_url_without_extension(value: str) -> bool:
+    parts = urlsplit(value.strip())
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not host.endswith(".robbu.global"):
+        return False
+    last = parts.path.rstrip("/").rpartition("/")[2]
+    return "/file/" in parts.path and bool(last) and "." not in last.strip(".")
 
 
 def _integer(value: Any) -> bool:

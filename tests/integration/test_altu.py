@@ -59,7 +59,7 @@ from tests.fakes.altu_contract import (
     DOCUMENTED_BODIES,
 )
 from tests.integration.engine_kit import harness, settings_for
-from tests.provider_kit import NoHost, outbound, started_providers
+from tests.provider_kit import ClockHost, NoHost, outbound, started_providers
 
 TOKEN = "altu-s3cr3t-token-7c41e0"
 WEBHOOK_SECRET = "altu-webhook-s3cret-99"
@@ -539,6 +539,24 @@ async def test_429_is_rate_limited_with_retry_after(
         await (await make_provider()).send(message())
     assert (caught.value.status, caught.value.retry_after) == (429, 7.0)
     assert altu.received == []
+
+
+async def test_a_429_retry_after_date_is_measured_on_the_engines_clock(
+    altu: FakeAltu,
+) -> None:
+    # Retry-After may be an HTTP-date (RFC 9110): the wait is that date minus the
+    # engine's clock, the one the retry is scheduled on, not the host's.
+    engine_now = datetime(2022, 1, 1, 0, 0, 0, tzinfo=UTC)
+    config = AltuConfig.model_validate({"type": "altu", "url": altu.url, "token": TOKEN})
+    provider = AltuProvider("altu", config, ClockHost(engine_now))
+    await provider.start()
+    try:
+        altu.fail_next(Fault.rate_limit(retry_after="Sat, 01 Jan 2022 00:00:30 GMT"))
+        with pytest.raises(ProviderRateLimited) as caught:
+            await provider.send(message())
+    finally:
+        await provider.close()
+    assert caught.value.retry_after == 30.0
 
 
 # ---------------------------------------------------------------- lost or odd answers

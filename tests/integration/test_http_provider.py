@@ -365,6 +365,21 @@ async def test_secrets_never_reach_an_error_or_a_log_line(
         assert PHONE not in text
 
 
+async def test_a_secret_cut_by_the_length_limit_of_an_error_leaves_no_prefix(
+    gateway: FakeGateway, make_provider: MakeProvider
+) -> None:
+    # The vendor's words are cut to 300 characters before they are redacted: a token
+    # echoed across the cut kept its first characters in `last_error`.
+    provider = await make_provider()
+    gateway.fail_next(Fault.reject("x" * 290 + f" {TOKEN} was refused"))
+    with pytest.raises(ProviderError) as caught:
+        await provider.send(message("k-cut"))
+    said = caught.value.vendor_message or ""
+    assert said.endswith(" ***…")
+    assert TOKEN[:4] not in said
+    assert TOKEN[:4] not in str(caught.value)
+
+
 async def test_the_webhook_takes_statuses_by_our_key(make_provider: MakeProvider) -> None:
     provider = await make_provider()
     body = json.dumps({"statuses": [{"key": "k-1", "status": "read"}]}).encode()

@@ -290,6 +290,26 @@ DOCUMENTED: list[tuple[str, Content, str, dict[str, Any]]] = [
         "image",
         {"url": "https://exemplo.com/i.png"},
     ),
+    # A caption, file name or place name rendered empty says nothing: left out,
+    # never sent as "" (the fake, like a strict validator, wants them non-empty).
+    (
+        "an empty caption is left out",
+        Media(kind="image", url="https://exemplo.com/i.png", caption=""),
+        "image",
+        {"url": "https://exemplo.com/i.png"},
+    ),
+    (
+        "an empty file name and caption are left out",
+        Media(kind="document", url="https://exemplo.com/c.pdf", filename=" ", caption=""),
+        "document",
+        {"url": "https://exemplo.com/c.pdf"},
+    ),
+    (
+        "an empty place name and address are left out",
+        Location(latitude=-23.5505, longitude=-46.6333, name="", address=""),
+        "location",
+        {"latitude": -23.5505, "longitude": -46.6333},
+    ),
 ]
 
 
@@ -719,6 +739,17 @@ def test_rate_limit_headers_are_read_in_every_documented_form() -> None:
     assert read(**{"X-RateLimit-Reset": "1640995200", "Retry-After": "7"}).wait == 7.0
     garbage = read(**{"X-RateLimit-Limit": "lots", "X-RateLimit-Reset": "soon"})
     assert (garbage.limit, garbage.wait) == (None, None)
+
+
+def test_a_retry_after_date_is_measured_on_the_engines_clock() -> None:
+    # RFC 9110 lets Retry-After be an HTTP-date; the wait is that date minus *our*
+    # clock (the engine's, virtual in tests and simulations), never the host's.
+    wall_now = datetime(2022, 1, 1, 0, 0, 0, tzinfo=UTC).timestamp()
+    said = read_rate_limit_headers(
+        CIMultiDict({"Retry-After": "Sat, 01 Jan 2022 00:00:30 GMT"}), wall_now=wall_now
+    )
+    assert said.retry_after == 30.0
+    assert said.wait == 30.0
 
 
 # ---------------------------------------------------------------- transport faults

@@ -690,6 +690,13 @@ async def test_a_refused_connection_is_unreachable_and_never_left(
         ("whatsapp", Media(kind="image", url="https://x.example/img"), {}, "has none"),
         ("whatsapp", Media(kind="image"), {}, "neither url nor base64"),
         ("whatsapp", Text(body="b"), {"context": {"joker2": {"a": 1}}}, "needs text for"),
+        # The carousel note: a media-library URL needs its file extension at the end.
+        (
+            "whatsapp",
+            Template(name="carrosseloferta", params=(CARD, CARD.removesuffix(".jpeg"))),
+            {},
+            r"parameter 2 of template 'carrosseloferta'.*no file extension.*\.jpeg",
+        ),
     ],
 )
 async def test_what_robbu_cannot_take_is_refused_before_anything_leaves(
@@ -812,6 +819,10 @@ async def test_the_fake_answers_robbus_words_when_text_is_missing(robbu: FakeRob
         ({"files": [{"address": "https://x/y", "base64": "", "name": "boleto"}]}, "extension"),
         ({"templateName": ""}, "nothing to send"),
         ({"voiceSettings": {"callId": 123123}}, "callId"),
+        (
+            {"templateParameters": [param("1", CARD.removesuffix(".jpeg"))]},
+            "extensão",
+        ),
     ],
 )
 async def test_the_fake_refuses_what_the_document_does_not_allow(

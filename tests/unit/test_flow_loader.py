@@ -465,6 +465,22 @@ def test_repeated_merges_are_worked_out_once_per_mapping(monkeypatch: pytest.Mon
 
 
 @pytest.mark.parametrize(
+    "merge",
+    [
+        "x: &a {k: 1, <<: *a}",
+        "x: &a {k: 1, <<: [*a]}",
+        "x: &a {k: 1, y: &b {<<: *a}, <<: *b}",
+    ],
+)
+def test_a_merge_of_a_mapping_into_itself_is_a_problem_not_a_crash(merge: str) -> None:
+    # It recursed until Python's stack ran out: a RecursionError out of `disparo
+    # check`, of a reload and of the config, instead of a line to fix.
+    found = problems(merge + "\n")
+
+    assert any("`<<` merges the mapping it is written in" in p for p in found), found
+
+
+@pytest.mark.parametrize(
     ("written", "said"),
     [
         ("99999999999999999999999d", "longer than 100 years"),

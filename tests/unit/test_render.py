@@ -460,6 +460,80 @@ def test_the_output_may_reach_the_limit_exactly() -> None:
     assert "over the template limit of 65,536 characters" in error("{{ 'a' * 65536 }}b")
 
 
+# A list of 10,000 references to one 1,000-character text: 20 KB to hold, 10 MB as
+# text. str() of a collection is one call that runs to the end, so only counting
+# before printing keeps a 60,000-character text times 100,000 from building 6 GB.
+PRINTED_BOMBS = [
+    "{{ [context.t] * 10000 }}",
+    "{{ [[context.t] * 100] * 100 }}",
+    "{{ ([context.t] * 10000) | string }}",
+    "{{ ([context.t] * 10000) | tojson }}",
+    "{{ ([context.t] * 10000) | pprint }}",
+    "{{ ([context.t] * 10000) | join }}",
+    "{{ ([[context.t]] * 10000) | join(',') }}",
+    "{{ '%s' | format([context.t] * 10000) }}",
+    "{{ 'x' ~ [context.t] * 10000 }}",
+    "{{ '%s' % ([context.t] * 10000,) }}",
+    "{{ '{}'.format([context.t] * 10000) }}",
+    "{{ dict(a=[context.t] * 10000) }}",
+]
+
+
+@pytest.mark.parametrize("source", PRINTED_BOMBS)
+def test_a_collection_too_long_to_print_is_refused_before_its_text_is_built(source: str) -> None:
+    data = {"t": "a" * 1000}
+    text("warm {{ context.t }}", context=data)
+    tracemalloc.start()
+    try:
+        message = error(source, context=data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "over the template limit" in message
+    assert peak < 2_000_000
+
+
+def test_collections_of_a_real_size_still_print_and_count() -> None:
+    data = {"itens": ["arroz", "feijão"], "n": list(range(1000))}
+    assert text("{{ context.itens }}", context=data) == "['arroz', 'feijão']"
+    assert text("{{ context.itens | join(', ') }} ({{ context.n | length }})", data) == (
+        "arroz, feijão (1000)"
+    )
+    assert text("{{ context.n | tojson | length }}", context=data) == "4890"
+    assert text("{{ (context.n * 60) | length }}", context=data) == "60000"
+    assert text("{{ context.n | join(',') | length }}", context=data) == "3889"
+    assert len(text("{{ (context.n * 20) | join }}", context=data)) == 20 * 2890
+
+
+def test_a_set_value_whose_text_would_be_huge_is_refused() -> None:
+    data = {"t": "a" * 60_000}
+    with pytest.raises(RenderError) as info:
+        render_value({"x": "{{ [context.t] * 100 }}"}, scope(data), flow="f", step="s", field="set")
+    assert "over the limit of 4,000,000 characters" in str(info.value)
+    kept = render_value(
+        {"x": "{{ [context.t] * 2 }}"}, scope(data), flow="f", step="s", field="set"
+    )
+    assert kept == {"x": [data["t"], data["t"]]}
+
+
+def test_a_compiled_expression_has_the_render_budget_too() -> None:
+    # A sweep's `audience:` runs compile_expression's callable for every contact; it
+    # ran with no budget, so `map` could build 2,000 texts of 60,000 characters.
+    from engine.render import compile_expression
+
+    audience = compile_expression("context.n | map('string') | map('center', 60000) | list")
+    variables = scope({"n": list(range(2000))}).variables
+    tracemalloc.start()
+    try:
+        with pytest.raises(sandbox.TooMuchWork, match="builds over 4,000,000 characters"):
+            audience(variables)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8_000_000
+    assert compile_expression("context.n | length > 1")(variables) is True
+
+
 def test_contact_data_is_data_never_template_source() -> None:
     hostile = "{{ ''.__class__ }}{% for i in range(9) %}x{% endfor %}"
     assert text("Oi {{ context.nome }}", {"nome": hostile}) == f"Oi {hostile}"

@@ -19,7 +19,7 @@ from engine.scheduler import CronSchedule, cron_problem
 from engine.sweep_context import context_timestamp
 from engine.triggers import opt_out_keyword_triggers, trigger_problems, trigger_rows
 from engine.triggers_cron import cron_run_key, missed_reason, plan_firing
-from engine.triggers_inbound import compile_trigger, event_run_key
+from engine.triggers_inbound import MAX_REGEX_TEXT, compile_trigger, event_run_key
 from engine.triggers_sweep import after_run_key, next_sweep_at
 
 SAO_PAULO = "America/Sao_Paulo"
@@ -475,7 +475,17 @@ def test_a_regex_is_searched_ignoring_case_and_anchors_when_asked() -> None:
     assert not loose.matches("pedido")
 
 
-def test_an_event_key_is_the_same_for_every_delivery_of_the_event() -> None:
+def test_a_reply_longer_than_the_regex_limit_is_never_searched() -> None:
+    # `\d+x` is searched from every position: over a 1 MB reply of digits that is
+    # hours of one CPU, on the event loop every webhook is answered from.
+    trigger = compile_trigger("p", 0, EventTrigger(event="reply", regex=r"\d+x|boleto"))
+    keyword = compile_trigger("p", 1, EventTrigger(event="reply", keyword="boleto"))
+
+    assert trigger.matches("x" * (MAX_REGEX_TEXT - 6) + "boleto")
+    assert not trigger.matches("x" * (MAX_REGEX_TEXT - 5) + "boleto")
+    assert not trigger.matches("1" * 1_000_000)
+    assert keyword.matches(" " * MAX_REGEX_TEXT + "boleto")  # keywords are linear
+
     at = datetime(2026, 11, 23, 13, tzinfo=UTC)
     keyed = ContactEvent(type="reply", at=at, contact_id="c-1", text="promo", dedupe_key="w:9")
     bare = ContactEvent(type="reply", at=at, contact_id="c-1", text="promo")
@@ -570,3 +580,32 @@ def test_a_trigger_keyword_that_opts_the_contact_out_is_refused() -> None:
     assert load_flow_text(
         HEAD + "  - event: reply\n    keyword: oi\n", "f.yaml", extra_checks=[check]
     )
+
+
+@pytest.mark.parametrize(
+    "regex", [r"(a+)+$", r"^(\w+\s?)+$", r"(x*)*y", r"((ab)*c?)+d", r"(?:\d+,?){2,}$"]
+)
+def test_a_regex_whose_repeats_nest_is_refused_as_a_redos_risk(regex: str) -> None:
+    (found,) = problems(f"  - event: reply\n    regex: '{regex}'\n")
+
+    assert found.startswith("f.yaml:7:")
+    assert "a repeat inside a repeat" in found
+
+
+@pytest.mark.parametrize(
+    "regex", [r"^pedido\s*\d+$", r"quero (boleto|pix)", r"(ab){2,5}", r"(?:a+)++$", r"(?>\w+\s?)+$"]
+)
+def test_regexes_without_nested_repeats_are_accepted(regex: str) -> None:
+    load_flow_text(
+        HEAD + f"  - event: reply\n    regex: '{regex}'\n",
+        "f.yaml",
+        extra_checks=[trigger_problems],
+    )
+
+
+def test_a_regex_nested_past_pythons_stack_is_a_problem_not_a_crash() -> None:
+    deep = "(" * 1000 + "a" + ")" * 1000
+    (found,) = problems(f"  - event: reply\n    regex: '{deep}'\n")
+
+    assert found.startswith("f.yaml:7:")
+    assert "`regex` is nested too deeply" in found

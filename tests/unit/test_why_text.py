@@ -50,6 +50,8 @@ def test_other_events_say_why_and_a_long_step_keeps_its_column_apart() -> None:
     )
     assert finished.endswith("run.finished       the contact opted out, status=cancelled")
     assert "aguardando_resposta run.step" in entered
+    # The kind column lines up under a step id longer than the usual column.
+    assert finished.index("run.finished") == entered.index("run.step")
 
 
 def test_the_hour_a_zone_repeats_reads_apart_by_its_offset() -> None:
