@@ -52,6 +52,8 @@ NUMBER_SUFFIX = ":number"
 MAX_TEXT = 200
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _NUMBER = re.compile(r"^[+-]?\d+(?:[.,]\d+)?$")
+# How Excel exports a long number in a column not formatted as Text: 5,51199E+12.
+_SCIENTIFIC = re.compile(r"^\d+(?:[.,]\d+)?[eE]\+\d+$")
 _SAVE_AS_UTF8 = 'save the file as UTF-8 (Excel: Save As > "CSV UTF-8")'
 
 
@@ -309,7 +311,14 @@ def _contact_fields(
     for name in ("id", "name", "idempotency_key"):
         if len(fields.get(name, "")) > MAX_TEXT:
             bad(name, f"longer than {MAX_TEXT} characters; shorten it")
-    if "phone" in fields:
+    if "phone" in fields and _SCIENTIFIC.match(fields["phone"]):
+        bad(
+            "phone",
+            f"{fields['phone']!r} is a number Excel wrote in scientific notation, which loses "
+            "its last digits; format the column as Text in Excel (or write the numbers with a "
+            "leading +) and export the file again",
+        )
+    elif "phone" in fields:
         try:
             out["phone"] = normalise_phone(fields["phone"])
         except InvalidPhone as exc:

@@ -9,10 +9,26 @@ DEFAULT_OPT_OUT_KEYWORDS = ("SAIR", "PARAR", "STOP", "CANCELAR")
 
 
 def normalise(text: str) -> str:
-    """Upper-case, accents removed, surrounding spaces and punctuation stripped."""
+    """Upper-case, accents removed, runs of spaces made one, and the punctuation and
+    symbols around the words stripped: WhatsApp users bold (``*SAIR*``), quote or add
+    an emoji (``SAIR 👋``), and the message is still only the keyword. A text of
+    symbols only (an emoji keyword) keeps them."""
     decomposed = unicodedata.normalize("NFKD", text)
-    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return bare.strip().strip(".!?,;").strip().upper()
+    bare = " ".join("".join(c for c in decomposed if not unicodedata.combining(c)).split())
+    start, end = 0, len(bare)
+    while start < end and _edge(bare[start]):
+        start += 1
+    while end > start and _edge(bare[end - 1]):
+        end -= 1
+    return (bare[start:end] if start < end else bare).upper()
+
+
+def _edge(char: str) -> bool:
+    """Punctuation, a symbol (emoji included), a space or an invisible format mark."""
+    return char.isspace() or unicodedata.category(char)[0] in "PSZ" or char in _INVISIBLE
+
+
+_INVISIBLE = {"\u200b", "\u200c", "\u200d", "\ufe0f", "\u2060"}
 
 
 def is_opt_out(text: str, keywords: Iterable[str] = DEFAULT_OPT_OUT_KEYWORDS) -> bool:

@@ -32,6 +32,7 @@ from engine.flow.model import CronTrigger, Flow
 from engine.models import DueKind, DueWork, NewDueWork, NewEvent
 from engine.scheduler import CronSchedule
 from engine.triggers_start import StartTally, TriggerContext, TriggerStart, select
+from engine.wording import counted
 from storage.base import Commit, Completion, TriggerFiring
 
 log = logging.getLogger("disparo.triggers")
@@ -257,6 +258,16 @@ async def _finish(
         "abandoned" if abandoned else "done",
         {k: v for k, v in data.items() if k in _COUNTS},
     )
+    if data.get("errors"):
+        # A campaign that could not decide about some contacts (an audience comparing
+        # text with a number) reached fewer people than planned: say so, and why.
+        log.warning(
+            "fan-out of %s for %s left %s out on errors; the first: %s",
+            p["flow"],
+            p["fire_time"],
+            counted(int(data["errors"]), "contact"),
+            data.get("first_error"),
+        )
 
 
 _COUNTS = ("matched", "started", "already_active", "errors")

@@ -309,7 +309,9 @@ class Store(TriggerStateReads, OpenRunReads, Protocol):
     async def claim_due_work(
         self, *, owner: str, now: datetime, lease_seconds: float, limit: int
     ) -> list[DueWork]:
-        """Claim rows due at ``now`` that nobody holds (or whose ``lease_until < now``)."""
+        """Claim rows due at ``now`` that nobody holds (or whose ``lease_until < now``):
+        the work of runs under way before the work that starts runs (START, FANOUT,
+        SWEEP), each oldest due first."""
 
     async def extend_leases(
         self, *, owner: str, work: Sequence[DueWork], until: datetime

@@ -70,6 +70,7 @@ from storage.postgres_pool import Pool
 from storage.postgres_provider_state import ProviderStateMethods
 from storage.postgres_retention import RetentionMethods
 from storage.postgres_triggers import TriggerMethods
+from storage.sqlite_due import claim_order
 from storage.sqlite_ingest import check_events, check_reports
 
 __all__ = ["BatchStats", "PostgresStore"]
@@ -78,6 +79,22 @@ T = TypeVar("T")
 
 _OPEN = "status IN ('active', 'waiting')"
 _LEFT = "status IN ('sent', 'delivered', 'read')"
+# The due rows of one side of the claim order (migration 0008), oldest first, locked.
+_CLAIMABLE = (
+    "SELECT id, {starting} AS starting, due_at FROM due_work "
+    "WHERE kind {op} ('start', 'fanout', 'sweep') "
+    "AND due_at <= $3 AND (lease_until IS NULL OR lease_until < $3) ORDER BY due_at, id "
+    "LIMIT $4 FOR UPDATE SKIP LOCKED"
+)
+# Work of runs under way first, then the work that starts runs (sqlite_due.claim_order).
+_CLAIM = (
+    f"WITH started AS ({_CLAIMABLE.format(starting=0, op='NOT IN')}), "
+    f"starts AS ({_CLAIMABLE.format(starting=1, op='IN')}), "
+    "c AS (SELECT id FROM (SELECT * FROM started UNION ALL SELECT * FROM starts) AS u "
+    "ORDER BY starting, due_at, id LIMIT $4) "
+    "UPDATE due_work AS d SET lease_owner = $1, lease_until = $2, fence = d.fence + 1 "
+    f"FROM c WHERE d.id = c.id RETURNING {', '.join('d.' + c for c in DUE_COLUMNS.split(', '))}"
+)
 
 
 class PostgresStore(
@@ -398,7 +415,9 @@ class PostgresStore(
     async def claim_due_work(
         self, *, owner: str, now: datetime, lease_seconds: float, limit: int
     ) -> list[DueWork]:
-        """Claim up to ``limit`` rows due at ``now`` (oldest due first) that nobody holds.
+        """Claim up to ``limit`` rows due at ``now`` that nobody holds: those of runs under
+        way first, then the work that starts runs (START rows, fan-out and sweep
+        chunks), each oldest due first.
 
         Each claimed row gets ``owner``, ``lease_until = now + lease_seconds`` and its
         fence + 1, durably, before this returns. Rows another node is claiming or
@@ -408,18 +427,10 @@ class PostgresStore(
         if limit <= 0:
             return []
         rows = await self._pool.write(
-            "UPDATE due_work AS d SET lease_owner = $1, lease_until = $2, fence = d.fence + 1 "
-            "FROM (SELECT id FROM due_work WHERE due_at <= $3 "
-            "AND (lease_until IS NULL OR lease_until < $3) ORDER BY due_at, id LIMIT $4 "
-            "FOR UPDATE SKIP LOCKED) AS c "
-            f"WHERE d.id = c.id RETURNING {', '.join('d.' + c for c in DUE_COLUMNS.split(', '))}",
-            owner,
-            now + timedelta(seconds=lease_seconds),
-            now,
-            limit,
+            _CLAIM, owner, now + timedelta(seconds=lease_seconds), now, limit
         )
         # RETURNING gives no order; callers get the claim order.
-        return sorted((due_from_row(row) for row in rows), key=lambda work: (work.due_at, work.id))
+        return sorted((due_from_row(row) for row in rows), key=claim_order)
 
     async def extend_leases(
         self, *, owner: str, work: Sequence[DueWork], until: datetime

@@ -334,7 +334,9 @@ class SQLiteStore(
     async def claim_due_work(
         self, *, owner: str, now: datetime, lease_seconds: float, limit: int
     ) -> list[DueWork]:
-        """Claim up to ``limit`` rows due at ``now`` (oldest due first) that nobody holds.
+        """Claim up to ``limit`` rows due at ``now`` that nobody holds: those of runs under
+        way first, then the work that starts runs (START rows, fan-out and sweep
+        chunks), each oldest due first.
 
         Each claimed row gets ``owner``, ``lease_until = now + lease_seconds`` and
         its fence + 1; the lease is durable before this returns.

@@ -8,24 +8,47 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from datetime import datetime
 
 from engine.errors import StaleFence
-from engine.models import DueWork, NewDueWork
+from engine.models import DueKind, DueWork, NewDueWork
 from storage.changes import Completion
 from storage.columns import DUE_COLUMNS
 from storage.sqlite_codec import due_from_row, dumps, to_us
 
+# The due rows of one side of the claim order (migration 0008), oldest first.
+_CLAIMABLE = (
+    "SELECT id, {starting} AS starting, due_at FROM (SELECT id, due_at FROM due_work "
+    "WHERE kind {op} ('start', 'fanout', 'sweep') AND due_at <= :now "
+    "AND (lease_until IS NULL OR lease_until < :now) ORDER BY due_at, id LIMIT :limit)"
+)
+_CLAIM = (
+    "UPDATE due_work SET lease_owner = :owner, lease_until = :until, fence = fence + 1 "
+    "WHERE id IN (SELECT id FROM ("
+    + _CLAIMABLE.format(starting=0, op="NOT IN")
+    + " UNION ALL "
+    + _CLAIMABLE.format(starting=1, op="IN")
+    + f") ORDER BY starting, due_at, id LIMIT :limit) RETURNING {DUE_COLUMNS}"
+)
+
 
 def claim(db: sqlite3.Connection, owner: str, now: int, until: int, limit: int) -> list[DueWork]:
+    """Claim the due rows of runs under way first, then those that start runs (START
+    rows, fan-out and sweep chunks), each oldest first."""
     rows = db.execute(
-        "UPDATE due_work SET lease_owner = ?, lease_until = ?, fence = fence + 1 "
-        "WHERE id IN (SELECT id FROM due_work WHERE due_at <= ? "
-        "AND (lease_until IS NULL OR lease_until < ?) ORDER BY due_at, id LIMIT ?) "
-        f"RETURNING {DUE_COLUMNS}",
-        (owner, until, now, now, limit),
+        _CLAIM, {"owner": owner, "until": until, "now": now, "limit": limit}
     ).fetchall()
     # RETURNING gives no order; callers get the claim order.
-    return sorted((due_from_row(row) for row in rows), key=lambda work: (work.due_at, work.id))
+    return sorted((due_from_row(row) for row in rows), key=claim_order)
+
+
+# Work that starts new runs: claimed after the work of runs under way (migration 0008).
+STARTING = frozenset({DueKind.START, DueKind.FANOUT, DueKind.SWEEP})
+
+
+def claim_order(work: DueWork) -> tuple[bool, datetime, int]:
+    """Work of runs under way before work that starts runs, each oldest due first."""
+    return (work.kind in STARTING, work.due_at, work.id)
 
 
 def extend(db: sqlite3.Connection, owner: str, work: Sequence[DueWork], until: int) -> set[int]:

@@ -44,6 +44,28 @@ async def test_claim_respects_the_limit(store: Store, seed: Seed) -> None:
     assert await store.claim_due_work(owner="a", now=at(10), lease_seconds=30, limit=0) == []
 
 
+async def test_work_of_runs_under_way_is_claimed_before_runs_waiting_to_start(
+    store: Store, seed: Seed
+) -> None:
+    # A 200,000-row CSV leaves its START rows due from the moment it ran: claimed
+    # oldest first, every one was entered before the first message went out, and an
+    # API run's message, a timer or a cron firing waited minutes behind them.
+    for n in range(3):
+        await seed.due(DueKind.START, due_at=at(-60 + n), payload={"n": f"start-{n}"})
+    await seed.due(DueKind.DISPATCH, due_at=at(0), payload={"n": "send"})
+    await seed.due(DueKind.CRON, due_at=at(1), payload={"n": "cron"})
+    await seed.due(DueKind.DISPATCH, due_at=at(99), payload={"n": "later"})
+    # The chunks that write START rows take their turn among them.
+    await seed.due(DueKind.FANOUT, due_at=at(-59), payload={"n": "fanout"})
+    await seed.due(DueKind.SWEEP, due_at=at(-70), payload={"n": "sweep"})
+
+    first = await store.claim_due_work(owner="a", now=at(5), lease_seconds=30, limit=3)
+    rest = await store.claim_due_work(owner="a", now=at(5), lease_seconds=30, limit=10)
+
+    assert [w.payload["n"] for w in first] == ["send", "cron", "sweep"]
+    assert [w.payload["n"] for w in rest] == ["start-0", "start-1", "fanout", "start-2"]
+
+
 async def test_an_expired_lease_is_claimable_just_after_it_ends(store: Store, seed: Seed) -> None:
     await seed.due()
     [first] = await seed.claim_all(owner="node-a", when=NOW)

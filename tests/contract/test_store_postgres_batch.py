@@ -221,13 +221,13 @@ def test_disparo_migrate_on_postgresql(postgres_dsn: str, tmp_path: Path) -> Non
     again = disparo("migrate")
 
     assert (
-        "7 pending migrations (0001_initial, 0002_triggers, 0003_provider_state, 0004_retention, "
-        "0005_erasure, 0006_ambiguous, 0007_sending)" in outdated
+        "8 pending migrations (0001_initial, 0002_triggers, 0003_provider_state, 0004_retention, "
+        "0005_erasure, 0006_ambiguous, 0007_sending, 0008_claim_order)" in outdated
     )
     assert "run `disparo migrate`" in outdated
     assert (first.returncode, again.returncode) == (0, 0), first.stderr + again.stderr
     assert first.stdout.strip() == (
-        "applied 7 migrations: 0001_initial, 0002_triggers, 0003_provider_state, 0004_retention, "
-        "0005_erasure, 0006_ambiguous, 0007_sending"
+        "applied 8 migrations: 0001_initial, 0002_triggers, 0003_provider_state, 0004_retention, "
+        "0005_erasure, 0006_ambiguous, 0007_sending, 0008_claim_order"
     )
     assert again.stdout.strip() == "the database is up to date"

@@ -3,6 +3,7 @@ virtual clock: due work is what fires them, so `run_until` drives days in ms."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -466,3 +467,29 @@ async def test_unless_a_flag_the_contact_never_had_re_engages_it(tmp_path: Path)
 
     assert sorted(r.contact_id for r in runs) == ["c-1", "c-3"]
     assert [(e["matched"], e["started"], e["excluded"]) for e in swept] == [(3, 2, 1)]
+
+
+async def test_a_campaign_that_left_contacts_out_on_errors_warns_with_the_first_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A CSV loads `valor` as text unless its header says `valor:number`: an audience
+    # `valor > 1000` then fails for every contact, and the campaign reaches nobody.
+    flow = CAMPAIGN.replace(
+        "contact.context.plano | default('') == 'ouro'", "contact.context.valor > 1000"
+    )
+    async with harness(settings_with(tmp_path, flow, chunk_size=2), at=MONDAY_10H) as h:
+        for contact_id, valor in (("c-1", "1670"), ("c-2", 1670), ("c-3", "10")):
+            await h.engine.upsert_contact(
+                ContactUpsert(id=contact_id, phone="+5511999991234", context={"valor": valor})
+            )
+        with caplog.at_level(logging.WARNING):
+            await h.engine.run_until(sp(24, 9, 1))
+        (done,) = await kinds(h, "trigger.fanout_done")
+
+    assert (done["started"], done["errors"]) == (1, 2)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        f"fan-out of campanha for {sp(24, 9).isoformat()} left 2 contacts out on errors; "
+        "the first: contact c-1: campanha/triggers/audience: "
+        "'>' not supported between instances of 'str' and 'int'"
+    ]

@@ -205,3 +205,18 @@ def test_an_idempotency_key_column_is_the_row_identity(tmp_path: Path) -> None:
 
     assert [r.idempotency_key("f") for r in found] == ["csv:f:c-1:key=2026-11"] * 2
     assert found[0].digest != found[1].digest
+
+
+@pytest.mark.parametrize("cell", ["5,51199E+12", "5.51199e+12", "5,5119999888E+12"])
+def test_a_phone_excel_wrote_in_scientific_notation_says_how_to_export_it(
+    tmp_path: Path, cell: str
+) -> None:
+    # Excel shows a 13-digit number as 5,51199E+12 and exports it so: the digits are
+    # lost, and "it has letters" would not tell the campaign manager what to do.
+    found = read(tmp_path, f"id;phone\nc-1;{cell}\n")
+
+    assert problems(found) == [
+        f"contatos.csv:2: phone: {cell!r} is a number Excel wrote in scientific notation, "
+        "which loses its last digits; format the column as Text in Excel "
+        "(or write the numbers with a leading +) and export the file again"
+    ]

@@ -8,7 +8,7 @@ import pytest
 
 from engine.logs import RedactingFilter, mask_phone
 from engine.models import MessageStatus as S
-from engine.opt_out import is_opt_out
+from engine.opt_out import is_opt_out, normalise
 from engine.phones import InvalidPhone, normalise_phone
 from engine.step_events import inbound_step_events, status_chain
 
@@ -30,6 +30,21 @@ def test_opt_out_keywords_are_whole_messages_case_and_accent_insensitive(
     text: str, expected: bool
 ) -> None:
     assert is_opt_out(text) is expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["*SAIR*", "_sair_", "SAIR 👋", "Parar 🙏🙏", '"Stop"', "«cancelar»", "sair\n", "(PARAR)"],
+)
+def test_an_opt_out_keyword_dressed_in_symbols_or_formatting_still_opts_out(text: str) -> None:
+    # WhatsApp users bold (*SAIR*), quote or add an emoji; the message is still only SAIR.
+    assert is_opt_out(text)
+
+
+def test_keyword_normalising_collapses_spaces_and_keeps_a_keyword_of_symbols() -> None:
+    assert normalise("quero  desconto") == normalise("Quero\tdesconto!") == "QUERO DESCONTO"
+    assert normalise("👍") == "👍"  # an emoji keyword is not emptied away
+    assert not is_opt_out("sair do grupo 👋")
 
 
 def test_opt_out_keywords_are_configurable() -> None:
