@@ -44,9 +44,9 @@ from engine.models import (
 from storage import postgres_schema as schema
 from storage.base import IngestOutcome, RunIgnores
 from storage.changes import Commit, CommitResult
+from storage.claim_order import claim_order
 from storage.columns import (
     CONTACT_COLUMNS,
-    DUE_COLUMNS,
     EVENT_COLUMNS,
     MESSAGE_COLUMNS,
     RUN_COLUMNS,
@@ -65,12 +65,12 @@ from storage.postgres_codec import (
 )
 from storage.postgres_contact_data import ContactDataMethods
 from storage.postgres_contacts import PhoneMethods
+from storage.postgres_due import CLAIM
 from storage.postgres_overview import OverviewMethods
 from storage.postgres_pool import Pool
 from storage.postgres_provider_state import ProviderStateMethods
 from storage.postgres_retention import RetentionMethods
 from storage.postgres_triggers import TriggerMethods
-from storage.sqlite_due import claim_order
 from storage.sqlite_ingest import check_events, check_reports
 
 __all__ = ["BatchStats", "PostgresStore"]
@@ -79,22 +79,6 @@ T = TypeVar("T")
 
 _OPEN = "status IN ('active', 'waiting')"
 _LEFT = "status IN ('sent', 'delivered', 'read')"
-# The due rows of one side of the claim order (migration 0008), oldest first, locked.
-_CLAIMABLE = (
-    "SELECT id, {starting} AS starting, due_at FROM due_work "
-    "WHERE kind {op} ('start', 'fanout', 'sweep') "
-    "AND due_at <= $3 AND (lease_until IS NULL OR lease_until < $3) ORDER BY due_at, id "
-    "LIMIT $4 FOR UPDATE SKIP LOCKED"
-)
-# Work of runs under way first, then the work that starts runs (sqlite_due.claim_order).
-_CLAIM = (
-    f"WITH started AS ({_CLAIMABLE.format(starting=0, op='NOT IN')}), "
-    f"starts AS ({_CLAIMABLE.format(starting=1, op='IN')}), "
-    "c AS (SELECT id FROM (SELECT * FROM started UNION ALL SELECT * FROM starts) AS u "
-    "ORDER BY starting, due_at, id LIMIT $4) "
-    "UPDATE due_work AS d SET lease_owner = $1, lease_until = $2, fence = d.fence + 1 "
-    f"FROM c WHERE d.id = c.id RETURNING {', '.join('d.' + c for c in DUE_COLUMNS.split(', '))}"
-)
 
 
 class PostgresStore(
@@ -427,7 +411,7 @@ class PostgresStore(
         if limit <= 0:
             return []
         rows = await self._pool.write(
-            _CLAIM, owner, now + timedelta(seconds=lease_seconds), now, limit
+            CLAIM, owner, now + timedelta(seconds=lease_seconds), now, limit
         )
         # RETURNING gives no order; callers get the claim order.
         return sorted((due_from_row(row) for row in rows), key=claim_order)

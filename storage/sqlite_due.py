@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime
 
 from engine.errors import StaleFence
-from engine.models import DueKind, DueWork, NewDueWork
+from engine.models import DueWork, NewDueWork
 from storage.changes import Completion
+from storage.claim_order import STARTING_SQL, claim_order
 from storage.columns import DUE_COLUMNS
 from storage.sqlite_codec import due_from_row, dumps, to_us
 
 # The due rows of one side of the claim order (migration 0008), oldest first.
 _CLAIMABLE = (
     "SELECT id, {starting} AS starting, due_at FROM (SELECT id, due_at FROM due_work "
-    "WHERE kind {op} ('start', 'fanout', 'sweep') AND due_at <= :now "
+    "WHERE kind {op} " + STARTING_SQL + " AND due_at <= :now "
     "AND (lease_until IS NULL OR lease_until < :now) ORDER BY due_at, id LIMIT :limit)"
 )
 _CLAIM = (
@@ -40,15 +40,6 @@ def claim(db: sqlite3.Connection, owner: str, now: int, until: int, limit: int) 
     ).fetchall()
     # RETURNING gives no order; callers get the claim order.
     return sorted((due_from_row(row) for row in rows), key=claim_order)
-
-
-# Work that starts new runs: claimed after the work of runs under way (migration 0008).
-STARTING = frozenset({DueKind.START, DueKind.FANOUT, DueKind.SWEEP})
-
-
-def claim_order(work: DueWork) -> tuple[bool, datetime, int]:
-    """Work of runs under way before work that starts runs, each oldest due first."""
-    return (work.kind in STARTING, work.due_at, work.id)
 
 
 def extend(db: sqlite3.Connection, owner: str, work: Sequence[DueWork], until: int) -> set[int]:

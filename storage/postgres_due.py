@@ -1,0 +1,27 @@
+"""The PostgreSQL claim of due work: rows nobody holds, locked with ``SKIP LOCKED``,
+in the claim order of ``storage.claim_order`` (migration 0008's partial indexes).
+
+Parameters: $1 owner, $2 lease_until, $3 now, $4 limit.
+"""
+
+from __future__ import annotations
+
+from storage.claim_order import STARTING_SQL
+from storage.columns import DUE_COLUMNS
+
+# The due rows of one side of the claim order (migration 0008), oldest first, locked.
+_CLAIMABLE = (
+    "SELECT id, {starting} AS starting, due_at FROM due_work "
+    "WHERE kind {op} " + STARTING_SQL + " "
+    "AND due_at <= $3 AND (lease_until IS NULL OR lease_until < $3) ORDER BY due_at, id "
+    "LIMIT $4 FOR UPDATE SKIP LOCKED"
+)
+# Work of runs under way first, then the work that starts runs (storage.claim_order).
+CLAIM = (
+    f"WITH started AS ({_CLAIMABLE.format(starting=0, op='NOT IN')}), "
+    f"starts AS ({_CLAIMABLE.format(starting=1, op='IN')}), "
+    "c AS (SELECT id FROM (SELECT * FROM started UNION ALL SELECT * FROM starts) AS u "
+    "ORDER BY starting, due_at, id LIMIT $4) "
+    "UPDATE due_work AS d SET lease_owner = $1, lease_until = $2, fence = d.fence + 1 "
+    f"FROM c WHERE d.id = c.id RETURNING {', '.join('d.' + c for c in DUE_COLUMNS.split(', '))}"
+)
