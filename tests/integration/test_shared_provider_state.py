@@ -35,13 +35,14 @@ PRIVATE_TOKEN = "af5addfsdf52-a5dfsc-44fdf6-80bc-eda1d2af8"
 
 
 class SteppingClock(VirtualClock):
-    """A virtual clock whose sleepers move it: a process polling the store for another
-    process's login lets the loop run, then finds the clock at its wake-up time."""
+    """A virtual clock its sleepers do not move: a process polling the store for
+    another process's login yields to the loop and polls again until that login lands,
+    however long it takes in real time. (Moving the clock to each poll's wake-up time
+    let a login slowed by a loaded machine outlast the renewal claim's lease in virtual
+    time, and the waiting process logged in too.)"""
 
     async def sleep_until(self, when: datetime, wake: asyncio.Event | None = None) -> None:
         await asyncio.sleep(0)
-        if when > self.now():
-            self.set(when)
 
 
 class StoreHost:
