@@ -336,6 +336,7 @@ async def webhook(request: web.Request) -> web.Response:
         token = request.query.get("token", "")
         if not secrets.compare_digest(token.encode("utf-8", "surrogateescape"), secret.encode()):
             engine.metrics.webhooks.labels(name, "unauthorized").inc()
+            request.app[REFUSALS].unauthorized(name, given="token" in request.query)
             return error_response(401, "UNAUTHORIZED", "wrong or missing ?token= for this webhook")
     started = time.perf_counter()
     body = await request.read()

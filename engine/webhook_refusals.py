@@ -5,6 +5,8 @@ does not retry it; a vendor whose every status report is refused (a field rename
 on its side) would leave runs waiting with nothing in the log. Each refusal is
 warned about, at most once a minute per provider, with how many were kept quiet.
 Refusals name the field and why, never the value (``providers.generic_webhook``).
+A webhook refused for its ``?token=`` (401) is warned about the same way, apart
+from the others, and never with the token it carried.
 """
 
 from __future__ import annotations
@@ -39,13 +41,26 @@ class RefusalLog:
         """A whole webhook was refused (400)."""
         self._say(provider, "the whole body refused (400)", why)
 
-    def _say(self, provider: str, what: str, why: str) -> None:
+    def unauthorized(self, provider: str, *, given: bool) -> None:
+        """A webhook came with a wrong or no ``?token=`` (401): a vendor configured
+        with an old URL keeps every report out, and nothing else would say so."""
+        self._say(
+            provider,
+            f"a request with {'a wrong' if given else 'no'} ?token= refused (401)",
+            f"the URL configured at the vendor must end in ?token=<providers.{provider}."
+            "webhook_secret>; until it does, its status reports and replies are lost to "
+            "disparo",
+            key=f"{provider} token",
+        )
+
+    def _say(self, provider: str, what: str, why: str, *, key: str | None = None) -> None:
+        key = key or provider
         now = self._clock.now()
-        last = self._warned.get(provider)
+        last = self._warned.get(key)
         if last is not None and now - last < WARN_EVERY:
-            self._quiet[provider] = self._quiet.get(provider, 0) + 1
+            self._quiet[key] = self._quiet.get(key, 0) + 1
             return
-        self._warned[provider] = now
-        quiet = self._quiet.pop(provider, 0)
+        self._warned[key] = now
+        quiet = self._quiet.pop(key, 0)
         more = f" ({counted(quiet, 'more refusal')} since the last warning)" if quiet else ""
         log.warning("webhook %s: %s%s: %s", provider, what, more, why)
