@@ -14,7 +14,7 @@ import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,26 +22,25 @@ from engine import runner
 from engine.circuit import CircuitBreaker
 from engine.clock import Clock
 from engine.effects import Effects, collect_effects, run_commit, state_change
-from engine.errors import StaleFence, StaleRun, StoreUnavailable
+from engine.errors import MAX_STALE_RETRIES, StaleFence, StaleRun, StoreUnavailable
 from engine.flows import FlowCatalog
 from engine.keyed_locks import KeyedLocks
 from engine.metrics import Metrics
 from engine.models import (
-    REPORTED_STATUSES,
     Contact,
     DueKind,
     DueWork,
     MessageStatus,
     NewEvent,
     Run,
-    status_can_advance,
 )
 from engine.opt_out import DEFAULT_OPT_OUT_KEYWORDS
 from engine.outage_log import OutageLog
 from engine.outcome_keeper import OutcomeKeeper
 from engine.run_enter import enter_run
 from engine.scope import RunnerScope, contact_timezone
-from engine.step_events import inbound_step_events, status_step_events
+from engine.status_reports import apply_status_report
+from engine.step_events import inbound_step_events
 from engine.template_catalog import TemplateCatalog
 from providers.base import Provider
 from storage.base import (
@@ -51,12 +50,9 @@ from storage.base import (
     ContactChange,
     MessageChange,
     Store,
-    reported_change,
 )
 
 log = logging.getLogger("disparo.dispatcher")
-
-MAX_STALE_RETRIES = 8
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -290,7 +286,7 @@ class Dispatcher:
             )
             await self.apply_events(work, [event], extra_events=[timer])
         elif work.kind == DueKind.STATUS:
-            await self._status(work)
+            await apply_status_report(self, work)
         elif work.kind == DueKind.INBOUND:
             events = inbound_step_events(work.payload, self.settings.opt_out_keywords)
             await self.apply_events(work, events)
@@ -328,40 +324,6 @@ class Dispatcher:
         exponent = min(max(0, attempt), 32)
         ceiling = min(self.settings.backoff_cap, self.settings.backoff_base * 2**exponent)
         return timedelta(seconds=self.rng.uniform(ceiling / 10, ceiling))
-
-    async def _status(self, work: DueWork) -> None:
-        assert work.message_id is not None
-        for _ in range(MAX_STALE_RETRIES):
-            message = await self.store.get_message(work.message_id)
-            if message is None:
-                await self.store.commit(Commit(now=self.clock.now(), done=Completion(work=work)))
-                return
-            new = MessageStatus(str(work.payload["status"]))
-            at = datetime.fromisoformat(str(work.payload.get("at") or self.clock.now().isoformat()))
-            if new not in REPORTED_STATUSES or not status_can_advance(message.status, new):
-                await self.store.commit(Commit(now=self.clock.now(), done=Completion(work=work)))
-                return
-            error = work.payload.get("error_message") or work.payload.get("error_code")
-            change = reported_change(
-                message.id,
-                stored=message.status,
-                new=new,
-                at=at,
-                error=None if error is None else str(error),
-            )
-            reported_id = work.payload.get("provider_message_id")
-            if reported_id and message.provider_message_id is None:
-                # Matched by its idempotency key: the id arrives with the report (a
-                # send whose answer the store could not take at once, engine.outcome_keeper).
-                change = replace(change, provider_message_id=str(reported_id))
-            events = status_step_events(message.id, message.step_seq, message.status, new)
-            try:
-                await self.apply_events(work, events, messages=[change], run_id=message.run_id)
-            except StaleRun:
-                continue
-            self.status_moved(message.provider, message.id, message.run_id, new)
-            return
-        raise StaleRun(f"message {work.message_id} kept changing while applying a status")
 
     def status_moved(self, provider: str, message_id: str, run_id: str, new: MessageStatus) -> None:
         """Count and log a message that a provider's report moved to ``new``."""

@@ -129,6 +129,10 @@ class StaleRun(StoreError):
     code = "STALE_RUN"
 
 
+# How often a change refused with ``StaleRun`` is read again and retried before giving up.
+MAX_STALE_RETRIES = 8
+
+
 class OutboundChanged(DisparoError):
     """A ``sending`` commit's ``OutboundGuard`` failed: another send to the contact
     left or began leaving since the rules counted; nothing was written. Decide again."""

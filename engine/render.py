@@ -44,14 +44,8 @@ from engine.errors import RenderError
 from engine.models import Contact
 from engine.printed_size import printed_size
 from engine.pt_br import DEFAULT_DATE_FORMAT, brl, first_name, format_date, phone
-from engine.sandbox import (
-    MAX_PRODUCED,
-    MAX_TEXT,
-    MessageSandbox,
-    MissingValue,
-    TooLarge,
-    render_budget,
-)
+from engine.render_budget import MAX_PRODUCED, TooLarge, render_budget
+from engine.sandbox import MAX_TEXT, MessageSandbox, MissingValue
 
 NAMES = ("contact", "context", "run", "now")
 _TZ = "disparo.timezone"  # a dot keeps it out of reach of template code

@@ -27,7 +27,7 @@ Protected:
   A template renders on the engine's event loop: without this budget, nested loops
   over ``range(100000)`` would spin for hours and stall every send and webhook.
 
-- Time and memory of a whole render (``render_budget``): filter chains such as
+- Time and memory of a whole render (``engine.render_budget``): filter chains such as
   ``map``/``select`` run outside ``{% for %}``, and one filter (``urlize`` of a long
   text) can be slow. Every step (a filter, a call, an operator, a loop iteration)
   checks that the render has run under ``MAX_RENDER_SECONDS`` and that the texts it
@@ -42,13 +42,10 @@ render in a child process with ``RLIMIT_AS`` and a timeout.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import functools
 import re
-import time
 from collections.abc import Callable, Iterator, Mapping
-from contextvars import ContextVar
 from datetime import tzinfo
 from string import Formatter
 from typing import Any, NoReturn
@@ -69,6 +66,7 @@ from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 
 from engine.printed_size import CONTAINERS, printed_size
+from engine.render_budget import TooLarge, TooMuchWork, spend
 
 MAX_TEXT = 65_536  # characters: the longest string or output a template may build
 MAX_ITEMS = 100_000  # jinja's own MAX_RANGE
@@ -78,12 +76,6 @@ MAX_INT_BITS = 4_096
 MAX_LOOP_ITERATIONS = 10_000
 _LOOPS_RUN = "_disparo_loop_iterations"  # the count, kept on the render's Context
 _TZINFO_ATTRIBUTES = frozenset({"key", "utcoffset", "tzname", "dst"})
-# One render's wall time and the characters all its texts add up to: a real message
-# takes well under a millisecond and builds a few KB.
-# Far above any real render (well under a millisecond): a pause of the whole process
-# (swapping, a long collection) must not fail a message.
-MAX_RENDER_SECONDS = 5.0
-MAX_PRODUCED = 4_000_000
 
 # Scope only wraps other statements (the parser's autoescape block); those are checked.
 _ALLOWED_STATEMENTS = (nodes.Output, nodes.If, nodes.For, nodes.Assign, nodes.With, nodes.Scope)
@@ -110,10 +102,6 @@ _LIST_FILTERS = frozenset(
     }
 )
 _PRINTF = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
-
-
-class TooLarge(SecurityError):
-    """A template tried to build a value past the sandbox's size limits."""
 
 
 class UnprintableValue(Exception):
@@ -157,55 +145,18 @@ def checked_size(value: Any) -> Any:
     the render has used up its budget."""
     if isinstance(value, str | bytes):
         _at_most("a text", len(value))
-        _spend(len(value))
+        spend(len(value))
     else:
         if isinstance(value, list | tuple | dict | set | frozenset):
             _at_most("a collection", len(value), MAX_ITEMS, " items")
-        _spend(0)
+        spend(0)
     return value
-
-
-class _Budget:
-    __slots__ = ("deadline", "produced")
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline, self.produced = deadline, 0
-
-
-_BUDGET: ContextVar[_Budget | None] = ContextVar("disparo_render_budget", default=None)
-
-
-@contextlib.contextmanager
-def render_budget() -> Iterator[None]:
-    """One render's budget of time and built text; ``TooMuchWork`` past either."""
-    token = _BUDGET.set(_Budget(time.monotonic() + MAX_RENDER_SECONDS))
-    try:
-        yield
-    finally:
-        _BUDGET.reset(token)
-
-
-def _spend(characters: int) -> None:
-    budget = _BUDGET.get()
-    if budget is None:
-        return
-    budget.produced += characters
-    if budget.produced > MAX_PRODUCED:
-        raise TooMuchWork(
-            f"this template builds over {MAX_PRODUCED:,} characters of text in one message; "
-            "build less (a filter over a long list?)"
-        )
-    if time.monotonic() > budget.deadline:
-        raise TooMuchWork(
-            f"this template took over {MAX_RENDER_SECONDS:g} s to render one message; "
-            "do less work in it (a slow filter over a long list?)"
-        )
 
 
 def check_printed(value: Any, limit: int = MAX_TEXT) -> Any:
     """``value`` unchanged, unless it is a collection whose text would pass ``limit``:
     counted before ``str()`` builds it (``engine.printed_size``)."""
-    if isinstance(value, CONTAINERS) and printed_size(value, limit, lambda: _spend(0)) > limit:
+    if isinstance(value, CONTAINERS) and printed_size(value, limit, lambda: spend(0)) > limit:
         raise TooLarge(
             f"a collection printed as text is over the template limit of {limit:,} characters"
         )
@@ -258,7 +209,7 @@ def _check_join(separator: Any, items: Any) -> None:
             if total > MAX_TEXT:
                 break
             if not isinstance(item, str | bytes):
-                total += printed_size(item, MAX_TEXT - total, tick=lambda: _spend(0))
+                total += printed_size(item, MAX_TEXT - total, tick=lambda: spend(0))
         _at_most("a joined text", total)
 
 
@@ -358,10 +309,6 @@ def _printable(value: Any) -> Any:
     return check_printed(value)
 
 
-class TooMuchWork(TooLarge):
-    """A render ran more loop iterations than the sandbox allows."""
-
-
 @pass_context
 def _budgeted_loop(context: Context, iterable: Any) -> Iterator[Any]:
     """Yield from ``iterable``, counting every iteration of the render against the
@@ -375,7 +322,7 @@ def _budgeted_loop(context: Context, iterable: Any) -> Iterator[Any]:
                 "loop over fewer items"
             )
         context.__dict__[_LOOPS_RUN] = done
-        _spend(0)
+        spend(0)
         yield item
 
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import render, sandbox
+from engine import render, render_budget
 from engine.errors import RenderError
 from engine.models import Contact
 from engine.pt_br import brl
@@ -448,7 +448,7 @@ def test_a_render_that_runs_past_its_time_fails_the_message(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A budget of no time at all: the first step of the render is already too late.
-    monkeypatch.setattr(sandbox, "MAX_RENDER_SECONDS", -1.0)
+    monkeypatch.setattr(render_budget, "MAX_RENDER_SECONDS", -1.0)
     message = error("{{ context.itens | map('upper') | join(',') }}", context={"itens": ["a"]})
     assert "took over -1 s to render one message" in message
     monkeypatch.undo()
@@ -525,7 +525,7 @@ def test_a_compiled_expression_has_the_render_budget_too() -> None:
     variables = scope({"n": list(range(2000))}).variables
     tracemalloc.start()
     try:
-        with pytest.raises(sandbox.TooMuchWork, match="builds over 4,000,000 characters"):
+        with pytest.raises(render_budget.TooMuchWork, match="builds over 4,000,000 characters"):
             audience(variables)
         _, peak = tracemalloc.get_traced_memory()
     finally:

@@ -1,0 +1,151 @@
+"""What `disparo simulate` reads: the contact file (its context, timestamps and
+attendance) and the JSON Lines of events to inject, each refused with the file,
+line and field when it cannot be what it says.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any, get_args
+
+from engine.clock import utc
+from engine.errors import UserInputError
+from engine.flow.problems import timezone_problem
+from engine.flow.yaml_source import read_yaml
+from engine.models import (
+    ContactEvent,
+    ContactEventType,
+    ContactUpsert,
+)
+
+CONTACT_TIMESTAMPS = ("last_inbound_at", "last_interaction_at", "last_outbound_at", "opted_out_at")
+
+
+def _read_document(path: str) -> Any:
+    """A JSON or YAML file (YAML reads JSON too), with the flow loader's limits and
+    ``file:line:col`` errors."""
+    return read_yaml(Path(path)).data
+
+
+def _read_lines(path: str, what: str) -> list[str]:
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UserInputError(f"{path}: no such file (the {what})") from None
+    except UnicodeDecodeError:
+        raise UserInputError(f"{path}: the {what} is not UTF-8 text; save it as UTF-8") from None
+    except OSError as exc:
+        raise UserInputError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+
+
+def parse_time(value: Any, field: str) -> datetime:
+    try:
+        parsed = (
+            value
+            if isinstance(value, datetime)
+            else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        )
+        return utc(parsed)
+    except ValueError as exc:
+        raise UserInputError(
+            f"{field}: {value!r} is not an ISO-8601 time with a timezone ({exc})"
+        ) from None
+
+
+def load_contact(
+    path: str,
+) -> tuple[ContactUpsert, dict[str, datetime], datetime | None, ContactEvent | None]:
+    """The contact file: the contact, its timestamps, its ``now`` and, when it is
+    attended, its ``attendance_started`` event (``since``, ``until``, ``attendant``)."""
+    data = _read_document(path)
+    if not isinstance(data, dict):
+        raise UserInputError(
+            f"{path}: the contact file must be a mapping with id, phone, context, ..."
+        )
+    data = dict(data.get("contact", data))
+    now = parse_time(data.pop("now"), f"{path}: now") if "now" in data else None
+    stamps = {k: parse_time(data.pop(k), f"{path}: {k}") for k in CONTACT_TIMESTAMPS if data.get(k)}
+    attendance = _attendance(data.pop("attendance", None), now, path)
+    known = {"id", "phone", "email", "name", "tags", "context", "timezone"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        allowed = ", ".join(sorted(known | set(CONTACT_TIMESTAMPS) | {"attendance", "now"}))
+        raise UserInputError(
+            f"{path}: unknown contact field(s) {', '.join(unknown)}; known: {allowed}"
+        )
+    zone = data.get("timezone")
+    if zone is not None and (why := timezone_problem(str(zone))) is not None:
+        raise UserInputError(f"{path}: timezone: {why}")
+    ident = data.get("id") or data.get("phone") or "contato-simulado"
+    upsert = ContactUpsert(
+        id=str(ident),
+        phone=data.get("phone"),
+        email=data.get("email"),
+        name=data.get("name"),
+        tags=tuple(data.get("tags") or ()),
+        context=data.get("context") or {},
+        timezone=data.get("timezone"),
+    )
+    return upsert, stamps, now, attendance
+
+
+def _attendance(value: Any, now: datetime | None, path: str) -> ContactEvent | None:
+    if not value:
+        return None
+    if not isinstance(value, dict) or not set(value) <= {"since", "until", "attendant"}:
+        raise UserInputError(
+            f"{path}: attendance: write it as {{since: ISO time, until: ISO time, "
+            "attendant: name}} (until and attendant may be left out)"
+        )
+    since = value.get("since", now)
+    if since is None:
+        raise UserInputError(f"{path}: attendance: give `since` (or the file's `now`)")
+    until = value.get("until")
+    return ContactEvent(
+        type="attendance_started",
+        at=parse_time(since, f"{path}: attendance.since"),
+        until=parse_time(until, f"{path}: attendance.until") if until else None,
+        attendant=str(value["attendant"]) if value.get("attendant") else None,
+        source="simulate",
+    )
+
+
+def load_events(path: str) -> list[dict[str, Any]]:
+    events = []
+    for number, line in enumerate(_read_lines(path, "events file"), start=1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserInputError(f"{path}:{number}: not JSON ({exc.msg})") from None
+        except RecursionError:
+            raise UserInputError(f"{path}:{number}: the event nests too deeply") from None
+        if not isinstance(event, dict) or "at" not in event or "type" not in event:
+            raise UserInputError(f"{path}:{number}: every event needs `at` and `type`")
+        _check_event(event, f"{path}:{number}")
+        event["at"] = parse_time(event["at"], f"{path}:{number}: at")
+        events.append(event)
+    return sorted(events, key=lambda e: e["at"])
+
+
+_EVENT_TYPES = (*get_args(ContactEventType), "status")
+_REPORTED = ("sent", "delivered", "read", "failed")
+
+
+def _check_event(event: dict[str, Any], where: str) -> None:
+    """Refuse an event the engine could not use, naming the line and what to write."""
+    kind = event["type"]
+    if kind not in _EVENT_TYPES:
+        raise UserInputError(
+            f"{where}: unknown event type {kind!r}; use one of {', '.join(_EVENT_TYPES)}"
+        )
+    if kind == "status" and event.get("status") not in _REPORTED:
+        raise UserInputError(
+            f"{where}: a status event needs `status`: one of {', '.join(_REPORTED)}"
+            f" (got {event.get('status')!r})"
+        )
+    if kind in ("button", "choice") and not (event.get("button_id") or event.get("id")):
+        raise UserInputError(f"{where}: a {kind} event needs `button_id`, the id that was tapped")
