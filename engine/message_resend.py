@@ -16,7 +16,7 @@ step's ``valid_for``, past which the resend would fail at once as expired.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from engine import validity
@@ -28,7 +28,6 @@ from engine.models import (
     MessageStatus,
     NewDueWork,
 )
-from engine.scope import contact_timezone
 from engine.send_content import message_event
 from storage.base import Commit, MessageChange, Store
 
@@ -64,8 +63,7 @@ async def resend(
         )
     flow = (await catalog.pinned(run.flow, run.flow_version)).flow
     contact = await store.get_contact(message.contact_id)
-    tz = contact_timezone(contact, flow, default_timezone) if contact is not None else UTC
-    valid = validity.of(flow, message, tz)
+    valid = validity.of(flow, message, contact, default_timezone)
     if valid is not None and valid.late(now):
         raise Conflict(
             f"message {message_id} expired at {valid.at(valid.until)} (valid_for "

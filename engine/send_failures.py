@@ -247,9 +247,10 @@ async def retry(
         delay = max(delay, to_timedelta(min(exc.retry_after, cap)))
     retry_at = sender.now + delay
     error = exc.vendor_message or str(exc)
-    if valid is not None and not keep_sending and valid.late(retry_at):
-        why = f"{exc.code}: {error}; the next try would be at {valid.at(retry_at)}"
-        await validity.expire(sender, work, message, valid, why)
+    # Not a resend with the same key: that one may have reached the contact.
+    if not keep_sending and await validity.too_late_to_retry(
+        sender, work, message, valid, retry_at, f"{exc.code}: {error}"
+    ):
         return
     released = await _release(
         sender,

@@ -115,9 +115,9 @@ async def not_ready(
         cap = sender.d.settings.max_retry_after
         delay = max(delay, to_timedelta(min(exc.retry_after, cap)))
     retry_at = now + delay
-    if valid is not None and valid.late(retry_at):
-        why = f"{exc.code}: {error}; the next try would be at {valid.at(retry_at)}"
-        await validity.expire(sender, work, message, valid, why)
+    if await validity.too_late_to_retry(
+        sender, work, message, valid, retry_at, f"{exc.code}: {error}"
+    ):
         return
     change = MessageChange(
         message_id=message.id,

@@ -128,8 +128,7 @@ class Sender:
         # A `sending` message may have reached the provider already: never expired.
         valid = None
         if message.status == MessageStatus.QUEUED:
-            tz = contact_timezone(contact, flow, self.d.settings.default_timezone)
-            valid = validity.of(flow, message, tz)
+            valid = validity.of(flow, message, contact, self.d.settings.default_timezone)
         if valid is not None and valid.late(self.now):
             await validity.expire(self, work, message, valid, validity.waited(message))
             return

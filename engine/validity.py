@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 
 from engine.flow.durations import format_duration
 from engine.flow.model import Flow, to_timedelta
-from engine.models import DueWork, Message, NewEvent
+from engine.models import Contact, DueWork, Message, NewEvent
+from engine.scope import contact_timezone
 
 if TYPE_CHECKING:
     from engine.sending import Sender
@@ -54,12 +55,15 @@ class Validity:
         )
 
 
-def of(flow: Flow, message: Message, tz: tzinfo = UTC) -> Validity | None:
-    """``message``'s validity under its pinned ``flow``, its times told in ``tz``;
-    ``None`` without ``valid_for``."""
+def of(
+    flow: Flow, message: Message, contact: Contact | None, default_timezone: str
+) -> Validity | None:
+    """``message``'s validity under its pinned ``flow``, its times told in the
+    ``contact``'s zone; ``None`` without ``valid_for`` (the zone is not looked up)."""
     valid_for = flow.rules_for(message.step).valid_for
     if valid_for is None:
         return None
+    tz = UTC if contact is None else contact_timezone(contact, flow, default_timezone)
     length = to_timedelta(valid_for)
     return Validity(until=message.created_at + length, length=format_duration(length), tz=tz)
 
@@ -69,6 +73,23 @@ def waited(message: Message) -> str:
     if message.last_error:
         return f"it waited in the queue (last: {message.last_error})"
     return "it waited in the queue"
+
+
+async def too_late_to_retry(
+    sender: Sender,
+    work: DueWork,
+    message: Message,
+    valid: Validity | None,
+    retry_at: datetime,
+    what: str,
+) -> bool:
+    """Expire ``message`` now, and say so, when its next try at ``retry_at`` would come
+    too late; ``what``: why it is to be tried again."""
+    if valid is None or not valid.late(retry_at):
+        return False
+    why = f"{what}; the next try would be at {valid.at(retry_at)}"
+    await expire(sender, work, message, valid, why)
+    return True
 
 
 async def expire(
