@@ -26,12 +26,14 @@ from engine.flow.limits import (
     LIST_SECTIONS_MAX,
     MEDIA_BYTES,
     ROW_DESCRIPTION_MAX,
+    ROW_ID_MAX,
     ROW_TITLE_MAX,
     SECTION_TITLE_MAX,
     TEXT_MAX,
 )
 from engine.flow.model import ListSpec, LocationSpec, MediaSpec, SendSpec, TemplateSpec
 from engine.flow.yaml_source import format_path
+from engine.media_types import media_type_violations
 from engine.models import (
     Button,
     Buttons,
@@ -294,16 +296,19 @@ def _text(value: str, field: str, limit: int) -> Iterator[ContentViolation]:
     yield from _too_long(value, field, limit)
 
 
-def _unique(ids: list[tuple[str, str]], what: str) -> Iterator[ContentViolation]:
+def _unique(
+    values: list[tuple[str, str]], what: str, attr: str = "id"
+) -> Iterator[ContentViolation]:
     first: dict[str, str] = {}
-    for field, value in ids:
+    for field, value in values:
         if value in first:
             yield ContentViolation(
                 field=field,
-                message=f"`{value}` is also the id of {first[value]}; {what} ids must be unique",
+                message=f"`{value}` is also the {attr} of {first[value]}; "
+                f"{what} {attr}s must be unique",
             )
         else:
-            first[value] = field.removesuffix(".id")
+            first[value] = field.removesuffix(f".{attr}")
 
 
 def _whatsapp(content: Content) -> Iterator[ContentViolation]:
@@ -321,10 +326,14 @@ def _whatsapp(content: Content) -> Iterator[ContentViolation]:
             yield from _text(button.id, _at("buttons", i, "id"), BUTTON_ID_MAX)
         ids = [(_at("buttons", i, "id"), b.id) for i, b in enumerate(content.buttons)]
         yield from _unique(ids, "button")
+        # WhatsApp refuses the whole message when two buttons read the same.
+        titles = [(_at("buttons", i, "title"), b.title) for i, b in enumerate(content.buttons)]
+        yield from _unique(titles, "button", "title")
     elif isinstance(content, ListMenu):
         yield from _list(content)
     elif isinstance(content, Media):
         yield from _media_size(content, "send.media")
+        yield from media_type_violations(content, "send.media")
     elif isinstance(content, Location):
         yield from _coordinates(content)
     elif isinstance(content, Template):
@@ -356,11 +365,17 @@ def _list(content: ListMenu) -> Iterator[ContentViolation]:
     for s, section in enumerate(sections):
         if section.title is not None:
             yield from _text(section.title, _at("list", "sections", s, "title"), SECTION_TITLE_MAX)
+        elif len(sections) > 1:
+            yield ContentViolation(
+                field=_at("list", "sections", s),
+                message="has no title; WhatsApp needs a title on every section when a list "
+                "has more than one",
+            )
         for r, row in enumerate(section.rows):
             at = _at("list", "sections", s, "rows", r)
             yield from _text(row.title, f"{at}.title", ROW_TITLE_MAX)
             yield from _too_long(row.description, f"{at}.description", ROW_DESCRIPTION_MAX)
-            yield from _empty(row.id, f"{at}.id")
+            yield from _text(row.id, f"{at}.id", ROW_ID_MAX)
             ids.append((f"{at}.id", row.id))
     yield from _unique(ids, "row")
 
@@ -430,3 +445,4 @@ def _template_limits(template: Template) -> Iterator[ContentViolation]:
         )
     if template.header_media is not None:
         yield from _media_size(template.header_media, "send.template.header_media")
+        yield from media_type_violations(template.header_media, "send.template.header_media")

@@ -136,7 +136,10 @@ def test_list_menu() -> None:
                         "title": "Pagamento",
                         "rows": [{"id": "pix", "title": "Pix", "description": "na hora"}],
                     },
-                    {"rows": [{"id": "boleto", "title": "Boleto {{ context.nome }}"}]},
+                    {
+                        "title": "Outros",
+                        "rows": [{"id": "boleto", "title": "Boleto {{ context.nome }}"}],
+                    },
                 ],
             },
         }
@@ -148,7 +151,7 @@ def test_list_menu() -> None:
             ListSection(
                 title="Pagamento", rows=(ListRow(id="pix", title="Pix", description="na hora"),)
             ),
-            ListSection(rows=(ListRow(id="boleto", title="Boleto Ana"),)),
+            ListSection(title="Outros", rows=(ListRow(id="boleto", title="Boleto Ana"),)),
         ),
     )
 
@@ -311,7 +314,9 @@ LIMITS = [
     (
         "send.list.sections[2].rows[1].title",
         24,
-        lambda v: menu([{"rows": rows(1)}, {"rows": [{"id": "x", "title": v}]}]),
+        lambda v: menu(
+            [{"title": "A", "rows": rows(1)}, {"title": "B", "rows": [{"id": "x", "title": v}]}]
+        ),
     ),
     (
         "send.list.sections[1].rows[3].description",
@@ -339,7 +344,7 @@ def test_every_limit_at_its_boundary(field: str, limit: int, send: Any) -> None:
     ],
 )
 def test_button_count(count: int, expected: list[str]) -> None:
-    send = {"text": "oi", "buttons": buttons(*["Sim"] * count)}
+    send = {"text": "oi", "buttons": buttons(*[f"Opção {i}" for i in range(count)])}
     assert problems(send) == expected
 
 
@@ -363,7 +368,8 @@ UP_TO_10 = "WhatsApp allows 1 to 10"
     ],
 )
 def test_list_section_and_row_counts(sections: list[Any], expected: list[str]) -> None:
-    send = {"text": "oi", "list": {"button": "Ver", "sections": [{"rows": r} for r in sections]}}
+    titled = [{"title": f"Seção {i}", "rows": r} for i, r in enumerate(sections)]
+    send = {"text": "oi", "list": {"button": "Ver", "sections": titled}}
     assert problems(send) == expected
 
 
@@ -379,7 +385,10 @@ def test_ids_must_be_unique() -> None:
     assert violations(send) == [
         "send.buttons[3].id: `a` is also the id of send.buttons[1]; button ids must be unique"
     ]
-    sections = [{"rows": rows(2)}, {"rows": [{"id": "r1", "title": "de novo"}]}]
+    sections = [
+        {"title": "A", "rows": rows(2)},
+        {"title": "B", "rows": [{"id": "r1", "title": "de novo"}]},
+    ]
     assert violations({"text": "oi", "list": {"button": "Ver", "sections": sections}}) == [
         "send.list.sections[2].rows[1].id: `r1` is also the id of send.list.sections[1].rows[2]; "
         "row ids must be unique"
@@ -411,6 +420,8 @@ def test_all_violations_are_reported_together() -> None:
         "send.buttons[1].title: 21 characters; WhatsApp allows at most 20",
         "send.buttons[3].title: empty after rendering; WhatsApp needs a text",
         "send.buttons[2].id: `a` is also the id of send.buttons[1]; button ids must be unique",
+        "send.buttons[4].title: `ok` is also the title of send.buttons[2]; "
+        "button titles must be unique",
     ]
     with pytest.raises(ContentError) as info:
         build(send)
@@ -531,3 +542,102 @@ def test_a_button_title_is_sent_exactly_or_refused(title: str) -> None:
     else:
         with pytest.raises(ContentError):
             build(send)
+
+
+# ------------------------------------------------------------------ what WhatsApp rejects whole
+
+
+def test_button_titles_must_be_unique_after_rendering() -> None:
+    # WhatsApp refuses the whole message when two reply buttons share a title.
+    send = {
+        "text": "oi",
+        "buttons": [
+            {"id": "a", "title": "Sim"},
+            {"id": "b", "title": "Não"},
+            {"id": "c", "title": "{{ context.titulo }}"},
+        ],
+    }
+    assert violations(send, context={"titulo": "Sim"}) == [
+        "send.buttons[3].title: `Sim` is also the title of send.buttons[1]; "
+        "button titles must be unique"
+    ]
+    assert isinstance(build(send, context={"titulo": "Talvez"}), Buttons)
+
+
+def test_a_row_id_is_at_most_200_characters() -> None:
+    send = menu([{"rows": [{"id": "{{ context.id }}", "title": "Pix"}]}])
+    assert isinstance(build(send, context={"id": "é" * 200}), ListMenu)
+    assert violations(send, context={"id": "é" * 201}) == [
+        "send.list.sections[1].rows[1].id: 201 characters; WhatsApp allows at most 200"
+    ]
+
+
+def test_every_section_of_a_list_with_several_needs_a_title() -> None:
+    assert isinstance(build(menu([{"rows": rows(2)}])), ListMenu)  # one section: optional
+    sections = [{"title": "Pagar", "rows": rows(1, "a")}, {"rows": rows(1, "b")}]
+    assert violations(menu(sections)) == [
+        "send.list.sections[2]: has no title; WhatsApp needs a title on every section "
+        "when a list has more than one"
+    ]
+
+
+GIF = "data:image/gif;base64,R0lGODlhAQABAAAAACw="
+
+
+@pytest.mark.parametrize(
+    ("media", "expected"),
+    [
+        (
+            {"kind": "image", "url": "https://cdn.example/promo", "mime_type": "image/gif"},
+            "send.media.mime_type: image/gif; WhatsApp sends an image only as "
+            "image/jpeg or image/png",
+        ),
+        (
+            {"kind": "image", "base64": GIF},
+            "send.media.base64: a data: URL of image/gif; WhatsApp sends an image only as "
+            "image/jpeg or image/png",
+        ),
+        (
+            {"kind": "sticker", "url": "https://cdn.example/figurinha.png?v=2"},
+            "send.media.url: a .png file (image/png); WhatsApp sends a sticker only as image/webp",
+        ),
+        (
+            {"kind": "video", "url": "https://cdn.example/v", "filename": "aula.MOV"},
+            "send.media.filename: a .mov file (video/quicktime); WhatsApp sends a video only "
+            "as video/mp4 or video/3gpp",
+        ),
+    ],
+)
+def test_a_media_type_whatsapp_does_not_take_is_refused(
+    media: dict[str, Any], expected: str
+) -> None:
+    assert violations({"media": media}) == [expected]
+
+
+@pytest.mark.parametrize(
+    "media",
+    [
+        {"kind": "image", "url": "https://cdn.example/a.JPG"},
+        {"kind": "image", "url": "https://cdn.example/a", "mime_type": "image/PNG; q=1"},
+        {"kind": "video", "url": "https://cdn.example/a.3gp"},
+        {"kind": "video", "url": "https://cdn.example/a", "mime_type": "video/3gp"},
+        {"kind": "sticker", "url": "https://cdn.example/a.webp"},
+        {"kind": "image", "url": "https://cdn.example/foto.php?id=3"},  # type unknown here
+        {"kind": "document", "url": "https://cdn.example/boleto.gif"},  # any file
+    ],
+)
+def test_media_types_whatsapp_takes_are_sent(media: dict[str, Any]) -> None:
+    assert isinstance(build({"media": media}), Media)
+
+
+def test_a_template_header_file_type_is_checked() -> None:
+    send = {
+        "template": {
+            "name": "boleto",
+            "header_media": {"kind": "image", "url": "https://cdn.example/boleto.gif"},
+        }
+    }
+    assert violations(send) == [
+        "send.template.header_media.url: a .gif file (image/gif); WhatsApp sends an image "
+        "only as image/jpeg or image/png"
+    ]
