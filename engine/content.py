@@ -11,8 +11,10 @@ decimal bytes (1 MB = 1,000,000), the conservative reading of WhatsApp's limits.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator
 
+from engine.captions import caption_violations
 from engine.errors import ContentError, ContentViolation
 from engine.flow.limits import (
     BODY_MAX,
@@ -89,6 +91,7 @@ def assemble_content(
     Raises ContentError with every violation."""
     content: Content
     unused: list[str] = []
+    caption_problems: list[ContentViolation] = []
     if use_template or spec.kind == "template":
         if spec.template is None:
             raise ContentError([ContentViolation(field="send.template", message=_NO_TEMPLATE)])
@@ -112,6 +115,9 @@ def assemble_content(
         captioned = spec.media.caption is not None
         content = _media(spec.media, render, "send.media", fallback_caption=spec.text)
         unused = ["text"] if captioned else []
+        if channel == "whatsapp":
+            field = "send.media.caption" if captioned else "send.text"
+            caption_problems = list(caption_violations(content, field))
     elif spec.email is not None:
         content = Email(
             subject=render(spec.email.subject, "send.email.subject"),
@@ -121,7 +127,9 @@ def assemble_content(
         unused = ["text"]
     else:
         content = Text(body=render(spec.text or "", "send.text"))
-    violations = _ignored_fields(spec, content, unused) + check_limits(content, channel)
+    violations = (
+        _ignored_fields(spec, content, unused) + caption_problems + check_limits(content, channel)
+    )
     if violations:
         raise ContentError(violations)
     return content
@@ -422,6 +430,14 @@ def _coordinates(location: Location) -> Iterator[ContentViolation]:
             )
 
 
+# WhatsApp refuses a template message (error 132018) whose parameter holds one.
+_NOT_ONE_LINE = re.compile(r"[\n\r\t]| {5}")
+_ONE_LINE = (
+    "has a line break, a tab or more than 4 spaces in a row; WhatsApp refuses such "
+    "template parameters"
+)
+
+
 def _template_limits(template: Template) -> Iterator[ContentViolation]:
     if not template.name.strip():
         yield ContentViolation(field="send.template.name", message="empty after rendering")
@@ -436,6 +452,8 @@ def _template_limits(template: Template) -> Iterator[ContentViolation]:
             yield ContentViolation(
                 field=field, message="empty after rendering; WhatsApp rejects empty parameters"
             )
+        elif _NOT_ONE_LINE.search(value):
+            yield ContentViolation(field=field, message=_ONE_LINE)
     total = sum(len(value) for _, value in fields)
     if total > BODY_MAX:
         yield ContentViolation(

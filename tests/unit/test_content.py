@@ -641,3 +641,52 @@ def test_a_template_header_file_type_is_checked() -> None:
         "send.template.header_media.url: a .gif file (image/gif); WhatsApp sends an image "
         "only as image/jpeg or image/png"
     ]
+
+
+@pytest.mark.parametrize(
+    ("send", "field"),
+    [
+        ({"media": {"url": "https://x/a.png", "caption": "{{ context.c }}"}}, "send.media.caption"),
+        (
+            {"text": "{{ context.c }}", "media": {"kind": "video", "url": "https://x/a.mp4"}},
+            "send.text",
+        ),
+    ],
+)
+def test_a_media_caption_is_at_most_1024_characters(send: dict[str, Any], field: str) -> None:
+    content = build(send, context={"c": "é" * 1024})
+    assert isinstance(content, Media)
+    assert content.caption == "é" * 1024
+    assert violations(send, context={"c": "é" * 1025}) == [
+        f"{field}: 1025 characters; WhatsApp allows at most 1024"
+    ]
+
+
+@pytest.mark.parametrize("kind", ["audio", "sticker"])
+def test_audio_and_stickers_carry_no_caption(kind: str) -> None:
+    # WhatsApp shows no caption under an audio or a sticker: it would never be read.
+    url = "https://x/a.webp" if kind == "sticker" else "https://x/a.ogg"
+    assert violations({"media": {"kind": kind, "url": url, "caption": "Ouça"}}) == [
+        f"send.media.caption: WhatsApp shows no caption with {'an' if kind == 'audio' else 'a'} "
+        f"{kind}; remove it, or send the text in a step of its own"
+    ]
+    assert violations({"text": "Ouça", "media": {"kind": kind, "url": url}}) == [
+        f"send.text: WhatsApp shows no caption with {'an' if kind == 'audio' else 'a'} "
+        f"{kind}; remove it, or send the text in a step of its own"
+    ]
+    assert isinstance(build({"media": {"kind": kind, "url": url}}), Media)
+
+
+@pytest.mark.parametrize(
+    "value", ["Rua A, 10\nApto 3", "Total:\tR$ 10", "R$ 10     (à vista)", "a\r\nb"]
+)
+def test_a_template_parameter_is_one_line_without_tabs_or_long_runs_of_spaces(
+    value: str,
+) -> None:
+    # WhatsApp refuses the template message (error 132018) for such a parameter.
+    send = {"template": {"name": "t", "params": {"Endereco": "{{ context.e }}"}}}
+    assert violations(send, context={"e": value}) == [
+        "send.template.params.Endereco: has a line break, a tab or more than 4 spaces in "
+        "a row; WhatsApp refuses such template parameters"
+    ]
+    assert isinstance(build(send, context={"e": "Rua A, 10    Apto 3"}), Template)
