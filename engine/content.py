@@ -350,8 +350,11 @@ def _whatsapp(content: Content) -> Iterator[ContentViolation]:
 
 def _interactive(body: str, header: str | None, footer: str | None) -> Iterator[ContentViolation]:
     yield from _text(body, "send.text", BODY_MAX)
-    yield from _too_long(header, "send.header", HEADER_MAX)
-    yield from _too_long(footer, "send.footer", FOOTER_MAX)
+    # An empty header or footer text is refused by WhatsApp ("Text cannot be null").
+    if header is not None:
+        yield from _text(header, "send.header", HEADER_MAX)
+    if footer is not None:
+        yield from _text(footer, "send.footer", FOOTER_MAX)
 
 
 def _list(content: ListMenu) -> Iterator[ContentViolation]:

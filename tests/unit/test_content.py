@@ -690,3 +690,17 @@ def test_a_template_parameter_is_one_line_without_tabs_or_long_runs_of_spaces(
         "a row; WhatsApp refuses such template parameters"
     ]
     assert isinstance(build(send, context={"e": "Rua A, 10    Apto 3"}), Template)
+
+
+@pytest.mark.parametrize("field", ["header", "footer"])
+@pytest.mark.parametrize(
+    "make",
+    [lambda extra: {"text": "oi", "buttons": buttons("Sim"), **extra}, lambda extra: menu(**extra)],
+)
+def test_a_header_or_footer_rendered_empty_is_refused(field: str, make: Any) -> None:
+    # WhatsApp refuses an interactive message whose header or footer text is empty.
+    send = make({field: "{{ context.promo }}"})
+    assert violations(send, context={"promo": " "}) == [
+        f"send.{field}: empty after rendering; WhatsApp needs a text"
+    ]
+    assert build(send, context={"promo": "Black Friday"}) is not None
