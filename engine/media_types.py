@@ -10,6 +10,7 @@ Documents and audio are not checked: WhatsApp lists no closed set for them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from urllib.parse import urlsplit
 
@@ -46,6 +47,9 @@ _EXTENSIONS = {
 }
 
 
+_MIME = re.compile(r"[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*")
+
+
 def _essence(mime: str) -> str:
     """``image/JPEG; q=1`` -> ``image/jpeg``."""
     bare = mime.partition(";")[0].strip().lower()
@@ -66,7 +70,7 @@ def _by_extension(name: str | None) -> tuple[str, str] | None:
 
 def _declared(media: Media, at: str) -> tuple[str, str, str] | None:
     """(field, what it says, type) the first place that states the file's type."""
-    if media.mime_type is not None and media.mime_type.strip():
+    if media.mime_type is not None and _MIME.fullmatch(_essence(media.mime_type)):
         return f"{at}.mime_type", media.mime_type.strip(), _essence(media.mime_type)
     if media.base64 is not None and media.base64.startswith("data:"):
         mime = media.base64[5:].partition(",")[0].partition(";")[0]
