@@ -299,11 +299,12 @@ class Rules(_Model):
     )
 
     def merged_over(self, base: Rules | None) -> Rules:
-        """These rules with unset fields taken from ``base``."""
+        """These rules with the fields they leave out taken from ``base``; a field set
+        to ``null`` turns ``base``'s rule off (an urgent step out of quiet hours)."""
         if base is None:
             return self
         data = base.model_dump(by_alias=True, exclude_none=True)
-        data.update(self.model_dump(by_alias=True, exclude_none=True))
+        data.update(self.model_dump(by_alias=True, exclude_unset=True))
         return Rules.model_validate(data)
 
 

@@ -423,7 +423,7 @@ def _zones_and_crons(flow: Flow, at: Locator) -> Iterator[Problem]:
             "of the two (contacts with a `timezone` of their own keep theirs)",
         )
     for sid, step in flow.steps.items():
-        if step.rules is not None and step.rules.timezone is not None:
+        if step.rules is not None and "timezone" in step.rules.model_fields_set:
             yield at.problem(
                 ("steps", sid, "rules", "timezone"),
                 f"`timezone` is set for the whole flow, not per step (step `{sid}`); move it "
