@@ -503,3 +503,15 @@ async def test_a_number_of_thousands_of_digits_is_a_400_that_speaks_of_the_body(
             assert await h.engine.store.get_contact("c-1") is None
         finally:
             await client.close()
+
+
+async def test_an_e_mail_that_is_not_one_is_a_400_saying_how_to_write_it(api: Any) -> None:
+    client, _ = api
+    response = await client.put("/v1/contacts/c-1", json={"email": "maria@@x"}, headers=AUTH)
+
+    assert response.status == 400
+    [detail] = (await error_of(response))["details"]
+    assert detail == {
+        "field": "email",
+        "message": "'maria@@x' is not an e-mail address; write it as name@domain.com",
+    }
