@@ -91,7 +91,7 @@ def assemble_content(
     Raises ContentError with every violation."""
     content: Content
     unused: list[str] = []
-    caption_problems: list[ContentViolation] = []
+    early: list[ContentViolation] = []
     if use_template or spec.kind == "template":
         if spec.template is None:
             raise ContentError([ContentViolation(field="send.template", message=_NO_TEMPLATE)])
@@ -117,7 +117,7 @@ def assemble_content(
         unused = ["text"] if captioned else []
         if channel == "whatsapp":
             field = "send.media.caption" if captioned else "send.text"
-            caption_problems = list(caption_violations(content, field))
+            early = list(caption_violations(content, field))
     elif spec.email is not None:
         content = Email(
             subject=render(spec.email.subject, "send.email.subject"),
@@ -127,9 +127,11 @@ def assemble_content(
         unused = ["text"]
     else:
         content = Text(body=render(spec.text or "", "send.text"))
-    violations = (
-        _ignored_fields(spec, content, unused) + caption_problems + check_limits(content, channel)
-    )
+    if channel != "whatsapp" and spec.template is not None and not isinstance(content, Template):
+        # The window rule picks the template on WhatsApp only: elsewhere it never goes.
+        why = f"WhatsApp templates are not sent by {channel}; remove it"
+        early.append(ContentViolation(field="send.template", message=why))
+    violations = _ignored_fields(spec, content, unused) + early + check_limits(content, channel)
     if violations:
         raise ContentError(violations)
     return content

@@ -704,3 +704,20 @@ def test_a_header_or_footer_rendered_empty_is_refused(field: str, make: Any) -> 
         f"send.{field}: empty after rendering; WhatsApp needs a text"
     ]
     assert build(send, context={"promo": "Black Friday"}) is not None
+
+
+@pytest.mark.parametrize(
+    ("channel", "send"),
+    [
+        ("sms", {"text": "Seu boleto vence hoje"}),
+        ("email", {"email": {"subject": "Boleto", "body": "Vence hoje"}}),
+    ],
+)
+def test_a_template_beside_sms_or_e_mail_content_is_refused(
+    channel: Channel, send: dict[str, Any]
+) -> None:
+    # The window rule never picks it off WhatsApp: it would never be sent.
+    template = {"name": "boleto_vencendo", "params": {"Valor": "R$ 10,00"}}
+    assert violations({**send, "template": template}, channel=channel) == [
+        f"send.template: WhatsApp templates are not sent by {channel}; remove it"
+    ]
