@@ -141,3 +141,33 @@ def test_fixed_line_breaks_in_a_template_parameter_are_found_at_check_time() -> 
         "f.yaml:10:13: send.template.params[1] in step `a`: has a line break, a tab or more "
         "than 4 spaces in a row; WhatsApp refuses such template parameters"
     ]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "Pagar {{ context.a }} agora",
+        "  {{- context.a -}}  fim",
+        "{% if context.a %}Sim{% endif %} e {{ context.b }}\n",
+        "Linha 1\n{% for i in range(2) %}x{% endfor %}\nLinha 3 {{ context.a }}",
+        "{% raw %}{{ literal }}{% endraw %} {{ context.b }}",
+    ],
+)
+def test_fixed_text_is_never_longer_than_what_renders(source: str) -> None:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from engine.content_checks import fixed_text
+    from engine.models import Contact
+    from engine.render import RenderScope, render_string
+
+    scope = RenderScope(
+        contact=Contact(id="c"),
+        context={"a": "", "b": ""},
+        run={"id": "r", "flow": "f", "step": "a", "vars": {}},
+        now=datetime(2026, 11, 30, tzinfo=UTC),
+        timezone=ZoneInfo("America/Sao_Paulo"),
+    )
+    rendered = render_string(source, scope, flow="f", step="a", field="send.text")
+    assert len(fixed_text(source)) <= len(rendered)
+    assert all(line in rendered for line in fixed_text(source).splitlines())
