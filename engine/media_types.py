@@ -44,6 +44,23 @@ _EXTENSIONS = {
     "webm": "video/webm",
     "avi": "video/x-msvideo",
     "mkv": "video/x-matroska",
+    "mp3": "audio/mpeg",
+    "m4a": "audio/mp4",
+    "aac": "audio/aac",
+    "amr": "audio/amr",
+    "ogg": "audio/ogg",
+    "opus": "audio/ogg",
+    "wav": "audio/wav",
+    "pdf": "application/pdf",
+    "txt": "text/plain",
+    "csv": "text/csv",
+    "doc": "application/msword",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "xls": "application/vnd.ms-excel",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "ppt": "application/vnd.ms-powerpoint",
+    "pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "zip": "application/zip",
 }
 
 
@@ -95,9 +112,25 @@ def media_type_violations(media: Media, at: str) -> Iterator[ContentViolation]:
     declared = _declared(media, at)
     if declared is None or declared[2] in accepted:
         return
-    field, said, _ = declared
+    field, said, mime = declared
     article = "an" if media.kind[0] in "aeiou" else "a"
+    hint = _other_kind(mime, media.kind)
     yield ContentViolation(
         field=field,
-        message=f"{said}; WhatsApp sends {article} {media.kind} only as {' or '.join(accepted)}",
+        message=f"{said}; WhatsApp sends {article} {media.kind} only as "
+        f"{' or '.join(accepted)}" + (f"; set `kind: {hint}`" if hint else ""),
     )
+
+
+def _other_kind(mime: str, kind: str) -> str | None:
+    """The kind a file of type ``mime`` is sent as, when that is not ``kind``: a PDF
+    left at the default `kind: image` goes as a document."""
+    family = mime.partition("/")[0]
+    for other, accepted in ACCEPTED.items():
+        if mime in accepted and other != kind:
+            return other
+    if family in ("application", "text"):
+        return "document"
+    if family in ("audio", "video") and family != kind:
+        return family
+    return None

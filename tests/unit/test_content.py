@@ -599,7 +599,8 @@ GIF = "data:image/gif;base64,R0lGODlhAQABAAAAACw="
         ),
         (
             {"kind": "sticker", "url": "https://cdn.example/figurinha.png?v=2"},
-            "send.media.url: a .png file (image/png); WhatsApp sends a sticker only as image/webp",
+            "send.media.url: a .png file (image/png); WhatsApp sends a sticker only as image/webp; "
+            "set `kind: image`",
         ),
         (
             {"kind": "video", "url": "https://cdn.example/v", "filename": "aula.MOV"},
@@ -721,3 +722,19 @@ def test_a_template_beside_sms_or_e_mail_content_is_refused(
     assert violations({**send, "template": template}, channel=channel) == [
         f"send.template: WhatsApp templates are not sent by {channel}; remove it"
     ]
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [("https://cdn.example/boleto.pdf", "document"), ("https://cdn.example/recado.mp3", "audio")],
+)
+def test_a_file_sent_as_an_image_by_the_default_kind_says_which_kind_to_set(
+    url: str, kind: str
+) -> None:
+    # `kind` defaults to image: a boleto PDF without `kind: document` would go as a
+    # broken image.
+    [problem] = violations({"media": {"url": url}})
+    assert problem.startswith("send.media.url: a .")
+    assert problem.endswith(
+        f"WhatsApp sends an image only as image/jpeg or image/png; set `kind: {kind}`"
+    )
