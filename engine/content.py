@@ -35,6 +35,7 @@ from engine.flow.limits import (
 )
 from engine.flow.model import ListSpec, LocationSpec, MediaSpec, SendSpec, TemplateSpec
 from engine.flow.yaml_source import format_path
+from engine.media_links import link_violations
 from engine.media_types import media_type_violations
 from engine.models import (
     Button,
@@ -343,6 +344,7 @@ def _whatsapp(content: Content) -> Iterator[ContentViolation]:
         yield from _list(content)
     elif isinstance(content, Media):
         yield from _media_size(content, "send.media")
+        yield from link_violations(content, "send.media")
         yield from media_type_violations(content, "send.media")
     elif isinstance(content, Location):
         yield from _coordinates(content)
@@ -467,5 +469,7 @@ def _template_limits(template: Template) -> Iterator[ContentViolation]:
             f"at most {BODY_MAX}",
         )
     if template.header_media is not None:
-        yield from _media_size(template.header_media, "send.template.header_media")
-        yield from media_type_violations(template.header_media, "send.template.header_media")
+        header = template.header_media
+        yield from _media_size(header, "send.template.header_media")
+        yield from link_violations(header, "send.template.header_media")
+        yield from media_type_violations(header, "send.template.header_media")

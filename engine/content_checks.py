@@ -30,6 +30,7 @@ from engine.flow.model import Flow, SendSpec
 from engine.flow.problems import lookup
 from engine.flow.validate import Locator
 from engine.flow.yaml_source import DocPath, parse_path
+from engine.media_links import NOT_A_LINK
 from engine.models import Channel
 
 _JINJA = ("{{", "{%", "{#")
@@ -70,9 +71,12 @@ def _static(source: str, field: str, seen: dict[str, str]) -> str:
     return stand_in
 
 
-def _undecided_duplicate(violation: ContentViolation, seen: dict[str, str]) -> bool:
-    """A duplicate id or title that a templated string is part of: rendered, the two
-    may differ."""
+def _undecided(violation: ContentViolation, seen: dict[str, str]) -> bool:
+    """A violation only the rendered value decides: a duplicate id or title that a
+    templated string is part of (rendered, the two may differ), or the web address a
+    templated URL renders to (``{{ base }}/b.pdf``)."""
+    if violation.message.endswith(NOT_A_LINK):
+        return violation.field in seen
     if not violation.message.endswith("must be unique"):
         return False
     return violation.field in seen or any(
@@ -90,7 +94,7 @@ def _violations(spec: SendSpec, channel: Channel, *, use_template: bool) -> list
             channel=channel,
         )
     except ContentError as exc:
-        return [v for v in exc.violations if not _undecided_duplicate(v, seen)]
+        return [v for v in exc.violations if not _undecided(v, seen)]
     return []
 
 

@@ -738,3 +738,16 @@ def test_a_file_sent_as_an_image_by_the_default_kind_says_which_kind_to_set(
     assert problem.endswith(
         f"WhatsApp sends an image only as image/jpeg or image/png; set `kind: {kind}`"
     )
+
+
+@pytest.mark.parametrize(
+    "url", ["boletos/2026-11.pdf", "C:\\boletos\\b.pdf", "file:///home/ana/b.pdf", "https://", " "]
+)
+def test_a_media_url_that_is_not_a_web_address_is_refused(url: str) -> None:
+    # Every vendor fetches the file from a public link: a path never arrives.
+    send = {"media": {"kind": "document", "url": "{{ context.link }}", "filename": "b.pdf"}}
+    assert violations(send, context={"link": url}) == [
+        f"send.media.url: {url!r} is not a web address; WhatsApp fetches the file from an "
+        "http(s):// link (or give the file as `base64:`)"
+    ]
+    assert isinstance(build(send, context={"link": "https://cdn.example/b.pdf"}), Media)

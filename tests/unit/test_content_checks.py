@@ -171,3 +171,11 @@ def test_fixed_text_is_never_longer_than_what_renders(source: str) -> None:
     rendered = render_string(source, scope, flow="f", step="a", field="send.text")
     assert len(fixed_text(source)) <= len(rendered)
     assert all(line in rendered for line in fixed_text(source).splitlines())
+
+
+def test_a_media_path_written_in_the_file_is_a_check_error() -> None:
+    assert problems("  a:\n    send: {media: {kind: document, url: boletos/2026-11.pdf}}\n") == [
+        "f.yaml:6:41: send.media.url in step `a`: 'boletos/2026-11.pdf' is not a web address; "
+        "WhatsApp fetches the file from an http(s):// link (or give the file as `base64:`)"
+    ]
+    passes("  a:\n    send: {media: {kind: document, url: '{{ context.base }}/b.pdf'}}\n")
