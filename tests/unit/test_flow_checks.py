@@ -401,3 +401,29 @@ def test_a_location_url_interflow_has_no_field_for_is_a_check_error() -> None:
     load_flow_text(
         without_url, "f.yaml", providers=caps, extra_checks=[provider_capabilities(caps)]
     )
+
+
+@pytest.mark.parametrize(
+    ("params", "where", "words"),
+    [
+        ("[PrimeiroNome, PrimeiroNome]", ":3:13:", "`PrimeiroNome` is listed twice"),
+        ("[PrimeiroNome, '  ']", ":3:13:", "a parameter needs a name"),
+    ],
+)
+def test_a_catalogue_parameter_listed_twice_or_blank_is_refused(
+    tmp_path: Path, params: str, where: str, words: str
+) -> None:
+    # Parameters go by position: listed twice, the template would get one value
+    # fewer than WhatsApp approved, and the send would fail at the provider.
+    from engine.errors import ConfigError
+    from engine.template_catalog import load_template_catalog
+
+    path = tmp_path / "templates.yaml"
+    path.write_text(f"templates:\n  t:\n    params: {params}\n    providers: {{altu: {{id: t}}}}\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_template_catalog(path)
+
+    [problem] = [str(p) for p in caught.value.problems]
+    assert problem.startswith(f"{path}{where}")
+    assert words in problem
