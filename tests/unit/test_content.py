@@ -319,6 +319,16 @@ LIMITS = [
         ),
     ),
     (
+        "send.list.sections[1].rows[1].id",
+        200,
+        lambda v: menu([{"rows": [{"id": v, "title": "t"}]}]),
+    ),
+    (
+        "send.media.caption",
+        1024,
+        lambda v: {"media": {"url": "https://x/a.png", "caption": v}},
+    ),
+    (
         "send.list.sections[1].rows[3].description",
         72,
         lambda v: menu([{"rows": [*rows(2), {"id": "x", "title": "t", "description": v}]}]),
@@ -326,10 +336,13 @@ LIMITS = [
 ]
 
 
+# An accent (2 bytes in UTF-8) and an emoji beyond the BMP (4 bytes, 2 UTF-16 units)
+# count one character each: WhatsApp counts characters, not bytes, outside carousels.
+@pytest.mark.parametrize("char", ["é", "😀"])
 @pytest.mark.parametrize(("field", "limit", "send"), LIMITS)
-def test_every_limit_at_its_boundary(field: str, limit: int, send: Any) -> None:
-    build(send("é" * limit))  # exactly at the limit: sent as is
-    assert violations(send("é" * (limit + 1))) == [
+def test_every_limit_at_its_boundary(field: str, limit: int, send: Any, char: str) -> None:
+    build(send(char * limit))  # exactly at the limit: sent as is
+    assert violations(send(char * (limit + 1))) == [
         f"{field}: {limit + 1} characters; WhatsApp allows at most {limit}"
     ]
 
