@@ -327,6 +327,22 @@ async def test_a_nul_character_is_a_400_naming_the_field_and_nothing_is_stored(
     assert (await client.get("/v1/contacts/c-1", headers=AUTH)).status == 404
 
 
+async def test_a_contact_zone_only_this_host_has_is_a_400(api: Any) -> None:
+    """`localtime` loads here (the host's file) and is another zone, or none, on the
+    host of the next engine: the contact would be judged in a zone nobody chose."""
+    client, _ = api
+
+    answer = await client.put(
+        "/v1/contacts/c-1", json={"phone": "+5511999998888", "timezone": "localtime"}, headers=AUTH
+    )
+
+    assert answer.status == 400
+    [detail] = (await error_of(answer))["details"]
+    assert detail["field"] == "timezone"
+    assert "'localtime' is not an IANA timezone" in detail["message"]
+    assert (await client.get("/v1/contacts/c-1", headers=AUTH)).status == 404
+
+
 async def test_a_nul_in_a_contact_id_in_the_url_is_a_400(api: Any) -> None:
     client, _ = api
 
