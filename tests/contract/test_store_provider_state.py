@@ -71,6 +71,25 @@ async def test_a_budget_survives_a_restart(store: Store, another_store: AnotherS
     assert (refused.taken, refused.free_at) == (False, at(60))
 
 
+async def test_a_clock_stepped_back_holds_the_budget_one_window_not_the_size_of_the_step(
+    store: Store,
+) -> None:
+    # NTP steps the host's clock back an hour (a VM resumed, a wrong time corrected)
+    # right after the budget was used up: those starts happened just now, so they
+    # hold the budget for one window from now, not for the hour the clock went back.
+    for second in (0, 1, 2):
+        await store.take_rate_slot(BUDGET, limit=3, window=MINUTE, now=at(3600 + second))
+    refused = await store.take_rate_slot(BUDGET, limit=3, window=MINUTE, now=at(0))
+    assert (refused.taken, refused.free_at) == (False, at(60))
+    assert (await store.take_rate_slot(BUDGET, limit=3, window=MINUTE, now=at(60))).taken
+    # The start taken after the step counts from its own time, like any other.
+    assert (await store.take_rate_slot(BUDGET, limit=3, window=MINUTE, now=at(61))).taken
+    assert (await store.take_rate_slot(BUDGET, limit=3, window=MINUTE, now=at(62))).taken
+    assert (await store.take_rate_slot(BUDGET, limit=3, window=MINUTE, now=at(63))).free_at == at(
+        120
+    )
+
+
 async def test_a_pause_holds_for_everybody_and_a_shorter_one_does_not_cut_it(
     store: Store, another_store: AnotherStore
 ) -> None:
