@@ -141,16 +141,25 @@ def check_value(name: str, value: str) -> None:
 
 
 def decide_renewal(
-    row: CredentialRow, *, stale_version: int, owner: str, now: datetime
+    row: CredentialRow, *, stale_version: int, owner: str, now: datetime, lease: timedelta
 ) -> CredentialRenewal:
-    """``claimed`` (the caller renews), ``current`` (a newer value) or ``busy_until``."""
+    """``claimed`` (the caller renews), ``current`` (a newer value) or ``busy_until``.
+
+    A claim ending more than ``lease`` after ``now`` was made before the host's clock
+    was stepped back: it has lapsed, or every send would wait out the step too.
+    """
     if row.value is not None and row.version > stale_version:
         return CredentialRenewal(
             current=ProviderCredential(value=row.value, version=row.version),
             stored_version=row.version,
         )
     held = row.renewing_by is not None and row.renewing_by != owner
-    if held and row.renewing_until is not None and row.renewing_until > to_us(now):
+    now_us = to_us(now)
+    if (
+        held
+        and row.renewing_until is not None
+        and now_us < row.renewing_until <= to_us(now + lease)
+    ):
         return CredentialRenewal(busy_until=from_us(row.renewing_until), stored_version=row.version)
     return CredentialRenewal(claimed=True, stored_version=row.version)
 

@@ -220,6 +220,27 @@ async def test_a_failed_renewal_is_released_and_a_dead_claimants_lease_lapses(
     assert lapsed.claimed is True
 
 
+async def test_a_claim_left_by_a_dead_claimant_before_the_clock_stepped_back_lapses(
+    store: Store, another_store: AnotherStore
+) -> None:
+    # a claims the login, dies, and the host's clock is stepped back an hour (a VM
+    # resumed, NTP fixing a wrong time): b would otherwise wait an hour for a claim
+    # that can last one lease at most, with every Robbu send waiting for the token.
+    second = await another_store()
+    await store.claim_credential_renewal(
+        LOGIN, stale_version=0, owner="a", now=at(3600), lease=LEASE
+    )
+    taken = await second.claim_credential_renewal(
+        LOGIN, stale_version=0, owner="b", now=at(0), lease=LEASE
+    )
+    assert taken.claimed is True
+    # Within one lease, as ever, the claim holds.
+    held = await store.claim_credential_renewal(
+        LOGIN, stale_version=0, owner="a", now=at(1), lease=LEASE
+    )
+    assert held.busy_until == at(30)
+
+
 async def test_concurrent_claims_from_two_processes_give_one_claim(
     store: Store, another_store: AnotherStore
 ) -> None:
