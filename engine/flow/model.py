@@ -299,8 +299,7 @@ class Rules(_Model):
     )
 
     def merged_over(self, base: Rules | None) -> Rules:
-        """These rules with the fields they leave out taken from ``base``; a field set
-        to ``null`` turns ``base``'s rule off (an urgent step out of quiet hours)."""
+        """These rules over ``base``; a field set to ``null`` turns ``base``'s rule off."""
         if base is None:
             return self
         data = base.model_dump(by_alias=True, exclude_none=True)
