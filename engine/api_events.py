@@ -130,9 +130,14 @@ async def _lookups(
     """The messages the status events name, and an error per unknown message or contact id."""
     messages: dict[str, Message] = {}
     unknown: list[FieldError] = []
+    named = {_contact_id(event)[1] for event in events if event.type != "status"}
+    ids = sorted(contact_id for contact_id in named if contact_id is not None)
+    existing = await engine.store.get_contacts(ids) if ids else {}
     for index, event in enumerate(events):
         if event.type == "status" and event.message_id is not None:
-            message = await engine.store.get_message(event.message_id)
+            message = messages.get(event.message_id) or await engine.store.get_message(
+                event.message_id
+            )
             if message is None:
                 unknown.append(
                     FieldError(
@@ -144,7 +149,7 @@ async def _lookups(
                 messages[message.id] = message
             continue
         field, contact_id = _contact_id(event)
-        if contact_id is not None and await engine.store.get_contact(contact_id) is None:
+        if contact_id is not None and contact_id not in existing:
             unknown.append(
                 FieldError(
                     field=name(index, field),

@@ -39,22 +39,29 @@ async def resolve_contacts(
         raise UserInputError("a contact event needs a contact id or a phone number")
     origins: list[int] = []  # the index in ``events`` each stored event comes from
     resolved: list[ContactEvent] = []
+    # A batch names the same contacts many times: each is looked up once.
+    named = sorted({event.contact_id for event in events if event.contact_id is not None})
+    known = set(await store.get_contacts(named)) if named else set()
+    by_phone: dict[str, tuple[list[str], str]] = {}  # phone -> its contacts, the expected one
     for index, event in enumerate(events):
         first = len(resolved)
         if event.contact_id is not None:
-            if await store.get_contact(event.contact_id) is None:
+            if event.contact_id not in known:
                 await store.upsert_contact(ContactUpsert(id=event.contact_id), now)
+                known.add(event.contact_id)
             contacts = [event.contact_id]
         else:
             assert event.phone is not None
             phone = e164(event.phone)
-            found = await store.find_contacts_by_phone(phone)
-            if not found:
-                found = [await store.upsert_contact(ContactUpsert(id=phone, phone=phone), now)]
-            contacts = [contact.id for contact in found]
+            if phone not in by_phone:
+                found = await store.find_contacts_by_phone(phone)
+                if not found:
+                    found = [await store.upsert_contact(ContactUpsert(id=phone, phone=phone), now)]
+                by_phone[phone] = ([c.id for c in found], (await expecting(store, found)).id)
+            contacts, expected = by_phone[phone]
             event = replace(event, phone=phone)
             if event.type != "opt_out":
-                event = replace(event, contact_id=(await expecting(store, found)).id)
+                event = replace(event, contact_id=expected)
         if event.type == "opt_out":
             resolved += opt_outs(event, contacts)
         else:

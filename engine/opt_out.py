@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable
+from functools import lru_cache
 
 DEFAULT_OPT_OUT_KEYWORDS = ("SAIR", "PARAR", "STOP", "CANCELAR")
 
@@ -33,4 +34,10 @@ _INVISIBLE = {"\u200b", "\u200c", "\u200d", "\ufe0f", "\u2060"}
 
 def is_opt_out(text: str, keywords: Iterable[str] = DEFAULT_OPT_OUT_KEYWORDS) -> bool:
     """Whether a whole inbound message is an opt-out keyword (case/accent-insensitive)."""
-    return normalise(text) in {normalise(k) for k in keywords}
+    return normalise(text) in _normalised(tuple(keywords))
+
+
+@lru_cache(maxsize=64)
+def _normalised(keywords: tuple[str, ...]) -> frozenset[str]:
+    """The keywords as ``normalise`` writes them, once per keyword list."""
+    return frozenset(normalise(k) for k in keywords)
