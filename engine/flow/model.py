@@ -263,7 +263,7 @@ class QuietHoursRule(_Model):
 
 
 class Rules(_Model):
-    """Contact-context rules; a step's rules override the flow's `defaults.rules`."""
+    """Contact-context rules; a step's override `defaults.rules` (`null` turns one off)."""
 
     window: Literal["template", "skip", "ignore"] | None = Field(
         default=None, description="24 h window closed: send the template, skip, or ignore"
@@ -299,11 +299,11 @@ class Rules(_Model):
     )
 
     def merged_over(self, base: Rules | None) -> Rules:
-        """These rules with unset fields taken from ``base``."""
+        """These rules over ``base``: a field left out is base's, one set to null is off."""
         if base is None:
             return self
         data = base.model_dump(by_alias=True, exclude_none=True)
-        data.update(self.model_dump(by_alias=True, exclude_none=True))
+        data.update(self.model_dump(by_alias=True, exclude_unset=True))
         return Rules.model_validate(data)
 
 
