@@ -103,6 +103,19 @@ def _shape_problems(event: EventIn, now: datetime) -> list[tuple[str, str]]:
                 "offset (…-03:00)",
             )
         )
+    if event.type == "attendance_started" and event.until is not None:
+        starts = event.at or now
+        if event.until <= starts:
+            # Stored, it would be an attendance that is never on: the bot would talk
+            # over the agent while the rules saw nobody attending.
+            problems.append(
+                (
+                    "until",
+                    f"{event.until.isoformat()} is not after the attendance starts "
+                    f"({starts.isoformat()}); give when it ends, or leave `until` out "
+                    "for an attendance that lasts until attendance_ended",
+                )
+            )
     if event.type == "status":
         if not event.message_id:
             problems.append(("message_id", "required for type status: the message's id"))
