@@ -44,8 +44,9 @@ RuleName = Literal[
 ]
 Outcome = Literal["pass", "skip", "defer", "template"]
 WINDOW = timedelta(hours=24)
-# An attendance with no end is looked at again after this long; agents rarely
-# close attendances explicitly, and re-checking is cheap.
+# A deferred send looks at the attendance again after this long, or at its end when
+# that comes first: agents rarely close attendances explicitly, one that has an end
+# may be closed early (attendance_ended), and re-checking is cheap.
 ATTENDANCE_RECHECK = timedelta(minutes=15)
 NOT_CONFIGURED = "not_configured"
 
@@ -128,8 +129,8 @@ def check_opt_out(facts: RuleFacts) -> Decision:
 
 
 def check_in_attendance(rules: Rules, facts: RuleFacts) -> Decision:
-    """A live agent attends the contact now: skip, defer (to the attendance's end,
-    or ``ATTENDANCE_RECHECK`` from now when it has none) or send anyway."""
+    """A live agent attends the contact now: skip, defer (to the attendance's end or
+    ``ATTENDANCE_RECHECK`` from now, whichever comes first) or send anyway."""
     if rules.in_attendance is None:
         return _unset("in_attendance")
     attendance = facts.contact.attendance
@@ -149,7 +150,8 @@ def check_in_attendance(rules: Rules, facts: RuleFacts) -> Decision:
         )
     if rules.in_attendance == "skip":
         return Decision(rule="in_attendance", outcome="skip", reason="in_attendance", facts=data)
-    until = (attendance.until or facts.now + ATTENDANCE_RECHECK).astimezone(UTC)
+    recheck = facts.now + ATTENDANCE_RECHECK
+    until = min(attendance.until or recheck, recheck).astimezone(UTC)
     return Decision(
         rule="in_attendance", outcome="defer", reason="in_attendance", facts=data, until=until
     )
