@@ -201,4 +201,5 @@ def _contact_event(event: EventIn, now: datetime) -> ContactEvent:
         until=event.until.astimezone(UTC) if event.until else None,
         source="api",
         dedupe_key=f"api:{event.id}" if event.id else None,
+        channel=event.channel,
     )
