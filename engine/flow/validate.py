@@ -392,10 +392,20 @@ def _providers(
         yield at.problem(("defaults", "provider"), why)
 
 
+_WHATSAPP_WINDOW = timedelta(hours=24)  # engine.rules.WINDOW, the customer-service window
+
+
 def _validity(flow: Flow, at: Locator) -> Iterator[Problem]:
     places: list[tuple[DocPath, Rules | None]] = [(("defaults", "rules"), flow.defaults.rules)]
     places += [(("steps", sid, "rules"), step.rules) for sid, step in flow.steps.items()]
     for path, rules in places:
+        margin = rules.window_margin if rules is not None else None
+        if margin is not None and to_timedelta(margin) >= _WHATSAPP_WINDOW:
+            yield at.problem(
+                (*path, "window_margin"),
+                f"`window_margin: {margin}` closes the 24 h window before it opens: every "
+                "WhatsApp send would be taken as outside it; write less than 24h, like 1h",
+            )
         valid_for = rules.valid_for if rules is not None else None
         if valid_for is not None and to_timedelta(valid_for) <= timedelta(0):
             yield at.problem(

@@ -370,3 +370,21 @@ def test_a_valid_for_of_zero_is_refused_where_it_is_written() -> None:
     ]
     flow = loads(steps.replace("valid_for: 0", "valid_for: 90m"))
     assert flow.rules_for("a").valid_for == "90m"
+
+
+def test_a_window_margin_of_a_day_or_more_is_refused_where_it_is_written() -> None:
+    # The window lasts 24 h: a margin that long treats every WhatsApp send as outside
+    # it, and the flow silently sends only templates (or skips).
+    head = (
+        "flow: x\ndefaults: {provider: sandbox, rules: {window: skip, window_margin: 1d}}\n"
+        "start: a\nsteps:\n"
+    )
+    steps = "  a:\n    send: {text: oi}\n    rules: {window_margin: 30h}\n"
+    assert problems(steps, head=head) == [
+        "x.yaml:2:68: `window_margin: 1d` closes the 24 h window before it opens: every "
+        "WhatsApp send would be taken as outside it; write less than 24h, like 1h",
+        "x.yaml:7:28: `window_margin: 30h` closes the 24 h window before it opens: every "
+        "WhatsApp send would be taken as outside it; write less than 24h, like 1h",
+    ]
+    flow = loads(steps.replace("window_margin: 30h", "window_margin: 23h"))
+    assert flow.rules_for("a").window_margin == "23h"
