@@ -118,13 +118,13 @@ async def expecting(store: Store, contacts: Sequence[Contact]) -> Contact:
 
 def came_in_on(events: Sequence[ContactEvent], provider: Capabilities) -> list[ContactEvent]:
     """``events`` a provider's webhook brought, each with the channel it came in on
-    when the provider tells: one that sends no WhatsApp (an SMS gateway) received them
-    on its own channel, and a reply there opens no WhatsApp window. A provider that
-    sends WhatsApp leaves them as they are (None: taken as WhatsApp)."""
+    when known: the one an item names, else that of a provider that sends no WhatsApp
+    (an SMS gateway), where a reply opens no WhatsApp window. Else None, taken as
+    WhatsApp."""
     if "whatsapp" in provider.channels or not provider.channels:
         return list(events)
     channel: Channel = "sms" if "sms" in provider.channels else "email"
-    return [replace(event, channel=channel) for event in events]
+    return [replace(event, channel=event.channel or channel) for event in events]
 
 
 def e164(phone: str) -> str:

@@ -51,6 +51,7 @@ from pydantic import (
 
 from engine.errors import ProviderRejected
 from engine.models import (
+    Channel,
     ContactEvent,
     ContactEventType,
     MessageStatus,
@@ -105,6 +106,7 @@ class _InboundItem(_Item):
     attendant: str | None = None
     until: AwareDatetime | None = None
     at: AwareDatetime | None = None
+    channel: Channel | None = None  # what it came in on; only whatsapp opens the window
 
     @model_validator(mode="after")
     def _has_what_its_type_needs(self) -> _InboundItem:
@@ -253,6 +255,7 @@ def _contact_event(
         until=item.until,
         source=provider,
         dedupe_key=_inbound_dedupe_key(item, raw, provider),
+        channel=item.channel,
     )
 
 

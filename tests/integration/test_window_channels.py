@@ -83,3 +83,18 @@ async def test_an_api_reply_that_says_it_came_by_sms_opens_no_window(tmp_path: P
             assert contact.last_interaction_at == h.clock.now()
         finally:
             await client.close()
+
+
+async def test_a_webhook_item_that_names_its_channel_is_taken_at_its_word(
+    tmp_path: Path,
+) -> None:
+    # An in-house gateway (an `http` provider) carrying WhatsApp and SMS says which.
+    async with harness(settings_with_flows(tmp_path, FLOW)) as h:
+        await h.start("aviso")
+        item = {"id": "gw-1", "from": "5511999998888", "type": "reply", "text": "ok"}
+        body = json.dumps({"inbound": [{**item, "channel": "sms"}]}).encode()
+        outcome = await h.engine.ingest_webhook("sandbox", body, {})
+        assert (outcome.accepted, outcome.errors) == (1, [])
+        contact = await h.engine.get_contact("c-1")
+        assert contact.last_inbound_at is None
+        assert contact.last_interaction_at == h.clock.now()
