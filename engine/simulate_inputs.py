@@ -15,6 +15,7 @@ from engine.errors import UserInputError
 from engine.flow.problems import timezone_problem
 from engine.flow.yaml_source import read_yaml
 from engine.models import (
+    Channel,
     ContactEvent,
     ContactEventType,
     ContactUpsert,
@@ -146,6 +147,11 @@ def _check_event(event: dict[str, Any], where: str) -> None:
         raise UserInputError(
             f"{where}: a status event needs `status`: one of {', '.join(_REPORTED)}"
             f" (got {event.get('status')!r})"
+        )
+    if event.get("channel") not in (None, *get_args(Channel)):
+        raise UserInputError(
+            f"{where}: `channel` is what the event came in on: whatsapp, sms or email "
+            f"(got {event['channel']!r}); only a WhatsApp message opens the 24 h window"
         )
     if kind in ("button", "choice") and not (event.get("button_id") or event.get("id")):
         raise UserInputError(f"{where}: a {kind} event needs `button_id`, the id that was tapped")

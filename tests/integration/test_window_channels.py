@@ -98,3 +98,34 @@ async def test_a_webhook_item_that_names_its_channel_is_taken_at_its_word(
         contact = await h.engine.get_contact("c-1")
         assert contact.last_inbound_at is None
         assert contact.last_interaction_at == h.clock.now()
+
+
+def simulated_window(tmp_path: Path, event: dict[str, str]) -> tuple[int, str, list[str]]:
+    """``disparo simulate`` of a reply, then a WhatsApp step an hour later."""
+    from tests.integration.test_cli import CONFIG, disparo
+
+    flow = tmp_path / "aviso.yaml"
+    flow.write_text(FLOW.replace("start: aviso", "start: espera\n").replace(
+        "steps:\n", "steps:\n  espera:\n    wait: 1h\n    next: aviso\n"
+    ))  # fmt: skip
+    contact = tmp_path / "contato.yaml"
+    contact.write_text('id: c-1\nphone: "+5511999998888"\nname: Maria Souza\n')
+    events = tmp_path / "eventos.jsonl"
+    events.write_text(json.dumps({"at": "2026-11-23T10:30:00-03:00", **event}) + "\n")
+    result = disparo(
+        "simulate", str(flow), "--config", str(CONFIG), "--contact", str(contact),
+        "--events", str(events), "--at", "2026-11-23T10:00:00-03:00", "--json",
+    )  # fmt: skip
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    sent = [line["payload"]["content"]["type"] for line in lines if line["kind"] == "send"]
+    return result.returncode, result.stderr, sent
+
+
+def test_simulate_agrees_a_reply_by_sms_opens_no_window(tmp_path: Path) -> None:
+    assert simulated_window(tmp_path, {"type": "reply", "text": "ok"})[2] == ["text"]
+    by_sms = {"type": "reply", "text": "ok", "channel": "sms"}
+    assert simulated_window(tmp_path, by_sms)[2] == ["template"]
+    code, stderr, _ = simulated_window(tmp_path, {**by_sms, "channel": "telegram"})
+    assert code == 1
+    assert "channel" in stderr
+    assert "whatsapp, sms or email" in stderr
