@@ -104,13 +104,25 @@ def _attendance(value: Any, now: datetime | None, path: str) -> ContactEvent | N
     if since is None:
         raise UserInputError(f"{path}: attendance: give `since` (or the file's `now`)")
     until = value.get("until")
+    starts = parse_time(since, f"{path}: attendance.since")
+    ends = parse_time(until, f"{path}: attendance.until") if until else None
+    _ends_after(starts, ends, f"{path}: attendance.until")
     return ContactEvent(
         type="attendance_started",
-        at=parse_time(since, f"{path}: attendance.since"),
-        until=parse_time(until, f"{path}: attendance.until") if until else None,
+        at=starts,
+        until=ends,
         attendant=str(value["attendant"]) if value.get("attendant") else None,
         source="simulate",
     )
+
+
+def _ends_after(starts: datetime, ends: datetime | None, where: str) -> None:
+    """An attendance that ends by the time it starts is never on (the API refuses it)."""
+    if ends is not None and ends <= starts:
+        raise UserInputError(
+            f"{where} ({ends.isoformat()}) is not after the attendance starts "
+            f"({starts.isoformat()}); give when it ends, or leave `until` out"
+        )
 
 
 def load_events(path: str) -> list[dict[str, Any]]:
@@ -128,6 +140,9 @@ def load_events(path: str) -> list[dict[str, Any]]:
             raise UserInputError(f"{path}:{number}: every event needs `at` and `type`")
         _check_event(event, f"{path}:{number}")
         event["at"] = parse_time(event["at"], f"{path}:{number}: at")
+        if event["type"] == "attendance_started" and event.get("until"):
+            until = parse_time(event["until"], f"{path}:{number}: until")
+            _ends_after(event["at"], until, f"{path}:{number}: until")
         events.append(event)
     return sorted(events, key=lambda e: e["at"])
 

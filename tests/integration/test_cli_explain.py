@@ -105,3 +105,34 @@ def test_simulate_says_when_it_stops_before_the_run_ends(tmp_path: Path) -> None
         "# the run is still waiting at step `lembrete` at 2026-11-23 10:30:00, "
         "where the simulation stops (--until)"
     )
+
+
+def test_simulate_refuses_an_attendance_that_ends_before_it_starts(tmp_path: Path) -> None:
+    # The API answers 400 for it: an attendance never on would let the bot talk over
+    # the agent, and simulate must not show a run the engine would not have.
+    path = tmp_path / "contato.yaml"
+    path.write_text(
+        'id: c-1\nphone: "+5511999998888"\nname: Maria Souza\n'
+        'context: {valor: 1670, vencimento: "2026-11-30"}\n'
+        'attendance: {since: "2026-11-23T09:30:00-03:00", until: "2026-11-23T09:00:00-03:00"}\n'
+    )
+    events = tmp_path / "eventos.jsonl"
+    events.write_text(
+        '{"at": "2026-11-23T10:30:00-03:00", "type": "attendance_started", '
+        '"until": "2026-11-23T10:30:00-03:00"}\n'
+    )
+    by_file = disparo(
+        "simulate", "cobranca_boleto", "--config", str(CONFIG), "--contact", str(path),
+        "--at", AT,
+    )  # fmt: skip
+    path.write_text(path.read_text().rsplit("attendance:", 1)[0])
+    by_event = disparo(
+        "simulate", "cobranca_boleto", "--config", str(CONFIG), "--contact", str(path),
+        "--events", str(events), "--at", AT,
+    )  # fmt: skip
+
+    assert by_file.returncode == by_event.returncode == 1
+    assert "attendance.until" in by_file.stderr
+    assert f"{events}:1: until" in by_event.stderr
+    assert "is not after" in by_file.stderr
+    assert "is not after" in by_event.stderr
