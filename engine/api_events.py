@@ -17,6 +17,7 @@ from engine.api import ENGINE, pydantic_details
 from engine.api_body import read_json
 from engine.api_models import ContactIn, EventIn
 from engine.errors import FieldError, RequestError
+from engine.event_fields import stray_fields
 from engine.event_times import describe, too_far_ahead
 from engine.models import ContactEvent, Message, MessageStatus, StatusReport, missing_for_type
 from engine.runtime import ACCEPTED_OUTCOMES, Engine
@@ -116,6 +117,8 @@ def _shape_problems(event: EventIn, now: datetime) -> list[tuple[str, str]]:
                     "for an attendance that lasts until attendance_ended",
                 )
             )
+    given = (name for name in event.model_fields_set if getattr(event, name) is not None)
+    problems.extend(stray_fields(event.type, given))
     if event.type == "status":
         if not event.message_id:
             problems.append(("message_id", "required for type status: the message's id"))

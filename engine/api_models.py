@@ -9,6 +9,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from engine.models import in_utc
 from engine.phones import InvalidPhone, normalise_phone
+from engine.zones import is_iana_zone
 
 # The longest contact id accepted anywhere (a CRM key, a CPF, an e-mail address).
 CONTACT_ID_MAX = 200
@@ -44,12 +45,8 @@ class ContactIn(_Body):
     def _tz(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not an IANA timezone, e.g. America/Sao_Paulo") from None
+        if not is_iana_zone(value):
+            raise ValueError(f"{value!r} is not an IANA timezone, e.g. America/Sao_Paulo")
         return value
 
     def contact_id(self) -> str:

@@ -37,14 +37,13 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, BinaryIO
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.models import ContactUpsert
 from engine.phones import InvalidPhone, normalise_phone
 from engine.pt_br import AMBIGUOUS_NUMBER
+from engine.zones import is_iana_zone
 
 CONTACT_FIELDS = ("id", "phone", "email", "name", "timezone", "tags", "idempotency_key")
 CONTEXT_PREFIX = "context."
@@ -332,7 +331,7 @@ def _contact_fields(
         else:
             out["email"] = fields["email"]
     if "timezone" in fields:
-        if _known_timezone(fields["timezone"]):
+        if is_iana_zone(fields["timezone"]):
             out["timezone"] = fields["timezone"]
         else:
             bad(
@@ -351,12 +350,3 @@ def _contact_fields(
         return None
     out["id"] = ident
     return out
-
-
-@lru_cache(maxsize=256)
-def _known_timezone(name: str) -> bool:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True

@@ -13,33 +13,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.content import build_content
-from engine.flow.model import Flow, InactivityRule, Rules, to_timedelta
+from engine.flow.model import Flow
 from engine.models import Contact, Message, NewEvent, Template
 from engine.rules import Decision, RuleFacts, Verdict, decide
 from engine.scope import render_scope
 from engine.template_catalog import TemplateCatalog
 from engine.wording import counted
-
-
-def provider_hints(rules: Rules, flow: Flow, step: str) -> dict[str, Any]:
-    """Flow facts a vendor can enforce as a second guard (Robbu discardSettings, Altu)."""
-    hints: dict[str, Any] = {}
-    if rules.recent_contact is not None:
-        hints["recent_contact_hours"] = to_timedelta(rules.recent_contact).total_seconds() / 3600
-    if rules.in_attendance is not None:
-        hints["in_attendance"] = rules.in_attendance
-    if rules.inactivity is not None:
-        value = (
-            rules.inactivity.for_
-            if isinstance(rules.inactivity, InactivityRule)
-            else rules.inactivity
-        )
-        hints["inactivity_minutes"] = to_timedelta(value).total_seconds() / 60
-    following = flow.steps[step].next
-    handoff = flow.steps[following].handoff if following in flow.steps else None
-    if handoff is not None and handoff.attendant:
-        hints["attendant"] = handoff.attendant  # Robbu assigns the contact on send
-    return hints
 
 
 class UnknownTemplate(Exception):

@@ -50,6 +50,7 @@ from engine.models import (
 )
 from engine.outbound_counts import count_outbound, deciding
 from engine.phone_opt_out import phone_opted_out
+from engine.provider_hints import ProviderHints
 from engine.resends import count_resend
 from engine.scope import contact_timezone
 from engine.send_content import (
@@ -57,7 +58,6 @@ from engine.send_content import (
     judge,
     message_content,
     message_event,
-    provider_hints,
 )
 from engine.send_slot import SendSlot, call_provider, not_ready, still_wanted, watched_send
 from engine.validity import Validity
@@ -71,7 +71,6 @@ log = logging.getLogger("disparo.sending")
 _CONTENT: TypeAdapter[Any] = TypeAdapter(Content)
 
 
-_HINTS_CACHE_SIZE = 1024
 # Decisions of one send refused by its OutboundGuard before it waits a little.
 DECIDE_TRIES = 3
 REDECIDE_AFTER = timedelta(seconds=30)
@@ -80,21 +79,11 @@ REDECIDE_AFTER = timedelta(seconds=30)
 class Sender:
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.d = dispatcher
-        # provider_hints by (flow, pinned version, step): a pinned flow never changes.
-        self._hints: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.hints = ProviderHints()
         # The provider calls in progress (``withdraw_waiting``): (due-work id, watch)
         # by ``id()`` of the watch, as this process may claim a row again while the
         # send of its earlier claim is still out (its lease ran out).
         self.watching: dict[int, tuple[int, Departure]] = {}
-
-    def _hints_for(self, flow: Flow, version: str, step: str) -> dict[str, Any]:
-        key = (flow.flow, version, step)
-        hints = self._hints.get(key)
-        if hints is None:
-            if len(self._hints) >= _HINTS_CACHE_SIZE:
-                self._hints.clear()
-            hints = self._hints[key] = provider_hints(flow.rules_for(step), flow, step)
-        return dict(hints)  # each message gets its own copy
 
     @property
     def now(self) -> datetime:
@@ -206,7 +195,7 @@ class Sender:
             channel=message.channel,
             contact=contact,
             content=content,
-            hints=self._hints_for(flow, run.flow_version, message.step),
+            hints=await self.hints.of_message(self.d.store, flow, run.flow_version, message),
         )
         try:
             result = await call_provider(self, work, message, slot, outbound)

@@ -12,12 +12,12 @@ from typing import Any, get_args
 
 from engine.clock import utc
 from engine.errors import UserInputError
+from engine.event_fields import EVENT_TYPES, stray_fields
 from engine.flow.problems import timezone_problem
 from engine.flow.yaml_source import read_yaml
 from engine.models import (
     Channel,
     ContactEvent,
-    ContactEventType,
     ContactUpsert,
 )
 
@@ -147,16 +147,15 @@ def load_events(path: str) -> list[dict[str, Any]]:
     return sorted(events, key=lambda e: e["at"])
 
 
-_EVENT_TYPES = (*get_args(ContactEventType), "status")
 _REPORTED = ("sent", "delivered", "read", "failed")
 
 
 def _check_event(event: dict[str, Any], where: str) -> None:
     """Refuse an event the engine could not use, naming the line and what to write."""
     kind = event["type"]
-    if kind not in _EVENT_TYPES:
+    if kind not in EVENT_TYPES:
         raise UserInputError(
-            f"{where}: unknown event type {kind!r}; use one of {', '.join(_EVENT_TYPES)}"
+            f"{where}: unknown event type {kind!r}; use one of {', '.join(EVENT_TYPES)}"
         )
     if kind == "status" and event.get("status") not in _REPORTED:
         raise UserInputError(
@@ -168,5 +167,7 @@ def _check_event(event: dict[str, Any], where: str) -> None:
             f"{where}: `channel` is what the event came in on: whatsapp, sms or email "
             f"(got {event['channel']!r}); only a WhatsApp message opens the 24 h window"
         )
+    for field, problem in stray_fields(kind, (k for k, v in event.items() if v is not None)):
+        raise UserInputError(f"{where}: `{field}` {problem}")
     if kind in ("button", "choice") and not (event.get("button_id") or event.get("id")):
         raise UserInputError(f"{where}: a {kind} event needs `button_id`, the id that was tapped")

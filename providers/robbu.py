@@ -40,7 +40,8 @@ token masked as ``***`` because ``disparo simulate`` prints and stores it)::
   SMS example, ``prospect`` instead of ``email``. ``source`` is sent only when configured
   (the SMS example has none).
 - ``discardSettings``: ``recentContactLastHours`` is ``hints["recent_contact_hours"]``
-  rounded down (0 without the rule); ``InAttendance`` is true when the flow's
+  rounded down (0 without the rule; 0 on a run's follow-up, as Robbu would count the
+  run's own earlier message: ``engine.provider_hints``); ``InAttendance`` is true when the flow's
   ``in_attendance`` is ``skip`` or ``defer``. Robbu then discards a message to a
   contact an operator attends in Invenio ("message not sent: contact in attendance"),
   which disparo may not know of: that answer is a ``ProviderDiscarded``, and the

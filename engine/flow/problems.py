@@ -18,7 +18,6 @@ import re
 import types
 import typing
 import unicodedata
-import zoneinfo
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from pydantic_core import ErrorDetails
 from engine.errors import Problem
 from engine.flow.model import PATTERN_HINTS
 from engine.flow.yaml_source import DocPath, SourceMap, format_path
+from engine.zones import iana_zones, is_iana_zone
 
 
 def _is_type_error(kind: str) -> bool:
@@ -449,9 +449,7 @@ def _limit_words(kind: str, ctx: Mapping[str, Any]) -> str | None:
 
 def timezone_problem(name: str) -> str | None:
     """Why ``name`` is not an IANA time zone (with a did-you-mean), or None when it is."""
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        hint = did_you_mean(name, zoneinfo.available_timezones())
-        return f"`{name}` is not a time zone{hint or '; use an IANA name like America/Sao_Paulo'}"
-    return None
+    if is_iana_zone(name):
+        return None
+    hint = did_you_mean(name, iana_zones())
+    return f"`{name}` is not a time zone{hint or '; use an IANA name like America/Sao_Paulo'}"

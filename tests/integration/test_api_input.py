@@ -170,6 +170,53 @@ async def test_an_event_without_what_its_type_needs_is_a_400_naming_the_field(
     assert await h.engine.store.list_events(kind_prefix="inbound.", limit=10) == []
 
 
+@pytest.mark.parametrize(
+    ("event", "field", "words"),
+    [
+        # A click sent as a reply would take the flow's `reply` route, not `button.pagar`.
+        (
+            {"type": "reply", "contact": "c-1", "text": "Pagar agora", "button_id": "pagar"},
+            "button_id",
+            'does not apply to type reply, only to button or choice; a tapped button is {"type"',
+        ),
+        (
+            {"type": "opt_out", "contact": "c-1", "until": "2026-11-23T10:00:00Z"},
+            "until",
+            "does not apply to type opt_out, only to attendance_started",
+        ),
+        (
+            {"type": "reply", "contact": "c-1", "text": "oi", "attendant": "Ana"},
+            "attendant",
+            "does not apply to type reply, only to attendance_started or attendance_ended",
+        ),
+        (
+            {"type": "reply", "contact": "c-1", "text": "oi", "message_id": "m-1"},
+            "message_id",
+            "does not apply to type reply, only to status",
+        ),
+        (
+            {"type": "status", "message_id": "m-1", "status": "failed", "text": "sem saldo"},
+            "text",
+            "does not apply to type status, only to types other than status; a failed "
+            "report's reason goes in `error`",
+        ),
+    ],
+)
+async def test_a_field_the_events_type_ignores_is_a_400_naming_it(
+    api: Any, event: dict[str, Any], field: str, words: str
+) -> None:
+    client, h = api
+    await client.put("/v1/contacts/c-1", json={"phone": "+5511999998888"}, headers=AUTH)
+
+    response = await client.post("/v1/events", json=[event], headers=AUTH)
+
+    assert response.status == 400
+    [detail] = (await error_of(response))["details"]
+    assert detail["field"] == f"[0].{field}"
+    assert detail["message"].startswith(words)
+    assert await h.engine.store.list_events(kind_prefix="inbound.", limit=10) == []
+
+
 async def test_the_engine_refuses_a_contactless_event_before_creating_any_contact(
     api: Any,
 ) -> None:
@@ -277,6 +324,22 @@ async def test_a_nul_character_is_a_400_naming_the_field_and_nothing_is_stored(
 
     assert answer.status == 400
     assert [d["field"] for d in (await error_of(answer))["details"]] == [field]
+    assert (await client.get("/v1/contacts/c-1", headers=AUTH)).status == 404
+
+
+async def test_a_contact_zone_only_this_host_has_is_a_400(api: Any) -> None:
+    """`localtime` loads here (the host's file) and is another zone, or none, on the
+    host of the next engine: the contact would be judged in a zone nobody chose."""
+    client, _ = api
+
+    answer = await client.put(
+        "/v1/contacts/c-1", json={"phone": "+5511999998888", "timezone": "localtime"}, headers=AUTH
+    )
+
+    assert answer.status == 400
+    [detail] = (await error_of(answer))["details"]
+    assert detail["field"] == "timezone"
+    assert "'localtime' is not an IANA timezone" in detail["message"]
     assert (await client.get("/v1/contacts/c-1", headers=AUTH)).status == 404
 
 

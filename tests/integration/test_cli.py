@@ -448,6 +448,10 @@ async def test_status_shows_due_work_open_runs_and_ambiguous_messages(tmp_path: 
         ('{"type": "botao", "button_id": "pagar"}', "events.jsonl:1: unknown event type 'botao'"),
         ('{"type": "status", "status": "lido"}', "events.jsonl:1: a status event needs `status`"),
         ('{"type": "button"}', "events.jsonl:1: a button event needs `button_id`"),
+        (
+            '{"type": "reply", "text": "Pagar agora", "button_id": "pagar"}',
+            "events.jsonl:1: `button_id` does not apply to type reply, only to button or choice",
+        ),
     ],
 )
 def test_simulate_names_an_event_it_cannot_use(

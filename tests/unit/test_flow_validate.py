@@ -280,6 +280,20 @@ def test_time_zones_and_cron_expressions_are_checked() -> None:
     ]
 
 
+@pytest.mark.parametrize("zone", ["localtime", "posixrules", "right/America/Sao_Paulo"])
+def test_a_zone_only_this_host_has_is_refused(zone: str) -> None:
+    """The host's own zone files load with ZoneInfo, and mean another zone (or
+    nothing) where the engine runs: only IANA's names are accepted."""
+    head = f"flow: x\ntimezone: {zone}\nstart: a\nsteps:\n"
+    [problem] = problems("  a: {end: completed}\n", head=head)
+    assert problem.startswith(f"x.yaml:2:11: `{zone}` is not a time zone")
+
+
+def test_an_iana_link_name_is_accepted() -> None:
+    head = "flow: x\ntimezone: Brazil/East\nstart: a\nsteps:\n"
+    assert loads("  a: {end: completed}\n", head=head).timezone == "Brazil/East"
+
+
 def test_a_flow_reads_one_time_zone_for_cron_and_rules() -> None:
     head = (
         "flow: x\ntimezone: Europe/Lisbon\n"
