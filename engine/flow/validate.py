@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from engine.errors import Problem
-from engine.flow.model import Flow, Rules, Step, WaitFor, to_timedelta
+from engine.flow.model import Flow, QuietHoursRule, Rules, Step, WaitFor, to_timedelta
 from engine.flow.problems import did_you_mean, timezone_problem
 from engine.flow.yaml_source import DocPath, SourceMap, format_path
 
@@ -399,6 +399,13 @@ def _validity(flow: Flow, at: Locator) -> Iterator[Problem]:
     places: list[tuple[DocPath, Rules | None]] = [(("defaults", "rules"), flow.defaults.rules)]
     places += [(("steps", sid, "rules"), step.rules) for sid, step in flow.steps.items()]
     for path, rules in places:
+        quiet = rules.quiet_hours if rules is not None else None
+        if isinstance(quiet, QuietHoursRule) and quiet.days == []:
+            yield at.problem(
+                (*path, "quiet_hours", "days"),
+                "`days: []` of `quiet_hours` names no day; name the days, leave `days` out "
+                "for every day, or write `quiet_hours: null` for none",
+            )
         margin = rules.window_margin if rules is not None else None
         if margin is not None and to_timedelta(margin) >= _WHATSAPP_WINDOW:
             yield at.problem(

@@ -402,3 +402,15 @@ def test_a_window_margin_of_a_day_or_more_is_refused_where_it_is_written() -> No
     ]
     flow = loads(steps.replace("window_margin: 30h", "window_margin: 23h"))
     assert flow.rules_for("a").window_margin == "23h"
+
+
+def test_quiet_hours_that_name_an_empty_list_of_days_are_refused() -> None:
+    # `days: []` read as "every day" (as if left out): a designer who emptied the list
+    # to switch quiet hours off got them every night instead.
+    steps = (
+        '  a:\n    send: {text: oi}\n    rules: {quiet_hours: {range: "20:00-08:00", days: []}}\n'
+    )
+    assert problems(steps) == [
+        "x.yaml:7:55: `days: []` of `quiet_hours` names no day; name the days, leave "
+        "`days` out for every day, or write `quiet_hours: null` for none",
+    ]
