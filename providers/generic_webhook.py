@@ -159,7 +159,15 @@ def parse_item_by_item(body: bytes, *, provider: str, received_at: datetime) -> 
         where = f"inbound[{index}]"
         item = _validate(_InboundItem, raw, where, errors)
         if isinstance(item, _InboundItem):
-            events.append(_contact_event(item, raw, provider, received_at))
+            event = _contact_event(item, raw, provider, received_at)
+            if event.type == "attendance_started" and event.until and event.until <= event.at:
+                # An attendance that is never on: the bot would talk over the agent.
+                errors.append(
+                    f"{where}: until: {event.until.isoformat()} is not after the attendance "
+                    f"starts ({event.at.isoformat()}); leave it out for no set end"
+                )
+                continue
+            events.append(event)
     return ParsedWebhook(statuses=statuses, contact_events=events, errors=errors)
 
 

@@ -4,6 +4,7 @@ last."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -50,3 +51,27 @@ async def test_a_send_held_for_an_attendance_goes_soon_after_the_agent_ends_it(
         (message,) = await h.messages(run.id)
         assert message.status in LEFT
         assert message.status_at["sending"] - ended <= timedelta(minutes=15)
+
+
+async def test_a_webhook_attendance_that_ends_before_it_starts_is_refused_and_named(
+    tmp_path: Path,
+) -> None:
+    # As POST /v1/events answers 400 for it: stored, it would be an attendance that
+    # is never on, and the bot would talk over the agent.
+    async with harness(settings_with_flows(tmp_path, FLOW)) as h:
+        await h.start("lembrete")
+        start = "2026-11-23T10:00:00-03:00"
+        items = [
+            {"id": "a-1", "from": "5511999998888", "type": "attendance_started",
+             "attendant": "Ana", "at": start, "until": "2026-11-23T09:00:00-03:00"},
+            {"id": "r-1", "from": "5511999998888", "type": "reply", "text": "oi"},
+        ]  # fmt: skip
+        outcome = await h.engine.ingest_webhook(
+            "sandbox", json.dumps({"inbound": items}).encode(), {}
+        )
+
+        assert outcome.accepted == 1
+        (error,) = outcome.errors
+        assert error.startswith("inbound[0]: until: ")
+        assert "is not after" in error
+        assert (await h.engine.get_contact("c-1")).attendance is None
