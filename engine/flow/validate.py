@@ -398,6 +398,16 @@ _WHATSAPP_WINDOW = timedelta(hours=24)  # engine.rules.WINDOW, the customer-serv
 def _validity(flow: Flow, at: Locator) -> Iterator[Problem]:
     places: list[tuple[DocPath, Rules | None]] = [(("defaults", "rules"), flow.defaults.rules)]
     places += [(("steps", sid, "rules"), step.rules) for sid, step in flow.steps.items()]
+    blanks = at.source_map.blanks if at.source_map is not None else frozenset()
+    for sid, step in flow.steps.items():
+        for name in sorted(step.rules.model_fields_set if step.rules else ()):
+            if ("steps", sid, "rules", name) in blanks:
+                # `null` turns the default off; an unfinished edit must not, unseen.
+                yield at.problem(
+                    ("steps", sid, "rules", name),
+                    f"`{name}` in step `{sid}` has no value; write `null` to turn the "
+                    "default off for this step, or give it a value",
+                )
     for path, rules in places:
         quiet = rules.quiet_hours if rules is not None else None
         if isinstance(quiet, QuietHoursRule) and quiet.days == []:

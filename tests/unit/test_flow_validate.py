@@ -414,3 +414,17 @@ def test_quiet_hours_that_name_an_empty_list_of_days_are_refused() -> None:
         "x.yaml:7:55: `days: []` of `quiet_hours` names no day; name the days, leave "
         "`days` out for every day, or write `quiet_hours: null` for none",
     ]
+
+
+def test_a_step_rule_left_blank_is_a_problem_not_a_rule_turned_off() -> None:
+    # `null` turns a default off for the step; a key left without its value (an edit
+    # not finished) must not switch quiet hours off in silence.
+    head = 'flow: x\ndefaults: {provider: sandbox, rules: {quiet_hours: "20:00-08:00"}}\n'
+    head += "start: a\nsteps:\n"
+    steps = "  a:\n    send: {text: oi}\n    rules:\n      quiet_hours:\n      max_per_day: ~\n"
+    assert problems(steps, head=head) == [
+        "x.yaml:8:19: `quiet_hours` in step `a` has no value; write `null` to turn the "
+        "default off for this step, or give it a value",
+    ]
+    flow = loads(steps.replace("quiet_hours:\n", "quiet_hours: null\n"), head=head)
+    assert flow.rules_for("a").quiet_hours is None
