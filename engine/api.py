@@ -30,6 +30,7 @@ from engine.errors import (
     StoreUnavailable,
     UserInputError,
 )
+from engine.flow.model import ApiTrigger, Flow
 from engine.models import ContactUpsert, Run
 from engine.outage_log import OutageLog
 from engine.runtime import Engine
@@ -185,7 +186,8 @@ async def create_run(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise RequestError.bad_field("contact", str(exc), str(exc)) from None
     key = _header_key(request, body.idempotency_key)
-    if body.flow not in engine.catalog.current:
+    loaded = engine.catalog.current.get(body.flow)
+    if loaded is None or not startable_over_http(loaded.flow):
         contact = upsert_of(body.contact, contact_id)
         if key is not None and (
             replayed := await replayed_run(
@@ -193,10 +195,12 @@ async def create_run(request: web.Request) -> web.Response:
             )
         ):
             # A retry of a request that started its run before the flow was taken off
-            # disk: the run exists (and goes on, on its version).
+            # disk, or lost its `api` trigger: the run exists (and goes on, on its version).
             return web.json_response(
                 {"run_id": replayed.id, "status": str(replayed.status), "step": replayed.step}
             )
+        if loaded is not None:
+            raise not_started_over_http(loaded.flow)
         known = ", ".join(sorted(engine.catalog.current)) or "none"
         raise RequestError(
             status=422,
@@ -210,6 +214,30 @@ async def create_run(request: web.Request) -> web.Response:
     return web.json_response(
         {"run_id": run.id, "status": str(run.status), "step": run.step},
         status=201 if created else 200,
+    )
+
+
+def startable_over_http(flow: Flow) -> bool:
+    """A flow starts from ``POST /v1/runs`` when it has an ``api`` trigger (a flow
+    that lists no triggers has only that one)."""
+    return any(isinstance(trigger, ApiTrigger) for trigger in flow.triggers)
+
+
+def not_started_over_http(flow: Flow) -> RequestError:
+    kinds = sorted(
+        {type(trigger).__name__.removesuffix("Trigger").lower() for trigger in flow.triggers}
+    )
+    return RequestError(
+        status=422,
+        code="NOT_AN_API_FLOW",
+        message=f"flow {flow.flow!r} does not start over HTTP",
+        details=[
+            FieldError(
+                field="flow",
+                message=f"its triggers are {', '.join(kinds)}; add `- api: {{}}` to its "
+                "`triggers:` to start it with POST /v1/runs (or `disparo trigger` for a CSV)",
+            )
+        ],
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -15,6 +16,7 @@ from engine.zones import is_iana_zone
 CONTACT_ID_MAX = 200
 # The longest idempotency key, in the body or in the Idempotency-Key header.
 IDEMPOTENCY_KEY_MAX = 200
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class _Body(BaseModel):
@@ -24,7 +26,7 @@ class _Body(BaseModel):
 class ContactIn(_Body):
     id: str | None = Field(default=None, min_length=1, max_length=CONTACT_ID_MAX)
     phone: str | None = None
-    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    email: str | None = None
     name: str | None = Field(default=None, max_length=200)
     tags: list[str] | None = None
     timezone: str | None = None
@@ -39,6 +41,13 @@ class ContactIn(_Body):
             return normalise_phone(value)
         except InvalidPhone as exc:
             raise ValueError(str(exc)) from None
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and _EMAIL.match(value) is None:
+            raise ValueError(f"{value!r} is not an e-mail address; write it as name@domain.com")
+        return value
 
     @field_validator("timezone")
     @classmethod

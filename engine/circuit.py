@@ -61,6 +61,7 @@ class CircuitBreaker:
         """
         if self.open_until is None:
             return None
+        self._after_a_step_back(now)
         if now < self.open_until:
             return self.open_until
         if self.probe_since is not None:
@@ -69,6 +70,16 @@ class CircuitBreaker:
                 return min(lost_at, now + PROBE_RECHECK)
         self.probe_since = now
         return None
+
+    def _after_a_step_back(self, now: datetime) -> None:
+        """Times set before the host's clock was stepped back (a VM resumed, NTP fixing
+        a wrong time) lie further ahead than any cooldown: they count from ``now``, so
+        the provider pauses one cooldown, not for the size of the step too."""
+        longest = self._current_cooldown or self.cooldown
+        if self.open_until is not None and self.open_until - now > longest:
+            self.open_until = now + longest
+        if self.probe_since is not None and self.probe_since - now > PROBE_RECHECK:
+            self.probe_since = now
 
     def success(self) -> None:
         self.failures = 0

@@ -300,15 +300,12 @@ async def _schema(args: argparse.Namespace) -> int:
 
 
 def _flow_file(ref: str, config: str) -> Any:
-    from engine.flow.loader import load_flow, load_flows
+    from engine.flow.loader import load_flow
+    from engine.simulate_flow import find_flow
 
     if Path(ref).is_file():
         return load_flow(Path(ref))
-    settings = _settings(config)
-    flows = load_flows(Path(settings.flows))
-    if ref not in flows:
-        raise NotFound(f"no flow file or flow named {ref!r}; flows: {', '.join(sorted(flows))}")
-    return flows[ref]
+    return find_flow(_settings(config), ref)
 
 
 async def _graph(args: argparse.Namespace) -> int:

@@ -11,8 +11,10 @@ decimal bytes (1 MB = 1,000,000), the conservative reading of WhatsApp's limits.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator
 
+from engine.captions import caption_violations
 from engine.errors import ContentError, ContentViolation
 from engine.flow.limits import (
     BODY_MAX,
@@ -26,12 +28,15 @@ from engine.flow.limits import (
     LIST_SECTIONS_MAX,
     MEDIA_BYTES,
     ROW_DESCRIPTION_MAX,
+    ROW_ID_MAX,
     ROW_TITLE_MAX,
     SECTION_TITLE_MAX,
     TEXT_MAX,
 )
 from engine.flow.model import ListSpec, LocationSpec, MediaSpec, SendSpec, TemplateSpec
 from engine.flow.yaml_source import format_path
+from engine.media_links import link_violations
+from engine.media_types import media_type_violations
 from engine.models import (
     Button,
     Buttons,
@@ -87,6 +92,7 @@ def assemble_content(
     Raises ContentError with every violation."""
     content: Content
     unused: list[str] = []
+    early: list[ContentViolation] = []
     if use_template or spec.kind == "template":
         if spec.template is None:
             raise ContentError([ContentViolation(field="send.template", message=_NO_TEMPLATE)])
@@ -110,6 +116,9 @@ def assemble_content(
         captioned = spec.media.caption is not None
         content = _media(spec.media, render, "send.media", fallback_caption=spec.text)
         unused = ["text"] if captioned else []
+        if channel == "whatsapp":
+            field = "send.media.caption" if captioned else "send.text"
+            early = list(caption_violations(content, field))
     elif spec.email is not None:
         content = Email(
             subject=render(spec.email.subject, "send.email.subject"),
@@ -119,7 +128,11 @@ def assemble_content(
         unused = ["text"]
     else:
         content = Text(body=render(spec.text or "", "send.text"))
-    violations = _ignored_fields(spec, content, unused) + check_limits(content, channel)
+    if channel != "whatsapp" and spec.template is not None and not isinstance(content, Template):
+        # The window rule picks the template on WhatsApp only: elsewhere it never goes.
+        why = f"WhatsApp templates are not sent by {channel}; remove it"
+        early.append(ContentViolation(field="send.template", message=why))
+    violations = _ignored_fields(spec, content, unused) + early + check_limits(content, channel)
     if violations:
         raise ContentError(violations)
     return content
@@ -294,16 +307,19 @@ def _text(value: str, field: str, limit: int) -> Iterator[ContentViolation]:
     yield from _too_long(value, field, limit)
 
 
-def _unique(ids: list[tuple[str, str]], what: str) -> Iterator[ContentViolation]:
+def _unique(
+    values: list[tuple[str, str]], what: str, attr: str = "id"
+) -> Iterator[ContentViolation]:
     first: dict[str, str] = {}
-    for field, value in ids:
+    for field, value in values:
         if value in first:
             yield ContentViolation(
                 field=field,
-                message=f"`{value}` is also the id of {first[value]}; {what} ids must be unique",
+                message=f"`{value}` is also the {attr} of {first[value]}; "
+                f"{what} {attr}s must be unique",
             )
         else:
-            first[value] = field.removesuffix(".id")
+            first[value] = field.removesuffix(f".{attr}")
 
 
 def _whatsapp(content: Content) -> Iterator[ContentViolation]:
@@ -321,10 +337,15 @@ def _whatsapp(content: Content) -> Iterator[ContentViolation]:
             yield from _text(button.id, _at("buttons", i, "id"), BUTTON_ID_MAX)
         ids = [(_at("buttons", i, "id"), b.id) for i, b in enumerate(content.buttons)]
         yield from _unique(ids, "button")
+        # WhatsApp refuses the whole message when two buttons read the same.
+        titles = [(_at("buttons", i, "title"), b.title) for i, b in enumerate(content.buttons)]
+        yield from _unique(titles, "button", "title")
     elif isinstance(content, ListMenu):
         yield from _list(content)
     elif isinstance(content, Media):
         yield from _media_size(content, "send.media")
+        yield from link_violations(content, "send.media")
+        yield from media_type_violations(content, "send.media")
     elif isinstance(content, Location):
         yield from _coordinates(content)
     elif isinstance(content, Template):
@@ -333,8 +354,11 @@ def _whatsapp(content: Content) -> Iterator[ContentViolation]:
 
 def _interactive(body: str, header: str | None, footer: str | None) -> Iterator[ContentViolation]:
     yield from _text(body, "send.text", BODY_MAX)
-    yield from _too_long(header, "send.header", HEADER_MAX)
-    yield from _too_long(footer, "send.footer", FOOTER_MAX)
+    # An empty header or footer text is refused by WhatsApp ("Text cannot be null").
+    if header is not None:
+        yield from _text(header, "send.header", HEADER_MAX)
+    if footer is not None:
+        yield from _text(footer, "send.footer", FOOTER_MAX)
 
 
 def _list(content: ListMenu) -> Iterator[ContentViolation]:
@@ -356,11 +380,17 @@ def _list(content: ListMenu) -> Iterator[ContentViolation]:
     for s, section in enumerate(sections):
         if section.title is not None:
             yield from _text(section.title, _at("list", "sections", s, "title"), SECTION_TITLE_MAX)
+        elif len(sections) > 1:
+            yield ContentViolation(
+                field=_at("list", "sections", s),
+                message="has no title; WhatsApp needs a title on every section when a list "
+                "has more than one",
+            )
         for r, row in enumerate(section.rows):
             at = _at("list", "sections", s, "rows", r)
             yield from _text(row.title, f"{at}.title", ROW_TITLE_MAX)
             yield from _too_long(row.description, f"{at}.description", ROW_DESCRIPTION_MAX)
-            yield from _empty(row.id, f"{at}.id")
+            yield from _text(row.id, f"{at}.id", ROW_ID_MAX)
             ids.append((f"{at}.id", row.id))
     yield from _unique(ids, "row")
 
@@ -407,6 +437,14 @@ def _coordinates(location: Location) -> Iterator[ContentViolation]:
             )
 
 
+# WhatsApp refuses a template message (error 132018) whose parameter holds one.
+_NOT_ONE_LINE = re.compile(r"[\n\r\t]| {5}")
+_ONE_LINE = (
+    "has a line break, a tab or more than 4 spaces in a row; WhatsApp refuses such "
+    "template parameters"
+)
+
+
 def _template_limits(template: Template) -> Iterator[ContentViolation]:
     if not template.name.strip():
         yield ContentViolation(field="send.template.name", message="empty after rendering")
@@ -421,6 +459,8 @@ def _template_limits(template: Template) -> Iterator[ContentViolation]:
             yield ContentViolation(
                 field=field, message="empty after rendering; WhatsApp rejects empty parameters"
             )
+        elif _NOT_ONE_LINE.search(value):
+            yield ContentViolation(field=field, message=_ONE_LINE)
     total = sum(len(value) for _, value in fields)
     if total > BODY_MAX:
         yield ContentViolation(
@@ -429,4 +469,7 @@ def _template_limits(template: Template) -> Iterator[ContentViolation]:
             f"at most {BODY_MAX}",
         )
     if template.header_media is not None:
-        yield from _media_size(template.header_media, "send.template.header_media")
+        header = template.header_media
+        yield from _media_size(header, "send.template.header_media")
+        yield from link_violations(header, "send.template.header_media")
+        yield from media_type_violations(header, "send.template.header_media")

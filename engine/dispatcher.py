@@ -42,6 +42,7 @@ from engine.scope import RunnerScope, contact_timezone
 from engine.status_reports import apply_status_report
 from engine.step_events import inbound_step_events
 from engine.template_catalog import TemplateCatalog
+from engine.timer_turn import gave_way
 from providers.base import Provider
 from storage.base import (
     Commit,
@@ -277,6 +278,9 @@ class Dispatcher:
         if work.kind == DueKind.DISPATCH:
             await self.sender.dispatch(work)
         elif work.kind == DueKind.TIMER:
+            poll = timedelta(seconds=self.settings.poll_interval)
+            if await gave_way(self.store, work, now=self.clock.now(), poll=poll):
+                return
             payload = work.payload
             event = runner.StepEvent(
                 name="timeout", step_seq=int(payload["step_seq"]), data=dict(payload)

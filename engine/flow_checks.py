@@ -179,6 +179,12 @@ def _content_details(
             f"provider `{name}` can't show a text header on reply buttons; put it in the text",
             at_key=True,
         )
+    if spec.location is not None and spec.location.url is not None and not caps.location_url:
+        yield at.problem(
+            (*where, "location", "url"),
+            f"provider `{name}` can't send a location's `url`; put the link in a text of its own",
+            at_key=True,
+        )
     template = spec.template
     if template is None:
         return

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,7 @@ from engine.models import (
 from engine.runtime import Engine
 from engine.scope import contact_timezone
 from engine.settings import Settings
+from engine.simulate_flow import simulated_flow
 from engine.simulate_inputs import load_contact, load_events, parse_time
 from engine.wording import counted, local_time
 from providers.base import Capabilities, ParsedWebhook, Provider
@@ -230,47 +232,40 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
     early = [event for event in events if event["at"] < start]
     times = [*stamps.values(), *([attendance.at] if attendance else []), *(e["at"] for e in early)]
     clock = VirtualClock(min([start, *times]))
-    sim_settings = settings.model_copy(update={"storage": "sqlite:///:memory:"})
-    flow_is_file = await asyncio.to_thread(Path(args.flow).is_file)
-    async with Engine(sim_settings, clock=clock, run_loop=False, triggers=False) as engine:
-        flow_name = args.flow
-        if flow_is_file:
-            from engine.check import flow_checks, load_catalog
-            from engine.flow.loader import load_flow
-
-            # The checks the engine applies to its flows: a file `serve` would refuse
-            # (a template missing from the catalogue) is refused here too.
-            capabilities = {name: p.capabilities for name, p in engine.providers.items()}
-            checks = flow_checks(capabilities, load_catalog(settings), settings.opt_out_keywords)
-            loaded = load_flow(Path(args.flow), providers=capabilities, extra_checks=checks)
-            await engine.store.save_flow_version(loaded.flow.flow, loaded.version, loaded.source)
-            engine.catalog.current[loaded.flow.flow] = loaded
-            flow_name = loaded.flow.flow
-        for name, real in list(engine.providers.items()):
-            engine.providers[name] = RecordingProvider(real, engine)  # type: ignore[assignment]
-        stored = await engine.upsert_contact(contact)
-        zone = contact_timezone(stored, engine.catalog.latest(flow_name).flow, settings.timezone)
-        await _seed_facts(engine, stored.id, stamps, attendance)
-        seeded = await engine.store.list_events(contact_id=stored.id, limit=1)
-        seeded_up_to = seeded[0].id if seeded else 0  # the contact file's own facts
-        for event in early:
-            await engine.run_until(event["at"])
-            await _inject(engine, "", stored.id, event)
+    with tempfile.TemporaryDirectory(prefix="disparo-simulate-") as scratch:
+        # The flow's file alone: another file mid-edit does not stop the simulation.
+        one_flow, flow_name = await asyncio.to_thread(
+            simulated_flow, settings, args.flow, Path(scratch)
+        )
+        sim_settings = one_flow.model_copy(update={"storage": "sqlite:///:memory:"})
+        async with Engine(sim_settings, clock=clock, run_loop=False, triggers=False) as engine:
+            for name, real in list(engine.providers.items()):
+                engine.providers[name] = RecordingProvider(real, engine)  # type: ignore[assignment]
+            stored = await engine.upsert_contact(contact)
+            zone = contact_timezone(
+                stored, engine.catalog.latest(flow_name).flow, settings.timezone
+            )
+            await _seed_facts(engine, stored.id, stamps, attendance)
+            seeded = await engine.store.list_events(contact_id=stored.id, limit=1)
+            seeded_up_to = seeded[0].id if seeded else 0  # the contact file's own facts
+            for event in early:
+                await engine.run_until(event["at"])
+                await _inject(engine, "", stored.id, event)
+                await engine.settle()
+            clock.set(start)
+            run, _ = await engine.start_run(flow_name, contact, trigger="simulate")
             await engine.settle()
-        clock.set(start)
-        run, _ = await engine.start_run(flow_name, contact, trigger="simulate")
-        await engine.settle()
-        for event in events[len(early) :]:
-            if event["at"] > until:
-                break
-            await engine.run_until(event["at"])
-            await _inject(engine, run.id, stored.id, event)
-            await engine.settle()
-        await engine.run_until(until)
-        final = await engine.get_run(run.id)
-        steps = engine.catalog.latest(flow_name).flow.steps
-        log = await engine.store.list_events(run_id=run.id, limit=100000)
-        contact_log = await engine.store.list_events(contact_id=stored.id, limit=100000)
+            for event in events[len(early) :]:
+                if event["at"] > until:
+                    break
+                await engine.run_until(event["at"])
+                await _inject(engine, run.id, stored.id, event)
+                await engine.settle()
+            await engine.run_until(until)
+            final = await engine.get_run(run.id)
+            steps = engine.catalog.latest(flow_name).flow.steps
+            log = await engine.store.list_events(run_id=run.id, limit=100000)
+            contact_log = await engine.store.list_events(contact_id=stored.id, limit=100000)
     seen = {e.id for e in log}
     ordered = sorted(
         [

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
 
 from engine.errors import ConfigError
 from engine.flow.problems import Describer, problems_from_validation
@@ -32,6 +39,21 @@ class TemplateEntry(_Model):
     providers: dict[str, ProviderTemplate] = Field(
         min_length=1, description="Provider instance name -> how that provider knows it"
     )
+
+    @field_validator("params")
+    @classmethod
+    def _distinct_names(cls, params: list[str]) -> list[str]:
+        # Providers take parameters by position: a name listed twice would send one
+        # value fewer than the template WhatsApp approved takes.
+        if any(not name.strip() for name in params):
+            raise ValueError("a parameter needs a name; write the names in order")
+        twice = sorted({name for name in params if params.count(name) > 1})
+        if twice:
+            raise ValueError(
+                f"`{twice[0]}` is listed twice; each parameter of the template has a name "
+                "of its own, in the template's order"
+            )
+        return params
 
 
 class TemplateCatalog(_Model):

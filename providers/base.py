@@ -56,6 +56,7 @@ class Capabilities:
     media_kinds: frozenset[str] = frozenset({"image", "video", "audio", "document", "sticker"})
     media_by_url_only: bool = False  # no base64 payloads
     buttons_text_header: bool = True  # a text `header:` on reply buttons
+    location_url: bool = True  # a location's `url` (WhatsApp's own location has none)
     template_needs_language: bool = False  # from the step or the template catalogue
     template_params_named: bool = False  # parameters must be a mapping, not a list
 

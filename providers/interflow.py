@@ -198,6 +198,7 @@ class InterflowProvider:
             files_per_template=0,
             media_kinds=frozenset({"image", "video", "audio", "document"}),
             media_by_url_only=True,
+            location_url=False,
             template_needs_language=True,
             read_receipts=True,
             idempotency_key=False,

@@ -24,7 +24,8 @@ Anything the document does not show cannot be sent and is refused before any
 request (``ProviderRejected``, ``left=False``): a channel other than WhatsApp,
 buttons, lists, e-mail, stickers, media given as base64 instead of a URL, a template
 header file, and a template without a language. ``Text.preview_url`` and
-``Location.url`` have no field at Interflow and are not sent.
+``Location.url`` have no field at Interflow and are not sent (``disparo check``
+refuses a flow that gives a location a url for an Interflow step).
 """
 
 from __future__ import annotations

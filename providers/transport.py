@@ -8,7 +8,9 @@ That one bit decides what the engine may do next:
 - timed out, reset or disconnected after it was written -> ``ProviderAmbiguous``:
   the vendor may have the message, so a resend without an idempotency key could
   deliver it twice;
-- any answer with a status -> ``Answer``; ``status_error`` maps a non-2xx answer.
+- any answer with a status -> ``Answer``; ``status_error`` maps a non-2xx answer;
+- a body over ``MAX_ANSWER_BYTES`` is not read: a 2xx -> ``ProviderAmbiguous``, any
+  other status -> its ``Answer`` without the body.
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ from providers.base import (
     vendor_message,
     watched_departure,
 )
+
+# A vendor's answer is a few hundred bytes of JSON; one far beyond this is a broken
+# gateway or a proxy in the way, and is not read whole into memory.
+MAX_ANSWER_BYTES = 1 << 20
+_ANSWER_CHUNK = 64 << 10
 
 # The transports whose slot this task holds (``HttpTransport.slot``).
 _held: ContextVar[tuple[HttpTransport, ...]] = ContextVar("disparo_held_slots", default=())
@@ -92,6 +99,20 @@ class Redactor:
                     if kept.endswith(secret[:size]):
                         return kept[:-size] + "***" + CUT
         return text
+
+
+async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The whole body, or None (and the rest left unread) when it exceeds ``limit``."""
+    if response.content_length is not None and response.content_length > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(_ANSWER_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class HttpTransport:
@@ -156,7 +177,9 @@ class HttpTransport:
             ) as response:
                 status = response.status
                 answer_headers = response.headers
-                raw = await response.read()
+                raw = await _read_at_most(response, MAX_ANSWER_BYTES)
+                if raw is None:
+                    raw = self._oversized(status, url)
         except (aiohttp.ClientError, TimeoutError) as exc:
             if status is not None:
                 # The status already says what happened; only the body was lost.
@@ -166,6 +189,18 @@ class HttpTransport:
             if not held:
                 self._slots.release()
         return Answer(status, answer_headers, raw)
+
+    def _oversized(self, status: int, url: str) -> bytes:
+        """An answer larger than ``MAX_ANSWER_BYTES``: a 2xx cannot be read, so whether
+        the vendor took the message is unknown; any other status says what happened."""
+        if 200 <= status < 300:
+            raise ProviderAmbiguous(
+                f"{self.provider}: {host_of(url)} answered {status} with a body larger than "
+                f"{MAX_ANSWER_BYTES} bytes, not read; the message may have been accepted",
+                status=status,
+                left=True,
+            )
+        return b""
 
     @property
     def holding(self) -> bool:

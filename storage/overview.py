@@ -31,3 +31,9 @@ class OpenRunReads(Protocol):
     async def open_run_versions(self) -> dict[tuple[str, str], int]:
         """The number of open runs (active or waiting) by (flow, pinned version); the
         engine checks each version still fits the template catalogue and providers."""
+
+    async def answers_queued_before(self, run_id: str, before: datetime) -> bool:
+        """Whether an inbound event or a status report for run ``run_id``, queued before
+        ``before``, still waits to be handled (by any process). A timer due at
+        ``before`` lets such an answer go first: a reply that came before the deadline
+        is not overtaken by the timeout another process handles at the same moment."""

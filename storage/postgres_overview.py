@@ -24,6 +24,11 @@ _OPEN_VERSIONS = (
     "SELECT flow, flow_version, count(*) FROM runs WHERE status IN ('active', 'waiting') "
     "GROUP BY flow, flow_version ORDER BY flow, flow_version"
 )
+_ANSWERS_QUEUED = (
+    "SELECT EXISTS (SELECT 1 FROM due_work WHERE kind = 'inbound' AND run_id = $1 "
+    "AND due_at < $2) OR EXISTS (SELECT 1 FROM due_work WHERE kind = 'status' "
+    "AND due_at < $2 AND message_id IN (SELECT id FROM messages WHERE run_id = $1))"
+)
 _AMBIGUOUS = "SELECT count(*) FROM messages WHERE status = 'ambiguous'"
 
 
@@ -44,3 +49,7 @@ class OverviewMethods:
 
     async def open_run_versions(self) -> dict[tuple[str, str], int]:
         return {(row[0], row[1]): row[2] for row in await self._fetch(_OPEN_VERSIONS)}
+
+    async def answers_queued_before(self, run_id: str, before: datetime) -> bool:
+        (queued,) = (await self._fetch(_ANSWERS_QUEUED, run_id, before))[0]
+        return bool(queued)

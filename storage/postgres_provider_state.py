@@ -127,7 +127,9 @@ class ProviderStateMethods:
             await connection.execute(_NEW_CREDENTIAL, name, now)
             row = _credential_row(await connection.fetchrow(f"{_CREDENTIAL} FOR UPDATE", name))
             assert row is not None
-            renewal = decide_renewal(row, stale_version=stale_version, owner=owner, now=now)
+            renewal = decide_renewal(
+                row, stale_version=stale_version, owner=owner, now=now, lease=lease
+            )
             if renewal.claimed:
                 await connection.execute(
                     "UPDATE provider_credentials SET renewing_by = $2, renewing_until = $3, "

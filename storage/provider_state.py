@@ -82,7 +82,9 @@ def take_slot(
     """Take one slot at ``now`` if the budget has one; else say when the next frees."""
     now_us, window_us = to_us(now), window // _MICROSECOND
     in_force = min(limit, vendor_limit) if vendor_limit is not None else limit
-    recent = sorted(s for s in starts if s > now_us - window_us)
+    # A start after now means the clock was stepped back since: it happened just now,
+    # so it holds its slot one window from now, not for the size of the step too.
+    recent = sorted(min(s, now_us) for s in starts if min(s, now_us) > now_us - window_us)
     free_at = now_us
     if len(recent) >= in_force:
         free_at = recent[len(recent) - in_force] + window_us
@@ -91,7 +93,7 @@ def take_slot(
     if free_at > now_us:
         return TakenSlot(
             slot=RateSlot(taken=False, free_at=from_us(free_at), limit=in_force),
-            starts=recent if len(recent) != len(starts) else None,
+            starts=recent if recent != list(starts) else None,
         )
     kept = [*recent, now_us][-limit:]
     return TakenSlot(slot=RateSlot(taken=True, free_at=now, limit=in_force), starts=kept)
@@ -139,16 +141,25 @@ def check_value(name: str, value: str) -> None:
 
 
 def decide_renewal(
-    row: CredentialRow, *, stale_version: int, owner: str, now: datetime
+    row: CredentialRow, *, stale_version: int, owner: str, now: datetime, lease: timedelta
 ) -> CredentialRenewal:
-    """``claimed`` (the caller renews), ``current`` (a newer value) or ``busy_until``."""
+    """``claimed`` (the caller renews), ``current`` (a newer value) or ``busy_until``.
+
+    A claim ending more than ``lease`` after ``now`` was made before the host's clock
+    was stepped back: it has lapsed, or every send would wait out the step too.
+    """
     if row.value is not None and row.version > stale_version:
         return CredentialRenewal(
             current=ProviderCredential(value=row.value, version=row.version),
             stored_version=row.version,
         )
     held = row.renewing_by is not None and row.renewing_by != owner
-    if held and row.renewing_until is not None and row.renewing_until > to_us(now):
+    now_us = to_us(now)
+    if (
+        held
+        and row.renewing_until is not None
+        and now_us < row.renewing_until <= to_us(now + lease)
+    ):
         return CredentialRenewal(busy_until=from_us(row.renewing_until), stored_version=row.version)
     return CredentialRenewal(claimed=True, stored_version=row.version)
 

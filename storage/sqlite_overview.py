@@ -25,6 +25,11 @@ _OPEN_VERSIONS = (
     "SELECT flow, flow_version, count(*) FROM runs WHERE status IN ('active', 'waiting') "
     "GROUP BY flow, flow_version ORDER BY flow, flow_version"
 )
+_ANSWERS_QUEUED = (
+    "SELECT 1 FROM due_work WHERE kind = 'inbound' AND run_id = :run AND due_at < :before "
+    "UNION ALL SELECT 1 FROM due_work WHERE kind = 'status' AND due_at < :before "
+    "AND message_id IN (SELECT id FROM messages WHERE run_id = :run) LIMIT 1"
+)
 _AMBIGUOUS = (
     "SELECT count(*) FROM messages INDEXED BY messages_ambiguous WHERE status = 'ambiguous'"
 )
@@ -59,3 +64,8 @@ class OverviewMethods:
         return link.read(
             lambda: {(flow, version): n for flow, version, n in link.db.execute(_OPEN_VERSIONS)}
         )
+
+    async def answers_queued_before(self, run_id: str, before: datetime) -> bool:
+        link = self._ready()
+        params = {"run": run_id, "before": to_us(before)}
+        return link.read(lambda: link.db.execute(_ANSWERS_QUEUED, params).fetchone() is not None)

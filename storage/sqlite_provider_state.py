@@ -128,7 +128,9 @@ class ProviderStateMethods:
             )
             row = _credential_row(db, name)
             assert row is not None
-            renewal = decide_renewal(row, stale_version=stale_version, owner=owner, now=now)
+            renewal = decide_renewal(
+                row, stale_version=stale_version, owner=owner, now=now, lease=lease
+            )
             if renewal.claimed:
                 db.execute(
                     "UPDATE provider_credentials SET renewing_by = ?, renewing_until = ?, "

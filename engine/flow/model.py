@@ -131,21 +131,21 @@ class ButtonSpec(_Model):
     """A reply button; tapping it sends the event `button.<id>`."""
 
     id: str = Field(description="Sent back as the event button.<id>")
-    title: str = Field(description="What the contact sees (<= 20 chars)")
+    title: str = Field(description="What the contact sees (<= 20 chars, unique in the message)")
 
 
 class ListRowSpec(_Model):
     """One option of a list menu; choosing it sends the event `choice.<id>`."""
 
-    id: str = Field(description="Sent back as the event choice.<id>")
+    id: str = Field(description="Sent back as the event choice.<id> (<= 200 chars)")
     title: str = Field(description="What the contact sees (<= 24 chars)")
     description: str | None = None
 
 
 class ListSectionSpec(_Model):
-    """A group of rows under an optional title."""
+    """A group of rows under a title (optional when the list has one section)."""
 
-    title: str | None = None
+    title: str | None = Field(default=None, description="<= 24 chars; needed with 2+ sections")
     rows: list[ListRowSpec] = Field(min_length=1, json_schema_extra={"maxItems": LIST_ROWS_MAX})
 
 
@@ -299,7 +299,7 @@ class Rules(_Model):
     )
 
     def merged_over(self, base: Rules | None) -> Rules:
-        """These rules over ``base``: a field left out is base's, one set to null is off."""
+        """These rules over ``base``; a field set to ``null`` turns ``base``'s rule off."""
         if base is None:
             return self
         data = base.model_dump(by_alias=True, exclude_none=True)

@@ -387,7 +387,7 @@ def _message(it: _Item, path: DocPath, d: Describer, secret: bool) -> tuple[str,
         pattern = str(ctx.get("pattern"))
         hint = PATTERN_HINTS.get(pattern, f"text matching {pattern}")
         if walk.is_key:
-            unaccented = _unaccented(str(path[-1]), pattern)
+            unaccented = _unaccented(str(path[-1]), pattern) + _spaced_id(str(path[-1]))
             said = f"`{path[-1]}` {d.where(path[:-1])} is not {hint}".replace("  ", " ")
             return said + unaccented, True
         return f"{name} must be {hint}{got}{_unaccented(error.get('input'), pattern)}", False
@@ -425,6 +425,17 @@ def _unaccented(value: Any, pattern: str) -> str:
         return ""
     folded = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
     return f"; write `{folded}`" if folded != value and re.match(pattern, folded) else ""
+
+
+def _spaced_id(key: str) -> str:
+    """``"; an id in an event has no spaces: ..."`` for ``button.Pagar agora``: the
+    button's own id may have spaces, but an event naming it cannot."""
+    kind, dot, wanted = key.partition(".")
+    if not dot or kind not in ("button", "choice") or not any(c.isspace() for c in wanted):
+        return ""
+    what = "button" if kind == "button" else "list row"
+    joined = "_".join(wanted.split())
+    return f"; an id in an event has no spaces: give the {what} an id like `{joined}`"
 
 
 def _limit_words(kind: str, ctx: Mapping[str, Any]) -> str | None:

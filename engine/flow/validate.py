@@ -401,7 +401,8 @@ def _validity(flow: Flow, at: Locator) -> Iterator[Problem]:
     blanks = at.source_map.blanks if at.source_map is not None else frozenset()
     for sid, step in flow.steps.items():
         for name in sorted(step.rules.model_fields_set if step.rules else ()):
-            if ("steps", sid, "rules", name) in blanks:
+            # `timezone` is refused under a step whatever its value (_zones_and_crons).
+            if name != "timezone" and ("steps", sid, "rules", name) in blanks:
                 # `null` turns the default off; an unfinished edit must not, unseen.
                 yield at.problem(
                     ("steps", sid, "rules", name),
@@ -450,7 +451,7 @@ def _zones_and_crons(flow: Flow, at: Locator) -> Iterator[Problem]:
             "of the two (contacts with a `timezone` of their own keep theirs)",
         )
     for sid, step in flow.steps.items():
-        if step.rules is not None and step.rules.timezone is not None:
+        if step.rules is not None and "timezone" in step.rules.model_fields_set:
             yield at.problem(
                 ("steps", sid, "rules", "timezone"),
                 f"`timezone` is set for the whole flow, not per step (step `{sid}`); move it "

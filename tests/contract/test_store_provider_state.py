@@ -71,6 +71,25 @@ async def test_a_budget_survives_a_restart(store: Store, another_store: AnotherS
     assert (refused.taken, refused.free_at) == (False, at(60))
 
 
+async def test_a_clock_stepped_back_holds_the_budget_one_window_not_the_size_of_the_step(
+    store: Store,
+) -> None:
+    # NTP steps the host's clock back an hour (a VM resumed, a wrong time corrected)
+    # right after the budget was used up: those starts happened just now, so they
+    # hold the budget for one window from now, not for the hour the clock went back.
+    for second in (0, 1, 2):
+        await store.take_rate_slot(BUDGET, limit=3, window=MINUTE, now=at(3600 + second))
+    refused = await store.take_rate_slot(BUDGET, limit=3, window=MINUTE, now=at(0))
+    assert (refused.taken, refused.free_at) == (False, at(60))
+    assert (await store.take_rate_slot(BUDGET, limit=3, window=MINUTE, now=at(60))).taken
+    # The start taken after the step counts from its own time, like any other.
+    assert (await store.take_rate_slot(BUDGET, limit=3, window=MINUTE, now=at(61))).taken
+    assert (await store.take_rate_slot(BUDGET, limit=3, window=MINUTE, now=at(62))).taken
+    assert (await store.take_rate_slot(BUDGET, limit=3, window=MINUTE, now=at(63))).free_at == at(
+        120
+    )
+
+
 async def test_a_pause_holds_for_everybody_and_a_shorter_one_does_not_cut_it(
     store: Store, another_store: AnotherStore
 ) -> None:
@@ -199,6 +218,27 @@ async def test_a_failed_renewal_is_released_and_a_dead_claimants_lease_lapses(
         LOGIN, stale_version=0, owner="a", now=at(32), lease=LEASE
     )
     assert lapsed.claimed is True
+
+
+async def test_a_claim_left_by_a_dead_claimant_before_the_clock_stepped_back_lapses(
+    store: Store, another_store: AnotherStore
+) -> None:
+    # a claims the login, dies, and the host's clock is stepped back an hour (a VM
+    # resumed, NTP fixing a wrong time): b would otherwise wait an hour for a claim
+    # that can last one lease at most, with every Robbu send waiting for the token.
+    second = await another_store()
+    await store.claim_credential_renewal(
+        LOGIN, stale_version=0, owner="a", now=at(3600), lease=LEASE
+    )
+    taken = await second.claim_credential_renewal(
+        LOGIN, stale_version=0, owner="b", now=at(0), lease=LEASE
+    )
+    assert taken.claimed is True
+    # Within one lease, as ever, the claim holds.
+    held = await store.claim_credential_renewal(
+        LOGIN, stale_version=0, owner="a", now=at(1), lease=LEASE
+    )
+    assert held.busy_until == at(30)
 
 
 async def test_concurrent_claims_from_two_processes_give_one_claim(

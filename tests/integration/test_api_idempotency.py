@@ -3,8 +3,10 @@ with another request is refused (409) naming what differs, and changes nothing."
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+from engine.flow.model import ApiTrigger
 from tests.integration.test_api import AUTH, RUN, error_of
 
 
@@ -90,3 +92,34 @@ async def test_a_retry_after_its_flow_was_taken_off_disk_gets_its_run(api: Any) 
     assert other.status == 409  # the same key with another request is still refused
     assert new_key.status == 422
     assert (await error_of(new_key))["code"] == "UNKNOWN_FLOW"
+
+
+async def test_a_flow_without_an_api_trigger_does_not_start_over_http(api: Any) -> None:
+    """A cron campaign's audience decides who gets it: a POST must not reach a contact
+    the audience leaves out. A retry of a run started before the trigger went still
+    gets its run."""
+    client, h = api
+    first = await client.post("/v1/runs", json=RUN, headers=AUTH)
+    loaded = h.engine.catalog.current[RUN["flow"]]
+    cron_only = [t for t in loaded.flow.triggers if not isinstance(t, ApiTrigger)]
+    h.engine.catalog.current[RUN["flow"]] = replace(
+        loaded, flow=loaded.flow.model_copy(update={"triggers": cron_only})
+    )
+
+    retry = await client.post("/v1/runs", json=RUN, headers=AUTH)
+    other = {**RUN, "contact": {"id": "c-2", "phone": "+5511988887777"}, "idempotency_key": "k-2"}
+    refused = await client.post("/v1/runs", json=other, headers=AUTH)
+
+    assert retry.status == 200
+    assert (await retry.json())["run_id"] == (await first.json())["run_id"]
+    assert refused.status == 422
+    error = await error_of(refused)
+    assert error["code"] == "NOT_AN_API_FLOW"
+    assert error["details"] == [
+        {
+            "field": "flow",
+            "message": "its triggers are cron; add `- api: {}` to its `triggers:` to start it "
+            "with POST /v1/runs (or `disparo trigger` for a CSV)",
+        }
+    ]
+    assert await h.engine.store.get_contact("c-2") is None

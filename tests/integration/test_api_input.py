@@ -591,3 +591,15 @@ async def test_an_attendance_that_ends_before_it_starts_is_a_400_naming_until(
     assert detail["field"] == "until"
     assert "after" in detail["message"]
     assert (await h.engine.get_contact("c-1")).attendance is None
+
+
+async def test_an_e_mail_that_is_not_one_is_a_400_saying_how_to_write_it(api: Any) -> None:
+    client, _ = api
+    response = await client.put("/v1/contacts/c-1", json={"email": "maria@@x"}, headers=AUTH)
+
+    assert response.status == 400
+    [detail] = (await error_of(response))["details"]
+    assert detail == {
+        "field": "email",
+        "message": "'maria@@x' is not an e-mail address; write it as name@domain.com",
+    }

@@ -487,3 +487,47 @@ def test_simulate_shows_a_failed_send_and_exits_1(tmp_path: Path) -> None:
     assert "vencimento" in failed[0]["reason"]
     assert "message(s) failed" not in result.stderr  # counted in words
     assert "failed; the `failed` lines above say why" in result.stderr
+
+
+def _config_with_flows(tmp_path: Path, flows: Path) -> Path:
+    config = tmp_path / "disparo.yaml"
+    config.write_text(
+        CONFIG.read_text()
+        .replace("flows: flows/", f"flows: {flows}/")
+        .replace("templates: config/templates.yaml", f"templates: {ROOT}/config/templates.yaml")
+    )
+    return config
+
+
+def test_another_flow_file_mid_edit_does_not_stop_simulate_or_graph(
+    maria: Path, tmp_path: Path
+) -> None:
+    # A designer simulates the boleto reminder while another flow of the folder is
+    # half written (or names a provider this config lacks).
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    boleto = flows / "cobranca_boleto.yaml"
+    boleto.write_text((ROOT / "flows" / "cobranca_boleto.yaml").read_text())
+    (flows / "rascunho.yaml").write_text(
+        "flow: rascunho\ndefaults: {provider: robbu_prod}\nstart: a\nsteps:\n  a: {sendd: {}}\n"
+    )
+    config = _config_with_flows(tmp_path, flows)
+    at = ("--at", "2026-11-23T10:00:00-03:00")
+
+    for ref in ("cobranca_boleto", str(boleto)):
+        result = disparo("simulate", ref, "--config", str(config), "--contact", str(maria), *at)
+        assert result.returncode == 0, result.stderr
+        assert "send      lembrete via sandbox" in result.stdout
+        if ref == "cobranca_boleto":  # the folder was read: what it left out is said
+            assert "rascunho.yaml is left out" in result.stderr
+    graph = disparo("graph", "cobranca_boleto", "--config", str(config))
+    assert graph.returncode == 0, graph.stderr
+    assert graph.stdout.startswith("flowchart TD")
+
+    # The flow simulated is still checked in full, at its own path.
+    boleto.write_text(boleto.read_text().replace("provider: sandbox\n", "provider: robbu_prod\n"))
+    result = disparo(
+        "simulate", "cobranca_boleto", "--config", str(config), "--contact", str(maria), *at
+    )
+    assert result.returncode == 1
+    assert f"{boleto}:7:13: provider `robbu_prod` is not configured" in result.stderr

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from pydantic import ValidationError
 
 from engine.errors import (
@@ -422,3 +423,68 @@ async def test_send_before_start_is_a_programming_error() -> None:
     with pytest.raises(RuntimeError, match="before start"):
         await provider.send(message())
     await provider.close()
+
+
+# ---------------------------------------------------------------- oversized answers
+
+HUGE_ANSWER = 64 << 20  # what a broken gateway or a proxy in the way streams back
+
+
+@pytest.fixture
+async def flooding_gateway() -> AsyncIterator[tuple[str, list[int]]]:
+    """A gateway that answers any send with ``?status=`` and 64 MiB of body; the list
+    holds how many bytes each answer got out before the client stopped reading."""
+    streamed: list[int] = []
+
+    async def flood(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        answer = web.StreamResponse(status=int(request.query.get("status", "200")))
+        answer.content_type = "application/json"
+        await answer.prepare(request)
+        sent, chunk = 0, b"[" * (256 << 10)
+        streamed.append(0)
+        try:
+            while sent < HUGE_ANSWER:
+                await answer.write(chunk)
+                sent += len(chunk)
+                streamed[-1] = sent
+            await answer.write_eof()
+        except (ConnectionError, aiohttp.ClientConnectionResetError):
+            pass  # the client hung up: what we want
+        return answer
+
+    app = web.Application()
+    app.router.add_post("/v1/messages", flood)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1/messages", streamed
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_200_with_an_endless_body_is_ambiguous_without_reading_it_all(
+    flooding_gateway: tuple[str, list[int]], make_provider: MakeProvider
+) -> None:
+    url, streamed = flooding_gateway
+    provider = await make_provider(url=url, timeout=10)
+    with pytest.raises(ProviderAmbiguous, match="larger than") as caught:
+        await provider.send(message())
+    # The gateway answered 200: it may have the message, so it is ambiguous, and the
+    # engine stopped reading long before 64 MiB piled up in its memory.
+    assert (caught.value.status, caught.value.left) == (200, True)
+    assert streamed[0] < HUGE_ANSWER // 4, streamed
+
+
+async def test_an_error_with_an_endless_body_keeps_its_status_without_reading_it_all(
+    flooding_gateway: tuple[str, list[int]], make_provider: MakeProvider
+) -> None:
+    url, streamed = flooding_gateway
+    provider = await make_provider(url=f"{url}?status=503", timeout=10)
+    with pytest.raises(ProviderUnavailable) as caught:
+        await provider.send(message())
+    assert caught.value.status == 503
+    assert streamed[0] < HUGE_ANSWER // 4, streamed

@@ -3,6 +3,8 @@ through the `http` provider to the fake gateway, on a virtual clock."""
 
 from __future__ import annotations
 
+import random
+import statistics
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -330,3 +332,29 @@ async def test_a_send_cut_off_after_it_left_is_ambiguous_on_recovery_and_a_repor
         await h.engine.settle()
         assert (await only_message(h, run.id)).status == MessageStatus.DELIVERED
         assert gateway.stats()["requests"] == 1
+
+
+async def test_messages_refused_together_come_back_spread_out_not_as_one_burst(
+    tmp_path: Path, gateway: FakeGateway
+) -> None:
+    gateway.fail_next(Fault.error(503), times=20)
+    settings = make_settings(tmp_path, gateway)
+    settings = settings.model_copy(
+        update={
+            "dispatcher": settings.dispatcher.model_copy(
+                update={"breaker_failures": 100, "backoff_base": 2.0, "backoff_cap": 300.0}
+            )
+        }
+    )
+    async with harness(settings) as h:
+        h.engine.dispatcher.rng = random.Random(20261123)
+        runs = [await h.start("aviso", contact=f"c-{n}", phone=f"+55119{n:08d}") for n in range(20)]
+        waiting = [await only_message(h, run.id) for run in runs]
+        delays = [(m.next_attempt_at - h.clock.now()).total_seconds() for m in waiting]
+
+    # Full jitter: each retry lands anywhere up to the ceiling (2 s x 2 for the first
+    # retry), never straight back and never all at one moment the gateway then meets.
+    assert all(m.status == MessageStatus.QUEUED and m.attempts == 1 for m in waiting)
+    assert all(0.4 <= d <= 4.0 for d in delays), delays
+    assert len({round(d, 3) for d in delays}) == 20, delays
+    assert statistics.pstdev(delays) / statistics.mean(delays) > 0.2, delays

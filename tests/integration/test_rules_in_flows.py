@@ -108,6 +108,23 @@ steps:
 """
 
 
+URGENT = """\
+flow: alerta
+defaults:
+  provider: sandbox
+  rules: {quiet_hours: "21:00-08:00", max_per_day: 1, recent_contact: 4h, window: ignore}
+concurrency: many
+start: alerta
+steps:
+  alerta:
+    send:
+      text: "{{ contact.first_name }}, seu cartão foi bloqueado por suspeita de fraude."
+    rules: {quiet_hours: null, max_per_day: null, recent_contact: null}
+    next: fim
+  fim: {end: completed}
+"""
+
+
 async def test_the_daily_cap_counts_the_whole_day_when_its_first_hour_repeats(
     tmp_path: Path,
 ) -> None:
@@ -142,3 +159,23 @@ async def test_the_daily_cap_counts_the_whole_day_when_its_first_hour_repeats(
         assert held.next_attempt_at == datetime(2026, 11, 2, 5, 0, tzinfo=UTC)  # 00:00 CST
         (cap,) = [d for d in await h.decisions(third.id) if d["rule"] == "max_per_day"]
         assert cap["facts"]["sent_today"] == 2
+
+
+async def test_a_step_turns_a_default_rule_off_with_null(tmp_path: Path) -> None:
+    # The urgent override of quiet hours (novu#8308): a fraud alert goes at 23:00,
+    # however many messages the contact had today.
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "alerta.yaml").write_text(URGENT)
+    settings = settings_for(tmp_path, flows=flows)
+    async with harness(settings, at=local(23, 23)) as h:
+        first = await h.start("alerta")
+        await h.advance(timedelta(seconds=2))
+        second = await h.start("alerta")
+        await h.advance(timedelta(seconds=2))
+        for run in (first, second):
+            (message,) = await h.messages(run.id)
+            assert message.status != MessageStatus.QUEUED
+            assert message.status_at["sent"] < local(23, 23, 1)
+        rules = {d["rule"] for d in await h.decisions(second.id)}
+        assert rules.isdisjoint({"quiet_hours", "max_per_day", "recent_contact"})

@@ -96,3 +96,20 @@ def test_only_the_probe_settling_lets_the_next_send_probe() -> None:
     assert breaker.admit(half_open) is None
     breaker.settle(T0)  # a send admitted before the circuit opened ends late
     assert breaker.admit(half_open) is not None
+
+
+def test_a_clock_stepped_back_pauses_sends_one_cooldown_not_the_size_of_the_step() -> None:
+    # Opened, then NTP steps the host's clock back an hour (a VM resumed, a wrong
+    # time corrected): the provider is tried again one cooldown later, not an hour.
+    breaker = opened()
+    stepped_back = T0 - timedelta(hours=1)
+    assert breaker.admit(stepped_back) == stepped_back + COOLDOWN
+    assert breaker.admit(stepped_back + COOLDOWN) is None  # the probe
+
+
+def test_a_probe_out_when_the_clock_stepped_back_is_taken_as_lost_one_cooldown_later() -> None:
+    breaker = opened()
+    assert breaker.admit(T0 + COOLDOWN) is None  # the probe, then the clock goes back
+    stepped_back = T0 - timedelta(hours=1)
+    assert breaker.admit(stepped_back) == stepped_back + COOLDOWN
+    assert breaker.admit(stepped_back + COOLDOWN) is None  # a new probe

@@ -136,7 +136,10 @@ def test_list_menu() -> None:
                         "title": "Pagamento",
                         "rows": [{"id": "pix", "title": "Pix", "description": "na hora"}],
                     },
-                    {"rows": [{"id": "boleto", "title": "Boleto {{ context.nome }}"}]},
+                    {
+                        "title": "Outros",
+                        "rows": [{"id": "boleto", "title": "Boleto {{ context.nome }}"}],
+                    },
                 ],
             },
         }
@@ -148,7 +151,7 @@ def test_list_menu() -> None:
             ListSection(
                 title="Pagamento", rows=(ListRow(id="pix", title="Pix", description="na hora"),)
             ),
-            ListSection(rows=(ListRow(id="boleto", title="Boleto Ana"),)),
+            ListSection(title="Outros", rows=(ListRow(id="boleto", title="Boleto Ana"),)),
         ),
     )
 
@@ -311,7 +314,19 @@ LIMITS = [
     (
         "send.list.sections[2].rows[1].title",
         24,
-        lambda v: menu([{"rows": rows(1)}, {"rows": [{"id": "x", "title": v}]}]),
+        lambda v: menu(
+            [{"title": "A", "rows": rows(1)}, {"title": "B", "rows": [{"id": "x", "title": v}]}]
+        ),
+    ),
+    (
+        "send.list.sections[1].rows[1].id",
+        200,
+        lambda v: menu([{"rows": [{"id": v, "title": "t"}]}]),
+    ),
+    (
+        "send.media.caption",
+        1024,
+        lambda v: {"media": {"url": "https://x/a.png", "caption": v}},
     ),
     (
         "send.list.sections[1].rows[3].description",
@@ -321,10 +336,13 @@ LIMITS = [
 ]
 
 
+# An accent (2 bytes in UTF-8) and an emoji beyond the BMP (4 bytes, 2 UTF-16 units)
+# count one character each: WhatsApp counts characters, not bytes, outside carousels.
+@pytest.mark.parametrize("char", ["é", "😀"])
 @pytest.mark.parametrize(("field", "limit", "send"), LIMITS)
-def test_every_limit_at_its_boundary(field: str, limit: int, send: Any) -> None:
-    build(send("é" * limit))  # exactly at the limit: sent as is
-    assert violations(send("é" * (limit + 1))) == [
+def test_every_limit_at_its_boundary(field: str, limit: int, send: Any, char: str) -> None:
+    build(send(char * limit))  # exactly at the limit: sent as is
+    assert violations(send(char * (limit + 1))) == [
         f"{field}: {limit + 1} characters; WhatsApp allows at most {limit}"
     ]
 
@@ -339,7 +357,7 @@ def test_every_limit_at_its_boundary(field: str, limit: int, send: Any) -> None:
     ],
 )
 def test_button_count(count: int, expected: list[str]) -> None:
-    send = {"text": "oi", "buttons": buttons(*["Sim"] * count)}
+    send = {"text": "oi", "buttons": buttons(*[f"Opção {i}" for i in range(count)])}
     assert problems(send) == expected
 
 
@@ -363,7 +381,8 @@ UP_TO_10 = "WhatsApp allows 1 to 10"
     ],
 )
 def test_list_section_and_row_counts(sections: list[Any], expected: list[str]) -> None:
-    send = {"text": "oi", "list": {"button": "Ver", "sections": [{"rows": r} for r in sections]}}
+    titled = [{"title": f"Seção {i}", "rows": r} for i, r in enumerate(sections)]
+    send = {"text": "oi", "list": {"button": "Ver", "sections": titled}}
     assert problems(send) == expected
 
 
@@ -379,7 +398,10 @@ def test_ids_must_be_unique() -> None:
     assert violations(send) == [
         "send.buttons[3].id: `a` is also the id of send.buttons[1]; button ids must be unique"
     ]
-    sections = [{"rows": rows(2)}, {"rows": [{"id": "r1", "title": "de novo"}]}]
+    sections = [
+        {"title": "A", "rows": rows(2)},
+        {"title": "B", "rows": [{"id": "r1", "title": "de novo"}]},
+    ]
     assert violations({"text": "oi", "list": {"button": "Ver", "sections": sections}}) == [
         "send.list.sections[2].rows[1].id: `r1` is also the id of send.list.sections[1].rows[2]; "
         "row ids must be unique"
@@ -411,6 +433,8 @@ def test_all_violations_are_reported_together() -> None:
         "send.buttons[1].title: 21 characters; WhatsApp allows at most 20",
         "send.buttons[3].title: empty after rendering; WhatsApp needs a text",
         "send.buttons[2].id: `a` is also the id of send.buttons[1]; button ids must be unique",
+        "send.buttons[4].title: `ok` is also the title of send.buttons[2]; "
+        "button titles must be unique",
     ]
     with pytest.raises(ContentError) as info:
         build(send)
@@ -531,3 +555,212 @@ def test_a_button_title_is_sent_exactly_or_refused(title: str) -> None:
     else:
         with pytest.raises(ContentError):
             build(send)
+
+
+# ------------------------------------------------------------------ what WhatsApp rejects whole
+
+
+def test_button_titles_must_be_unique_after_rendering() -> None:
+    # WhatsApp refuses the whole message when two reply buttons share a title.
+    send = {
+        "text": "oi",
+        "buttons": [
+            {"id": "a", "title": "Sim"},
+            {"id": "b", "title": "Não"},
+            {"id": "c", "title": "{{ context.titulo }}"},
+        ],
+    }
+    assert violations(send, context={"titulo": "Sim"}) == [
+        "send.buttons[3].title: `Sim` is also the title of send.buttons[1]; "
+        "button titles must be unique"
+    ]
+    assert isinstance(build(send, context={"titulo": "Talvez"}), Buttons)
+
+
+def test_a_row_id_is_at_most_200_characters() -> None:
+    send = menu([{"rows": [{"id": "{{ context.id }}", "title": "Pix"}]}])
+    assert isinstance(build(send, context={"id": "é" * 200}), ListMenu)
+    assert violations(send, context={"id": "é" * 201}) == [
+        "send.list.sections[1].rows[1].id: 201 characters; WhatsApp allows at most 200"
+    ]
+
+
+def test_every_section_of_a_list_with_several_needs_a_title() -> None:
+    assert isinstance(build(menu([{"rows": rows(2)}])), ListMenu)  # one section: optional
+    sections = [{"title": "Pagar", "rows": rows(1, "a")}, {"rows": rows(1, "b")}]
+    assert violations(menu(sections)) == [
+        "send.list.sections[2]: has no title; WhatsApp needs a title on every section "
+        "when a list has more than one"
+    ]
+
+
+GIF = "data:image/gif;base64,R0lGODlhAQABAAAAACw="
+
+
+@pytest.mark.parametrize(
+    ("media", "expected"),
+    [
+        (
+            {"kind": "image", "url": "https://cdn.example/promo", "mime_type": "image/gif"},
+            "send.media.mime_type: image/gif; WhatsApp sends an image only as "
+            "image/jpeg or image/png",
+        ),
+        (
+            {"kind": "image", "base64": GIF},
+            "send.media.base64: a data: URL of image/gif; WhatsApp sends an image only as "
+            "image/jpeg or image/png",
+        ),
+        (
+            {"kind": "sticker", "url": "https://cdn.example/figurinha.png?v=2"},
+            "send.media.url: a .png file (image/png); WhatsApp sends a sticker only as image/webp; "
+            "set `kind: image`",
+        ),
+        (
+            {"kind": "video", "url": "https://cdn.example/v", "filename": "aula.MOV"},
+            "send.media.filename: a .mov file (video/quicktime); WhatsApp sends a video only "
+            "as video/mp4 or video/3gpp",
+        ),
+    ],
+)
+def test_a_media_type_whatsapp_does_not_take_is_refused(
+    media: dict[str, Any], expected: str
+) -> None:
+    assert violations({"media": media}) == [expected]
+
+
+@pytest.mark.parametrize(
+    "media",
+    [
+        {"kind": "image", "url": "https://cdn.example/a.JPG"},
+        {"kind": "image", "url": "https://cdn.example/a", "mime_type": "image/PNG; q=1"},
+        {"kind": "video", "url": "https://cdn.example/a.3gp"},
+        {"kind": "video", "url": "https://cdn.example/a", "mime_type": "video/3gp"},
+        {"kind": "sticker", "url": "https://cdn.example/a.webp"},
+        {"kind": "image", "url": "https://cdn.example/foto.php?id=3"},  # type unknown here
+        {"kind": "document", "url": "https://cdn.example/boleto.gif"},  # any file
+    ],
+)
+def test_media_types_whatsapp_takes_are_sent(media: dict[str, Any]) -> None:
+    assert isinstance(build({"media": media}), Media)
+
+
+def test_a_template_header_file_type_is_checked() -> None:
+    send = {
+        "template": {
+            "name": "boleto",
+            "header_media": {"kind": "image", "url": "https://cdn.example/boleto.gif"},
+        }
+    }
+    assert violations(send) == [
+        "send.template.header_media.url: a .gif file (image/gif); WhatsApp sends an image "
+        "only as image/jpeg or image/png"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("send", "field"),
+    [
+        ({"media": {"url": "https://x/a.png", "caption": "{{ context.c }}"}}, "send.media.caption"),
+        (
+            {"text": "{{ context.c }}", "media": {"kind": "video", "url": "https://x/a.mp4"}},
+            "send.text",
+        ),
+    ],
+)
+def test_a_media_caption_is_at_most_1024_characters(send: dict[str, Any], field: str) -> None:
+    content = build(send, context={"c": "é" * 1024})
+    assert isinstance(content, Media)
+    assert content.caption == "é" * 1024
+    assert violations(send, context={"c": "é" * 1025}) == [
+        f"{field}: 1025 characters; WhatsApp allows at most 1024"
+    ]
+
+
+@pytest.mark.parametrize("kind", ["audio", "sticker"])
+def test_audio_and_stickers_carry_no_caption(kind: str) -> None:
+    # WhatsApp shows no caption under an audio or a sticker: it would never be read.
+    url = "https://x/a.webp" if kind == "sticker" else "https://x/a.ogg"
+    assert violations({"media": {"kind": kind, "url": url, "caption": "Ouça"}}) == [
+        f"send.media.caption: WhatsApp shows no caption with {'an' if kind == 'audio' else 'a'} "
+        f"{kind}; remove it, or send the text in a step of its own"
+    ]
+    assert violations({"text": "Ouça", "media": {"kind": kind, "url": url}}) == [
+        f"send.text: WhatsApp shows no caption with {'an' if kind == 'audio' else 'a'} "
+        f"{kind}; remove it, or send the text in a step of its own"
+    ]
+    assert isinstance(build({"media": {"kind": kind, "url": url}}), Media)
+
+
+@pytest.mark.parametrize(
+    "value", ["Rua A, 10\nApto 3", "Total:\tR$ 10", "R$ 10     (à vista)", "a\r\nb"]
+)
+def test_a_template_parameter_is_one_line_without_tabs_or_long_runs_of_spaces(
+    value: str,
+) -> None:
+    # WhatsApp refuses the template message (error 132018) for such a parameter.
+    send = {"template": {"name": "t", "params": {"Endereco": "{{ context.e }}"}}}
+    assert violations(send, context={"e": value}) == [
+        "send.template.params.Endereco: has a line break, a tab or more than 4 spaces in "
+        "a row; WhatsApp refuses such template parameters"
+    ]
+    assert isinstance(build(send, context={"e": "Rua A, 10    Apto 3"}), Template)
+
+
+@pytest.mark.parametrize("field", ["header", "footer"])
+@pytest.mark.parametrize(
+    "make",
+    [lambda extra: {"text": "oi", "buttons": buttons("Sim"), **extra}, lambda extra: menu(**extra)],
+)
+def test_a_header_or_footer_rendered_empty_is_refused(field: str, make: Any) -> None:
+    # WhatsApp refuses an interactive message whose header or footer text is empty.
+    send = make({field: "{{ context.promo }}"})
+    assert violations(send, context={"promo": " "}) == [
+        f"send.{field}: empty after rendering; WhatsApp needs a text"
+    ]
+    assert build(send, context={"promo": "Black Friday"}) is not None
+
+
+@pytest.mark.parametrize(
+    ("channel", "send"),
+    [
+        ("sms", {"text": "Seu boleto vence hoje"}),
+        ("email", {"email": {"subject": "Boleto", "body": "Vence hoje"}}),
+    ],
+)
+def test_a_template_beside_sms_or_e_mail_content_is_refused(
+    channel: Channel, send: dict[str, Any]
+) -> None:
+    # The window rule never picks it off WhatsApp: it would never be sent.
+    template = {"name": "boleto_vencendo", "params": {"Valor": "R$ 10,00"}}
+    assert violations({**send, "template": template}, channel=channel) == [
+        f"send.template: WhatsApp templates are not sent by {channel}; remove it"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [("https://cdn.example/boleto.pdf", "document"), ("https://cdn.example/recado.mp3", "audio")],
+)
+def test_a_file_sent_as_an_image_by_the_default_kind_says_which_kind_to_set(
+    url: str, kind: str
+) -> None:
+    # `kind` defaults to image: a boleto PDF without `kind: document` would go as a
+    # broken image.
+    [problem] = violations({"media": {"url": url}})
+    assert problem.startswith("send.media.url: a .")
+    assert problem.endswith(
+        f"WhatsApp sends an image only as image/jpeg or image/png; set `kind: {kind}`"
+    )
+
+
+@pytest.mark.parametrize(
+    "url", ["boletos/2026-11.pdf", "C:\\boletos\\b.pdf", "file:///home/ana/b.pdf", "https://", " "]
+)
+def test_a_media_url_that_is_not_a_web_address_is_refused(url: str) -> None:
+    # Every vendor fetches the file from a public link: a path never arrives.
+    send = {"media": {"kind": "document", "url": "{{ context.link }}", "filename": "b.pdf"}}
+    assert violations(send, context={"link": url}) == [
+        f"send.media.url: {url!r} is not a web address; WhatsApp fetches the file from an "
+        "http(s):// link (or give the file as `base64:`)"
+    ]
+    assert isinstance(build(send, context={"link": "https://cdn.example/b.pdf"}), Media)

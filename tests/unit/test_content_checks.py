@@ -101,3 +101,81 @@ def test_the_template_sent_when_the_window_is_closed_is_checked_too() -> None:
 
 def test_disparo_check_runs_the_content_limits() -> None:
     assert content_limits in flow_checks({}, None)
+
+
+def test_the_fixed_text_around_a_variable_counts_towards_the_limit() -> None:
+    # The words written around `{{ }}` go out with every message: over the limit on
+    # their own, every send of the step fails.
+    assert problems(
+        "  a:\n    send:\n      text: Escolha\n      buttons:\n"
+        "        - {id: pagar, title: 'Pagar com Pix copia e cola, {{ contact.first_name }}'}\n"
+    ) == [
+        "f.yaml:9:30: send.buttons[1].title in step `a`: 28 characters; WhatsApp allows at most 20"
+    ]
+
+
+def test_fixed_text_inside_a_condition_or_at_the_limit_is_left_to_send_time() -> None:
+    passes(
+        "  a:\n    send:\n      text: Escolha\n      buttons:\n"
+        "        - {id: a, title: '{% if context.x %}Pagar com Pix copia e cola{% endif %}Pix'}\n"
+        "        - {id: b, title: 'Pagar agora já, sim!{{ context.sufixo }}'}\n"  # 20 fixed
+        "        - {id: c, title: 'Sim {{ context.a }}'}\n"
+    )
+    passes(  # equal fixed text, different variables: they may differ once rendered
+        "  a:\n    send:\n      text: Escolha\n      buttons:\n"
+        "        - {id: a, title: 'Sim {{ context.a }}'}\n"
+        "        - {id: b, title: 'Sim {{ context.b }}'}\n"
+        "        - {id: c, title: 'Sim'}\n"
+    )
+    passes(
+        "  a:\n    send:\n      media: {kind: image, url: 'https://cdn.example/{{ context.id }}',"
+        " mime_type: 'image/{{ context.tipo }}'}\n"
+    )
+
+
+def test_fixed_line_breaks_in_a_template_parameter_are_found_at_check_time() -> None:
+    assert problems(
+        "  a:\n    send:\n      template:\n        name: t\n        params:\n"
+        "          - |\n            {{ context.rua }}\n            Apto {{ context.apto }}\n"
+    ) == [
+        "f.yaml:10:13: send.template.params[1] in step `a`: has a line break, a tab or more "
+        "than 4 spaces in a row; WhatsApp refuses such template parameters"
+    ]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "Pagar {{ context.a }} agora",
+        "  {{- context.a -}}  fim",
+        "{% if context.a %}Sim{% endif %} e {{ context.b }}\n",
+        "Linha 1\n{% for i in range(2) %}x{% endfor %}\nLinha 3 {{ context.a }}",
+        "{% raw %}{{ literal }}{% endraw %} {{ context.b }}",
+    ],
+)
+def test_fixed_text_is_never_longer_than_what_renders(source: str) -> None:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from engine.content_checks import fixed_text
+    from engine.models import Contact
+    from engine.render import RenderScope, render_string
+
+    scope = RenderScope(
+        contact=Contact(id="c"),
+        context={"a": "", "b": ""},
+        run={"id": "r", "flow": "f", "step": "a", "vars": {}},
+        now=datetime(2026, 11, 30, tzinfo=UTC),
+        timezone=ZoneInfo("America/Sao_Paulo"),
+    )
+    rendered = render_string(source, scope, flow="f", step="a", field="send.text")
+    assert len(fixed_text(source)) <= len(rendered)
+    assert all(line in rendered for line in fixed_text(source).splitlines())
+
+
+def test_a_media_path_written_in_the_file_is_a_check_error() -> None:
+    assert problems("  a:\n    send: {media: {kind: document, url: boletos/2026-11.pdf}}\n") == [
+        "f.yaml:6:41: send.media.url in step `a`: 'boletos/2026-11.pdf' is not a web address; "
+        "WhatsApp fetches the file from an http(s):// link (or give the file as `base64:`)"
+    ]
+    passes("  a:\n    send: {media: {kind: document, url: '{{ context.base }}/b.pdf'}}\n")

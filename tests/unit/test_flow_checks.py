@@ -3,6 +3,7 @@ and the template catalogue, each pointing at the line of the flow file."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -374,3 +375,55 @@ def test_what_a_provider_refuses_inside_a_content_type(send: str, expected: str)
     assert len(messages) == 1, messages
     assert expected in messages[0]
     assert messages[0].startswith("f.yaml:5:")
+
+
+def test_a_location_url_interflow_has_no_field_for_is_a_check_error() -> None:
+    # Interflow's location document has latitude, longitude, name and address only:
+    # the url would be left out of the request and never reach the contact.
+    from engine.check import capabilities_of
+    from engine.settings import Settings
+
+    interflow = {"type": "interflow", "api_key": "k", "channel_id": str(uuid.UUID(int=1))}
+    settings = Settings.model_validate({"api_token": "t", "providers": {"iflow": interflow}})
+    caps = capabilities_of(settings)
+    source = (
+        "flow: f\nstart: a\ndefaults: {provider: iflow}\nsteps:\n"
+        "  a: {send: {location: {latitude: -23.5, longitude: -46.6, url: 'https://loja.example'}},"
+        " next: fim}\n  fim: {end: completed}\n"
+    )
+    with pytest.raises(FlowError) as caught:
+        load_flow_text(source, "f.yaml", providers=caps, extra_checks=[provider_capabilities(caps)])
+    assert [str(p) for p in caught.value.problems] == [
+        "f.yaml:5:60: provider `iflow` can't send a location's `url`; put the link in a text "
+        "of its own"
+    ]
+    without_url = source.replace(", url: 'https://loja.example'", "")
+    load_flow_text(
+        without_url, "f.yaml", providers=caps, extra_checks=[provider_capabilities(caps)]
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "where", "words"),
+    [
+        ("[PrimeiroNome, PrimeiroNome]", ":3:13:", "`PrimeiroNome` is listed twice"),
+        ("[PrimeiroNome, '  ']", ":3:13:", "a parameter needs a name"),
+    ],
+)
+def test_a_catalogue_parameter_listed_twice_or_blank_is_refused(
+    tmp_path: Path, params: str, where: str, words: str
+) -> None:
+    # Parameters go by position: listed twice, the template would get one value
+    # fewer than WhatsApp approved, and the send would fail at the provider.
+    from engine.errors import ConfigError
+    from engine.template_catalog import load_template_catalog
+
+    path = tmp_path / "templates.yaml"
+    path.write_text(f"templates:\n  t:\n    params: {params}\n    providers: {{altu: {{id: t}}}}\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_template_catalog(path)
+
+    [problem] = [str(p) for p in caught.value.problems]
+    assert problem.startswith(f"{path}{where}")
+    assert words in problem

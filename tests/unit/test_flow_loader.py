@@ -542,3 +542,17 @@ def test_an_id_with_accents_says_letters_without_accents_and_how_to_write_it() -
         f"x.yaml:2:8: `start` must be {rule}; got `confirmação`; write `confirmacao`",
         f"x.yaml:4:3: `confirmação` in `steps` is not {rule}; write `confirmacao`",
     ]
+
+
+def test_a_button_id_with_a_space_in_on_says_ids_take_no_spaces() -> None:
+    # "is not an event" read as a lie to a designer whose button id is `Pagar agora`.
+    text = (
+        "flow: f\ndefaults: {provider: sandbox}\nstart: a\nsteps:\n  a:\n"
+        "    send: {text: oi, buttons: [{id: Pagar agora, title: Pagar}]}\n"
+        "    on: {button.Pagar agora: fim}\n  fim: {end: completed}\n"
+    )
+    [problem] = problems(text)
+    assert problem.startswith("x.yaml:7:10: `button.Pagar agora` in `on` of step `a` is not ")
+    assert problem.endswith(
+        "; an id in an event has no spaces: give the button an id like `Pagar_agora`"
+    )
