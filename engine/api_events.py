@@ -104,6 +104,19 @@ def _shape_problems(event: EventIn, now: datetime) -> list[tuple[str, str]]:
                 "offset (…-03:00)",
             )
         )
+    if event.type == "attendance_started" and event.until is not None:
+        starts = event.at or now
+        if event.until <= starts:
+            # Stored, it would be an attendance that is never on: the bot would talk
+            # over the agent while the rules saw nobody attending.
+            problems.append(
+                (
+                    "until",
+                    f"{event.until.isoformat()} is not after the attendance starts "
+                    f"({starts.isoformat()}); give when it ends, or leave `until` out "
+                    "for an attendance that lasts until attendance_ended",
+                )
+            )
     given = (name for name in event.model_fields_set if getattr(event, name) is not None)
     problems.extend(stray_fields(event.type, given))
     if event.type == "status":
@@ -196,4 +209,5 @@ def _contact_event(event: EventIn, now: datetime) -> ContactEvent:
         until=event.until.astimezone(UTC) if event.until else None,
         source="api",
         dedupe_key=f"api:{event.id}" if event.id else None,
+        channel=event.channel,
     )

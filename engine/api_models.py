@@ -106,6 +106,7 @@ class EventIn(_Body):
     button_id: str | None = None
     attendant: str | None = None
     until: datetime | None = None
+    channel: Literal["whatsapp", "sms", "email"] | None = None  # what a reply came in on
     message_id: str | None = None  # for type=status
     status: Literal["sent", "delivered", "read", "failed"] | None = None
     error: str | None = None

@@ -27,6 +27,9 @@ from engine.errors import (
 from engine.wording import counted
 
 if TYPE_CHECKING:  # imported where used: `disparo schema` need not load the engine
+    from zoneinfo import ZoneInfo
+
+    from engine.models import Contact, Event
     from engine.runtime import Engine
     from engine.settings import Settings
 
@@ -424,9 +427,32 @@ async def _status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _why(args: argparse.Namespace) -> int:
+async def _why_zone(
+    engine: Engine, contact: Contact, events: list[Event], default: str
+) -> ZoneInfo:
+    """The zone the rules of the listed runs read (``engine.scope.contact_timezone``):
+    the contact's, else the zone their flows share, else the config's. So `why` says
+    "until 08:00" where the rule and `simulate` say 08:00."""
     from zoneinfo import ZoneInfo
 
+    from engine.scope import contact_timezone
+
+    if contact.timezone:
+        return ZoneInfo(contact.timezone)
+    zones = set()
+    for run_id in {event.run_id for event in events if event.run_id}:
+        run = await engine.store.get_run(run_id)
+        if run is None:
+            continue
+        try:
+            loaded = await engine.catalog.pinned(run.flow, run.flow_version)
+        except (NotFound, UserInputError):  # purged, or no longer readable: not judged
+            continue
+        zones.add(contact_timezone(contact, loaded.flow, default).key)
+    return ZoneInfo(zones.pop() if len(zones) == 1 else default)
+
+
+async def _why(args: argparse.Namespace) -> int:
     from engine.api_views import event_view
     from engine.why_text import why_lines
 
@@ -434,11 +460,11 @@ async def _why(args: argparse.Namespace) -> int:
     async with _offline_engine(args, settings) as engine:
         events = await engine.decisions(args.contact, args.flow, limit=args.limit)
         contact = await engine.get_contact(args.contact)
+        zone = await _why_zone(engine, contact, events, settings.timezone)
     if args.json:
         for event in events:
             print(json.dumps(event_view(event), ensure_ascii=False))
     elif events:
-        zone = ZoneInfo(contact.timezone or settings.timezone)
         print(f"# newest recorded first (a late event shows where it arrived); times in {zone.key}")
         print("\n".join(why_lines(events, zone)))
     if not events:

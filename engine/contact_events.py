@@ -20,9 +20,10 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from engine.errors import UserInputError
-from engine.models import Contact, ContactEvent, ContactUpsert
+from engine.models import Channel, Contact, ContactEvent, ContactUpsert
 from engine.opt_out import is_opt_out
 from engine.phones import InvalidPhone, normalise_phone
+from providers.base import Capabilities
 from storage.base import IngestOutcome, Store
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
@@ -120,6 +121,17 @@ async def expecting(store: Store, contacts: Sequence[Contact]) -> Contact:
     return max(
         contacts, key=lambda contact: (contact.id in open_, contact.last_outbound_at or _NEVER)
     )
+
+
+def came_in_on(events: Sequence[ContactEvent], provider: Capabilities) -> list[ContactEvent]:
+    """``events`` a provider's webhook brought, each with the channel it came in on
+    when known: the one an item names, else that of a provider that sends no WhatsApp
+    (an SMS gateway), where a reply opens no WhatsApp window. Else None, taken as
+    WhatsApp."""
+    if "whatsapp" in provider.channels or not provider.channels:
+        return list(events)
+    channel: Channel = "sms" if "sms" in provider.channels else "email"
+    return [replace(event, channel=event.channel or channel) for event in events]
 
 
 def e164(phone: str) -> str:

@@ -25,6 +25,11 @@ _ONLY_FOR: tuple[tuple[str, frozenset[str], str], ...] = (
     ),
     ("until", frozenset({"attendance_started"}), "it is when an attendance is expected to end"),
     (
+        "channel",
+        frozenset({"reply", "button", "choice"}),
+        "it says what a message the contact wrote came in on",
+    ),
+    (
         "attendant",
         frozenset({"attendance_started", "attendance_ended"}),
         "it names the agent of an attendance",

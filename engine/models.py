@@ -419,6 +419,7 @@ class ContactEvent:
     until: datetime | None = None  # attendance expiry
     source: str = "api"  # "api" or a provider instance name
     dedupe_key: str | None = None
+    channel: Channel | None = None  # came in on, when known; only whatsapp opens its window
 
 
 def missing_for_type(

@@ -43,7 +43,10 @@ async def count_outbound(
     sent_today = 0
     day_start = None
     if rules.max_per_day is not None:
-        day_start = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+        # fold=0: a first hour the clocks repeat (Havana, fall back 01:00 -> 00:00) is
+        # counted from its first pass, even when ``now`` is in the second one.
+        local = now.astimezone(tz)
+        day_start = local.replace(hour=0, minute=0, second=0, microsecond=0, fold=0)
         sent_today = await store.count_outbound(contact.id, day_start)
     last_outbound_at = None
     recent_since = None

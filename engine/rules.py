@@ -6,7 +6,7 @@ sent?"). A rule the flow does not set passes with reason ``not_configured``.
 
 ``decide`` composes them in this order, stopping at the first ``skip`` or ``defer``:
 
-1. opt-out (always on, never overridable): ``opted_out`` -> skip;
+1. opt-out (always on, never overridable): ``opted_out`` (or ``phone_opted_out``) -> skip;
 2. ``in_attendance``: a live agent attends the contact -> skip, defer or send;
 3. ``quiet_hours``: local time inside the range -> defer to its end;
 4. ``max_per_day``: the daily cap is reached -> defer to the next local midnight;
@@ -44,8 +44,9 @@ RuleName = Literal[
 ]
 Outcome = Literal["pass", "skip", "defer", "template"]
 WINDOW = timedelta(hours=24)
-# An attendance with no end is looked at again after this long; agents rarely
-# close attendances explicitly, and re-checking is cheap.
+# A deferred send looks at the attendance again after this long, or at its end when
+# that comes first: agents rarely close attendances explicitly, one that has an end
+# may be closed early (attendance_ended), and re-checking is cheap.
 ATTENDANCE_RECHECK = timedelta(minutes=15)
 NOT_CONFIGURED = "not_configured"
 
@@ -94,6 +95,9 @@ class RuleFacts:
     template_only: bool = False  # the step's content is an approved template and nothing else
     sent_today: int = 0  # outbound to the contact since local midnight, all flows
     last_outbound_at: datetime | None = None
+    # Another contact with the phone that opted out before this one was created
+    # (``engine.phone_opt_out``): the person said stop, whatever record this is.
+    phone_opt_out: Contact | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,17 +115,22 @@ def _unset(rule: RuleName) -> Decision:
 
 
 def check_opt_out(facts: RuleFacts) -> Decision:
-    """Skip (``opted_out``) whenever the contact has opted out; nothing overrides it."""
+    """Skip (``opted_out``) whenever the contact has opted out, and (``phone_opted_out``)
+    when its phone had opted out before it existed; nothing overrides it."""
     opted = facts.contact.opted_out_at
-    data = {"opted_out_at": _iso(opted)}
+    data: dict[str, Any] = {"opted_out_at": _iso(opted)}
     if opted is not None:
         return Decision(rule="opt_out", outcome="skip", reason="opted_out", facts=data)
+    other = facts.phone_opt_out
+    if other is not None:
+        data = {"opted_out_at": _iso(other.opted_out_at), "opted_out_contact": other.id}
+        return Decision(rule="opt_out", outcome="skip", reason="phone_opted_out", facts=data)
     return Decision(rule="opt_out", outcome="pass", reason="not_opted_out", facts=data)
 
 
 def check_in_attendance(rules: Rules, facts: RuleFacts) -> Decision:
-    """A live agent attends the contact now: skip, defer (to the attendance's end,
-    or ``ATTENDANCE_RECHECK`` from now when it has none) or send anyway."""
+    """A live agent attends the contact now: skip, defer (to the attendance's end or
+    ``ATTENDANCE_RECHECK`` from now, whichever comes first) or send anyway."""
     if rules.in_attendance is None:
         return _unset("in_attendance")
     attendance = facts.contact.attendance
@@ -141,7 +150,8 @@ def check_in_attendance(rules: Rules, facts: RuleFacts) -> Decision:
         )
     if rules.in_attendance == "skip":
         return Decision(rule="in_attendance", outcome="skip", reason="in_attendance", facts=data)
-    until = (attendance.until or facts.now + ATTENDANCE_RECHECK).astimezone(UTC)
+    recheck = facts.now + ATTENDANCE_RECHECK
+    until = min(attendance.until or recheck, recheck).astimezone(UTC)
     return Decision(
         rule="in_attendance", outcome="defer", reason="in_attendance", facts=data, until=until
     )

@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 from engine import run_cancel
 from engine.check import flow_checks, load_catalog
 from engine.clock import Clock, SystemClock
-from engine.contact_events import outcome_per_event, resolve_contacts
+from engine.contact_events import came_in_on, outcome_per_event, resolve_contacts
 from engine.dispatcher import Dispatcher, DispatchSettings
 from engine.errors import Conflict, NotFound, ProviderRejected
 from engine.event_times import ArrivalClamp
@@ -428,8 +428,8 @@ class Engine:
         # (engine.inbound_text): dropped or replaced here, on every store alike.
         if parsed.statuses:
             outcomes += await self.ingest_status_reports(without_nul(parsed.statuses))
-        if parsed.contact_events:
-            outcomes += await self.ingest_contact_events(without_nul(parsed.contact_events))
+        if events := came_in_on(without_nul(parsed.contact_events), provider.capabilities):
+            outcomes += await self.ingest_contact_events(events)
         return WebhookOutcome(
             accepted=sum(o in ACCEPTED_OUTCOMES for o in outcomes),
             duplicates=outcomes.count("duplicate"),

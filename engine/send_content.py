@@ -35,6 +35,7 @@ def judge(
     *,
     sent_today: int = 0,
     last_outbound_at: datetime | None = None,
+    phone_opt_out: Contact | None = None,
 ) -> tuple[Verdict, list[NewEvent]]:
     """The rules' verdict on sending ``message`` now, and its ``decision`` events."""
     step = flow.steps[message.step]
@@ -50,6 +51,7 @@ def judge(
             template_only=step.send.kind == "template",
             sent_today=sent_today,
             last_outbound_at=last_outbound_at,
+            phone_opt_out=phone_opt_out,
         ),
     )
     return verdict, [decision_event(decision, message, now) for decision in verdict.decisions]

@@ -49,6 +49,7 @@ from engine.models import (
     Run,
 )
 from engine.outbound_counts import count_outbound, deciding
+from engine.phone_opt_out import phone_opted_out
 from engine.provider_hints import ProviderHints
 from engine.resends import count_resend
 from engine.scope import contact_timezone
@@ -299,6 +300,7 @@ class Sender:
             tz,
             sent_today=counts.sent_today,
             last_outbound_at=counts.last_outbound_at,
+            phone_opt_out=await phone_opted_out(self.d.store, contact),
         )
         for decision in verdict.decisions:
             self.d.metrics.child(self.d.metrics.decisions, decision.rule, decision.outcome).inc()

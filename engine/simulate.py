@@ -339,6 +339,7 @@ async def _inject(engine: Engine, run_id: str, contact_id: str, event: dict[str,
                 attendant=event.get("attendant"),
                 until=parse_time(event["until"], "until") if event.get("until") else None,
                 source="simulate",
+                channel=event.get("channel"),
             )
         ]
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from engine.clock import utc
 from engine.errors import UserInputError
@@ -16,6 +16,7 @@ from engine.event_fields import EVENT_TYPES, stray_fields
 from engine.flow.problems import timezone_problem
 from engine.flow.yaml_source import read_yaml
 from engine.models import (
+    Channel,
     ContactEvent,
     ContactUpsert,
 )
@@ -103,13 +104,25 @@ def _attendance(value: Any, now: datetime | None, path: str) -> ContactEvent | N
     if since is None:
         raise UserInputError(f"{path}: attendance: give `since` (or the file's `now`)")
     until = value.get("until")
+    starts = parse_time(since, f"{path}: attendance.since")
+    ends = parse_time(until, f"{path}: attendance.until") if until else None
+    _ends_after(starts, ends, f"{path}: attendance.until")
     return ContactEvent(
         type="attendance_started",
-        at=parse_time(since, f"{path}: attendance.since"),
-        until=parse_time(until, f"{path}: attendance.until") if until else None,
+        at=starts,
+        until=ends,
         attendant=str(value["attendant"]) if value.get("attendant") else None,
         source="simulate",
     )
+
+
+def _ends_after(starts: datetime, ends: datetime | None, where: str) -> None:
+    """An attendance that ends by the time it starts is never on (the API refuses it)."""
+    if ends is not None and ends <= starts:
+        raise UserInputError(
+            f"{where} ({ends.isoformat()}) is not after the attendance starts "
+            f"({starts.isoformat()}); give when it ends, or leave `until` out"
+        )
 
 
 def load_events(path: str) -> list[dict[str, Any]]:
@@ -127,6 +140,9 @@ def load_events(path: str) -> list[dict[str, Any]]:
             raise UserInputError(f"{path}:{number}: every event needs `at` and `type`")
         _check_event(event, f"{path}:{number}")
         event["at"] = parse_time(event["at"], f"{path}:{number}: at")
+        if event["type"] == "attendance_started" and event.get("until"):
+            until = parse_time(event["until"], f"{path}:{number}: until")
+            _ends_after(event["at"], until, f"{path}:{number}: until")
         events.append(event)
     return sorted(events, key=lambda e: e["at"])
 
@@ -145,6 +161,11 @@ def _check_event(event: dict[str, Any], where: str) -> None:
         raise UserInputError(
             f"{where}: a status event needs `status`: one of {', '.join(_REPORTED)}"
             f" (got {event.get('status')!r})"
+        )
+    if event.get("channel") not in (None, *get_args(Channel)):
+        raise UserInputError(
+            f"{where}: `channel` is what the event came in on: whatsapp, sms or email "
+            f"(got {event['channel']!r}); only a WhatsApp message opens the 24 h window"
         )
     for field, problem in stray_fields(kind, (k for k, v in event.items() if v is not None)):
         raise UserInputError(f"{where}: `{field}` {problem}")

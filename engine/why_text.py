@@ -8,9 +8,11 @@ defer (quiet_hours) until 2026-11-24 08:00:00, range=20:00-08:00, ...``
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from engine.flow.durations import format_duration
 from engine.models import Event
 from engine.wording import local_time
 
@@ -25,6 +27,20 @@ def why_lines(events: Iterable[Event], zone: ZoneInfo) -> list[str]:
     return [_line(event, zone, width) for event in listed]
 
 
+# The facts a decision stores are UTC instants and spans in seconds (exact, for
+# `--json` and the API); the line reads them on the clock of its own times.
+_INSTANT_SUFFIXES = ("_at", "_until", "_since")
+
+
+def _readable(key: str, value: Any, zone: ZoneInfo) -> tuple[str, Any]:
+    """A decision's fact as the line shows it: an instant in ``zone``, a span as 4h."""
+    if isinstance(value, str) and key.endswith(_INSTANT_SUFFIXES):
+        return key, local_time(value, zone)
+    if key.endswith("_seconds") and type(value) in (int, float):
+        return key.removesuffix("_seconds"), format_duration(timedelta(seconds=value))
+    return key, value
+
+
 def _step(event: Event) -> str:
     return str(event.data.get("step") or "")
 
@@ -37,7 +53,9 @@ def _line(event: Event, zone: ZoneInfo, width: int) -> str:
         what = f"{data.get('rule')}: {data.get('outcome')} ({data.get('reason')})"
         if data.get("until"):
             what += f" until {local_time(str(data['until']), zone)}"
-        details = dict(data.get("facts") or {})
+        details = dict(
+            _readable(key, value, zone) for key, value in (data.get("facts") or {}).items()
+        )
     else:
         what = str(data.get("reason") or "")  # why a run finished, why an event was ignored
         details = {k: v for k, v in data.items() if k not in ("step", "reason")}

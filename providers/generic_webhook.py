@@ -51,6 +51,7 @@ from pydantic import (
 
 from engine.errors import ProviderRejected
 from engine.models import (
+    Channel,
     ContactEvent,
     ContactEventType,
     MessageStatus,
@@ -105,6 +106,7 @@ class _InboundItem(_Item):
     attendant: str | None = None
     until: AwareDatetime | None = None
     at: AwareDatetime | None = None
+    channel: Channel | None = None  # what it came in on; only whatsapp opens the window
 
     @model_validator(mode="after")
     def _has_what_its_type_needs(self) -> _InboundItem:
@@ -157,7 +159,15 @@ def parse_item_by_item(body: bytes, *, provider: str, received_at: datetime) -> 
         where = f"inbound[{index}]"
         item = _validate(_InboundItem, raw, where, errors)
         if isinstance(item, _InboundItem):
-            events.append(_contact_event(item, raw, provider, received_at))
+            event = _contact_event(item, raw, provider, received_at)
+            if event.type == "attendance_started" and event.until and event.until <= event.at:
+                # An attendance that is never on: the bot would talk over the agent.
+                errors.append(
+                    f"{where}: until: {event.until.isoformat()} is not after the attendance "
+                    f"starts ({event.at.isoformat()}); leave it out for no set end"
+                )
+                continue
+            events.append(event)
     return ParsedWebhook(statuses=statuses, contact_events=events, errors=errors)
 
 
@@ -253,6 +263,7 @@ def _contact_event(
         until=item.until,
         source=provider,
         dedupe_key=_inbound_dedupe_key(item, raw, provider),
+        channel=item.channel,
     )
 
 

@@ -37,7 +37,7 @@ from engine.models import (
 from storage.changes import Commit, MessageChange, OutboundGuard
 from storage.sqlite_codec import dumps, from_iso, iso, loads
 from storage.sqlite_commit import report_payload
-from storage.sqlite_ingest import inbound_event_data, inbound_fields
+from storage.sqlite_ingest import facts_of, inbound_event_data, inbound_fields
 
 # A NUL character (JSON ``\u0000``, not an escaped backslash before ``u0000``): PostgreSQL
 # text and jsonb cannot hold it.
@@ -372,6 +372,7 @@ def contact_events_unit(events: Sequence[ContactEvent], now: datetime) -> dict[s
         items.append(
             {
                 "type": event.type,
+                "facts": facts_of(event),
                 "contact_id": event.contact_id,
                 "at": fields["at"],
                 "until": fields["until"],

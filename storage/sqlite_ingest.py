@@ -183,6 +183,19 @@ _FACTS: dict[str, str] = {
     "opt_in": "opted_out_at = NULL, opt_changed_at = :at",
 }
 _FACTS["button"] = _FACTS["choice"] = _FACTS["reply"]
+_WROTE = frozenset({"reply", "button", "choice"})
+
+
+def facts_of(event: ContactEvent) -> str:
+    """Which facts ``event`` moves: those of its type, but a message the contact wrote
+    on sms or email is an interaction only. The 24 h window (``last_inbound_at``) is
+    WhatsApp's, and only a WhatsApp message opens it; None is a source that does not
+    say, taken as WhatsApp."""
+    if event.type in _WROTE and event.channel not in (None, "whatsapp"):
+        return "interaction"
+    return event.type
+
+
 _GUARD: dict[str, str] = {
     "attendance_started": " AND (attendance_changed_at IS NULL OR attendance_changed_at <= :at)",
     "opt_out": " AND (opt_changed_at IS NULL OR opt_changed_at <= :at)",
@@ -218,6 +231,7 @@ def inbound_fields(event: ContactEvent) -> dict[str, Any]:
         "until": None if event.until is None else iso(event.until),
         "source": event.source,
         "dedupe_key": event.dedupe_key,
+        "channel": event.channel,
     }
 
 
@@ -248,7 +262,7 @@ def _ingest_event(db: sqlite3.Connection, event: ContactEvent, now: int) -> Inge
     if not insert_event(db, logged):
         return "duplicate"
     db.execute(
-        f"UPDATE contacts SET {_FACTS[event.type]}, updated_at = :now "
+        f"UPDATE contacts SET {_FACTS[facts_of(event)]}, updated_at = :now "
         f"WHERE id = :id{_GUARD.get(event.type, '')}",
         {
             "at": to_us(event.at),

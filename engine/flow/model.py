@@ -263,7 +263,7 @@ class QuietHoursRule(_Model):
 
 
 class Rules(_Model):
-    """Contact-context rules; a step's rules override the flow's `defaults.rules`."""
+    """Contact-context rules; a step's override `defaults.rules` (`null` turns one off)."""
 
     window: Literal["template", "skip", "ignore"] | None = Field(
         default=None, description="24 h window closed: send the template, skip, or ignore"

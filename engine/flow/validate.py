@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from engine.errors import Problem
-from engine.flow.model import Flow, Rules, Step, WaitFor, to_timedelta
+from engine.flow.model import Flow, QuietHoursRule, Rules, Step, WaitFor, to_timedelta
 from engine.flow.problems import did_you_mean, timezone_problem
 from engine.flow.yaml_source import DocPath, SourceMap, format_path
 
@@ -392,10 +392,38 @@ def _providers(
         yield at.problem(("defaults", "provider"), why)
 
 
+_WHATSAPP_WINDOW = timedelta(hours=24)  # engine.rules.WINDOW, the customer-service window
+
+
 def _validity(flow: Flow, at: Locator) -> Iterator[Problem]:
     places: list[tuple[DocPath, Rules | None]] = [(("defaults", "rules"), flow.defaults.rules)]
     places += [(("steps", sid, "rules"), step.rules) for sid, step in flow.steps.items()]
+    blanks = at.source_map.blanks if at.source_map is not None else frozenset()
+    for sid, step in flow.steps.items():
+        for name in sorted(step.rules.model_fields_set if step.rules else ()):
+            # `timezone` is refused under a step whatever its value (_zones_and_crons).
+            if name != "timezone" and ("steps", sid, "rules", name) in blanks:
+                # `null` turns the default off; an unfinished edit must not, unseen.
+                yield at.problem(
+                    ("steps", sid, "rules", name),
+                    f"`{name}` in step `{sid}` has no value; write `null` to turn the "
+                    "default off for this step, or give it a value",
+                )
     for path, rules in places:
+        quiet = rules.quiet_hours if rules is not None else None
+        if isinstance(quiet, QuietHoursRule) and quiet.days == []:
+            yield at.problem(
+                (*path, "quiet_hours", "days"),
+                "`days: []` of `quiet_hours` names no day; name the days, leave `days` out "
+                "for every day, or write `quiet_hours: null` for none",
+            )
+        margin = rules.window_margin if rules is not None else None
+        if margin is not None and to_timedelta(margin) >= _WHATSAPP_WINDOW:
+            yield at.problem(
+                (*path, "window_margin"),
+                f"`window_margin: {margin}` closes the 24 h window before it opens: every "
+                "WhatsApp send would be taken as outside it; write less than 24h, like 1h",
+            )
         valid_for = rules.valid_for if rules is not None else None
         if valid_for is not None and to_timedelta(valid_for) <= timedelta(0):
             yield at.problem(

@@ -85,6 +85,7 @@ class SourceMap:
     # Literal block scalars (``|``): the line of the ``|`` and the column its text starts
     # at, so line N of a template written there is file line ``line + N``.
     literals: Mapping[DocPath, Position] = field(default_factory=dict)
+    blanks: frozenset[DocPath] = frozenset()  # keys written with no value (not `null`)
 
     def value_at(self, path: DocPath) -> Position | None:
         """The position of the value at ``path``, else of its nearest written ancestor."""
@@ -203,6 +204,7 @@ class _Builder:
         self._pairs: dict[int, list[tuple[str, Node, Node]]] = {}
         self._merging: set[int] = set()  # mappings whose merges are being worked out
         self.literal_lines: dict[DocPath, int] = {}  # the line (0-based) of each ``|``
+        self.blanks: set[DocPath] = set()
         self.problems: list[Problem] = []
         self.count = 0
 
@@ -228,6 +230,8 @@ class _Builder:
         if isinstance(node, ScalarNode):
             if node.style == "|":
                 self.literal_lines[path] = node.start_mark.line
+            if node.tag == _NULL and node.value == "":
+                self.blanks.add(path)
             return self.scalar(node)
         if isinstance(node, SequenceNode):
             if node.tag != _SEQ:
@@ -436,6 +440,7 @@ def parse_yaml(text: str, filename: str, *, limits: YamlLimits = DEFAULT_LIMITS)
         values=builder.values,
         keys=builder.keys,
         literals=_literal_starts(builder.literal_lines, text),
+        blanks=frozenset(builder.blanks),
     )
     return YamlDocument(data=data, text=text, source_map=source_map)
 

@@ -169,6 +169,30 @@ async def test_replies_move_the_facts_forward_only(store: Store, seed: Seed) -> 
     assert (contact.last_inbound_at, contact.last_interaction_at) == (at(100), at(150))
 
 
+async def test_a_reply_by_sms_or_email_is_an_interaction_but_opens_no_whatsapp_window(
+    store: Store, seed: Seed
+) -> None:
+    await seed.contact("c1")
+
+    outcomes = await store.ingest_contact_events(
+        [
+            event("reply", 100, text="oi", channel="whatsapp"),
+            event("reply", 150, text="ok", channel="sms"),
+            event("button", 160, button_id="pagar", channel="email"),
+        ],
+        at(200),
+    )
+
+    assert outcomes == ["queued", "queued", "queued"]
+    contact = await store.get_contact("c1")
+    assert contact is not None
+    # The 24 h window is WhatsApp's: only the WhatsApp reply opened it.
+    assert (contact.last_inbound_at, contact.last_interaction_at) == (at(100), at(160))
+    logged = await store.list_events(contact_id="c1", kind_prefix="inbound.", limit=10)
+    assert sorted(e.kind for e in logged) == ["inbound.button", "inbound.reply", "inbound.reply"]
+    assert {e.data.get("channel") for e in logged} == {"whatsapp", "sms", "email"}
+
+
 async def test_attendance_and_opt_out_follow_the_newest_event(store: Store, seed: Seed) -> None:
     await seed.contact("c1")
 

@@ -221,13 +221,14 @@ def test_disparo_migrate_on_postgresql(postgres_dsn: str, tmp_path: Path) -> Non
     again = disparo("migrate")
 
     assert (
-        "8 pending migrations (0001_initial, 0002_triggers, 0003_provider_state, 0004_retention, "
-        "0005_erasure, 0006_ambiguous, 0007_sending, 0008_claim_order)" in outdated
+        "9 pending migrations (0001_initial, 0002_triggers, 0003_provider_state, 0004_retention, "
+        "0005_erasure, 0006_ambiguous, 0007_sending, 0008_claim_order, 0009_window_channels)"
+        in outdated
     )
     assert "run `disparo migrate`" in outdated
     assert (first.returncode, again.returncode) == (0, 0), first.stderr + again.stderr
     assert first.stdout.strip() == (
-        "applied 8 migrations: 0001_initial, 0002_triggers, 0003_provider_state, 0004_retention, "
-        "0005_erasure, 0006_ambiguous, 0007_sending, 0008_claim_order"
+        "applied 9 migrations: 0001_initial, 0002_triggers, 0003_provider_state, 0004_retention, "
+        "0005_erasure, 0006_ambiguous, 0007_sending, 0008_claim_order, 0009_window_channels"
     )
     assert again.stdout.strip() == "the database is up to date"

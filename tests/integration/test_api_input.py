@@ -568,6 +568,31 @@ async def test_a_number_of_thousands_of_digits_is_a_400_that_speaks_of_the_body(
             await client.close()
 
 
+@pytest.mark.parametrize(
+    "times",
+    [
+        {"until": "2026-11-23T09:00:00-03:00"},  # an hour before now (10:00), `at` left out
+        {"at": "2026-11-23T09:00:00-03:00", "until": "2026-11-23T09:00:00-03:00"},
+    ],
+)
+async def test_an_attendance_that_ends_before_it_starts_is_a_400_naming_until(
+    api: Any, times: dict[str, str]
+) -> None:
+    client, h = api
+    await client.put("/v1/contacts/c-1", json={"phone": "+5511999998888"}, headers=AUTH)
+    event = {"type": "attendance_started", "contact": "c-1", "attendant": "Ana", **times}
+
+    answer = await client.post("/v1/events", json=event, headers=AUTH)
+
+    # Stored, it would be an attendance that is never on: the bot would talk over
+    # the agent. The sender must hear of its mistake instead of a 202.
+    assert answer.status == 400
+    [detail] = (await error_of(answer))["details"]
+    assert detail["field"] == "until"
+    assert "after" in detail["message"]
+    assert (await h.engine.get_contact("c-1")).attendance is None
+
+
 async def test_an_e_mail_that_is_not_one_is_a_400_saying_how_to_write_it(api: Any) -> None:
     client, _ = api
     response = await client.put("/v1/contacts/c-1", json={"email": "maria@@x"}, headers=AUTH)

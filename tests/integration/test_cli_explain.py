@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.integration.engine_kit import harness, settings_for
-from tests.integration.test_cli import CONFIG, _local_config, disparo
+from tests.integration.test_cli import CONFIG, ROOT, _local_config, disparo
 
 AT = "2026-11-23T10:00:00-03:00"
 
@@ -105,3 +105,75 @@ def test_simulate_says_when_it_stops_before_the_run_ends(tmp_path: Path) -> None
         "# the run is still waiting at step `lembrete` at 2026-11-23 10:30:00, "
         "where the simulation stops (--until)"
     )
+
+
+def test_simulate_refuses_an_attendance_that_ends_before_it_starts(tmp_path: Path) -> None:
+    # The API answers 400 for it: an attendance never on would let the bot talk over
+    # the agent, and simulate must not show a run the engine would not have.
+    path = tmp_path / "contato.yaml"
+    path.write_text(
+        'id: c-1\nphone: "+5511999998888"\nname: Maria Souza\n'
+        'context: {valor: 1670, vencimento: "2026-11-30"}\n'
+        'attendance: {since: "2026-11-23T09:30:00-03:00", until: "2026-11-23T09:00:00-03:00"}\n'
+    )
+    events = tmp_path / "eventos.jsonl"
+    events.write_text(
+        '{"at": "2026-11-23T10:30:00-03:00", "type": "attendance_started", '
+        '"until": "2026-11-23T10:30:00-03:00"}\n'
+    )
+    by_file = disparo(
+        "simulate", "cobranca_boleto", "--config", str(CONFIG), "--contact", str(path),
+        "--at", AT,
+    )  # fmt: skip
+    path.write_text(path.read_text().rsplit("attendance:", 1)[0])
+    by_event = disparo(
+        "simulate", "cobranca_boleto", "--config", str(CONFIG), "--contact", str(path),
+        "--events", str(events), "--at", AT,
+    )  # fmt: skip
+
+    assert by_file.returncode == by_event.returncode == 1
+    assert "attendance.until" in by_file.stderr
+    assert f"{events}:1: until" in by_event.stderr
+    assert "is not after" in by_file.stderr
+    assert "is not after" in by_event.stderr
+
+
+MANAUS_FLOW = """\
+flow: manaus
+timezone: America/Manaus
+defaults:
+  provider: sandbox
+  rules: {quiet_hours: "20:00-08:00"}
+start: aviso
+steps:
+  aviso:
+    send: {text: "Oi"}
+    next: fim
+  fim: {end: completed}
+"""
+
+
+async def test_why_reads_times_in_the_zone_the_rules_used_as_simulate_does(
+    tmp_path: Path,
+) -> None:
+    # The config's zone is São Paulo, the flow's Manaus (an hour behind), and the
+    # contact has none of its own: the rules run on Manaus time.
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "manaus.yaml").write_text(MANAUS_FLOW)
+    config = _local_config(tmp_path)
+    config.write_text(config.read_text().replace(f"flows: {ROOT / 'flows'}", f"flows: {flows}"))
+    settings = settings_for(tmp_path, storage=f"sqlite:///{tmp_path / 'd.db'}", flows=flows)
+    night = datetime(2026, 11, 24, 1, 30, tzinfo=UTC)  # 21:30 in Manaus, 22:30 in São Paulo
+    async with harness(settings, at=night) as h:
+        await h.start("manaus")
+
+    result = disparo("why", "c-1", "--config", str(config))
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].endswith("times in America/Manaus")
+    quiet = next(line for line in lines if "quiet_hours: defer" in line)
+    # The same words as simulate's: deferred at 21:30 to 08:00, the end of the range.
+    assert quiet.startswith("2026-11-23 21:30:00")
+    assert "until 2026-11-24 08:00:00" in quiet

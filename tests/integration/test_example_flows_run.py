@@ -185,3 +185,30 @@ async def test_a_reminder_that_cannot_be_rendered_says_why_in_the_audit(tmp_path
             ("sms", "sandbox_sms"),
         ]
         assert all("context.vencimento" in e.data["error"] for e in failed)
+
+
+async def test_nps_goes_after_the_attendance_the_boleto_reminder_led_to(tmp_path: Path) -> None:
+    # The survey is meant to go right after an attendance; the boleto reminder's
+    # "Falar com atendente" path messages the contact and hands them to an agent
+    # minutes before. That message must not cost the contact their survey.
+    async with harness(settings_for(tmp_path)) as h:
+        await h.event("reply", text="oi")
+        boleto = await h.start(
+            "cobranca_boleto", context={"valor": 250, "vencimento": "2026-11-30"}
+        )
+        await h.advance(timedelta(seconds=6))
+        await h.event("button", button_id="ajuda")
+        await h.advance(timedelta(minutes=20))
+        assert (await h.run(boleto.id)).status == RunStatus.COMPLETED
+        await h.event("attendance_ended")  # the agent closes the conversation
+
+        survey = await h.start("pesquisa_nps", key="nps-c-1-2026-W48")
+        await h.advance(timedelta(seconds=6))
+
+        (question,) = await h.messages(survey.id)
+        assert question.status == S.READ, await h.decisions(survey.id)
+        # The flow's advice for one survey a week: the week's key starts no second one.
+        await h.advance(timedelta(days=1))
+        again = await h.start("pesquisa_nps", key="nps-c-1-2026-W48")
+        assert again.id == survey.id
+        assert len(await h.messages(survey.id)) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from engine.models import ContactEvent, MessageStatus
+from engine.models import ContactEvent, ContactUpsert, MessageStatus
 from tests.integration.engine_kit import harness, settings_for
 
 FLOW = """\
@@ -92,6 +92,22 @@ async def test_the_daily_cap_defers_the_second_message_to_the_next_local_day(
         assert held.status_at["sending"] == local(24, 8)
 
 
+CAP_FLOW = """\
+flow: cap
+defaults:
+  provider: sandbox
+  rules:
+    max_per_day: 2
+concurrency: many
+start: um
+steps:
+  um:
+    send: {text: "Oi"}
+    next: fim
+  fim: {end: completed}
+"""
+
+
 URGENT = """\
 flow: alerta
 defaults:
@@ -107,6 +123,42 @@ steps:
     next: fim
   fim: {end: completed}
 """
+
+
+async def test_the_daily_cap_counts_the_whole_day_when_its_first_hour_repeats(
+    tmp_path: Path,
+) -> None:
+    # Havana turns its clocks back from 01:00 to 00:00 on 2026-11-01: that day's
+    # first hour happens twice, and both belong to the same local day.
+    first_midnight = datetime(2026, 11, 1, 4, 0, tzinfo=UTC)  # 00:00 CDT (UTC-4)
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "cap.yaml").write_text(CAP_FLOW)
+    settings = settings_for(tmp_path, flows=flows)
+    async with harness(settings, at=first_midnight + timedelta(minutes=10)) as h:
+        contact = ContactUpsert(id="c-1", phone="+5353123456", timezone="America/Havana")
+        runs = []
+        for _ in range(2):  # 00:10 and 00:20 CDT: the cap of 2 is reached
+            run, _ = await h.engine.start_run("cap", contact)
+            await h.engine.settle()
+            runs.append(run)
+            await h.advance(timedelta(minutes=10))
+        h.clock.set(first_midnight + timedelta(hours=1, minutes=30))  # 00:30 CST, same day
+        third, _ = await h.engine.start_run("cap", contact)
+        await h.engine.settle()
+
+        for run in runs:
+            (message,) = await h.messages(run.id)
+            assert message.status in (
+                MessageStatus.SENT,
+                MessageStatus.DELIVERED,
+                MessageStatus.READ,
+            )
+        (held,) = await h.messages(third.id)
+        assert held.status == MessageStatus.QUEUED
+        assert held.next_attempt_at == datetime(2026, 11, 2, 5, 0, tzinfo=UTC)  # 00:00 CST
+        (cap,) = [d for d in await h.decisions(third.id) if d["rule"] == "max_per_day"]
+        assert cap["facts"]["sent_today"] == 2
 
 
 async def test_a_step_turns_a_default_rule_off_with_null(tmp_path: Path) -> None:

@@ -384,3 +384,47 @@ def test_a_valid_for_of_zero_is_refused_where_it_is_written() -> None:
     ]
     flow = loads(steps.replace("valid_for: 0", "valid_for: 90m"))
     assert flow.rules_for("a").valid_for == "90m"
+
+
+def test_a_window_margin_of_a_day_or_more_is_refused_where_it_is_written() -> None:
+    # The window lasts 24 h: a margin that long treats every WhatsApp send as outside
+    # it, and the flow silently sends only templates (or skips).
+    head = (
+        "flow: x\ndefaults: {provider: sandbox, rules: {window: skip, window_margin: 1d}}\n"
+        "start: a\nsteps:\n"
+    )
+    steps = "  a:\n    send: {text: oi}\n    rules: {window_margin: 30h}\n"
+    assert problems(steps, head=head) == [
+        "x.yaml:2:68: `window_margin: 1d` closes the 24 h window before it opens: every "
+        "WhatsApp send would be taken as outside it; write less than 24h, like 1h",
+        "x.yaml:7:28: `window_margin: 30h` closes the 24 h window before it opens: every "
+        "WhatsApp send would be taken as outside it; write less than 24h, like 1h",
+    ]
+    flow = loads(steps.replace("window_margin: 30h", "window_margin: 23h"))
+    assert flow.rules_for("a").window_margin == "23h"
+
+
+def test_quiet_hours_that_name_an_empty_list_of_days_are_refused() -> None:
+    # `days: []` read as "every day" (as if left out): a designer who emptied the list
+    # to switch quiet hours off got them every night instead.
+    steps = (
+        '  a:\n    send: {text: oi}\n    rules: {quiet_hours: {range: "20:00-08:00", days: []}}\n'
+    )
+    assert problems(steps) == [
+        "x.yaml:7:55: `days: []` of `quiet_hours` names no day; name the days, leave "
+        "`days` out for every day, or write `quiet_hours: null` for none",
+    ]
+
+
+def test_a_step_rule_left_blank_is_a_problem_not_a_rule_turned_off() -> None:
+    # `null` turns a default off for the step; a key left without its value (an edit
+    # not finished) must not switch quiet hours off in silence.
+    head = 'flow: x\ndefaults: {provider: sandbox, rules: {quiet_hours: "20:00-08:00"}}\n'
+    head += "start: a\nsteps:\n"
+    steps = "  a:\n    send: {text: oi}\n    rules:\n      quiet_hours:\n      max_per_day: ~\n"
+    assert problems(steps, head=head) == [
+        "x.yaml:8:19: `quiet_hours` in step `a` has no value; write `null` to turn the "
+        "default off for this step, or give it a value",
+    ]
+    flow = loads(steps.replace("quiet_hours:\n", "quiet_hours: null\n"), head=head)
+    assert flow.rules_for("a").quiet_hours is None

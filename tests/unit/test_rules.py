@@ -200,6 +200,9 @@ ACTIVE_UNTIL = Attendance(
     attendant="Ana", since=NOW - timedelta(hours=1), until=NOW + timedelta(hours=2)
 )
 ACTIVE_OPEN = Attendance(attendant="Ana", since=NOW - timedelta(hours=1))
+ENDING = Attendance(
+    attendant="Ana", since=NOW - timedelta(hours=1), until=NOW + timedelta(minutes=5)
+)
 ENDED = Attendance(attendant="Ana", since=NOW - timedelta(hours=3), until=NOW)
 FUTURE = Attendance(attendant="Ana", since=NOW + timedelta(minutes=1))
 
@@ -208,7 +211,9 @@ FUTURE = Attendance(attendant="Ana", since=NOW + timedelta(minutes=1))
     ("setting", "attendance", "outcome", "reason", "until"),
     [
         ("skip", ACTIVE_UNTIL, "skip", "in_attendance", None),
-        ("defer", ACTIVE_UNTIL, "defer", "in_attendance", NOW + timedelta(hours=2)),
+        # Looked at again in 15 min, not at the end 2 h away: it may end early.
+        ("defer", ACTIVE_UNTIL, "defer", "in_attendance", NOW + ATTENDANCE_RECHECK),
+        ("defer", ENDING, "defer", "in_attendance", NOW + timedelta(minutes=5)),
         ("defer", ACTIVE_OPEN, "defer", "in_attendance", NOW + ATTENDANCE_RECHECK),
         ("send", ACTIVE_UNTIL, "pass", "in_attendance_send", None),
         ("skip", ENDED, "pass", "not_in_attendance", None),  # until is exclusive

@@ -66,3 +66,29 @@ def test_the_hour_a_zone_repeats_reads_apart_by_its_offset() -> None:
     )
     assert local_time(datetime(2026, 10, 25, 3, 0, tzinfo=UTC), lisbon) == "2026-10-25 03:00:00"
     assert local_time(AT, SP) == "2026-11-23 10:00:00"
+
+
+def test_the_times_and_spans_a_decision_used_read_in_the_same_zone_as_the_line() -> None:
+    (line,) = why_lines(
+        [
+            event(
+                "decision",
+                step="lembrete",
+                rule="recent_contact",
+                outcome="skip",
+                reason="contacted_recently",
+                facts={
+                    "last_outbound_at": "2026-11-23T12:30:00.123456+00:00",
+                    "recent_contact_seconds": 14400.0,
+                    "contact_allowed_at": "2026-11-23T16:30:00.123456+00:00",
+                },
+            )
+        ],
+        SP,
+    )
+    # One clock for the whole line: the auditor compares 10:00 with 13:30, not with
+    # a UTC time and a number of seconds.
+    assert line.endswith(
+        "recent_contact: skip (contacted_recently), last_outbound_at=2026-11-23 09:30:00, "
+        "recent_contact=4h, contact_allowed_at=2026-11-23 13:30:00"
+    )
