@@ -14,7 +14,7 @@ import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -439,7 +439,16 @@ class Dispatcher:
             vars=run.vars,
             started_at=run.created_at,
         )
-        fx = Effects(events=list(extra_events))
+        # An event of this run is about its contact (a timer's is written without one):
+        # `disparo why` and the export list a contact's events by the contact.
+        fx = Effects(
+            events=[
+                replace(e, contact_id=run.contact_id)
+                if e.run_id == run.id and e.contact_id is None
+                else e
+                for e in extra_events
+            ]
+        )
         for event in events:
             transition = runner.handle(flow, state, event, scope, now)
             collect_effects(
