@@ -11,7 +11,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -322,31 +322,49 @@ async def _inject(engine: Engine, run_id: str, contact_id: str, event: dict[str,
             )
             return
         last = max(messages, key=lambda m: m.created_at)
-        await engine.ingest_status_reports(
+        outcomes = await engine.ingest_status_reports(
             [
                 StatusReport(
                     provider=last.provider,
                     status=MessageStatus(event["status"]),
                     at=event["at"],
                     idempotency_key=last.idempotency_key,
+                    dedupe_key=_dedupe_key(event),
                 )
             ]
         )
+        _say_duplicate(event, outcomes)
         return
-    await engine.ingest_contact_events(
+    outcomes = await engine.ingest_contact_events(
         [
             ContactEvent(
                 type=kind,
                 at=event["at"],
                 contact_id=contact_id,
                 text=event.get("text"),
-                button_id=event.get("button_id") or event.get("id"),
+                button_id=event.get("button_id"),
                 attendant=event.get("attendant"),
                 until=parse_time(event["until"], "until") if event.get("until") else None,
                 source="simulate",
+                dedupe_key=_dedupe_key(event),
             )
         ]
     )
+    _say_duplicate(event, outcomes)
+
+
+def _dedupe_key(event: dict[str, Any]) -> str | None:
+    """An event's ``id`` names it, as in ``POST /v1/events``: a redelivery is a duplicate."""
+    return f"simulate:{event['id']}" if event.get("id") is not None else None
+
+
+def _say_duplicate(event: dict[str, Any], outcomes: Sequence[str]) -> None:
+    if "duplicate" in outcomes:
+        print(
+            f"{event['at'].isoformat()}: event {event['id']} was seen before: a duplicate "
+            "changes nothing (`disparo serve` answers it `duplicate`)",
+            file=sys.stderr,
+        )
 
 
 def _human(line: dict[str, Any], zone: ZoneInfo) -> str:
