@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from engine import runner
+from engine.answer_owner import answered_elsewhere
 from engine.circuit import CircuitBreaker
 from engine.clock import Clock
 from engine.effects import Effects, collect_effects, run_commit, state_change
@@ -289,7 +290,19 @@ class Dispatcher:
             await apply_status_report(self, work)
         elif work.kind == DueKind.INBOUND:
             events = inbound_step_events(work.payload, self.settings.opt_out_keywords)
-            await self.apply_events(work, events)
+            contact_id = str(work.payload.get("contact_id"))
+            assert work.run_id is not None  # INBOUND work is queued per open run
+            other = await answered_elsewhere(self.store, work.run_id, contact_id, events)
+            if other is None:
+                await self.apply_events(work, events)
+            else:
+                ignored = NewEvent(
+                    kind="run.event_ignored",
+                    at=self.clock.now(),
+                    run_id=work.run_id,
+                    data={"reason": other},
+                )
+                await self.apply_events(work, [], extra_events=[ignored])
         elif work.kind == DueKind.CALLBACK:
             body = str(work.payload["body"]).encode()
             await self._on_callback(str(work.payload["provider"]), body)
