@@ -182,6 +182,8 @@ def _line(event: Any) -> dict[str, Any] | None:
         return {**base, "kind": "timer", "step": data.get("step"), "reason": data.get("reason")}
     if event.kind == "run.event_ignored":
         return {**base, "kind": "ignored", "reason": data.get("reason")}
+    if event.kind == "message.skipped":  # its run had left the step (engine.left_step)
+        return {**base, "kind": "skipped", "step": data.get("step"), "reason": data.get("reason")}
     if event.kind == "message.failed":
         return {**base, "kind": "failed", "step": data.get("step"), "reason": data.get("error")}
     if event.kind == "run.finished":
@@ -388,6 +390,8 @@ def _human(line: dict[str, Any], zone: ZoneInfo) -> str:
         return f"{at}  timer     {line['step']} ({line['reason']})"
     if kind == "failed":
         return f"{at}  failed    {line['step']}: {line['reason']}"
+    if kind == "skipped":
+        return f"{at}  skipped   {line['step']}: {line['reason']}"
     if kind == "ignored":
         return f"{at}  ignored   {line['reason']}"
     return f"{at}  end       {line.get('status')}: {line.get('reason')}"
