@@ -22,6 +22,7 @@ from engine import runner
 from engine.answer_owner import answered_elsewhere
 from engine.circuit import CircuitBreaker
 from engine.clock import Clock
+from engine.closed_runs import skip_queued
 from engine.effects import Effects, collect_effects, run_commit, state_change
 from engine.errors import MAX_STALE_RETRIES, StaleFence, StaleRun, StoreUnavailable
 from engine.flows import FlowCatalog
@@ -424,6 +425,7 @@ class Dispatcher:
                         result.run.status,
                         result.run.step,
                     )
+                    await skip_queued(self.store, result.run, self.clock.now())
                 if commit.new_due:
                     self.notify()
                 return result

@@ -71,3 +71,40 @@ def test_simulate_shows_the_held_message_skipped_as_serve_skips_it(tmp_path: Pat
     [skipped] = [line for line in lines if line["kind"] == "skipped"]
     assert (skipped["step"], skipped["at"]) == ("lembrete", "2026-11-23T15:00:00+00:00")
     assert skipped["reason"].startswith("the run left step `lembrete` before its message went out")
+
+
+HELD = """flow: held
+defaults: {provider: sandbox, rules: {timezone: America/Sao_Paulo}}
+triggers: [{api: {}}]
+start: lembrete
+steps:
+  lembrete:
+    send: {text: Seu boleto vence amanhã.}
+    rules: {quiet_hours: "09:00-12:00"}
+    on: {reply: fim}
+  fim: {end: completed}
+"""
+
+
+async def test_a_cancelled_run_leaves_no_message_queued_for_ever(tmp_path: Path) -> None:
+    async with harness(settings_with_flows(tmp_path, QUIET)) as h:  # 10:00 in São Paulo
+        run = await h.start("quiet")  # held back until 12:00
+        await h.engine.cancel_run(run.id)
+        await h.advance(timedelta(hours=3))
+
+        [lembrete] = await h.messages(run.id)
+        # "queued" would read as still on its way, hours after the run was cancelled.
+        assert lembrete.status == MessageStatus.SKIPPED
+        assert lembrete.last_error == "the run ended cancelled before its message went out"
+
+
+async def test_a_run_a_reply_ends_skips_its_held_message(tmp_path: Path) -> None:
+    async with harness(settings_with_flows(tmp_path, HELD)) as h:
+        run = await h.start("held")
+        await h.event("reply", text="já paguei")
+        await h.advance(timedelta(hours=3))
+
+        assert (await h.run(run.id)).status == "completed"
+        [lembrete] = await h.messages(run.id)
+        assert lembrete.status == MessageStatus.SKIPPED
+        assert "sent" not in lembrete.status_at
