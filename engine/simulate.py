@@ -144,7 +144,7 @@ async def _seed_facts(
         )
 
 
-def _line(event: Any) -> dict[str, Any] | None:
+def _line(event: Any, message_steps: Mapping[str, str]) -> dict[str, Any] | None:
     data = dict(event.data)
     base = {"at": event.at.isoformat()}
     if event.kind == "run.step":
@@ -172,12 +172,15 @@ def _line(event: Any) -> dict[str, Any] | None:
             "payload": data["payload"],
         }
     if event.kind.startswith(("inbound.", "status.")):
-        return {
+        line = {
             **base,
             "kind": "event",
             "type": event.kind.split(".", 1)[1],
             **{k: v for k, v in data.items() if k in ("text", "button_id", "status")},
         }
+        if event.kind.startswith("status.") and event.message_id in message_steps:
+            line["message_step"] = message_steps[event.message_id]  # which message it is
+        return line
     if event.kind == "timer":
         return {**base, "kind": "timer", "step": data.get("step"), "reason": data.get("reason")}
     if event.kind == "run.event_ignored":
@@ -271,6 +274,7 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
         await engine.run_until(until)
         final = await engine.get_run(run.id)
         steps = engine.catalog.latest(flow_name).flow.steps
+        message_steps = {m.id: m.step for m in await engine.store.list_run_messages(run.id)}
         log = await engine.store.list_events(run_id=run.id, limit=100000)
         contact_log = await engine.store.list_events(contact_id=stored.id, limit=100000)
     seen = {e.id for e in log}
@@ -285,7 +289,7 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
         ],
         key=lambda e: e.id,
     )
-    lines = _with_steps([line for e in ordered if (line := _line(e)) is not None])
+    lines = _with_steps([line for e in ordered if (line := _line(e, message_steps)) is not None])
     if not args.json:
         print(f"# times in {zone.key}, the run's time zone (the contact's, else the flow's)")
     for line in lines:
@@ -317,9 +321,14 @@ async def _inject(engine: Engine, run_id: str, contact_id: str, event: dict[str,
     kind = event["type"]
     if kind == "status":
         messages = await engine.store.list_run_messages(run_id)
+        step = event.get("step")  # the message of that step; else the last one sent
+        if step is not None:
+            messages = [m for m in messages if m.step == step]
         if not messages:
+            of = f" of step `{step}`" if step is not None else ""
             print(
-                f"{event['at'].isoformat()}: no message to apply status {event.get('status')} to",
+                f"{event['at'].isoformat()}: no message{of} to apply status "
+                f"{event.get('status')} to",
                 file=sys.stderr,
             )
             return

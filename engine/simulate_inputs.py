@@ -147,5 +147,7 @@ def _check_event(event: dict[str, Any], where: str) -> None:
             f"{where}: a status event needs `status`: one of {', '.join(_REPORTED)}"
             f" (got {event.get('status')!r})"
         )
+    if kind == "status" and not isinstance(event.get("step", ""), str):
+        raise UserInputError(f"{where}: `step` names the step whose message the status is about")
     if kind in ("button", "choice") and not event.get("button_id"):
         raise UserInputError(f"{where}: a {kind} event needs `button_id`, the id that was tapped")
