@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
-from tests.integration.engine_kit import harness, settings_for
+import pytest
+
+from engine.models import ContactUpsert, MessageStatus
+from engine.why_text import why_lines
+from tests.fakes.gateway import FakeGateway
+from tests.integration.engine_kit import harness, settings_for, until
 from tests.integration.test_cli import _local_config, disparo
+from tests.integration.test_provider_faults import AUTH, make_settings
 
 BOLETO = {"valor": 1670, "vencimento": "2026-11-30"}
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[FakeGateway]:
+    async with FakeGateway(auth_value=AUTH) as gw:
+        yield gw
 
 
 async def test_why_shows_the_timeout_that_sent_the_sms(tmp_path: Path) -> None:
@@ -31,3 +46,47 @@ async def test_why_shows_the_timeout_that_sent_the_sms(tmp_path: Path) -> None:
     timer = [line for line in result.stdout.splitlines() if " timer " in line]
     assert len(timer) == 1, result.stdout
     assert re.match(rf"2026-11-23 12:00:0\d  run {run.id[:8]}  lembrete +timer +timeout", timer[0])
+
+
+async def test_why_says_a_message_went_out_when_no_report_ever_comes(
+    tmp_path: Path, gateway: FakeGateway
+) -> None:
+    # Robbu sends no status webhook, nor does a gateway that only answers the send:
+    # the provider's answer is all there is to say the message went out.
+    async with harness(make_settings(tmp_path, gateway)) as h:
+        run = await h.start("aviso")
+        [message] = await h.messages(run.id)
+        assert message.status == MessageStatus.SENT
+
+        events = await h.engine.decisions("c-1")
+
+    [sent] = [e for e in events if e.kind == "message.sent"]
+    assert sent.message_id == message.id
+    assert dict(sent.data) == {
+        "step": "aviso",
+        "provider": "gateway",
+        "provider_message_id": message.provider_message_id,
+    }
+    line = why_lines([sent], ZoneInfo("America/Sao_Paulo"))[0]
+    assert "aviso          message.sent       provider=gateway, provider_message_id=" in line
+
+
+async def test_why_says_a_message_went_out_after_its_run_was_cancelled(
+    tmp_path: Path, gateway: FakeGateway
+) -> None:
+    async with harness(make_settings(tmp_path, gateway)) as h:
+        run, _ = await h.engine.start_run(
+            "aviso", ContactUpsert(id="c-1", phone="+5511999998888", name="Maria")
+        )
+        gateway.pause()
+        sending = asyncio.create_task(h.engine.settle())
+        await until(lambda: gateway.in_flight == 1, "the request is on the wire")
+        await h.engine.cancel_run(run.id)  # while the request is out
+        gateway.resume()
+        await sending
+
+        events = await h.engine.decisions("c-1")
+
+    # The operator cancelled, yet the message reached the contact: why says so.
+    kinds = [e.kind for e in reversed(events)]
+    assert kinds.index("run.finished") < kinds.index("message.sent")
