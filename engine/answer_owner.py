@@ -16,13 +16,22 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from engine.models import Message, MessageStatus, Run
+from engine.models import Message, MessageStatus
 from engine.runner import StepEvent
 from storage.base import Store
 
 _TAPS = ("button.", "choice.")
-# A message never handed to a provider showed the contact nothing to tap.
-_NOT_SHOWN = frozenset({MessageStatus.QUEUED, MessageStatus.SKIPPED})
+# A message handed to a provider may have shown its buttons; one that failed before
+# (no phone, a limit) or was skipped showed nothing to tap.
+_HANDED_OVER = frozenset(
+    {
+        MessageStatus.SENDING,
+        MessageStatus.AMBIGUOUS,
+        MessageStatus.SENT,
+        MessageStatus.DELIVERED,
+        MessageStatus.READ,
+    }
+)
 # The contact's newest runs looked at: older ones are long over.
 RUNS_LOOKED_AT = 50
 
@@ -38,7 +47,10 @@ def offered_ids(payload: Mapping[str, Any]) -> set[str]:
 
 
 def _offered(message: Message, tapped: str) -> bool:
-    return message.status not in _NOT_SHOWN and tapped in offered_ids(message.payload)
+    shown = message.status in _HANDED_OVER or (
+        message.status == MessageStatus.FAILED and MessageStatus.SENT in message.status_at
+    )
+    return shown and tapped in offered_ids(message.payload)
 
 
 async def answered_elsewhere(
@@ -49,16 +61,19 @@ async def answered_elsewhere(
         return None
     tapped = events[0].name.split(".", 1)[1]
     runs = (await store.list_contact_runs(contact_id))[-RUNS_LOOKED_AT:]
-    newest: tuple[Message, Run] | None = None
-    for run in runs:
-        for message in await store.list_run_messages(run.id):
-            if _offered(message, tapped) and (
-                newest is None or message.created_at > newest[0].created_at
-            ):
-                newest = (message, run)
-    if newest is None or newest[1].id == run_id:
+    offers = [
+        (message, run)
+        for run in runs
+        for message in await store.list_run_messages(run.id)
+        if _offered(message, tapped)
+    ]
+    if not offers:
         return None
-    message, owner = newest
+    latest = max(message.created_at for message, _ in offers)
+    newest = [(message, run) for message, run in offers if message.created_at == latest]
+    if any(run.id == run_id for _, run in newest):
+        return None  # this run's message, or one sent with it: it answers this run
+    message, owner = newest[0]
     return (
         f"`{events[0].name}` answers a message of run {owner.id} ({owner.flow}, step "
         f"`{message.step}`), not one of this run"

@@ -3,10 +3,17 @@ waiting at once, a button of one run's message is no reply in the other."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
+from engine.models import MessageStatus
+from providers.http import HttpConfig
+from tests.fakes.gateway import FakeGateway, Fault
 from tests.integration.engine_kit import harness, settings_with_flows
+from tests.integration.test_provider_faults import AUTH
 
 BOLETO = """flow: boleto
 defaults: {provider: sandbox}
@@ -39,6 +46,12 @@ steps:
     next: fim
   fim: {end: completed}
 """
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[FakeGateway]:
+    async with FakeGateway(auth_value=AUTH) as gw:
+        yield gw
 
 
 async def test_a_tap_on_one_runs_buttons_is_no_reply_in_the_other(tmp_path: Path) -> None:
@@ -81,3 +94,27 @@ async def test_a_typed_reply_and_a_tap_no_message_offered_still_reach_every_run(
 
         assert [m.step for m in await h.messages(boleto.id)] == ["lembrete", "transferir"]
         assert (await h.run(pesquisa.id)).step == "pergunta"
+
+
+async def test_a_message_the_provider_refused_offers_nothing_to_tap(
+    tmp_path: Path, gateway: FakeGateway
+) -> None:
+    outro = BOLETO.replace("flow: boleto", "flow: outro").replace(
+        "{provider: sandbox}", "{provider: gateway}"
+    )
+    http = HttpConfig.model_validate(
+        {"type": "http", "url": gateway.url, "headers": {"Authorization": AUTH}}
+    )
+    settings = settings_with_flows(tmp_path, BOLETO, outro, providers={"gateway": http})
+    gateway.fail_next(Fault.reject("destinatário inválido", status=422))
+    async with harness(settings) as h:
+        boleto = await h.start("boleto")
+        await h.advance(timedelta(seconds=10))
+        refused_run = await h.start("outro")  # newer, same button, refused: never shown
+        [refused] = await h.messages(refused_run.id)
+        assert refused.status == MessageStatus.FAILED
+        assert refused.payload["buttons"][0]["id"] == "pagar"
+
+        await h.event("button", button_id="pagar")
+
+        assert (await h.run(boleto.id)).status == "completed"
