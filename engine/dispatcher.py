@@ -44,6 +44,7 @@ from engine.scope import RunnerScope, contact_timezone
 from engine.status_reports import apply_status_report
 from engine.step_events import inbound_step_events
 from engine.template_catalog import TemplateCatalog
+from engine.wait_statuses import already_reported
 from providers.base import Provider
 from storage.base import (
     Commit,
@@ -464,12 +465,14 @@ class Dispatcher:
                 for e in extra_events
             ]
         )
-        for event in events:
-            transition = runner.handle(flow, state, event, scope, now)
+        queue = list(events)
+        while queue:
+            transition = runner.handle(flow, state, queue.pop(0), scope, now)
             collect_effects(
                 transition, flow=flow, run_id=run.id, contact_id=run.contact_id, now=now, into=fx
             )
             state = transition.state
+            queue += await already_reported(self.store, flow, run.id, transition)
         contact_change = fx.contact_change(contact.id)
         if contact_last_outbound is not None:
             contact_change = ContactChange(
