@@ -20,6 +20,7 @@ from typing import Any
 
 from engine import runner
 from engine.answer_owner import answered_elsewhere
+from engine.attendance_end import wake_held_sends
 from engine.circuit import CircuitBreaker
 from engine.clock import Clock
 from engine.closed_runs import skip_queued
@@ -295,6 +296,9 @@ class Dispatcher:
             contact_id = str(work.payload.get("contact_id"))
             assert work.run_id is not None  # INBOUND work is queued per open run
             other = await answered_elsewhere(self.store, work.run_id, contact_id, events)
+            ended = work.payload.get("type") == "attendance_ended"
+            if ended and await wake_held_sends(self.store, work.run_id, self.clock.now()):
+                self.notify()
             if other is None:
                 await self.apply_events(work, events)
             else:
