@@ -370,3 +370,21 @@ def test_a_valid_for_of_zero_is_refused_where_it_is_written() -> None:
     ]
     flow = loads(steps.replace("valid_for: 0", "valid_for: 90m"))
     assert flow.rules_for("a").valid_for == "90m"
+
+
+def test_a_wait_timed_twice_names_the_time_that_is_never_used() -> None:
+    # up_to: 1h ends the wait; the designer read `after: 2h` as the limit.
+    steps = (
+        "  a:\n"
+        "    wait: {for: reply, up_to: 1h}\n"
+        "    timeout: {after: 2h, goto: b}\n"
+        "    on: {reply: b}\n"
+        "  b: {end: completed}\n"
+    )
+    assert problems(steps) == [
+        "x.yaml:7:22: `timeout.after` (2h) in step `a` is never used: the wait ends after "
+        "`up_to: 1h`; give the time once, in `up_to`, and keep `timeout.goto` (or `on: "
+        "timeout`) for where it goes"
+    ]
+    # The time given once, in `timeout`, is the wait's limit: no problem.
+    assert loads(steps.replace(", up_to: 1h", "")).steps["a"].timeout is not None
