@@ -45,7 +45,7 @@ from engine.scope import RunnerScope, contact_timezone
 from engine.status_reports import apply_status_report
 from engine.step_events import inbound_step_events
 from engine.template_catalog import TemplateCatalog
-from engine.wait_statuses import already_reported
+from engine.wait_statuses import MAX_REPORTS_FED, already_reported
 from providers.base import Provider
 from storage.base import (
     Commit,
@@ -469,14 +469,16 @@ class Dispatcher:
                 for e in extra_events
             ]
         )
-        queue = list(events)
+        queue, fed = list(events), 0
         while queue:
             transition = runner.handle(flow, state, queue.pop(0), scope, now)
             collect_effects(
                 transition, flow=flow, run_id=run.id, contact_id=run.contact_id, now=now, into=fx
             )
             state = transition.state
-            queue += await already_reported(self.store, flow, run.id, transition)
+            if fed < MAX_REPORTS_FED:  # a wait for read whose `on: read` leads back to it
+                reported = await already_reported(self.store, flow, run.id, transition)
+                queue, fed = queue + reported, fed + len(reported)
         contact_change = fx.contact_change(contact.id)
         if contact_last_outbound is not None:
             contact_change = ContactChange(

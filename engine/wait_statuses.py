@@ -17,6 +17,9 @@ from engine.models import STATUS_RANK, MessageStatus, RunStatus
 from storage.base import Store
 
 _REPORTS = (MessageStatus.DELIVERED, MessageStatus.READ)
+# Reports fed to one commit at most: a wait whose `on: read` leads back to a wait for
+# the same read would take it for ever; past this the run waits at that step.
+MAX_REPORTS_FED = 10
 
 
 def _entered_wait(flow: Flow, transition: runner.Transition) -> runner.EnterStep | None:
