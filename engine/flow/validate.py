@@ -319,7 +319,12 @@ def _events(flow: Flow, at: Locator, skip: frozenset[str]) -> Iterator[Problem]:
                 "`on: timeout` or `next` when the time is up",
                 at_key=True,
             )
-        if isinstance(step.wait, WaitFor) and step.wait.up_to and step.timeout:
+        if (
+            isinstance(step.wait, WaitFor)
+            and step.wait.up_to
+            and step.timeout
+            and to_timedelta(step.wait.up_to) != to_timedelta(step.timeout.after)
+        ):  # the same time twice is only redundant
             yield at.problem(
                 (*base, "timeout", "after"),
                 f"`timeout.after` ({step.timeout.after}) in step `{sid}` is never used: the "

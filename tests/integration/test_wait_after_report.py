@@ -57,9 +57,11 @@ async def test_a_message_read_during_a_pause_is_not_followed_by_the_not_read_sms
 
 
 async def test_a_wait_whose_read_leads_back_to_it_does_not_spin(tmp_path: Path) -> None:
-    again = PAUSA.replace("flow: pausa", "flow: again").replace(
-        "on: {read: lido, timeout: sms}", "on: {read: espera_leitura, timeout: sms}"
-    ).replace("  lido: {end: completed}\n", "")
+    again = (
+        PAUSA.replace("flow: pausa", "flow: again")
+        .replace("on: {read: lido, timeout: sms}", "on: {read: espera_leitura, timeout: sms}")
+        .replace("  lido: {end: completed}\n", "")
+    )
     async with harness(settings_with_flows(tmp_path, again)) as h:
         run = await h.start("again")
         await asyncio.wait_for(h.advance(timedelta(minutes=10, seconds=1)), timeout=10)

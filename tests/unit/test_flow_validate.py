@@ -388,3 +388,14 @@ def test_a_wait_timed_twice_names_the_time_that_is_never_used() -> None:
     ]
     # The time given once, in `timeout`, is the wait's limit: no problem.
     assert loads(steps.replace(", up_to: 1h", "")).steps["a"].timeout is not None
+
+
+def test_a_wait_given_the_same_time_twice_loads() -> None:
+    # Redundant, not wrong: flows written so before this check still load.
+    steps = (
+        "  a:\n"
+        "    wait: {for: reply, up_to: 1h}\n"
+        "    timeout: {after: 60m, goto: b}\n"
+        "  b: {end: completed}\n"
+    )
+    assert loads(steps).steps["a"].timeout is not None
