@@ -118,3 +118,31 @@ async def test_a_message_the_provider_refused_offers_nothing_to_tap(
         await h.event("button", button_id="pagar")
 
         assert (await h.run(boleto.id)).status == "completed"
+
+
+NOTA = """flow: nota
+defaults: {provider: sandbox}
+triggers: [{api: {}}]
+start: pergunta
+steps:
+  pergunta:
+    send:
+      text: De 0 a 10?
+      list:
+        button: Escolher nota
+        sections: [{title: Notas, rows: [{id: nota_8, title: "8"}, {id: nota_9, title: "9"}]}]
+    on: {choice.nota_8: fim, choice.nota_9: fim}
+  fim: {end: completed}
+"""
+
+
+async def test_a_list_row_chosen_answers_the_run_whose_list_it_was(tmp_path: Path) -> None:
+    async with harness(settings_with_flows(tmp_path, BOLETO, NOTA)) as h:
+        boleto = await h.start("boleto")
+        nota = await h.start("nota")
+        await h.advance(timedelta(seconds=10))
+
+        await h.event("choice", button_id="nota_8")
+
+        assert (await h.run(nota.id)).status == "completed"
+        assert (await h.run(boleto.id)).step == "lembrete"  # no attendant for a score
