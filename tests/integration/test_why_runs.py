@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.models import ContactUpsert, MessageStatus
+from engine.models import ContactUpsert, MessageStatus, StatusReport
 from engine.why_text import why_lines
 from tests.fakes.gateway import FakeGateway
 from tests.integration.engine_kit import harness, settings_for, until
@@ -90,3 +90,37 @@ async def test_why_says_a_message_went_out_after_its_run_was_cancelled(
     # The operator cancelled, yet the message reached the contact: why says so.
     kinds = [e.kind for e in reversed(events)]
     assert kinds.index("run.finished") < kinds.index("message.sent")
+
+
+async def test_why_says_a_failure_reported_after_the_read_changed_nothing(
+    tmp_path: Path,
+) -> None:
+    async with harness(settings_for(tmp_path)) as h:
+        run = await h.start("cobranca_boleto", context=BOLETO)
+        await h.advance(timedelta(seconds=6))  # the sandbox reports read after 5 s
+        [message] = await h.messages(run.id)
+        assert message.status == MessageStatus.READ
+
+        await h.engine.ingest_status_reports(
+            [
+                StatusReport(
+                    provider=message.provider,
+                    status=MessageStatus.FAILED,
+                    at=h.clock.now(),
+                    idempotency_key=message.idempotency_key,
+                    error_message="131026 message undeliverable",
+                )
+            ]
+        )
+        await h.engine.settle()
+
+        [message] = await h.messages(run.id)
+        assert message.status == MessageStatus.READ
+        newest = await h.engine.decisions("c-1", limit=2)
+
+    # Without it the newest line was `status.failed ... undeliverable`, read as the outcome.
+    assert [e.kind for e in newest] == ["message.report_ignored", "status.failed"]
+    assert newest[0].data["reason"] == (
+        "message is already read: a `failed` report after it changes nothing "
+        "(statuses never go back)"
+    )
