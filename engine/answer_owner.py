@@ -46,11 +46,15 @@ def offered_ids(payload: Mapping[str, Any]) -> set[str]:
     return ids
 
 
-def _offered(message: Message, tapped: str) -> bool:
-    shown = message.status in _HANDED_OVER or (
+def shown(message: Message) -> bool:
+    """Whether the contact may have seen ``message`` (it was handed to a provider)."""
+    return message.status in _HANDED_OVER or (
         message.status == MessageStatus.FAILED and MessageStatus.SENT in message.status_at
     )
-    return shown and tapped in offered_ids(message.payload)
+
+
+def _offered(message: Message, tapped: str) -> bool:
+    return shown(message) and tapped in offered_ids(message.payload)
 
 
 async def answered_elsewhere(

@@ -19,14 +19,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from engine import runner
-from engine.answer_owner import answered_elsewhere
-from engine.attendance_end import wake_held_sends
 from engine.circuit import CircuitBreaker
 from engine.clock import Clock
 from engine.closed_runs import skip_queued
 from engine.effects import Effects, collect_effects, run_commit, state_change
 from engine.errors import MAX_STALE_RETRIES, StaleFence, StaleRun, StoreUnavailable
 from engine.flows import FlowCatalog
+from engine.inbound_work import apply_inbound
 from engine.keyed_locks import KeyedLocks
 from engine.metrics import Metrics
 from engine.models import (
@@ -43,7 +42,6 @@ from engine.outcome_keeper import OutcomeKeeper
 from engine.run_enter import enter_run
 from engine.scope import RunnerScope, contact_timezone
 from engine.status_reports import apply_status_report
-from engine.step_events import inbound_step_events
 from engine.template_catalog import TemplateCatalog
 from engine.wait_statuses import MAX_REPORTS_FED, already_reported
 from providers.base import Provider
@@ -292,23 +290,7 @@ class Dispatcher:
         elif work.kind == DueKind.STATUS:
             await apply_status_report(self, work)
         elif work.kind == DueKind.INBOUND:
-            events = inbound_step_events(work.payload, self.settings.opt_out_keywords)
-            contact_id = str(work.payload.get("contact_id"))
-            assert work.run_id is not None  # INBOUND work is queued per open run
-            other = await answered_elsewhere(self.store, work.run_id, contact_id, events)
-            ended = work.payload.get("type") == "attendance_ended"
-            if ended and await wake_held_sends(self.store, work.run_id, self.clock.now()):
-                self.notify()
-            if other is None:
-                await self.apply_events(work, events)
-            else:
-                ignored = NewEvent(
-                    kind="run.event_ignored",
-                    at=self.clock.now(),
-                    run_id=work.run_id,
-                    data={"reason": other},
-                )
-                await self.apply_events(work, [], extra_events=[ignored])
+            await apply_inbound(self, work)
         elif work.kind == DueKind.CALLBACK:
             body = str(work.payload["body"]).encode()
             await self._on_callback(str(work.payload["provider"]), body)
