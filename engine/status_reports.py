@@ -41,9 +41,9 @@ async def apply_status_report(d: Dispatcher, work: DueWork) -> None:
         at = datetime.fromisoformat(str(work.payload.get("at") or d.clock.now().isoformat()))
         if new not in REPORTED_STATUSES or not status_can_advance(message.status, new):
             unapplied: list[NewEvent] = []
-            if new == MessageStatus.FAILED and message.status != MessageStatus.FAILED:
-                # Its `status.failed` line reads as the outcome: say that it is not.
-                unapplied.append(_unapplied_failure(message, d.clock.now()))
+            if (new == MessageStatus.FAILED) != (message.status == MessageStatus.FAILED):
+                # Its `status.<new>` line reads as the outcome: say that it is not.
+                unapplied.append(_unapplied(message, new, d.clock.now()))
             await d.store.commit(
                 Commit(now=d.clock.now(), done=Completion(work=work), events=unapplied)
             )
@@ -71,9 +71,12 @@ async def apply_status_report(d: Dispatcher, work: DueWork) -> None:
     raise StaleRun(f"message {work.message_id} kept changing while applying a status")
 
 
-def _unapplied_failure(message: Message, now: datetime) -> NewEvent:
-    """A ``failed`` report for a message already ``read`` (or skipped): kept in the log
-    as ``status.failed``, it changes nothing, and `disparo why` says so."""
+def _unapplied(message: Message, new: MessageStatus, now: datetime) -> NewEvent:
+    """A ``failed`` report for a message already ``read`` (or skipped), or a ``sent``,
+    ``delivered`` or ``read`` one for a message already ``failed``: kept in the log as
+    ``status.<new>``, it changes nothing, and `disparo why` says so."""
+    failed = message.status == MessageStatus.FAILED
+    final = "a failure is final" if failed else "statuses never go back"
     return NewEvent(
         kind="message.report_ignored",
         at=now,
@@ -82,7 +85,7 @@ def _unapplied_failure(message: Message, now: datetime) -> NewEvent:
         message_id=message.id,
         data={
             "step": message.step,
-            "reason": f"message is already {message.status}: a `failed` report after it "
-            "changes nothing (statuses never go back)",
+            "reason": f"message is already {message.status}: a `{new}` report after it "
+            f"changes nothing ({final})",
         },
     )

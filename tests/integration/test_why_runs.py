@@ -124,3 +124,29 @@ async def test_why_says_a_failure_reported_after_the_read_changed_nothing(
         "message is already read: a `failed` report after it changes nothing "
         "(statuses never go back)"
     )
+
+
+async def test_why_says_a_delivery_reported_after_the_failure_changed_nothing(
+    tmp_path: Path,
+) -> None:
+    async with harness(settings_for(tmp_path)) as h:
+        run = await h.start("cobranca_boleto", context=BOLETO)
+        [message] = await h.messages(run.id)
+        report = {"provider": message.provider, "idempotency_key": message.idempotency_key}
+        failed = StatusReport(status=MessageStatus.FAILED, at=h.clock.now(), **report)
+        late = StatusReport(status=MessageStatus.DELIVERED, at=h.clock.now(), **report)
+        await h.engine.ingest_status_reports([failed])
+        await h.engine.settle()
+        await h.engine.ingest_status_reports([late])
+        await h.engine.settle()
+
+        lembrete = (await h.messages(run.id))[0]  # the SMS went after the failure
+        assert (lembrete.step, lembrete.status) == ("lembrete", MessageStatus.FAILED)
+        ignored = await h.engine.store.list_events(
+            run_id=run.id, kind_prefix="message.report_ignored", limit=5
+        )
+
+    assert [e.data["reason"] for e in ignored] == [
+        "message is already failed: a `delivered` report after it changes nothing "
+        "(a failure is final)"
+    ]
