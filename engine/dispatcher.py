@@ -14,16 +14,18 @@ import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from engine import runner
 from engine.circuit import CircuitBreaker
 from engine.clock import Clock
+from engine.closed_runs import skip_queued
 from engine.effects import Effects, collect_effects, run_commit, state_change
 from engine.errors import MAX_STALE_RETRIES, StaleFence, StaleRun, StoreUnavailable
 from engine.flows import FlowCatalog
+from engine.inbound_work import apply_inbound
 from engine.keyed_locks import KeyedLocks
 from engine.metrics import Metrics
 from engine.models import (
@@ -40,9 +42,9 @@ from engine.outcome_keeper import OutcomeKeeper
 from engine.run_enter import enter_run
 from engine.scope import RunnerScope, contact_timezone
 from engine.status_reports import apply_status_report
-from engine.step_events import inbound_step_events
 from engine.template_catalog import TemplateCatalog
 from engine.timer_turn import gave_way
+from engine.wait_statuses import MAX_REPORTS_FED, already_reported
 from providers.base import Provider
 from storage.base import (
     Commit,
@@ -292,8 +294,7 @@ class Dispatcher:
         elif work.kind == DueKind.STATUS:
             await apply_status_report(self, work)
         elif work.kind == DueKind.INBOUND:
-            events = inbound_step_events(work.payload, self.settings.opt_out_keywords)
-            await self.apply_events(work, events)
+            await apply_inbound(self, work)
         elif work.kind == DueKind.CALLBACK:
             body = str(work.payload["body"]).encode()
             await self._on_callback(str(work.payload["provider"]), body)
@@ -415,6 +416,7 @@ class Dispatcher:
                         result.run.status,
                         result.run.step,
                     )
+                    await skip_queued(self.store, result.run, self.clock.now())
                 if commit.new_due:
                     self.notify()
                 return result
@@ -443,13 +445,26 @@ class Dispatcher:
             vars=run.vars,
             started_at=run.created_at,
         )
-        fx = Effects(events=list(extra_events))
-        for event in events:
-            transition = runner.handle(flow, state, event, scope, now)
+        # An event of this run is about its contact (a timer's is written without one):
+        # `disparo why` and the export list a contact's events by the contact.
+        fx = Effects(
+            events=[
+                replace(e, contact_id=run.contact_id)
+                if e.run_id == run.id and e.contact_id is None
+                else e
+                for e in extra_events
+            ]
+        )
+        queue, fed = list(events), 0
+        while queue:
+            transition = runner.handle(flow, state, queue.pop(0), scope, now)
             collect_effects(
                 transition, flow=flow, run_id=run.id, contact_id=run.contact_id, now=now, into=fx
             )
             state = transition.state
+            if fed < MAX_REPORTS_FED:  # a wait for read whose `on: read` leads back to it
+                reported = await already_reported(self.store, flow, run.id, transition)
+                queue, fed = queue + reported, fed + len(reported)
         contact_change = fx.contact_change(contact.id)
         if contact_last_outbound is not None:
             contact_change = ContactChange(

@@ -130,6 +130,8 @@ def collect_effects(
             )
         elif isinstance(action, CancelTimers):
             fx.cancel_timers = True
+            # A timer started earlier in this commit belongs to a step just left too.
+            fx.new_due = [due for due in fx.new_due if due.kind != DueKind.TIMER]
         elif isinstance(action, PatchContext):
             merge_patch(fx.context_patch, action.patch)
         elif isinstance(action, StartAttendance):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from engine.closed_runs import skip_queued
 from engine.errors import Conflict, NotFound, StaleRun
 from engine.models import OPEN_RUN_STATUSES, NewEvent, Run, RunStatus
 from storage.base import Commit, RunChange, Store
@@ -35,6 +36,7 @@ async def cancel_run(store: Store, run_id: str, *, reason: str, now: datetime) -
                 raise
             continue  # it moved on between the read and the commit: read it again
         assert result.run is not None
+        await skip_queued(store, result.run, now)
         return result.run
     raise AssertionError("unreachable")  # the loop returns or raises
 

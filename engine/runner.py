@@ -17,7 +17,8 @@ rejects such cycles; this is defence in depth). What each step does on entry:
   ``button.*``/``choice.*``; ``read``; ``delivered``, also ``read``; ``event``: any
   event) goes to its ``on:`` entry, else ``next``; the timer goes to ``on.timeout``,
   else ``timeout.goto``, else ``next``. ``read``/``delivered`` of an *earlier* step
-  entry count too: they are about the message sent before the wait.
+  entry count too: they are about the message sent before the wait (and one that
+  message already had when the wait was entered is fed by ``engine.wait_statuses``).
 - ``branch``: the first case whose ``when`` is true, or the first ``else``; when
   none matches, ``next``, else the run fails (``no branch of step ... matched``).
 - ``set``: ``PatchContext`` with each value rendered by ``Scope.value`` (keys must
@@ -31,7 +32,8 @@ A ``set``, ``handoff``, ``wait`` or send fallback that needs ``next`` and has no
 completes the run: falling off the end of a flow is a normal ending.
 
 Events of a ``send`` step (``on:`` first; ``button.<id>``/``choice.<id>`` with no
-exact entry fall back to ``on.reply``):
+exact entry fall back to ``on.reply``; a tap on another run's message never reaches
+this run, ``engine.answer_owner``):
 
 - ``sent``: ``on.sent`` moves; otherwise ``timeout:`` starts its timer *now*, when
   the message left (a send deferred by quiet hours cannot time out before it is

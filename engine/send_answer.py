@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import runner, send_failures
 from engine.errors import Conflict, ProviderDiscarded, ProviderError, ProviderRejected, StaleRun
-from engine.models import Contact, DueWork, Message, MessageStatus, Run, SendResult
+from engine.models import Contact, DueWork, Message, MessageStatus, NewEvent, Run, SendResult
 from engine.outcome_keeper import outcome_report
 from engine.validity import Validity
 from storage.base import MessageChange
@@ -44,6 +44,22 @@ async def record_sent(
         last_error=None,
     )
     tries: list[None] = []  # a retry of the commit reads the run and contact again
+
+    def went_out() -> NewEvent:
+        """What `disparo why` shows for the answer: with no status report ever coming
+        (Robbu sends none), or the run cancelled while the request was out, it is the
+        only trace that the message reached the provider."""
+        data = {"step": message.step, "provider": message.provider}
+        if change.provider_message_id is not None:
+            data["provider_message_id"] = change.provider_message_id
+        return NewEvent(
+            kind="message.sent",
+            at=answered_at,
+            contact_id=message.contact_id,
+            run_id=message.run_id,
+            message_id=message.id,
+            data=data,
+        )
 
     async def record() -> None:
         nonlocal change
@@ -77,6 +93,7 @@ async def record_sent(
                 [runner.StepEvent(name="sent", step_seq=message.step_seq)],
                 messages=[change],
                 run_id=run.id,
+                extra_events=[went_out()],
                 contact_last_outbound=answered_at,
                 known_run=run if first else None,
                 known_contact=contact if first else None,
@@ -88,7 +105,7 @@ async def record_sent(
                 at=answered_at,
                 provider_message_id=change.provider_message_id,
             )
-            await sender.complete(work, messages=[late])
+            await sender.complete(work, messages=[late], events=[went_out()])
 
     report = outcome_report(
         message, result.status, answered_at, provider_message_id=result.provider_message_id

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
 
-from engine import runner, send_answer, send_failures, validity
+from engine import left_step, runner, send_answer, send_failures, validity
 from engine.errors import (
     ContentError,
     NotFound,
@@ -105,6 +105,10 @@ class Sender:
                 work,
                 messages=[self._change(message, MessageStatus.SKIPPED, last_error="run is closed")],
             )
+            return
+        if (left := left_step.withdrawn(message, run, self.now)) is not None:
+            log.info("skipped message %s: %s", message.id, left.change.last_error)
+            await self.complete(work, messages=[left.change], events=[left.event])
             return
         loaded = await self.d.catalog.pinned(run.flow, run.flow_version)
         flow = loaded.flow

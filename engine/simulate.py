@@ -12,7 +12,7 @@ import asyncio
 import json
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -146,7 +146,7 @@ async def _seed_facts(
         )
 
 
-def _line(event: Any) -> dict[str, Any] | None:
+def _line(event: Any, message_steps: Mapping[str, str]) -> dict[str, Any] | None:
     data = dict(event.data)
     base = {"at": event.at.isoformat()}
     if event.kind == "run.step":
@@ -174,16 +174,21 @@ def _line(event: Any) -> dict[str, Any] | None:
             "payload": data["payload"],
         }
     if event.kind.startswith(("inbound.", "status.")):
-        return {
+        line = {
             **base,
             "kind": "event",
             "type": event.kind.split(".", 1)[1],
             **{k: v for k, v in data.items() if k in ("text", "button_id", "status")},
         }
+        if event.kind.startswith("status.") and event.message_id in message_steps:
+            line["message_step"] = message_steps[event.message_id]  # which message it is
+        return line
     if event.kind == "timer":
         return {**base, "kind": "timer", "step": data.get("step"), "reason": data.get("reason")}
     if event.kind == "run.event_ignored":
         return {**base, "kind": "ignored", "reason": data.get("reason")}
+    if event.kind == "message.skipped":  # its run had left the step (engine.left_step)
+        return {**base, "kind": "skipped", "step": data.get("step"), "reason": data.get("reason")}
     if event.kind == "message.failed":
         return {**base, "kind": "failed", "step": data.get("step"), "reason": data.get("error")}
     if event.kind == "run.finished":
@@ -264,6 +269,7 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
             await engine.run_until(until)
             final = await engine.get_run(run.id)
             steps = engine.catalog.latest(flow_name).flow.steps
+            message_steps = {m.id: m.step for m in await engine.store.list_run_messages(run.id)}
             log = await engine.store.list_events(run_id=run.id, limit=100000)
             contact_log = await engine.store.list_events(contact_id=stored.id, limit=100000)
     seen = {e.id for e in log}
@@ -278,7 +284,7 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
         ],
         key=lambda e: e.id,
     )
-    lines = _with_steps([line for e in ordered if (line := _line(e)) is not None])
+    lines = _with_steps([line for e in ordered if (line := _line(e, message_steps)) is not None])
     if not args.json:
         print(f"# times in {zone.key}, the run's time zone (the contact's, else the flow's)")
     for line in lines:
@@ -310,39 +316,62 @@ async def _inject(engine: Engine, run_id: str, contact_id: str, event: dict[str,
     kind = event["type"]
     if kind == "status":
         messages = await engine.store.list_run_messages(run_id)
+        step = event.get("step")  # the message of that step; else the last one sent
+        if step is not None:
+            messages = [m for m in messages if m.step == step]
         if not messages:
+            of = f" of step `{step}`" if step is not None else ""
             print(
-                f"{event['at'].isoformat()}: no message to apply status {event.get('status')} to",
+                f"{event['at'].isoformat()}: no message{of} to apply status "
+                f"{event.get('status')} to",
                 file=sys.stderr,
             )
             return
         last = max(messages, key=lambda m: m.created_at)
-        await engine.ingest_status_reports(
+        outcomes = await engine.ingest_status_reports(
             [
                 StatusReport(
                     provider=last.provider,
                     status=MessageStatus(event["status"]),
                     at=event["at"],
                     idempotency_key=last.idempotency_key,
+                    dedupe_key=_dedupe_key(event),
                 )
             ]
         )
+        _say_duplicate(event, outcomes)
         return
-    await engine.ingest_contact_events(
+    outcomes = await engine.ingest_contact_events(
         [
             ContactEvent(
                 type=kind,
                 at=event["at"],
                 contact_id=contact_id,
                 text=event.get("text"),
-                button_id=event.get("button_id") or event.get("id"),
+                button_id=event.get("button_id"),
                 attendant=event.get("attendant"),
                 until=parse_time(event["until"], "until") if event.get("until") else None,
                 source="simulate",
                 channel=event.get("channel"),
+                dedupe_key=_dedupe_key(event),
             )
         ]
     )
+    _say_duplicate(event, outcomes)
+
+
+def _dedupe_key(event: dict[str, Any]) -> str | None:
+    """An event's ``id`` names it, as in ``POST /v1/events``: a redelivery is a duplicate."""
+    return f"simulate:{event['id']}" if event.get("id") is not None else None
+
+
+def _say_duplicate(event: dict[str, Any], outcomes: Sequence[str]) -> None:
+    if "duplicate" in outcomes:
+        print(
+            f"{event['at'].isoformat()}: event {event['id']} was seen before: a duplicate "
+            "changes nothing (`disparo serve` answers it `duplicate`)",
+            file=sys.stderr,
+        )
 
 
 def _human(line: dict[str, Any], zone: ZoneInfo) -> str:
@@ -366,6 +395,8 @@ def _human(line: dict[str, Any], zone: ZoneInfo) -> str:
         return f"{at}  timer     {line['step']} ({line['reason']})"
     if kind == "failed":
         return f"{at}  failed    {line['step']}: {line['reason']}"
+    if kind == "skipped":
+        return f"{at}  skipped   {line['step']}: {line['reason']}"
     if kind == "ignored":
         return f"{at}  ignored   {line['reason']}"
     return f"{at}  end       {line.get('status')}: {line.get('reason')}"

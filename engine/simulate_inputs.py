@@ -169,5 +169,7 @@ def _check_event(event: dict[str, Any], where: str) -> None:
         )
     for field, problem in stray_fields(kind, (k for k, v in event.items() if v is not None)):
         raise UserInputError(f"{where}: `{field}` {problem}")
-    if kind in ("button", "choice") and not (event.get("button_id") or event.get("id")):
+    if kind == "status" and not isinstance(event.get("step", ""), str):
+        raise UserInputError(f"{where}: `step` names the step whose message the status is about")
+    if kind in ("button", "choice") and not event.get("button_id"):
         raise UserInputError(f"{where}: a {kind} event needs `button_id`, the id that was tapped")

@@ -13,7 +13,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from engine.errors import MAX_STALE_RETRIES, StaleRun
-from engine.models import REPORTED_STATUSES, DueWork, MessageStatus, status_can_advance
+from engine.models import (
+    REPORTED_STATUSES,
+    DueWork,
+    Message,
+    MessageStatus,
+    NewEvent,
+    status_can_advance,
+)
 from engine.step_events import status_step_events
 from storage.base import Commit, Completion, reported_change
 
@@ -33,7 +40,13 @@ async def apply_status_report(d: Dispatcher, work: DueWork) -> None:
         new = MessageStatus(str(work.payload["status"]))
         at = datetime.fromisoformat(str(work.payload.get("at") or d.clock.now().isoformat()))
         if new not in REPORTED_STATUSES or not status_can_advance(message.status, new):
-            await d.store.commit(Commit(now=d.clock.now(), done=Completion(work=work)))
+            unapplied: list[NewEvent] = []
+            if (new == MessageStatus.FAILED) != (message.status == MessageStatus.FAILED):
+                # Its `status.<new>` line reads as the outcome: say that it is not.
+                unapplied.append(_unapplied(message, new, d.clock.now()))
+            await d.store.commit(
+                Commit(now=d.clock.now(), done=Completion(work=work), events=unapplied)
+            )
             return
         error = work.payload.get("error_message") or work.payload.get("error_code")
         change = reported_change(
@@ -56,3 +69,23 @@ async def apply_status_report(d: Dispatcher, work: DueWork) -> None:
         d.status_moved(message.provider, message.id, message.run_id, new)
         return
     raise StaleRun(f"message {work.message_id} kept changing while applying a status")
+
+
+def _unapplied(message: Message, new: MessageStatus, now: datetime) -> NewEvent:
+    """A ``failed`` report for a message already ``read`` (or skipped), or a ``sent``,
+    ``delivered`` or ``read`` one for a message already ``failed``: kept in the log as
+    ``status.<new>``, it changes nothing, and `disparo why` says so."""
+    failed = message.status == MessageStatus.FAILED
+    final = "a failure is final" if failed else "statuses never go back"
+    return NewEvent(
+        kind="message.report_ignored",
+        at=now,
+        contact_id=message.contact_id,
+        run_id=message.run_id,
+        message_id=message.id,
+        data={
+            "step": message.step,
+            "reason": f"message is already {message.status}: a `{new}` report after it "
+            f"changes nothing ({final})",
+        },
+    )

@@ -281,6 +281,10 @@ class Store(TriggerStateReads, OpenRunReads, Protocol):
     async def next_due_at(self) -> datetime | None:
         """When the earliest row becomes claimable (due time or lease expiry)."""
 
+    async def bring_sends_forward(self, run_id: str, now: datetime) -> int:
+        """Make the run's DISPATCH rows that are due after ``now`` and held by nobody
+        due ``now`` (its held sends are decided again at once); how many moved."""
+
     async def start_runs(self, starts: BulkStart) -> BulkStartResult:
         """Start many runs in one transaction (the bulk path of triggers).
 

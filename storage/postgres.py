@@ -65,7 +65,7 @@ from storage.postgres_codec import (
 )
 from storage.postgres_contact_data import ContactDataMethods
 from storage.postgres_contacts import PhoneMethods
-from storage.postgres_due import CLAIM
+from storage.postgres_due import BRING_SENDS_FORWARD, CLAIM
 from storage.postgres_overview import OverviewMethods
 from storage.postgres_pool import Pool
 from storage.postgres_provider_state import ProviderStateMethods
@@ -433,6 +433,11 @@ class PostgresStore(
             owner,
         )
         return {int(row["id"]) for row in rows}
+
+    async def bring_sends_forward(self, run_id: str, now: datetime) -> int:
+        """The run's later DISPATCH rows nobody holds, due ``now`` (see the protocol)."""
+        self._ready()
+        return len(await self._pool.write(BRING_SENDS_FORWARD, run_id, now))
 
     async def next_due_at(self) -> datetime | None:
         """The earliest moment a row becomes claimable (a lease expires 1 µs after it ends)."""

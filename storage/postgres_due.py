@@ -1,7 +1,7 @@
 """The PostgreSQL claim of due work: rows nobody holds, locked with ``SKIP LOCKED``,
 in the claim order of ``storage.claim_order`` (migration 0008's partial indexes).
 
-Parameters: $1 owner, $2 lease_until, $3 now, $4 limit.
+The claim's parameters: $1 owner, $2 lease_until, $3 now, $4 limit.
 """
 
 from __future__ import annotations
@@ -24,4 +24,10 @@ CLAIM = (
     "ORDER BY starting, due_at, id LIMIT $4) "
     "UPDATE due_work AS d SET lease_owner = $1, lease_until = $2, fence = d.fence + 1 "
     f"FROM c WHERE d.id = c.id RETURNING {', '.join('d.' + c for c in DUE_COLUMNS.split(', '))}"
+)
+
+# Store.bring_sends_forward: $1 run id, $2 now.
+BRING_SENDS_FORWARD = (
+    "UPDATE due_work SET due_at = $2 WHERE run_id = $1 AND kind = 'dispatch' "
+    "AND due_at > $2 AND (lease_until IS NULL OR lease_until < $2) RETURNING id"
 )

@@ -56,7 +56,7 @@ from storage.sqlite_codec import (
 from storage.sqlite_commit import OPEN_STATUSES_SQL, apply_commit, run_by_key
 from storage.sqlite_contact_data import ContactDataMethods
 from storage.sqlite_contacts import PhoneMethods, upsert_contact
-from storage.sqlite_due import claim, extend
+from storage.sqlite_due import bring_sends_forward, claim, extend
 from storage.sqlite_ingest import (
     check_events,
     check_reports,
@@ -363,6 +363,10 @@ class SQLiteStore(
             return set()
         stamp = to_us(until)
         return await self._ready().write(lambda db: extend(db, owner, work, stamp))
+
+    async def bring_sends_forward(self, run_id: str, now: datetime) -> int:
+        stamp = to_us(now)
+        return await self._ready().write(lambda db: bring_sends_forward(db, run_id, stamp))
 
     async def next_due_at(self) -> datetime | None:
         """The earliest moment a row becomes claimable (a lease expires 1 µs after it ends)."""

@@ -104,3 +104,13 @@ def insert_due(db: sqlite3.Connection, due: NewDueWork, now: int) -> None:
         "VALUES (?, ?, ?, ?, ?, ?)",
         (due.kind.value, to_us(due.due_at), due.run_id, due.message_id, dumps(due.payload), now),
     )
+
+
+def bring_sends_forward(db: sqlite3.Connection, run_id: str, now: int) -> int:
+    """``Store.bring_sends_forward``: the run's later DISPATCH rows nobody holds, due now."""
+    cursor = db.execute(
+        "UPDATE due_work SET due_at = ? WHERE run_id = ? AND kind = 'dispatch' "
+        "AND due_at > ? AND (lease_until IS NULL OR lease_until < ?)",
+        (now, run_id, now, now),
+    )
+    return cursor.rowcount

@@ -319,6 +319,18 @@ def _events(flow: Flow, at: Locator, skip: frozenset[str]) -> Iterator[Problem]:
                 "`on: timeout` or `next` when the time is up",
                 at_key=True,
             )
+        if (
+            isinstance(step.wait, WaitFor)
+            and step.wait.up_to
+            and step.timeout
+            and to_timedelta(step.wait.up_to) != to_timedelta(step.timeout.after)
+        ):  # the same time twice is only redundant
+            yield at.problem(
+                (*base, "timeout", "after"),
+                f"`timeout.after` ({step.timeout.after}) in step `{sid}` is never used: the "
+                f"wait ends after `up_to: {step.wait.up_to}`; give the time once, in `up_to`, "
+                "and keep `timeout.goto` (or `on: timeout`) for where it goes",
+            )
         for event in step.on or {}:
             why = _event_problem(sid, step, event)
             if why is not None:

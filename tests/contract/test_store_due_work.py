@@ -207,3 +207,22 @@ async def test_two_claimers_on_one_database_never_get_the_same_row(
 
     ids = [w.id for w in claimed]
     assert len(ids) == len(set(ids)) == 120
+
+
+async def test_bring_sends_forward_moves_the_runs_later_sends_nobody_holds(
+    store: Store, seed: Seed
+) -> None:
+    # An agent ended the attendance a send was deferred for: it is decided again now.
+    run = await seed.run()
+    other = await seed.run()
+    await seed.due(DueKind.DISPATCH, due_at=at(3600), run_id=run.id, payload={"n": "held"})
+    await seed.due(DueKind.DISPATCH, due_at=at(7200), run_id=run.id, payload={"n": "held-2"})
+    await seed.due(DueKind.TIMER, due_at=at(600), run_id=run.id, payload={"n": "timer"})
+    await seed.due(DueKind.DISPATCH, due_at=at(3600), run_id=other.id, payload={"n": "other"})
+
+    moved = await store.bring_sends_forward(run.id, at(10))
+
+    assert moved == 2
+    claimed = await store.claim_due_work(owner="b", now=at(10), lease_seconds=30, limit=10)
+    assert sorted(w.payload["n"] for w in claimed) == ["held", "held-2"]
+    assert {w.due_at for w in claimed} == {at(10)}

@@ -428,3 +428,32 @@ def test_a_step_rule_left_blank_is_a_problem_not_a_rule_turned_off() -> None:
     ]
     flow = loads(steps.replace("quiet_hours:\n", "quiet_hours: null\n"), head=head)
     assert flow.rules_for("a").quiet_hours is None
+
+
+def test_a_wait_timed_twice_names_the_time_that_is_never_used() -> None:
+    # up_to: 1h ends the wait; the designer read `after: 2h` as the limit.
+    steps = (
+        "  a:\n"
+        "    wait: {for: reply, up_to: 1h}\n"
+        "    timeout: {after: 2h, goto: b}\n"
+        "    on: {reply: b}\n"
+        "  b: {end: completed}\n"
+    )
+    assert problems(steps) == [
+        "x.yaml:7:22: `timeout.after` (2h) in step `a` is never used: the wait ends after "
+        "`up_to: 1h`; give the time once, in `up_to`, and keep `timeout.goto` (or `on: "
+        "timeout`) for where it goes"
+    ]
+    # The time given once, in `timeout`, is the wait's limit: no problem.
+    assert loads(steps.replace(", up_to: 1h", "")).steps["a"].timeout is not None
+
+
+def test_a_wait_given_the_same_time_twice_loads() -> None:
+    # Redundant, not wrong: flows written so before this check still load.
+    steps = (
+        "  a:\n"
+        "    wait: {for: reply, up_to: 1h}\n"
+        "    timeout: {after: 60m, goto: b}\n"
+        "  b: {end: completed}\n"
+    )
+    assert loads(steps).steps["a"].timeout is not None

@@ -1,0 +1,84 @@
+"""Which run a tapped button or list row answers, when a contact has several runs.
+
+A tap names only the id of what was tapped. Two runs of one contact may wait at
+once (two flows, or a flow with ``concurrency: many``), and a step with no entry for
+the tapped ``button.<id>`` takes it as a reply (``on.reply``): a "Sim" tapped on a
+survey would hand the contact to an attendant in the boleto run waiting beside it.
+
+So a tap answers the run whose message offered that id, the most recent such
+message when several did; the contact's other runs ignore it, saying which run it
+answers. A tap no message offered (a template's quick-reply button: the template
+catalogue lists no button ids) reaches every open run, as a typed reply does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from engine.models import Message, MessageStatus
+from engine.runner import StepEvent
+from storage.base import Store
+
+_TAPS = ("button.", "choice.")
+# A message handed to a provider may have shown its buttons; one that failed before
+# (no phone, a limit) or was skipped showed nothing to tap.
+_HANDED_OVER = frozenset(
+    {
+        MessageStatus.SENDING,
+        MessageStatus.AMBIGUOUS,
+        MessageStatus.SENT,
+        MessageStatus.DELIVERED,
+        MessageStatus.READ,
+    }
+)
+# The contact's newest runs looked at: older ones are long over.
+RUNS_LOOKED_AT = 50
+
+
+def offered_ids(payload: Mapping[str, Any]) -> set[str]:
+    """The button and list row ids a rendered message showed."""
+    ids = {str(b.get("id")) for b in payload.get("buttons") or () if isinstance(b, Mapping)}
+    for section in payload.get("sections") or ():
+        if isinstance(section, Mapping):
+            rows = section.get("rows") or ()
+            ids |= {str(r.get("id")) for r in rows if isinstance(r, Mapping)}
+    return ids
+
+
+def shown(message: Message) -> bool:
+    """Whether the contact may have seen ``message`` (it was handed to a provider)."""
+    return message.status in _HANDED_OVER or (
+        message.status == MessageStatus.FAILED and MessageStatus.SENT in message.status_at
+    )
+
+
+def _offered(message: Message, tapped: str) -> bool:
+    return shown(message) and tapped in offered_ids(message.payload)
+
+
+async def answered_elsewhere(
+    store: Store, run_id: str, contact_id: str, events: Sequence[StepEvent]
+) -> str | None:
+    """Why ``events`` (a tap) answer another run of the contact than ``run_id``, or None."""
+    if len(events) != 1 or not events[0].name.startswith(_TAPS):
+        return None
+    tapped = events[0].name.split(".", 1)[1]
+    runs = (await store.list_contact_runs(contact_id))[-RUNS_LOOKED_AT:]
+    offers = [
+        (message, run)
+        for run in runs
+        for message in await store.list_run_messages(run.id)
+        if _offered(message, tapped)
+    ]
+    if not offers:
+        return None
+    latest = max(message.created_at for message, _ in offers)
+    newest = [(message, run) for message, run in offers if message.created_at == latest]
+    if any(run.id == run_id for _, run in newest):
+        return None  # this run's message, or one sent with it: it answers this run
+    message, owner = newest[0]
+    return (
+        f"`{events[0].name}` answers a message of run {owner.id} ({owner.flow}, step "
+        f"`{message.step}`), not one of this run"
+    )

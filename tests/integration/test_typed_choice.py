@@ -1,0 +1,89 @@
+"""A reply that is the title of a button or list row the run showed counts as that
+tap: "pagar agora" typed under the buttons goes where "Pagar agora" tapped goes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.integration.engine_kit import harness, settings_with_flows
+
+BOLETO = """flow: boleto
+defaults: {provider: sandbox}
+triggers: [{api: {}}]
+start: lembrete
+steps:
+  lembrete:
+    send:
+      text: Seu boleto vence amanhã.
+      buttons: [{id: pagar, title: Pagar agora}, {id: ajuda, title: Falar com atendente}]
+    on: {button.pagar: pagamento, reply: transferir}
+  pagamento:
+    send: {text: Pague com o Pix.}
+    next: fim
+  transferir:
+    send: {text: Vou te passar para um atendente.}
+    next: fim
+  fim: {end: completed}
+"""
+
+NOTA = """flow: nota
+defaults: {provider: sandbox}
+triggers: [{api: {}}]
+start: pergunta
+steps:
+  pergunta:
+    send:
+      text: De 0 a 10?
+      list:
+        button: Escolher nota
+        sections: [{title: Notas, rows: [{id: nota_8, title: "8"}, {id: nota_10, title: "10"}]}]
+    on: {choice.nota_8: oito, reply: nao_entendi}
+  nao_entendi:
+    send: {text: Toque em Escolher nota.}
+    next: espera
+  espera:
+    wait: {for: reply, up_to: 1h}
+    on: {choice.nota_8: oito, reply: nao_entendi}
+  oito: {end: completed}
+"""
+
+
+@pytest.mark.parametrize(
+    "typed", ["Pagar agora", "pagar agora", "  PAGAR   AGORA!  ", "*Pagar agora*"]
+)
+async def test_a_buttons_title_typed_is_that_button(tmp_path: Path, typed: str) -> None:
+    async with harness(settings_with_flows(tmp_path, BOLETO)) as h:
+        run = await h.start("boleto")
+        await h.advance(timedelta(seconds=10))
+
+        await h.event("reply", text=typed)
+
+        # Not to an attendant: the contact chose to pay, in words.
+        assert [m.step for m in await h.messages(run.id)] == ["lembrete", "pagamento"]
+
+
+async def test_other_words_are_still_a_reply(tmp_path: Path) -> None:
+    async with harness(settings_with_flows(tmp_path, BOLETO)) as h:
+        run = await h.start("boleto")
+        await h.advance(timedelta(seconds=10))
+
+        await h.event("reply", text="quero pagar agora mesmo")
+
+        assert [m.step for m in await h.messages(run.id)] == ["lembrete", "transferir"]
+
+
+async def test_a_list_rows_title_typed_after_a_nudge_is_that_row(tmp_path: Path) -> None:
+    async with harness(settings_with_flows(tmp_path, NOTA)) as h:
+        run = await h.start("nota")
+        await h.advance(timedelta(seconds=10))
+        await h.event("reply", text="oito")  # not a row: the nudge goes
+        await h.advance(timedelta(seconds=10))
+
+        await h.event("reply", text="8")  # the row "8" of the list shown before the nudge
+
+        done = await h.run(run.id)
+        assert (done.step, done.status) == ("oito", "completed")
+        assert [m.step for m in await h.messages(run.id)] == ["pergunta", "nao_entendi"]
