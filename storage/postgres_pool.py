@@ -29,6 +29,7 @@ from engine.errors import (
     StoreError,
     StoreUnavailable,
 )
+from storage.postgres_dsn import describe
 
 T = TypeVar("T")
 
@@ -44,18 +45,6 @@ APPLICATION_NAME = "disparo"
 # system error, transaction rollback (deadlock, serialisation), lock not available.
 _UNAVAILABLE_CLASSES = ("08", "53", "57", "58", "40", "55", "HV")
 _MISSING_SCHEMA = ("42P01", "42883", "42703", "42704")
-
-
-def describe(dsn: str) -> str:
-    """``host:port/database`` of a DSN, for messages: never the user or the password."""
-    if not dsn.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(
-            f"storage {dsn.split('://')[0]}://... is not a PostgreSQL DSN; "
-            "write postgresql://user@host:5432/database"
-        )
-    parts = urlsplit(dsn)
-    host = parts.netloc.rpartition("@")[2] or "localhost"
-    return f"{host}{parts.path or '/'}"
 
 
 def lost_connection(exc: BaseException) -> bool:
