@@ -11,7 +11,7 @@ DSN, since that part may be the password.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from engine.errors import ConfigError
 
@@ -27,7 +27,9 @@ UNREADABLE = (
 
 
 def describe(dsn: str) -> str:
-    """``host:port/database`` of a DSN, for messages: never the user or the password.
+    """``host:port/database`` of a DSN, for messages: never the user or the password;
+    with the ``search_path`` the DSN selects (``host:5432/db (schema tenant_a)``), since
+    deployments that share a database differ by that alone.
 
     Raises ``ConfigError`` (quoting nothing of the DSN) when it is not a PostgreSQL
     DSN or cannot be split into its parts."""
@@ -45,4 +47,8 @@ def describe(dsn: str) -> str:
     if "@" in after_host or parts.fragment or dsn.endswith("#") or parts.netloc.count("@") > 1:
         raise ConfigError(UNREADABLE)
     host = parts.netloc.rpartition("@")[2] or "localhost"
-    return f"{host}{parts.path or '/'}"
+    where = f"{host}{parts.path or '/'}"
+    search_path = dict(parse_qsl(parts.query)).get("search_path")
+    if search_path:
+        where += f" (schema {search_path})"
+    return where

@@ -102,6 +102,12 @@ def error_for(state: str, text: str, constraint: str | None, where: str) -> Disp
         return Conflict(f"a change conflicts with what is stored ({constraint or text})")
     if state == "23503":
         return NotFound(f"a change refers to a row that does not exist ({constraint or text})")
+    if state == "42704" and text.startswith("unrecognized configuration parameter"):
+        return ConfigError(
+            f"storage: PostgreSQL at {where} has no such setting ({text}); the query "
+            "parameters of the DSN other than the driver's own (sslmode, ...) are passed to "
+            "the server as settings: fix the parameter's name or remove it"
+        )
     if state in _MISSING_SCHEMA:
         return SchemaOutdated(
             f"the PostgreSQL database {where} is missing schema ({text}); run `disparo migrate`"
