@@ -177,6 +177,10 @@ class Store(TriggerStateReads, OpenRunReads, Protocol):
     async def ping(self) -> None:
         """Return when the store answers; raise ``StoreUnavailable`` otherwise."""
 
+    async def database_time(self) -> datetime | None:
+        """The database server's clock, which processes sharing it compare theirs with;
+        None for a store with no clock of its own (a SQLite file)."""
+
     # -- contacts
     async def upsert_contact(self, upsert: ContactUpsert, now: datetime) -> Contact: ...
 

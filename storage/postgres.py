@@ -157,6 +157,11 @@ class PostgresStore(
         self._ready()
         await self._pool.fetchval("SELECT 1")
 
+    async def database_time(self) -> datetime | None:
+        self._ready()
+        moment: datetime = await self._pool.fetchval("SELECT clock_timestamp()")
+        return moment
+
     async def _with_schema(self, work: Callable[[schema.Connection], Awaitable[T]]) -> T:
         return await self._pool.on_connection(schema.in_schema(self.where, work))
 

@@ -147,6 +147,9 @@ class SQLiteStore(
     async def ping(self) -> None:
         self._fetch_one("SELECT 1", ())
 
+    async def database_time(self) -> datetime | None:
+        return None  # a file of one process: no other clock to compare with
+
     def _connection(self) -> GroupCommitConnection:
         if self._link is None:
             db = schema.connect(self.path, self.synchronous)
