@@ -19,7 +19,7 @@ import logging
 from datetime import timedelta
 
 from engine.clock import Clock
-from engine.errors import StoreUnavailable
+from engine.errors import StoreError
 from engine.metrics import Metrics
 from storage.base import Store
 
@@ -52,7 +52,7 @@ class ClockWatch:
         before = self.clock.now()
         try:
             theirs = await self.store.database_time()
-        except StoreUnavailable:
+        except StoreError:  # unavailable, or failing: the next check tries again
             return None
         after = self.clock.now()
         self.compared = theirs is not None
