@@ -392,7 +392,7 @@ def build_app(engine: Engine) -> web.Application:
     app[ENGINE] = engine
     app[REFUSALS] = RefusalLog(engine.clock)
     app[OUTAGE] = OutageLog(log, "requests answer 503", "requests answered 503")
-    app[HEALTH] = HealthProbe(lambda: engine.store.ping())
+    app[HEALTH] = HealthProbe(lambda: engine.store.ping(), engine.settings.server.health_timeout)
     app.on_cleanup.append(_close_health)
     app.router.add_post("/v1/runs", create_run)
     app.router.add_get("/v1/runs/{run_id}", get_run)

@@ -4,7 +4,8 @@ When the database neither answers nor refuses (a network partition, a host that
 froze), a ping waits for the driver's own timeouts: up to a minute for a statement,
 half a minute for a free connection. A load balancer's probe gives up long before,
 and every probe repeated meanwhile would take one more connection of the pool.
-So a probe waits at most ``PROBE_TIMEOUT`` seconds for the ping, then answers that
+So a probe waits at most ``timeout`` seconds (``server.health_timeout``, 2 by
+default) for the ping, then answers that
 the store did not answer in time; the ping goes on in the background, and probes
 that arrive while it is still out wait on that same ping instead of starting
 another.
@@ -18,14 +19,13 @@ from collections.abc import Awaitable, Callable
 
 from engine.errors import StoreUnavailable
 
-PROBE_TIMEOUT = 2.0  # seconds a probe waits for the store's answer
-
 
 class HealthProbe:
     """``check()``: None when the store answered, else the ``StoreUnavailable`` to report."""
 
-    def __init__(self, ping: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, ping: Callable[[], Awaitable[None]], timeout: float) -> None:
         self._ping = ping
+        self.timeout = timeout
         self._pending: asyncio.Task[None] | None = None
 
     async def check(self) -> StoreUnavailable | None:
@@ -33,10 +33,10 @@ class HealthProbe:
         if task is None or task.done():
             task = self._pending = asyncio.ensure_future(self._ping())
             task.add_done_callback(_consume)
-        done, _ = await asyncio.wait({task}, timeout=PROBE_TIMEOUT)
+        done, _ = await asyncio.wait({task}, timeout=self.timeout)
         if not done:
             return StoreUnavailable(
-                f"the store did not answer within {PROBE_TIMEOUT:g} s (the ping is still "
+                f"the store did not answer within {self.timeout:g} s (the ping is still "
                 "waiting; the process goes on retrying by itself)"
             )
         error = task.exception()

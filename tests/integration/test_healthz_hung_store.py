@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from engine import health
+from engine.api import HEALTH
 
 
 async def test_a_store_that_hangs_answers_503_within_the_probe_timeout(
@@ -22,7 +22,7 @@ async def test_a_store_that_hangs_answers_503_within_the_probe_timeout(
 ) -> None:
     client, h = api
     store = h.engine.store
-    monkeypatch.setattr(health, "PROBE_TIMEOUT", 0.05)
+    client.app[HEALTH].timeout = 0.05  # server.health_timeout, 2 s by default
     back = asyncio.Event()
     pings: list[None] = []
 
