@@ -236,6 +236,10 @@ class Store(TriggerStateReads, OpenRunReads, Protocol):
 
     async def list_run_messages(self, run_id: str) -> list[Message]: ...
 
+    async def has_queued_status(self, message_id: str) -> bool:
+        """Whether a status report of the message is stored and waits as STATUS work
+        (received, not applied yet): a send taken over must not go out again then."""
+
     async def list_ambiguous_messages(self, *, limit: int) -> list[Message]:
         """Messages left ``ambiguous`` (a request that may have reached a provider
         without idempotency keys), oldest first, at most ``limit``."""

@@ -213,6 +213,13 @@ class SQLiteStore(
             )
         )
 
+    async def has_queued_status(self, message_id: str) -> bool:
+        row = self._fetch_one(
+            "SELECT 1 FROM due_work WHERE message_id = ? AND kind = 'status' LIMIT 1",
+            (message_id,),
+        )
+        return row is not None
+
     async def get_flow_source(self, flow: str, version: str) -> str | None:
         row = self._fetch_one(
             "SELECT source FROM flow_versions WHERE flow = ? AND version = ?",
