@@ -163,6 +163,10 @@ RunIgnores = Callable[[StatusTarget], Sequence[NewEvent] | None]
 
 
 class Store(TriggerStateReads, OpenRunReads, Protocol):
+    # Where the data lives, for messages: a file's path, or host:port/database and
+    # the schema (never who logs in).
+    where: str
+
     # -- lifecycle
     async def open(self) -> None:
         """Connect; raise ``SchemaOutdated`` when migrations are pending."""

@@ -95,6 +95,7 @@ class SQLiteStore(
 
     def __init__(self, dsn_or_path: str, *, synchronous: schema.Synchronous = "FULL") -> None:
         self.path = schema.database_path(dsn_or_path)
+        self.where = str(self.path)
         self.synchronous: schema.Synchronous = synchronous
         self.stats = StoreStats()
         self._link: GroupCommitConnection | None = None

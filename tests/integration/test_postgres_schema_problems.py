@@ -56,10 +56,15 @@ def test_pending_migrations_name_the_schema_they_are_pending_in(
     config = _config_with(tmp_path, schema_dsn)
 
     status = disparo("status", "--config", str(config))
+    migrated = disparo("migrate", "--config", str(config))
+    again = disparo("migrate", "--config", str(config))
 
     assert status.returncode == 3, status.stderr
     assert "8 pending migrations" in status.stderr
     assert f"schema {schema}" in status.stderr
+    assert migrated.returncode == 0, migrated.stderr
+    assert f"applied 8 migrations to 127.0.0.1:5432/test (schema {schema}):" in migrated.stdout
+    assert f"(schema {schema}) is up to date" in again.stdout
 
 
 def test_an_unknown_dsn_parameter_is_named_not_taken_for_a_missing_migration(
