@@ -31,6 +31,7 @@ from engine.errors import (
     UserInputError,
 )
 from engine.flow.model import ApiTrigger, Flow
+from engine.health import HealthProbe
 from engine.models import ContactUpsert, Run
 from engine.outage_log import OutageLog
 from engine.runtime import Engine
@@ -42,6 +43,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ENGINE = web.AppKey("engine", Engine)
 OUTAGE = web.AppKey("outage", OutageLog)
 REFUSALS = web.AppKey("refusals", RefusalLog)
+HEALTH = web.AppKey("health", HealthProbe)
 
 
 def error_response(
@@ -390,13 +392,16 @@ async def webhook(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    try:
-        await request.app[ENGINE].store.ping()
-    except StoreUnavailable as exc:
+    exc = await request.app[HEALTH].check()
+    if exc is not None:
         request.app[OUTAGE].failed(exc)
         return web.json_response({"status": "unavailable", "store": str(exc)}, status=503)
     request.app[OUTAGE].succeeded()
     return web.json_response({"status": "ok"})
+
+
+async def _close_health(app: web.Application) -> None:
+    await app[HEALTH].close()
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -415,6 +420,8 @@ def build_app(engine: Engine) -> web.Application:
     app[ENGINE] = engine
     app[REFUSALS] = RefusalLog(engine.clock)
     app[OUTAGE] = OutageLog(log, "requests answer 503", "requests answered 503")
+    app[HEALTH] = HealthProbe(lambda: engine.store.ping(), engine.settings.server.health_timeout)
+    app.on_cleanup.append(_close_health)
     app.router.add_post("/v1/runs", create_run)
     app.router.add_get("/v1/runs/{run_id}", get_run)
     app.router.add_post("/v1/runs/{run_id}/cancel", cancel_run)

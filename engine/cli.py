@@ -272,10 +272,13 @@ async def _migrate(args: argparse.Namespace) -> int:
         await store.open()  # a database a newer disparo migrated is not "up to date"
     finally:
         await store.close()
+    # Named: deployments sharing a server differ by their database or schema alone.
     if applied:
-        print(f"applied {counted(len(applied), 'migration')}: {', '.join(applied)}")
+        print(
+            f"applied {counted(len(applied), 'migration')} to {store.where}: {', '.join(applied)}"
+        )
     else:
-        print("the database is up to date")
+        print(f"the database {store.where} is up to date")
     return EXIT_OK
 
 

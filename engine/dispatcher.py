@@ -18,9 +18,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from engine import runner
+from engine import clock_skew, runner
 from engine.circuit import CircuitBreaker
 from engine.clock import Clock
+from engine.clock_skew import ClockWatch
 from engine.closed_runs import skip_queued
 from engine.effects import Effects, collect_effects, run_commit, state_change
 from engine.errors import MAX_STALE_RETRIES, StaleFence, StaleRun, StoreUnavailable
@@ -112,6 +113,7 @@ class Dispatcher:
         self._outage = OutageLog(log, "no due work is claimed", "failed claims")
         self._loop_task: asyncio.Task[None] | None = None
         self._beat_task: asyncio.Task[None] | None = None
+        self._clock_task: asyncio.Task[None] | None = None
         # Imported here to keep module import order simple; sending needs the dispatcher.
         from engine.sending import Sender
 
@@ -122,6 +124,8 @@ class Dispatcher:
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._loop(), name="disparo-dispatcher")
         self._beat_task = asyncio.create_task(self._heartbeat(), name="disparo-heartbeat")
+        watch = ClockWatch(self.store, self.clock, self.metrics, self.settings.lease_seconds)
+        self._clock_task = asyncio.create_task(watch.run(), name="disparo-clock-watch")
 
     @property
     def stopping(self) -> bool:
@@ -141,6 +145,7 @@ class Dispatcher:
                 loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop_task
+        await clock_skew.stop(self._clock_task)
         if self._beat_task is not None:
             self._beat_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

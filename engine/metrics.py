@@ -102,6 +102,12 @@ class Metrics:
             "Contacts erased on request (DELETE /v1/contacts/{id}, disparo erase)",
             registry=self.registry,
         )
+        self.clock_skew = Gauge(
+            "disparo_clock_skew_seconds",
+            "This process's clock minus the shared database's (PostgreSQL; positive: "
+            "ahead); past 1 s leases and rate windows of the processes disagree",
+            registry=self.registry,
+        )
         self.last_purge = Gauge(
             "disparo_retention_last_purge_timestamp_seconds",
             "When the retention purge last completed (Unix time; 0: not yet)",

@@ -119,6 +119,13 @@ class Sender:
             await self.fail(work, message, f"provider {message.provider!r} is not configured")
             return
 
+        if message.status == MessageStatus.SENDING and await store.has_queued_status(message.id):
+            # Its answer is stored already, as a report waiting to be applied (the
+            # process that sent kept it through a store outage past its lease): the
+            # report settles the message; it is neither sent again nor ambiguous.
+            log.info("message %s has a status report queued; leaving it to that", message.id)
+            await self.complete(work)
+            return
         # A `sending` message may have reached the provider already: never expired.
         valid = None
         if message.status == MessageStatus.QUEUED:

@@ -65,6 +65,12 @@ class ServerSettings(_Section):
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="Larger request bodies get 413"
     )
+    health_timeout: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="Seconds GET /healthz waits for the store before answering 503",
+    )
 
 
 class DispatcherSettings(_Section):

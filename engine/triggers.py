@@ -41,7 +41,7 @@ from engine.opt_out import is_opt_out
 from engine.scheduler import CronSchedule, cron_problem
 from engine.settings import Settings
 from engine.triggers_cron import handle_cron, handle_fanout, iso
-from engine.triggers_edits import carry_over
+from engine.triggers_edits import carry_over, log_unscheduled, unscheduled
 from engine.triggers_inbound import (
     InboundTrigger,
     inbound_triggers,
@@ -94,10 +94,13 @@ class Triggers:
             default_timezone=self.ctx.default_timezone,
             misfire_grace=self.ctx.settings.misfire_grace,
         )
+        stored = await self.ctx.store.stored_triggers()
+        dropped = unscheduled(stored, wanted, {flow.flow for flow in flows})
         wanted, events = await carry_over(self.ctx.store, wanted, now)
         added = await self.ctx.store.schedule_triggers(wanted, now)
         if added:
             log.info("scheduled triggers: %s", ", ".join(sorted(added)))
+        log_unscheduled(dropped)
         # Recorded by the process whose row was stored, once.
         recorded = [event for key, event in events.items() if key in added]
         if recorded:

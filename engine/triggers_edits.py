@@ -183,3 +183,45 @@ def _carry_sweep(row: NewDueWork, old: StoredTrigger) -> NewDueWork | None:
 
 
 __all__ = ["carried_fire_time", "carry_over"]
+
+
+def unscheduled(
+    stored: list[StoredTrigger], wanted: Mapping[str, NewDueWork], loaded: set[str]
+) -> list[tuple[str, str]]:
+    """(key, why) of each stored CRON or SWEEP row ``wanted`` drops without replacing
+    it (an edit keeps the trigger's state in a new row: that is not dropping it).
+    ``loaded``: the flows of this process's files."""
+    dropped = []
+    for old in stored:
+        if old.kind not in (DueKind.CRON, DueKind.SWEEP) or old.key in wanted:
+            continue
+        if _replaced_by(old, wanted):
+            continue
+        flow, index = old.payload.get("flow"), old.payload.get("trigger")
+        if flow in loaded:
+            why = f"flow {flow} has no such trigger at position {index} in this process's files"
+        else:
+            why = f"flow {flow} is not among this process's flow files"
+        dropped.append((old.key, why))
+    return dropped
+
+
+def log_unscheduled(dropped: list[tuple[str, str]]) -> None:
+    for key, why in dropped:
+        log.warning(
+            "unscheduled trigger %s: %s. Each start and SIGHUP makes the stored triggers "
+            "those of the process's own files, so every process sharing the database must "
+            "serve the same flow files: if this one has old ones, update them and send it "
+            "SIGHUP (or reload the process that has the trigger) to schedule it again",
+            key,
+            why,
+        )
+
+
+def _replaced_by(old: StoredTrigger, wanted: Mapping[str, NewDueWork]) -> bool:
+    return any(
+        row.kind == old.kind
+        and row.payload["flow"] == old.payload.get("flow")
+        and row.payload["trigger"] == old.payload.get("trigger")
+        for row in wanted.values()
+    )

@@ -163,6 +163,10 @@ RunIgnores = Callable[[StatusTarget], Sequence[NewEvent] | None]
 
 
 class Store(TriggerStateReads, OpenRunReads, Protocol):
+    # Where the data lives, for messages: a file's path, or host:port/database and
+    # the schema (never who logs in).
+    where: str
+
     # -- lifecycle
     async def open(self) -> None:
         """Connect; raise ``SchemaOutdated`` when migrations are pending."""
@@ -176,6 +180,10 @@ class Store(TriggerStateReads, OpenRunReads, Protocol):
 
     async def ping(self) -> None:
         """Return when the store answers; raise ``StoreUnavailable`` otherwise."""
+
+    async def database_time(self) -> datetime | None:
+        """The database server's clock, which processes sharing it compare theirs with;
+        None for a store with no clock of its own (a SQLite file)."""
 
     # -- contacts
     async def upsert_contact(self, upsert: ContactUpsert, now: datetime) -> Contact: ...
@@ -231,6 +239,10 @@ class Store(TriggerStateReads, OpenRunReads, Protocol):
     async def get_message(self, message_id: str) -> Message | None: ...
 
     async def list_run_messages(self, run_id: str) -> list[Message]: ...
+
+    async def has_queued_status(self, message_id: str) -> bool:
+        """Whether a status report of the message is stored and waits as STATUS work
+        (received, not applied yet): a send taken over must not go out again then."""
 
     async def list_ambiguous_messages(self, *, limit: int) -> list[Message]:
         """Messages left ``ambiguous`` (a request that may have reached a provider

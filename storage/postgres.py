@@ -121,7 +121,7 @@ class PostgresStore(
         if self._open:
             return
         try:
-            names = await self._with_connection(schema.pending)
+            names = await self._with_schema(schema.pending)
             if names:
                 raise SchemaOutdated(schema.outdated_message(self.where, names))
             newer = await self._with_connection(schema.unknown)
@@ -148,14 +148,22 @@ class PostgresStore(
 
     async def migrate(self) -> list[str]:
         """Apply pending migrations (``open`` is not needed first); return their names."""
-        return await self._with_connection(schema.migrate)
+        return await self._with_schema(schema.migrate)
 
     async def pending_migrations(self) -> list[str]:
-        return await self._with_connection(schema.pending)
+        return await self._with_schema(schema.pending)
 
     async def ping(self) -> None:
         self._ready()
         await self._pool.fetchval("SELECT 1")
+
+    async def database_time(self) -> datetime | None:
+        self._ready()
+        moment: datetime = await self._pool.fetchval("SELECT clock_timestamp()")
+        return moment
+
+    async def _with_schema(self, work: Callable[[schema.Connection], Awaitable[T]]) -> T:
+        return await self._pool.on_connection(schema.in_schema(self.where, work))
 
     async def _with_connection(self, work: Callable[[schema.Connection], Awaitable[T]]) -> T:
         return await self._pool.on_connection(work)

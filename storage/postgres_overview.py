@@ -1,4 +1,5 @@
-"""``Store.overview`` on PostgreSQL: three grouped reads."""
+"""Reads of what is queued on PostgreSQL: ``Store.overview`` (three grouped reads)
+and ``Store.has_queued_status``."""
 
 from __future__ import annotations
 
@@ -30,6 +31,9 @@ _ANSWERS_QUEUED = (
     "AND due_at < $2 AND message_id IN (SELECT id FROM messages WHERE run_id = $1))"
 )
 _AMBIGUOUS = "SELECT count(*) FROM messages WHERE status = 'ambiguous'"
+_QUEUED_STATUS = (  # served by due_work_message (migration 0004)
+    "SELECT EXISTS (SELECT 1 FROM due_work WHERE message_id = $1 AND kind = 'status') AS queued"
+)
 
 
 class OverviewMethods:
@@ -37,6 +41,10 @@ class OverviewMethods:
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         raise NotImplementedError  # PostgresStore runs the query on its pool
+
+    async def has_queued_status(self, message_id: str) -> bool:
+        rows = await self._fetch(_QUEUED_STATUS, message_id)
+        return bool(rows[0]["queued"])
 
     async def overview(self, now: datetime) -> Overview:
         due = {

@@ -29,6 +29,7 @@ from engine.errors import (
     StoreError,
     StoreUnavailable,
 )
+from storage.postgres_dsn import describe
 
 T = TypeVar("T")
 
@@ -44,18 +45,6 @@ APPLICATION_NAME = "disparo"
 # system error, transaction rollback (deadlock, serialisation), lock not available.
 _UNAVAILABLE_CLASSES = ("08", "53", "57", "58", "40", "55", "HV")
 _MISSING_SCHEMA = ("42P01", "42883", "42703", "42704")
-
-
-def describe(dsn: str) -> str:
-    """``host:port/database`` of a DSN, for messages: never the user or the password."""
-    if not dsn.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(
-            f"storage {dsn.split('://')[0]}://... is not a PostgreSQL DSN; "
-            "write postgresql://user@host:5432/database"
-        )
-    parts = urlsplit(dsn)
-    host = parts.netloc.rpartition("@")[2] or "localhost"
-    return f"{host}{parts.path or '/'}"
 
 
 def lost_connection(exc: BaseException) -> bool:
@@ -113,6 +102,12 @@ def error_for(state: str, text: str, constraint: str | None, where: str) -> Disp
         return Conflict(f"a change conflicts with what is stored ({constraint or text})")
     if state == "23503":
         return NotFound(f"a change refers to a row that does not exist ({constraint or text})")
+    if state == "42704" and text.startswith("unrecognized configuration parameter"):
+        return ConfigError(
+            f"storage: PostgreSQL at {where} has no such setting ({text}); the query "
+            "parameters of the DSN other than the driver's own (sslmode, ...) are passed to "
+            "the server as settings: fix the parameter's name or remove it"
+        )
     if state in _MISSING_SCHEMA:
         return SchemaOutdated(
             f"the PostgreSQL database {where} is missing schema ({text}); run `disparo migrate`"

@@ -12,8 +12,11 @@ it recorded.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+
+from engine.errors import StoreError
 
 if TYPE_CHECKING:
     import asyncpg
@@ -21,6 +24,8 @@ if TYPE_CHECKING:
 
 # A pool's connection or one opened alone.
 Connection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
+
+T = TypeVar("T")
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _LOCK = (
@@ -80,6 +85,40 @@ async def migrate(connection: Connection) -> list[str]:
                 await connection.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
                 done.append(name)
     return done
+
+
+async def missing_schema(connection: Connection) -> str | None:
+    """The ``search_path`` when none of its schemas exists (there is nowhere to create
+    the tables nor to find them), else None."""
+    if await connection.fetchval("SELECT current_schema()") is not None:
+        return None
+    path: str = await connection.fetchval("SHOW search_path")
+    return path
+
+
+def in_schema(
+    where: str, work: Callable[[Connection], Awaitable[T]]
+) -> Callable[[Connection], Awaitable[T]]:
+    """``work`` run once the DSN's ``search_path`` names a schema that exists; else
+    ``StoreError`` naming it, instead of migrations "pending" in no schema at all."""
+
+    async def checked(connection: Connection) -> T:
+        search_path = await missing_schema(connection)
+        if search_path is not None:
+            raise StoreError(missing_message(where, search_path))
+        return await work(connection)
+
+    return checked
+
+
+def missing_message(where: str, search_path: str) -> str:
+    names = [name.strip().strip('"') for name in search_path.split(",")]
+    first = next((name for name in names if name and name != "$user"), "disparo")
+    return (
+        f"no schema of the search_path `{search_path}` exists in the PostgreSQL database "
+        f"{where}: create it (CREATE SCHEMA {first}) or fix `search_path` in `storage`, "
+        "then run `disparo migrate`"
+    )
 
 
 def outdated_message(where: str, names: list[str]) -> str:

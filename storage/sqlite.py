@@ -95,6 +95,7 @@ class SQLiteStore(
 
     def __init__(self, dsn_or_path: str, *, synchronous: schema.Synchronous = "FULL") -> None:
         self.path = schema.database_path(dsn_or_path)
+        self.where = str(self.path)
         self.synchronous: schema.Synchronous = synchronous
         self.stats = StoreStats()
         self._link: GroupCommitConnection | None = None
@@ -146,6 +147,9 @@ class SQLiteStore(
 
     async def ping(self) -> None:
         self._fetch_one("SELECT 1", ())
+
+    async def database_time(self) -> datetime | None:
+        return None  # a file of one process: no other clock to compare with
 
     def _connection(self) -> GroupCommitConnection:
         if self._link is None:
@@ -209,6 +213,13 @@ class SQLiteStore(
                 (flow, version, source),
             )
         )
+
+    async def has_queued_status(self, message_id: str) -> bool:
+        row = self._fetch_one(
+            "SELECT 1 FROM due_work WHERE message_id = ? AND kind = 'status' LIMIT 1",
+            (message_id,),
+        )
+        return row is not None
 
     async def get_flow_source(self, flow: str, version: str) -> str | None:
         row = self._fetch_one(

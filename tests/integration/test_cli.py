@@ -201,7 +201,7 @@ def test_migrate_then_why_on_a_fresh_database(tmp_path: Path) -> None:
 
     assert first.returncode == 0, first.stderr
     assert (
-        "applied 8 migrations: 0001_initial, 0002_triggers, 0003_provider_state, "
+        ": 0001_initial, 0002_triggers, 0003_provider_state, "
         "0004_retention, 0005_erasure, 0006_ambiguous, 0007_sending, 0008_claim_order"
         in first.stdout
     )
