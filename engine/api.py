@@ -65,10 +65,26 @@ def pydantic_details(exc: ValidationError, prefix: str = "") -> list[FieldError]
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown field; remove it or check its spelling"
+        elif err["type"] in ("model_type", "dict_type"):
+            # pydantic's words name the Python class ("instance of RunIn")
+            message = f"must be a JSON object ({{...}}), not {json_kind(err['input'])}"
         out.append(
             FieldError(field=f"{prefix}{path}" if path else prefix.rstrip("."), message=message)
         )
     return out
+
+
+def json_kind(value: Any) -> str:
+    """What a JSON value is, in JSON's words."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"
 
 
 @web.middleware

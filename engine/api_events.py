@@ -118,7 +118,27 @@ def _shape_problems(event: EventIn, now: datetime) -> list[tuple[str, str]]:
         problems.append(
             ("contact", "give an id or a phone; an e-mail alone cannot be resolved to a contact")
         )
+    elif isinstance(event.contact, ContactIn):
+        problems += _unused_contact_fields(event.contact)
     return problems
+
+
+def _unused_contact_fields(contact: ContactIn) -> list[tuple[str, str]]:
+    """An event names its contact by id or phone; anything else in that object would
+    be dropped without a word, so each such field is a problem of its own."""
+    return [
+        (
+            f"contact.{field}",
+            f"an event names its contact by `id` or `phone` only; store its {field} "
+            "with PUT /v1/contacts/{id} (before or after the event) instead",
+        )
+        for field in _EXTRA_CONTACT_FIELDS
+        if getattr(contact, field) is not None
+    ]
+
+
+# What PUT /v1/contacts takes beyond the id and phone an event is resolved by.
+_EXTRA_CONTACT_FIELDS = ("email", "name", "tags", "timezone", "context")
 
 
 async def _lookups(
