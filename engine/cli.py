@@ -22,6 +22,7 @@ from engine.errors import (
     NotFound,
     SchemaOutdated,
     StoreError,
+    UsageError,
     UserInputError,
 )
 from engine.wording import counted
@@ -191,6 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # complain again when it flushes stdout at exit, so stdout goes to devnull.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
     except (UserInputError, NotFound) as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_INPUT
@@ -358,7 +362,7 @@ async def _purge(args: argparse.Namespace) -> int:
             )
         except ValidationError as exc:
             why = exc.errors()[0]["msg"].removeprefix("Value error, ")
-            raise UserInputError(f"--keep: {why}") from None
+            raise UsageError(f"--keep: {why}") from None
         settings = settings.model_copy(update={"retention": retention})
     async with _offline_engine(args, settings) as engine:
         if args.dry_run:

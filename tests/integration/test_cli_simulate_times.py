@@ -52,6 +52,25 @@ def test_a_start_at_the_end_of_the_calendar_is_a_usage_error(tmp_path: Path) -> 
         assert "must be before the year 9000" in err
 
 
+def test_a_start_or_stop_that_is_not_a_time_is_a_usage_error_as_a_late_one_is(
+    tmp_path: Path,
+) -> None:
+    # A script told a mistyped --at (exit 1, "fix your files") from a --until before
+    # the start (exit 2): one flag, two meanings. Both are the command line's.
+    for flags, flag in (
+        (["--at", "amanha"], "--at"),
+        (["--at", "2026-11-23T10:00:00"], "--at"),  # no offset
+        (["--at", AT, "--until", "depois"], "--until"),
+    ):
+        code, out, err = simulate(contact_file(tmp_path), *flags)
+
+        assert code == 2, flags
+        assert out == ""
+        assert err.startswith(f"{flag}: ")
+        assert "ISO-8601" in err
+        assert "Traceback" not in err
+
+
 def test_a_contact_fact_after_the_start_is_refused_naming_it(tmp_path: Path) -> None:
     contact = contact_file(tmp_path, 'last_inbound_at: "2026-11-25T09:00:00-03:00"')
 
