@@ -32,11 +32,20 @@ if TYPE_CHECKING:  # imported where used: `disparo schema` need not load the eng
     from engine.settings import Settings
 
 DEFAULT_CONFIG = "config/disparo.yaml"
+EXIT_CODES = """exit codes:
+  0  success
+  1  a problem in your input (flow, config, CSV, contact or events file)
+  2  usage error (a missing argument, a flag value the command cannot take)
+  3  the store or a provider is unreachable"""
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="disparo", description="Outbound orchestration for conversational bots."
+        prog="disparo",
+        description="Outbound orchestration for conversational bots. "
+        "`disparo COMMAND --help` tells more about each command.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--log-format", choices=("text", "json"), default=None, help="log line format")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -50,18 +59,35 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     s = sub.add_parser(
-        "serve", parents=[common], help="API + webhooks + dispatcher + scheduler in one process"
+        "serve",
+        parents=[common],
+        help="API + webhooks + dispatcher + scheduler in one process",
+        description="Serve the HTTP API and the providers' webhooks, and send what is due "
+        "(messages, timers, triggers) until SIGTERM or Ctrl-C; SIGHUP reads the flow files "
+        "and the template catalogue again. Run `disparo migrate` first.",
     )
-    s.add_argument("--config", default=DEFAULT_CONFIG)
-    s.add_argument("--host")
+    _config(s)
+    s.add_argument("--host", help="address to listen on (default: server.host)")
     s.add_argument("--port", type=_port, help="TCP port, 1-65535 (default: server.port)")
 
-    c = sub.add_parser("check", parents=[common], help="validate flow files and the config")
+    c = sub.add_parser(
+        "check",
+        parents=[common],
+        help="validate flow files and the config",
+        description="Validate the config, the template catalogue and the flow files "
+        "against each other and the providers; print each problem as "
+        "`file:line:col: message`. Exit 0 when clean, 1 when there is a problem.",
+    )
     c.add_argument("paths", nargs="*", help="flow files or folders (default: the config's flows)")
-    c.add_argument("--config", default=DEFAULT_CONFIG)
+    _config(c)
 
     m = sub.add_parser(
-        "simulate", parents=[common], help="dry-run a flow on a virtual clock; sends nothing"
+        "simulate",
+        parents=[common],
+        help="dry-run a flow on a virtual clock; sends nothing",
+        description="Run FLOW for the contact of --contact on a virtual clock: every step, "
+        "rule decision (with its reason) and exact provider payload is printed, nothing is "
+        "sent or stored. Exit 1 when a message could not be sent or the run broke.",
     )
     m.add_argument("flow", help="a flow name or a flow file")
     m.add_argument("--contact", required=True, help="JSON or YAML file with the contact")
@@ -71,14 +97,31 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--json", action="store_true", help="JSON Lines, one object per thing that happens"
     )
-    m.add_argument("--config", default=DEFAULT_CONFIG)
+    _config(m)
 
-    sub.add_parser("schema", parents=[common], help="print the JSON Schema of flow files")
+    sub.add_parser(
+        "schema",
+        parents=[common],
+        help="print the JSON Schema of flow files",
+        description="Print the JSON Schema of flow files, for editors that speak "
+        "yaml-language-server: disparo schema > flows/flow.schema.json",
+    )
 
-    g = sub.add_parser("graph", parents=[common], help="print a flow as a diagram")
+    g = sub.add_parser(
+        "graph",
+        parents=[common],
+        help="print a flow as a diagram",
+        description="Print FLOW's steps and transitions as a Mermaid flowchart (paste it "
+        "into any Mermaid viewer) or a Graphviz dot graph.",
+    )
     g.add_argument("flow", help="a flow file, or a flow name from the config's flows")
-    g.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
-    g.add_argument("--config", default=DEFAULT_CONFIG)
+    g.add_argument(
+        "--format",
+        choices=("mermaid", "dot"),
+        default="mermaid",
+        help="diagram language (default: %(default)s)",
+    )
+    _config(g)
 
     t = sub.add_parser(
         "trigger",
@@ -91,16 +134,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     t.add_argument("flow", help="a flow name from the config's flows")
     t.add_argument("--contacts", required=True, help="CSV file, one contact per row")
-    t.add_argument("--config", default=DEFAULT_CONFIG)
+    _config(t)
 
     w = sub.add_parser(
-        "why", parents=[common], help="the decisions and events behind what was (not) sent"
+        "why",
+        parents=[common],
+        help="the decisions and events behind what was (not) sent",
+        description="List the rule decisions and events recorded for CONTACT, newest "
+        "first, with the time in the contact's zone, the run and the step. Reads the store "
+        "only: safe beside `disparo serve`.",
     )
-    w.add_argument("contact")
-    w.add_argument("--flow")
+    w.add_argument("contact", help="the contact id")
+    w.add_argument("--flow", help="only the events of this flow and its runs")
     w.add_argument("--limit", type=_limit, default=50, help="the newest N events (default 50)")
-    w.add_argument("--json", action="store_true")
-    w.add_argument("--config", default=DEFAULT_CONFIG)
+    w.add_argument("--json", action="store_true", help="JSON Lines, one object per event")
+    _config(w)
 
     pg = sub.add_parser(
         "purge",
@@ -115,7 +163,7 @@ def _parser() -> argparse.ArgumentParser:
     pg.add_argument(
         "--dry-run", action="store_true", help="count what would be deleted; delete nothing"
     )
-    pg.add_argument("--config", default=DEFAULT_CONFIG)
+    _config(pg)
 
     x = sub.add_parser(
         "export",
@@ -126,7 +174,7 @@ def _parser() -> argparse.ArgumentParser:
         "own events: a copy for a person who asked for their data.",
     )
     x.add_argument("contact", help="the contact id")
-    x.add_argument("--config", default=DEFAULT_CONFIG)
+    _config(x)
 
     e = sub.add_parser(
         "erase",
@@ -144,19 +192,34 @@ def _parser() -> argparse.ArgumentParser:
         help="delete an opted-out contact's row too (the opt-out is then forgotten)",
     )
     e.add_argument("--yes", action="store_true", help="erase: without it nothing is deleted")
-    e.add_argument("--config", default=DEFAULT_CONFIG)
+    _config(e)
 
     st = sub.add_parser(
         "status",
         parents=[common],
         help="what is queued and running now: due work, open runs, ambiguous messages",
+        description="Print the due work by kind (due, leased, later, how long the oldest "
+        "has waited), the open runs by flow and the number of ambiguous messages. Reads "
+        "the store only (and only `storage` from the config): safe beside `disparo serve`.",
     )
     st.add_argument("--json", action="store_true", help="one JSON object instead of a table")
-    st.add_argument("--config", default=DEFAULT_CONFIG)
+    _config(st)
 
-    mg = sub.add_parser("migrate", parents=[common], help="apply storage migrations")
-    mg.add_argument("--config", default=DEFAULT_CONFIG)
+    mg = sub.add_parser(
+        "migrate",
+        parents=[common],
+        help="apply storage migrations",
+        description="Create the database or bring it up to date. Reads only `storage` from "
+        "the config; several at once are safe on PostgreSQL.",
+    )
+    _config(mg)
     return p
+
+
+def _config(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--config", default=DEFAULT_CONFIG, help="the config file (default: %(default)s)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
