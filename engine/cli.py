@@ -387,6 +387,7 @@ async def _simulate(args: argparse.Namespace) -> int:
     from engine.simulate import run_simulation
 
     settings = _settings(args.config)
+    _engine_logs(args, settings)
     return await run_simulation(settings, args)
 
 
@@ -395,11 +396,27 @@ async def _trigger(args: argparse.Namespace) -> int:
     from engine.runtime import Engine
 
     settings = _settings(args.config, store_must_exist=True)
+    _engine_logs(args, settings)
     # No dispatcher loop: the runs are stored, and `disparo serve` sends them.
     async with Engine(settings, run_loop=False, triggers=False) as engine:
         tally = await trigger(engine, args.flow, Path(args.contacts), name=args.contacts)
     print(tally.summary())
     return EXIT_OK
+
+
+def _engine_logs(args: argparse.Namespace, settings: Settings) -> None:
+    """The log lines of a command that runs the engine (simulate, trigger) as `disparo
+    serve` writes them: in the format asked for, phones masked and secrets redacted.
+    Warnings and errors only: its own output says what it did, line by line."""
+    import logging
+
+    from engine.logs import setup_logging
+
+    setup_logging(
+        args.log_format or settings.log_format,
+        secrets=settings.secret_values(),
+        level=logging.WARNING,
+    )
 
 
 def _offline_engine(args: argparse.Namespace, settings: Settings) -> Engine:
