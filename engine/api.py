@@ -295,7 +295,7 @@ async def list_messages(request: web.Request) -> web.Response:
                 "find the others through their run",
             )
         )
-    limit = _query_int(raw_limit, low=1, high=1000)
+    limit = query_int(raw_limit, low=1, high=1000)
     if limit is None:
         problems.append(FieldError(field="limit", message="a whole number from 1 to 1000"))
     if problems:
@@ -307,7 +307,7 @@ async def list_messages(request: web.Request) -> web.Response:
     return web.json_response({"messages": [message_view(m) for m in found]})
 
 
-def _query_int(raw: str, *, low: int, high: int) -> int | None:
+def query_int(raw: str, *, low: int, high: int) -> int | None:
     """``raw`` as an int from ``low`` to ``high``, written in ASCII digits, else None
     (``str.isdigit`` also takes ``²`` and full-width digits)."""
     if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(high)):
