@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from engine import message_resend
 from engine.api_body import UNSTORABLE, read_json
 from engine.api_models import IDEMPOTENCY_KEY_MAX, ContactIn, RunIn
-from engine.api_views import message_view, run_view
+from engine.api_views import ALL_EVENTS, message_view, run_view
 from engine.errors import (
     Conflict,
     DisparoError,
@@ -273,7 +273,9 @@ async def cancel_run(request: web.Request) -> web.Response:
 
 
 async def _run_document(engine: Engine, run: Run) -> dict[str, Any]:
-    events = await engine.store.list_events(run_id=run.id, limit=500)
+    # Every event of the run, as the export gives: a bound here would drop the start
+    # of a long run's history (the oldest events) without a word.
+    events = await engine.store.list_events(run_id=run.id, limit=ALL_EVENTS)
     messages = await engine.store.list_run_messages(run.id)
     return run_view(run, events, messages)
 

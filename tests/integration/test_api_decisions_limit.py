@@ -47,3 +47,25 @@ async def test_a_limit_that_is_not_a_number_in_range_is_a_400_naming_it(api: Any
         assert answer.status == 400, limit
         [detail] = (await error_of(answer))["details"]
         assert detail == {"field": "limit", "message": "a whole number from 1 to 10000"}
+
+
+async def test_a_run_s_history_keeps_its_start_past_500_events(api: Any) -> None:
+    # A contact chatting with an attendant while the run waits: each reply the run
+    # does not answer is recorded on it. The history lost its oldest events (the
+    # start, the first steps) past 500, without a word.
+    from tests.integration.test_api import RUN
+
+    client, h = api
+    run_id = (await (await client.post("/v1/runs", json=RUN, headers=AUTH)).json())["run_id"]
+    await h.engine.settle()
+    now = h.engine.clock.now()
+    ignored = [
+        NewEvent(kind="run.event_ignored", at=now, contact_id="c-1", run_id=run_id, data={})
+        for _ in range(600)
+    ]
+    await h.engine.store.commit(Commit(now=now, events=ignored))
+
+    run = await (await client.get(f"/v1/runs/{run_id}", headers=AUTH)).json()
+
+    assert run["history"][0]["kind"] == "run.started"
+    assert sum(e["kind"] == "run.event_ignored" for e in run["history"]) >= 600
