@@ -84,3 +84,23 @@ async def test_an_event_s_contact_by_phone_alone_is_still_taken(api: Any) -> Non
 
     assert response.status == 202
     assert await h.engine.store.find_contact_by_phone(PHONE) is not None
+
+
+async def test_a_second_run_of_a_one_at_a_time_flow_names_the_open_run_to_cancel(
+    api: Any,
+) -> None:
+    # The integrator got "already has an open run" and had to list the contact's runs
+    # to find which one, and how to get it out of the way.
+    from tests.integration.test_api import RUN
+
+    client, _ = api
+    first = await (await client.post("/v1/runs", json=RUN, headers=AUTH)).json()
+    again = {**RUN, "idempotency_key": "boleto-c-1-2026-12"}
+
+    response = await client.post("/v1/runs", json=again, headers=AUTH)
+
+    assert response.status == 409
+    message = (await error_of(response))["message"]
+    assert f"already has an open run ({first['run_id']}) of flow 'cobranca_boleto'" in message
+    assert f"POST /v1/runs/{first['run_id']}/cancel" in message
+    assert "concurrency: many" in message
