@@ -7,11 +7,12 @@ import argparse
 
 import pytest
 
-from engine.cli import _parser, main
+from engine.cli import main
+from engine.cli_parser import build_parser
 
 
 def _commands() -> dict[str, argparse.ArgumentParser]:
-    parser = _parser()
+    parser = build_parser()
     [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     return dict(sub.choices)
 
