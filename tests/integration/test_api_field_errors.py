@@ -104,3 +104,29 @@ async def test_a_second_run_of_a_one_at_a_time_flow_names_the_open_run_to_cancel
     assert f"already has an open run ({first['run_id']}) of flow 'cobranca_boleto'" in message
     assert f"POST /v1/runs/{first['run_id']}/cancel" in message
     assert "concurrency: many" in message
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        (
+            {"from": "55 11 9999", "type": "reply", "text": "oi"},
+            "inbound[1]: from: not a phone number: 6 to 15 digits with or without a "
+            "leading +, e.g. 5511999998888",
+        ),
+        (
+            {"from": "5511999998888", "type": "reply", "text": "oi", "txt": "x"},
+            "inbound[1]: txt: unknown field; remove it or check its spelling",
+        ),
+    ],
+)
+async def test_a_webhook_item_refused_says_what_to_send_not_a_regex(
+    api: Any, item: dict[str, Any], expected: str
+) -> None:
+    client, _ = api
+    good = {"from": "5511999998888", "type": "reply", "text": "sim"}
+
+    response = await client.post("/webhooks/sandbox", json={"inbound": [good, item]})
+
+    assert response.status == 200
+    assert (await response.json())["rejected"] == [expected]
