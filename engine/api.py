@@ -96,7 +96,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[ENGINE].settings.server.max_body_bytes
         return error_response(
-            413, "BODY_TOO_LARGE", f"the body is larger than {limit} bytes; send a smaller one"
+            413,
+            "BODY_TOO_LARGE",
+            f"the body is larger than {limit} bytes (server.max_body_bytes); send a smaller "
+            "one, e.g. split a list of events into several requests",
         )
     except web.HTTPMethodNotAllowed as exc:
         allowed = ", ".join(sorted(exc.allowed_methods))
