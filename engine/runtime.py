@@ -133,6 +133,8 @@ class Engine:
                 provider: Provider = cls(name, config, self)
                 await provider.start()
                 self.providers[name] = provider
+                # On /metrics from the start: a closed circuit reads 0, not "no data".
+                self.metrics.child(self.metrics.circuit_open, name).set(0)
             templates, checks = self._templates_and_checks()
             self._catalog = await FlowCatalog.load(
                 self.store,
