@@ -305,6 +305,16 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
             f"# the run is still {final.status} at step `{final.step}` at "
             f"{local_time(until, zone)}, where the simulation stops (--until)"
         )
+    left_out = sum(event["at"] > until for event in events)
+    if left_out:
+        # Not a problem of the files: the window asked for ends before them.
+        one = left_out == 1
+        print(
+            f"{counted(left_out, 'event')} of {args.events} {'is' if one else 'are'} dated "
+            f"after --until ({until.isoformat()}) and {'was' if one else 'were'} not "
+            f"applied; give a later --until to see {'it' if one else 'them'}",
+            file=sys.stderr,
+        )
     failed = [line for line in lines if line["kind"] == "failed"]
     if failed:
         # What fails here fails in production too: a missing variable, a limit, a template.

@@ -204,3 +204,26 @@ def test_an_attendance_dated_before_the_start_is_known_when_the_run_begins(
     attendance = next(line for line in lines if line.get("rule") == "in_attendance")
     assert attendance["outcome"] == "skip"
     assert not any(line["kind"] == "send" for line in lines)
+
+
+def test_events_after_until_are_said_to_be_left_out(tmp_path: Path) -> None:
+    # A read receipt at 11:30 with --until 11:00 vanished without a word: the user
+    # saw the run still waiting and could not tell their event was never applied.
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        '{"at": "2026-11-23T10:30:00-03:00", "type": "reply", "text": "oi"}\n'
+        '{"at": "2026-11-23T11:30:00-03:00", "type": "status", "status": "read"}\n'
+    )
+    for flags in ((), ("--json",)):
+        code, out, err = simulate(
+            contact_file(tmp_path), "--at", AT, "--until", "2026-11-23T11:00:00-03:00",
+            "--events", str(events), *flags,
+        )  # fmt: skip
+
+        assert code == 0, err
+        assert err.strip() == (
+            f"1 event of {events} is dated after --until (2026-11-23T14:00:00+00:00) and "
+            "was not applied; give a later --until to see it"
+        )
+        if flags:
+            assert all(json.loads(line) for line in out.splitlines())
