@@ -227,3 +227,15 @@ def test_events_after_until_are_said_to_be_left_out(tmp_path: Path) -> None:
         )
         if flags:
             assert all(json.loads(line) for line in out.splitlines())
+
+
+def test_a_time_without_an_offset_is_refused_in_the_user_s_words(tmp_path: Path) -> None:
+    code, _, err = simulate(contact_file(tmp_path), "--at", "2026-11-23T10:00:00")
+
+    assert code == 2
+    assert "naive" not in err  # Python's word, not the user's
+    assert err.strip() == (
+        "--at: '2026-11-23T10:00:00' is not an ISO-8601 time with a timezone "
+        "(2026-11-23T10:00:00 has no offset; add one, e.g. 2026-11-23T10:00:00-03:00 or "
+        "2026-11-23T10:00:00Z)"
+    )
