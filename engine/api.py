@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from engine import message_resend
 from engine.api_body import UNSTORABLE, read_json
-from engine.api_models import IDEMPOTENCY_KEY_MAX, ContactIn, RunIn
+from engine.api_models import IDEMPOTENCY_KEY_MAX, ContactIn, RunIn, pydantic_details
 from engine.api_views import ALL_EVENTS, message_view, run_view
 from engine.errors import (
     Conflict,
@@ -54,37 +54,6 @@ def error_response(
         }
     }
     return web.json_response(body, status=status)
-
-
-def pydantic_details(exc: ValidationError, prefix: str = "") -> list[FieldError]:
-    out = []
-    for err in exc.errors():
-        # List indexes in brackets (``tags[1]``), as every other error names them.
-        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
-        path = path.removeprefix(".")
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            message = "unknown field; remove it or check its spelling"
-        elif err["type"] in ("model_type", "dict_type"):
-            # pydantic's words name the Python class ("instance of RunIn")
-            message = f"must be a JSON object ({{...}}), not {json_kind(err['input'])}"
-        out.append(
-            FieldError(field=f"{prefix}{path}" if path else prefix.rstrip("."), message=message)
-        )
-    return out
-
-
-def json_kind(value: Any) -> str:
-    """What a JSON value is, in JSON's words."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "a list" if isinstance(value, list) else "an object"
 
 
 @web.middleware

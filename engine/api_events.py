@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from aiohttp import web
 from pydantic import ValidationError
 
-from engine.api import ENGINE, pydantic_details
+from engine.api import ENGINE
 from engine.api_body import read_json
-from engine.api_models import ContactIn, EventIn
+from engine.api_models import ContactIn, EventIn, pydantic_details
 from engine.errors import FieldError, RequestError
 from engine.event_times import describe, too_far_ahead
 from engine.models import ContactEvent, Message, MessageStatus, StatusReport, missing_for_type

@@ -6,8 +6,16 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
+from engine.errors import FieldError
 from engine.models import in_utc
 from engine.phones import InvalidPhone, normalise_phone
 
@@ -123,3 +131,34 @@ class EventIn(_Body):
         if value is not None:
             in_utc(value)  # kept as given (errors quote it), but UTC must have that date
         return value
+
+
+def pydantic_details(exc: ValidationError, prefix: str = "") -> list[FieldError]:
+    out = []
+    for err in exc.errors():
+        # List indexes in brackets (``tags[1]``), as every other error names them.
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+        path = path.removeprefix(".")
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown field; remove it or check its spelling"
+        elif err["type"] in ("model_type", "dict_type"):
+            # pydantic's words name the Python class ("instance of RunIn")
+            message = f"must be a JSON object ({{...}}), not {json_kind(err['input'])}"
+        out.append(
+            FieldError(field=f"{prefix}{path}" if path else prefix.rstrip("."), message=message)
+        )
+    return out
+
+
+def json_kind(value: Any) -> str:
+    """What a JSON value is, in JSON's words."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"

@@ -10,8 +10,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, get_args
 
+from pydantic import ValidationError
+
+from engine.api_models import ContactIn, pydantic_details
 from engine.clock import utc
-from engine.errors import UserInputError
+from engine.errors import Problem, UserInputError
 from engine.flow.problems import timezone_problem
 from engine.flow.yaml_source import read_yaml
 from engine.models import (
@@ -78,17 +81,37 @@ def load_contact(
     zone = data.get("timezone")
     if zone is not None and (why := timezone_problem(str(zone))) is not None:
         raise UserInputError(f"{path}: timezone: {why}")
-    ident = data.get("id") or data.get("phone") or "contato-simulado"
+    contact = _contact_fields(data, path)
+    ident = contact.id or contact.phone or "contato-simulado"
     upsert = ContactUpsert(
-        id=str(ident),
-        phone=data.get("phone"),
-        email=data.get("email"),
-        name=data.get("name"),
-        tags=tuple(data.get("tags") or ()),
-        context=data.get("context") or {},
-        timezone=data.get("timezone"),
+        id=ident,
+        phone=contact.phone,
+        email=contact.email,
+        name=contact.name,
+        tags=tuple(contact.tags or ()),
+        context=contact.context or {},
+        timezone=contact.timezone,
     )
     return upsert, stamps, now, attendance
+
+
+def _contact_fields(data: dict[str, Any], path: str) -> ContactIn:
+    """The file's contact held to the rules of ``PUT /v1/contacts`` (its phone in
+    E.164, as production sends it); YAML's bare numbers are an id and a phone."""
+    fields = {
+        key: str(value)
+        if key in ("id", "phone") and isinstance(value, int | float) and not isinstance(value, bool)
+        else value
+        for key, value in data.items()
+    }
+    try:
+        return ContactIn.model_validate(fields)
+    except ValidationError as exc:
+        problems = [
+            Problem(message=f"{detail.field}: {detail.message}", file=path)
+            for detail in pydantic_details(exc)
+        ]
+        raise UserInputError("\n".join(str(p) for p in problems), problems) from None
 
 
 def _attendance(value: Any, now: datetime | None, path: str) -> ContactEvent | None:

@@ -1,0 +1,53 @@
+"""The contact file of `disparo simulate` is held to the rules `PUT /v1/contacts`
+applies: a contact the API would refuse is refused here, naming the field, instead
+of a traceback or a simulation of a contact production can never have."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_cli_simulate_times import AT, simulate
+
+
+def _contact(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "contato.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("id: c-1\ncontext: [1, 2]\n", "context: must be a JSON object ({...}), not a list"),
+        ('id: c-1\nphone: "abc"\n', "phone: 'abc' is not a phone number: it has letters"),
+        ("id: c-1\nphone: '+5511999998888'\ntags: vip\n", "tags: "),
+        ("id: c-1\nphone: '+5511999998888'\nemail: maria.com\n", "email: 'maria.com' is not"),
+    ],
+)
+def test_a_contact_the_api_would_refuse_is_refused_naming_the_field(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    path = _contact(tmp_path, text)
+
+    code, out, err = simulate(path, "--at", AT)
+
+    assert code == 1
+    assert out == ""
+    assert "Traceback" not in err
+    assert err.startswith(f"{path}: {expected}")
+
+
+def test_numbers_written_bare_in_yaml_are_an_id_and_a_phone(tmp_path: Path) -> None:
+    # `id: 12345` and `phone: 5511999998888` are how a YAML file holds them.
+    path = _contact(
+        tmp_path,
+        "id: 12345\nphone: 5511999998888\nname: Maria\n"
+        "context: {valor: 10, vencimento: '2026-11-30'}\n",
+    )
+
+    code, out, err = simulate(path, "--at", AT, "--json")
+
+    assert code == 0, err
+    assert '"to": "+5511999998888"' in out
