@@ -120,7 +120,7 @@ def _attendance(value: Any, now: datetime | None, path: str) -> ContactEvent | N
     if not isinstance(value, dict) or not set(value) <= {"since", "until", "attendant"}:
         raise UserInputError(
             f"{path}: attendance: write it as {{since: ISO time, until: ISO time, "
-            "attendant: name}} (until and attendant may be left out)"
+            "attendant: name} (until and attendant may be left out)"
         )
     since = value.get("since", now)
     if since is None:

@@ -51,3 +51,15 @@ def test_numbers_written_bare_in_yaml_are_an_id_and_a_phone(tmp_path: Path) -> N
 
     assert code == 0, err
     assert '"to": "+5511999998888"' in out
+
+
+def test_an_attendance_that_is_not_a_mapping_shows_how_to_write_it(tmp_path: Path) -> None:
+    path = _contact(tmp_path, "id: c-1\nphone: '+5511999998888'\nattendance: yes\n")
+
+    code, _, err = simulate(path, "--at", AT)
+
+    assert code == 1
+    assert err.strip() == (
+        f"{path}: attendance: write it as {{since: ISO time, until: ISO time, attendant: "
+        "name} (until and attendant may be left out)"
+    )
