@@ -12,7 +12,7 @@ from typing import Any, get_args
 
 from pydantic import ValidationError
 
-from engine.api_models import ContactIn, pydantic_details
+from engine.api_models import ContactIn, EventIn, pydantic_details
 from engine.clock import utc
 from engine.errors import Problem, UserInputError
 from engine.flow.problems import timezone_problem
@@ -55,6 +55,8 @@ def parse_time(value: Any, field: str) -> datetime:
         raise UserInputError(
             f"{field}: {value!r} is not an ISO-8601 time with a timezone ({exc})"
         ) from None
+    except OverflowError:  # 9999-12-31T23:59-03:00 is in the year 10000 in UTC
+        raise UserInputError(f"{field}: {value!r} is outside the dates disparo can keep") from None
 
 
 def load_contact(
@@ -148,14 +150,27 @@ def load_events(path: str) -> list[dict[str, Any]]:
             raise UserInputError(f"{path}:{number}: the event nests too deeply") from None
         if not isinstance(event, dict) or "at" not in event or "type" not in event:
             raise UserInputError(f"{path}:{number}: every event needs `at` and `type`")
-        _check_event(event, f"{path}:{number}")
-        event["at"] = parse_time(event["at"], f"{path}:{number}: at")
+        where = f"{path}:{number}"
+        _check_event(event, where)
+        event["at"] = parse_time(event["at"], f"{where}: at")
+        event["until"] = _as_api_event(event, where).until
         events.append(event)
     return sorted(events, key=lambda e: e["at"])
 
 
 _EVENT_TYPES = (*get_args(ContactEventType), "status")
 _REPORTED = ("sent", "delivered", "read", "failed")
+
+
+def _as_api_event(event: dict[str, Any], where: str) -> EventIn:
+    """The event held to what ``POST /v1/events`` takes (field types, unknown fields,
+    dates UTC can hold), each problem naming the line and the field."""
+    try:
+        return EventIn.model_validate(event)
+    except ValidationError as exc:
+        raise UserInputError(
+            "\n".join(f"{where}: {d.field}: {d.message}" for d in pydantic_details(exc))
+        ) from None
 
 
 def _check_event(event: dict[str, Any], where: str) -> None:

@@ -63,3 +63,42 @@ def test_an_attendance_that_is_not_a_mapping_shows_how_to_write_it(tmp_path: Pat
         f"{path}: attendance: write it as {{since: ISO time, until: ISO time, attendant: "
         "name} (until and attendant may be left out)"
     )
+
+
+ON_TIME = '"at": "2026-11-23T10:30:00-03:00"'
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (f'{{{ON_TIME}, "type": "reply", "text": 5}}', "text: Input should be a valid string"),
+        (f'{{{ON_TIME}, "type": "button", "button_id": ["a"]}}', "button_id: "),
+        (
+            f'{{{ON_TIME}, "type": "reply", "text": "oi", "txt": 1}}',
+            "txt: unknown field; remove it or check its spelling",
+        ),
+        (f'{{{ON_TIME}, "type": "attendance_started", "attendant": [1]}}', "attendant: "),
+        (
+            '{"at": "9999-12-31T23:59:59-03:00", "type": "opt_out"}',
+            "at: ",
+        ),
+    ],
+)
+def test_an_event_post_v1_events_would_refuse_is_refused_naming_line_and_field(
+    tmp_path: Path, line: str, expected: str
+) -> None:
+    # These crashed with a traceback, ended "the store is unavailable" (exit 3), or
+    # were simulated as if the field were not there.
+    events = tmp_path / "events.jsonl"
+    events.write_text(line + "\n")
+    contact = _contact(
+        tmp_path, "id: c-1\nphone: '+5511999998888'\nname: Maria\n"
+        "context: {valor: 10, vencimento: '2026-11-30'}\n"
+    )  # fmt: skip
+
+    code, out, err = simulate(contact, "--at", AT, "--events", str(events))
+
+    assert code == 1
+    assert out == ""
+    assert "Traceback" not in err
+    assert err.startswith(f"{events}:1: {expected}")
