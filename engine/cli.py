@@ -318,15 +318,22 @@ async def _why(args: argparse.Namespace) -> int:
 
     settings = _settings(args.config, store_must_exist=True)
     async with _offline_engine(args, settings) as engine:
-        events = await engine.decisions(args.contact, args.flow, limit=args.limit)
+        # One more than asked: whether --limit cut the history short.
+        events = await engine.decisions(args.contact, args.flow, limit=args.limit + 1)
         contact = await engine.get_contact(args.contact)
+    more, events = len(events) > args.limit, events[: args.limit]
+    cut = f"the newest {counted(args.limit, 'event')}; older ones exist: --limit N"
     if args.json:
         for event in events:
             print(json.dumps(event_view(event), ensure_ascii=False))
+        if more:
+            print(cut, file=sys.stderr)  # stdout stays JSON Lines
     elif events:
         zone = ZoneInfo(contact.timezone or settings.timezone)
         print(f"# newest recorded first (a late event shows where it arrived); times in {zone.key}")
         print("\n".join(why_lines(events, zone)))
+        if more:
+            print(f"# {cut}")
     if not events:
         print(f"no events for contact {args.contact}", file=sys.stderr)
     return EXIT_OK
