@@ -34,7 +34,8 @@ def _read_document(path: str) -> Any:
 
 def _read_lines(path: str, what: str) -> list[str]:
     try:
-        return Path(path).read_text(encoding="utf-8").splitlines()
+        # utf-8-sig: a file Notepad saved "with BOM" reads as the same text
+        return Path(path).read_text(encoding="utf-8-sig").splitlines()
     except FileNotFoundError:
         raise UserInputError(f"{path}: no such file (the {what})") from None
     except UnicodeDecodeError:

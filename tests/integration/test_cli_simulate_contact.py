@@ -102,3 +102,21 @@ def test_an_event_post_v1_events_would_refuse_is_refused_naming_line_and_field(
     assert out == ""
     assert "Traceback" not in err
     assert err.startswith(f"{events}:1: {expected}")
+
+
+def test_an_events_file_saved_with_a_bom_is_read(tmp_path: Path) -> None:
+    # Notepad's "UTF-8 with BOM", with Windows line ends: the contact file and the
+    # CSV of `disparo trigger` take it; the events file said "Unexpected UTF-8 BOM".
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(
+        b'\xef\xbb\xbf{"at": "2026-11-23T10:30:00-03:00", "type": "status", "status": "read"}\r\n'
+    )
+    contact = _contact(
+        tmp_path, "id: c-1\nphone: '+5511999998888'\nname: Maria\n"
+        "context: {valor: 10, vencimento: '2026-11-30'}\n"
+    )  # fmt: skip
+
+    code, out, err = simulate(contact, "--at", AT, "--events", str(events))
+
+    assert code == 0, err
+    assert "enter     aguardando_resposta" in out
