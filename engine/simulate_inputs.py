@@ -72,7 +72,8 @@ def load_contact(
         )
     data = dict(data.get("contact", data))
     now = parse_time(data.pop("now"), f"{path}: now") if "now" in data else None
-    stamps = {k: parse_time(data.pop(k), f"{path}: {k}") for k in CONTACT_TIMESTAMPS if data.get(k)}
+    given = {k: data.pop(k) for k in CONTACT_TIMESTAMPS if k in data}  # null: none
+    stamps = {k: parse_time(v, f"{path}: {k}") for k, v in given.items() if v}
     attendance = _attendance(data.pop("attendance", None), now, path)
     known = {"id", "phone", "email", "name", "tags", "context", "timezone"}
     unknown = sorted(set(data) - known)

@@ -120,3 +120,19 @@ def test_an_events_file_saved_with_a_bom_is_read(tmp_path: Path) -> None:
 
     assert code == 0, err
     assert "enter     aguardando_resposta" in out
+
+
+def test_a_timestamp_left_null_is_no_timestamp_not_an_unknown_field(tmp_path: Path) -> None:
+    # `disparo export` writes every timestamp, null when there is none; such a file
+    # was refused as "unknown contact field(s) last_inbound_at; known: ...,
+    # last_inbound_at, ...".
+    path = _contact(
+        tmp_path,
+        "id: c-1\nphone: '+5511999998888'\nname: Maria\nlast_inbound_at: null\n"
+        "opted_out_at: null\nattendance: null\ncontext: {valor: 10, vencimento: '2026-11-30'}\n",
+    )
+
+    code, out, err = simulate(path, "--at", AT)
+
+    assert code == 0, err
+    assert "window: template (window_closed_template)" in out
