@@ -17,8 +17,8 @@ from pydantic import BaseModel, ValidationError
 
 from engine import message_resend
 from engine.api_body import UNSTORABLE, read_json
-from engine.api_models import IDEMPOTENCY_KEY_MAX, ContactIn, RunIn
-from engine.api_views import message_view, run_view
+from engine.api_models import IDEMPOTENCY_KEY_MAX, ContactIn, RunIn, pydantic_details
+from engine.api_views import ALL_EVENTS, message_view, run_view
 from engine.errors import (
     Conflict,
     DisparoError,
@@ -59,21 +59,6 @@ def error_response(
     return web.json_response(body, status=status)
 
 
-def pydantic_details(exc: ValidationError, prefix: str = "") -> list[FieldError]:
-    out = []
-    for err in exc.errors():
-        # List indexes in brackets (``tags[1]``), as every other error names them.
-        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
-        path = path.removeprefix(".")
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            message = "unknown field; remove it or check its spelling"
-        out.append(
-            FieldError(field=f"{prefix}{path}" if path else prefix.rstrip("."), message=message)
-        )
-    return out
-
-
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -83,7 +68,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[ENGINE].settings.server.max_body_bytes
         return error_response(
-            413, "BODY_TOO_LARGE", f"the body is larger than {limit} bytes; send a smaller one"
+            413,
+            "BODY_TOO_LARGE",
+            f"the body is larger than {limit} bytes (server.max_body_bytes); send a smaller "
+            "one, e.g. split a list of events into several requests",
         )
     except web.HTTPMethodNotAllowed as exc:
         allowed = ", ".join(sorted(exc.allowed_methods))
@@ -287,7 +275,9 @@ async def cancel_run(request: web.Request) -> web.Response:
 
 
 async def _run_document(engine: Engine, run: Run) -> dict[str, Any]:
-    events = await engine.store.list_events(run_id=run.id, limit=500)
+    # Every event of the run, as the export gives: a bound here would drop the start
+    # of a long run's history (the oldest events) without a word.
+    events = await engine.store.list_events(run_id=run.id, limit=ALL_EVENTS)
     messages = await engine.store.list_run_messages(run.id)
     return run_view(run, events, messages)
 
@@ -309,7 +299,7 @@ async def list_messages(request: web.Request) -> web.Response:
                 "find the others through their run",
             )
         )
-    limit = _query_int(raw_limit, low=1, high=1000)
+    limit = query_int(raw_limit, low=1, high=1000)
     if limit is None:
         problems.append(FieldError(field="limit", message="a whole number from 1 to 1000"))
     if problems:
@@ -321,7 +311,7 @@ async def list_messages(request: web.Request) -> web.Response:
     return web.json_response({"messages": [message_view(m) for m in found]})
 
 
-def _query_int(raw: str, *, low: int, high: int) -> int | None:
+def query_int(raw: str, *, low: int, high: int) -> int | None:
     """``raw`` as an int from ``low`` to ``high``, written in ASCII digits, else None
     (``str.isdigit`` also takes ``²`` and full-width digits)."""
     if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(high)):

@@ -6,13 +6,17 @@ from __future__ import annotations
 from aiohttp import web
 
 from engine import run_cancel
-from engine.api import ENGINE, parse_body, upsert_of
+from engine.api import ENGINE, parse_body, query_int, upsert_of
 from engine.api_body import read_json
 from engine.api_models import CONTACT_ID_MAX, ContactIn
 from engine.api_views import contact_view, event_view, run_summary
 from engine.contact_data import erase_contact, erased_view, export_contact
-from engine.errors import RequestError
+from engine.errors import FieldError, RequestError
 from engine.models import OPEN_RUN_STATUSES, RunStatus
+
+# How many decisions and events GET /v1/contacts/{id}/decisions answers, by default
+# and at most (?limit=).
+DECISIONS_LIMIT, DECISIONS_MAX = 200, 10_000
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
@@ -123,7 +127,18 @@ async def cancel_contact_runs(request: web.Request) -> web.Response:
 
 
 async def get_decisions(request: web.Request) -> web.Response:
+    """The newest ``?limit=`` (200 by default) decisions and events, newest first."""
     engine = request.app[ENGINE]
     contact_id, flow = contact_id_of(request), request.query.get("flow")
-    events = await engine.decisions(contact_id, flow)
+    limit = query_int(request.query.get("limit", str(DECISIONS_LIMIT)), low=1, high=DECISIONS_MAX)
+    if limit is None:
+        raise RequestError(
+            status=400,
+            code="VALIDATION_ERROR",
+            message="bad query",
+            details=[
+                FieldError(field="limit", message=f"a whole number from 1 to {DECISIONS_MAX}")
+            ],
+        )
+    events = await engine.decisions(contact_id, flow, limit=limit)
     return web.json_response({"events": [event_view(e) for e in events]})

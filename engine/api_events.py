@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from aiohttp import web
 from pydantic import ValidationError
 
-from engine.api import ENGINE, pydantic_details
+from engine.api import ENGINE
 from engine.api_body import read_json
-from engine.api_models import ContactIn, EventIn
+from engine.api_models import ContactIn, EventIn, pydantic_details
 from engine.errors import FieldError, RequestError
 from engine.event_fields import stray_fields
 from engine.event_times import describe, too_far_ahead
@@ -134,7 +134,27 @@ def _shape_problems(event: EventIn, now: datetime) -> list[tuple[str, str]]:
         problems.append(
             ("contact", "give an id or a phone; an e-mail alone cannot be resolved to a contact")
         )
+    elif isinstance(event.contact, ContactIn):
+        problems += _unused_contact_fields(event.contact)
     return problems
+
+
+def _unused_contact_fields(contact: ContactIn) -> list[tuple[str, str]]:
+    """An event names its contact by id or phone; anything else in that object would
+    be dropped without a word, so each such field is a problem of its own."""
+    return [
+        (
+            f"contact.{field}",
+            f"an event names its contact by `id` or `phone` only; store its {field} "
+            "with PUT /v1/contacts/{id} (before or after the event) instead",
+        )
+        for field in _EXTRA_CONTACT_FIELDS
+        if getattr(contact, field) is not None
+    ]
+
+
+# What PUT /v1/contacts takes beyond the id and phone an event is resolved by.
+_EXTRA_CONTACT_FIELDS = ("email", "name", "tags", "timezone", "context")
 
 
 async def _lookups(

@@ -6,8 +6,16 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
+from engine.errors import FieldError
 from engine.models import in_utc
 from engine.phones import InvalidPhone, normalise_phone
 from engine.zones import is_iana_zone
@@ -16,7 +24,8 @@ from engine.zones import is_iana_zone
 CONTACT_ID_MAX = 200
 # The longest idempotency key, in the body or in the Idempotency-Key header.
 IDEMPOTENCY_KEY_MAX = 200
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Something@domain.tld without spaces: a mistyped address is refused, not bounced later.
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 class _Body(BaseModel):
@@ -45,7 +54,7 @@ class ContactIn(_Body):
     @field_validator("email")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
-        if value is not None and _EMAIL.match(value) is None:
+        if value is not None and not _EMAIL.fullmatch(value):
             raise ValueError(f"{value!r} is not an e-mail address; write it as name@domain.com")
         return value
 
@@ -120,3 +129,34 @@ class EventIn(_Body):
         if value is not None:
             in_utc(value)  # kept as given (errors quote it), but UTC must have that date
         return value
+
+
+def pydantic_details(exc: ValidationError, prefix: str = "") -> list[FieldError]:
+    out = []
+    for err in exc.errors():
+        # List indexes in brackets (``tags[1]``), as every other error names them.
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+        path = path.removeprefix(".")
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown field; remove it or check its spelling"
+        elif err["type"] in ("model_type", "dict_type"):
+            # pydantic's words name the Python class ("instance of RunIn")
+            message = f"must be a JSON object ({{...}}), not {json_kind(err['input'])}"
+        out.append(
+            FieldError(field=f"{prefix}{path}" if path else prefix.rstrip("."), message=message)
+        )
+    return out
+
+
+def json_kind(value: Any) -> str:
+    """What a JSON value is, in JSON's words."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"

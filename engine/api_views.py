@@ -8,6 +8,10 @@ from typing import Any
 
 from engine.models import Contact, Event, Message, Run
 
+# The bound of the store's event queries when a view shows every event of a run or of
+# a contact (GET /v1/runs/{id}, the export): far more than retention leaves of either.
+ALL_EVENTS = 1_000_000
+
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None

@@ -236,7 +236,8 @@ async def trigger(
 
 def _open_contacts(path: Path, name: str | None) -> tuple[ContactsFile, int]:
     if not path.is_file():
-        raise UserInputError(f"{name or path}: no such file; pass --contacts PATH to a CSV file")
+        what = "this is a folder" if path.is_dir() else "no such file"
+        raise UserInputError(f"{name or path}: {what}; pass --contacts PATH to a CSV file")
     return ContactsFile(path, name), path.stat().st_size
 
 

@@ -83,7 +83,8 @@ def _check_path(
     target: Path, providers: Mapping[str, Any], checks: list[FlowCheck], *, named: bool
 ) -> list[Problem]:
     try:
-        if target.is_dir():
+        # The config's `flows:` is a folder, there or not (its problem names the key).
+        if target.is_dir() or not named:
             flows = load_flows(target, providers=providers, extra_checks=checks)
             if named and not flows:
                 # A mistyped folder (`flow/` for `flows/`) must not read as all clear.

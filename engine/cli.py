@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.cli_parser import build_parser
 from engine.errors import (
     EXIT_INPUT,
     EXIT_OK,
@@ -22,6 +23,7 @@ from engine.errors import (
     NotFound,
     SchemaOutdated,
     StoreError,
+    UsageError,
     UserInputError,
 )
 from engine.wording import counted
@@ -33,136 +35,9 @@ if TYPE_CHECKING:  # imported where used: `disparo schema` need not load the eng
     from engine.runtime import Engine
     from engine.settings import Settings
 
-DEFAULT_CONFIG = "config/disparo.yaml"
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="disparo", description="Outbound orchestration for conversational bots."
-    )
-    p.add_argument("--log-format", choices=("text", "json"), default=None, help="log line format")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    # `disparo serve --log-format json` as well as `disparo --log-format json serve`.
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--log-format",
-        choices=("text", "json"),
-        default=argparse.SUPPRESS,
-        help="log line format (text, or JSON lines)",
-    )
-
-    s = sub.add_parser(
-        "serve", parents=[common], help="API + webhooks + dispatcher + scheduler in one process"
-    )
-    s.add_argument("--config", default=DEFAULT_CONFIG)
-    s.add_argument("--host")
-    s.add_argument("--port", type=_port, help="TCP port, 1-65535 (default: server.port)")
-
-    c = sub.add_parser("check", parents=[common], help="validate flow files and the config")
-    c.add_argument("paths", nargs="*", help="flow files or folders (default: the config's flows)")
-    c.add_argument("--config", default=DEFAULT_CONFIG)
-
-    m = sub.add_parser(
-        "simulate", parents=[common], help="dry-run a flow on a virtual clock; sends nothing"
-    )
-    m.add_argument("flow", help="a flow name or a flow file")
-    m.add_argument("--contact", required=True, help="JSON or YAML file with the contact")
-    m.add_argument("--events", help="JSON Lines of events to inject")
-    m.add_argument("--at", help="start time (ISO-8601; default: the contact file's `now` or now)")
-    m.add_argument("--until", help="stop time (ISO-8601; default: 7 days after the start)")
-    m.add_argument(
-        "--json", action="store_true", help="JSON Lines, one object per thing that happens"
-    )
-    m.add_argument("--config", default=DEFAULT_CONFIG)
-
-    sub.add_parser("schema", parents=[common], help="print the JSON Schema of flow files")
-
-    g = sub.add_parser("graph", parents=[common], help="print a flow as a diagram")
-    g.add_argument("flow", help="a flow file, or a flow name from the config's flows")
-    g.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
-    g.add_argument("--config", default=DEFAULT_CONFIG)
-
-    t = sub.add_parser(
-        "trigger",
-        parents=[common],
-        help="start a flow for every contact of a CSV file; idempotent per row",
-        description="Check the whole CSV file (every problem is reported and nothing is "
-        "started if there is one), then start FLOW for each row. Rerunning the same file "
-        "starts nothing new. The runs are durably created in the store; the serving "
-        "process (`disparo serve`) sends their messages, this command sends nothing.",
-    )
-    t.add_argument("flow", help="a flow name from the config's flows")
-    t.add_argument("--contacts", required=True, help="CSV file, one contact per row")
-    t.add_argument("--config", default=DEFAULT_CONFIG)
-
-    w = sub.add_parser(
-        "why", parents=[common], help="the decisions and events behind what was (not) sent"
-    )
-    w.add_argument("contact")
-    w.add_argument("--flow")
-    w.add_argument("--limit", type=_limit, default=50, help="the newest N events (default 50)")
-    w.add_argument("--json", action="store_true")
-    w.add_argument("--config", default=DEFAULT_CONFIG)
-
-    pg = sub.add_parser(
-        "purge",
-        parents=[common],
-        help="delete what finished longer ago than retention.keep, now",
-        description="Delete finished runs (with their messages and events), events of no "
-        "run, unmatched status reports and cron firings older than `retention.keep` of the "
-        "config (or --keep), in batches, until none is left. `disparo serve` does the same "
-        "every `retention.every`; this is for a one-off clean-up or a cron job.",
-    )
-    pg.add_argument("--keep", help="keep this much instead of retention.keep (e.g. 90d)")
-    pg.add_argument(
-        "--dry-run", action="store_true", help="count what would be deleted; delete nothing"
-    )
-    pg.add_argument("--config", default=DEFAULT_CONFIG)
-
-    x = sub.add_parser(
-        "export",
-        parents=[common],
-        help="print everything kept about a contact as JSON (LGPD)",
-        description="Print one JSON document with the contact, every run of theirs that "
-        "retention keeps (messages with the texts sent, and each run's history) and their "
-        "own events: a copy for a person who asked for their data.",
-    )
-    x.add_argument("contact", help="the contact id")
-    x.add_argument("--config", default=DEFAULT_CONFIG)
-
-    e = sub.add_parser(
-        "erase",
-        parents=[common],
-        help="delete contacts and everything kept about them (LGPD)",
-        description="Delete each contact, every run of theirs (open or finished) with its "
-        "messages and events, their own events and the due work of those runs, one "
-        "transaction per contact. A contact that opted out keeps a bare row (id and opt-out) "
-        "so the opt-out still holds, unless --forget-opt-out. This cannot be undone.",
-    )
-    e.add_argument("contacts", nargs="+", metavar="CONTACT", help="the contact id(s)")
-    e.add_argument(
-        "--forget-opt-out",
-        action="store_true",
-        help="delete an opted-out contact's row too (the opt-out is then forgotten)",
-    )
-    e.add_argument("--yes", action="store_true", help="erase: without it nothing is deleted")
-    e.add_argument("--config", default=DEFAULT_CONFIG)
-
-    st = sub.add_parser(
-        "status",
-        parents=[common],
-        help="what is queued and running now: due work, open runs, ambiguous messages",
-    )
-    st.add_argument("--json", action="store_true", help="one JSON object instead of a table")
-    st.add_argument("--config", default=DEFAULT_CONFIG)
-
-    mg = sub.add_parser("migrate", parents=[common], help="apply storage migrations")
-    mg.add_argument("--config", default=DEFAULT_CONFIG)
-    return p
-
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
@@ -194,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # complain again when it flushes stdout at exit, so stdout goes to devnull.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
     except (UserInputError, NotFound) as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_INPUT
@@ -206,18 +84,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DisparoError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_UNAVAILABLE
-
-
-def _port(text: str) -> int:
-    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port; give a number, 1-65535")
-    return int(text)
-
-
-def _limit(text: str) -> int:
-    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 1_000_000:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of events; give 1 to 1000000")
-    return int(text)
 
 
 def _settings(path: str, *, store_must_exist: bool = False) -> Any:
@@ -323,6 +189,7 @@ async def _simulate(args: argparse.Namespace) -> int:
     from engine.simulate import run_simulation
 
     settings = _settings(args.config)
+    _engine_logs(args, settings)
     return await run_simulation(settings, args)
 
 
@@ -331,11 +198,27 @@ async def _trigger(args: argparse.Namespace) -> int:
     from engine.runtime import Engine
 
     settings = _settings(args.config, store_must_exist=True)
+    _engine_logs(args, settings)
     # No dispatcher loop: the runs are stored, and `disparo serve` sends them.
     async with Engine(settings, run_loop=False, triggers=False) as engine:
         tally = await trigger(engine, args.flow, Path(args.contacts), name=args.contacts)
     print(tally.summary())
     return EXIT_OK
+
+
+def _engine_logs(args: argparse.Namespace, settings: Settings) -> None:
+    """The log lines of a command that runs the engine (simulate, trigger) as `disparo
+    serve` writes them: in the format asked for, phones masked and secrets redacted.
+    Warnings and errors only: its own output says what it did, line by line."""
+    import logging
+
+    from engine.logs import setup_logging
+
+    setup_logging(
+        args.log_format or settings.log_format,
+        secrets=settings.secret_values(),
+        level=logging.WARNING,
+    )
 
 
 def _offline_engine(args: argparse.Namespace, settings: Settings) -> Engine:
@@ -361,7 +244,7 @@ async def _purge(args: argparse.Namespace) -> int:
             )
         except ValidationError as exc:
             why = exc.errors()[0]["msg"].removeprefix("Value error, ")
-            raise UserInputError(f"--keep: {why}") from None
+            raise UsageError(f"--keep: {why}") from None
         settings = settings.model_copy(update={"retention": retention})
     async with _offline_engine(args, settings) as engine:
         if args.dry_run:
@@ -461,15 +344,22 @@ async def _why(args: argparse.Namespace) -> int:
 
     settings = _settings(args.config, store_must_exist=True)
     async with _offline_engine(args, settings) as engine:
-        events = await engine.decisions(args.contact, args.flow, limit=args.limit)
+        # One more than asked: whether --limit cut the history short.
+        events = await engine.decisions(args.contact, args.flow, limit=args.limit + 1)
         contact = await engine.get_contact(args.contact)
         zone = await _why_zone(engine, contact, events, settings.timezone)
+    more, events = len(events) > args.limit, events[: args.limit]
+    cut = f"the newest {counted(args.limit, 'event')}; older ones exist: --limit N"
     if args.json:
         for event in events:
             print(json.dumps(event_view(event), ensure_ascii=False))
+        if more:
+            print(cut, file=sys.stderr)  # stdout stays JSON Lines
     elif events:
         print(f"# newest recorded first (a late event shows where it arrived); times in {zone.key}")
         print("\n".join(why_lines(events, zone)))
+        if more:
+            print(f"# {cut}")
     if not events:
         print(f"no events for contact {args.contact}", file=sys.stderr)
     return EXIT_OK

@@ -25,7 +25,10 @@ class Clock(Protocol):
 def utc(dt: datetime) -> datetime:
     """Normalise an aware datetime to UTC; reject naive ones (they hide bugs)."""
     if dt.tzinfo is None:
-        raise ValueError(f"naive datetime {dt.isoformat()} has no timezone; add one, e.g. Z")
+        raise ValueError(
+            f"{dt.isoformat()} has no offset; add one, e.g. {dt.isoformat()}-03:00 or "
+            f"{dt.isoformat()}Z"
+        )
     return dt.astimezone(UTC)
 
 

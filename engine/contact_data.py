@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from engine.api_views import contact_view, event_view, run_view
+from engine.api_views import ALL_EVENTS, contact_view, event_view, run_view
 from engine.errors import NotFound
 from engine.wording import counted
 from storage.base import Erased
@@ -32,10 +32,6 @@ if TYPE_CHECKING:
     from engine.runtime import Engine
 
 log = logging.getLogger("disparo.contact_data")
-
-# Far more than retention leaves of one run or of one contact's own events; the
-# store's queries need a bound.
-_EVENTS = 1_000_000
 
 
 async def export_contact(engine: Engine, contact_id: str, *, source: str) -> dict[str, Any]:
@@ -48,10 +44,10 @@ async def export_contact(engine: Engine, contact_id: str, *, source: str) -> dic
     messages = 0
     for run in await store.list_contact_runs(contact_id):
         sent = await store.list_run_messages(run.id)
-        history = await store.list_events(run_id=run.id, limit=_EVENTS)
+        history = await store.list_events(run_id=run.id, limit=ALL_EVENTS)
         runs.append(run_view(run, history, sent))
         messages += len(sent)
-    own = await store.list_events(contact_id=contact_id, limit=_EVENTS)
+    own = await store.list_events(contact_id=contact_id, limit=ALL_EVENTS)
     events = [event_view(e) for e in reversed(own) if e.run_id is None]  # oldest first
     log.info(
         "exported the data of contact %s (asked through %s): %s, %s, %s of no run",

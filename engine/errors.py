@@ -53,6 +53,13 @@ class UserInputError(DisparoError):
         return "\n".join(str(p) for p in self.problems)
 
 
+class UsageError(DisparoError):
+    """A command-line flag with a value the command cannot take (``--at tomorrow``,
+    ``--keep 1d``); exit code 2, as argparse gives for ``--port 0``."""
+
+    code = "USAGE"
+
+
 class FlowError(UserInputError):
     """A flow file is invalid; ``problems`` holds every finding of one pass."""
 

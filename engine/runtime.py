@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import Any
 
 from engine import run_cancel
 from engine.check import flow_checks, load_catalog
@@ -49,6 +49,7 @@ from engine.provider_state import StoreProviderState
 from engine.retention import Retention
 from engine.run_start import start_commit
 from engine.settings import Settings
+from engine.start_refusal import refuse_start
 from engine.start_request import REQUEST, refuse_another_request, request_digests
 from engine.stores import open_store
 from engine.template_catalog import TemplateCatalog, template_changes
@@ -132,6 +133,8 @@ class Engine:
                 provider: Provider = cls(name, config, self)
                 await provider.start()
                 self.providers[name] = provider
+                # On /metrics from the start: a closed circuit reads 0, not "no data".
+                self.metrics.child(self.metrics.circuit_open, name).set(0)
             templates, checks = self._templates_and_checks()
             self._catalog = await FlowCatalog.load(
                 self.store,
@@ -279,7 +282,7 @@ class Engine:
                 build=build,
             )
         except Conflict:
-            await self._refuse_start(flow.flow, contact.id, trigger, now)
+            await refuse_start(self.store, flow.flow, contact.id, trigger, now)
         assert result.run is not None
         if not result.created:
             await refuse_another_request(
@@ -295,32 +298,6 @@ class Engine:
             log.info("started run %s of %s for contact %s", result.run.id, flow.flow, contact.id)
             self.dispatcher.notify()
         return result.run, result.created
-
-    async def _refuse_start(
-        self, flow: str, contact_id: str, trigger: str, now: datetime
-    ) -> NoReturn:
-        """Record that the contact already has an open run of ``flow``, then raise."""
-        await self.store.commit(
-            Commit(
-                now=now,
-                events=[
-                    NewEvent(
-                        kind="run.trigger_skipped",
-                        at=now,
-                        contact_id=contact_id,
-                        data={
-                            "flow": flow,
-                            "trigger": trigger,
-                            "reason": "contact already has an open run of this flow",
-                        },
-                    )
-                ],
-            )
-        )
-        raise Conflict(
-            f"contact {contact_id} already has an open run of flow {flow!r}; "
-            "set `concurrency: many` in the flow to allow several"
-        )
 
     async def cancel_run(self, run_id: str, reason: str = "cancelled through the API") -> Run:
         """Cancel an open run and its due work (``engine.run_cancel``)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 import signal
@@ -56,8 +57,7 @@ async def serve(
         except OSError as exc:  # in use, not an address of this machine, no permission
             await runner.cleanup()
             raise UserInputError(
-                f"cannot listen on {host}:{port}: {exc.strerror or exc}; stop what holds the "
-                "port or choose another (--port, or server.port/server.host in the config)"
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}; {_listen_hint(exc)}"
             ) from None
         tune_for_serving()  # start-up is over: what exists now lives as long as the process
         reloading: set[asyncio.Task[None]] = set()
@@ -175,3 +175,15 @@ async def warn_open_runs(engine: Engine, *, removed: Collection[str] = ()) -> No
         return
     for notice in notices:
         log.log(notice.level, "%s", notice.text)
+
+
+def _listen_hint(exc: OSError) -> str:
+    """What to do when the server cannot listen, by why it cannot."""
+    if exc.errno == errno.EADDRINUSE:
+        return "stop what holds the port or choose another (--port, or server.port in the config)"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "ports below 1024 need privileges; choose another (--port, or server.port)"
+    return (
+        "it is not an address of this machine; give one it has, e.g. 127.0.0.1 or 0.0.0.0 "
+        "(--host, or server.host in the config)"
+    )

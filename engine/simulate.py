@@ -20,7 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.clock import VirtualClock
-from engine.errors import EXIT_INPUT, EXIT_USAGE, UserInputError
+from engine.errors import EXIT_INPUT, EXIT_USAGE, UsageError, UserInputError
 from engine.models import (
     OPEN_RUN_STATUSES,
     ContactEvent,
@@ -207,23 +207,32 @@ def _with_steps(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _flag_time(value: str, flag: str) -> datetime:
+    """A time given on the command line: one it cannot read is a usage error (exit 2),
+    like a --until before the start, not a problem of the contact or events files."""
+    try:
+        return parse_time(value, flag)
+    except UserInputError as exc:
+        raise UsageError(str(exc)) from None
+
+
 async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
     contact, stamps, contact_now, attendance = load_contact(args.contact)
     events = load_events(args.events) if args.events else []
     start = (
-        parse_time(args.at, "--at")
+        _flag_time(args.at, "--at")
         if args.at
         else (contact_now or datetime.now(UTC).replace(microsecond=0))
     )
     for flag, value in (
         ("--at", start),
-        ("--until", args.until and parse_time(args.until, "--until")),
+        ("--until", args.until and _flag_time(args.until, "--until")),
     ):
         if value and value >= _LATEST:
             # Timers and rules add up to 100 years to it: the calendar ends at 9999.
             print(f"{flag} ({value.isoformat()}) must be before the year 9000", file=sys.stderr)
             return EXIT_USAGE
-    until = parse_time(args.until, "--until") if args.until else start + timedelta(days=7)
+    until = _flag_time(args.until, "--until") if args.until else start + timedelta(days=7)
     if until < start:
         print(
             f"--until ({until.isoformat()}) is before the simulation starts "
@@ -296,6 +305,16 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
         print(
             f"# the run is still {final.status} at step `{final.step}` at "
             f"{local_time(until, zone)}, where the simulation stops (--until)"
+        )
+    left_out = sum(event["at"] > until for event in events)
+    if left_out:
+        # Not a problem of the files: the window asked for ends before them.
+        one = left_out == 1
+        print(
+            f"{counted(left_out, 'event')} of {args.events} {'is' if one else 'are'} dated "
+            f"after --until ({until.isoformat()}) and {'was' if one else 'were'} not "
+            f"applied; give a later --until to see {'it' if one else 'them'}",
+            file=sys.stderr,
         )
     failed = [line for line in lines if line["kind"] == "failed"]
     if failed:

@@ -10,8 +10,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, get_args
 
+from pydantic import ValidationError
+
+from engine.api_models import ContactIn, EventIn, pydantic_details
 from engine.clock import utc
-from engine.errors import UserInputError
+from engine.errors import Problem, UserInputError
 from engine.event_fields import EVENT_TYPES, stray_fields
 from engine.flow.problems import timezone_problem
 from engine.flow.yaml_source import read_yaml
@@ -32,7 +35,8 @@ def _read_document(path: str) -> Any:
 
 def _read_lines(path: str, what: str) -> list[str]:
     try:
-        return Path(path).read_text(encoding="utf-8").splitlines()
+        # utf-8-sig: a file Notepad saved "with BOM" reads as the same text
+        return Path(path).read_text(encoding="utf-8-sig").splitlines()
     except FileNotFoundError:
         raise UserInputError(f"{path}: no such file (the {what})") from None
     except UnicodeDecodeError:
@@ -53,6 +57,8 @@ def parse_time(value: Any, field: str) -> datetime:
         raise UserInputError(
             f"{field}: {value!r} is not an ISO-8601 time with a timezone ({exc})"
         ) from None
+    except OverflowError:  # 9999-12-31T23:59-03:00 is in the year 10000 in UTC
+        raise UserInputError(f"{field}: {value!r} is outside the dates disparo can keep") from None
 
 
 def load_contact(
@@ -67,7 +73,8 @@ def load_contact(
         )
     data = dict(data.get("contact", data))
     now = parse_time(data.pop("now"), f"{path}: now") if "now" in data else None
-    stamps = {k: parse_time(data.pop(k), f"{path}: {k}") for k in CONTACT_TIMESTAMPS if data.get(k)}
+    given = {k: data.pop(k) for k in CONTACT_TIMESTAMPS if k in data}  # null: none
+    stamps = {k: parse_time(v, f"{path}: {k}") for k, v in given.items() if v}
     attendance = _attendance(data.pop("attendance", None), now, path)
     known = {"id", "phone", "email", "name", "tags", "context", "timezone"}
     unknown = sorted(set(data) - known)
@@ -79,17 +86,37 @@ def load_contact(
     zone = data.get("timezone")
     if zone is not None and (why := timezone_problem(str(zone))) is not None:
         raise UserInputError(f"{path}: timezone: {why}")
-    ident = data.get("id") or data.get("phone") or "contato-simulado"
+    contact = _contact_fields(data, path)
+    ident = contact.id or contact.phone or "contato-simulado"
     upsert = ContactUpsert(
-        id=str(ident),
-        phone=data.get("phone"),
-        email=data.get("email"),
-        name=data.get("name"),
-        tags=tuple(data.get("tags") or ()),
-        context=data.get("context") or {},
-        timezone=data.get("timezone"),
+        id=ident,
+        phone=contact.phone,
+        email=contact.email,
+        name=contact.name,
+        tags=tuple(contact.tags or ()),
+        context=contact.context or {},
+        timezone=contact.timezone,
     )
     return upsert, stamps, now, attendance
+
+
+def _contact_fields(data: dict[str, Any], path: str) -> ContactIn:
+    """The file's contact held to the rules of ``PUT /v1/contacts`` (its phone in
+    E.164, as production sends it); YAML's bare numbers are an id and a phone."""
+    fields = {
+        key: str(value)
+        if key in ("id", "phone") and isinstance(value, int | float) and not isinstance(value, bool)
+        else value
+        for key, value in data.items()
+    }
+    try:
+        return ContactIn.model_validate(fields)
+    except ValidationError as exc:
+        problems = [
+            Problem(message=f"{detail.field}: {detail.message}", file=path)
+            for detail in pydantic_details(exc)
+        ]
+        raise UserInputError("\n".join(str(p) for p in problems), problems) from None
 
 
 def _attendance(value: Any, now: datetime | None, path: str) -> ContactEvent | None:
@@ -98,7 +125,7 @@ def _attendance(value: Any, now: datetime | None, path: str) -> ContactEvent | N
     if not isinstance(value, dict) or not set(value) <= {"since", "until", "attendant"}:
         raise UserInputError(
             f"{path}: attendance: write it as {{since: ISO time, until: ISO time, "
-            "attendant: name}} (until and attendant may be left out)"
+            "attendant: name} (until and attendant may be left out)"
         )
     since = value.get("since", now)
     if since is None:
@@ -138,16 +165,30 @@ def load_events(path: str) -> list[dict[str, Any]]:
             raise UserInputError(f"{path}:{number}: the event nests too deeply") from None
         if not isinstance(event, dict) or "at" not in event or "type" not in event:
             raise UserInputError(f"{path}:{number}: every event needs `at` and `type`")
-        _check_event(event, f"{path}:{number}")
-        event["at"] = parse_time(event["at"], f"{path}:{number}: at")
-        if event["type"] == "attendance_started" and event.get("until"):
-            until = parse_time(event["until"], f"{path}:{number}: until")
-            _ends_after(event["at"], until, f"{path}:{number}: until")
+        where = f"{path}:{number}"
+        _check_event(event, where)
+        event["at"] = parse_time(event["at"], f"{where}: at")
+        # `step` (which message a status is about) is simulate's own field.
+        api_fields = {key: value for key, value in event.items() if key != "step"}
+        event["until"] = _as_api_event(api_fields, where).until
+        if event["type"] == "attendance_started" and event["until"] is not None:
+            _ends_after(event["at"], event["until"], f"{where}: until")
         events.append(event)
     return sorted(events, key=lambda e: e["at"])
 
 
 _REPORTED = ("sent", "delivered", "read", "failed")
+
+
+def _as_api_event(event: dict[str, Any], where: str) -> EventIn:
+    """The event held to what ``POST /v1/events`` takes (field types, unknown fields,
+    dates UTC can hold), each problem naming the line and the field."""
+    try:
+        return EventIn.model_validate(event)
+    except ValidationError as exc:
+        raise UserInputError(
+            "\n".join(f"{where}: {d.field}: {d.message}" for d in pydantic_details(exc))
+        ) from None
 
 
 def _check_event(event: dict[str, Any], where: str) -> None:

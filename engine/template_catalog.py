@@ -19,7 +19,7 @@ from pydantic import (
     field_validator,
 )
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, Problem
 from engine.flow.problems import Describer, problems_from_validation
 from engine.flow.yaml_source import YamlSourceError, read_yaml
 from engine.wording import counted
@@ -75,6 +75,11 @@ _WORDS = Describer(named={"templates": "template", "providers": "provider"})
 
 def load_template_catalog(path: Path) -> TemplateCatalog:
     """Read and validate the catalogue; every problem is reported as file:line:col."""
+    if not path.exists():
+        problem = Problem(
+            message="no such template catalogue; check `templates:` in the config", file=str(path)
+        )
+        raise ConfigError(str(problem), [problem])
     try:
         document = read_yaml(path)
     except YamlSourceError as exc:

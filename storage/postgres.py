@@ -5,11 +5,9 @@ Due work is claimed with ``FOR UPDATE SKIP LOCKED`` under a lease and a fence; a
 commit that completes a claimed row locks it and checks the fence first, so a
 process whose lease was taken over can never write over the newer claim.
 
-The write path is group-committed (``storage.postgres_batch``): every write unit
-ready in the same loop iteration goes to the server as one ``disparo_apply`` call,
-each unit in its own subtransaction, applied by the PL/pgSQL functions of
-``migrations/postgres``; a call returns once its batch is committed. Point reads
-by id are coalesced the same way.
+Writes are group-committed (``storage.postgres_batch``): the units ready in one loop
+iteration go as one ``disparo_apply`` call (a subtransaction each, applied by the
+PL/pgSQL of ``migrations/postgres``); point reads by id are coalesced the same way.
 
 Layout: ``postgres_pool`` (DSN, pool, reconnection, driver-error mapping),
 ``postgres_schema`` (migrations), ``postgres_batch`` (group commit, read

@@ -21,6 +21,7 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -47,6 +48,7 @@ _WORDS: Mapping[Any, str] = {
     tuple: "a list",
     dict: "a mapping",
     SecretStr: "text",
+    Path: "a file or folder path",
 }
 
 

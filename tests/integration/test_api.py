@@ -130,7 +130,11 @@ async def test_a_body_over_the_limit_is_refused_with_413(api: Any) -> None:
     response = await client.post("/v1/runs", json=huge, headers=AUTH)
 
     assert response.status == 413
-    assert (await error_of(response))["code"] == "BODY_TOO_LARGE"
+    error = await error_of(response)
+    assert error["code"] == "BODY_TOO_LARGE"
+    # the operator learns which setting it is; the caller, that a list can be split
+    assert "larger than 4096 bytes (server.max_body_bytes)" in error["message"]
+    assert "split" in error["message"]
     assert await h.engine.store.get_contact("c-1") is None
 
 

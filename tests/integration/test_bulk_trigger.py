@@ -275,3 +275,12 @@ def test_the_command_line_exit_codes_and_summary(tmp_path: Path) -> None:
     assert again.stdout.startswith("started 0, already running 0, skipped duplicates 3")
     assert unknown.returncode == 1
     assert "flow 'cobranca' is not loaded" in unknown.stderr
+
+
+async def test_a_folder_given_as_the_csv_file_is_called_a_folder(tmp_path: Path) -> None:
+    # It said "no such file" of a folder that is there: the user looked for a typo.
+    async with harness(settings_for(tmp_path)) as h:
+        with pytest.raises(UserInputError) as caught:
+            await trigger(h.engine, FLOW, tmp_path, name="contatos/")
+
+    assert str(caught.value) == "contatos/: this is a folder; pass --contacts PATH to a CSV file"

@@ -257,6 +257,7 @@ async def test_purge_deletes_what_finished_before_keep_and_says_what(tmp_path: P
     default = disparo("purge", "--config", str(config))  # retention.keep: 30d by default
     shorter = disparo("purge", "--keep", "5d", "--config", str(config))
     too_short = disparo("purge", "--keep", "1d", "--config", str(config))
+    not_a_duration = disparo("purge", "--keep", "um mes", "--config", str(config))
     text = config.read_text()
     assert "retention: {keep: 30d, every: 10m}" in text
     config.write_text(text.replace("keep: 30d", "keep: null"))
@@ -275,11 +276,14 @@ async def test_purge_deletes_what_finished_before_keep_and_says_what(tmp_path: P
     )
     assert default.stdout.rstrip().endswith("(1 batch)")
     assert shorter.stdout.startswith("deleted 1 finished run, 0 messages, ")
-    assert too_short.returncode == 1
+    # a flag the command cannot take is a usage error, as `why --limit 0` is
+    assert too_short.returncode == 2
     assert too_short.stderr.strip() == (
         "--keep: keep at least 2d (the max_per_day rule counts a whole local day of "
         "messages), or null to keep everything"
     )
+    assert not_a_duration.returncode == 2
+    assert not_a_duration.stderr.startswith("--keep: 'um mes' is not a duration")
     assert off.returncode == 0
     assert off.stdout.startswith("retention is off (retention.keep: null): nothing deleted")
 

@@ -177,3 +177,20 @@ async def test_why_reads_times_in_the_zone_the_rules_used_as_simulate_does(
     # The same words as simulate's: deferred at 21:30 to 08:00, the end of the range.
     assert quiet.startswith("2026-11-23 21:30:00")
     assert "until 2026-11-24 08:00:00" in quiet
+
+
+async def test_why_says_when_limit_cut_the_history_short(tmp_path: Path) -> None:
+    # 50 lines and nothing more: the support agent took them for the whole story.
+    config = _local_config(tmp_path)
+    settings = settings_for(tmp_path, storage=f"sqlite:///{tmp_path / 'd.db'}")
+    async with harness(settings) as h:
+        await h.start("cobranca_boleto", context={"valor": 1670, "vencimento": "2026-11-30"})
+        await h.advance(timedelta(seconds=6))
+
+    cut = disparo("why", "c-1", "--limit", "3", "--config", str(config))
+    whole = disparo("why", "c-1", "--config", str(config))
+
+    assert cut.returncode == 0, cut.stderr
+    assert len([line for line in cut.stdout.splitlines() if not line.startswith("#")]) == 3
+    assert cut.stdout.splitlines()[-1] == "# the newest 3 events; older ones exist: --limit N"
+    assert "older ones exist" not in whole.stdout

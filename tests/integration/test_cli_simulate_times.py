@@ -52,6 +52,25 @@ def test_a_start_at_the_end_of_the_calendar_is_a_usage_error(tmp_path: Path) -> 
         assert "must be before the year 9000" in err
 
 
+def test_a_start_or_stop_that_is_not_a_time_is_a_usage_error_as_a_late_one_is(
+    tmp_path: Path,
+) -> None:
+    # A script told a mistyped --at (exit 1, "fix your files") from a --until before
+    # the start (exit 2): one flag, two meanings. Both are the command line's.
+    for flags, flag in (
+        (["--at", "amanha"], "--at"),
+        (["--at", "2026-11-23T10:00:00"], "--at"),  # no offset
+        (["--at", AT, "--until", "depois"], "--until"),
+    ):
+        code, out, err = simulate(contact_file(tmp_path), *flags)
+
+        assert code == 2, flags
+        assert out == ""
+        assert err.startswith(f"{flag}: ")
+        assert "ISO-8601" in err
+        assert "Traceback" not in err
+
+
 def test_a_contact_fact_after_the_start_is_refused_naming_it(tmp_path: Path) -> None:
     contact = contact_file(tmp_path, 'last_inbound_at: "2026-11-25T09:00:00-03:00"')
 
@@ -185,3 +204,38 @@ def test_an_attendance_dated_before_the_start_is_known_when_the_run_begins(
     attendance = next(line for line in lines if line.get("rule") == "in_attendance")
     assert attendance["outcome"] == "skip"
     assert not any(line["kind"] == "send" for line in lines)
+
+
+def test_events_after_until_are_said_to_be_left_out(tmp_path: Path) -> None:
+    # A read receipt at 11:30 with --until 11:00 vanished without a word: the user
+    # saw the run still waiting and could not tell their event was never applied.
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        '{"at": "2026-11-23T10:30:00-03:00", "type": "reply", "text": "oi"}\n'
+        '{"at": "2026-11-23T11:30:00-03:00", "type": "status", "status": "read"}\n'
+    )
+    for flags in ((), ("--json",)):
+        code, out, err = simulate(
+            contact_file(tmp_path), "--at", AT, "--until", "2026-11-23T11:00:00-03:00",
+            "--events", str(events), *flags,
+        )  # fmt: skip
+
+        assert code == 0, err
+        assert err.strip() == (
+            f"1 event of {events} is dated after --until (2026-11-23T14:00:00+00:00) and "
+            "was not applied; give a later --until to see it"
+        )
+        if flags:
+            assert all(json.loads(line) for line in out.splitlines())
+
+
+def test_a_time_without_an_offset_is_refused_in_the_user_s_words(tmp_path: Path) -> None:
+    code, _, err = simulate(contact_file(tmp_path), "--at", "2026-11-23T10:00:00")
+
+    assert code == 2
+    assert "naive" not in err  # Python's word, not the user's
+    assert err.strip() == (
+        "--at: '2026-11-23T10:00:00' is not an ISO-8601 time with a timezone "
+        "(2026-11-23T10:00:00 has no offset; add one, e.g. 2026-11-23T10:00:00-03:00 or "
+        "2026-11-23T10:00:00Z)"
+    )

@@ -70,6 +70,21 @@ def test_serve_says_in_one_line_that_its_port_is_taken(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("host", ["999.1.1.1", "192.0.2.1"])
+def test_serve_on_a_host_that_is_not_this_machine_s_says_so(tmp_path: Path, host: str) -> None:
+    # It said "stop what holds the port": no program holds it, the address is wrong.
+    config = _local_config(tmp_path)
+    assert disparo("migrate", "--config", str(config)).returncode == 0
+
+    result = disparo("serve", "--config", str(config), "--host", host, "--port", "8719")
+
+    assert result.returncode == 1
+    assert f"cannot listen on {host}:8719: " in result.stderr
+    assert "stop what holds the port" not in result.stderr
+    assert "not an address of this machine" in result.stderr
+    assert "--host" in result.stderr
+
+
 @pytest.mark.parametrize("port", ["99999", "0", "http"])
 def test_serve_refuses_a_port_that_is_not_one(tmp_path: Path, port: str) -> None:
     result = disparo("serve", "--config", str(_local_config(tmp_path)), "--port", port)

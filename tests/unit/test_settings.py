@@ -274,3 +274,13 @@ def test_yaml_problems_in_the_config_are_config_errors(tmp_path: Path) -> None:
     ]
     with pytest.raises(ConfigError, match="no such file"):
         load_settings(tmp_path / "missing.yaml", {})
+
+
+def test_a_path_key_that_is_not_a_path_says_a_path_goes_there(tmp_path: Path) -> None:
+    # It said "`templates` must be something else".
+    path = write(tmp_path, "api_token: t\ntemplates: 5\nflows: [flows]\n")
+
+    assert problems(path) == [
+        f"{path}:2:12: `templates` must be a file or folder path; got `5`",
+        f"{path}:3:8: `flows` must be a file or folder path; got a list",
+    ]
