@@ -23,9 +23,7 @@ async def skip_queued(store: Store, run: Run, now: datetime) -> int:
     if run.status in OPEN_RUN_STATUSES:
         return 0
     skipped = 0
-    for message in await store.list_run_messages(run.id):
-        if message.status != MessageStatus.QUEUED:
-            continue
+    for message in await store.list_queued_run_messages(run.id):
         reason = f"the run ended {run.status} before its message went out"
         try:
             await store.commit(

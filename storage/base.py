@@ -197,6 +197,11 @@ class Store(TriggerStateReads, OpenRunReads, Protocol):
     async def find_contacts_by_phone(self, phone: str) -> list[Contact]:
         """Every contact with this phone, oldest first (phones are not unique)."""
 
+    async def find_phone_opt_outs(self, phone: str, before: datetime) -> list[Contact]:
+        """The contacts with this phone whose opt-out is at or before ``before``,
+        earliest opt-out first (then by id): what a send checks, without decoding
+        the phone's contacts that never opted out."""
+
     # -- flows (runs are pinned to the exact file they started with)
     async def save_flow_version(self, flow: str, version: str, source: str) -> None: ...
 
@@ -239,6 +244,10 @@ class Store(TriggerStateReads, OpenRunReads, Protocol):
     async def get_message(self, message_id: str) -> Message | None: ...
 
     async def list_run_messages(self, run_id: str) -> list[Message]: ...
+
+    async def list_queued_run_messages(self, run_id: str) -> list[Message]:
+        """The run's ``queued`` messages, oldest first: what an ended run leaves to skip
+        (usually none, so nothing is decoded)."""
 
     async def has_queued_status(self, message_id: str) -> bool:
         """Whether a status report of the message is stored and waits as STATUS work

@@ -64,6 +64,7 @@ from storage.postgres_codec import (
 from storage.postgres_contact_data import ContactDataMethods
 from storage.postgres_contacts import PhoneMethods
 from storage.postgres_due import BRING_SENDS_FORWARD, CLAIM
+from storage.postgres_messages import RunMessageMethods
 from storage.postgres_overview import OverviewMethods
 from storage.postgres_pool import Pool
 from storage.postgres_provider_state import ProviderStateMethods
@@ -86,6 +87,7 @@ class PostgresStore(
     ContactDataMethods,
     OverviewMethods,
     PhoneMethods,
+    RunMessageMethods,
 ):
     """The ``storage.base.Store`` protocol on one PostgreSQL database.
 
@@ -304,14 +306,6 @@ class PostgresStore(
         self._ready()
         row = await self._messages.get(message_id)
         return None if row is None else message_from_row(row)
-
-    async def list_run_messages(self, run_id: str) -> list[Message]:
-        """The run's messages, oldest first."""
-        rows = await self._fetch(
-            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE run_id = $1 ORDER BY created_at, seq",
-            run_id,
-        )
-        return [message_from_row(row) for row in rows]
 
     async def list_ambiguous_messages(self, *, limit: int) -> list[Message]:
         rows = await self._fetch(

@@ -283,6 +283,14 @@ class SQLiteStore(
         )
         return [message_from_row(row) for row in rows]
 
+    async def list_queued_run_messages(self, run_id: str) -> list[Message]:
+        rows = self._fetch_all(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages INDEXED BY messages_run "
+            "WHERE run_id = ? AND status = 'queued' ORDER BY created_at, rowid",
+            (run_id,),
+        )
+        return [message_from_row(row) for row in rows]
+
     async def list_ambiguous_messages(self, *, limit: int) -> list[Message]:
         rows = self._fetch_all(
             f"SELECT {MESSAGE_COLUMNS} FROM messages INDEXED BY messages_ambiguous "

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from engine.errors import Conflict, NotFound, StaleRun
-from engine.models import DueKind, NewDueWork, NewEvent, RunStatus
+from engine.models import DueKind, MessageStatus, NewDueWork, NewEvent, RunStatus
 from storage.base import Commit, NewMessage, NewRun, RunChange, Store
 from tests.contract.store_kit import NOW, Seed, at
 
@@ -261,3 +261,23 @@ async def test_open_runs_and_run_messages_are_listed_oldest_first(store: Store, 
     assert [m.id for m in await store.list_run_messages(first.id)] == [m1, m2]
     assert await store.list_run_messages(second.id) == []
     assert await store.list_open_runs("nobody") == []
+
+
+async def test_a_runs_queued_messages_are_listed_without_the_others(
+    store: Store, seed: Seed
+) -> None:
+    contact = await seed.contact()
+    run = await seed.run(contact.id, when=at(1))
+    other = await seed.run(contact.id, flow="b", when=at(1))
+    first = await seed.message(run, when=at(2))
+    await seed.message(run, status=MessageStatus.SENT, when=at(3))
+    last = await seed.message(run, when=at(4))
+    await seed.message(other, when=at(5))
+
+    queued = await store.list_queued_run_messages(run.id)
+
+    assert [(m.id, m.status) for m in queued] == [
+        (first, MessageStatus.QUEUED),
+        (last, MessageStatus.QUEUED),
+    ]
+    assert await store.list_queued_run_messages("no-such-run") == []
