@@ -24,12 +24,6 @@ async def phone_opted_out(store: Store, contact: Contact) -> Contact | None:
     or has no phone)."""
     if contact.opted_out_at is not None or not contact.phone or contact.created_at is None:
         return None
-    created = contact.created_at
-    earlier = [
-        other
-        for other in await store.find_contacts_by_phone(contact.phone)
-        if other.id != contact.id
-        and other.opted_out_at is not None
-        and other.opted_out_at <= created
-    ]
-    return min(earlier, key=lambda other: (other.opted_out_at, other.id), default=None)
+    # Earliest opt-out first; ``contact`` has not opted out, so it is not among them.
+    earlier = await store.find_phone_opt_outs(contact.phone, contact.created_at)
+    return next((other for other in earlier if other.id != contact.id), None)

@@ -1,6 +1,7 @@
 """Contacts on PostgreSQL: the contacts with a phone (``Store.find_contacts_by_phone``,
 every one, oldest first, through the ``contacts_phone`` index: phones are not
-unique), and contact upserts in bulk: the contacts a ``Store.start_runs`` carries.
+unique; ``Store.find_phone_opt_outs``, the opted-out ones only), and contact
+upserts in bulk: the contacts a ``Store.start_runs`` carries.
 
 Each contact is written by ``disparo_upsert_contact``, the very function behind
 ``Store.upsert_contact`` (same units, same merge: ``None`` fields keep what is
@@ -24,11 +25,15 @@ _UPSERT = "SELECT disparo_upsert_contact($1::jsonb)"
 CONTACTS_BY_PHONE = (
     f"SELECT {CONTACT_COLUMNS} FROM contacts WHERE phone = $1 ORDER BY created_at, id"
 )
+PHONE_OPT_OUTS = (
+    f"SELECT {CONTACT_COLUMNS} FROM contacts WHERE phone = $1 AND opted_out_at IS NOT NULL "
+    "AND opted_out_at <= $2 ORDER BY opted_out_at, id"
+)
 
 
 class PhoneMethods:
-    """``Store.find_contacts_by_phone`` and ``Store.find_contact_by_phone``;
-    ``PostgresStore`` provides the read."""
+    """``Store.find_contacts_by_phone``, ``Store.find_contact_by_phone`` and
+    ``Store.find_phone_opt_outs``; ``PostgresStore`` provides the read."""
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         raise NotImplementedError  # PostgresStore runs the query on its pool
@@ -36,6 +41,12 @@ class PhoneMethods:
     async def find_contacts_by_phone(self, phone: str) -> list[Contact]:
         """Every contact with this phone, oldest first (phones are not unique)."""
         return [contact_from_row(row) for row in await self._fetch(CONTACTS_BY_PHONE, phone)]
+
+    async def find_phone_opt_outs(self, phone: str, before: datetime) -> list[Contact]:
+        """The contacts with this phone that opted out at or before ``before``,
+        earliest opt-out first."""
+        rows = await self._fetch(PHONE_OPT_OUTS, phone, before)
+        return [contact_from_row(row) for row in rows]
 
     async def find_contact_by_phone(self, phone: str) -> Contact | None:
         """The oldest contact with this phone."""

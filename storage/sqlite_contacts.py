@@ -1,6 +1,7 @@
-"""Contacts on SQLite: the contacts with a phone (``Store.find_contacts_by_phone``),
-and upserts of one contact (``Store.upsert_contact``) or a batch of them (the
-contacts of a ``Store.start_runs`` that carries them), decided in Python.
+"""Contacts on SQLite: the contacts with a phone (``Store.find_contacts_by_phone``,
+``Store.find_phone_opt_outs``), and upserts of one contact (``Store.upsert_contact``)
+or a batch of them (the contacts of a ``Store.start_runs`` that carries them),
+decided in Python.
 
 Phones are not unique (a CRM often holds two records of one person): a phone
 finds every contact with it, oldest first, through the ``contacts_phone`` index.
@@ -16,11 +17,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from engine.models import Contact, ContactUpsert
 from storage.columns import CONTACT_COLUMNS
-from storage.sqlite_codec import contact_from_row, dumps, loads
+from storage.sqlite_codec import contact_from_row, dumps, loads, to_us
 
 # (id, phone, email, name, tags JSON, context, timezone): what an upsert may change.
 ContactFields = tuple[str, str | None, str | None, str | None, str, dict[str, Any], str | None]
@@ -29,6 +31,11 @@ ContactFields = tuple[str, str | None, str | None, str | None, str, dict[str, An
 CONTACTS_BY_PHONE = (
     f"SELECT {CONTACT_COLUMNS} FROM contacts INDEXED BY contacts_phone WHERE phone = ? "
     "ORDER BY created_at, id"
+)
+# Only opted-out rows are decoded: a phone's contacts are read on every send.
+PHONE_OPT_OUTS = (
+    f"SELECT {CONTACT_COLUMNS} FROM contacts INDEXED BY contacts_phone WHERE phone = ? "
+    "AND opted_out_at IS NOT NULL AND opted_out_at <= ? ORDER BY opted_out_at, id"
 )
 _STORED = (
     "SELECT id, phone, email, name, tags, context, timezone FROM contacts "
@@ -44,8 +51,8 @@ _WRITE = (
 
 
 class PhoneMethods:
-    """``Store.find_contacts_by_phone`` and ``Store.find_contact_by_phone``; ``SQLiteStore``
-    provides the read."""
+    """``Store.find_contacts_by_phone``, ``Store.find_contact_by_phone`` and
+    ``Store.find_phone_opt_outs``; ``SQLiteStore`` provides the read."""
 
     def _fetch_all(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         raise NotImplementedError  # SQLiteStore reads on its connection
@@ -53,6 +60,12 @@ class PhoneMethods:
     async def find_contacts_by_phone(self, phone: str) -> list[Contact]:
         """Every contact with this phone, oldest first (phones are not unique)."""
         return [contact_from_row(row) for row in self._fetch_all(CONTACTS_BY_PHONE, (phone,))]
+
+    async def find_phone_opt_outs(self, phone: str, before: datetime) -> list[Contact]:
+        """The contacts with this phone that opted out at or before ``before``,
+        earliest opt-out first."""
+        rows = self._fetch_all(PHONE_OPT_OUTS, (phone, to_us(before)))
+        return [contact_from_row(row) for row in rows]
 
     async def find_contact_by_phone(self, phone: str) -> Contact | None:
         """The oldest contact with this phone."""

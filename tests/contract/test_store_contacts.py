@@ -106,6 +106,25 @@ async def test_find_contacts_by_phone_returns_every_contact_with_it_oldest_first
     assert oldest.id == "c-old"
 
 
+async def test_a_phones_opt_outs_up_to_a_time_are_found_earliest_first(store: Store) -> None:
+    phone = "+5511999998888"
+    for contact_id in ("c-late", "c-b", "c-a", "c-never", "c-self"):
+        await store.upsert_contact(ContactUpsert(id=contact_id, phone=phone), NOW)
+    await store.upsert_contact(ContactUpsert(id="c-elsewhere", phone="+5511000000000"), NOW)
+    stops = [("c-late", 90), ("c-b", 30), ("c-a", 30), ("c-elsewhere", 10)]
+    for contact_id, when in stops:
+        stop = ContactEvent(type="opt_out", at=at(when), contact_id=contact_id, text="SAIR")
+        assert await store.ingest_contact_events([stop], at(when)) == ["queued"]
+
+    found = await store.find_phone_opt_outs(phone, at(60))
+
+    assert [c.id for c in found] == ["c-a", "c-b"]  # same time: by id
+    assert [c.opted_out_at for c in found] == [at(30), at(30)]
+    assert [c.id for c in await store.find_phone_opt_outs(phone, at(30))] == ["c-a", "c-b"]
+    assert await store.find_phone_opt_outs(phone, at(29)) == []
+    assert await store.find_phone_opt_outs("+5511777777777", at(600)) == []
+
+
 async def test_contact_change_merges_context_and_keeps_the_latest_outbound(
     store: Store, seed: Seed
 ) -> None:
