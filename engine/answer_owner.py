@@ -64,21 +64,17 @@ async def answered_elsewhere(
     if len(events) != 1 or not events[0].name.startswith(_TAPS):
         return None
     tapped = events[0].name.split(".", 1)[1]
-    runs = (await store.list_contact_runs(contact_id))[-RUNS_LOOKED_AT:]
-    offers = [
-        (message, run)
-        for run in runs
-        for message in await store.list_run_messages(run.id)
-        if _offered(message, tapped)
-    ]
+    # One read for the newest runs' messages, not one per run.
+    messages = await store.list_contact_messages(contact_id, runs=RUNS_LOOKED_AT)
+    offers = [message for message in messages if _offered(message, tapped)]
     if not offers:
         return None
-    latest = max(message.created_at for message, _ in offers)
-    newest = [(message, run) for message, run in offers if message.created_at == latest]
-    if any(run.id == run_id for _, run in newest):
+    latest = max(message.created_at for message in offers)
+    newest = [message for message in offers if message.created_at == latest]
+    if any(message.run_id == run_id for message in newest):
         return None  # this run's message, or one sent with it: it answers this run
-    message, owner = newest[0]
+    owner = newest[0]
     return (
-        f"`{events[0].name}` answers a message of run {owner.id} ({owner.flow}, step "
-        f"`{message.step}`), not one of this run"
+        f"`{events[0].name}` answers a message of run {owner.run_id} ({owner.flow}, step "
+        f"`{owner.step}`), not one of this run"
     )

@@ -241,6 +241,11 @@ class Store(TriggerStateReads, OpenRunReads, Protocol):
         """Every run of the contact (open or finished, as long as retention keeps
         it), oldest first: what a copy of the contact's data holds."""
 
+    async def list_contact_messages(self, contact_id: str, *, runs: int) -> list[Message]:
+        """The messages of the contact's newest ``runs`` runs (open or finished), in one
+        read: the runs oldest first (by creation, then id), each run's messages oldest
+        first, as ``list_contact_runs`` and ``list_run_messages`` would list them."""
+
     async def get_message(self, message_id: str) -> Message | None: ...
 
     async def list_run_messages(self, run_id: str) -> list[Message]: ...

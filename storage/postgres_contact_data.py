@@ -1,5 +1,6 @@
-"""One person's data on PostgreSQL: every run of a contact (``Store.list_contact_runs``)
-and the contact's erasure (``Store.erase_contact``), one transaction.
+"""One person's data on PostgreSQL: every run of a contact (``Store.list_contact_runs``),
+the messages of its newest runs (``Store.list_contact_messages``) and the contact's
+erasure (``Store.erase_contact``), one transaction.
 
 The contact row is locked first (``FOR UPDATE``), so a start or an event for the
 same contact waits for the erasure and then finds the contact gone (or bare). A
@@ -15,23 +16,29 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from engine.models import Run
-from storage.columns import RUN_COLUMNS
+from engine.models import Message, Run
+from storage.columns import MESSAGE_COLUMNS, RUN_COLUMNS
 from storage.erasure import DELETES, Erased, erase_statements, tally
-from storage.postgres_codec import run_from_row
+from storage.postgres_codec import message_from_row, run_from_row
 from storage.postgres_pool import deleted, retry_foreign_key_races
 
 T = TypeVar("T")
 
 _RUNS = f"SELECT {RUN_COLUMNS} FROM runs WHERE contact_id = $1 ORDER BY created_at, id"
+_CONTACT_MESSAGES = (
+    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE run_id IN (SELECT id FROM runs "
+    "WHERE contact_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2) "
+    "ORDER BY (SELECT r.created_at FROM runs AS r WHERE r.id = messages.run_id), run_id, "
+    "created_at, seq"
+)
 _STATEMENTS = erase_statements("$1", "$2")
 # An erasure that lost the race described above is taken again this many times.
 _ATTEMPTS = 3
 
 
 class ContactDataMethods:
-    """``Store.list_contact_runs`` and ``Store.erase_contact``; ``PostgresStore``
-    provides the queries and the transaction."""
+    """``Store.list_contact_runs``, ``Store.list_contact_messages`` and
+    ``Store.erase_contact``; ``PostgresStore`` provides the queries and the transaction."""
 
     async def _in_transaction(self, work: Callable[[Any], Awaitable[T]]) -> T:
         raise NotImplementedError  # PostgresStore runs it on a pool connection
@@ -42,6 +49,11 @@ class ContactDataMethods:
     async def list_contact_runs(self, contact_id: str) -> list[Run]:
         """Every run of the contact, oldest first."""
         return [run_from_row(row) for row in await self._fetch(_RUNS, contact_id)]
+
+    async def list_contact_messages(self, contact_id: str, *, runs: int) -> list[Message]:
+        """The messages of the contact's newest ``runs`` runs, in one read."""
+        rows = await self._fetch(_CONTACT_MESSAGES, contact_id, runs)
+        return [message_from_row(row) for row in rows]
 
     async def erase_contact(
         self, contact_id: str, *, keep_opt_out: bool, now: datetime

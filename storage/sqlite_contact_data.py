@@ -1,5 +1,6 @@
-"""One person's data on SQLite: every run of a contact (``Store.list_contact_runs``)
-and the contact's erasure (``Store.erase_contact``), one write unit.
+"""One person's data on SQLite: every run of a contact (``Store.list_contact_runs``),
+the messages of its newest runs (``Store.list_contact_messages``) and the contact's
+erasure (``Store.erase_contact``), one write unit.
 
 The erasure runs inside the group commit like every other write, so it is durable
 when ``erase_contact`` returns; a failure anywhere undoes all of it. Each statement
@@ -12,19 +13,25 @@ from __future__ import annotations
 import sqlite3
 from datetime import datetime
 
-from engine.models import Run
-from storage.columns import RUN_COLUMNS
+from engine.models import Message, Run
+from storage.columns import MESSAGE_COLUMNS, RUN_COLUMNS
 from storage.erasure import DELETES, Erased, erase_statements, tally
 from storage.sqlite_batch import GroupCommitConnection
-from storage.sqlite_codec import run_from_row, to_us
+from storage.sqlite_codec import message_from_row, run_from_row, to_us
 
 _RUNS = f"SELECT {RUN_COLUMNS} FROM runs WHERE contact_id = ? ORDER BY created_at, id"
+_CONTACT_MESSAGES = (
+    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE run_id IN (SELECT id FROM runs "
+    "INDEXED BY runs_contact WHERE contact_id = ? ORDER BY created_at DESC, id DESC LIMIT ?) "
+    "ORDER BY (SELECT r.created_at FROM runs AS r WHERE r.id = messages.run_id), run_id, "
+    "created_at, rowid"
+)
 _STATEMENTS = erase_statements(":contact", ":now")
 
 
 class ContactDataMethods:
-    """``Store.list_contact_runs`` and ``Store.erase_contact`` on the store's one
-    connection."""
+    """``Store.list_contact_runs``, ``Store.list_contact_messages`` and
+    ``Store.erase_contact`` on the store's one connection."""
 
     def _ready(self) -> GroupCommitConnection:
         raise NotImplementedError  # SQLiteStore provides the open connection
@@ -34,6 +41,13 @@ class ContactDataMethods:
         link = self._ready()
         rows = link.read(lambda: link.db.execute(_RUNS, (contact_id,)).fetchall())
         return [run_from_row(row) for row in rows]
+
+    async def list_contact_messages(self, contact_id: str, *, runs: int) -> list[Message]:
+        """The messages of the contact's newest ``runs`` runs, in one read."""
+        link = self._ready()
+        query = (contact_id, runs)
+        rows = link.read(lambda: link.db.execute(_CONTACT_MESSAGES, query).fetchall())
+        return [message_from_row(row) for row in rows]
 
     async def erase_contact(
         self, contact_id: str, *, keep_opt_out: bool, now: datetime

@@ -281,3 +281,26 @@ async def test_a_runs_queued_messages_are_listed_without_the_others(
         (last, MessageStatus.QUEUED),
     ]
     assert await store.list_queued_run_messages("no-such-run") == []
+
+
+async def test_a_contacts_newest_runs_messages_are_listed_in_one_read(
+    store: Store, seed: Seed
+) -> None:
+    contact = await seed.contact()
+    oldest = await seed.run(contact.id, flow="a", when=at(1))
+    middle = await seed.run(contact.id, flow="b", status=RunStatus.COMPLETED, when=at(2))
+    newest = await seed.run(contact.id, flow="c", when=at(3))
+    await seed.run((await seed.contact()).id, flow="a", when=at(4))  # someone else's
+    await seed.message(oldest, when=at(5))
+    newest_first = await seed.message(newest, when=at(6))
+    middle_only = await seed.message(middle, status=MessageStatus.SENT, when=at(7))
+    newest_last = await seed.message(newest, when=at(8))
+
+    both = await store.list_contact_messages(contact.id, runs=2)
+
+    # Run by run, oldest run first; each run's messages oldest first.
+    assert [m.id for m in both] == [middle_only, newest_first, newest_last]
+    assert [m.run_id for m in both] == [middle.id, newest.id, newest.id]
+    assert both[0].status == MessageStatus.SENT
+    assert len(await store.list_contact_messages(contact.id, runs=50)) == 4
+    assert await store.list_contact_messages("nobody", runs=50) == []
