@@ -82,7 +82,4 @@ class ProviderHints:
 
 async def reached_before(store: Store, message: Message) -> bool:
     """Whether another message of ``message``'s run reached (or may have reached) the contact."""
-    return any(
-        other.id != message.id and other.status in _REACHED
-        for other in await store.list_run_messages(message.run_id)
-    )
+    return await store.run_has_message_in(message.run_id, _REACHED, besides=message.id)

@@ -29,7 +29,7 @@ Guarantees every implementation gives:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -249,6 +249,12 @@ class Store(TriggerStateReads, OpenRunReads, Protocol):
     async def get_message(self, message_id: str) -> Message | None: ...
 
     async def list_run_messages(self, run_id: str) -> list[Message]: ...
+
+    async def run_has_message_in(
+        self, run_id: str, statuses: Collection[MessageStatus], *, besides: str
+    ) -> bool:
+        """Whether a message of the run other than ``besides`` has one of ``statuses``
+        (nothing decoded)."""
 
     async def list_queued_run_messages(self, run_id: str) -> list[Message]:
         """The run's ``queued`` messages, oldest first: what an ended run leaves to skip

@@ -23,7 +23,7 @@ fences), ``sqlite_ingest`` (status reports and contact events), ``sqlite_trigger
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,6 +35,7 @@ from engine.models import (
     DueWork,
     Event,
     Message,
+    MessageStatus,
     Run,
     StatusReport,
 )
@@ -282,6 +283,16 @@ class SQLiteStore(
             (run_id,),
         )
         return [message_from_row(row) for row in rows]
+
+    async def run_has_message_in(
+        self, run_id: str, statuses: Collection[MessageStatus], *, besides: str
+    ) -> bool:
+        row = self._fetch_one(
+            "SELECT 1 FROM messages INDEXED BY messages_run WHERE run_id = ? AND id != ? "
+            "AND status IN (SELECT value FROM json_each(?)) LIMIT 1",
+            (run_id, besides, dumps([str(status) for status in statuses])),
+        )
+        return row is not None
 
     async def list_queued_run_messages(self, run_id: str) -> list[Message]:
         rows = self._fetch_all(

@@ -304,3 +304,18 @@ async def test_a_contacts_newest_runs_messages_are_listed_in_one_read(
     assert both[0].status == MessageStatus.SENT
     assert len(await store.list_contact_messages(contact.id, runs=50)) == 4
     assert await store.list_contact_messages("nobody", runs=50) == []
+
+
+async def test_whether_another_message_of_a_run_has_a_status(store: Store, seed: Seed) -> None:
+    contact = await seed.contact()
+    run = await seed.run(contact.id, when=at(1))
+    other = await seed.run(contact.id, flow="b", when=at(1))
+    first = await seed.message(run, status=MessageStatus.DELIVERED, when=at(2))
+    follow_up = await seed.message(run, when=at(3))
+    await seed.message(other, status=MessageStatus.SENT, when=at(4))
+    reached = {MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ}
+
+    assert await store.run_has_message_in(run.id, reached, besides=follow_up)
+    assert not await store.run_has_message_in(run.id, reached, besides=first)  # only itself
+    assert not await store.run_has_message_in(run.id, {MessageStatus.READ}, besides=follow_up)
+    assert await store.run_has_message_in(run.id, {MessageStatus.QUEUED}, besides=first)
