@@ -43,10 +43,9 @@ async def already_reported(
     entered = _entered_wait(flow, transition)
     if entered is None:
         return []
-    earlier = [m for m in await store.list_run_messages(run_id) if m.step_seq < entered.step_seq]
-    if not earlier:
+    message = await store.latest_message_before(run_id, entered.step_seq)
+    if message is None:
         return []
-    message = max(earlier, key=lambda m: m.step_seq)
     reached = [s for s in _REPORTS if STATUS_RANK.get(message.status, 0) >= STATUS_RANK[s]]
     if message.status == MessageStatus.FAILED or not reached:
         return []

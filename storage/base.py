@@ -29,7 +29,7 @@ Guarantees every implementation gives:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -68,6 +68,7 @@ from storage.changes import (
 from storage.erasure import Erased
 from storage.overview import DueCounts, OpenRunReads, Overview
 from storage.purged import Purged
+from storage.run_message_reads import RunMessageReads
 from storage.trigger_state import StoredTrigger, TriggerStateReads
 
 __all__ = [
@@ -162,7 +163,7 @@ class StatusTarget:
 RunIgnores = Callable[[StatusTarget], Sequence[NewEvent] | None]
 
 
-class Store(TriggerStateReads, OpenRunReads, Protocol):
+class Store(TriggerStateReads, OpenRunReads, RunMessageReads, Protocol):
     # Where the data lives, for messages: a file's path, or host:port/database and
     # the schema (never who logs in).
     where: str
@@ -241,24 +242,9 @@ class Store(TriggerStateReads, OpenRunReads, Protocol):
         """Every run of the contact (open or finished, as long as retention keeps
         it), oldest first: what a copy of the contact's data holds."""
 
-    async def list_contact_messages(self, contact_id: str, *, runs: int) -> list[Message]:
-        """The messages of the contact's newest ``runs`` runs (open or finished), in one
-        read: the runs oldest first (by creation, then id), each run's messages oldest
-        first, as ``list_contact_runs`` and ``list_run_messages`` would list them."""
-
     async def get_message(self, message_id: str) -> Message | None: ...
 
     async def list_run_messages(self, run_id: str) -> list[Message]: ...
-
-    async def run_has_message_in(
-        self, run_id: str, statuses: Collection[MessageStatus], *, besides: str
-    ) -> bool:
-        """Whether a message of the run other than ``besides`` has one of ``statuses``
-        (nothing decoded)."""
-
-    async def list_queued_run_messages(self, run_id: str) -> list[Message]:
-        """The run's ``queued`` messages, oldest first: what an ended run leaves to skip
-        (usually none, so nothing is decoded)."""
 
     async def has_queued_status(self, message_id: str) -> bool:
         """Whether a status report of the message is stored and waits as STATUS work

@@ -43,6 +43,7 @@ from storage import sqlite_schema as schema
 from storage.base import IngestOutcome, RunIgnores
 from storage.changes import Commit, CommitResult
 from storage.columns import CONTACT_COLUMNS, EVENT_COLUMNS, MESSAGE_COLUMNS, RUN_COLUMNS
+from storage.run_message_reads import MessageState
 from storage.sqlite_batch import BUSY_TIMEOUT_MS, GroupCommitConnection, StoreStats
 from storage.sqlite_checkpoint import FALLBACK_AUTOCHECKPOINT_PAGES, Checkpointer
 from storage.sqlite_codec import (
@@ -293,6 +294,14 @@ class SQLiteStore(
             (run_id, besides, dumps([str(status) for status in statuses])),
         )
         return row is not None
+
+    async def latest_message_before(self, run_id: str, step_seq: int) -> MessageState | None:
+        row = self._fetch_one(
+            "SELECT id, step_seq, status FROM messages INDEXED BY messages_run "
+            "WHERE run_id = ? AND step_seq < ? ORDER BY step_seq DESC, created_at, rowid LIMIT 1",
+            (run_id, step_seq),
+        )
+        return None if row is None else MessageState(row[0], row[1], MessageStatus(row[2]))
 
     async def list_queued_run_messages(self, run_id: str) -> list[Message]:
         rows = self._fetch_all(

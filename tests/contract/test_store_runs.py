@@ -8,7 +8,8 @@ import pytest
 
 from engine.errors import Conflict, NotFound, StaleRun
 from engine.models import DueKind, MessageStatus, NewDueWork, NewEvent, RunStatus
-from storage.base import Commit, NewMessage, NewRun, RunChange, Store
+from storage.base import Commit, MessageChange, NewMessage, NewRun, RunChange, Store
+from storage.run_message_reads import MessageState
 from tests.contract.store_kit import NOW, Seed, at
 
 
@@ -319,3 +320,40 @@ async def test_whether_another_message_of_a_run_has_a_status(store: Store, seed:
     assert not await store.run_has_message_in(run.id, reached, besides=first)  # only itself
     assert not await store.run_has_message_in(run.id, {MessageStatus.READ}, besides=follow_up)
     assert await store.run_has_message_in(run.id, {MessageStatus.QUEUED}, besides=first)
+
+
+async def test_the_latest_message_before_a_step_is_read_without_its_payload(
+    store: Store, seed: Seed
+) -> None:
+    contact = await seed.contact()
+    run = await seed.run(contact.id, when=at(1))
+
+    async def message(message_id: str, step_seq: int, when: float) -> None:
+        new = NewMessage(
+            id=message_id,
+            run_id=run.id,
+            contact_id=contact.id,
+            flow=run.flow,
+            step=f"passo{step_seq}",
+            step_seq=step_seq,
+            provider="sandbox",
+            channel="whatsapp",
+            idempotency_key=f"{run.id}:{message_id}",
+        )
+        await store.commit(Commit(now=at(when), new_messages=[new]))
+
+    await message("m-first", 1, 2)
+    await message("m-third", 3, 3)
+    await message("m-third-again", 3, 4)  # same step entry, created later
+    await message("m-fifth", 5, 5)
+    read = MessageChange(message_id="m-third", at=at(6), status=MessageStatus.READ, force=True)
+    await store.commit(Commit(now=at(6), messages=[read]))
+
+    latest = await store.latest_message_before(run.id, 5)
+
+    assert latest == MessageState("m-third", 3, MessageStatus.READ)
+    assert await store.latest_message_before(run.id, 3) == MessageState(
+        "m-first", 1, MessageStatus.QUEUED
+    )
+    assert await store.latest_message_before(run.id, 1) is None
+    assert await store.latest_message_before("no-such-run", 9) is None
