@@ -103,8 +103,11 @@ class Redactor:
 
 async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
     """The whole body, or None (and the rest left unread) when it exceeds ``limit``."""
-    if response.content_length is not None and response.content_length > limit:
-        return None
+    if response.content_length is not None:
+        if response.content_length > limit:
+            return None
+        # A declared length within the limit: the parser reads exactly that much.
+        return await response.read()
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(_ANSWER_CHUNK):
