@@ -218,7 +218,7 @@ def _flag_time(value: str, flag: str) -> datetime:
 
 async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
     contact, stamps, contact_now, attendance = load_contact(args.contact)
-    events = load_events(args.events) if args.events else []
+    events = load_events(args.events, contact) if args.events else []
     start = (
         _flag_time(args.at, "--at")
         if args.at
