@@ -1,4 +1,4 @@
-"""A reply that is the title of a button or list row the run showed is that tap.
+"""A reply or tap that names a button or list row the run showed by its title is that tap.
 
 Contacts often type what a button says instead of tapping it ("pagar agora" under
 "Pagar agora"), and a client that shows no buttons leaves them no other way. Such a
@@ -6,42 +6,81 @@ reply is taken as ``button.<id>`` (``choice.<id>`` for a list row) of the latest
 message of the run that showed buttons or a list, compared as opt-out keywords are
 (case, accents, extra spaces and the punctuation, emoji or ``*bold*`` marks around
 it ignored). Any other text stays a ``reply``; the text goes with the event either way.
+
+Vendors report a tap in their own words: the id we gave the button, only its title
+(what the contact saw), or an id of their own with the title as text; some report
+a list row as a button. So a tap whose id the run never offered is matched the same
+way by its ``button_id``, then by its ``text``, against the titles of that latest
+menu; and a tap on an id of that menu takes the menu's kind (``choice.<id>`` for a
+row reported as a button). A tap matching nothing stays as it came.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from engine.answer_owner import shown
+from engine.answer_owner import offered_ids, shown
+from engine.models import Message
 from engine.opt_out import normalise
 from engine.runner import StepEvent
 from storage.base import Store
 
+_TAP_KINDS = ("button", "choice")
+
 
 async def as_tap(store: Store, run_id: str, events: Sequence[StepEvent]) -> list[StepEvent]:
-    """``events`` with a reply that names a button or row of the run replaced by that tap."""
-    if len(events) != 1 or events[0].name != "reply":
+    """``events`` with a reply or tap that names a button or row of the run by its
+    title (or a row as a button) replaced by that tap."""
+    if len(events) != 1:
         return list(events)
-    reply = events[0]
-    text = reply.data.get("text")
-    wanted = normalise(text) if isinstance(text, str) else ""
-    if not wanted:
+    event = events[0]
+    kind, _, said = event.name.partition(".")
+    if event.name != "reply" and kind not in _TAP_KINDS:
         return list(events)
-    menus = [
-        m
-        for m in await store.list_run_messages(run_id)
-        if shown(m) and (m.payload.get("buttons") or m.payload.get("sections"))
-    ]
+    messages = [m for m in await store.list_run_messages(run_id) if shown(m)]
+    menus = [m for m in messages if m.payload.get("buttons") or m.payload.get("sections")]
     if not menus:
         return list(events)
-    payload = max(menus, key=lambda m: (m.created_at, m.step_seq)).payload
-    options = [("button", b) for b in payload.get("buttons") or ()]
+    options = _options(max(menus, key=lambda m: (m.created_at, m.step_seq)))
+    text = event.data.get("text")
+    if event.name == "reply":
+        wanted = [text]
+    else:
+        for option_kind, option in options:
+            if str(option.get("id")) == said:
+                return [StepEvent(name=f"{option_kind}.{said}", data=event.data)]
+        if said in _offered_by_run(messages):
+            return list(events)  # an earlier message's button: it stays that button
+        wanted = [said, text]
+    for words in wanted:
+        found = _by_title(options, words)
+        if found is not None:
+            return [StepEvent(name=found, data=event.data)]
+    return list(events)
+
+
+def _options(menu: Message) -> list[tuple[str, dict[str, Any]]]:
+    payload = menu.payload
+    options = [("button", b) for b in payload.get("buttons") or () if isinstance(b, dict)]
     options += [
         ("choice", row)
         for section in payload.get("sections") or ()
         for row in (section.get("rows") or () if isinstance(section, dict) else ())
+        if isinstance(row, dict)
     ]
+    return options
+
+
+def _offered_by_run(messages: Sequence[Message]) -> set[str]:
+    return {tapped for m in messages for tapped in offered_ids(m.payload)}
+
+
+def _by_title(options: Sequence[tuple[str, dict[str, Any]]], words: Any) -> str | None:
+    wanted = normalise(words) if isinstance(words, str) else ""
+    if not wanted:
+        return None
     for kind, option in options:
-        if isinstance(option, dict) and normalise(str(option.get("title", ""))) == wanted:
-            return [StepEvent(name=f"{kind}.{option.get('id')}", data=reply.data)]
-    return list(events)
+        if normalise(str(option.get("title", ""))) == wanted:
+            return f"{kind}.{option.get('id')}"
+    return None

@@ -87,3 +87,59 @@ async def test_a_list_rows_title_typed_after_a_nudge_is_that_row(tmp_path: Path)
         done = await h.run(run.id)
         assert (done.step, done.status) == ("oito", "completed")
         assert [m.step for m in await h.messages(run.id)] == ["pergunta", "nao_entendi"]
+
+
+# Vendors name a tap differently: some send the id we gave the button, some only its
+# title (what the contact saw), some both; some report a list row as a button.
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"button_id": "Pagar agora"},
+        {"button_id": "pagar agora", "text": "Pagar agora"},
+        {"button_id": "Pagar agora", "text": "Pagar agora"},
+        {"button_id": "wamid.HBgM-quick-reply", "text": "Pagar agora"},
+    ],
+)
+async def test_a_tap_named_by_its_title_is_that_button(
+    tmp_path: Path, fields: dict[str, str]
+) -> None:
+    async with harness(settings_with_flows(tmp_path, BOLETO)) as h:
+        run = await h.start("boleto")
+        await h.advance(timedelta(seconds=10))
+
+        await h.event("button", **fields)
+
+        # The contact tapped "Pagar agora": not handed to an attendant.
+        assert [m.step for m in await h.messages(run.id)] == ["lembrete", "pagamento"]
+
+
+async def test_a_tap_on_an_unknown_id_and_title_is_still_a_reply(tmp_path: Path) -> None:
+    async with harness(settings_with_flows(tmp_path, BOLETO)) as h:
+        run = await h.start("boleto")
+        await h.advance(timedelta(seconds=10))
+
+        await h.event("button", button_id="outro", text="Outra coisa")
+
+        assert [m.step for m in await h.messages(run.id)] == ["lembrete", "transferir"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields"),
+    [
+        ("button", {"button_id": "nota_8"}),  # a row reported as a button
+        ("choice", {"button_id": "8"}),  # a row named by its title
+        ("button", {"button_id": "x", "text": "8"}),
+    ],
+)
+async def test_a_list_row_however_the_vendor_names_it_is_that_row(
+    tmp_path: Path, kind: str, fields: dict[str, str]
+) -> None:
+    async with harness(settings_with_flows(tmp_path, NOTA)) as h:
+        run = await h.start("nota")
+        await h.advance(timedelta(seconds=10))
+
+        await h.event(kind, **fields)
+
+        done = await h.run(run.id)
+        assert (done.step, done.status) == ("oito", "completed")
+        assert [m.step for m in await h.messages(run.id)] == ["pergunta"]
