@@ -18,7 +18,8 @@ Status items name the message by our provider id (``id``), by the idempotency ke
 we sent (``key``), or both; ``status`` is one of sent, delivered, read, failed;
 ``error`` is ``{"code", "message"}`` or a plain string. Inbound items carry the
 contact's phone in ``from`` (the engine reads it as E.164, so ``5511…`` without
-the ``+`` reaches the contact stored as ``+5511…``) and a ``type``: reply (needs
+the ``+``, or ``+55 (11) 99999-8888`` as a person writes it, reaches the contact
+stored as ``+5511…``) and a ``type``: reply (needs
 ``text``), button and choice (need ``button_id``: the button id or list row id),
 interaction, opt_out, opt_in, attendance_started and attendance_ended (optional
 ``attendant`` and ``until``).
@@ -65,6 +66,8 @@ from providers.webhook_json import rejected as webhook_rejected
 
 _TOP_LEVEL = frozenset({"statuses", "inbound"})
 _PHONE = re.compile(r"^\+?[0-9]{6,15}$")
+# How people and CRMs write a number ("+55 (11) 99999-8888"): dropped before the check.
+_PHONE_MARKS = re.compile(r"[\s().\-]")
 ReportedStatus = Literal["sent", "delivered", "read", "failed"]
 
 
@@ -112,11 +115,13 @@ class _InboundItem(_Item):
     @classmethod
     def _a_phone(cls, value: str) -> str:
         # Not the value: refusals are logged, and this one is a phone or near it.
-        if not _PHONE.fullmatch(value):
+        # The marks go; the engine reads the digits as E.164 (adding a missing ninth digit).
+        digits = _PHONE_MARKS.sub("", value)
+        if not _PHONE.fullmatch(digits):
             raise ValueError(
                 "not a phone number: 6 to 15 digits with or without a leading +, e.g. 5511999998888"
             )
-        return value
+        return digits
 
     @model_validator(mode="after")
     def _has_what_its_type_needs(self) -> _InboundItem:
