@@ -13,11 +13,16 @@ a list row as a button. So a tap whose id the run never offered is matched the s
 way by its ``button_id``, then by its ``text``, against the titles of that latest
 menu; and a tap on an id of that menu takes the menu's kind (``choice.<id>`` for a
 row reported as a button). A tap matching nothing stays as it came.
+
+Out of the 24 h window a step's approved template goes instead of its buttons. The
+template's quick-reply buttons carry no id disparo sent, so a tap on one comes by
+its title: when the run's latest such message is a template, the titles are those
+of the buttons or list of the step that sent it, as its flow version wrote them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from engine.answer_owner import offered_ids, shown
@@ -27,9 +32,17 @@ from engine.runner import StepEvent
 from storage.base import Store
 
 _TAP_KINDS = ("button", "choice")
+Option = tuple[str, dict[str, Any]]  # ("button" | "choice", {"id", "title", ...})
+# The buttons or list rows of the step that sent a template message, from its flow.
+StepOptions = Callable[[Message], Awaitable[list[Option]]]
 
 
-async def as_tap(store: Store, run_id: str, events: Sequence[StepEvent]) -> list[StepEvent]:
+async def as_tap(
+    store: Store,
+    run_id: str,
+    events: Sequence[StepEvent],
+    step_options: StepOptions | None = None,
+) -> list[StepEvent]:
     """``events`` with a reply or tap that names a button or row of the run by its
     title (or a row as a button) replaced by that tap."""
     if len(events) != 1:
@@ -39,10 +52,23 @@ async def as_tap(store: Store, run_id: str, events: Sequence[StepEvent]) -> list
     if event.name != "reply" and kind not in _TAP_KINDS:
         return list(events)
     messages = [m for m in await store.list_run_messages(run_id) if shown(m)]
-    menus = [m for m in messages if m.payload.get("buttons") or m.payload.get("sections")]
-    if not menus:
+    menus = [
+        m
+        for m in messages
+        if m.payload.get("buttons")
+        or m.payload.get("sections")
+        or (step_options is not None and m.payload.get("type") == "template")
+    ]
+    options: list[Option] = []
+    for menu in sorted(menus, key=lambda m: (m.created_at, m.step_seq), reverse=True):
+        if menu.payload.get("type") == "template" and step_options is not None:
+            options = await step_options(menu)  # a template of a step without buttons: []
+        else:
+            options = _options(menu)
+        if options:
+            break
+    if not options:
         return list(events)
-    options = _options(max(menus, key=lambda m: (m.created_at, m.step_seq)))
     text = event.data.get("text")
     if event.name == "reply":
         wanted = [text]
@@ -60,7 +86,7 @@ async def as_tap(store: Store, run_id: str, events: Sequence[StepEvent]) -> list
     return list(events)
 
 
-def _options(menu: Message) -> list[tuple[str, dict[str, Any]]]:
+def _options(menu: Message) -> list[Option]:
     payload = menu.payload
     options = [("button", b) for b in payload.get("buttons") or () if isinstance(b, dict)]
     options += [
@@ -76,7 +102,7 @@ def _offered_by_run(messages: Sequence[Message]) -> set[str]:
     return {tapped for m in messages for tapped in offered_ids(m.payload)}
 
 
-def _by_title(options: Sequence[tuple[str, dict[str, Any]]], words: Any) -> str | None:
+def _by_title(options: Sequence[Option], words: Any) -> str | None:
     wanted = normalise(words) if isinstance(words, str) else ""
     if not wanted:
         return None

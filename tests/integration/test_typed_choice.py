@@ -143,3 +143,62 @@ async def test_a_list_row_however_the_vendor_names_it_is_that_row(
         done = await h.run(run.id)
         assert (done.step, done.status) == ("oito", "completed")
         assert [m.step for m in await h.messages(run.id)] == ["pergunta"]
+
+
+# Out of the 24 h window the approved template goes instead of the buttons. Its
+# quick-reply buttons have no id disparo sent, so vendors report a tap on one by its
+# title, and contacts type it: "Pagar agora" is the step's `pagar` button all the same.
+BOLETO_TEMPLATE = """flow: boleto_tpl
+defaults: {provider: sandbox}
+triggers: [{api: {}}]
+start: lembrete
+steps:
+  lembrete:
+    send:
+      text: Seu boleto vence amanhã.
+      buttons: [{id: pagar, title: Pagar agora}, {id: ajuda, title: Falar com atendente}]
+      template:
+        name: boleto_vencendo
+        params: {PrimeiroNome: "Maria", Valor: "R$ 10,00", Vencimento: "30/11"}
+    rules: {window: template}
+    on: {button.pagar: pagamento, reply: transferir}
+  pagamento:
+    send: {text: Pague com o Pix.}
+    next: fim
+  transferir:
+    send: {text: Vou te passar para um atendente.}
+    next: fim
+  fim: {end: completed}
+"""
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields"),
+    [
+        ("button", {"button_id": "Pagar agora", "text": "Pagar agora"}),
+        ("button", {"button_id": "Pagar agora"}),
+        ("reply", {"text": "pagar agora"}),
+        ("button", {"button_id": "pagar"}),  # a gateway that maps it to the step's id
+    ],
+)
+async def test_a_template_quick_reply_named_by_its_title_is_the_steps_button(
+    tmp_path: Path, kind: str, fields: dict[str, str]
+) -> None:
+    async with harness(settings_with_flows(tmp_path, BOLETO_TEMPLATE)) as h:
+        run = await h.start("boleto_tpl")
+        await h.advance(timedelta(seconds=10))
+        assert (await h.messages(run.id))[0].payload["type"] == "template"
+
+        await h.event(kind, **fields)
+
+        assert [m.step for m in await h.messages(run.id)] == ["lembrete", "pagamento"]
+
+
+async def test_other_words_under_a_template_are_still_a_reply(tmp_path: Path) -> None:
+    async with harness(settings_with_flows(tmp_path, BOLETO_TEMPLATE)) as h:
+        run = await h.start("boleto_tpl")
+        await h.advance(timedelta(seconds=10))
+
+        await h.event("button", button_id="Não reconheço", text="Não reconheço")
+
+        assert [m.step for m in await h.messages(run.id)] == ["lembrete", "transferir"]
