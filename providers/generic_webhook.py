@@ -20,7 +20,8 @@ we sent (``key``), or both; ``status`` is one of sent, delivered, read, failed;
 contact's phone in ``from`` (the engine reads it as E.164, so ``5511…`` without
 the ``+``, or ``+55 (11) 99999-8888`` as a person writes it, reaches the contact
 stored as ``+5511…``) and a ``type``: reply (needs
-``text``), button and choice (need ``button_id``: the button id or list row id),
+``text``, an ``attachment`` (``providers.base.Attachment``: a file or map pin), or
+both), button and choice (need ``button_id``: the button id or list row id),
 interaction, opt_out, opt_in, attendance_started and attendance_ended (optional
 ``attendant`` and ``until``).
 An inbound ``id`` makes redeliveries of the same event harmless.
@@ -60,7 +61,7 @@ from engine.models import (
     in_utc,
     missing_for_type,
 )
-from providers.base import ParsedWebhook
+from providers.base import Attachment, ParsedWebhook
 from providers.webhook_json import load_json
 from providers.webhook_json import rejected as webhook_rejected
 
@@ -110,6 +111,7 @@ class _InboundItem(_Item):
     until: AwareDatetime | None = None
     at: AwareDatetime | None = None
     channel: Channel | None = None  # what it came in on; only whatsapp opens the window
+    attachment: Attachment | None = None  # a file or map pin a reply brought
 
     @field_validator("from_")
     @classmethod
@@ -125,7 +127,11 @@ class _InboundItem(_Item):
 
     @model_validator(mode="after")
     def _has_what_its_type_needs(self) -> _InboundItem:
-        missing = missing_for_type(self.type, text=self.text, button_id=self.button_id)
+        missing = missing_for_type(
+            self.type, text=self.text, button_id=self.button_id, attachment=self.attachment
+        )
+        if self.attachment is not None and self.type != "reply":
+            raise ValueError(f"attachment: a {self.type} brings none; send it as a reply")
         if missing is not None:
             raise ValueError(missing[1])
         return self
@@ -281,6 +287,7 @@ def _contact_event(
         source=provider,
         dedupe_key=_inbound_dedupe_key(item, raw, provider),
         channel=item.channel,
+        attachment=item.attachment.as_data() if item.attachment is not None else None,
     )
 
 
