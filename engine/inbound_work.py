@@ -11,11 +11,11 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING
 
-from engine.answer_owner import answered_elsewhere
+from engine.answer_owner import Option, answered_elsewhere
 from engine.attendance_end import wake_held_sends
 from engine.models import DueWork, Message, NewEvent
 from engine.step_events import inbound_step_events
-from engine.typed_choice import Option, as_tap
+from engine.typed_choice import as_tap
 
 if TYPE_CHECKING:
     from engine.dispatcher import Dispatcher
@@ -24,9 +24,10 @@ if TYPE_CHECKING:
 async def apply_inbound(d: Dispatcher, work: DueWork) -> None:
     assert work.run_id is not None  # INBOUND work is queued per open run
     events = inbound_step_events(work.payload, d.settings.opt_out_keywords)
-    events = await as_tap(d.store, work.run_id, events, partial(template_step_options, d))
+    step_options = partial(template_step_options, d)
+    events = await as_tap(d.store, work.run_id, events, step_options)
     contact_id = str(work.payload.get("contact_id"))
-    other = await answered_elsewhere(d.store, work.run_id, contact_id, events)
+    other = await answered_elsewhere(d.store, work.run_id, contact_id, events, step_options)
     ended = work.payload.get("type") == "attendance_ended"
     if ended and await wake_held_sends(d.store, work.run_id, d.clock.now()):
         d.notify()

@@ -22,19 +22,16 @@ of the buttons or list of the step that sent it, as its flow version wrote them.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from engine.answer_owner import offered_ids, shown
+from engine.answer_owner import Option, StepOptions, offered_ids, payload_options, shown
 from engine.models import Message
 from engine.opt_out import normalise
 from engine.runner import StepEvent
 from storage.base import Store
 
 _TAP_KINDS = ("button", "choice")
-Option = tuple[str, dict[str, Any]]  # ("button" | "choice", {"id", "title", ...})
-# The buttons or list rows of the step that sent a template message, from its flow.
-StepOptions = Callable[[Message], Awaitable[list[Option]]]
 
 
 async def as_tap(
@@ -64,7 +61,7 @@ async def as_tap(
         if menu.payload.get("type") == "template" and step_options is not None:
             options = await step_options(menu)  # a template of a step without buttons: []
         else:
-            options = _options(menu)
+            options = payload_options(menu.payload)
         if options:
             break
     if not options:
@@ -84,18 +81,6 @@ async def as_tap(
         if found is not None:
             return [StepEvent(name=found, data=event.data)]
     return list(events)
-
-
-def _options(menu: Message) -> list[Option]:
-    payload = menu.payload
-    options = [("button", b) for b in payload.get("buttons") or () if isinstance(b, dict)]
-    options += [
-        ("choice", row)
-        for section in payload.get("sections") or ()
-        for row in (section.get("rows") or () if isinstance(section, dict) else ())
-        if isinstance(row, dict)
-    ]
-    return options
 
 
 def _offered_by_run(messages: Sequence[Message]) -> set[str]:

@@ -146,3 +146,27 @@ async def test_a_list_row_chosen_answers_the_run_whose_list_it_was(tmp_path: Pat
 
         assert (await h.run(nota.id)).status == "completed"
         assert (await h.run(boleto.id)).step == "lembrete"  # no attendant for a score
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"button_id": "Sim"},  # a vendor that reports the title the contact saw
+        {"button_id": "ABGGFlA5Fpa", "text": "Sim"},  # its own id, the title as text
+    ],
+)
+async def test_a_tap_named_by_its_title_is_no_reply_in_the_other_run(
+    tmp_path: Path, fields: dict[str, str]
+) -> None:
+    async with harness(settings_with_flows(tmp_path, BOLETO, PESQUISA)) as h:
+        boleto = await h.start("boleto")
+        pesquisa = await h.start("pesquisa")
+        await h.advance(timedelta(seconds=10))
+
+        await h.event("button", **fields)  # "Sim" on the survey's message
+
+        assert [m.step for m in await h.messages(pesquisa.id)] == ["pergunta", "obrigado"]
+        # Not to an attendant in the boleto run beside it.
+        waiting = await h.run(boleto.id)
+        assert (waiting.step, waiting.status) == ("lembrete", "waiting")
+        assert [m.step for m in await h.messages(boleto.id)] == ["lembrete"]
