@@ -15,7 +15,7 @@ from engine.answer_owner import Option, answered_elsewhere
 from engine.attendance_end import wake_held_sends
 from engine.models import DueWork, Message, NewEvent
 from engine.step_events import inbound_step_events
-from engine.typed_choice import as_tap
+from engine.typed_choice import as_tap, typed_for_another_run
 
 if TYPE_CHECKING:
     from engine.dispatcher import Dispatcher
@@ -27,7 +27,9 @@ async def apply_inbound(d: Dispatcher, work: DueWork) -> None:
     step_options = partial(template_step_options, d)
     events = await as_tap(d.store, work.run_id, events, step_options)
     contact_id = str(work.payload.get("contact_id"))
-    other = await answered_elsewhere(d.store, work.run_id, contact_id, events, step_options)
+    other = await answered_elsewhere(
+        d.store, work.run_id, contact_id, events, step_options
+    ) or await typed_for_another_run(d.store, work.run_id, contact_id, events, step_options)
     ended = work.payload.get("type") == "attendance_ended"
     if ended and await wake_held_sends(d.store, work.run_id, d.clock.now()):
         d.notify()

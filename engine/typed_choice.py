@@ -95,3 +95,24 @@ def _by_title(options: Sequence[Option], words: Any) -> str | None:
         if normalise(str(option.get("title", ""))) == wanted:
             return f"{kind}.{option.get('id')}"
     return None
+
+
+async def typed_for_another_run(
+    store: Store,
+    run_id: str,
+    contact_id: str,
+    events: Sequence[StepEvent],
+    step_options: StepOptions | None = None,
+) -> str | None:
+    """Why a reply this run took as words (``as_tap`` found none of its titles) is a
+    tap of another open run of the contact: the title of a button or row of that
+    run's latest menu. None when it is words for every run."""
+    if len(events) != 1 or events[0].name != "reply":
+        return None
+    for other in await store.list_open_runs(contact_id):
+        if other.id == run_id:
+            continue
+        (tap, *_) = await as_tap(store, other.id, events, step_options) or [events[0]]
+        if tap.name != "reply":
+            return f"the reply is `{tap.name}` of run {other.id} ({other.flow}), not of this run"
+    return None

@@ -170,3 +170,24 @@ async def test_a_tap_named_by_its_title_is_no_reply_in_the_other_run(
         waiting = await h.run(boleto.id)
         assert (waiting.step, waiting.status) == ("lembrete", "waiting")
         assert [m.step for m in await h.messages(boleto.id)] == ["lembrete"]
+
+
+async def test_a_typed_title_of_one_runs_button_is_no_reply_in_the_other(tmp_path: Path) -> None:
+    async with harness(settings_with_flows(tmp_path, BOLETO, PESQUISA)) as h:
+        boleto = await h.start("boleto")
+        pesquisa = await h.start("pesquisa")
+        await h.advance(timedelta(seconds=10))
+
+        await h.event("reply", text="sim")  # typed under the survey's "Sim"
+
+        assert [m.step for m in await h.messages(pesquisa.id)] == ["pergunta", "obrigado"]
+        waiting = await h.run(boleto.id)
+        assert (waiting.step, waiting.status) == ("lembrete", "waiting")
+        ignored = await h.engine.store.list_events(
+            run_id=boleto.id, kind_prefix="run.event_ignored", limit=10
+        )
+        assert f"run {pesquisa.id}" in ignored[0].data["reason"]
+
+        await h.event("reply", text="quero falar com alguém")  # other words: a reply
+
+        assert [m.step for m in await h.messages(boleto.id)] == ["lembrete", "transferir"]
