@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from engine.answer_owner import Option, answered_elsewhere
 from engine.attendance_end import wake_held_sends
+from engine.errors import FlowError, NotFound
 from engine.models import DueWork, Message, NewEvent
 from engine.step_events import inbound_step_events
 from engine.typed_choice import as_tap, typed_for_another_run
@@ -48,7 +49,13 @@ async def template_step_options(d: Dispatcher, message: Message) -> list[Option]
     run = await d.store.get_run(message.run_id)
     if run is None:
         return []
-    step = (await d.catalog.pinned(run.flow, run.flow_version)).flow.steps.get(message.step)
+    try:
+        loaded = await d.catalog.pinned(run.flow, run.flow_version)
+    except (NotFound, FlowError):
+        # A version stored long ago that this engine no longer loads (a finished run's):
+        # its template offers nothing rather than stopping the contact's taps.
+        return []
+    step = loaded.flow.steps.get(message.step)
     send = step.send if step is not None else None
     if send is None:
         return []

@@ -3,6 +3,7 @@ waiting at once, a button of one run's message is no reply in the other."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -191,3 +192,39 @@ async def test_a_typed_title_of_one_runs_button_is_no_reply_in_the_other(tmp_pat
         await h.event("reply", text="quero falar com alguém")  # other words: a reply
 
         assert [m.step for m in await h.messages(boleto.id)] == ["lembrete", "transferir"]
+
+
+TEMPLATE_BOLETO = BOLETO.replace("flow: boleto", "flow: boleto_tpl").replace(
+    "      buttons: [{id: pagar, title: Pagar agora}]\n",
+    "      buttons: [{id: pagar, title: Pagar agora}]\n"
+    "      template:\n"
+    "        name: boleto_vencendo\n"
+    '        params: {PrimeiroNome: "Maria", Valor: "R$ 10,00", Vencimento: "30/11"}\n'
+    "    rules: {window: template}\n",
+)
+
+
+async def test_a_finished_runs_flow_version_that_no_longer_loads_does_not_stop_taps(
+    tmp_path: Path,
+) -> None:
+    # A template message of a finished run offers its step's buttons, read from the
+    # run's flow version. A version stored long ago that this engine no longer loads
+    # must not keep the contact's taps from their own run.
+    settings = settings_with_flows(tmp_path, TEMPLATE_BOLETO, PESQUISA)
+    async with harness(settings) as h:
+        old = await h.start("boleto_tpl")
+        await h.advance(timedelta(seconds=10))
+        await h.engine.cancel_run(old.id)
+    with sqlite3.connect(tmp_path / "disparo.db") as db:
+        db.execute(
+            "UPDATE flow_versions SET source = 'flow: boleto_tpl\n' WHERE flow = ?", (old.flow,)
+        )
+    edited = TEMPLATE_BOLETO.replace("vence amanhã", "vence hoje")  # the file moved on
+    settings = settings_with_flows(tmp_path, edited, PESQUISA)
+    async with harness(settings) as h:
+        pesquisa = await h.start("pesquisa", key="depois")
+        await h.advance(timedelta(seconds=10))
+
+        await h.event("button", button_id="Sim")
+
+        assert [m.step for m in await h.messages(pesquisa.id)] == ["pergunta", "obrigado"]
