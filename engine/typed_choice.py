@@ -5,7 +5,10 @@ Contacts often type what a button says instead of tapping it ("pagar agora" unde
 reply is taken as ``button.<id>`` (``choice.<id>`` for a list row) of the latest
 message of the run that showed buttons or a list, compared as opt-out keywords are
 (case, accents, extra spaces and the punctuation, emoji or ``*bold*`` marks around
-it ignored). Any other text stays a ``reply``; the text goes with the event either way.
+it ignored). So is a reply that is exactly a button's or row's id: Altu hands a tap
+to its bot as the id in text ("the input that reaches the bot"), and the bot can
+only pass it on as a reply. Any other text stays a ``reply``; the text goes with
+the event either way.
 
 Vendors report a tap in their own words: the id we gave the button, only its title
 (what the contact saw), or an id of their own with the title as text; some report
@@ -80,6 +83,11 @@ async def as_tap(
         found = _by_title(options, words)
         if found is not None:
             return [StepEvent(name=found, data=event.data)]
+    if event.name == "reply" and isinstance(text, str):
+        # Altu hands a tap to its bot as the id in text; the bot passes it on as a reply.
+        for option_kind, option in options:
+            if str(option.get("id")) == text.strip():
+                return [StepEvent(name=f"{option_kind}.{option.get('id')}", data=event.data)]
     return list(events)
 
 

@@ -202,3 +202,23 @@ async def test_other_words_under_a_template_are_still_a_reply(tmp_path: Path) ->
         await h.event("button", button_id="Não reconheço", text="Não reconheço")
 
         assert [m.step for m in await h.messages(run.id)] == ["lembrete", "transferir"]
+
+
+# Altu/Zenvia: the `id` of a button or list row is "the input that reaches the bot"
+# (its document): the Altu bot receives a tap as the id in text, and can only pass
+# it on as a reply. That reply is the tap.
+@pytest.mark.parametrize(("flow", "said", "steps"), [
+    (BOLETO, "pagar", ["lembrete", "pagamento"]),
+    (NOTA, "nota_8", ["pergunta"]),
+])  # fmt: skip
+async def test_a_reply_that_is_a_buttons_id_is_that_button(
+    tmp_path: Path, flow: str, said: str, steps: list[str]
+) -> None:
+    async with harness(settings_with_flows(tmp_path, flow)) as h:
+        run = await h.start(flow.split("\n", 1)[0].removeprefix("flow: "))
+        await h.advance(timedelta(seconds=10))
+
+        await h.event("reply", text=said)
+
+        assert [m.step for m in await h.messages(run.id)] == steps
+        assert (await h.run(run.id)).status == "completed"
