@@ -252,6 +252,8 @@ def _explain(exc: ValidationError) -> str:
         said = str(error["msg"]).removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             said = "unknown field; remove it or check its spelling"
+        elif error["type"] == "model_type":  # pydantic names the Python class
+            said = "must be a JSON object ({...}) with its 'type'"
         parts.append(f"{field}: {said}" if field else said)
     return "; ".join(parts)
 

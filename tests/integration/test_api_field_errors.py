@@ -118,6 +118,10 @@ async def test_a_second_run_of_a_one_at_a_time_flow_names_the_open_run_to_cancel
             {"from": "5511999998888", "type": "reply", "text": "oi", "txt": "x"},
             "inbound[1]: txt: unknown field; remove it or check its spelling",
         ),
+        (
+            {"from": "5511999998888", "type": "reply", "attachment": "foto.jpg"},
+            "inbound[1]: attachment: must be a JSON object ({...}) with its 'type'",
+        ),
     ],
 )
 async def test_a_webhook_item_refused_says_what_to_send_not_a_regex(
