@@ -237,5 +237,10 @@ def _check_event(event: dict[str, Any], where: str) -> None:
         raise UserInputError(f"{where}: `{field}` {problem}")
     if kind == "status" and not isinstance(event.get("step", ""), str):
         raise UserInputError(f"{where}: `step` names the step whose message the status is about")
+    if kind == "reply" and not event.get("text") and event.get("attachment") is None:
+        raise UserInputError(
+            f"{where}: a reply event needs `text` (what the contact wrote) or an "
+            "`attachment` (a file or map pin it sent)"
+        )
     if kind in ("button", "choice") and not event.get("button_id"):
         raise UserInputError(f"{where}: a {kind} event needs `button_id`, the id that was tapped")
