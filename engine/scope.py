@@ -13,12 +13,14 @@ from engine.flow.model import Flow
 from engine.models import Contact, Run
 from engine.render import RenderScope, is_true, render_value
 from engine.runner import RUN_CONTEXT
+from engine.zones import stored_contact_zone
 
 
 def contact_timezone(contact: Contact, flow: Flow, default: str) -> ZoneInfo:
     """The contact's own timezone, else the flow's rules or flow timezone, else the default."""
     rules_tz = flow.defaults.rules.timezone if flow.defaults.rules else None
-    name = contact.timezone or rules_tz or flow.timezone or default
+    own = stored_contact_zone(contact.id, contact.timezone)
+    name = own or rules_tz or flow.timezone or default
     return ZoneInfo(name)
 
 
