@@ -9,6 +9,7 @@ naming none gets (the flow's, else the config's), never with a 500 or a crash.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,3 +84,21 @@ async def test_why_reads_a_contact_stored_with_a_zone_this_host_lacks(tmp_path: 
     assert result.returncode == 0, result.stderr
     assert "times in America/Sao_Paulo" in result.stdout
     assert "2026-11-23 10:00:00" in result.stdout  # the run began at 10:00 there
+
+
+async def test_status_counts_contacts_stored_with_a_non_iana_zone(tmp_path: Path) -> None:
+    config = _local_config(tmp_path)
+    settings = settings_for(tmp_path, storage=f"sqlite:///{tmp_path / 'd.db'}")
+    async with harness(settings) as h:
+        for contact, zone in (("c-1", "localtime"), ("c-2", "localtime"), ("c-3", "Brazil/East")):
+            await h.engine.store.upsert_contact(
+                ContactUpsert(id=contact, phone="+5511999998888", timezone=zone), START
+            )
+
+    text = disparo("status", "--config", str(config))
+    as_json = disparo("status", "--json", "--config", str(config))
+
+    assert text.returncode == 0, text.stderr
+    assert "contacts whose timezone is no IANA name: 2 (localtime: 2)" in text.stdout
+    assert "PUT /v1/contacts/{id}" in text.stdout
+    assert json.loads(as_json.stdout)["non_iana_timezones"] == {"localtime": 2}
