@@ -202,8 +202,8 @@ def test_migrate_then_why_on_a_fresh_database(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     assert (
         ": 0001_initial, 0002_triggers, 0003_provider_state, "
-        "0004_retention, 0005_erasure, 0006_ambiguous, 0007_sending, 0008_claim_order"
-        in first.stdout
+        "0004_retention, 0005_erasure, 0006_ambiguous, 0007_sending, 0008_claim_order, "
+        "0009_event_contacts" in first.stdout
     )
     assert "up to date" in again.stdout
     assert why.returncode == 1
