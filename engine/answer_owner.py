@@ -7,18 +7,25 @@ survey would hand the contact to an attendant in the boleto run waiting beside i
 
 So a tap answers the run whose message offered that id, the most recent such
 message when several did; the contact's other runs ignore it, saying which run it
-answers. A tap no message offered (a template's quick-reply button: the template
-catalogue lists no button ids) reaches every open run, as a typed reply does.
+answers. Vendors may name a tap by the title the contact saw (``engine.typed_choice``):
+a message offered it too when one of its buttons or rows has that title. A template
+sent in place of a step's buttons offers that step's buttons (its quick replies).
+A tap no message offered reaches every open run, as a typed reply does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from engine.models import Message, MessageStatus
+from engine.opt_out import normalise
 from engine.runner import StepEvent
 from storage.base import Store
+
+Option = tuple[str, dict[str, Any]]  # ("button" | "choice", {"id", "title", ...})
+# The buttons or list rows of the step that sent a template message, from its flow.
+StepOptions = Callable[[Message], Awaitable[list[Option]]]
 
 _TAPS = ("button.", "choice.")
 # A message handed to a provider may have shown its buttons; one that failed before
@@ -53,20 +60,54 @@ def shown(message: Message) -> bool:
     )
 
 
-def _offered(message: Message, tapped: str) -> bool:
-    return shown(message) and tapped in offered_ids(message.payload)
+def payload_options(payload: Mapping[str, Any]) -> list[Option]:
+    """The buttons and list rows a rendered message showed, each with its kind."""
+    options: list[Option] = [
+        ("button", b) for b in payload.get("buttons") or () if isinstance(b, dict)
+    ]
+    options += [
+        ("choice", row)
+        for section in payload.get("sections") or ()
+        for row in (section.get("rows") or () if isinstance(section, dict) else ())
+        if isinstance(row, dict)
+    ]
+    return options
+
+
+async def _offered(
+    message: Message, tapped: str, titles: set[str], step_options: StepOptions | None
+) -> bool:
+    if not shown(message):
+        return False
+    if message.payload.get("type") == "template" and step_options is not None:
+        options = await step_options(message)
+    else:
+        options = payload_options(message.payload)
+    return any(
+        str(option.get("id")) == tapped or normalise(str(option.get("title", ""))) in titles
+        for _, option in options
+    )
 
 
 async def answered_elsewhere(
-    store: Store, run_id: str, contact_id: str, events: Sequence[StepEvent]
+    store: Store,
+    run_id: str,
+    contact_id: str,
+    events: Sequence[StepEvent],
+    step_options: StepOptions | None = None,
 ) -> str | None:
     """Why ``events`` (a tap) answer another run of the contact than ``run_id``, or None."""
     if len(events) != 1 or not events[0].name.startswith(_TAPS):
         return None
     tapped = events[0].name.split(".", 1)[1]
+    # What the vendor said: the id or title tapped, and the title as text.
+    said = (events[0].data.get("button_id"), events[0].data.get("text"), tapped)
+    titles = {normalise(words) for words in said if isinstance(words, str)} - {""}
     # One read for the newest runs' messages, not one per run.
     messages = await store.list_contact_messages(contact_id, runs=RUNS_LOOKED_AT)
-    offers = [message for message in messages if _offered(message, tapped)]
+    offers = [
+        message for message in messages if await _offered(message, tapped, titles, step_options)
+    ]
     if not offers:
         return None
     latest = max(message.created_at for message in offers)

@@ -125,7 +125,9 @@ def _shape_problems(event: EventIn, now: datetime) -> list[tuple[str, str]]:
         if event.status is None:
             problems.append(("status", "required for type status: sent, delivered, read or failed"))
         return problems
-    missing = missing_for_type(event.type, text=event.text, button_id=event.button_id)
+    missing = missing_for_type(
+        event.type, text=event.text, button_id=event.button_id, attachment=event.attachment
+    )
     if missing is not None:
         problems.append(missing)
     if event.contact is None:
@@ -230,4 +232,5 @@ def _contact_event(event: EventIn, now: datetime) -> ContactEvent:
         source="api",
         dedupe_key=f"api:{event.id}" if event.id else None,
         channel=event.channel,
+        attachment=event.attachment.as_data() if event.attachment is not None else None,
     )

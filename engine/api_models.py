@@ -19,6 +19,7 @@ from engine.errors import FieldError
 from engine.models import in_utc
 from engine.phones import InvalidPhone, normalise_phone
 from engine.zones import is_iana_zone
+from providers.base import Attachment
 
 # The longest contact id accepted anywhere (a CRM key, a CPF, an e-mail address).
 CONTACT_ID_MAX = 200
@@ -116,6 +117,7 @@ class EventIn(_Body):
     attendant: str | None = None
     until: datetime | None = None
     channel: Literal["whatsapp", "sms", "email"] | None = None  # what a reply came in on
+    attachment: Attachment | None = None  # a file or map pin a reply brought
     message_id: str | None = None  # for type=status
     status: Literal["sent", "delivered", "read", "failed"] | None = None
     error: str | None = None

@@ -322,9 +322,10 @@ async def _why_zone(
     from zoneinfo import ZoneInfo
 
     from engine.scope import contact_timezone
+    from engine.zones import stored_contact_zone
 
-    if contact.timezone:
-        return ZoneInfo(contact.timezone)
+    if own := stored_contact_zone(contact.id, contact.timezone):
+        return ZoneInfo(own)
     zones = set()
     for run_id in {event.run_id for event in events if event.run_id}:
         run = await engine.store.get_run(run_id)

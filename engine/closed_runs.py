@@ -14,8 +14,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from engine.errors import StaleRun
-from engine.models import OPEN_RUN_STATUSES, MessageStatus, NewEvent, Run
-from storage.base import Commit, MessageChange, Store
+from engine.left_step import skipping
+from engine.models import OPEN_RUN_STATUSES, MessageStatus, Run
+from storage.base import Commit, Store
 
 
 async def skip_queued(store: Store, run: Run, now: datetime) -> int:
@@ -26,30 +27,8 @@ async def skip_queued(store: Store, run: Run, now: datetime) -> int:
     for message in await store.list_queued_run_messages(run.id):
         reason = f"the run ended {run.status} before its message went out"
         try:
-            await store.commit(
-                Commit(
-                    now=now,
-                    messages=[
-                        MessageChange(
-                            message_id=message.id,
-                            at=now,
-                            status=MessageStatus.SKIPPED,
-                            last_error=reason,
-                            expected_status=MessageStatus.QUEUED,
-                        )
-                    ],
-                    events=[
-                        NewEvent(
-                            kind="message.skipped",
-                            at=now,
-                            contact_id=message.contact_id,
-                            run_id=run.id,
-                            message_id=message.id,
-                            data={"step": message.step, "reason": reason},
-                        )
-                    ],
-                )
-            )
+            skip = skipping(message, now, reason, expected=MessageStatus.QUEUED)
+            await store.commit(Commit(now=now, messages=[skip.change], events=[skip.event]))
         except StaleRun:
             continue  # a worker took it meanwhile: it is no longer queued
         skipped += 1

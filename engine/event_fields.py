@@ -29,6 +29,7 @@ _ONLY_FOR: tuple[tuple[str, frozenset[str], str], ...] = (
         frozenset({"reply", "button", "choice"}),
         "it says what a message the contact wrote came in on",
     ),
+    ("attachment", frozenset({"reply"}), "it is a file or map pin a reply brought"),
     (
         "attendant",
         frozenset({"attendance_started", "attendance_ended"}),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import NotFound, Problem, UserInputError
-from engine.flow.loader import LoadedFlow, load_flow_text, load_flows, read_flows
+from engine.flow.loader import LoadedFlow, load_flows, load_stored_flow_text, read_flows
 from engine.flow.model import Flow
 from engine.flow.validate import FlowCheck
 from engine.wording import counted
@@ -75,6 +75,8 @@ class FlowCatalog:
         self.directory, self.providers = directory, providers
         self.current: dict[str, LoadedFlow] = {}
         self._versions: dict[tuple[str, str], LoadedFlow] = {}
+        # Problems today's checks find in pinned versions an earlier release accepted.
+        self.tolerated: dict[tuple[str, str], list[Problem]] = {}
 
     @classmethod
     async def load(
@@ -153,6 +155,18 @@ class FlowCatalog:
         source = await self.store.get_flow_source(name, version)
         if source is None:
             raise NotFound(f"flow {name!r} version {version} is not in the store")
-        loaded = load_flow_text(source, f"{name}@{version}.yaml")
+        loaded, problems = load_stored_flow_text(source, f"{name}@{version}.yaml")
+        if problems:
+            # Its runs started on a release that accepted it: they go on with it.
+            self.tolerated[(name, version)] = problems
+            log.warning(
+                "flow %s version %s, which runs started with, has %s today's checks "
+                "find (first: %s); its runs go on with it as the release that started "
+                "them read it. `disparo check` the flow file for new runs",
+                name,
+                version,
+                counted(len(problems), "problem"),
+                problems[0],
+            )
         self._versions[(name, version)] = loaded
         return loaded

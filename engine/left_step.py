@@ -37,9 +37,21 @@ def withdrawn(message: Message, run: Run, now: datetime) -> Withdrawn | None:
     reason = (
         f"the run left step `{message.step}` before its message went out (it is at `{run.step}`)"
     )
+    return skipping(message, now, reason)
+
+
+def skipping(
+    message: Message, now: datetime, reason: str, *, expected: MessageStatus | None = None
+) -> Withdrawn:
+    """``message`` skipped for ``reason``: its change (made only from ``expected``,
+    when given) and its ``message.skipped`` event."""
     return Withdrawn(
         change=MessageChange(
-            message_id=message.id, at=now, status=MessageStatus.SKIPPED, last_error=reason
+            message_id=message.id,
+            at=now,
+            status=MessageStatus.SKIPPED,
+            last_error=reason,
+            expected_status=expected,
         ),
         event=NewEvent(
             kind="message.skipped",

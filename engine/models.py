@@ -420,15 +420,16 @@ class ContactEvent:
     source: str = "api"  # "api" or a provider instance name
     dedupe_key: str | None = None
     channel: Channel | None = None  # came in on, when known; only whatsapp opens its window
+    attachment: dict[str, Any] | None = None  # a reply's file or map pin, as the API took it
 
 
 def missing_for_type(
-    kind: str, *, text: str | None, button_id: str | None
+    kind: str, *, text: str | None, button_id: str | None, attachment: object = None
 ) -> tuple[str, str] | None:
     """``(field, message)`` when an inbound event of ``kind`` lacks what gives it a
     meaning (the API and the webhook format share this rule), else None."""
-    if kind == "reply" and not text:
-        return "text", "a reply needs 'text', what the contact wrote"
+    if kind == "reply" and not text and attachment is None:
+        return "text", "a reply needs 'text' (what the contact wrote) or an 'attachment'"
     if kind in ("button", "choice") and not button_id:
         return "button_id", f"a {kind} needs 'button_id', the id of the button or row chosen"
     return None

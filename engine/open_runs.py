@@ -80,6 +80,9 @@ async def open_run_notices(
                 )
             )
             continue
+        tolerated = flows.tolerated.get((flow, version), [])
+        if tolerated:
+            notices.append(OpenRunNotice(logging.WARNING, _tolerated(who, tolerated)))
         problems = validate_flow(
             loaded.flow,
             loaded.source_map,
@@ -87,8 +90,21 @@ async def open_run_notices(
             providers=capabilities,
             extra_checks=checks,
         )
-        notices += [OpenRunNotice(logging.ERROR, _unfit(who, problem)) for problem in problems]
+        known = {str(problem) for problem in tolerated}
+        notices += [
+            OpenRunNotice(logging.ERROR, _unfit(who, problem))
+            for problem in problems
+            if str(problem) not in known
+        ]
     return notices
+
+
+def _tolerated(who: str, problems: list[Problem]) -> str:
+    return (
+        f"{who} go on with the version they started with, which the release that "
+        f"started them accepted; today's checks find {counted(len(problems), 'problem')} "
+        f"in it (first: {problems[0].message}). The flow file is what new runs start on"
+    )
 
 
 def _gone(flow: str, runs: int, just_removed: bool) -> str:

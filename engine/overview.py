@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from engine.zones import is_iana_zone
 from storage.base import Overview
 
 
@@ -17,6 +18,11 @@ def _ago(then: datetime | None, now: datetime) -> str:
     if seconds < 7200:
         return f"{seconds // 60} min ago"
     return f"{seconds // 3600} h ago"
+
+
+def non_iana_zones(overview: Overview) -> dict[str, int]:
+    """Contacts by stored zone that is no IANA name (an earlier release took it)."""
+    return {zone: n for zone, n in overview.contact_zones.items() if not is_iana_zone(zone)}
 
 
 def overview_lines(overview: Overview, now: datetime) -> list[str]:
@@ -43,6 +49,13 @@ def overview_lines(overview: Overview, now: datetime) -> list[str]:
             "  GET /v1/messages?status=ambiguous lists them; settle each with a status "
             "event or POST /v1/messages/{id}/resend"
         )
+    if zones := non_iana_zones(overview):
+        each = ", ".join(f"{zone}: {n:,}" for zone, n in zones.items())
+        lines += [
+            f"contacts whose timezone is no IANA name: {sum(zones.values()):,} ({each})",
+            "  stored by an earlier release; their rules use the flow's or the config's "
+            "zone: PUT /v1/contacts/{id} with each one's IANA timezone",
+        ]
     return lines
 
 
@@ -60,4 +73,5 @@ def overview_json(overview: Overview, now: datetime) -> dict[str, Any]:
         },
         "open_runs": dict(overview.open_runs),
         "ambiguous_messages": overview.ambiguous_messages,
+        "non_iana_timezones": non_iana_zones(overview),
     }

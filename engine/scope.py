@@ -13,13 +13,17 @@ from engine.flow.model import Flow
 from engine.models import Contact, Run
 from engine.render import RenderScope, is_true, render_value
 from engine.runner import RUN_CONTEXT
+from engine.zones import is_iana_zone, stored_contact_zone
 
 
 def contact_timezone(contact: Contact, flow: Flow, default: str) -> ZoneInfo:
     """The contact's own timezone, else the flow's rules or flow timezone, else the default."""
     rules_tz = flow.defaults.rules.timezone if flow.defaults.rules else None
-    name = contact.timezone or rules_tz or flow.timezone or default
-    return ZoneInfo(name)
+    own = stored_contact_zone(contact.id, contact.timezone)
+    # A flow version an earlier release accepted may name a zone that is no IANA name
+    # (runs go on with it, engine.flows): it is read as naming none, as a contact's is.
+    flows = [zone for zone in (rules_tz, flow.timezone) if zone and is_iana_zone(zone)]
+    return ZoneInfo(own or (flows[0] if flows else default))
 
 
 def render_scope(

@@ -44,6 +44,7 @@ from engine.flow.problems import Describer, did_you_mean, problems_from_validati
 from engine.flow.yaml_source import DocPath, SourceMap, YamlSourceError, format_path, read_yaml
 from engine.models import NumbersRefuseBooleans
 from engine.opt_out import DEFAULT_OPT_OUT_KEYWORDS
+from engine.opt_out import normalise as normalise_keyword
 from engine.wording import counted
 from providers.base import ProviderConfig
 
@@ -196,6 +197,19 @@ class Settings(_Section):
     def _some_token(cls, value: SecretStr) -> SecretStr:
         if not value.get_secret_value().strip():
             raise ValueError("the API token is empty; set DISPARO_API_TOKEN or `api_token:`")
+        return value
+
+    @field_validator("opt_out_keywords")
+    @classmethod
+    def _keywords_say_something(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # A blank keyword would opt out whoever sends a reply of blanks or invisible
+        # marks (an emoji keyword is fine); an empty list turns keyword opt-out off.
+        for index, keyword in enumerate(value):
+            if not normalise_keyword(keyword):
+                raise ValueError(
+                    f"keyword {index + 1} ({keyword!r}) is blank: a reply of spaces would "
+                    "opt the contact out; remove it"
+                )
         return value
 
     @field_validator("timezone")

@@ -178,7 +178,7 @@ def _line(event: Any, message_steps: Mapping[str, str]) -> dict[str, Any] | None
             **base,
             "kind": "event",
             "type": event.kind.split(".", 1)[1],
-            **{k: v for k, v in data.items() if k in ("text", "button_id", "status")},
+            **{k: v for k, v in data.items() if k in ("text", "button_id", "attachment", "status")},
         }
         if event.kind.startswith("status.") and event.message_id in message_steps:
             line["message_step"] = message_steps[event.message_id]  # which message it is
@@ -218,7 +218,7 @@ def _flag_time(value: str, flag: str) -> datetime:
 
 async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
     contact, stamps, contact_now, attendance = load_contact(args.contact)
-    events = load_events(args.events) if args.events else []
+    events = load_events(args.events, contact) if args.events else []
     start = (
         _flag_time(args.at, "--at")
         if args.at
@@ -372,6 +372,7 @@ async def _inject(engine: Engine, run_id: str, contact_id: str, event: dict[str,
                 until=parse_time(event["until"], "until") if event.get("until") else None,
                 source="simulate",
                 channel=event.get("channel"),
+                attachment=event.get("attachment"),
                 dedupe_key=_dedupe_key(event),
             )
         ]
@@ -408,7 +409,11 @@ def _human(line: dict[str, Any], zone: ZoneInfo) -> str:
         )
     if kind == "event":
         shown = ("at", "kind", "type", "step")
-        rest = " ".join(f"{k}={v}" for k, v in line.items() if k not in shown)
+        rest = " ".join(
+            f"{k}={json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else v}"
+            for k, v in line.items()
+            if k not in shown
+        )
         return f"{at}  event     {line['type']} {rest}".rstrip()
     if kind == "timer":
         return f"{at}  timer     {line['step']} ({line['reason']})"

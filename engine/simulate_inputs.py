@@ -18,6 +18,7 @@ from engine.errors import Problem, UserInputError
 from engine.event_fields import EVENT_TYPES, stray_fields
 from engine.flow.problems import timezone_problem
 from engine.flow.yaml_source import read_yaml
+from engine.logs import mask_phone
 from engine.models import (
     Channel,
     ContactEvent,
@@ -152,7 +153,9 @@ def _ends_after(starts: datetime, ends: datetime | None, where: str) -> None:
         )
 
 
-def load_events(path: str) -> list[dict[str, Any]]:
+def load_events(path: str, contact: ContactUpsert | None = None) -> list[dict[str, Any]]:
+    """The events file, each event checked as ``POST /v1/events`` checks it; an event
+    naming another contact than ``contact`` (the one simulated) is refused."""
     events = []
     for number, line in enumerate(_read_lines(path, "events file"), start=1):
         if not line.strip():
@@ -170,7 +173,10 @@ def load_events(path: str) -> list[dict[str, Any]]:
         event["at"] = parse_time(event["at"], f"{where}: at")
         # `step` (which message a status is about) is simulate's own field.
         api_fields = {key: value for key, value in event.items() if key != "step"}
-        event["until"] = _as_api_event(api_fields, where).until
+        api_event = _as_api_event(api_fields, where)
+        event["until"] = api_event.until
+        if contact is not None:
+            _same_contact(api_event, contact, where)
         if event["type"] == "attendance_started" and event["until"] is not None:
             _ends_after(event["at"], event["until"], f"{where}: until")
         events.append(event)
@@ -178,6 +184,25 @@ def load_events(path: str) -> list[dict[str, Any]]:
 
 
 _REPORTED = ("sent", "delivered", "read", "failed")
+
+
+def _same_contact(event: EventIn, contact: ContactUpsert, where: str) -> None:
+    """Simulate follows one contact: an event naming another would be applied to it."""
+    named = event.contact
+    if named is None:
+        return
+    if isinstance(named, str):
+        matches, said = named == contact.id, f"contact {named!r}"
+    else:
+        matches = (named.id is None or named.id == contact.id) and (
+            named.phone is None or named.phone == contact.phone
+        )
+        said = f"contact {named.id!r}" if named.id else f"phone {mask_phone(named.phone or '')}"
+    if not matches:
+        raise UserInputError(
+            f"{where}: `contact` names {said}, but the simulated contact is {contact.id!r}; "
+            "simulate follows one contact: leave `contact` out or name that one"
+        )
 
 
 def _as_api_event(event: dict[str, Any], where: str) -> EventIn:
@@ -212,5 +237,10 @@ def _check_event(event: dict[str, Any], where: str) -> None:
         raise UserInputError(f"{where}: `{field}` {problem}")
     if kind == "status" and not isinstance(event.get("step", ""), str):
         raise UserInputError(f"{where}: `step` names the step whose message the status is about")
+    if kind == "reply" and not event.get("text") and event.get("attachment") is None:
+        raise UserInputError(
+            f"{where}: a reply event needs `text` (what the contact wrote) or an "
+            "`attachment` (a file or map pin it sent)"
+        )
     if kind in ("button", "choice") and not event.get("button_id"):
         raise UserInputError(f"{where}: a {kind} event needs `button_id`, the id that was tapped")

@@ -41,7 +41,9 @@ request left -> ``ProviderAmbiguous``; 400 -> ``ProviderRejected`` with Altu's
 
 Status webhooks (``providers.altu_webhook``) come to ``POST /webhooks/<name>?token=
 <webhook_secret>``; Altu signs nothing. Replies go to the Altu bot, not here: the bot
-forwards button taps and answers to ``POST /v1/events``.
+forwards button taps and answers to ``POST /v1/events``. The bot receives a tap as
+the button's or row's ``id`` in text (the document's "input that reaches the bot"),
+and a reply that is exactly such an id is taken as the tap (``engine.typed_choice``).
 
 Config (``config/disparo.yaml``)::
 

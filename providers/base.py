@@ -15,9 +15,9 @@ from contextlib import AbstractAsyncContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.errors import (
     ProviderAuthError,
@@ -39,6 +39,37 @@ from engine.models import (
 )
 
 CONTENT_TYPES = frozenset({"text", "media", "buttons", "list", "location", "template", "email"})
+
+
+class Attachment(BaseModel):
+    """A file or map pin the contact sent, in a reply's ``attachment`` (the API's and
+    the generic webhook's): with or without ``text``, it answers as a reply does.
+    disparo keeps it with the event and fetches nothing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["image", "video", "audio", "document", "sticker", "location"]
+    url: str | None = Field(default=None, min_length=1)
+    mime_type: str | None = None
+    filename: str | None = None
+    caption: str | None = None
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
+    name: str | None = None
+    address: str | None = None
+
+    @model_validator(mode="after")
+    def _a_place_has_coordinates(self) -> Attachment:
+        place = self.latitude is not None and self.longitude is not None
+        if self.type == "location" and not place:
+            raise ValueError("a location needs 'latitude' and 'longitude' (numbers)")
+        if self.type != "location" and (self.latitude, self.longitude) != (None, None):
+            raise ValueError("'latitude' and 'longitude' belong to an attachment of type location")
+        return self
+
+    def as_data(self) -> dict[str, Any]:
+        """What is kept with the event: the fields given."""
+        return self.model_dump(exclude_none=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -18,8 +18,10 @@ Status items name the message by our provider id (``id``), by the idempotency ke
 we sent (``key``), or both; ``status`` is one of sent, delivered, read, failed;
 ``error`` is ``{"code", "message"}`` or a plain string. Inbound items carry the
 contact's phone in ``from`` (the engine reads it as E.164, so ``5511…`` without
-the ``+`` reaches the contact stored as ``+5511…``) and a ``type``: reply (needs
-``text``), button and choice (need ``button_id``: the button id or list row id),
+the ``+``, or ``+55 (11) 99999-8888`` as a person writes it, reaches the contact
+stored as ``+5511…``) and a ``type``: reply (needs
+``text``, an ``attachment`` (``providers.base.Attachment``: a file or map pin), or
+both), button and choice (need ``button_id``: the button id or list row id),
 interaction, opt_out, opt_in, attendance_started and attendance_ended (optional
 ``attendant`` and ``until``).
 An inbound ``id`` makes redeliveries of the same event harmless.
@@ -59,12 +61,14 @@ from engine.models import (
     in_utc,
     missing_for_type,
 )
-from providers.base import ParsedWebhook
+from providers.base import Attachment, ParsedWebhook
 from providers.webhook_json import load_json
 from providers.webhook_json import rejected as webhook_rejected
 
 _TOP_LEVEL = frozenset({"statuses", "inbound"})
 _PHONE = re.compile(r"^\+?[0-9]{6,15}$")
+# How people and CRMs write a number ("+55 (11) 99999-8888"): dropped before the check.
+_PHONE_MARKS = re.compile(r"[\s().\-]")
 ReportedStatus = Literal["sent", "delivered", "read", "failed"]
 
 
@@ -107,20 +111,27 @@ class _InboundItem(_Item):
     until: AwareDatetime | None = None
     at: AwareDatetime | None = None
     channel: Channel | None = None  # what it came in on; only whatsapp opens the window
+    attachment: Attachment | None = None  # a file or map pin a reply brought
 
     @field_validator("from_")
     @classmethod
     def _a_phone(cls, value: str) -> str:
         # Not the value: refusals are logged, and this one is a phone or near it.
-        if not _PHONE.fullmatch(value):
+        # The marks go; the engine reads the digits as E.164 (adding a missing ninth digit).
+        digits = _PHONE_MARKS.sub("", value)
+        if not _PHONE.fullmatch(digits):
             raise ValueError(
                 "not a phone number: 6 to 15 digits with or without a leading +, e.g. 5511999998888"
             )
-        return value
+        return digits
 
     @model_validator(mode="after")
     def _has_what_its_type_needs(self) -> _InboundItem:
-        missing = missing_for_type(self.type, text=self.text, button_id=self.button_id)
+        missing = missing_for_type(
+            self.type, text=self.text, button_id=self.button_id, attachment=self.attachment
+        )
+        if self.attachment is not None and self.type != "reply":
+            raise ValueError(f"attachment: a {self.type} brings none; send it as a reply")
         if missing is not None:
             raise ValueError(missing[1])
         return self
@@ -241,6 +252,8 @@ def _explain(exc: ValidationError) -> str:
         said = str(error["msg"]).removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             said = "unknown field; remove it or check its spelling"
+        elif error["type"] == "model_type":  # pydantic names the Python class
+            said = "must be a JSON object ({...}) with its 'type'"
         parts.append(f"{field}: {said}" if field else said)
     return "; ".join(parts)
 
@@ -276,6 +289,7 @@ def _contact_event(
         source=provider,
         dedupe_key=_inbound_dedupe_key(item, raw, provider),
         channel=item.channel,
+        attachment=item.attachment.as_data() if item.attachment is not None else None,
     )
 
 

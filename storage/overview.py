@@ -23,6 +23,9 @@ class Overview:
     due_work: Mapping[str, DueCounts] = field(default_factory=dict)  # by kind
     open_runs: Mapping[str, int] = field(default_factory=dict)  # by flow
     ambiguous_messages: int = 0
+    # Contacts by the zone they name (those naming none left out): a release before
+    # zones were limited to IANA names stored any name the host had a file for.
+    contact_zones: Mapping[str, int] = field(default_factory=dict)
 
 
 class OpenRunReads(Protocol):

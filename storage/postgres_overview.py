@@ -1,4 +1,4 @@
-"""Reads of what is queued on PostgreSQL: ``Store.overview`` (three grouped reads)
+"""Reads of what is queued on PostgreSQL: ``Store.overview`` (four grouped reads)
 and ``Store.has_queued_status``."""
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ _ANSWERS_QUEUED = (
     "AND due_at < $2) OR EXISTS (SELECT 1 FROM due_work WHERE kind = 'status' "
     "AND due_at < $2 AND message_id IN (SELECT id FROM messages WHERE run_id = $1))"
 )
+_ZONES = (
+    "SELECT timezone, count(*) FROM contacts WHERE timezone IS NOT NULL "
+    "GROUP BY timezone ORDER BY timezone"
+)
 _AMBIGUOUS = "SELECT count(*) FROM messages WHERE status = 'ambiguous'"
 _QUEUED_STATUS = (  # served by due_work_message (migration 0004)
     "SELECT EXISTS (SELECT 1 FROM due_work WHERE message_id = $1 AND kind = 'status') AS queued"
@@ -53,7 +57,10 @@ class OverviewMethods:
         }
         runs = {row[0]: row[1] for row in await self._fetch(_OPEN_RUNS)}
         (ambiguous,) = (await self._fetch(_AMBIGUOUS))[0]
-        return Overview(due_work=due, open_runs=runs, ambiguous_messages=ambiguous)
+        zones = {row[0]: row[1] for row in await self._fetch(_ZONES)}
+        return Overview(
+            due_work=due, open_runs=runs, ambiguous_messages=ambiguous, contact_zones=zones
+        )
 
     async def open_run_versions(self) -> dict[tuple[str, str], int]:
         return {(row[0], row[1]): row[2] for row in await self._fetch(_OPEN_VERSIONS)}

@@ -232,6 +232,7 @@ def inbound_fields(event: ContactEvent) -> dict[str, Any]:
         "source": event.source,
         "dedupe_key": event.dedupe_key,
         "channel": event.channel,
+        "attachment": event.attachment,
     }
 
 

@@ -30,6 +30,10 @@ _ANSWERS_QUEUED = (
     "UNION ALL SELECT 1 FROM due_work WHERE kind = 'status' AND due_at < :before "
     "AND message_id IN (SELECT id FROM messages WHERE run_id = :run) LIMIT 1"
 )
+_ZONES = (
+    "SELECT timezone, count(*) FROM contacts WHERE timezone IS NOT NULL "
+    "GROUP BY timezone ORDER BY timezone"
+)
 _AMBIGUOUS = (
     "SELECT count(*) FROM messages INDEXED BY messages_ambiguous WHERE status = 'ambiguous'"
 )
@@ -55,7 +59,10 @@ class OverviewMethods:
             }
             runs = dict(db.execute(_OPEN_RUNS))
             (ambiguous,) = db.execute(_AMBIGUOUS).fetchone()
-            return Overview(due_work=due, open_runs=runs, ambiguous_messages=ambiguous)
+            zones = dict(db.execute(_ZONES))
+            return Overview(
+                due_work=due, open_runs=runs, ambiguous_messages=ambiguous, contact_zones=zones
+            )
 
         return link.read(read)
 

@@ -147,6 +147,35 @@ def read_flows(
     return flows, problems
 
 
+def load_stored_flow_text(text: str, filename: str) -> tuple[LoadedFlow, list[Problem]]:
+    """A flow version runs are pinned to, from the store, and the problems today's
+    checks find in it.
+
+    A stored version is one an engine accepted and started runs with. Checks added
+    by later releases (a rule written with no value, a zone that is no IANA name)
+    must not strand those runs: when the text still makes a flow, it is returned with
+    those problems, to be reported; ``FlowError`` only when it makes none.
+    """
+    try:
+        return load_flow_text(text, filename), []
+    except FlowError as exc:
+        problems = list(exc.problems)
+        try:
+            document = parse_yaml(text, filename)
+            flow = Flow.model_validate(document.data)
+        except (YamlSourceError, ValidationError):
+            raise exc from None
+    loaded = LoadedFlow(
+        flow=flow,
+        source=document.text,
+        version=flow_version(document.text),
+        path=None,
+        filename=filename,
+        source_map=document.source_map,
+    )
+    return loaded, problems
+
+
 def _no_directory(directory: Path) -> Problem:
     return Problem(
         message="no such flows directory; check `flows:` in the config", file=str(directory)

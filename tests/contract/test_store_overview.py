@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from engine.models import DueKind, MessageStatus, RunStatus
+from engine.models import ContactUpsert, DueKind, MessageStatus, RunStatus
 from storage.base import DueCounts, Overview, Store
 from tests.contract.store_kit import NOW, Seed, at
 
@@ -61,3 +61,13 @@ async def test_open_runs_by_flow_and_pinned_version(store: Store, seed: Seed) ->
 async def test_no_open_runs_no_versions(store: Store, seed: Seed) -> None:
     await seed.run(status=RunStatus.CANCELLED)
     assert await store.open_run_versions() == {}
+
+
+async def test_contacts_are_counted_by_the_zone_they_name(store: Store) -> None:
+    for contact, zone in (("c-1", "localtime"), ("c-2", "localtime"), ("c-3", None)):
+        await store.upsert_contact(ContactUpsert(id=contact, timezone=zone), NOW)
+    await store.upsert_contact(ContactUpsert(id="c-4", timezone="America/Sao_Paulo"), NOW)
+
+    overview = await store.overview(NOW)
+
+    assert overview.contact_zones == {"America/Sao_Paulo": 1, "localtime": 2}

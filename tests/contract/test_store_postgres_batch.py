@@ -221,15 +221,16 @@ def test_disparo_migrate_on_postgresql(postgres_dsn: str, tmp_path: Path) -> Non
     again = disparo("migrate")
 
     assert (
-        "9 pending migrations (0001_initial, 0002_triggers, 0003_provider_state, 0004_retention, "
-        "0005_erasure, 0006_ambiguous, 0007_sending, 0008_claim_order, 0009_window_channels)"
-        in outdated
+        "10 pending migrations (0001_initial, 0002_triggers, 0003_provider_state, 0004_retention, "
+        "0005_erasure, 0006_ambiguous, 0007_sending, 0008_claim_order, 0009_window_channels, "
+        "0010_event_contacts)" in outdated
     )
     assert "run `disparo migrate`" in outdated
     assert (first.returncode, again.returncode) == (0, 0), first.stderr + again.stderr
     assert first.stdout.strip().endswith(
         "): 0001_initial, 0002_triggers, 0003_provider_state, 0004_retention, "
-        "0005_erasure, 0006_ambiguous, 0007_sending, 0008_claim_order, 0009_window_channels"
+        "0005_erasure, 0006_ambiguous, 0007_sending, 0008_claim_order, 0009_window_channels, "
+        "0010_event_contacts"
     )
-    assert first.stdout.startswith("applied 9 migrations to ")
+    assert first.stdout.startswith("applied 10 migrations to ")
     assert again.stdout.strip().endswith(") is up to date")

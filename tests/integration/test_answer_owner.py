@@ -3,6 +3,7 @@ waiting at once, a button of one run's message is no reply in the other."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -146,3 +147,84 @@ async def test_a_list_row_chosen_answers_the_run_whose_list_it_was(tmp_path: Pat
 
         assert (await h.run(nota.id)).status == "completed"
         assert (await h.run(boleto.id)).step == "lembrete"  # no attendant for a score
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"button_id": "Sim"},  # a vendor that reports the title the contact saw
+        {"button_id": "ABGGFlA5Fpa", "text": "Sim"},  # its own id, the title as text
+    ],
+)
+async def test_a_tap_named_by_its_title_is_no_reply_in_the_other_run(
+    tmp_path: Path, fields: dict[str, str]
+) -> None:
+    async with harness(settings_with_flows(tmp_path, BOLETO, PESQUISA)) as h:
+        boleto = await h.start("boleto")
+        pesquisa = await h.start("pesquisa")
+        await h.advance(timedelta(seconds=10))
+
+        await h.event("button", **fields)  # "Sim" on the survey's message
+
+        assert [m.step for m in await h.messages(pesquisa.id)] == ["pergunta", "obrigado"]
+        # Not to an attendant in the boleto run beside it.
+        waiting = await h.run(boleto.id)
+        assert (waiting.step, waiting.status) == ("lembrete", "waiting")
+        assert [m.step for m in await h.messages(boleto.id)] == ["lembrete"]
+
+
+async def test_a_typed_title_of_one_runs_button_is_no_reply_in_the_other(tmp_path: Path) -> None:
+    async with harness(settings_with_flows(tmp_path, BOLETO, PESQUISA)) as h:
+        boleto = await h.start("boleto")
+        pesquisa = await h.start("pesquisa")
+        await h.advance(timedelta(seconds=10))
+
+        await h.event("reply", text="sim")  # typed under the survey's "Sim"
+
+        assert [m.step for m in await h.messages(pesquisa.id)] == ["pergunta", "obrigado"]
+        waiting = await h.run(boleto.id)
+        assert (waiting.step, waiting.status) == ("lembrete", "waiting")
+        ignored = await h.engine.store.list_events(
+            run_id=boleto.id, kind_prefix="run.event_ignored", limit=10
+        )
+        assert f"run {pesquisa.id}" in ignored[0].data["reason"]
+
+        await h.event("reply", text="quero falar com alguém")  # other words: a reply
+
+        assert [m.step for m in await h.messages(boleto.id)] == ["lembrete", "transferir"]
+
+
+TEMPLATE_BOLETO = BOLETO.replace("flow: boleto", "flow: boleto_tpl").replace(
+    "      buttons: [{id: pagar, title: Pagar agora}]\n",
+    "      buttons: [{id: pagar, title: Pagar agora}]\n"
+    "      template:\n"
+    "        name: boleto_vencendo\n"
+    '        params: {PrimeiroNome: "Maria", Valor: "R$ 10,00", Vencimento: "30/11"}\n'
+    "    rules: {window: template}\n",
+)
+
+
+async def test_a_finished_runs_flow_version_that_no_longer_loads_does_not_stop_taps(
+    tmp_path: Path,
+) -> None:
+    # A template message of a finished run offers its step's buttons, read from the
+    # run's flow version. A version stored long ago that this engine no longer loads
+    # must not keep the contact's taps from their own run.
+    settings = settings_with_flows(tmp_path, TEMPLATE_BOLETO, PESQUISA)
+    async with harness(settings) as h:
+        old = await h.start("boleto_tpl")
+        await h.advance(timedelta(seconds=10))
+        await h.engine.cancel_run(old.id)
+    with sqlite3.connect(tmp_path / "disparo.db") as db:
+        db.execute(
+            "UPDATE flow_versions SET source = 'flow: boleto_tpl\n' WHERE flow = ?", (old.flow,)
+        )
+    edited = TEMPLATE_BOLETO.replace("vence amanhã", "vence hoje")  # the file moved on
+    settings = settings_with_flows(tmp_path, edited, PESQUISA)
+    async with harness(settings) as h:
+        pesquisa = await h.start("pesquisa", key="depois")
+        await h.advance(timedelta(seconds=10))
+
+        await h.event("button", button_id="Sim")
+
+        assert [m.step for m in await h.messages(pesquisa.id)] == ["pergunta", "obrigado"]

@@ -110,13 +110,17 @@ async def test_a_second_run_of_a_one_at_a_time_flow_names_the_open_run_to_cancel
     ("item", "expected"),
     [
         (
-            {"from": "55 11 9999", "type": "reply", "text": "oi"},
+            {"from": "55 11 9-", "type": "reply", "text": "oi"},
             "inbound[1]: from: not a phone number: 6 to 15 digits with or without a "
             "leading +, e.g. 5511999998888",
         ),
         (
             {"from": "5511999998888", "type": "reply", "text": "oi", "txt": "x"},
             "inbound[1]: txt: unknown field; remove it or check its spelling",
+        ),
+        (
+            {"from": "5511999998888", "type": "reply", "attachment": "foto.jpg"},
+            "inbound[1]: attachment: must be a JSON object ({...}) with its 'type'",
         ),
     ],
 )

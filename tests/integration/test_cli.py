@@ -202,8 +202,8 @@ def test_migrate_then_why_on_a_fresh_database(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     assert (
         ": 0001_initial, 0002_triggers, 0003_provider_state, "
-        "0004_retention, 0005_erasure, 0006_ambiguous, 0007_sending, 0008_claim_order"
-        in first.stdout
+        "0004_retention, 0005_erasure, 0006_ambiguous, 0007_sending, 0008_claim_order, "
+        "0009_event_contacts" in first.stdout
     )
     assert "up to date" in again.stdout
     assert why.returncode == 1
@@ -456,6 +456,14 @@ async def test_status_shows_due_work_open_runs_and_ambiguous_messages(tmp_path: 
             '{"type": "reply", "text": "Pagar agora", "button_id": "pagar"}',
             "events.jsonl:1: `button_id` does not apply to type reply, only to button or choice",
         ),
+        (
+            '{"type": "reply", "contact": "c-999", "text": "Sim"}',
+            "events.jsonl:1: `contact` names contact 'c-999', but the simulated contact is 'c-1'",
+        ),
+        (
+            '{"type": "reply", "contact": {"phone": "+5511977776666"}, "text": "Sim"}',
+            "events.jsonl:1: `contact` names phone +55*******6666, but the simulated contact",
+        ),
     ],
 )
 def test_simulate_names_an_event_it_cannot_use(
@@ -472,6 +480,27 @@ def test_simulate_names_an_event_it_cannot_use(
     assert result.returncode == 1
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("named", ['"c-1"', '{"id": "c-1"}', '{"phone": "(11) 99999-8888"}'])
+def test_simulate_takes_events_that_name_its_own_contact(
+    maria: Path, tmp_path: Path, named: str
+) -> None:
+    # Events copied from what an integrator sends to POST /v1/events name the contact.
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        f'{{"at": "2026-11-23T10:30:00-03:00", "type": "button", "contact": {named}, '
+        '"button_id": "pagar"}\n'
+    )
+
+    result = disparo(
+        "simulate", "cobranca_boleto", "--config", str(CONFIG), "--json",
+        "--contact", str(maria), "--events", str(events), "--at", "2026-11-23T10:00:00-03:00",
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    steps = [json.loads(line).get("step") for line in result.stdout.splitlines()]
+    assert "pagamento" in steps
 
 
 def test_simulate_shows_a_failed_send_and_exits_1(tmp_path: Path) -> None:

@@ -76,6 +76,24 @@ def test_a_button_needs_button_id_as_the_api_says(tmp_path: Path) -> None:
     assert "events.jsonl:1: a button event needs `button_id`" in result.stderr
 
 
+def test_a_reply_needs_text_or_an_attachment_as_the_api_says(tmp_path: Path) -> None:
+    # POST /v1/events answers such a reply 400: a simulation must not route it.
+    contact = tmp_path / "maria.yaml"
+    contact.write_text('id: c-1\nphone: "+5511999998888"\nname: Maria\n')
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"at": "2026-11-23T10:01:00-03:00", "type": "reply", "text": ""}\n')
+
+    result = disparo(
+        "simulate", "cobranca_boleto", "--config", str(CONFIG), "--contact", str(contact),
+        "--at", AT, "--events", str(events),
+    )  # fmt: skip
+
+    assert result.returncode == 1
+    assert "events.jsonl:1: a reply event needs `text`" in result.stderr
+    assert "`attachment`" in result.stderr
+    assert "enter     transferir" not in result.stdout
+
+
 def boleto(tmp_path: Path, events: list[dict[str, str]]) -> tuple[int, str, str]:
     contact = tmp_path / "maria.yaml"
     contact.write_text(

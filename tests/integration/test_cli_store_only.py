@@ -24,7 +24,7 @@ def test_migrate_and_status_run_without_the_providers_secrets(tmp_path: Path) ->
     served = disparo("serve", "--config", str(config), "--port", "9")
 
     assert migrated.returncode == 0, migrated.stderr
-    assert "applied 8 migrations" in migrated.stdout
+    assert "applied 9 migrations" in migrated.stdout
     assert status.returncode == 0, status.stderr
     assert "ambiguous messages: 0" in status.stdout
     # What sends still needs every secret, and says which one is missing.

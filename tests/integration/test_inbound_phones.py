@@ -11,7 +11,19 @@ import pytest
 from tests.integration.test_api import AUTH, RUN
 
 
-@pytest.mark.parametrize("sent_as", ["5511999998888", "551199998888", "11999998888"])
+@pytest.mark.parametrize(
+    "sent_as",
+    [
+        "5511999998888",
+        "551199998888",
+        "11999998888",
+        # A gateway that passes the number on as the contact's phone shows it.
+        "+55 11 99999-8888",
+        "(11) 99999-8888",
+        "+55 (11) 9999-8888",
+        "55.11.99999.8888",
+    ],
+)
 async def test_a_webhook_reply_from_a_phone_without_plus_reaches_the_stored_contact(
     api: Any, sent_as: str
 ) -> None:

@@ -144,6 +144,17 @@ def test_invalid_values_are_explained(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize("keyword", ["", "  ", "\t"])
+def test_a_blank_opt_out_keyword_is_refused(tmp_path: Path, keyword: str) -> None:
+    # normalise() of a blank reply is "": with "" as a keyword, a contact who sent a
+    # blank would never hear from the bot again. An emoji keyword stays allowed.
+    path = write(tmp_path, f'api_token: t\nopt_out_keywords: [SAIR, "{keyword}"]\n')
+    [problem] = problems(path)
+    assert "`opt_out_keywords`" in problem
+    assert "is blank" in problem
+    assert load_settings(write(tmp_path, 'api_token: t\nopt_out_keywords: [SAIR, "🛑"]\n'), {})
+
+
 def test_retention_reads_durations_and_refuses_what_would_break_a_rule(tmp_path: Path) -> None:
     assert load_settings(write(tmp_path, "api_token: t\n"), {}).retention.keep == timedelta(days=30)
     kept = load_settings(write(tmp_path, "api_token: t\nretention: {keep: 2d12h, every: 90}\n"))
