@@ -128,15 +128,20 @@ async def test_logs_mask_phones_and_hide_the_api_token(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = settings_for(tmp_path)
-    async with harness(settings) as h:
-        caplog.handler.addFilter(RedactingFilter(settings.secret_values()))
-        caplog.set_level(logging.INFO)
-        await h.engine.ingest_contact_events(
-            [ContactEvent(type="reply", at=h.clock.now(), phone="+5511977776666", text="oi")]
-        )
-        logging.getLogger("disparo.test").info("token is %s", "test-token")
-        await h.start("cobranca_boleto", context=BOLETO)
-        await h.advance(timedelta(seconds=6))
+    # pytest keeps one capture handler for every test: the filter goes with this one.
+    redacting = RedactingFilter(settings.secret_values())
+    caplog.handler.addFilter(redacting)
+    try:
+        async with harness(settings) as h:
+            caplog.set_level(logging.INFO)
+            await h.engine.ingest_contact_events(
+                [ContactEvent(type="reply", at=h.clock.now(), phone="+5511977776666", text="oi")]
+            )
+            logging.getLogger("disparo.test").info("token is %s", "test-token")
+            await h.start("cobranca_boleto", context=BOLETO)
+            await h.advance(timedelta(seconds=6))
+    finally:
+        caplog.handler.removeFilter(redacting)
 
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "inbound reply" in text
