@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from engine.models import Message, MessageStatus
+from engine.models import HANDED_OVER_STATUSES, Message, MessageStatus
 from engine.opt_out import normalise
 from engine.runner import StepEvent
 from storage.base import Store
@@ -28,34 +28,19 @@ Option = tuple[str, dict[str, Any]]  # ("button" | "choice", {"id", "title", ...
 StepOptions = Callable[[Message], Awaitable[list[Option]]]
 
 _TAPS = ("button.", "choice.")
-# A message handed to a provider may have shown its buttons; one that failed before
-# (no phone, a limit) or was skipped showed nothing to tap.
-_HANDED_OVER = frozenset(
-    {
-        MessageStatus.SENDING,
-        MessageStatus.AMBIGUOUS,
-        MessageStatus.SENT,
-        MessageStatus.DELIVERED,
-        MessageStatus.READ,
-    }
-)
 # The contact's newest runs looked at: older ones are long over.
 RUNS_LOOKED_AT = 50
 
 
 def offered_ids(payload: Mapping[str, Any]) -> set[str]:
     """The button and list row ids a rendered message showed."""
-    ids = {str(b.get("id")) for b in payload.get("buttons") or () if isinstance(b, Mapping)}
-    for section in payload.get("sections") or ():
-        if isinstance(section, Mapping):
-            rows = section.get("rows") or ()
-            ids |= {str(r.get("id")) for r in rows if isinstance(r, Mapping)}
-    return ids
+    return {str(option.get("id")) for _, option in payload_options(payload)}
 
 
 def shown(message: Message) -> bool:
-    """Whether the contact may have seen ``message`` (it was handed to a provider)."""
-    return message.status in _HANDED_OVER or (
+    """Whether the contact may have seen ``message`` (it was handed to a provider; one
+    that failed before that, or was skipped, showed nothing to tap)."""
+    return message.status in HANDED_OVER_STATUSES or (
         message.status == MessageStatus.FAILED and MessageStatus.SENT in message.status_at
     )
 

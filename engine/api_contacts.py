@@ -11,7 +11,7 @@ from engine.api_body import read_json
 from engine.api_models import CONTACT_ID_MAX, ContactIn
 from engine.api_views import contact_view, event_view, run_summary
 from engine.contact_data import erase_contact, erased_view, export_contact
-from engine.errors import FieldError, RequestError
+from engine.errors import RequestError
 from engine.models import OPEN_RUN_STATUSES, RunStatus
 
 # How many decisions and events GET /v1/contacts/{id}/decisions answers, by default
@@ -132,13 +132,8 @@ async def get_decisions(request: web.Request) -> web.Response:
     contact_id, flow = contact_id_of(request), request.query.get("flow")
     limit = query_int(request.query.get("limit", str(DECISIONS_LIMIT)), low=1, high=DECISIONS_MAX)
     if limit is None:
-        raise RequestError(
-            status=400,
-            code="VALIDATION_ERROR",
-            message="bad query",
-            details=[
-                FieldError(field="limit", message=f"a whole number from 1 to {DECISIONS_MAX}")
-            ],
+        raise RequestError.bad_field(
+            "limit", f"a whole number from 1 to {DECISIONS_MAX}", "bad query"
         )
     events = await engine.decisions(contact_id, flow, limit=limit)
     return web.json_response({"events": [event_view(e) for e in events]})

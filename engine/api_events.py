@@ -18,7 +18,7 @@ from engine.api_body import read_json
 from engine.api_models import ContactIn, EventIn, pydantic_details
 from engine.errors import FieldError, RequestError
 from engine.event_fields import stray_fields
-from engine.event_times import describe, too_far_ahead
+from engine.event_times import describe, never_on, too_far_ahead
 from engine.models import ContactEvent, Message, MessageStatus, StatusReport, missing_for_type
 from engine.runtime import ACCEPTED_OUTCOMES, Engine
 
@@ -104,19 +104,14 @@ def _shape_problems(event: EventIn, now: datetime) -> list[tuple[str, str]]:
                 "offset (…-03:00)",
             )
         )
-    if event.type == "attendance_started" and event.until is not None:
-        starts = event.at or now
-        if event.until <= starts:
-            # Stored, it would be an attendance that is never on: the bot would talk
-            # over the agent while the rules saw nobody attending.
-            problems.append(
-                (
-                    "until",
-                    f"{event.until.isoformat()} is not after the attendance starts "
-                    f"({starts.isoformat()}); give when it ends, or leave `until` out "
-                    "for an attendance that lasts until attendance_ended",
-                )
+    if event.type == "attendance_started" and (why := never_on(event.at or now, event.until)):
+        problems.append(
+            (
+                "until",
+                f"{why}; give when it ends, or leave `until` out for an attendance that "
+                "lasts until attendance_ended",
             )
+        )
     given = (name for name in event.model_fields_set if getattr(event, name) is not None)
     problems.extend(stray_fields(event.type, given))
     if event.type == "status":
@@ -156,7 +151,7 @@ def _unused_contact_fields(contact: ContactIn) -> list[tuple[str, str]]:
 
 
 # What PUT /v1/contacts takes beyond the id and phone an event is resolved by.
-_EXTRA_CONTACT_FIELDS = ("email", "name", "tags", "timezone", "context")
+_EXTRA_CONTACT_FIELDS = tuple(f for f in ContactIn.model_fields if f not in ("id", "phone"))
 
 
 async def _lookups(

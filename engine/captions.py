@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 from engine.errors import ContentViolation
 from engine.models import Media
+from engine.wording import a_or_an
 
 CAPTION_MAX = 1024
 UNCAPTIONED = ("audio", "sticker")
@@ -21,10 +22,9 @@ def caption_violations(media: Media, field: str) -> Iterator[ContentViolation]:
     if caption is None:
         return
     if media.kind in UNCAPTIONED:
-        article = "an" if media.kind[0] in "aeiou" else "a"
         yield ContentViolation(
             field=field,
-            message=f"WhatsApp shows no caption with {article} {media.kind}; remove it, "
+            message=f"WhatsApp shows no caption with {a_or_an(media.kind)}; remove it, "
             "or send the text in a step of its own",
         )
     elif len(caption) > CAPTION_MAX:

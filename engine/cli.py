@@ -327,9 +327,10 @@ async def _why_zone(
     if own := stored_contact_zone(contact.id, contact.timezone):
         return ZoneInfo(own)
     zones = set()
-    for run_id in {event.run_id for event in events if event.run_id}:
-        run = await engine.store.get_run(run_id)
-        if run is None:
+    named = {event.run_id for event in events if event.run_id}
+    # One read for the contact's runs, not one per run the events name.
+    for run in await engine.store.list_contact_runs(contact.id):
+        if run.id not in named:
             continue
         try:
             loaded = await engine.catalog.pinned(run.flow, run.flow_version)

@@ -21,11 +21,10 @@ from storage.base import Commit, Store
 
 async def skip_queued(store: Store, run: Run, now: datetime) -> int:
     """Skip the ``queued`` messages of the ended ``run``; how many were skipped."""
-    if run.status in OPEN_RUN_STATUSES:
-        return 0
+    assert run.status not in OPEN_RUN_STATUSES  # the callers pass an ended run
+    reason = f"the run ended {run.status} before its message went out"
     skipped = 0
     for message in await store.list_queued_run_messages(run.id):
-        reason = f"the run ended {run.status} before its message went out"
         try:
             skip = skipping(message, now, reason, expected=MessageStatus.QUEUED)
             await store.commit(Commit(now=now, messages=[skip.change], events=[skip.event]))

@@ -52,6 +52,7 @@ from engine.models import (
     Text,
 )
 from engine.render import RenderScope, render_string
+from engine.wording import a_or_an
 
 Render = Callable[[str, str], str]
 
@@ -343,9 +344,7 @@ def _whatsapp(content: Content) -> Iterator[ContentViolation]:
     elif isinstance(content, ListMenu):
         yield from _list(content)
     elif isinstance(content, Media):
-        yield from _media_size(content, "send.media")
-        yield from link_violations(content, "send.media")
-        yield from media_type_violations(content, "send.media")
+        yield from _file_limits(content, "send.media")
     elif isinstance(content, Location):
         yield from _coordinates(content)
     elif isinstance(content, Template):
@@ -405,6 +404,13 @@ def decoded_size(payload: str) -> int:
     return max(length * 3 // 4 - padding, 0)
 
 
+def _file_limits(media: Media, at: str) -> Iterator[ContentViolation]:
+    """A file's size, its link and its type, whether sent alone or as a template header."""
+    yield from _media_size(media, at)
+    yield from link_violations(media, at)
+    yield from media_type_violations(media, at)
+
+
 def _media_size(media: Media, at: str) -> Iterator[ContentViolation]:
     if media.base64 is None:
         return  # a URL's size is known only to whoever fetches it
@@ -413,7 +419,7 @@ def _media_size(media: Media, at: str) -> Iterator[ContentViolation]:
         yield ContentViolation(
             field=f"{at}.base64",
             message=f"{size:,} bytes after decoding; WhatsApp allows at most "
-            f"{limit:,} bytes for {'an' if media.kind[0] in 'aeiou' else 'a'} {media.kind}",
+            f"{limit:,} bytes for {a_or_an(media.kind)}",
         )
 
 
@@ -469,7 +475,4 @@ def _template_limits(template: Template) -> Iterator[ContentViolation]:
             f"at most {BODY_MAX}",
         )
     if template.header_media is not None:
-        header = template.header_media
-        yield from _media_size(header, "send.template.header_media")
-        yield from link_violations(header, "send.template.header_media")
-        yield from media_type_violations(header, "send.template.header_media")
+        yield from _file_limits(template.header_media, "send.template.header_media")

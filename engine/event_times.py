@@ -40,6 +40,14 @@ def too_far_ahead(at: datetime, now: datetime) -> timedelta | None:
     return ahead if ahead > FUTURE_TOLERANCE else None
 
 
+def never_on(starts: datetime, until: datetime | None) -> str | None:
+    """Why an attendance from ``starts`` to ``until`` is never on (stored, the bot would
+    talk over the agent while the rules saw nobody attending), or None."""
+    if until is None or until > starts:
+        return None
+    return f"{until.isoformat()} is not after the attendance starts ({starts.isoformat()})"
+
+
 def describe(ahead: timedelta) -> str:
     """``12 min`` / ``3 h 00 min`` / ``1120 days``: a skew as a person reads it."""
     minutes = int(ahead.total_seconds() // 60)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING
 
-from engine.answer_owner import Option, answered_elsewhere
+from engine.answer_owner import Option, StepOptions, answered_elsewhere
 from engine.attendance_end import wake_held_sends
 from engine.errors import FlowError, NotFound
 from engine.models import DueWork, Message, NewEvent
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 async def apply_inbound(d: Dispatcher, work: DueWork) -> None:
     assert work.run_id is not None  # INBOUND work is queued per open run
     events = inbound_step_events(work.payload, d.settings.opt_out_keywords)
-    step_options = partial(template_step_options, d)
+    step_options = _once_per_step(partial(template_step_options, d))
     events = await as_tap(d.store, work.run_id, events, step_options)
     contact_id = str(work.payload.get("contact_id"))
     other = await answered_elsewhere(
@@ -41,6 +41,20 @@ async def apply_inbound(d: Dispatcher, work: DueWork) -> None:
         kind="run.event_ignored", at=d.clock.now(), run_id=work.run_id, data={"reason": other}
     )
     await d.apply_events(work, [], extra_events=[ignored])
+
+
+def _once_per_step(read: StepOptions) -> StepOptions:
+    """``read`` once per (run, step) while one inbound item is judged: a tap checks
+    every template message of the contact's runs, many of one run and step."""
+    found: dict[tuple[str, str], list[Option]] = {}
+
+    async def options(message: Message) -> list[Option]:
+        key = (message.run_id, message.step)
+        if key not in found:
+            found[key] = await read(message)
+        return found[key]
+
+    return options
 
 
 async def template_step_options(d: Dispatcher, message: Message) -> list[Option]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from engine.models import OPEN_RUN_STATUSES, Message, MessageStatus, NewEvent, Run
+from engine.send_content import message_event
 from storage.base import MessageChange
 
 
@@ -53,12 +54,7 @@ def skipping(
             last_error=reason,
             expected_status=expected,
         ),
-        event=NewEvent(
-            kind="message.skipped",
-            at=now,
-            contact_id=message.contact_id,
-            run_id=message.run_id,
-            message_id=message.id,
-            data={"step": message.step, "reason": reason},
+        event=message_event(
+            message, "message.skipped", now, {"step": message.step, "reason": reason}
         ),
     )

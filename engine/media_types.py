@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from engine.errors import ContentViolation
 from engine.models import Media
+from engine.wording import a_or_an
 
 ACCEPTED: Mapping[str, tuple[str, ...]] = {
     "image": ("image/jpeg", "image/png"),
@@ -113,11 +114,10 @@ def media_type_violations(media: Media, at: str) -> Iterator[ContentViolation]:
     if declared is None or declared[2] in accepted:
         return
     field, said, mime = declared
-    article = "an" if media.kind[0] in "aeiou" else "a"
     hint = _other_kind(mime, media.kind)
     yield ContentViolation(
         field=field,
-        message=f"{said}; WhatsApp sends {article} {media.kind} only as "
+        message=f"{said}; WhatsApp sends {a_or_an(media.kind)} only as "
         f"{' or '.join(accepted)}" + (f"; set `kind: {hint}`" if hint else ""),
     )
 

@@ -47,6 +47,8 @@ STATUS_RANK: Mapping[MessageStatus, int] = {
     MessageStatus.DELIVERED: 3,
     MessageStatus.READ: 4,
 }
+# A message handed to a provider: it may have reached the contact.
+HANDED_OVER_STATUSES = frozenset(s for s, rank in STATUS_RANK.items() if rank >= 1)
 TERMINAL_STATUSES = frozenset({MessageStatus.FAILED, MessageStatus.SKIPPED})
 # Statuses a provider may report about a message it accepted.
 REPORTED_STATUSES = (

@@ -17,20 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 from engine.flow.model import Flow, InactivityRule, Rules, to_timedelta
-from engine.models import Message, MessageStatus
+from engine.models import HANDED_OVER_STATUSES, Message
 from storage.base import Store
 
 _CACHE_SIZE = 1024
-# Statuses of a message that reached, or may have reached, the contact.
-_REACHED = frozenset(
-    {
-        MessageStatus.SENDING,
-        MessageStatus.AMBIGUOUS,
-        MessageStatus.SENT,
-        MessageStatus.DELIVERED,
-        MessageStatus.READ,
-    }
-)
 
 
 def provider_hints(rules: Rules, flow: Flow, step: str) -> dict[str, Any]:
@@ -82,4 +72,4 @@ class ProviderHints:
 
 async def reached_before(store: Store, message: Message) -> bool:
     """Whether another message of ``message``'s run reached (or may have reached) the contact."""
-    return await store.run_has_message_in(message.run_id, _REACHED, besides=message.id)
+    return await store.run_has_message_in(message.run_id, HANDED_OVER_STATUSES, besides=message.id)

@@ -15,6 +15,7 @@ from engine import runner, send_failures
 from engine.errors import Conflict, ProviderDiscarded, ProviderError, ProviderRejected, StaleRun
 from engine.models import Contact, DueWork, Message, MessageStatus, NewEvent, Run, SendResult
 from engine.outcome_keeper import outcome_report
+from engine.send_content import message_event
 from engine.validity import Validity
 from storage.base import MessageChange
 
@@ -52,14 +53,7 @@ async def record_sent(
         data = {"step": message.step, "provider": message.provider}
         if change.provider_message_id is not None:
             data["provider_message_id"] = change.provider_message_id
-        return NewEvent(
-            kind="message.sent",
-            at=answered_at,
-            contact_id=message.contact_id,
-            run_id=message.run_id,
-            message_id=message.id,
-            data=data,
-        )
+        return message_event(message, "message.sent", answered_at, data)
 
     async def record() -> None:
         nonlocal change

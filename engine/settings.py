@@ -202,8 +202,8 @@ class Settings(_Section):
     @field_validator("opt_out_keywords")
     @classmethod
     def _keywords_say_something(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        # A blank keyword would opt out whoever sends a reply of blanks or invisible
-        # marks (an emoji keyword is fine); an empty list turns keyword opt-out off.
+        # A blank keyword would opt out whoever sends a reply of spaces (an emoji
+        # keyword is fine); an empty list turns keyword opt-out off.
         for index, keyword in enumerate(value):
             if not normalise_keyword(keyword):
                 raise ValueError(
@@ -301,16 +301,9 @@ def load_settings(path: Path, environ: Mapping[str, str] = os.environ) -> Settin
     Raises ``ConfigError`` listing every problem (file:line:col, plain words) found in
     one pass: YAML problems, unset variables, unknown or invalid keys, providers.
     """
-    try:
-        document = read_yaml(path)
-    except YamlSourceError as exc:
-        raise ConfigError(str(exc), exc.problems) from None
-    where = document.source_map
-    if document.data is not None and not isinstance(document.data, dict):
-        problem = where.problem((), "the config must be a mapping of keys, like `storage: ...`")
-        raise ConfigError(str(problem), [problem])
+    raw, where = _read_config(path)
     unread: list[Problem] = []
-    data = _interpolate(document.data or {}, (), environ, where, unread)
+    data = _interpolate(raw, (), environ, where, unread)
     problems: list[Problem] = []
     settings_data = {k: v for k, v in data.items() if k != "providers"}
     settings_data["providers"] = _providers(data.get("providers"), data, where, problems)
@@ -333,15 +326,7 @@ def load_storage(path: Path, environ: Mapping[str, str] = os.environ) -> str:
     """Only the ``storage`` of a config file, for the commands that touch nothing
     else (``disparo migrate``, ``disparo status``): a migration job or an on-call
     shell needs the database's credentials, not every provider's secrets."""
-    try:
-        document = read_yaml(path)
-    except YamlSourceError as exc:
-        raise ConfigError(str(exc), exc.problems) from None
-    where = document.source_map
-    data = document.data or {}
-    if not isinstance(data, dict):
-        problem = where.problem((), "the config must be a mapping of keys, like `storage: ...`")
-        raise ConfigError(str(problem), [problem])
+    data, where = _read_config(path)
     problems: list[Problem] = []
     value = _interpolate(
         data.get("storage", DEFAULT_STORAGE), ("storage",), environ, where, problems
@@ -351,6 +336,20 @@ def load_storage(path: Path, environ: Mapping[str, str] = os.environ) -> str:
     if problems:
         raise ConfigError(f"{where.filename}: {counted(len(problems), 'problem')}", problems)
     return str(value)
+
+
+def _read_config(path: Path) -> tuple[dict[str, Any], SourceMap]:
+    """The config file's mapping (empty for an empty file) and where each part was
+    written; a ``ConfigError`` for YAML it cannot read or a document of another shape."""
+    try:
+        document = read_yaml(path)
+    except YamlSourceError as exc:
+        raise ConfigError(str(exc), exc.problems) from None
+    where = document.source_map
+    if document.data is not None and not isinstance(document.data, dict):
+        problem = where.problem((), "the config must be a mapping of keys, like `storage: ...`")
+        raise ConfigError(str(problem), [problem])
+    return document.data or {}, where
 
 
 def _interpolate(

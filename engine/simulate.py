@@ -224,15 +224,13 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
         if args.at
         else (contact_now or datetime.now(UTC).replace(microsecond=0))
     )
-    for flag, value in (
-        ("--at", start),
-        ("--until", args.until and _flag_time(args.until, "--until")),
-    ):
+    until_flag = _flag_time(args.until, "--until") if args.until else None
+    for flag, value in (("--at", start), ("--until", until_flag)):
         if value and value >= _LATEST:
             # Timers and rules add up to 100 years to it: the calendar ends at 9999.
             print(f"{flag} ({value.isoformat()}) must be before the year 9000", file=sys.stderr)
             return EXIT_USAGE
-    until = _flag_time(args.until, "--until") if args.until else start + timedelta(days=7)
+    until = until_flag or start + timedelta(days=7)
     if until < start:
         print(
             f"--until ({until.isoformat()}) is before the simulation starts "

@@ -16,6 +16,7 @@ from engine.api_models import ContactIn, EventIn, pydantic_details
 from engine.clock import utc
 from engine.errors import Problem, UserInputError
 from engine.event_fields import EVENT_TYPES, stray_fields
+from engine.event_times import never_on
 from engine.flow.problems import timezone_problem
 from engine.flow.yaml_source import read_yaml
 from engine.logs import mask_phone
@@ -146,11 +147,8 @@ def _attendance(value: Any, now: datetime | None, path: str) -> ContactEvent | N
 
 def _ends_after(starts: datetime, ends: datetime | None, where: str) -> None:
     """An attendance that ends by the time it starts is never on (the API refuses it)."""
-    if ends is not None and ends <= starts:
-        raise UserInputError(
-            f"{where} ({ends.isoformat()}) is not after the attendance starts "
-            f"({starts.isoformat()}); give when it ends, or leave `until` out"
-        )
+    if why := never_on(starts, ends):
+        raise UserInputError(f"{where}: {why}; give when it ends, or leave `until` out")
 
 
 def load_events(path: str, contact: ContactUpsert | None = None) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ from engine.models import (
     NewEvent,
     status_can_advance,
 )
+from engine.send_content import message_event
 from engine.step_events import status_step_events
 from storage.base import Commit, Completion, reported_change
 
@@ -77,15 +78,9 @@ def _unapplied(message: Message, new: MessageStatus, now: datetime) -> NewEvent:
     ``status.<new>``, it changes nothing, and `disparo why` says so."""
     failed = message.status == MessageStatus.FAILED
     final = "a failure is final" if failed else "statuses never go back"
-    return NewEvent(
-        kind="message.report_ignored",
-        at=now,
-        contact_id=message.contact_id,
-        run_id=message.run_id,
-        message_id=message.id,
-        data={
-            "step": message.step,
-            "reason": f"message is already {message.status}: a `{new}` report after it "
-            f"changes nothing ({final})",
-        },
+    reason = (
+        f"message is already {message.status}: a `{new}` report after it changes nothing ({final})"
+    )
+    return message_event(
+        message, "message.report_ignored", now, {"step": message.step, "reason": reason}
     )

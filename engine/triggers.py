@@ -96,7 +96,7 @@ class Triggers:
         )
         stored = await self.ctx.store.stored_triggers()
         dropped = unscheduled(stored, wanted, {flow.flow for flow in flows})
-        wanted, events = await carry_over(self.ctx.store, wanted, now)
+        wanted, events = await carry_over(self.ctx.store, wanted, now, stored)
         added = await self.ctx.store.schedule_triggers(wanted, now)
         if added:
             log.info("scheduled triggers: %s", ", ".join(sorted(added)))

@@ -66,12 +66,11 @@ def carried_fire_time(
 
 
 async def carry_over(
-    store: Store, wanted: Mapping[str, NewDueWork], now: datetime
+    store: Store, wanted: Mapping[str, NewDueWork], now: datetime, stored: list[StoredTrigger]
 ) -> tuple[dict[str, NewDueWork], dict[str, NewEvent]]:
-    """``wanted`` with the new keys' rows carrying the state of the rows they replace,
-    and the events to record when that key is stored (a cron fire time skipped)."""
+    """``wanted`` with the new keys' rows carrying the state of the ``stored`` rows they
+    replace, and the events to record when that key is stored (a cron fire time skipped)."""
     rows = dict(wanted)
-    stored = await store.stored_triggers()
     kept = {s.key for s in stored}
     replaced = [s for s in stored if s.key not in wanted]
     events: dict[str, NewEvent] = {}
@@ -94,15 +93,17 @@ async def carry_over(
 
 def _replaced(row: NewDueWork, replaced: list[StoredTrigger]) -> StoredTrigger | None:
     """The old row of the same kind, flow and trigger index (the earliest, if more)."""
-    p = row.payload
-    same = [
-        s
-        for s in replaced
-        if s.kind == row.kind
-        and s.payload.get("flow") == p["flow"]
-        and s.payload.get("trigger") == p["trigger"]
-    ]
+    same = [s for s in replaced if _same_trigger(row, s)]
     return min(same, key=lambda s: s.due_at, default=None)
+
+
+def _same_trigger(row: NewDueWork, old: StoredTrigger) -> bool:
+    """Whether ``row`` is ``old``'s trigger: the same kind, flow and trigger index."""
+    return (
+        old.kind == row.kind
+        and old.payload.get("flow") == row.payload["flow"]
+        and old.payload.get("trigger") == row.payload["trigger"]
+    )
 
 
 def _when(value: Any) -> datetime | None:
@@ -182,7 +183,7 @@ def _carry_sweep(row: NewDueWork, old: StoredTrigger) -> NewDueWork | None:
     return replace(row, payload={**p, "watermark": _iso(watermark)})
 
 
-__all__ = ["carried_fire_time", "carry_over"]
+__all__ = ["carried_fire_time", "carry_over", "log_unscheduled", "unscheduled"]
 
 
 def unscheduled(
@@ -219,9 +220,4 @@ def log_unscheduled(dropped: list[tuple[str, str]]) -> None:
 
 
 def _replaced_by(old: StoredTrigger, wanted: Mapping[str, NewDueWork]) -> bool:
-    return any(
-        row.kind == old.kind
-        and row.payload["flow"] == old.payload.get("flow")
-        and row.payload["trigger"] == old.payload.get("trigger")
-        for row in wanted.values()
-    )
+    return any(_same_trigger(row, old) for row in wanted.values())

@@ -120,7 +120,7 @@ async def typed_for_another_run(
     for other in await store.list_open_runs(contact_id):
         if other.id == run_id:
             continue
-        (tap, *_) = await as_tap(store, other.id, events, step_options) or [events[0]]
+        (tap, *_) = await as_tap(store, other.id, events, step_options)
         if tap.name != "reply":
             return f"the reply is `{tap.name}` of run {other.id} ({other.flow}), not of this run"
     return None

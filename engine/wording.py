@@ -11,6 +11,11 @@ def counted(n: int, noun: str, plural: str | None = None) -> str:
     return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
+def a_or_an(noun: str) -> str:
+    """``noun`` after its indefinite article: "an image", "a video"."""
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
+
+
 def local_time(at: datetime | str, zone: ZoneInfo) -> str:
     """``at`` (aware, or ISO text) as a person reads it: in ``zone``, to the second.
     A wall time the zone shows twice (the hour repeated when clocks go back) carries

@@ -158,9 +158,7 @@ class HttpProvider:
 
     async def start(self) -> None:
         """Open the one connection pool, sized to ``max_in_flight``."""
-        if self.host.provider_state is not None:  # Retry-After dates on the engine's clock
-            self._http.clock = self.host.provider_state.now
-        await self._http.start()
+        await self._http.start(self.host.provider_state)
 
     async def close(self) -> None:
         """Close the pool; safe to call twice."""

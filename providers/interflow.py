@@ -226,8 +226,7 @@ class InterflowProvider:
                 state=state,
             )
             self._wall_clock = lambda: state.now().timestamp()  # the engine's clock
-            self._http.clock = state.now  # Retry-After dates of other answers too
-        await self._http.start()
+        await self._http.start(state)
 
     async def close(self) -> None:
         """Close the pool; safe to call twice."""

@@ -262,9 +262,7 @@ class RobbuProvider:
     async def start(self) -> None:
         """Open the connection pool; the login waits for the first send."""
         self.login.share_through(self.host.provider_state)
-        if self.host.provider_state is not None:  # Retry-After dates on the engine's clock
-            self._http.clock = self.host.provider_state.now
-        await self._http.start()
+        await self._http.start(self.host.provider_state)
 
     async def close(self) -> None:
         """Drop any login in flight and close the pool; safe to call twice."""

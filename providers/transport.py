@@ -37,6 +37,7 @@ from engine.errors import (
 from providers.base import (
     RECHECK_AFTER_SECONDS,
     Departure,
+    ProviderState,
     SendWithdrawn,
     error_for_status,
     vendor_message,
@@ -134,7 +135,11 @@ class HttpTransport:
         self._slots = asyncio.Semaphore(max_in_flight)
         self._session: aiohttp.ClientSession | None = None
 
-    async def start(self) -> None:
+    async def start(self, state: ProviderState | None = None) -> None:
+        """Open the pool; with the engine's ``state``, Retry-After dates are measured on
+        the engine's clock."""
+        if state is not None:
+            self.clock = state.now
         if self._session is not None:
             return
         trace = aiohttp.TraceConfig()

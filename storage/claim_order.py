@@ -11,9 +11,11 @@ from datetime import datetime
 from engine.models import DueKind, DueWork
 
 # Work that starts new runs: claimed after the work of runs under way.
-STARTING = frozenset({DueKind.START, DueKind.FANOUT, DueKind.SWEEP})
-# The same kinds as SQL, for the claim queries and the partial indexes of 0008.
-STARTING_SQL = "('start', 'fanout', 'sweep')"
+_STARTING_KINDS = (DueKind.START, DueKind.FANOUT, DueKind.SWEEP)
+STARTING = frozenset(_STARTING_KINDS)
+# The same kinds as SQL, for the claim queries. In this order: SQLite uses the partial
+# indexes of migration 0008 only for the very list they were created with.
+STARTING_SQL = "(" + ", ".join(f"'{kind.value}'" for kind in _STARTING_KINDS) + ")"
 
 
 def claim_order(work: DueWork) -> tuple[bool, datetime, int]:

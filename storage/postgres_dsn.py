@@ -43,8 +43,8 @@ def describe(dsn: str) -> str:
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError:
         raise ConfigError(UNREADABLE) from None
-    after_host = parts.path + parts.query + parts.fragment
-    if "@" in after_host or parts.fragment or dsn.endswith("#") or parts.netloc.count("@") > 1:
+    # A `#`, or an `@` past the host, is a password character left unencoded.
+    if "#" in dsn or "@" in parts.path + parts.query or parts.netloc.count("@") > 1:
         raise ConfigError(UNREADABLE)
     host = parts.netloc.rpartition("@")[2] or "localhost"
     where = f"{host}{parts.path or '/'}"

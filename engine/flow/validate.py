@@ -37,6 +37,7 @@ from engine.errors import Problem
 from engine.flow.model import Flow, QuietHoursRule, Rules, Step, WaitFor, to_timedelta
 from engine.flow.problems import did_you_mean, timezone_problem
 from engine.flow.yaml_source import DocPath, SourceMap, format_path
+from engine.rules import WINDOW
 
 _INSTANT = frozenset({"branch", "set", "handoff", "end"})  # never wait for events
 
@@ -404,9 +405,6 @@ def _providers(
         yield at.problem(("defaults", "provider"), why)
 
 
-_WHATSAPP_WINDOW = timedelta(hours=24)  # engine.rules.WINDOW, the customer-service window
-
-
 def _validity(flow: Flow, at: Locator) -> Iterator[Problem]:
     places: list[tuple[DocPath, Rules | None]] = [(("defaults", "rules"), flow.defaults.rules)]
     places += [(("steps", sid, "rules"), step.rules) for sid, step in flow.steps.items()]
@@ -430,7 +428,7 @@ def _validity(flow: Flow, at: Locator) -> Iterator[Problem]:
                 "for every day, or write `quiet_hours: null` for none",
             )
         margin = rules.window_margin if rules is not None else None
-        if margin is not None and to_timedelta(margin) >= _WHATSAPP_WINDOW:
+        if margin is not None and to_timedelta(margin) >= WINDOW:
             yield at.problem(
                 (*path, "window_margin"),
                 f"`window_margin: {margin}` closes the 24 h window before it opens: every "

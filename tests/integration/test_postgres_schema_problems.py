@@ -14,18 +14,10 @@ from pathlib import Path
 import pytest
 
 from tests.contract.conftest import fresh_postgres_schema, postgres_dsn_or_skip, with_search_path
-from tests.integration.test_cli import _local_config, disparo
+from tests.integration.test_cli import disparo
+from tests.integration.test_postgres_dsn_problems import _config_with
 
 pytestmark = pytest.mark.postgres
-
-
-def _config_with(tmp_path: Path, dsn: str) -> Path:
-    config = _local_config(tmp_path)
-    text = config.read_text()
-    start = text.index("storage:")
-    end = text.index("\n", start)
-    config.write_text(text[:start] + f'storage: "{dsn}"' + text[end:])
-    return config
 
 
 @pytest.fixture

@@ -486,6 +486,8 @@ def test_a_reply_longer_than_the_regex_limit_is_never_searched() -> None:
     assert not trigger.matches("1" * 1_000_000)
     assert keyword.matches(" " * MAX_REGEX_TEXT + "boleto")  # keywords are linear
 
+
+def test_an_event_key_is_the_same_for_every_delivery_of_the_event() -> None:
     at = datetime(2026, 11, 23, 13, tzinfo=UTC)
     keyed = ContactEvent(type="reply", at=at, contact_id="c-1", text="promo", dedupe_key="w:9")
     bare = ContactEvent(type="reply", at=at, contact_id="c-1", text="promo")
