@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from engine import message_resend
 from engine.api_body import UNSTORABLE, read_json
-from engine.api_models import IDEMPOTENCY_KEY_MAX, ContactIn, RunIn, pydantic_details
+from engine.api_models import IDEMPOTENCY_KEY_MAX, RunIn, pydantic_details
 from engine.api_views import ALL_EVENTS, message_view, run_view
 from engine.errors import (
     Conflict,
@@ -32,7 +32,7 @@ from engine.errors import (
 )
 from engine.flow.model import ApiTrigger, Flow
 from engine.health import HealthProbe
-from engine.models import ContactUpsert, Run
+from engine.models import Run
 from engine.outage_log import OutageLog
 from engine.runtime import Engine
 from engine.start_request import replayed_run
@@ -156,18 +156,6 @@ def parse_body(model: type[M], data: Any) -> M:
         ) from None
 
 
-def upsert_of(contact: ContactIn, contact_id: str) -> ContactUpsert:
-    return ContactUpsert(
-        id=contact_id,
-        phone=contact.phone,
-        email=contact.email,
-        name=contact.name,
-        tags=tuple(contact.tags) if contact.tags is not None else None,
-        context=contact.context,
-        timezone=contact.timezone,
-    )
-
-
 async def create_run(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     body = parse_body(RunIn, await read_json(request))
@@ -178,7 +166,7 @@ async def create_run(request: web.Request) -> web.Response:
     key = _header_key(request, body.idempotency_key)
     loaded = engine.catalog.current.get(body.flow)
     if loaded is None or not startable_over_http(loaded.flow):
-        contact = upsert_of(body.contact, contact_id)
+        contact = body.contact.upsert(contact_id)
         if key is not None and (
             replayed := await replayed_run(
                 engine.store, flow=body.flow, contact=contact, context=body.context, key=key
@@ -199,7 +187,7 @@ async def create_run(request: web.Request) -> web.Response:
             details=[FieldError(field="flow", message=f"loaded flows: {known}")],
         )
     run, created = await engine.start_run(
-        body.flow, upsert_of(body.contact, contact_id), context=body.context, idempotency_key=key
+        body.flow, body.contact.upsert(contact_id), context=body.context, idempotency_key=key
     )
     return web.json_response(
         {"run_id": run.id, "status": str(run.status), "step": run.step},

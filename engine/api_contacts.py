@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from engine import run_cancel
-from engine.api import ENGINE, parse_body, query_int, upsert_of
+from engine.api import ENGINE, parse_body, query_int
 from engine.api_body import read_json
 from engine.api_models import CONTACT_ID_MAX, ContactIn
 from engine.api_views import contact_view, event_view, run_summary
@@ -53,7 +53,7 @@ async def put_contact(request: web.Request) -> web.Response:
             "id", f"must be {contact_id!r} or absent", "the body's id differs from the URL's"
         )
     existed = await engine.store.get_contact(contact_id) is not None
-    contact = await engine.upsert_contact(upsert_of(body, contact_id))
+    contact = await engine.upsert_contact(body.upsert(contact_id))
     return web.json_response(contact_view(contact), status=200 if existed else 201)
 
 

@@ -16,7 +16,7 @@ from pydantic import (
 )
 
 from engine.errors import FieldError
-from engine.models import in_utc
+from engine.models import ContactUpsert, in_utc
 from engine.phones import InvalidPhone, normalise_phone
 from engine.zones import is_iana_zone
 from providers.base import Attachment
@@ -73,6 +73,18 @@ class ContactIn(_Body):
         if not ident:
             raise ValueError("a contact needs an `id`, a `phone` or an `email`")
         return ident
+
+    def upsert(self, contact_id: str) -> ContactUpsert:
+        """The contact as stored under ``contact_id``; fields not given stay as stored."""
+        return ContactUpsert(
+            id=contact_id,
+            phone=self.phone,
+            email=self.email,
+            name=self.name,
+            tags=tuple(self.tags) if self.tags is not None else None,
+            context=self.context,
+            timezone=self.timezone,
+        )
 
 
 class RunIn(_Body):

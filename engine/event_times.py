@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from engine.models import ContactEvent, StatusReport
+from engine.warn_throttle import WarnThrottle
 
 log = logging.getLogger("disparo.events")
 
@@ -62,7 +63,7 @@ class ArrivalClamp:
     (per source, at most every ``WARN_EVERY``) when it had to."""
 
     def __init__(self, on_clamp: Callable[[str], None] | None = None) -> None:
-        self._warned: dict[str, datetime] = {}
+        self._throttle = WarnThrottle(WARN_EVERY)
         self._on_clamp = on_clamp  # told the source of every time it clamps
 
     def clamp(self, items: list[E], now: datetime) -> list[E]:
@@ -80,10 +81,8 @@ class ArrivalClamp:
     def _warn(
         self, source: str, item: ContactEvent | StatusReport, ahead: timedelta, now: datetime
     ) -> None:
-        last = self._warned.get(source)
-        if last is not None and now - last < WARN_EVERY:
+        if self._throttle.due(source, now) is None:
             return
-        self._warned[source] = now
         what = f"a {item.type}" if isinstance(item, ContactEvent) else f"a {item.status} report"
         log.warning(
             "%s from %s is dated %s ahead of now (%s); using the time it arrived. Check "

@@ -90,15 +90,7 @@ def load_contact(
         raise UserInputError(f"{path}: timezone: {why}")
     contact = _contact_fields(data, path)
     ident = contact.id or contact.phone or "contato-simulado"
-    upsert = ContactUpsert(
-        id=ident,
-        phone=contact.phone,
-        email=contact.email,
-        name=contact.name,
-        tags=tuple(contact.tags or ()),
-        context=contact.context or {},
-        timezone=contact.timezone,
-    )
+    upsert = contact.upsert(ident)
     return upsert, stamps, now, attendance
 
 
@@ -173,6 +165,9 @@ def load_events(path: str, contact: ContactUpsert | None = None) -> list[dict[st
         api_fields = {key: value for key, value in event.items() if key != "step"}
         api_event = _as_api_event(api_fields, where)
         event["until"] = api_event.until
+        # Kept as serve keeps it: the fields given, as the API read them.
+        if api_event.attachment is not None:
+            event["attachment"] = api_event.attachment.as_data()
         if contact is not None:
             _same_contact(api_event, contact, where)
         if event["type"] == "attendance_started" and event["until"] is not None:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from engine.clock import Clock
+from engine.warn_throttle import WarnThrottle
 from engine.wording import counted
 
 log = logging.getLogger("disparo.api")
@@ -27,8 +28,7 @@ SHOWN = 3  # refused items named in one line
 class RefusalLog:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._warned: dict[str, datetime] = {}
-        self._quiet: dict[str, int] = {}
+        self._throttle = WarnThrottle(WARN_EVERY)
 
     def items(self, provider: str, errors: Sequence[str]) -> None:
         """Some items of a webhook were refused, the others kept."""
@@ -54,13 +54,8 @@ class RefusalLog:
         )
 
     def _say(self, provider: str, what: str, why: str, *, key: str | None = None) -> None:
-        key = key or provider
-        now = self._clock.now()
-        last = self._warned.get(key)
-        if last is not None and now - last < WARN_EVERY:
-            self._quiet[key] = self._quiet.get(key, 0) + 1
+        quiet = self._throttle.due(key or provider, self._clock.now())
+        if quiet is None:
             return
-        self._warned[key] = now
-        quiet = self._quiet.pop(key, 0)
         more = f" ({counted(quiet, 'more refusal')} since the last warning)" if quiet else ""
         log.warning("webhook %s: %s%s: %s", provider, what, more, why)

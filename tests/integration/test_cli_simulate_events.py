@@ -134,3 +134,18 @@ def test_a_status_for_a_step_that_sent_nothing_is_named(tmp_path: Path) -> None:
 
     assert code == 0
     assert "no message of step `sms` to apply status read to" in err
+
+
+def test_an_attachment_is_shown_as_serve_keeps_it(tmp_path: Path) -> None:
+    # serve keeps a reply's attachment as the API read it: null fields dropped,
+    # coordinates as numbers. The simulation showed the file's raw object instead.
+    pin = {"type": "location", "latitude": "-23.55", "longitude": -46.63, "caption": None}
+    code, out, err = boleto(
+        tmp_path,
+        [{"at": "2026-11-23T10:01:00-03:00", "type": "reply", "attachment": pin}],
+    )
+
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    [event] = [line for line in lines if line["kind"] == "event"]
+    assert event["attachment"] == {"type": "location", "latitude": -23.55, "longitude": -46.63}
