@@ -81,17 +81,19 @@ class ArrivalClamp:
     def _warn(
         self, source: str, item: ContactEvent | StatusReport, ahead: timedelta, now: datetime
     ) -> None:
-        if self._throttle.due(source, now) is None:
+        quiet = self._throttle.due(source, now)
+        if quiet is None:
             return
         what = f"a {item.type}" if isinstance(item, ContactEvent) else f"a {item.status} report"
         log.warning(
             "%s from %s is dated %s ahead of now (%s); using the time it arrived. Check "
             "the sender's clock and time zone: a UTC time sent with a local offset "
-            "(13:00-03:00 for 13:00Z) looks like this",
+            "(13:00-03:00 for 13:00Z) looks like this%s",
             what,
             source,
             describe(ahead),
             item.at.isoformat(),
+            f" ({quiet:,} more clamped since the last warning)" if quiet else "",
         )
 
 

@@ -50,3 +50,6 @@ def test_times_ahead_are_clamped_and_each_source_warned_again_only_after_a_while
     warned = [r.getMessage().split(" is dated")[0] for r in caplog.records]
     assert warned == ["a reply from robbu", "a read report from altu", "a reply from robbu"]
     assert all(r.levelno == logging.WARNING for r in caplog.records)
+    # The second warning of robbu says one more was clamped while it kept quiet.
+    assert "(1 more clamped since the last warning)" in caplog.records[2].getMessage()
+    assert "since the last warning" not in caplog.records[0].getMessage()
