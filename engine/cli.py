@@ -1,5 +1,6 @@
 """The `disparo` command. Exit codes: 0 success, 1 a problem in the user's input,
-2 usage error, 3 the engine could not reach its store or a provider."""
+2 usage error, 3 the engine could not reach its store or a provider, 4 the database
+has migrations pending (run `disparo migrate`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from engine.cli_parser import build_parser
 from engine.errors import (
     EXIT_INPUT,
+    EXIT_MIGRATE,
     EXIT_OK,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
@@ -77,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INPUT
     except SchemaOutdated as exc:
         print(str(exc), file=sys.stderr)
-        return EXIT_UNAVAILABLE
+        return EXIT_MIGRATE
     except StoreError as exc:
         print(f"the store is unavailable: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
