@@ -72,20 +72,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except UsageError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_USAGE
+        return _failed(args, str(exc), EXIT_USAGE)
     except (UserInputError, NotFound) as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_INPUT
+        return _failed(args, str(exc), EXIT_INPUT)
     except SchemaOutdated as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_MIGRATE
+        return _failed(args, str(exc), EXIT_MIGRATE)
     except StoreError as exc:
-        print(f"the store is unavailable: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+        return _failed(args, f"the store is unavailable: {exc}", EXIT_UNAVAILABLE)
     except DisparoError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_UNAVAILABLE
+        return _failed(args, str(exc), EXIT_UNAVAILABLE)
+
+
+def _failed(args: argparse.Namespace, why: str, code: int) -> int:
+    """Say why the command failed, on stderr; return its exit code. The stderr of
+    `disparo serve` is its log: with JSON logs, the reason it stopped (or never
+    started) is a JSON log line too, for the collector that parses every line."""
+    import logging
+
+    from engine.logs import JsonFormatter, setup_logging
+
+    if args.command == "serve":
+        handlers = logging.getLogger().handlers
+        json_logs = any(isinstance(h.formatter, JsonFormatter) for h in handlers)
+        if not json_logs and args.log_format == "json":  # it failed before logging began
+            setup_logging("json")
+            json_logs = True
+        if json_logs:
+            logging.getLogger("disparo.serve").error("%s", why)
+            return code
+    print(why, file=sys.stderr)
+    return code
 
 
 def _settings(path: str, *, store_must_exist: bool = False) -> Any:
