@@ -401,8 +401,10 @@ async def _close_health(app: web.Application) -> None:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    # The text format's full Content-Type (its version), as Prometheus content negotiation names it.
     return web.Response(
-        body=request.app[ENGINE].metrics.render(), content_type="text/plain", charset="utf-8"
+        body=request.app[ENGINE].metrics.render(),
+        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
     )
 
 
