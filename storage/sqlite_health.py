@@ -5,8 +5,9 @@ opened read-only (its permissions, a read-only mount), a disk that filled up, a
 file replaced or removed under the process (which then writes into a file no one
 will read again). The check adds, cheaply:
 
-- the file at the configured path is still the one the process opened, and the
-  process may write it (``os.access``: a read-only file system says no even to root);
+- the file at the configured path is still the one the process opened (its
+  permissions are not asked: a file made read-only after it was opened is still
+  written through the open connection, and the next start says what is wrong);
 - the outcome of the latest write (``GroupCommitConnection.write_failure``): a full
   disk or a read-only connection fails every write until it is fixed;
 - when no write went through since the previous check (an idle process), or the
@@ -71,11 +72,6 @@ class WriteCheck:
                 f"the database file at {self.path} was {what} while disparo had it open: "
                 "what it writes now goes to a file no one will read; put the file back "
                 "or restart disparo"
-            )
-        if not os.access(self.path, os.W_OK):
-            raise StoreUnavailable(
-                f"the database at {self.path} is read-only (its permissions or a read-only "
-                "file system): nothing can be recorded; make it writable for disparo's user"
             )
 
 
