@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from engine.cli_parser import build_parser
 from engine.errors import (
     EXIT_INPUT,
+    EXIT_INTERRUPTED,
     EXIT_MIGRATE,
     EXIT_OK,
     EXIT_UNAVAILABLE,
@@ -65,7 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(commands[args.command](args))
     except KeyboardInterrupt:
-        return EXIT_OK
+        # Not a success: a script running `disparo trigger ... && ...` must not go on
+        # as if the file was done. 130 is what shells give a command Ctrl-C ended.
+        # (`serve` stops on SIGINT by itself, and exits 0.)
+        print(f"disparo {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`disparo why c-1 | head`): stop quietly. Python would
         # complain again when it flushes stdout at exit, so stdout goes to devnull.

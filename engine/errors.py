@@ -14,6 +14,7 @@ from typing import Any, Literal
 # config, CSV), a usage error, the store or a provider out of reach, and a database
 # that needs `disparo migrate` (a script runs it on 4, and pages someone on 3).
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_MIGRATE = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), as shells report it
 
 
 class DisparoError(Exception):
