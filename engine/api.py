@@ -1,4 +1,4 @@
-"""The HTTP API: /v1 (bearer auth), /webhooks/{provider}, /healthz, /metrics.
+"""The HTTP API: /v1 (bearer auth), /webhooks/{provider}, /healthz, /livez, /metrics.
 
 Errors are JSON ``{"error": {"code", "message", "details": [{"field", "message"}]}}``;
 nothing is half-written on any error because every write is one store commit.
@@ -118,7 +118,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             "traceback; retry later, and report it if it persists",
         )
     outage = request.app[OUTAGE]
-    if outage.down and response.status < 400 and request.path != "/metrics":
+    if outage.down and response.status < 400 and request.path not in ("/metrics", "/livez"):
         outage.succeeded()  # an answer of /v1, a webhook or /healthz: the store answered
     return response
 
@@ -378,13 +378,21 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+async def livez(request: web.Request) -> web.Response:
+    """Liveness: the process answers. The store is /healthz's (readiness): restarting a
+    process does not fix a database that is down or read-only."""
+    return web.json_response({"status": "alive"})
+
+
 async def _close_health(app: web.Application) -> None:
     await app[HEALTH].close()
 
 
 async def metrics(request: web.Request) -> web.Response:
+    # The text format's full Content-Type (its version), as Prometheus content negotiation names it.
     return web.Response(
-        body=request.app[ENGINE].metrics.render(), content_type="text/plain", charset="utf-8"
+        body=request.app[ENGINE].metrics.render(),
+        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
     )
 
 
@@ -398,7 +406,7 @@ def build_app(engine: Engine) -> web.Application:
     app[ENGINE] = engine
     app[REFUSALS] = RefusalLog(engine.clock)
     app[OUTAGE] = OutageLog(log, "requests answer 503", "requests answered 503")
-    app[HEALTH] = HealthProbe(lambda: engine.store.ping(), engine.settings.server.health_timeout)
+    app[HEALTH] = HealthProbe(lambda: engine.store.health(), engine.settings.server.health_timeout)
     app.on_cleanup.append(_close_health)
     app.router.add_post("/v1/runs", create_run)
     app.router.add_get("/v1/runs/{run_id}", get_run)
@@ -410,5 +418,6 @@ def build_app(engine: Engine) -> web.Application:
     api_contacts.add_routes(app.router)
     app.router.add_post("/webhooks/{provider}", webhook)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/livez", livez)
     app.router.add_get("/metrics", metrics)
     return app

@@ -1,5 +1,6 @@
 """The `disparo` command. Exit codes: 0 success, 1 a problem in the user's input,
-2 usage error, 3 the engine could not reach its store or a provider."""
+2 usage error, 3 the engine could not reach its store or a provider, 4 the database
+has migrations pending (run `disparo migrate`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from engine.cli_parser import build_parser
 from engine.errors import (
     EXIT_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_MIGRATE,
     EXIT_OK,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
@@ -63,27 +66,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(commands[args.command](args))
     except KeyboardInterrupt:
-        return EXIT_OK
+        # Not a success: a script running `disparo trigger ... && ...` must not go on
+        # as if the file was done. 130 is what shells give a command Ctrl-C ended.
+        # (`serve` stops on SIGINT by itself, and exits 0.)
+        print(f"disparo {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`disparo why c-1 | head`): stop quietly. Python would
         # complain again when it flushes stdout at exit, so stdout goes to devnull.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except UsageError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_USAGE
+        return _failed(args, str(exc), EXIT_USAGE)
     except (UserInputError, NotFound) as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_INPUT
+        return _failed(args, str(exc), EXIT_INPUT)
     except SchemaOutdated as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_UNAVAILABLE
+        return _failed(args, str(exc), EXIT_MIGRATE)
     except StoreError as exc:
-        print(f"the store is unavailable: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+        return _failed(args, f"the store is unavailable: {exc}", EXIT_UNAVAILABLE)
     except DisparoError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_UNAVAILABLE
+        return _failed(args, str(exc), EXIT_UNAVAILABLE)
+
+
+def _failed(args: argparse.Namespace, why: str, code: int) -> int:
+    """Say why the command failed, on stderr; return its exit code. The stderr of
+    `disparo serve` is its log: with JSON logs, the reason it stopped (or never
+    started) is a JSON log line too, for the collector that parses every line."""
+    import logging
+
+    from engine.logs import JsonFormatter, setup_logging
+
+    if args.command == "serve":
+        handlers = logging.getLogger().handlers
+        json_logs = any(isinstance(h.formatter, JsonFormatter) for h in handlers)
+        if not json_logs and args.log_format == "json":  # it failed before logging began
+            setup_logging("json")
+            json_logs = True
+        if json_logs:
+            logging.getLogger("disparo.serve").error("%s", why)
+            return code
+    print(why, file=sys.stderr)
+    return code
 
 
 def _settings(path: str, *, store_must_exist: bool = False) -> Any:

@@ -10,7 +10,9 @@ EXIT_CODES = """exit codes:
   0  success
   1  a problem in your input (flow, config, CSV, contact or events file)
   2  usage error (a missing argument, a flag value the command cannot take)
-  3  the store or a provider is unreachable"""
+  3  the store or a provider is unreachable
+  4  the database has migrations pending: run `disparo migrate`
+  130  interrupted (Ctrl-C)"""
 
 
 def build_parser() -> argparse.ArgumentParser:

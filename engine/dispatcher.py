@@ -175,11 +175,12 @@ class Dispatcher:
 
     async def _loop(self) -> None:
         while not self._stopping:
+            failed = False
             try:
                 claimed = await self.claim_and_spawn()
             except StoreUnavailable as exc:
                 self._outage.failed(exc)
-                claimed = 0
+                claimed, failed = 0, True
             if claimed:
                 await asyncio.sleep(0)
                 continue
@@ -192,8 +193,11 @@ class Dispatcher:
                 # task sets ``wake``. Asking the store when work is due is wasted here.
                 await self.clock.sleep_until(self.clock.now() + poll, self.wake)
                 continue
+            # After a failed claim, the next try waits a poll: a store that still reads
+            # but cannot write (a full disk, a read-only database) would otherwise show
+            # the overdue work as due now, and the loop would claim without pause.
             try:
-                nxt = await self.store.next_due_at()
+                nxt = None if failed else await self.store.next_due_at()
             except StoreUnavailable:
                 nxt = None
             target = self.clock.now() + poll

@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 # The CLI's exit codes (INTERFACES.md): success, a problem in the user's input (flow,
-# config, CSV), a usage error, the store or a provider out of reach.
-EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+# config, CSV), a usage error, the store or a provider out of reach, and a database
+# that needs `disparo migrate` (a script runs it on 4, and pages someone on 3).
+EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_MIGRATE = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), as shells report it
 
 
 class DisparoError(Exception):

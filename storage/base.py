@@ -182,6 +182,10 @@ class Store(TriggerStateReads, OpenRunReads, RunMessageReads, Protocol):
     async def ping(self) -> None:
         """Return when the store answers; raise ``StoreUnavailable`` otherwise."""
 
+    async def health(self) -> None:
+        """``ping``, and raise ``StoreUnavailable`` too when the store answers but could
+        not record a change now (a read-only database, a full disk): ``GET /healthz``."""
+
     async def database_time(self) -> datetime | None:
         """The database server's clock, which processes sharing it compare theirs with;
         None for a store with no clock of its own (a SQLite file)."""

@@ -157,6 +157,10 @@ class PostgresStore(
         self._ready()
         await self._pool.fetchval("SELECT 1")
 
+    async def health(self) -> None:
+        self._ready()
+        await self._pool.check_writable()
+
     async def database_time(self) -> datetime | None:
         self._ready()
         moment: datetime = await self._pool.fetchval("SELECT clock_timestamp()")

@@ -244,3 +244,13 @@ class Pool:
         """One autocommit statement that writes (durable when this returns); no retry."""
         rows: list[asyncpg.Record] = await self.run("fetch", sql, *args, retry=False)
         return rows
+
+    async def check_writable(self) -> None:
+        """``StoreUnavailable`` when this server takes no writes: a standby the DSN points
+        at after a failover, or ``default_transaction_read_only`` on. One read, no write."""
+        if await self.fetchval("SELECT current_setting('transaction_read_only')") == "on":
+            raise StoreUnavailable(
+                f"the PostgreSQL database {self.where} is read-only (a standby, or "
+                "default_transaction_read_only is on): nothing can be recorded; point "
+                "`storage` at the primary"
+            )

@@ -59,6 +59,7 @@ from storage.sqlite_commit import OPEN_STATUSES_SQL, apply_commit, run_by_key
 from storage.sqlite_contact_data import ContactDataMethods
 from storage.sqlite_contacts import PhoneMethods, upsert_contact
 from storage.sqlite_due import bring_sends_forward, claim, extend
+from storage.sqlite_health import FileIdentity, WriteCheck
 from storage.sqlite_ingest import (
     check_events,
     check_reports,
@@ -103,6 +104,7 @@ class SQLiteStore(
         self._link: GroupCommitConnection | None = None
         self._checkpointer: Checkpointer | None = None
         self._open = False
+        self._write_check = WriteCheck(self.path, None)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -126,6 +128,8 @@ class SQLiteStore(
         except BaseException:
             await self.close()
             raise
+        if self.path != schema.MEMORY:
+            self._write_check = WriteCheck(self.path, FileIdentity.of(self.path))
         self._open = True
 
     async def close(self) -> None:
@@ -149,6 +153,11 @@ class SQLiteStore(
 
     async def ping(self) -> None:
         self._fetch_one("SELECT 1", ())
+
+    async def health(self) -> None:
+        """``ping``, and whether a write would be recorded (``storage.sqlite_health``)."""
+        await self.ping()
+        await self._write_check.check(self._ready())
 
     async def database_time(self) -> datetime | None:
         return None  # a file of one process: no other clock to compare with

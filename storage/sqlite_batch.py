@@ -154,6 +154,9 @@ class GroupCommitConnection:
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="disparo-sqlite-commit")
         self._lost: str | None = None  # why the connection was dropped, if it was
         self.stats = stats
+        # Why the latest write could not be made durable (read-only file, full disk),
+        # until a write goes through again: what ``GET /healthz`` reports.
+        self.write_failure: StoreUnavailable | None = None
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -177,6 +180,15 @@ class GroupCommitConnection:
         caller once the batch has committed. If the batch fails, every caller of the
         batch gets ``StoreUnavailable``.
         """
+        try:
+            result = await self._write(unit)
+        except StoreUnavailable as exc:
+            self.write_failure = exc
+            raise
+        self.write_failure = None
+        return result
+
+    async def _write(self, unit: Callable[[sqlite3.Connection], T]) -> T:
         batch = await self._current_batch()
         db = self.db
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -564,3 +565,29 @@ def test_another_flow_file_mid_edit_does_not_stop_simulate_or_graph(
     )
     assert result.returncode == 1
     assert f"{boleto}:7:13: provider `robbu_prod` is not configured" in result.stderr
+
+
+def test_status_exit_code_tells_healthy_needs_migrate_and_unreachable_apart(
+    tmp_path: Path,
+) -> None:
+    """What a deploy script or a monitor branches on: 0 go on, 4 run `disparo migrate`
+    (then retry), 3 page someone (the database is out of reach)."""
+    config = _local_config(tmp_path)
+    sqlite3.connect(tmp_path / "d.db").execute("CREATE TABLE unrelated (x)").connection.close()
+    unreachable = tmp_path / "unreachable.yaml"
+    unreachable.write_text(
+        config.read_text().replace(
+            f"sqlite:///{tmp_path / 'd.db'}", "postgresql://disparo@127.0.0.1:1/disparo"
+        )
+    )
+
+    pending = disparo("status", "--config", str(config))
+    disparo("migrate", "--config", str(config))
+    healthy = disparo("status", "--config", str(config))
+    down = disparo("status", "--config", str(unreachable))
+
+    assert pending.returncode == 4, pending.stderr
+    assert "disparo migrate" in pending.stderr
+    assert healthy.returncode == 0, healthy.stderr
+    assert down.returncode == 3, down.stderr
+    assert "disparo migrate" not in down.stderr

@@ -60,3 +60,33 @@ def test_simulate_s_log_lines_mask_the_phone_numbers_they_quote(tmp_path: Path) 
         assert "step aviso failed" in err
         assert PHONE not in err, flags
         assert "+55*******7777" in err
+
+
+def test_serve_that_cannot_start_says_why_in_a_json_log_line(tmp_path: Path) -> None:
+    """Its stderr is its log: a collector parsing JSON lines got a bare text line as
+    the only trace of a process that never started (its database out of reach)."""
+    config = tmp_path / "disparo.yaml"
+    config.write_text(
+        CONFIG.read_text().replace(
+            "sqlite:///var/disparo.db", "postgresql://disparo:s3nha@127.0.0.1:1/disparo"
+        )
+    )
+    unmigrated = tmp_path / "unmigrated.yaml"
+    unmigrated.write_text(
+        CONFIG.read_text()
+        .replace("sqlite:///var/disparo.db", f"sqlite:///{tmp_path / 'empty.db'}")
+        .replace("log_format: text", "log_format: json")
+    )
+    (tmp_path / "empty.db").write_bytes(b"")
+
+    down = disparo("serve", "--config", str(config), "--port", "9", "--log-format", "json")
+    pending = disparo("serve", "--config", str(unmigrated), "--port", "9")
+
+    assert down.returncode == 3
+    [line] = [json.loads(line) for line in down.stderr.splitlines()]
+    assert line["level"] == "error"
+    assert "cannot reach the PostgreSQL database 127.0.0.1:1/disparo" in line["message"]
+    assert "s3nha" not in down.stderr
+    assert pending.returncode == 4
+    last = json.loads(pending.stderr.splitlines()[-1])
+    assert "run `disparo migrate`" in last["message"]

@@ -51,7 +51,7 @@ def test_pending_migrations_name_the_schema_they_are_pending_in(
     migrated = disparo("migrate", "--config", str(config))
     again = disparo("migrate", "--config", str(config))
 
-    assert status.returncode == 3, status.stderr
+    assert status.returncode == 4, status.stderr
     assert "10 pending migrations" in status.stderr
     assert f"schema {schema}" in status.stderr
     assert migrated.returncode == 0, migrated.stderr

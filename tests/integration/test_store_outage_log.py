@@ -3,6 +3,7 @@ once that the store is down, and once that it is back."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 from pathlib import Path
@@ -68,3 +69,31 @@ async def test_the_dispatcher_logs_an_outage_once_not_at_every_poll(
     lines = [(r.levelname, r.getMessage()) for r in caplog.records if "store" in r.getMessage()]
     assert [level for level, _ in lines] == ["WARNING", "INFO"], lines
     assert "no due work is claimed" in lines[0][1]
+
+
+async def test_a_store_that_reads_but_cannot_claim_is_retried_once_a_poll_not_in_a_spin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk or a read-only database: reads show overdue work, every claim (a
+    write) fails. The dispatcher tried again at once, hundreds of times a second."""
+    async with running_engine(settings_for(tmp_path)) as (engine, clock):
+        store = engine.store
+        tries: list[None] = []
+
+        async def full(*_: Any, **__: Any) -> Any:
+            tries.append(None)
+            raise StoreUnavailable("the disk holding the database at d.db is full")
+
+        async def overdue() -> Any:
+            return clock.now() - timedelta(minutes=5)
+
+        with monkeypatch.context() as patched:
+            patched.setattr(store, "claim_due_work", full)
+            patched.setattr(store, "next_due_at", overdue)
+            clock.advance(timedelta(seconds=1))
+            await until(lambda: len(tries) >= 1, "the dispatcher tries to claim")
+            for _ in range(100):  # the loop runs on; the clock does not move
+                await asyncio.sleep(0)
+            assert len(tries) == 1
+            clock.advance(timedelta(seconds=1))  # dispatcher.poll_interval
+            await until(lambda: len(tries) >= 2, "the dispatcher tries again a poll later")

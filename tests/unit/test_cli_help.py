@@ -48,9 +48,9 @@ def test_the_help_of_why_explains_its_flags(capsys: pytest.CaptureFixture[str]) 
 
 
 def test_the_top_level_help_lists_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
-    # Scripts branch on them; README and INTERFACES.md promise 0, 1, 2 and 3.
+    # Scripts branch on them: README promises 0, 1, 2, 3, 4 and 130.
     assert main(["--help"]) == 0
     text = capsys.readouterr().out
 
-    for code in ("0 ", "1 ", "2 ", "3 "):
+    for code in ("0 ", "1 ", "2 ", "3 ", "4 ", "130 "):
         assert f"\n  {code}" in text
