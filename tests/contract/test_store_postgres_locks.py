@@ -8,29 +8,41 @@ with ``StoreUnavailable`` instead of hanging the engine.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
-from engine.models import DueKind, NewDueWork
+from engine.errors import StoreUnavailable
+from engine.models import DueKind, NewDueWork, Run, RunStatus
+from storage import postgres_pool, postgres_schema
 from storage.base import Commit
 from storage.postgres import PostgresStore
 from storage.postgres_due import CLAIM
-from tests.contract.store_kit import NOW, at
+from tests.contract.store_kit import NOW, Seed, at, ended
 
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture
-async def pg_store(postgres_dsn: str) -> AsyncIterator[PostgresStore]:
-    store = PostgresStore(postgres_dsn)
+@contextlib.asynccontextmanager
+async def opened(dsn: str) -> AsyncIterator[PostgresStore]:
+    """A migrated, opened store on ``dsn``, closed afterwards."""
+    store = PostgresStore(dsn)
     await store.migrate()
     await store.open()
     try:
         yield store
     finally:
         await store.close()
+
+
+@pytest.fixture
+async def pg_store(postgres_dsn: str) -> AsyncIterator[PostgresStore]:
+    async with opened(postgres_dsn) as store:
+        yield store
 
 
 @pytest.fixture
@@ -81,3 +93,97 @@ async def test_a_claim_takes_the_work_of_runs_under_way_first_then_starts(
     rest = await pg_store.claim_due_work(owner="a", now=NOW, lease_seconds=30, limit=5)
     assert [(w.kind, w.due_at) for w in rest] == [(DueKind.START, at(-10))]
     assert rest[0].lease_until == at(30)
+
+
+def with_query(dsn: str, **params: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(query=urlencode([*parse_qsl(parts.query), *params.items()])))
+
+
+def finish(run: Run) -> Commit:
+    return Commit(now=at(1), run=ended(run))
+
+
+async def status_of(store: PostgresStore, run: Run) -> RunStatus:
+    stored = await store.get_run(run.id)
+    assert stored is not None
+    return stored.status
+
+
+async def lock_runs_row(session: asyncpg.Connection, run: Run) -> None:
+    """What an operator's ``BEGIN; SELECT ... FOR UPDATE`` left open does."""
+    await session.execute("SELECT 1 FROM runs WHERE id = $1 FOR UPDATE", run.id)
+
+
+async def test_a_write_meeting_a_lock_held_elsewhere_gives_up_and_others_pass(
+    postgres_dsn: str, other_session: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The default, shortened so the test does not wait for it.
+    monkeypatch.setattr(postgres_pool, "LOCK_TIMEOUT", "100ms")
+    async with opened(postgres_dsn) as store:
+        seed = Seed(store)
+        held, free = await seed.run(), await seed.run()
+        async with other_session.transaction():
+            await lock_runs_row(other_session, held)
+
+            # Both writes go in one batch: the one meeting the lock fails alone.
+            stuck, passed = await asyncio.gather(
+                store.commit(finish(held)), store.commit(finish(free)), return_exceptions=True
+            )
+
+            assert isinstance(stuck, StoreUnavailable)
+            assert "lock_timeout" in str(stuck)
+            assert "idle in transaction" in str(stuck)
+            assert not isinstance(passed, BaseException)
+            assert await status_of(store, free) == RunStatus.COMPLETED
+
+        # The lock let go: the same write, retried, is stored.
+        await store.commit(finish(held))
+        assert await status_of(store, held) == RunStatus.COMPLETED
+
+
+async def test_the_lock_timeout_the_dsn_gives_wins(
+    postgres_dsn: str, other_session: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgres_pool, "LOCK_TIMEOUT", "1h")
+    async with opened(with_query(postgres_dsn, lock_timeout="100ms")) as store:
+        run = await Seed(store).run()
+        async with other_session.transaction():
+            await lock_runs_row(other_session, run)
+            with pytest.raises(StoreUnavailable, match="lock_timeout"):
+                await store.commit(finish(run))
+
+
+async def test_migrating_waits_for_another_migration_whatever_the_lock_timeout(
+    postgres_dsn: str, other_session: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgres_pool, "LOCK_TIMEOUT", "1ms")
+    store = PostgresStore(postgres_dsn)
+    try:
+        # Another process migrating holds the migration lock a while, then finishes.
+        async with other_session.transaction():
+            await other_session.execute(postgres_schema._LOCK)
+            migrating = asyncio.ensure_future(store.migrate())
+            await _until_it_waits(other_session, migrating)
+            # Held well past the store's lock_timeout (the server's clock, not the test's).
+            await other_session.execute("SELECT pg_sleep(0.02)")
+        assert await migrating  # applied every migration once the lock let go
+    finally:
+        await store.close()
+
+
+async def _until_it_waits(session: asyncpg.Connection, task: asyncio.Future[list[str]]) -> None:
+    """Return once ``task`` waits for a lock ``session`` holds (or ended)."""
+    while not task.done():
+        if await _blocks_another(session):
+            return
+
+
+async def _blocks_another(session: asyncpg.Connection) -> bool:
+    """Whether a session waits for a lock ``session`` holds."""
+    blocking: bool = await session.fetchval(
+        # pg_locks, not pg_stat_activity: that one is read once per transaction.
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted "
+        "AND pg_backend_pid() = ANY (pg_blocking_pids(pid)))"
+    )
+    return blocking
