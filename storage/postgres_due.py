@@ -24,7 +24,9 @@ CLAIM = (
     f"WITH started AS ({_CLAIMABLE.format(op='NOT IN', limit='$4')}), "
     "starts AS ("
     + _CLAIMABLE.format(op="IN", limit="($4 - (SELECT count(*) FROM started))")
-    + "), c AS (SELECT id FROM started UNION ALL SELECT id FROM starts) "
+    # The outer LIMIT changes nothing but tells the planner how few rows to expect
+    # (a join by primary key, not a scan of the table).
+    + "), c AS (SELECT id FROM started UNION ALL SELECT id FROM starts LIMIT $4) "
     "UPDATE due_work AS d SET lease_owner = $1, lease_until = $2, fence = d.fence + 1 "
     f"FROM c WHERE d.id = c.id RETURNING {', '.join('d.' + c for c in DUE_COLUMNS.split(', '))}"
 )

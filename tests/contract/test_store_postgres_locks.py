@@ -55,23 +55,25 @@ async def other_session(postgres_dsn: str) -> AsyncIterator[asyncpg.Connection]:
         await connection.close()
 
 
+@pytest.mark.parametrize("timers", [4, 1, 0])
 async def test_a_claim_in_flight_leaves_the_rows_it_does_not_claim_to_others(
-    pg_store: PostgresStore, other_session: asyncpg.Connection
+    pg_store: PostgresStore, other_session: asyncpg.Connection, timers: int
 ) -> None:
-    n = 4
-    under_way = [NewDueWork(kind=DueKind.TIMER, due_at=at(-i)) for i in range(n)]
-    starting = [NewDueWork(kind=DueKind.START, due_at=at(-i)) for i in range(n)]
+    n = 4  # 2n rows due: `timers` timers, the rest START rows
+    under_way = [NewDueWork(kind=DueKind.TIMER, due_at=at(-i)) for i in range(timers)]
+    starting = [NewDueWork(kind=DueKind.START, due_at=at(-i)) for i in range(2 * n - timers)]
     await pg_store.commit(Commit(now=NOW, new_due=[*under_way, *starting]))
 
-    # Node A's claim of n rows, caught before it commits: it takes the n timers.
+    # Node A's claim of n rows, caught before it commits: the timers, then START rows.
     async with other_session.transaction():
         first = await other_session.fetch(CLAIM, "node-a", at(30), NOW, n)
-        assert sorted(row["kind"] for row in first) == ["timer"] * n
+        assert sorted(row["kind"] for row in first) == ["start"] * (n - timers) + ["timer"] * timers
 
         # Node B, claiming at that moment, gets the n START rows A left.
         second = await pg_store.claim_due_work(owner="node-b", now=NOW, lease_seconds=30, limit=n)
 
         assert sorted(work.kind for work in second) == [DueKind.START] * n
+        assert not {row["id"] for row in first} & {work.id for work in second}
 
 
 async def test_a_claim_takes_the_work_of_runs_under_way_first_then_starts(
