@@ -33,8 +33,10 @@ from engine.errors import DisparoError, StoreError, StoreUnavailable
 from storage.postgres_codec import encode_unit
 from storage.postgres_pool import Pool, error_for
 
-# Deadlock, serialisation failure, lock not available: the unit may well pass next time.
-_RETRY_STATES = frozenset({"40P01", "40001", "55P03"})
+# Deadlock, serialisation failure: the unit may well pass next time. Not a lock
+# timeout (55P03): another session held the lock for all of lock_timeout, and trying
+# again at once would hold the next batch up for as long.
+_RETRY_STATES = frozenset({"40P01", "40001"})
 MAX_TRIES = 5
 
 

@@ -10,18 +10,23 @@ from storage.claim_order import STARTING_SQL
 from storage.columns import DUE_COLUMNS
 
 # The due rows of one side of the claim order (migration 0008), oldest first, locked.
+# LockRows sits under the LIMIT: a side locks only the rows it returns.
 _CLAIMABLE = (
-    "SELECT id, {starting} AS starting, due_at FROM due_work "
-    "WHERE kind {op} " + STARTING_SQL + " "
+    "SELECT id FROM due_work WHERE kind {op} " + STARTING_SQL + " "
     "AND due_at <= $3 AND (lease_until IS NULL OR lease_until < $3) ORDER BY due_at, id "
-    "LIMIT $4 FOR UPDATE SKIP LOCKED"
+    "LIMIT {limit} FOR UPDATE SKIP LOCKED"
 )
 # Work of runs under way first, then the work that starts runs (storage.claim_order).
+# The starting side asks only for what the first left of ``limit``: each side locks
+# what it returns, so the claim locks at most ``limit`` rows, all of which it claims
+# (locked rows left unclaimed would be skipped by other nodes claiming meanwhile).
 CLAIM = (
-    f"WITH started AS ({_CLAIMABLE.format(starting=0, op='NOT IN')}), "
-    f"starts AS ({_CLAIMABLE.format(starting=1, op='IN')}), "
-    "c AS (SELECT id FROM (SELECT * FROM started UNION ALL SELECT * FROM starts) AS u "
-    "ORDER BY starting, due_at, id LIMIT $4) "
+    f"WITH started AS ({_CLAIMABLE.format(op='NOT IN', limit='$4')}), "
+    "starts AS ("
+    + _CLAIMABLE.format(op="IN", limit="($4 - (SELECT count(*) FROM started))")
+    # The outer LIMIT changes nothing but tells the planner how few rows to expect
+    # (a join by primary key, not a scan of the table).
+    + "), c AS (SELECT id FROM started UNION ALL SELECT id FROM starts LIMIT $4) "
     "UPDATE due_work AS d SET lease_owner = $1, lease_until = $2, fence = d.fence + 1 "
     f"FROM c WHERE d.id = c.id RETURNING {', '.join('d.' + c for c in DUE_COLUMNS.split(', '))}"
 )

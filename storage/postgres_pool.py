@@ -36,10 +36,18 @@ T = TypeVar("T")
 CONNECT_TIMEOUT = 10.0  # seconds to open one connection
 ACQUIRE_TIMEOUT = 30.0  # seconds to wait for a free connection of the pool
 COMMAND_TIMEOUT = 60.0  # seconds one statement may take before the call gives up
-# Sessions of the store: UTC timestamps in JSON output, and a name operators see in
-# pg_stat_activity unless the DSN gives one (``?application_name=disparo-node-2``).
+# Sessions of the store: UTC timestamps in JSON output.
 SERVER_SETTINGS = {"TimeZone": "UTC"}
+# Unless the DSN gives its own (``?application_name=disparo-node-2&lock_timeout=10s``):
+# the name operators see in pg_stat_activity, and how long a statement waits for a
+# lock another session holds. The store's own transactions hold locks for
+# milliseconds; a lock held longer is somebody's open transaction (an operator's
+# psql session on `runs`): the write gives up with ``StoreUnavailable`` (its caller
+# retries) instead of stalling every write batched with it, and a session whose
+# process died while it waited lets go of the locks it held. As long as SQLite's
+# busy timeout.
 APPLICATION_NAME = "disparo"
+LOCK_TIMEOUT = "5s"
 
 # SQLSTATE classes that mean "not now": connection, resources, operator intervention,
 # system error, transaction rollback (deadlock, serialisation), lock not available.
@@ -121,6 +129,12 @@ def error_for(state: str, text: str, constraint: str | None, where: str) -> Disp
             f"PostgreSQL refused the login to {where} ({text}); check the user and password "
             "in `storage`"
         )
+    if state == "55P03":
+        return StoreUnavailable(
+            f"a lock this change needs in the PostgreSQL database {where} is held by "
+            f"another session for longer than lock_timeout ({text}): look for a "
+            "transaction left open in pg_stat_activity (state 'idle in transaction'); retry"
+        )
     if state == "25006" or state[:2] in _UNAVAILABLE_CLASSES:
         return StoreUnavailable(f"the PostgreSQL database {where} is unavailable ({text}); retry")
     if state == "3F000":
@@ -179,10 +193,12 @@ class Pool:
         return self._pool
 
     def _settings(self) -> dict[str, str]:
-        settings = dict(SERVER_SETTINGS)
-        if "application_name" not in dict(parse_qsl(urlsplit(self._dsn).query)):
-            settings["application_name"] = APPLICATION_NAME
-        return settings
+        given = dict(parse_qsl(urlsplit(self._dsn).query))
+        defaults = {"application_name": APPLICATION_NAME, "lock_timeout": LOCK_TIMEOUT}
+        return {
+            **{name: value for name, value in defaults.items() if name not in given},
+            **SERVER_SETTINGS,
+        }
 
     async def close(self) -> None:
         self._closed = True

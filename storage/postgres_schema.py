@@ -74,6 +74,8 @@ async def migrate(connection: Connection) -> list[str]:
     done: list[str] = []
     for name, script in available():
         async with connection.transaction():
+            # A second process migrating waits for the first however long it takes.
+            await connection.execute("SET LOCAL lock_timeout = 0")
             await connection.execute(_LOCK)
             await connection.execute(_BOOTSTRAP)
             # Checked under the lock: another process may have just applied it.

@@ -21,7 +21,7 @@ from engine.models import (
     Run,
     RunStatus,
 )
-from storage.base import Commit, MessageChange, NewMessage, NewRun, Store
+from storage.base import Commit, MessageChange, NewMessage, NewRun, RunChange, Store
 from storage.sqlite import SQLiteStore
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -48,6 +48,17 @@ class Database:
 
         store: Store = PostgresStore(self.dsn)
         return store
+
+
+def ended(run: Run, status: RunStatus = RunStatus.COMPLETED) -> RunChange:
+    """The change that ends ``run`` as last read (its version), at no step."""
+    return RunChange(
+        run_id=run.id,
+        expected_version=run.version,
+        step=None,
+        status=status,
+        step_seq=run.step_seq,
+    )
 
 
 class Seed:

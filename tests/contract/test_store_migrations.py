@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,27 @@ async def test_a_closed_store_is_unavailable(store: Store) -> None:
     with pytest.raises(StoreUnavailable):
         await store.get_contact("c1")
     await store.close()  # closing twice is harmless
+
+
+async def test_the_database_clock_is_the_servers_and_a_file_has_none(
+    store: Store, database: Database
+) -> None:
+    # Processes sharing a PostgreSQL database check their clocks against its own.
+    if database.backend == "sqlite":
+        assert await store.database_time() is None
+        return
+    import asyncpg
+
+    server = await asyncpg.connect(database.dsn)
+    try:
+        before = await server.fetchval("SELECT clock_timestamp()")
+        theirs = await store.database_time()
+        after = await server.fetchval("SELECT clock_timestamp()")
+    finally:
+        await server.close()
+    assert theirs is not None
+    assert theirs.utcoffset() == timedelta(0)  # comparable with the process's UTC clock
+    assert before <= theirs <= after
 
 
 # ---------------------------------------------------------------- SQLite specifics

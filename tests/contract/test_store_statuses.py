@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -166,6 +167,19 @@ async def test_count_outbound_counts_messages_that_left_since_and_those_on_their
     assert await store.count_outbound(run.contact_id, NOW) == 3
     assert await store.count_outbound(run.contact_id, at(-7200)) == 4
     assert await store.count_outbound("someone-else", at(-7200)) == 0
+
+
+async def test_count_outbound_counts_from_since_itself_to_the_microsecond(
+    store: Store, seed: Seed
+) -> None:
+    # `max_per_day` counts the sends of the day: one that left at its first instant is in.
+    run = await seed.run()
+    await seed.message(run, status=SENT, when=NOW)
+    await seed.message(run, status=DELIVERED, when=NOW - timedelta(microseconds=1))
+
+    assert await store.count_outbound(run.contact_id, NOW) == 1
+    assert await store.count_outbound(run.contact_id, NOW - timedelta(microseconds=1)) == 2
+    assert await store.count_outbound(run.contact_id, NOW + timedelta(microseconds=1)) == 0
 
 
 async def test_last_outbound_at_skips_the_asking_run(store: Store, seed: Seed) -> None:
