@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import ipaddress
 import logging
 import signal
+import socket
 from collections.abc import Callable, Collection
 
 from aiohttp import web
@@ -16,6 +16,7 @@ from engine.api import build_app, webhook_secret
 from engine.early_signals import reload_asked
 from engine.errors import StoreError, UserInputError
 from engine.gc_policy import tune_for_serving
+from engine.listen_sockets import bind_sockets
 from engine.logs import Lines, setup_logging
 from engine.open_runs import open_run_notices
 from engine.runtime import Engine
@@ -48,52 +49,65 @@ async def serve(
     # `systemctl reload` hook cannot tell start-up from serving).
     asked_early: list[bool] = []
     _on_hup(loop, lambda: asked_early.append(True))
-    async with Engine(settings) as engine, one_server_per_file(settings.storage):
-        runner = web.AppRunner(build_app(engine), access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except OSError as exc:  # in use, not an address of this machine, no permission
-            await runner.cleanup()
-            raise UserInputError(
-                f"cannot listen on {host}:{port}: {exc.strerror or exc}; {_listen_hint(exc)}"
-            ) from None
-        tune_for_serving()  # start-up is over: what exists now lives as long as the process
-        reloading: set[asyncio.Task[None]] = set()
-
-        def reload() -> None:
-            task = asyncio.create_task(reload_flows(engine))
-            reloading.add(task)
-            task.add_done_callback(reloading.discard)
-
-        _on_hup(loop, reload)
-        if asked_early or reload_asked():
-            log.info("reloading the flow files, as SIGHUP asked during start-up")
-            reload()
-        warn_open_doors(engine, host)
-        await warn_open_runs(engine)
-        flows = ", ".join(sorted(engine.catalog.current)) or "none"
-        log.info(
-            "disparo listening on http://%s:%d (flows: %s; providers: %s)",
-            host,
-            port,
-            flows,
-            ", ".join(sorted(engine.providers)) or "none",
-        )
-        try:
-            await stop.wait()
-        finally:
-            _on_hup(loop, _reload_refused)  # no reload while stopping, and no death by it
-            await asyncio.gather(*reloading, return_exceptions=True)
-            log.info(
-                "stopping: no new work is claimed; sends not yet on the wire go back to "
-                "the queue; waiting up to %gs for the requests already on the wire",
-                settings.dispatcher.shutdown_grace,
-            )
-            await runner.cleanup()
+    sockets = bind_sockets(host, port)  # a taken port stops it before any work
+    try:
+        async with one_server_per_file(settings.storage), Engine(settings) as engine:
+            await _serve_engine(engine, settings, sockets, stop, asked_early, host, port)
+    finally:
+        for sock in sockets:
+            sock.close()
     log.info("stopped")
     return 0
+
+
+async def _serve_engine(
+    engine: Engine,
+    settings: Settings,
+    sockets: list[socket.socket],
+    stop: asyncio.Event,
+    asked_early: list[bool],
+    host: str,
+    port: int,
+) -> None:
+    """Listen on ``sockets`` until ``stop``; then finish as ``serve`` says."""
+    loop = asyncio.get_running_loop()
+    runner = web.AppRunner(build_app(engine), access_log=None, handle_signals=False)
+    await runner.setup()
+    for sock in sockets:
+        await web.SockSite(runner, sock).start()
+    tune_for_serving()  # start-up is over: what exists now lives as long as the process
+    reloading: set[asyncio.Task[None]] = set()
+
+    def reload() -> None:
+        task = asyncio.create_task(reload_flows(engine))
+        reloading.add(task)
+        task.add_done_callback(reloading.discard)
+
+    _on_hup(loop, reload)
+    if asked_early or reload_asked():
+        log.info("reloading the flow files, as SIGHUP asked during start-up")
+        reload()
+    warn_open_doors(engine, host)
+    await warn_open_runs(engine)
+    flows = ", ".join(sorted(engine.catalog.current)) or "none"
+    log.info(
+        "disparo listening on http://%s:%d (flows: %s; providers: %s)",
+        host,
+        port,
+        flows,
+        ", ".join(sorted(engine.providers)) or "none",
+    )
+    try:
+        await stop.wait()
+    finally:
+        _on_hup(loop, _reload_refused)  # no reload while stopping, and no death by it
+        await asyncio.gather(*reloading, return_exceptions=True)
+        log.info(
+            "stopping: no new work is claimed; sends not yet on the wire go back to "
+            "the queue; waiting up to %gs for the requests already on the wire",
+            settings.dispatcher.shutdown_grace,
+        )
+        await runner.cleanup()
 
 
 def _on_hup(loop: asyncio.AbstractEventLoop, handler: Callable[[], None]) -> None:
@@ -175,15 +189,3 @@ async def warn_open_runs(engine: Engine, *, removed: Collection[str] = ()) -> No
         return
     for notice in notices:
         log.log(notice.level, "%s", notice.text)
-
-
-def _listen_hint(exc: OSError) -> str:
-    """What to do when the server cannot listen, by why it cannot."""
-    if exc.errno == errno.EADDRINUSE:
-        return "stop what holds the port or choose another (--port, or server.port in the config)"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return "ports below 1024 need privileges; choose another (--port, or server.port)"
-    return (
-        "it is not an address of this machine; give one it has, e.g. 127.0.0.1 or 0.0.0.0 "
-        "(--host, or server.host in the config)"
-    )

@@ -55,9 +55,14 @@ def test_migrate_refuses_a_database_a_newer_disparo_migrated(tmp_path: Path) -> 
     assert "up to date" not in result.stdout
 
 
-def test_serve_says_in_one_line_that_its_port_is_taken(tmp_path: Path) -> None:
+def test_serve_on_a_taken_port_says_so_in_one_line_before_it_touches_the_store(tmp_path: Path) -> None:
+    # A second `serve` started by mistake on the port of the first used to open the
+    # store, record the flows and run its dispatcher (which claims and sends due
+    # work) before it found the port taken. It must stop before doing anything.
     config = _local_config(tmp_path)
     assert disparo("migrate", "--config", str(config)).returncode == 0
+    with sqlite3.connect(tmp_path / "d.db") as db:
+        before = list(db.iterdump())
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -68,6 +73,8 @@ def test_serve_says_in_one_line_that_its_port_is_taken(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+    with sqlite3.connect(tmp_path / "d.db") as db:
+        assert list(db.iterdump()) == before  # no flow recorded, nothing claimed
 
 
 @pytest.mark.parametrize("host", ["999.1.1.1", "192.0.2.1"])
