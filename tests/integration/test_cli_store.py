@@ -55,7 +55,7 @@ def test_migrate_refuses_a_database_a_newer_disparo_migrated(tmp_path: Path) -> 
     assert "up to date" not in result.stdout
 
 
-def test_serve_on_a_taken_port_says_so_in_one_line_before_it_touches_the_store(tmp_path: Path) -> None:
+def test_serve_on_a_taken_port_says_so_before_it_touches_the_store(tmp_path: Path) -> None:
     # A second `serve` started by mistake on the port of the first used to open the
     # store, record the flows and run its dispatcher (which claims and sends due
     # work) before it found the port taken. It must stop before doing anything.
