@@ -19,6 +19,8 @@ Problems = list[tuple[str, str]]
 _TOP_FIELDS = frozenset({"channel_id", "to", "type", "content"})
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _TO = re.compile(r"^\d{8,15}$")
+# WhatsApp's template language codes, as the document's ``pt_BR``: en, pt_BR, fil, zh_HK.
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Z]{2})?$")
 _CONTENT_FIELDS: dict[str, tuple[set[str], set[str]]] = {  # required, optional
     "text": ({"text"}, set()),
     "image": ({"url"}, {"caption"}),
@@ -88,6 +90,8 @@ def _field_problem(kind: str, name: str, value: Any) -> str | None:
         return "Deve ser um texto não vazio"
     if name == "url" and not value.startswith(("https://", "http://")):
         return "Deve ser uma URL http(s)"
+    if name == "language" and kind == "template" and not _LANGUAGE.match(value):
+        return "Deve ser um código de idioma do WhatsApp, como pt_BR"
     return None
 
 

@@ -391,6 +391,11 @@ REFUSED: list[tuple[str, OutboundMessage, str]] = [
         "header file",
     ),
     ("template language", message(Template(name="t")), "set `language:`"),
+    (
+        "template language as BCP 47",
+        message(Template(name="t", language="pt-BR")),
+        "language `pt-BR` is not a WhatsApp language code; write `pt_BR`",
+    ),
 ]
 
 
@@ -469,6 +474,12 @@ TEMPLATE_WITH_HEADER = {
         (body_with(type="image", content={"url": "ftp://x"}), "content.url"),
         (body_with(type="location", content={"latitude": 91, "longitude": 0}), "content.latitude"),
         (body_with(type="template", content=TEMPLATE_WITH_HEADER), "content.components"),
+        (
+            body_with(
+                type="template", content={"name": "t", "language": "pt-BR", "components": []}
+            ),
+            "content.language",
+        ),
         (body_with(key=1), "key"),
     ],
 )

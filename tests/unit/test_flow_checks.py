@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -375,6 +376,53 @@ def test_what_a_provider_refuses_inside_a_content_type(send: str, expected: str)
     assert len(messages) == 1, messages
     assert expected in messages[0]
     assert messages[0].startswith("f.yaml:5:")
+
+
+@pytest.mark.parametrize(
+    ("send", "catalogued", "expected"),
+    [
+        ("{template: {name: t, language: pt-BR, params: {P: x}}}", None, "write `pt_BR`"),
+        ("{template: {name: t, params: {P: x}}}", "pt-br", "write `pt_BR`"),
+        ("{template: {name: t, params: {P: x}}}", "Portuguese", "write it like `pt_BR`"),
+    ],
+)
+def test_a_language_not_written_as_whatsapps_code_is_a_check_error(
+    send: str, catalogued: str | None, expected: str
+) -> None:
+    """Interflow passes the language to WhatsApp, which knows `pt_BR` (the document's
+    example) and finds no template in `pt-BR`: every send would fail at the vendor."""
+    entry: dict[str, Any] = (
+        {"id": "t1"} if catalogued is None else {"id": "t1", "language": catalogued}
+    )
+    catalog = TemplateCatalog.model_validate(
+        {"templates": {"t": {"params": ["P"], "providers": {"iflow": entry}}}}
+    )
+    source = (
+        "flow: f\nstart: a\ndefaults: {provider: iflow}\nsteps:\n"
+        f"  a: {{send: {send}, next: fim}}\n  fim: {{end: completed}}\n"
+    )
+    checks = [provider_capabilities(URL_ONLY), template_catalog(catalog, URL_ONLY)]
+    with pytest.raises(FlowError) as caught:
+        load_flow_text(source, "f.yaml", providers=URL_ONLY, extra_checks=checks)
+
+    messages = [str(p) for p in caught.value.problems]
+    assert len(messages) == 1, messages
+    assert "is not a WhatsApp language code" in messages[0]
+    assert expected in messages[0]
+    good = source.replace("pt-BR", "pt_BR")
+    fixed = TemplateCatalog.model_validate(
+        {
+            "templates": {
+                "t": {"params": ["P"], "providers": {"iflow": {"id": "t1", "language": "pt_BR"}}}
+            }
+        }
+    )
+    load_flow_text(
+        good,
+        "f.yaml",
+        providers=URL_ONLY,
+        extra_checks=[provider_capabilities(URL_ONLY), template_catalog(fixed, URL_ONLY)],
+    )
 
 
 def test_a_location_url_interflow_has_no_field_for_is_a_check_error() -> None:
