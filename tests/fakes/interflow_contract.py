@@ -12,6 +12,8 @@ import json
 import re
 from typing import Any
 
+import phonenumbers
+
 TYPES = ("text", "image", "video", "audio", "document", "location", "template")
 REQUIRED = "Campo obrigatório"
 Problems = list[tuple[str, str]]
@@ -47,7 +49,7 @@ def problems_in(content_type: str, raw: bytes) -> tuple[dict[str, Any] | None, P
     channel_id, to, kind, content = (body.get(n) for n in ("channel_id", "to", "type", "content"))
     if channel_id is not None and not (isinstance(channel_id, str) and _UUID.match(channel_id)):
         problems.append(("channel_id", "Deve ser um UUID"))
-    if to is not None and not (isinstance(to, str) and _TO.match(to)):
+    if to is not None and not (isinstance(to, str) and _TO.match(to) and _e164(to)):
         problems.append(("to", f"Número inválido: {to!r}; use DDI e DDD, só dígitos"))
     if kind is not None and kind not in TYPES:
         problems.append(("type", f"Deve ser um de: {', '.join(TYPES)}"))
@@ -114,6 +116,15 @@ def _components_problem(components: Any) -> str | None:
             ):
                 return f"[{index}].parameters[{p_index}]: deve ser {{type: text, text: ...}}"
     return None
+
+
+def _e164(digits: str) -> bool:
+    """A number with its country code, as the document's 5511999999999: one that left
+    it out (11999999999) reads as another country's number, and not a valid one."""
+    try:
+        return phonenumbers.is_valid_number(phonenumbers.parse(f"+{digits}", None))
+    except phonenumbers.NumberParseException:
+        return False
 
 
 def _json(raw: bytes) -> Any:

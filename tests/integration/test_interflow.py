@@ -468,6 +468,7 @@ TEMPLATE_WITH_HEADER = {
         (body_with(channel_id=None), "channel_id"),
         (body_with(channel_id="canal-1"), "channel_id"),
         (body_with(to="+55 11 9999"), "to"),
+        (body_with(to="11999999999"), "to"),  # the country code left out
         (body_with(type="sticker"), "type"),
         (body_with(content="x"), "content"),
         (body_with(content={"body": "x"}), "content.text"),

@@ -807,6 +807,14 @@ async def test_the_fake_answers_robbus_words_when_text_is_missing(robbu: FakeRob
         ({"channel": 4}, "channel must be 1"),
         ({"channel": "3"}, "channel must be 1"),
         ({"destination": {"countryCode": 55, "phoneNumber": "11999999999"}}, "must be numbers"),
+        (
+            {"destination": {"countryCode": 55, "phoneNumber": 5511999999999, "email": ""}},
+            "destination.phoneNumber must be the DDD and the number",
+        ),
+        (
+            {"source": {"countryCode": 55, "phoneNumber": 999999999, "prospect": False}},
+            "source.phoneNumber must be the DDD and the number",
+        ),
         ({"channel": 1}, "destination.email is required"),
         ({"discardSettings": {"recentContactLastHours": 1.5}}, "whole number of hours"),
         ({"templateParameters": [{"parameterName": "a"}]}, "exactly parameterName"),
