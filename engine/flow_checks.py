@@ -255,7 +255,7 @@ def _language_problems(
         assert catalogued is not None
         problem, place = language_problem(catalogued), (*where, "name")
         if problem is not None:
-            problem += f" (`{spec.name}` under `{provider}` in {catalog_where})"
+            problem = f"`{spec.name}` under `{provider}` in {catalog_where}: {problem}"
     if problem is not None:
         yield at.problem(place, problem)
 
