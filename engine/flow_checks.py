@@ -9,14 +9,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from engine.errors import Problem
-from engine.flow.model import Flow, Step
+from engine.flow.model import Flow, Step, TemplateSpec
 from engine.flow.problems import did_you_mean
 from engine.flow.validate import FlowCheck, Locator
 from engine.flow.yaml_source import DocPath
 from engine.render import check_expression_syntax, template_syntax_error
 from engine.template_catalog import TemplateCatalog
 from engine.template_fields import stray_braces, unknown_fields
-from providers.base import Capabilities
+from providers.base import Capabilities, language_problem
 
 # Data, not templates: a base64 payload is never rendered.
 _NOT_TEMPLATES = frozenset({"base64", "provider", "channel", "kind"})
@@ -225,6 +225,41 @@ def _attendant_conflict(flow: Flow, at: Locator, sid: str, provider: str) -> Ite
     )
 
 
+def _language_problems(
+    spec: TemplateSpec,
+    catalogued: str | None,
+    provider: str,
+    capabilities: Mapping[str, Capabilities] | None,
+    catalog_where: str,
+    where: DocPath,
+    at: Locator,
+) -> Iterator[Problem]:
+    """A provider that passes the template's language to WhatsApp (Interflow) needs one,
+    written as WhatsApp's code (``pt_BR``, not ``pt-BR``), from the step or the catalogue."""
+    caps = (capabilities or {}).get(provider)
+    if caps is None or not caps.template_needs_language:
+        return
+    if spec.language is None and catalogued is None:
+        yield at.problem(
+            (*where, "name"),
+            f"provider `{provider}` needs the template's language; set "
+            f"`language: pt_BR` (or another) for `{spec.name}` under "
+            f"`{provider}` in {catalog_where}, or on this step",
+        )
+        return
+    if spec.language is not None:
+        if "{" in spec.language:
+            return  # rendered: known at send time, where the provider refuses it
+        problem, place = language_problem(spec.language), (*where, "language")
+    else:
+        assert catalogued is not None
+        problem, place = language_problem(catalogued), (*where, "name")
+        if problem is not None:
+            problem = f"`{spec.name}` under `{provider}` in {catalog_where}: {problem}"
+    if problem is not None:
+        yield at.problem(place, problem)
+
+
 def template_catalog(
     catalog: TemplateCatalog, capabilities: Mapping[str, Capabilities] | None = None
 ) -> FlowCheck:
@@ -253,16 +288,16 @@ def template_catalog(
                     f"template `{spec.name}` has no id for provider `{provider}`; add "
                     f"`{provider}: {{id: ...}}` under its `providers:` in {catalog.where}",
                 )
-            elif provider and spec.language is None:
-                caps = (capabilities or {}).get(provider)
-                needs = caps is not None and caps.template_needs_language
-                if needs and entry.providers[provider].language is None:
-                    yield at.problem(
-                        (*where, "name"),
-                        f"provider `{provider}` needs the template's language; set "
-                        f"`language: pt_BR` (or another) for `{spec.name}` under "
-                        f"`{provider}` in {catalog.where}, or on this step",
-                    )
+            elif provider:
+                yield from _language_problems(
+                    spec,
+                    entry.providers[provider].language,
+                    provider,
+                    capabilities,
+                    catalog.where,
+                    where,
+                    at,
+                )
             if isinstance(spec.params, Mapping):
                 for key in spec.params:
                     if key not in entry.params:

@@ -36,7 +36,9 @@ echoes ``external_id``) resolves it.
 
 Failures: connect errors -> ``ProviderUnreachable``; a timeout or reset after the
 request left -> ``ProviderAmbiguous``; 400 -> ``ProviderRejected`` with Altu's
-``message``; 401/403 -> ``ProviderAuthError``; 429 -> ``ProviderRateLimited``;
+``message``; 401/403 -> ``ProviderAuthError``; 404 (no integration at ``url``: a
+wrong slug or integration id) -> ``ProviderAuthError`` naming ``url``, so the
+provider pauses instead of failing every message; 429 -> ``ProviderRateLimited``;
 5xx -> ``ProviderUnavailable`` (``providers.base.error_for_status``).
 
 Status webhooks (``providers.altu_webhook``) come to ``POST /webhooks/<name>?token=
@@ -77,6 +79,7 @@ from providers.base import (
     ParsedWebhook,
     ProviderConfig,
     ProviderHost,
+    config_error,
     mask_phone,
     mask_phone_in,
     one_line,
@@ -182,7 +185,7 @@ class AltuProvider:
             headers = {"Content-Type": "application/json", "Authorization": self._token}
             answer = await self._http.request("POST", self.config.url, body=body, headers=headers)
             if not answer.ok:
-                raise self._http.status_error(answer, altu_words(answer.body))
+                raise self._status_error(answer)
             result = self._accepted(answer, message)
         except ProviderError as exc:
             log.warning(
@@ -210,6 +213,23 @@ class AltuProvider:
         return parse_status_webhook(body, provider=self.name, received_at=received_at)
 
     # ------------------------------------------------------------------ internals
+
+    def _status_error(self, answer: Answer) -> ProviderError:
+        words = altu_words(answer.body)
+        if answer.status == 404:
+            # Altu answers 404 only for a path it has no integration at: the slug or
+            # integration id in `url` is wrong, so every send would be refused alike.
+            said = self._redact(words) if words else None
+            return config_error(
+                self.name,
+                f"{self.name}: Altu has no outbound integration at the configured url (404"
+                + (f": {said}" if said else "")
+                + "); copy the endpoint Altu generated for the integration",
+                setting="url",
+                status=404,
+                vendor_message=said,
+            )
+        return self._http.status_error(answer, words)
 
     def _accepted(self, answer: Answer, message: OutboundMessage) -> SendResult:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, contextmanager, nullcontext
@@ -39,6 +40,23 @@ from engine.models import (
 )
 
 CONTENT_TYPES = frozenset({"text", "media", "buttons", "list", "location", "template", "email"})
+# How WhatsApp writes a template's language (Interflow's document: ``pt_BR``): the
+# language, then an underscore and the country, or the language alone (en, fil).
+WHATSAPP_LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Z]{2})?$")
+
+
+def language_problem(language: str) -> str | None:
+    """Why ``language`` is not written as WhatsApp's template language code, and how
+    to write it (``pt-BR`` -> ``pt_BR``); None when it is."""
+    if WHATSAPP_LANGUAGE.match(language):
+        return None
+    lang, _, country = language.strip().replace("-", "_").partition("_")
+    fixed = f"{lang.lower()}_{country.upper()}" if country else lang.lower()
+    how = f"write `{fixed}`" if WHATSAPP_LANGUAGE.match(fixed) else "write it like `pt_BR`"
+    return (
+        f"language `{language}` is not a WhatsApp language code; {how} (the language, "
+        "then an underscore and the country, or the language alone, as `en`)"
+    )
 
 
 class Attachment(BaseModel):

@@ -23,9 +23,11 @@ no parameters sends ``"components": []``.
 Anything the document does not show cannot be sent and is refused before any
 request (``ProviderRejected``, ``left=False``): a channel other than WhatsApp,
 buttons, lists, e-mail, stickers, media given as base64 instead of a URL, a template
-header file, and a template without a language. ``Text.preview_url`` and
-``Location.url`` have no field at Interflow and are not sent (``disparo check``
-refuses a flow that gives a location a url for an Interflow step).
+header file, and a template without a language or with one that is not written as
+WhatsApp's code (``pt-BR`` for ``pt_BR``: WhatsApp would find no template in that
+language). ``Text.preview_url`` and ``Location.url`` have no field at Interflow and
+are not sent (``disparo check`` refuses a flow that gives a location a url for an
+Interflow step).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from engine.models import (
     Template,
     Text,
 )
+from providers.base import language_problem
 
 Refuse = Callable[[str], ProviderRejected]
 MEDIA_TYPES = frozenset({"image", "video", "audio", "document"})
@@ -104,6 +107,9 @@ def _template(template: Template, refuse: Refuse) -> dict[str, Any]:
             f"needs a language for template {template.name!r}; set `language:` for this "
             "provider in config/templates.yaml"
         )
+    problem = language_problem(template.language)
+    if problem is not None:
+        raise refuse(f"cannot send template {template.name!r}: {problem}")
     values = template.params.values() if isinstance(template.params, dict) else template.params
     parameters = [{"type": "text", "text": value} for value in values]
     components = [{"type": "body", "parameters": parameters}] if parameters else []

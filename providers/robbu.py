@@ -106,6 +106,7 @@ from providers.base import (
     ProviderHost,
     config_error,
     mask_phone,
+    mask_phone_in,
     preparing,
     vendor_message,
 )
@@ -308,7 +309,7 @@ class RobbuProvider:
                 message.message_id,
                 _recipient(message),
                 exc.code,
-                exc,
+                _masked(str(exc), message),
             )
             raise
         log.debug(
@@ -414,6 +415,15 @@ class RobbuProvider:
                 vendor_message=words,
             )
         return SendResult(provider_message_id=None, raw=data if isinstance(data, dict) else {})
+
+
+def _masked(text: str, message: OutboundMessage) -> str:
+    """``text`` (Robbu's words may echo the destination) with the contact's address
+    masked as in ``_recipient``."""
+    if message.channel != "email":
+        return mask_phone_in(text, message.contact.phone)
+    address = message.contact.email
+    return text.replace(address, _recipient(message)) if address else text
 
 
 def _recipient(message: OutboundMessage) -> str:

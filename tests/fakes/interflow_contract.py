@@ -12,6 +12,8 @@ import json
 import re
 from typing import Any
 
+import phonenumbers
+
 TYPES = ("text", "image", "video", "audio", "document", "location", "template")
 REQUIRED = "Campo obrigatório"
 Problems = list[tuple[str, str]]
@@ -19,6 +21,8 @@ Problems = list[tuple[str, str]]
 _TOP_FIELDS = frozenset({"channel_id", "to", "type", "content"})
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _TO = re.compile(r"^\d{8,15}$")
+# WhatsApp's template language codes, as the document's ``pt_BR``: en, pt_BR, fil, zh_HK.
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Z]{2})?$")
 _CONTENT_FIELDS: dict[str, tuple[set[str], set[str]]] = {  # required, optional
     "text": ({"text"}, set()),
     "image": ({"url"}, {"caption"}),
@@ -45,7 +49,7 @@ def problems_in(content_type: str, raw: bytes) -> tuple[dict[str, Any] | None, P
     channel_id, to, kind, content = (body.get(n) for n in ("channel_id", "to", "type", "content"))
     if channel_id is not None and not (isinstance(channel_id, str) and _UUID.match(channel_id)):
         problems.append(("channel_id", "Deve ser um UUID"))
-    if to is not None and not (isinstance(to, str) and _TO.match(to)):
+    if to is not None and not (isinstance(to, str) and _TO.match(to) and _e164(to)):
         problems.append(("to", f"Número inválido: {to!r}; use DDI e DDD, só dígitos"))
     if kind is not None and kind not in TYPES:
         problems.append(("type", f"Deve ser um de: {', '.join(TYPES)}"))
@@ -88,6 +92,8 @@ def _field_problem(kind: str, name: str, value: Any) -> str | None:
         return "Deve ser um texto não vazio"
     if name == "url" and not value.startswith(("https://", "http://")):
         return "Deve ser uma URL http(s)"
+    if name == "language" and kind == "template" and not _LANGUAGE.match(value):
+        return "Deve ser um código de idioma do WhatsApp, como pt_BR"
     return None
 
 
@@ -110,6 +116,15 @@ def _components_problem(components: Any) -> str | None:
             ):
                 return f"[{index}].parameters[{p_index}]: deve ser {{type: text, text: ...}}"
     return None
+
+
+def _e164(digits: str) -> bool:
+    """A number with its country code, as the document's 5511999999999: one that left
+    it out (11999999999) reads as another country's number, and not a valid one."""
+    try:
+        return phonenumbers.is_valid_number(phonenumbers.parse(f"+{digits}", None))
+    except phonenumbers.NumberParseException:
+        return False
 
 
 def _json(raw: bytes) -> Any:

@@ -133,6 +133,12 @@ def _line_problem(line: Any, name: str, *, required: bool) -> str | None:
         return f"{name} must be an object"
     if not _integer(line.get("countryCode")) or not _integer(line.get("phoneNumber")):
         return f"{name}.countryCode and {name}.phoneNumber must be numbers"
+    if line["countryCode"] == 55 and len(str(line["phoneNumber"])) not in (10, 11):
+        # The document: the country code apart, PhoneNumber "com DDD" (11999999999).
+        return (
+            f"{name}.phoneNumber must be the DDD and the number, without the country code "
+            f"(10 or 11 digits), not {line['phoneNumber']}"
+        )
     if "prospect" in line and not isinstance(line["prospect"], bool):
         return f"{name}.prospect must be true or false"
     return None

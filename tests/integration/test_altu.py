@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
+from engine.circuit import unwell
 from engine.errors import (
     ConfigError,
     ProviderAmbiguous,
@@ -517,6 +518,23 @@ async def test_a_wrong_token_is_an_auth_error_with_altus_words(make_provider: Ma
     assert caught.value.vendor_message == UNAUTHORIZED
     assert_no_secret(caught.value)
     assert "outro-token-errado" not in str(caught.value)
+
+
+async def test_a_wrong_integration_url_pauses_the_provider_naming_the_setting(
+    altu: FakeAltu, make_provider: MakeProvider
+) -> None:
+    """A 404 says the integration URL (slug or integration id) is wrong, not the
+    message: every send would be refused alike, so it pauses the provider like refused
+    credentials and names `url`, instead of failing each message of the campaign."""
+    provider = await make_provider(url=altu.url.replace("/4321", "/9999"))
+    with pytest.raises(ProviderAuthError) as caught:
+        await provider.send(message())
+    error = caught.value
+    assert error.status == 404
+    assert unwell(error)
+    assert "check providers.altu.url in the config" in str(error)
+    assert altu.received == []
+    assert_no_secret(error)
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])

@@ -391,6 +391,11 @@ REFUSED: list[tuple[str, OutboundMessage, str]] = [
         "header file",
     ),
     ("template language", message(Template(name="t")), "set `language:`"),
+    (
+        "template language as BCP 47",
+        message(Template(name="t", language="pt-BR")),
+        "language `pt-BR` is not a WhatsApp language code; write `pt_BR`",
+    ),
 ]
 
 
@@ -463,12 +468,19 @@ TEMPLATE_WITH_HEADER = {
         (body_with(channel_id=None), "channel_id"),
         (body_with(channel_id="canal-1"), "channel_id"),
         (body_with(to="+55 11 9999"), "to"),
+        (body_with(to="11999999999"), "to"),  # the country code left out
         (body_with(type="sticker"), "type"),
         (body_with(content="x"), "content"),
         (body_with(content={"body": "x"}), "content.text"),
         (body_with(type="image", content={"url": "ftp://x"}), "content.url"),
         (body_with(type="location", content={"latitude": 91, "longitude": 0}), "content.latitude"),
         (body_with(type="template", content=TEMPLATE_WITH_HEADER), "content.components"),
+        (
+            body_with(
+                type="template", content={"name": "t", "language": "pt-BR", "components": []}
+            ),
+            "content.language",
+        ),
         (body_with(key=1), "key"),
     ],
 )

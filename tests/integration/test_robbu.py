@@ -807,6 +807,14 @@ async def test_the_fake_answers_robbus_words_when_text_is_missing(robbu: FakeRob
         ({"channel": 4}, "channel must be 1"),
         ({"channel": "3"}, "channel must be 1"),
         ({"destination": {"countryCode": 55, "phoneNumber": "11999999999"}}, "must be numbers"),
+        (
+            {"destination": {"countryCode": 55, "phoneNumber": 5511999999999, "email": ""}},
+            "destination.phoneNumber must be the DDD and the number",
+        ),
+        (
+            {"source": {"countryCode": 55, "phoneNumber": 999999999, "prospect": False}},
+            "source.phoneNumber must be the DDD and the number",
+        ),
         ({"channel": 1}, "destination.email is required"),
         ({"discardSettings": {"recentContactLastHours": 1.5}}, "whole number of hours"),
         ({"templateParameters": [{"parameterName": "a"}]}, "exactly parameterName"),
@@ -964,6 +972,43 @@ async def test_secrets_and_phones_never_reach_errors_or_logs(
         assert_no_secret(text, robbu)
         assert "11999999999" not in text
     assert any("+55*******9999" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("channel", "content", "said", "masked"),
+    [
+        ("whatsapp", Text(body="Olá"), "phoneNumber 11988887777", "phoneNumber +55*******7777"),
+        ("sms", Text(body="Olá"), "phoneNumber 11988887777", "phoneNumber +55*******7777"),
+        (
+            "email",
+            Email(subject="Oi", body="Olá"),
+            "email ana@exemplo.com",
+            "email ***@exemplo.com",
+        ),
+    ],
+)
+async def test_the_address_robbu_echoes_in_an_error_is_masked_in_the_log(
+    robbu: FakeRobbu,
+    make_provider: MakeProvider,
+    caplog: pytest.LogCaptureFixture,
+    channel: Channel,
+    content: Content,
+    said: str,
+    masked: str,
+) -> None:
+    """Robbu writes the destination as it got it (the number without the country
+    code): a refusal that names it must not put the contact's address in the log."""
+    provider = await make_provider(channel=channel)
+    robbu.fail_next(Fault(kind="error", status=400, message=f"destination.{said} inválido"))
+    with pytest.raises(ProviderRejected) as caught:
+        await provider.send(
+            message(content, channel=channel, phone="+5511988887777", email="ana@exemplo.com")
+        )
+    assert caught.value.vendor_message == f"destination.{said} inválido"
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "11988887777" not in line
+    assert "ana@" not in line
+    assert f"destination.{masked} inválido" in line
 
 
 def test_capabilities_tell_the_truth() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -341,6 +342,24 @@ URL_ONLY = {
 }
 
 
+def iflow_problems(send: str, entry: dict[str, Any] | None = None) -> list[str]:
+    """The problems of a one-step flow sending ``send`` through ``iflow``, whose
+    catalogue entry for template ``t`` is ``entry``."""
+    catalog = TemplateCatalog.model_validate(
+        {"templates": {"t": {"params": ["P"], "providers": {"iflow": entry or {"id": "t1"}}}}}
+    )
+    source = (
+        "flow: f\nstart: a\ndefaults: {provider: iflow}\nsteps:\n"
+        f"  a: {{send: {send}, next: fim}}\n  fim: {{end: completed}}\n"
+    )
+    checks = [provider_capabilities(URL_ONLY), template_catalog(catalog, URL_ONLY)]
+    try:
+        load_flow_text(source, "f.yaml", providers=URL_ONLY, extra_checks=checks)
+    except FlowError as exc:
+        return [str(p) for p in exc.problems]
+    return []
+
+
 @pytest.mark.parametrize(
     ("send", "expected"),
     [
@@ -360,21 +379,32 @@ URL_ONLY = {
     ],
 )
 def test_what_a_provider_refuses_inside_a_content_type(send: str, expected: str) -> None:
-    catalog = TemplateCatalog.model_validate(
-        {"templates": {"t": {"params": ["P"], "providers": {"iflow": {"id": "t1"}}}}}
-    )
-    source = (
-        "flow: f\nstart: a\ndefaults: {provider: iflow}\nsteps:\n"
-        f"  a: {{send: {send}, next: fim}}\n  fim: {{end: completed}}\n"
-    )
-    checks = [provider_capabilities(URL_ONLY), template_catalog(catalog, URL_ONLY)]
-    with pytest.raises(FlowError) as caught:
-        load_flow_text(source, "f.yaml", providers=URL_ONLY, extra_checks=checks)
-
-    messages = [str(p) for p in caught.value.problems]
+    messages = iflow_problems(send)
     assert len(messages) == 1, messages
     assert expected in messages[0]
     assert messages[0].startswith("f.yaml:5:")
+
+
+@pytest.mark.parametrize(
+    ("send", "catalogued", "expected"),
+    [
+        ("{template: {name: t, language: pt-BR, params: {P: x}}}", None, "write `pt_BR`"),
+        ("{template: {name: t, params: {P: x}}}", "pt-br", "write `pt_BR`"),
+        ("{template: {name: t, params: {P: x}}}", "Portuguese", "write it like `pt_BR`"),
+    ],
+)
+def test_a_language_not_written_as_whatsapps_code_is_a_check_error(
+    send: str, catalogued: str | None, expected: str
+) -> None:
+    """Interflow passes the language to WhatsApp, which knows `pt_BR` (the document's
+    example) and finds no template in `pt-BR`: every send would fail at the vendor."""
+    entry = {"id": "t1"} if catalogued is None else {"id": "t1", "language": catalogued}
+    messages = iflow_problems(send, entry)
+    assert len(messages) == 1, messages
+    assert "is not a WhatsApp language code" in messages[0]
+    assert expected in messages[0]
+    fixed = {"id": "t1", "language": "pt_BR"}
+    assert iflow_problems(send.replace("pt-BR", "pt_BR"), fixed) == []
 
 
 def test_a_location_url_interflow_has_no_field_for_is_a_check_error() -> None:
