@@ -69,6 +69,7 @@ from providers.base import (
     ProviderConfig,
     ProviderHost,
     mask_phone,
+    url_secrets,
     vendor_message,
 )
 from providers.generic_webhook import parse_generic_webhook
@@ -150,7 +151,9 @@ class HttpProvider:
             idempotency_key=config.idempotency_header is not None,
         )
         self._headers = {k: v.get_secret_value() for k, v in config.headers.items()}
-        self._redact = Redactor(_secret_fragments(self._headers.values()))
+        self._redact = Redactor(
+            [*_secret_fragments(self._headers.values()), *url_secrets(config.url)]
+        )
         self._path = config.id_field.split(".") if config.id_field else None
         self._http = HttpTransport(
             name, timeout=config.timeout, max_in_flight=config.max_in_flight, redact=self._redact
