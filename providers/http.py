@@ -126,6 +126,17 @@ class HttpConfig(ProviderConfig):
         return tuple(dict.fromkeys(types))
 
     @model_validator(mode="after")
+    def _one_authorization(self) -> HttpConfig:
+        # aiohttp refuses to send both: every send crashed, retried until it gave up.
+        if urlsplit(self.url).username is not None and any(
+            h.lower() == "authorization" for h in self.headers
+        ):
+            raise ValueError(
+                "url holds user:password@ and headers sets Authorization; keep one of them"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _key_header_not_doubled(self) -> HttpConfig:
         name = (self.idempotency_header or "").lower()
         if name and name in (h.lower() for h in self.headers):

@@ -398,6 +398,10 @@ async def test_the_webhook_takes_statuses_by_our_key(make_provider: MakeProvider
         ({"timeout": 0}, "timeout"),
         ({"max_in_flight": 0}, "max_in_flight"),
         ({"heders": {}}, "heders"),
+        (
+            {"url": "https://bot:pw@gw.internal/v1", "headers": {"authorization": "Bearer x"}},
+            "keep one of them",
+        ),
     ],
 )
 def test_bad_configs_are_refused(config: dict[str, Any], complaint: str) -> None:
