@@ -241,6 +241,16 @@ def parse_row(
     for column, value in zip(columns, values, strict=True):
         if not value:
             continue
+        if "\x00" in value:  # PostgreSQL stores no text with one: the batch would fail
+            problems.append(
+                RowProblem(
+                    line=line,
+                    column=column.header,
+                    message="the cell holds a NUL character (\\x00), which cannot be stored; "
+                    "remove it (an export from another program may have left it)",
+                )
+            )
+            continue
         if not column.in_context:
             fields[column.field] = value
         elif column.number:

@@ -17,6 +17,15 @@ class InvalidPhone(ValueError):
     pass
 
 
+def _quoted(raw: str) -> str:
+    """``raw`` as an error quotes it: a wrong number is often a real one mistyped, and
+    errors reach API answers and CSV reports, so every digit but the first two and the
+    last four is ``*`` (as in the logs)."""
+    positions = [i for i, c in enumerate(raw) if c.isdigit()]
+    hidden = set(positions[2:-4])
+    return repr("".join("*" if i in hidden else c for i, c in enumerate(raw)))
+
+
 def normalise_phone(raw: str, default_region: str = "BR") -> str:
     """Parse a phone as people type it and return E.164.
 
@@ -34,15 +43,15 @@ def normalise_phone(raw: str, default_region: str = "BR") -> str:
         raise InvalidPhone(f"the phone number is empty; {_EXAMPLE}")
     if any(ch.isalpha() for ch in text):
         # phonenumbers reads letters as keypad digits (1-800-FLOWERS); a contact list never does.
-        raise InvalidPhone(f"{raw!r} is not a phone number: it has letters; {_EXAMPLE}")
+        raise InvalidPhone(f"{_quoted(raw)} is not a phone number: it has letters; {_EXAMPLE}")
     try:
         number = phonenumbers.parse(text, default_region)
     except phonenumbers.NumberParseException as exc:
-        raise InvalidPhone(f"{raw!r} is not a phone number ({exc}); {_EXAMPLE}") from None
+        raise InvalidPhone(f"{_quoted(raw)} is not a phone number ({exc}); {_EXAMPLE}") from None
     if not phonenumbers.is_valid_number(number):
         fixed = _with_ninth_digit(number)
         if fixed is None:
-            raise InvalidPhone(f"{raw!r} is not a valid phone number; {_EXAMPLE}")
+            raise InvalidPhone(f"{_quoted(raw)} is not a valid phone number; {_EXAMPLE}")
         number = fixed
     return phonenumbers.format_number(number, PhoneNumberFormat.E164)
 

@@ -1,7 +1,8 @@
 """One render's budget of wall time and of text built in all (``engine.sandbox``).
 
 Filter chains such as ``map`` can build a lot without any one value passing the
-sandbox's size limits; every value the sandbox checks spends from this budget, and a
+sandbox's size limits (100 lists of 100,000 items each are 80 MB); every text
+character and collection item the sandbox checks spends from this budget, and a
 render past either limit fails its message with ``TooMuchWork``. Without a budget
 (``render_budget`` not entered) nothing is counted.
 """
@@ -59,8 +60,8 @@ def spend(characters: int) -> None:
     budget.produced += characters
     if budget.produced > MAX_PRODUCED:
         raise TooMuchWork(
-            f"this template builds over {MAX_PRODUCED:,} characters of text in one message; "
-            "build less (a filter over a long list?)"
+            f"this template builds over {MAX_PRODUCED:,} characters of text (or list items) "
+            "in one message; build less (a filter over a long list?)"
         )
     if time.monotonic() > budget.deadline:
         raise TooMuchWork(

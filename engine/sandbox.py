@@ -29,10 +29,12 @@ Protected:
 
 - Time and memory of a whole render (``engine.render_budget``): filter chains such as
   ``map``/``select`` run outside ``{% for %}``, and one filter (``urlize`` of a long
-  text) can be slow. Every step (a filter, a call, an operator, a loop iteration)
-  checks that the render has run under ``MAX_RENDER_SECONDS`` and that the texts it
-  built add up to under ``MAX_PRODUCED`` characters; past either, the message fails
-  with a pointed error instead of stalling every send and webhook.
+  text) can be slow. Every step (a filter, a test, a call, an operator, a loop
+  iteration) checks that the render has run under ``MAX_RENDER_SECONDS`` and that the
+  texts and collections it built add up to under ``MAX_PRODUCED`` characters and
+  items; past either, the message fails with a pointed error instead of stalling
+  every send and webhook. ``sum`` checks each partial total (lists summed onto
+  ``start=[]`` grow quadratically inside one call).
 
 Not protected: preemption. A single step is not interrupted, only bounded by the
 limits above. Templates come from flow files reviewed like code, and contact data
@@ -56,10 +58,12 @@ from jinja2 import (
     UndefinedError,
     nodes,
     pass_context,
+    pass_environment,
     pass_eval_context,
 )
 from jinja2 import filters as jinja_filters
 from jinja2.compiler import CodeGenerator, Frame
+from jinja2.environment import Environment
 from jinja2.exceptions import SecurityError
 from jinja2.nodes import EvalContext
 from jinja2.runtime import Context, Undefined
@@ -146,9 +150,10 @@ def checked_size(value: Any) -> Any:
     if isinstance(value, str | bytes):
         _at_most("a text", len(value))
         spend(len(value))
+    elif isinstance(value, list | tuple | dict | set | frozenset):
+        _at_most("a collection", len(value), MAX_ITEMS, " items")
+        spend(len(value))  # each item a reference held: memory, as a character is
     else:
-        if isinstance(value, list | tuple | dict | set | frozenset):
-            _at_most("a collection", len(value), MAX_ITEMS, " items")
         spend(0)
     return value
 
@@ -273,6 +278,18 @@ def _join(eval_ctx: EvalContext, value: Any, d: str = "", attribute: Any = None)
     return jinja_filters.sync_do_join(eval_ctx, items, d, attribute)
 
 
+@pass_environment
+def _sum(environment: Environment, iterable: Any, attribute: Any = None, start: Any = 0) -> Any:
+    # Python's sum() is one step: lists summed onto ``start=[]`` grow quadratically
+    # with no check until the end. Here every partial total is checked.
+    if attribute is not None:
+        iterable = map(jinja_filters.make_attrgetter(environment, attribute), iterable)
+    total = start
+    for item in iterable:
+        total = checked_size(total + item)
+    return total
+
+
 _GUARDED_FILTERS: dict[str, Callable[..., Any]] = {
     "center": _center,
     "indent": _indent,
@@ -281,6 +298,7 @@ _GUARDED_FILTERS: dict[str, Callable[..., Any]] = {
     "format": _format,
     "replace": _replace,
     "join": _join,
+    "sum": _sum,
 }
 
 
@@ -293,6 +311,17 @@ def _sized(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         if prints:
             _check_printed_args(args, kwargs)
         return checked_size(func(*args, **kwargs))
+
+    return checked
+
+
+def _budgeted_test(func: Any) -> Any:
+    # ``select``/``reject`` run a test per item inside one filter call: without a
+    # check per test, ``select('in', long_list)`` runs to the end, minutes, unchecked.
+    @functools.wraps(func)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        spend(0)
+        return func(*args, **kwargs)
 
     return checked
 
@@ -359,6 +388,7 @@ class MessageSandbox(ImmutableSandboxedEnvironment):
         self.globals = {"range": safe_range, "dict": dict}
         merged = {**self.filters, **_GUARDED_FILTERS, **filters}
         self.filters = {name: _sized(name, func) for name, func in merged.items()}
+        self.tests = {name: _budgeted_test(func) for name, func in self.tests.items()}
 
     checked_size = staticmethod(checked_size)
     check_printed = staticmethod(check_printed)

@@ -46,7 +46,7 @@ from engine.models import NumbersRefuseBooleans
 from engine.opt_out import DEFAULT_OPT_OUT_KEYWORDS
 from engine.opt_out import normalise as normalise_keyword
 from engine.wording import counted
-from providers.base import ProviderConfig
+from providers.base import ProviderConfig, url_secrets
 
 CONFIG_WORDS = Describer(named={"providers": "provider"})
 SECRET_FIELD = re.compile(r"password|secret|token|api_?key|private", re.IGNORECASE)
@@ -249,10 +249,13 @@ class Settings(_Section):
 
     def secret_values(self) -> tuple[str, ...]:
         """Every secret in the settings (API token, provider credentials), for redaction."""
-        found = [self.api_token_value]
+        found = [self.api_token_value, *url_secrets(self.storage)]
         for config in self.providers.values():
             for name in type(config).model_fields:
-                found.extend(_secrets_in(getattr(config, name), SECRET_FIELD.search(name)))
+                value = getattr(config, name)
+                found.extend(_secrets_in(value, SECRET_FIELD.search(name)))
+                if name.endswith("url") and isinstance(value, str):
+                    found.extend(url_secrets(value))  # user:password@, ?apikey=
         return tuple(dict.fromkeys(s for s in found if s))
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:

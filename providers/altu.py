@@ -83,6 +83,7 @@ from providers.base import (
     mask_phone,
     mask_phone_in,
     one_line,
+    url_secrets,
     vendor_message,
 )
 from providers.transport import Answer, HttpTransport, Redactor
@@ -156,7 +157,7 @@ class AltuProvider:
         self._token = config.token.get_secret_value()
         secrets = (self._token, config.webhook_secret or "")
         # Very short values would blank out ordinary words and hide nothing.
-        self._redact = Redactor(s for s in secrets if len(s) >= 4)
+        self._redact = Redactor([*(s for s in secrets if len(s) >= 4), *url_secrets(config.url)])
         self._http = HttpTransport(
             name, timeout=config.timeout, max_in_flight=config.max_in_flight, redact=self._redact
         )

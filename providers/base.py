@@ -7,6 +7,7 @@ imports only the kernel (``engine.models``, ``engine.errors``).
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
 import re
@@ -17,6 +18,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal, Protocol
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -453,3 +455,30 @@ def send_slot(provider: object) -> AbstractAsyncContextManager[None]:
     provider without one (the sandbox) needs nothing."""
     slot = getattr(provider, "slot", None)
     return slot() if slot is not None else nullcontext()
+
+
+# Query parameters whose value is a credential (?apikey=, ?token=, ?sig=).
+_SECRET_PARAM = re.compile(r"pass|secret|token|key|private|auth|sig", re.IGNORECASE)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The credentials a URL carries, to redact: the password of ``user:password@``
+    (as written and decoded), the ``Basic`` value aiohttp sends for it, and the values
+    of query parameters named like credentials. A vendor that echoes the request in its
+    error answer would otherwise put them in the logs and in ``last_error``."""
+    try:
+        parts = urlsplit(url)
+        password, user = parts.password, parts.username or ""
+    except ValueError:
+        return []
+    found: list[str] = []
+    if password:
+        plain = f"{unquote(user)}:{unquote(password)}"
+        found += [password, unquote(password), base64.b64encode(plain.encode()).decode()]
+    found += [v for k, v in parse_qsl(parts.query) if _SECRET_PARAM.search(k)]
+    for pair in parts.query.split("&"):
+        name, _, raw = pair.partition("=")
+        if _SECRET_PARAM.search(name):
+            found.append(raw)  # as written (percent-encoded), as a URL is echoed
+    # Very short values would blank out ordinary words and hide nothing.
+    return [s for s in dict.fromkeys(found) if len(s) >= 4]

@@ -69,6 +69,7 @@ from providers.base import (
     ProviderConfig,
     ProviderHost,
     mask_phone,
+    url_secrets,
     vendor_message,
 )
 from providers.generic_webhook import parse_generic_webhook
@@ -125,6 +126,17 @@ class HttpConfig(ProviderConfig):
         return tuple(dict.fromkeys(types))
 
     @model_validator(mode="after")
+    def _one_authorization(self) -> HttpConfig:
+        # aiohttp refuses to send both: every send crashed, retried until it gave up.
+        if urlsplit(self.url).username is not None and any(
+            h.lower() == "authorization" for h in self.headers
+        ):
+            raise ValueError(
+                "url holds user:password@ and headers sets Authorization; keep one of them"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _key_header_not_doubled(self) -> HttpConfig:
         name = (self.idempotency_header or "").lower()
         if name and name in (h.lower() for h in self.headers):
@@ -150,7 +162,9 @@ class HttpProvider:
             idempotency_key=config.idempotency_header is not None,
         )
         self._headers = {k: v.get_secret_value() for k, v in config.headers.items()}
-        self._redact = Redactor(_secret_fragments(self._headers.values()))
+        self._redact = Redactor(
+            [*_secret_fragments(self._headers.values()), *url_secrets(config.url)]
+        )
         self._path = config.id_field.split(".") if config.id_field else None
         self._http = HttpTransport(
             name, timeout=config.timeout, max_in_flight=config.max_in_flight, redact=self._redact

@@ -257,7 +257,8 @@ class _Builder:
             if tag == _FLOAT:
                 return _to_float(text)
         except (KeyError, ValueError):
-            self.problem(node.start_mark, f"`{text}` does not fit the tag `{_short_tag(tag)}`")
+            shown = text if len(text) <= 40 else f"{text[:37]}..."
+            self.problem(node.start_mark, f"`{shown}` does not fit the tag `{_short_tag(tag)}`")
             return text
         self.problem(node.start_mark, _tag_message(tag))
         return text
@@ -333,13 +334,23 @@ class _Builder:
         return out
 
 
+# The largest whole number a file may write: one Python can still print (its limit is
+# 4,300 decimal digits). It reads any length of hex or octal digits, and a number
+# past that limit could then never be shown in an error or a log line.
+_MAX_INT_BITS = 14_000
+
+
 def _to_int(text: str) -> int:
     lowered = text.lower()
     if lowered.startswith("0o"):
-        return int(lowered[2:], 8)
-    if lowered.startswith("0x"):
-        return int(lowered[2:], 16)
-    return int(text)
+        value = int(lowered[2:], 8)
+    elif lowered.startswith("0x"):
+        value = int(lowered[2:], 16)
+    else:
+        value = int(text)
+    if value.bit_length() > _MAX_INT_BITS:
+        raise ValueError("too large")
+    return value
 
 
 def _to_float(text: str) -> float:

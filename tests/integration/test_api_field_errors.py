@@ -51,6 +51,23 @@ async def test_an_email_that_is_not_one_is_refused_with_an_example_not_a_regex(a
     assert await h.engine.store.get_contact("c-1") is None
 
 
+async def test_a_wrong_phone_is_refused_without_the_answer_quoting_it_whole(api: Any) -> None:
+    # A wrong number is often a customer's real one mistyped; 400 answers end up in
+    # the caller's logs and monitoring, so they quote it masked, as the logs do.
+    client, h = api
+
+    response = await client.put(
+        "/v1/contacts/c-1", json={"phone": "+55 11 98765-43210999"}, headers=AUTH
+    )
+
+    assert response.status == 400
+    [detail] = (await error_of(response))["details"]
+    assert detail["field"] == "phone"
+    assert "'+55 ** *****-****0999' is not a" in detail["message"]
+    assert "98765" not in await response.text()
+    assert await h.engine.store.get_contact("c-1") is None
+
+
 @pytest.mark.parametrize("field", ["name", "email", "context", "tags", "timezone"])
 async def test_an_event_s_contact_with_more_than_its_id_or_phone_is_refused_not_dropped(
     api: Any, field: str

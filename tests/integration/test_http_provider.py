@@ -398,6 +398,10 @@ async def test_the_webhook_takes_statuses_by_our_key(make_provider: MakeProvider
         ({"timeout": 0}, "timeout"),
         ({"max_in_flight": 0}, "max_in_flight"),
         ({"heders": {}}, "heders"),
+        (
+            {"url": "https://bot:pw@gw.internal/v1", "headers": {"authorization": "Bearer x"}},
+            "keep one of them",
+        ),
     ],
 )
 def test_bad_configs_are_refused(config: dict[str, Any], complaint: str) -> None:
@@ -488,3 +492,18 @@ async def test_an_error_with_an_endless_body_keeps_its_status_without_reading_it
         await provider.send(message())
     assert caught.value.status == 503
     assert streamed[0] < HUGE_ANSWER // 4, streamed
+
+
+async def test_a_credential_in_the_url_is_redacted_from_the_vendors_echo(
+    gateway: FakeGateway, make_provider: MakeProvider
+) -> None:
+    # Gateways that take their key in the query string often echo the request they
+    # refused; the key then reached the log and the message's last_error.
+    key = "url-s3cr3t-key-90210"
+    gateway.fail_next(Fault.reject(f"bad request to {gateway.url}?apikey={key}"))
+    provider = await make_provider(url=f"{gateway.url}?apikey={key}")
+    with pytest.raises(ProviderRejected) as caught:
+        await provider.send(message())
+    text = "".join(traceback.format_exception(caught.value)) + repr(caught.value)
+    assert key not in text
+    assert "apikey=***" in str(caught.value)

@@ -220,3 +220,17 @@ def test_a_phone_excel_wrote_in_scientific_notation_says_how_to_export_it(
         "which loses its last digits; format the column as Text in Excel "
         "(or write the numbers with a leading +) and export the file again"
     ]
+
+
+def test_a_nul_character_in_a_cell_is_a_problem_of_its_row_not_a_store_failure(
+    tmp_path: Path,
+) -> None:
+    # PostgreSQL refuses text with a NUL: the batch failed as "the store is
+    # unavailable ... run the same command again", which failed the same way forever.
+    found = read(tmp_path, b"id,phone,nome\nc-1,11 99999-8888,Jo\x00ana\nc-2,11 99999-7777,Ana\n")
+
+    assert problems(found) == [
+        "contatos.csv:2: nome: the cell holds a NUL character (\\x00), which cannot be "
+        "stored; remove it (an export from another program may have left it)"
+    ]
+    assert [r.line for r in found if isinstance(r, ContactRow)] == [3]

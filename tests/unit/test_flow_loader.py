@@ -315,6 +315,18 @@ def test_too_many_aliases_and_too_deep_nesting_are_rejected() -> None:
     assert problems(deep)[0].endswith("the file is nested more than 50 levels deep")
 
 
+@pytest.mark.parametrize("number", ["0x" + "f" * 5000, "0o" + "7" * 5000, "9" * 5000])
+def test_a_number_of_thousands_of_digits_is_a_problem_of_the_file_not_a_crash(
+    number: str,
+) -> None:
+    # Python reads any length of hex or octal digits; the problem message then could
+    # not print the number, and `disparo check` died with a traceback.
+    found = problems(GOOD.replace("  fim:\n", f"  fim:\n    peso: {number}\n"))
+    assert len(found) == 1
+    assert f"`{number[:37]}...` does not fit the tag `!!int`" in found[0]
+    assert len(found[0]) < 200
+
+
 def test_a_300_kib_file_is_rejected_before_it_is_read(tmp_path: Path) -> None:
     big = tmp_path / "grande.yaml"
     big.write_text(GOOD + "# " + "x" * 300 * 1024 + "\n")

@@ -84,3 +84,19 @@ def test_invalid_numbers_say_what_is_wrong_and_how_to_write_them(raw: str, says:
 
     assert says in str(caught.value)
     assert "e.g. 11 99999-8888 or +55 11 99999-8888" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "quoted"),
+    [
+        ("+55 11 98765-43210999", "'+55 ** *****-****0999' is not a"),
+        ("1198765x4321", "'11*****x4321' is not a phone number: it has letters"),
+        ("(11) 1999-8888", "'(11) ****-8888' is not a valid phone number"),
+        ("11 1234", "'11 1234' is not a valid phone number"),
+    ],
+)
+def test_a_wrong_number_is_quoted_with_its_middle_digits_masked(raw: str, quoted: str) -> None:
+    with pytest.raises(InvalidPhone) as caught:
+        normalise_phone(raw)
+
+    assert quoted in str(caught.value)

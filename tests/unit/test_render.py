@@ -441,7 +441,7 @@ def test_a_filter_chain_that_builds_too_much_text_fails_the_message() -> None:
     # No {% for %}: map runs `center` 100,000 times, 60 KB each (GBs, in seconds).
     source = "{{ range(100000) | map('string') | map('center', 60000) | list | length }}"
     message = error(source)
-    assert "builds over 4,000,000 characters of text in one message" in message
+    assert "builds over 4,000,000 characters of text (or list items) in one message" in message
 
 
 def test_a_render_that_runs_past_its_time_fails_the_message(
@@ -673,3 +673,55 @@ def test_templates_compile_once_per_source() -> None:
 def test_the_time_zone_of_now_offers_its_name_not_its_class_methods() -> None:
     assert text("{{ now.tzinfo.key }}") == "America/Sao_Paulo"
     assert "not allowed in templates" in error("{{ now.tzinfo.clear_cache() }}")
+
+
+class _SlowEquality:
+    """A value whose every comparison moves the render's clock on by one second."""
+
+    def __init__(self, clock: list[float]) -> None:
+        self.clock, self.compared = clock, 0
+
+    def __eq__(self, other: object) -> bool:
+        self.compared += 1
+        self.clock[0] += 1.0
+        return False
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def test_select_with_a_test_stops_at_the_time_budget_not_after_every_item(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `select('in', long_list)` runs one test per item inside one filter call: 100,000
+    # items tested against 100,000 took minutes on the event loop, the 5 s ignored.
+    clock = [0.0]
+    monkeypatch.setattr(render_budget.time, "monotonic", lambda: clock[0])
+    slow = _SlowEquality(clock)
+    data = {"itens": list(range(1000)), "lista": [slow]}
+    message = error("{{ context.itens | select('in', context.lista) | list }}", context=data)
+    assert "took over 5 s to render one message" in message
+    assert slow.compared <= 6
+
+
+def test_lists_built_in_a_filter_chain_count_against_the_budget() -> None:
+    # 50 lists of 100,000 numbers: no text at all, but 180 MB held by one render.
+    message = error("{{ ([range(100000)] * 50) | map('list') | list | length }}")
+    assert "builds over 4,000,000 characters of text (or list items)" in message
+    assert text("{{ (range(1000) | list | length) + (context.valor | string | length) }}") == (
+        "1004"
+    )
+
+
+def test_sum_of_lists_stops_at_the_collection_limit_before_it_costs_memory() -> None:
+    # sum() onto start=[] is one call: 1,000 lists of 2,000 items built 2,000,000.
+    text("warm {{ context.valor }}")
+    tracemalloc.start()
+    try:
+        message = error("{{ ([[1] * 2000] * 1000) | sum(start=[]) | length }}")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "a collection of 100,000+" in message or "100,000 items" in message
+    assert peak < 8_000_000
+    assert text("{{ [1, 2, 3] | sum }} {{ [{'v': 2}, {'v': 3}] | sum(attribute='v') }}") == "6 5"
+    assert text("{{ [[1], [2]] | sum(start=[]) }}") == "[1, 2]"

@@ -251,6 +251,23 @@ def test_secrets_never_appear_in_reprs_or_error_messages(tmp_path: Path) -> None
     assert problems(path, short) == [f"{path}:6:15: `password` in provider `gw` is not valid"]
 
 
+def test_credentials_written_in_urls_are_secrets_too(tmp_path: Path) -> None:
+    # A database password in the DSN, a gateway's user:password@ or ?apikey= in its
+    # url: the log filter redacts only what secret_values lists.
+    path = write(
+        tmp_path,
+        "api_token: tok-123456\nstorage: postgresql://app:db%2Fpass-99@db:5432/disparo\n"
+        "providers:\n  gw:\n    type: fake\n    password: pass-123456\n"
+        "    url: https://bot:url-pass-77@gw.example/send?apikey=query-key-55&lang=pt\n",
+    )
+    found = load_settings(path, {}).secret_values()
+    for secret in ("db/pass-99", "db%2Fpass-99", "url-pass-77", "query-key-55"):
+        assert secret in found
+    assert "Ym90OnVybC1wYXNzLTc3" in found  # the Basic credentials sent for bot:url-pass-77
+    assert "pt" not in found
+    assert "bot" not in found
+
+
 def test_a_numeric_secret_is_told_to_be_quoted_without_repeating_it(tmp_path: Path) -> None:
     # YAML reads an unquoted PIN or token as a number.
     path = write(
