@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.cli_parser import build_parser
 from engine.errors import (
+    EXIT_BUG,
     EXIT_INPUT,
     EXIT_INTERRUPTED,
     EXIT_MIGRATE,
@@ -86,6 +88,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _failed(args, f"the store is unavailable: {exc}", EXIT_UNAVAILABLE)
     except DisparoError as exc:
         return _failed(args, str(exc), EXIT_UNAVAILABLE)
+    except Exception:  # a bug: its trace, without what the config holds secret
+        return _failed(args, _bug_report(args), EXIT_BUG)
+
+
+def _bug_report(args: argparse.Namespace) -> str:
+    """The trace of the error being handled, with the config's secrets replaced by
+    ``***`` and phone numbers masked, as in the logs: Python's own trace would print
+    them (a DSN or a provider key in a message, a contact's number in a value)."""
+    import traceback
+
+    from engine.logs import RedactingFilter
+
+    secrets: tuple[str, ...] = ()
+    config = getattr(args, "config", None)
+    if config:
+        with contextlib.suppress(Exception):  # a config that does not load has none to hide
+            secrets = _settings(config).secret_values()
+    trace = RedactingFilter(secrets).clean(traceback.format_exc())
+    return (
+        f"{trace.rstrip()}\ndisparo {args.command}: an unexpected error, a bug in disparo; "
+        "please report it with the trace above (secrets and phone numbers are hidden)"
+    )
 
 
 def _failed(args: argparse.Namespace, why: str, code: int) -> int:

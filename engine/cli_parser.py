@@ -12,6 +12,7 @@ EXIT_CODES = """exit codes:
   2  usage error (a missing argument, a flag value the command cannot take)
   3  the store or a provider is unreachable
   4  the database has migrations pending: run `disparo migrate`
+  70  a bug in disparo (its trace is printed, secrets and phone numbers hidden)
   130  interrupted (Ctrl-C)"""
 
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 # that needs `disparo migrate` (a script runs it on 4, and pages someone on 3).
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_MIGRATE = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), as shells report it
+EXIT_BUG = 70  # an error disparo did not expect: a bug (sysexits.h EX_SOFTWARE)
 
 
 class DisparoError(Exception):
