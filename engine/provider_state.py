@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from engine.clock import Clock
-from engine.models import CredentialRenewal, ProviderCredential, RateSlot
+from engine.shared_state import CredentialRenewal, ProviderCredential, RateSlot
 from storage.base import Store
 
 

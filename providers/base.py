@@ -32,14 +32,12 @@ from engine.errors import (
 from engine.models import (
     Channel,
     ContactEvent,
-    CredentialRenewal,
     NumbersRefuseBooleans,
     OutboundMessage,
-    ProviderCredential,
-    RateSlot,
     SendResult,
     StatusReport,
 )
+from engine.shared_state import CredentialRenewal, ProviderCredential, RateSlot
 
 CONTENT_TYPES = frozenset({"text", "media", "buttons", "list", "location", "template", "email"})
 # How WhatsApp writes a template's language (Interflow's document: ``pt_BR``): the

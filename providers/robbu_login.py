@@ -37,7 +37,7 @@ from engine.errors import (
     ProviderRateLimited,
     ProviderUnavailable,
 )
-from engine.models import ProviderCredential
+from engine.shared_state import ProviderCredential
 from providers.base import ProviderState, config_error, vendor_message
 from providers.transport import HttpTransport, Redactor
 

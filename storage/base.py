@@ -38,18 +38,16 @@ from engine.models import (
     Contact,
     ContactEvent,
     ContactUpsert,
-    CredentialRenewal,
     DueWork,
     Event,
     Message,
     MessageStatus,
     NewDueWork,
     NewEvent,
-    ProviderCredential,
-    RateSlot,
     Run,
     StatusReport,
 )
+from engine.shared_state import CredentialRenewal, ProviderCredential, RateSlot
 
 # The records of a commit live in ``storage.changes``; the engine reaches them here.
 from storage.changes import (

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from engine.models import CredentialRenewal, ProviderCredential, RateSlot
+from engine.shared_state import CredentialRenewal, ProviderCredential, RateSlot
 from storage.provider_state import (
     CredentialRow,
     check_budget,

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from engine.models import CredentialRenewal, ProviderCredential, RateSlot
+from engine.shared_state import CredentialRenewal, ProviderCredential, RateSlot
 from storage.sqlite_codec import from_us, to_us
 
 NAME_MAX = 200

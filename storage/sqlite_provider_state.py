@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import datetime, timedelta
 
-from engine.models import CredentialRenewal, ProviderCredential, RateSlot
+from engine.shared_state import CredentialRenewal, ProviderCredential, RateSlot
 from storage.provider_state import (
     CredentialRow,
     check_budget,

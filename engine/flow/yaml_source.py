@@ -26,6 +26,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from engine.errors import Problem, UserInputError
+from engine.flow.yaml_errors import mark_position, yaml_problem
 
 DocPath = tuple[str | int, ...]
 Position = tuple[int, int]  # 1-based (line, column)
@@ -183,10 +184,6 @@ _Loader.add_implicit_resolver(
 _Loader.add_implicit_resolver(_NULL, re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""])
 
 
-def _position(mark: Any) -> Position:
-    return (mark.line + 1, mark.column + 1)
-
-
 def _short_tag(tag: str) -> str:
     return "!!" + tag.removeprefix(_TAG) if tag.startswith(_TAG) else tag
 
@@ -209,7 +206,7 @@ class _Builder:
         self.count = 0
 
     def problem(self, mark: Any, message: str) -> None:
-        line, column = _position(mark)
+        line, column = mark_position(mark)
         self.problems.append(Problem(message=message, file=self.filename, line=line, column=column))
 
     def build(self, node: Node, path: DocPath) -> Any:
@@ -226,7 +223,7 @@ class _Builder:
                 "(does a YAML alias refer to itself?)",
                 node.start_mark,
             )
-        self.values[path] = _position(node.start_mark)
+        self.values[path] = mark_position(node.start_mark)
         if isinstance(node, ScalarNode):
             if node.style == "|":
                 self.literal_lines[path] = node.start_mark.line
@@ -292,7 +289,7 @@ class _Builder:
                 merged.extend(self.merge_sources(value_node))
                 continue
             if key in explicit:
-                first_line = _position(explicit[key][1].start_mark)[0]
+                first_line = mark_position(explicit[key][1].start_mark)[0]
                 self.problem(
                     key_node.start_mark,
                     f"duplicate key `{key}` (first written on line {first_line}); keep one",
@@ -329,7 +326,7 @@ class _Builder:
         out: dict[str, Any] = {}
         for key, key_node, value_node in self.pairs(node):
             child = (*path, key)
-            self.keys[child] = _position(key_node.start_mark)
+            self.keys[child] = mark_position(key_node.start_mark)
             out[key] = self.build(value_node, child)
         return out
 
@@ -366,57 +363,6 @@ def _tag_message(tag: str) -> str:
     return f"the YAML tag `{_short_tag(tag)}` is not allowed; this file holds plain data only"
 
 
-_YAML_WORDS: tuple[tuple[str, str], ...] = (
-    ("found character '\\t'", "a tab is used for indentation here; YAML needs spaces"),
-    (
-        "mapping values are not allowed here",
-        "unexpected `:` here; check the indentation, or put text that contains `: ` in quotes",
-    ),
-    (
-        "could not find expected ':'",
-        "expected `key: value` here; check the indentation of this line and the one above",
-    ),
-    (
-        "expected <block end>",
-        "this line is indented differently from the lines above it at its level; "
-        "line it up with the keys (or `- ` items) it belongs with",
-    ),
-    ("found undefined alias", "this `*alias` refers to no `&anchor` written before it"),
-    (
-        "expected a single document",
-        "a file holds one YAML document; remove the second `---` and what follows it",
-    ),
-    ("end of stream", "a quote or bracket opened here is never closed"),
-    ("<stream end>", "a quote or bracket opened here is never closed"),
-)
-
-
-def _yaml_problem(exc: yaml.YAMLError, filename: str, text: str) -> Problem:
-    if isinstance(exc, yaml.MarkedYAMLError):
-        said = " ".join(p for p in (exc.context, exc.problem) if p)
-        unclosed = "end of stream" in said or "<stream end>" in said
-        # An unclosed quote is reported at the end of the file; point at where it opened.
-        mark = (exc.context_mark if unclosed else None) or exc.problem_mark or exc.context_mark
-    else:
-        mark, said = None, str(exc)
-    position: Position | None = _position(mark) if mark is not None else None
-    message = next((plain for raw, plain in _YAML_WORDS if raw in said), None)
-    message = message or f"this is not valid YAML: {said}"
-    if (
-        "expected <block end>" in said
-        and mark is not None
-        and text[: mark.index].split("\n")[-1].strip()
-    ):
-        # Not an indentation: more text after a quoted or bracketed value (`text: "Oi" tudo`).
-        message = "unexpected text after a closing quote or bracket; put the whole value in quotes"
-    if isinstance(exc, yaml.reader.ReaderError):
-        before = text[: exc.position]
-        position = (before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1)
-        message = "a control character that YAML does not allow; remove it"
-    line, column = position if position is not None else (None, None)
-    return Problem(message=message, file=filename, line=line, column=column)
-
-
 def parse_yaml(text: str, filename: str, *, limits: YamlLimits = DEFAULT_LIMITS) -> YamlDocument:
     """Parse one YAML document into plain data and its ``SourceMap``.
 
@@ -434,11 +380,11 @@ def parse_yaml(text: str, filename: str, *, limits: YamlLimits = DEFAULT_LIMITS)
         root = loader.get_single_node()
         data = builder.build(root, ()) if root is not None else None
     except _LimitExceeded as exc:
-        line, column = _position(exc.mark) if exc.mark is not None else (None, None)
+        line, column = mark_position(exc.mark) if exc.mark is not None else (None, None)
         problem = Problem(message=str(exc), file=filename, line=line, column=column)
         raise YamlSourceError(str(problem), [problem]) from None
     except yaml.YAMLError as exc:
-        problem = _yaml_problem(exc, filename, text)
+        problem = yaml_problem(exc, filename, text)
         raise YamlSourceError(str(problem), [problem]) from None
     finally:
         if loader is not None:

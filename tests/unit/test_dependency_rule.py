@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-KERNEL = {"engine.models", "engine.errors"}
+KERNEL = {"engine.models", "engine.errors", "engine.shared_state"}
 ENGINE_MAY_USE = {"providers.base", "providers.registry", "storage.base"}
 COMPOSITION_ROOTS = {"engine/stores.py": {"storage.sqlite", "storage.postgres"}}
 
