@@ -83,7 +83,7 @@ def settings(url: str, **config: Any) -> dict[str, Any]:
         "channel": "whatsapp",
         "source": {"country_code": 55, "phone_number": "11999999999", "prospect": False},
         "wallet_client_code": "comercial",
-        "timeout": 0.5,
+        "timeout": 10,
         **config,
     }
 
@@ -452,7 +452,8 @@ async def test_a_login_404_is_a_wrong_base_url_not_wrong_credentials(
 async def test_a_failed_login_never_sent_the_message(
     robbu: FakeRobbu, make_provider: MakeProvider, fault: Fault, error: type[ProviderError]
 ) -> None:
-    provider = await make_provider(timeout=0.2)
+    # The hang must time out; the login after it must not, even on a loaded machine.
+    provider = await make_provider(timeout=1 if fault.kind == "hang" else 10)
     robbu.fail_next(fault, path=LOGIN)
     with pytest.raises(error) as caught:
         await provider.send(message(Text(body="Olá")))
@@ -636,7 +637,7 @@ async def test_429_is_rate_limited_with_retry_after(
 async def test_a_lost_answer_after_robbu_took_the_message_is_ambiguous(
     robbu: FakeRobbu, make_provider: MakeProvider, fault: Fault
 ) -> None:
-    provider = await make_provider(timeout=0.2)
+    provider = await make_provider(timeout=1)  # the hang times out, the warm-up must not
     await provider.send(message(Text(body="warm-up")))  # the login is not what times out
     robbu.fail_next(fault)
     with pytest.raises(ProviderAmbiguous) as caught:
@@ -938,7 +939,7 @@ async def test_secrets_and_phones_never_reach_errors_or_logs(
     robbu: FakeRobbu, make_provider: MakeProvider, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    provider = await make_provider(timeout=0.2)
+    provider = await make_provider(timeout=1)  # the hang times out, the other sends must not
     await provider.send(message(Text(body="ok")))
     errors: list[ProviderError] = []
     faults = [
