@@ -349,8 +349,8 @@ async def test_secrets_never_reach_an_error_or_a_log_line(
     errors: list[ProviderError] = []
     for fault in faults:
         gateway.fail_next(fault)
+        sender = impatient if fault.kind == "hang" else provider
         with pytest.raises(ProviderError) as caught:
-            sender = impatient if fault.kind == "hang" else provider
             await sender.send(message(f"k-{fault.kind}"))
         errors.append(caught.value)
     wrong = await make_provider(headers={"Authorization": "Bearer another-s3cret"})
