@@ -423,14 +423,22 @@ class PostgresStore(
     async def extend_leases(
         self, *, owner: str, work: Sequence[DueWork], until: datetime
     ) -> set[int]:
-        """Move ``lease_until`` of the rows ``owner`` still holds at the same fence."""
+        """Move ``lease_until`` of the rows ``owner`` still holds at the same fence.
+
+        A row another transaction has locked is skipped, not waited for: it is being
+        finished or moved on by a commit (which may lock several rows in another
+        order: waiting could deadlock with it), and the next heartbeat, a third of a
+        lease later, extends it if it is still held."""
         self._ready()
         if not work:
             return set()
         rows = await self._pool.write(
-            "UPDATE due_work AS d SET lease_until = $1 "
-            "FROM unnest($2::bigint[], $3::bigint[]) AS w (id, fence) "
-            "WHERE d.id = w.id AND d.fence = w.fence AND d.lease_owner = $4 RETURNING d.id",
+            "WITH mine AS (SELECT d.id FROM due_work AS d "
+            "JOIN unnest($2::bigint[], $3::bigint[]) AS w (id, fence) "
+            "ON d.id = w.id AND d.fence = w.fence WHERE d.lease_owner = $4 "
+            "ORDER BY d.id FOR UPDATE OF d SKIP LOCKED) "
+            "UPDATE due_work AS d SET lease_until = $1 FROM mine WHERE d.id = mine.id "
+            "RETURNING d.id",
             until,
             [item.id for item in work],
             [item.fence for item in work],

@@ -189,3 +189,37 @@ async def _blocks_another(session: asyncpg.Connection) -> bool:
         "AND pg_backend_pid() = ANY (pg_blocking_pids(pid)))"
     )
     return blocking
+
+
+async def test_extending_leases_never_waits_for_a_row_a_commit_has_locked(
+    pg_store: PostgresStore, other_session: asyncpg.Connection
+) -> None:
+    """The heartbeat extends every lease the process holds while its commits run. It
+    used to lock the rows in no particular order and wait for each, so a commit that
+    locked them in another order (a batch of units ending several works) deadlocked
+    with it, and PostgreSQL aborted one of the two. A row a commit holds is being
+    finished or moved on: the heartbeat skips it and extends the others."""
+    await pg_store.commit(
+        Commit(now=NOW, new_due=[NewDueWork(kind=DueKind.TIMER, due_at=at(-i)) for i in (2, 1)])
+    )
+    held = await pg_store.claim_due_work(owner="node-a", now=NOW, lease_seconds=30, limit=2)
+    first, second = sorted(held, key=lambda work: work.id)
+
+    async with other_session.transaction():  # a commit under way, holding the second row
+        await other_session.execute(
+            "UPDATE due_work SET payload = payload WHERE id = $1", second.id
+        )
+        extended = await asyncio.wait_for(
+            pg_store.extend_leases(owner="node-a", work=held, until=at(60)), timeout=4
+        )
+        assert extended == {first.id}
+        # The commit goes on to the first row, which the heartbeat no longer holds.
+        await asyncio.wait_for(
+            other_session.execute("UPDATE due_work SET payload = payload WHERE id = $1", first.id),
+            timeout=4,
+        )
+
+    assert await pg_store.extend_leases(owner="node-a", work=held, until=at(90)) == {
+        first.id,
+        second.id,
+    }
