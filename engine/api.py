@@ -33,6 +33,7 @@ from engine.errors import (
 from engine.flow.model import ApiTrigger, Flow
 from engine.health import HealthProbe
 from engine.models import Run
+from engine.openapi import OPENAPI_PATH, document_json
 from engine.outage_log import OutageLog
 from engine.runtime import Engine
 from engine.start_request import replayed_run
@@ -396,6 +397,10 @@ async def metrics(request: web.Request) -> web.Response:
     )
 
 
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(text=document_json(), content_type="application/json")
+
+
 def build_app(engine: Engine) -> web.Application:
     from engine import api_contacts, api_events  # their handlers import this module
 
@@ -420,4 +425,5 @@ def build_app(engine: Engine) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/livez", livez)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get(OPENAPI_PATH, openapi)
     return app

@@ -56,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check": _check,
         "simulate": _simulate,
         "schema": _schema,
+        "openapi": _openapi,
         "graph": _graph,
         "why": _why,
         "trigger": _trigger,
@@ -212,6 +213,13 @@ async def _schema(args: argparse.Namespace) -> int:
     from engine.flow.schema import flow_json_schema
 
     print(json.dumps(flow_json_schema(), indent=2, sort_keys=True, ensure_ascii=False))
+    return EXIT_OK
+
+
+async def _openapi(args: argparse.Namespace) -> int:
+    from engine.openapi import document_json
+
+    print(document_json())
     return EXIT_OK
 
 

@@ -84,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
         "yaml-language-server: disparo schema > flows/flow.schema.json",
     )
 
+    sub.add_parser(
+        "openapi",
+        parents=[common],
+        help="print the OpenAPI 3.1 description of the HTTP API",
+        description="Print the OpenAPI 3.1 description of `disparo serve`'s HTTP API (also "
+        "served at GET /v1/openapi.json), to generate a client or import the API into "
+        "Postman, Insomnia or Swagger UI: disparo openapi > disparo-openapi.json",
+    )
+
     g = sub.add_parser(
         "graph",
         parents=[common],

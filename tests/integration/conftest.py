@@ -7,24 +7,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from engine.api import build_app
 from tests.contract.conftest import fresh_postgres_schema, postgres_dsn_or_skip
 from tests.integration.engine_kit import Harness, harness, settings_for
+from tests.integration.openapi_conformance import checked_client
 
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[tuple[TestClient[Any, Any], Harness]]:
-    """The HTTP API of an engine on a virtual clock (``Harness``), bodies up to 4 KiB."""
+    """The HTTP API of an engine on a virtual clock (``Harness``), bodies up to 4 KiB.
+
+    Every answer it gives is checked against the OpenAPI document: a status the
+    document does not list, or a body its schema refuses, fails the test."""
     settings = settings_for(tmp_path, server={"max_body_bytes": 4096})
-    async with harness(settings) as h:
-        client = TestClient(TestServer(build_app(h.engine)))
-        await client.start_server()
-        try:
-            yield client, h
-        finally:
-            await client.close()
+    async with harness(settings) as h, checked_client(h.engine) as client:
+        yield client, h
 
 
 @pytest.fixture(

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from engine.api import build_app
 from engine.models import MessageStatus
 from tests.fakes.gateway import FakeGateway, Fault
 from tests.integration.engine_kit import Harness, harness
+from tests.integration.openapi_conformance import checked_client
 from tests.integration.test_api import AUTH as API_AUTH
 from tests.integration.test_api import error_of
 from tests.integration.test_provider_faults import AUTH, FLOW, make_settings, only_message
@@ -42,12 +42,8 @@ async def lost_answer(
         run = await h.start("aviso")
         await h.advance(timedelta(minutes=5))
         assert (await only_message(h, run.id)).status == MessageStatus.AMBIGUOUS
-        client = TestClient(TestServer(build_app(h.engine)))
-        await client.start_server()
-        try:
+        async with checked_client(h.engine) as client:
             yield client, h, run
-        finally:
-            await client.close()
 
 
 @pytest.fixture
