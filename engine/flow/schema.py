@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from engine.flow.model import Flow
+from engine.flow.schema_docs import describe
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID = "urn:disparo:schema:flow"
@@ -21,6 +22,7 @@ def flow_json_schema() -> dict[str, Any]:
     """Draft 2020-12 schema of a flow file, keys named as users write them (aliases)."""
     schema = Flow.model_json_schema(by_alias=True, mode="validation")
     _close_keyed_maps(schema)
+    describe(schema)
     return {
         "$schema": SCHEMA_DIALECT,
         "$id": SCHEMA_ID,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from engine.flow.schema import SCHEMA_DIALECT, flow_json_schema, schema_text
+from engine.flow.schema_docs import DESCRIPTIONS
 
 COMMITTED = Path(__file__).resolve().parents[2] / "flows" / "flow.schema.json"
 
@@ -63,3 +65,24 @@ def test_a_bare_api_trigger_is_valid_in_the_editor_as_it_is_for_check() -> None:
     # `- api:` reads as null; the loader takes it as `{}`.
     api = flow_json_schema()["$defs"]["ApiTrigger"]["properties"]["api"]
     assert {"type": "null"} in api["anyOf"]
+
+
+def _properties(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``Model.key`` -> the key's schema, over the root and every ``$defs`` model."""
+    models = [("Flow", schema), *schema["$defs"].items()]
+    return {
+        f"{model}.{key}": prop
+        for model, definition in models
+        for key, prop in definition.get("properties", {}).items()
+    }
+
+
+def test_every_key_a_designer_can_write_says_what_it_does_on_hover() -> None:
+    unexplained = [
+        key for key, prop in _properties(flow_json_schema()).items() if not prop.get("description")
+    ]
+    assert unexplained == [], "describe them in engine/flow/schema_docs.py"
+
+
+def test_no_description_is_kept_for_a_key_the_flow_format_no_longer_has() -> None:
+    assert sorted(set(DESCRIPTIONS) - set(_properties(flow_json_schema()))) == []
