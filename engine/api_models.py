@@ -18,6 +18,7 @@ from pydantic import (
 from engine.errors import FieldError
 from engine.models import ContactUpsert, in_utc
 from engine.phones import InvalidPhone, normalise_phone
+from engine.wording import json_kind
 from engine.zones import is_iana_zone
 from providers.base import Attachment
 
@@ -161,16 +162,3 @@ def pydantic_details(exc: ValidationError, prefix: str = "") -> list[FieldError]
             FieldError(field=f"{prefix}{path}" if path else prefix.rstrip("."), message=message)
         )
     return out
-
-
-def json_kind(value: Any) -> str:
-    """What a JSON value is, in JSON's words."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "a list" if isinstance(value, list) else "an object"

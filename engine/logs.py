@@ -1,7 +1,9 @@
 """Logging: one line per thing that happened; text by default, JSON with --log-format json.
 
-Phone numbers are masked and registered secrets redacted in every record, whatever
-logger emitted it, so a careless f-string elsewhere cannot leak them.
+Phone numbers, e-mail addresses and CPFs/CNPJs are masked and registered secrets
+redacted in every record, whatever logger emitted it, so a careless f-string or a
+vendor's answer that echoes the request (``invalid recipient joao@...``) cannot
+leak them: a log line outlives the contact's erasure.
 """
 
 from __future__ import annotations
@@ -24,6 +26,26 @@ _PHONE = re.compile(
     r"(?<![\w+])(?<![0-9a-fA-F]{4}-)(?:(?:\+\d{8,17}|\d{12,17})\b"
     r"|(?:\+?55 ?)?(?:\(\d{2}\)|\d{2}) ?9?\d{4}[ -]?\d{4}(?![\w-]))"
 )
+
+
+# An address as vendors echo it: what precedes the @ and the domain's labels. Kept:
+# the first character and the last label (``j***@***.br``), enough to tell two
+# apart in one incident; a personal domain (joaosilva.com.br) says who it is. The
+# user of a URL (postgresql://disparo@db.example.com) is no address: left as it is.
+_EMAIL = re.compile(r"(?<![\w.+-])(?<!//)([\w+-])[\w.+-]*@[\w-]+(?:\.[\w-]+)*\.([A-Za-z]{2,})\b")
+# A CPF as written (``529.982.247-25``) or as 11 digits, a CNPJ as written
+# (``12.345.678/0001-95``); 14 digits in a row are masked as a phone.
+_TAX_ID = re.compile(
+    r"(?<![\w.])(?:\d{3}\.\d{3}\.\d{3}-\d{2}|\d{11}|\d{2}\.\d{3}\.\d{3}/\d{4}-\d{2})(?![\w-])"
+)
+
+
+def mask_personal(text: str) -> str:
+    """``text`` with phones, e-mail addresses and CPFs/CNPJs masked (``mask_phone``,
+    ``j***@***.br``, ``***.***.***-**``)."""
+    text = mask_phone(text)  # first: a national mobile's 11 digits are a phone, not a CPF
+    text = _EMAIL.sub(lambda m: f"{m[1]}***@***.{m[2]}", text)
+    return _TAX_ID.sub(lambda m: re.sub(r"\d", "*", m.group()), text)
 
 
 def _masked(match: re.Match[str]) -> str:
@@ -61,7 +83,8 @@ def _one_line(value: object) -> object:
 
 
 class RedactingFilter(logging.Filter):
-    """Masks phone numbers and replaces known secret values with ``***``; with
+    """Masks phone numbers, e-mails and CPFs (``mask_personal``) and replaces known
+    secret values with ``***``; with
     ``one_line`` (text logs) escapes the line breaks of the values a message quotes."""
 
     def __init__(self, secrets: Iterable[str] = (), *, one_line: bool = False) -> None:
@@ -72,7 +95,7 @@ class RedactingFilter(logging.Filter):
     def clean(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, "***")
-        return mask_phone(text)
+        return mask_personal(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.one_line and isinstance(record.args, tuple):

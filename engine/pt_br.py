@@ -2,7 +2,9 @@
 
 Pure functions of their inputs; none touches the process locale (``setlocale`` is
 process-global and not thread-safe), so Portuguese names come from the tables here.
-Each raises ``FormatError`` with a plain-words message when it cannot format a value.
+Each raises ``FormatError`` with a plain-words message when it cannot format a value;
+the message says what kind of value it got, never the value (a contact's data: the
+message is logged and stored with the run).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import phonenumbers
 
 from engine.context_time import NotATime, in_zone, read_time
+from engine.wording import json_kind
 
 MONTHS = (
     "janeiro",
@@ -56,6 +59,13 @@ class FormatError(ValueError):
     """A template filter got a value it cannot format; the message says which and why."""
 
 
+def _kind(value: Any) -> str:
+    """What ``value`` is, for a message that must not quote it. A missing value
+    (jinja's Undefined) raises here instead, naming its path."""
+    repr(value)
+    return json_kind(value)
+
+
 # ------------------------------------------------------------------ money
 
 
@@ -64,7 +74,7 @@ def to_decimal(value: Any) -> Decimal:
     so 2.675 is 2.675, not 2.67499...) and numeric strings, either plain (``1670.5``)
     or pt-BR (``1.670,50``, ``1670,5``). Booleans, NaN and infinities are refused."""
     if isinstance(value, bool):
-        raise FormatError(f"`brl` needs a number, got {value!r}")
+        raise FormatError("`brl` needs a number, got a boolean")
     if isinstance(value, Decimal):
         number = value
     elif isinstance(value, int):
@@ -74,9 +84,8 @@ def to_decimal(value: Any) -> Decimal:
     elif isinstance(value, str):
         text = value.strip()
         if AMBIGUOUS_NUMBER.fullmatch(text):
-            readings = (brl(Decimal(text.replace(".", ""))), brl(Decimal(text)))
             raise FormatError(
-                f"`brl` cannot tell whether {value!r} is {readings[0]} or {readings[1]}; store "
+                "`brl` cannot tell whether a string like 1.670 is R$ 1.670,00 or R$ 1,67; store "
                 "the number without a thousands separator (1670) or with a decimal comma "
                 "(1.670,00)"
             )
@@ -85,11 +94,11 @@ def to_decimal(value: Any) -> Decimal:
         try:
             number = Decimal(text)
         except InvalidOperation:
-            raise FormatError(f"`brl` needs a number, got {value!r}") from None
+            raise FormatError("`brl` needs a number, got a string that is not one") from None
     else:
-        raise FormatError(f"`brl` needs a number, got {type(value).__name__} {value!r}")
+        raise FormatError(f"`brl` needs a number, got {_kind(value)}")
     if not number.is_finite():
-        raise FormatError(f"`brl` needs a finite number, got {value!r}")
+        raise FormatError("`brl` needs a finite number, got NaN or infinity")
     return number
 
 
@@ -114,8 +123,9 @@ def to_datetime(value: Any, tz: tzinfo) -> date | datetime:
     try:
         moment = read_time(value)
         if isinstance(moment, datetime) and moment.tzinfo is not None:
-            return in_zone(moment, tz, value)
+            return in_zone(moment, tz)
     except NotATime as exc:
+        _kind(value)
         raise FormatError(f"`date` needs a date: {exc}") from None
     return moment
 
@@ -153,7 +163,7 @@ def _capitalised(word: str) -> str:
 def first_name(value: Any) -> str:
     """The first word of a full name, capitalised: ``maria da silva`` -> ``Maria``."""
     if not isinstance(value, str):
-        raise FormatError(f"`first_name` needs a name, got {type(value).__name__} {value!r}")
+        raise FormatError(f"`first_name` needs a name (a string), got {_kind(value)}")
     words = value.split()
     return _capitalised(words[0]) if words else ""
 
@@ -162,12 +172,12 @@ def phone(value: Any) -> str:
     """An E.164 number as people read it: ``+5511999999999`` -> ``(11) 99999-9999``;
     numbers outside Brazil keep their country code (``+1 415-555-2671``)."""
     if not isinstance(value, str):
-        raise FormatError(f"`phone` needs a phone number, got {type(value).__name__} {value!r}")
+        raise FormatError(f"`phone` needs a phone number (a string), got {_kind(value)}")
     try:
         number = phonenumbers.parse(value, "BR")
     except phonenumbers.NumberParseException:
         raise FormatError(
-            f"`phone` needs a phone number like +5511999999999, got {value!r}"
+            "`phone` needs a phone number like +5511999999999, got a string that is not one"
         ) from None
     style = (
         phonenumbers.PhoneNumberFormat.NATIONAL

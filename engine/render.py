@@ -43,8 +43,16 @@ from jinja2.utils import consume, missing
 from engine.errors import RenderError
 from engine.models import Contact
 from engine.printed_size import printed_size
-from engine.pt_br import DEFAULT_DATE_FORMAT, brl, first_name, format_date, phone
+from engine.pt_br import (
+    DEFAULT_DATE_FORMAT,
+    FormatError,
+    brl,
+    first_name,
+    format_date,
+    phone,
+)
 from engine.render_budget import MAX_PRODUCED, TooLarge, render_budget
+from engine.render_redact import REDACTED, is_value, scope_values, without_values
 from engine.sandbox import MAX_TEXT, MessageSandbox, MissingValue
 
 NAMES = ("contact", "context", "run", "now")
@@ -343,16 +351,22 @@ def _render_error(
     # An expression is one line built as a syntax tree: its "line" would be a line of
     # the Python jinja generated, which means nothing to the designer.
     where = "" if expression else _line(exc)
-    if isinstance(exc, MissingValue):
-        message = _describe_missing(exc, source, scope.variables)
-    elif isinstance(exc, TooLarge):
+    values = scope_values(scope.variables)  # kept out of the message: see render_redact
+    if isinstance(exc, MissingValue):  # names and paths the flow spells: no values
+        return RenderError(
+            _describe_missing(exc, source, scope.variables, values),
+            flow=flow,
+            step=step,
+            field=field,
+        )
+    if isinstance(exc, TooLarge | FormatError):  # ours, written without values
         message = f"{where}{exc}"
     elif isinstance(exc, SecurityError):
         message = f"{where}{str(exc).rstrip('.')}: not allowed in templates"
     elif isinstance(exc, TemplateSyntaxError):
         message = f"line {exc.lineno}: {exc.message}"
-    else:
-        message = f"{where}{exc or type(exc).__name__}"
+    else:  # Python's or jinja's: may quote a value (`'x' is not in list`)
+        message = f"{where}{without_values(str(exc), values) or type(exc).__name__}"
     return RenderError(message, flow=flow, step=step, field=field)
 
 
@@ -367,14 +381,17 @@ def _line(exc: BaseException) -> str:
     return f"line {line}: " if line is not None else ""
 
 
-def _describe_missing(exc: MissingValue, source: str, variables: Mapping[str, Any]) -> str:
+def _describe_missing(
+    exc: MissingValue, source: str, variables: Mapping[str, Any], values: frozenset[str]
+) -> str:
     name = exc.name
     if exc.obj is missing:
         return f"`{name}` is not defined; templates can use {', '.join(NAMES)}"
     path = _path_of(exc.obj, name, source, variables)
     if path is None:
-        return f"`{name}` is not defined ({exc})"
-    full = _child_path(path, name)
+        return f"`{name}` is not defined ({without_values(str(exc), values)})"
+    # A key that is the contact's data (``context.precos[contact.phone]``) is not shown.
+    full = f"{path}[{REDACTED}]" if is_value(name, values) else _child_path(path, name)
     root = re.split(r"[.\[]", full, maxsplit=1)[0]
     whose = {"contact": " for this contact", "context": " for this contact", "run": " for this run"}
     return f"`{full}` is not defined{whose.get(root, '')}"

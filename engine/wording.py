@@ -1,8 +1,10 @@
-"""What users read: counts ("1 run", "2 runs", "1,204 messages") and local times."""
+"""What users read: counts ("1 run", "2 runs", "1,204 messages"), local times and the
+kind of a value (for messages that must not quote it)."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 
@@ -33,3 +35,17 @@ def local_time(at: datetime | str, zone: ZoneInfo) -> str:
     if local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset():
         return f"{text} (UTC{local.strftime('%z')[:3]}:{local.strftime('%z')[3:]})"
     return text
+
+
+def json_kind(value: Any) -> str:
+    """What a JSON value is, in JSON's words; a message says this instead of quoting
+    a value that may be a person's data."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"

@@ -15,6 +15,14 @@ threshold as a safety net: should this thread fall behind, the WAL stays bounded
 
 Durability is unchanged: a transaction is durable once its COMMIT has synced the
 WAL; the checkpoint only moves committed pages into the main file.
+
+After an erasure the WAL still holds the pages as they were before it, the
+person's data in them: ``empty_wal`` asks this thread for a ``TRUNCATE``
+checkpoint, which copies every page into the main file and cuts the WAL to zero
+bytes. It needs every reader on the newest snapshot and the write lock, so it waits
+for them at most ``EMPTY_WAIT_MS`` (a short stall of the engine's next write, never
+a blocked loop); when another connection keeps reading, it gives up, logs so, and
+tries again after later commits and every ``EMPTY_RETRY_SECONDS`` until it succeeds.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from concurrent.futures import Future
 
 log = logging.getLogger("disparo.store")
 
@@ -31,6 +40,10 @@ FALLBACK_AUTOCHECKPOINT_PAGES = 16_000
 # At most one checkpoint per this many seconds, so bursts of tiny commits do not
 # turn into as many checkpoints (each one fsyncs the database file).
 MIN_INTERVAL = 0.2
+# How long a TRUNCATE checkpoint waits for readers and the writer, and how often it
+# is tried again while it could not empty the WAL.
+EMPTY_WAIT_MS = 200
+EMPTY_RETRY_SECONDS = 5.0
 
 
 class Checkpointer:
@@ -42,6 +55,10 @@ class Checkpointer:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.checkpoints = 0
+        self._lock = threading.Lock()
+        self._empty_waiters: list[Future[bool]] = []
+        self._empty_pending = False  # an erasure's old pages may still be in the WAL
+        self._ended = False
         self._thread = threading.Thread(
             target=self._run, name="disparo-wal-checkpoint", daemon=True
         )
@@ -50,6 +67,19 @@ class Checkpointer:
     def nudge(self) -> None:
         """Something was committed: checkpoint soon."""
         self._wake.set()
+
+    def empty_wal(self) -> Future[bool]:
+        """Cut the WAL to zero bytes soon (after an erasure); the future says whether
+        it was emptied (False: another connection held it; tried again later)."""
+        asked: Future[bool] = Future()
+        with self._lock:
+            if self._ended:
+                asked.set_result(False)
+                return asked
+            self._empty_waiters.append(asked)
+            self._empty_pending = True
+        self._wake.set()
+        return asked
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the thread (a checkpoint in progress finishes first)."""
@@ -62,22 +92,58 @@ class Checkpointer:
             db = sqlite3.connect(self.path, isolation_level=None, timeout=self._timeout_ms / 1000)
         except sqlite3.Error as exc:
             log.warning("WAL checkpoints stay on the store's connection: %s", exc)
+            self._end()
             return
         try:
             while True:
-                self._wake.wait()
+                self._wake.wait(EMPTY_RETRY_SECONDS if self._empty_pending else None)
                 if self._stop.is_set():
                     return
                 self._wake.clear()
-                try:
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    self.checkpoints += 1
-                except sqlite3.Error as exc:
-                    # The store's own connection still checkpoints past the fallback
-                    # threshold; this one tries again after the next commit.
-                    log.warning("background WAL checkpoint failed: %s", exc)
+                if self._empty_pending:
+                    self._empty(db)
+                else:
+                    self._passive(db)
                 # Pace: the commits of the next MIN_INTERVAL are checkpointed together.
                 if self._stop.wait(MIN_INTERVAL):
                     return
         finally:
             db.close()
+            self._end()
+
+    def _passive(self, db: sqlite3.Connection) -> None:
+        try:
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            self.checkpoints += 1
+        except sqlite3.Error as exc:
+            # The store's own connection still checkpoints past the fallback
+            # threshold; this one tries again after the next commit.
+            log.warning("background WAL checkpoint failed: %s", exc)
+
+    def _empty(self, db: sqlite3.Connection) -> None:
+        with self._lock:
+            waiters, self._empty_waiters = self._empty_waiters, []
+        emptied = False
+        try:
+            db.execute(f"PRAGMA busy_timeout = {EMPTY_WAIT_MS}")
+            busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            emptied = busy == 0
+            self.checkpoints += 1
+        except sqlite3.Error as exc:
+            log.warning("emptying the WAL failed: %s", exc)
+        finally:
+            db.execute(f"PRAGMA busy_timeout = {self._timeout_ms}")
+        with self._lock:
+            if emptied and not self._empty_waiters:
+                self._empty_pending = False
+        if emptied and not waiters:  # a retry succeeded: say the earlier warning is over
+            log.info("the WAL of %s is emptied: no copies of erased data are left in it", self.path)
+        for waiter in waiters:
+            waiter.set_result(emptied)
+
+    def _end(self) -> None:
+        with self._lock:
+            self._ended = True
+            waiters, self._empty_waiters = self._empty_waiters, []
+        for waiter in waiters:
+            waiter.set_result(False)

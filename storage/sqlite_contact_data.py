@@ -3,13 +3,20 @@ the messages of its newest runs (``Store.list_contact_messages``) and the contac
 erasure (``Store.erase_contact``), one write unit.
 
 The erasure runs inside the group commit like every other write, so it is durable
-when ``erase_contact`` returns; a failure anywhere undoes all of it. Each statement
+when ``erase_contact`` returns; a failure anywhere undoes all of it. Its rows are
+zeroed in the file as they are deleted (``PRAGMA secure_delete``, storage.
+sqlite_schema); then the WAL, which still holds the pages as they were, is cut to
+zero bytes (``Checkpointer.empty_wal``) before ``erase_contact`` returns. When
+another connection is reading and the WAL cannot be emptied now, a warning says so
+and the checkpoint thread empties it as soon as it can. Each statement
 is served by an index (``runs_contact`` of migration 0005, then the indexes on
 run, message and contact ids).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sqlite3
 from datetime import datetime
 
@@ -17,6 +24,7 @@ from engine.models import Message, Run
 from storage.columns import MESSAGE_COLUMNS, RUN_COLUMNS
 from storage.erasure import DELETES, Erased, erase_statements, tally
 from storage.sqlite_batch import GroupCommitConnection
+from storage.sqlite_checkpoint import Checkpointer
 from storage.sqlite_codec import message_from_row, run_from_row, to_us
 
 _RUNS = f"SELECT {RUN_COLUMNS} FROM runs WHERE contact_id = ? ORDER BY created_at, id"
@@ -27,11 +35,15 @@ _CONTACT_MESSAGES = (
     "created_at, rowid"
 )
 _STATEMENTS = erase_statements(":contact", ":now")
+log = logging.getLogger("disparo.store")
 
 
 class ContactDataMethods:
     """``Store.list_contact_runs``, ``Store.list_contact_messages`` and
     ``Store.erase_contact`` on the store's one connection."""
+
+    path: str
+    _checkpointer: Checkpointer | None  # None in memory: no file to empty
 
     def _ready(self) -> GroupCommitConnection:
         raise NotImplementedError  # SQLiteStore provides the open connection
@@ -54,7 +66,19 @@ class ContactDataMethods:
     ) -> Erased | None:
         """Delete the contact and everything kept about them (see the protocol)."""
         stamp = to_us(now)
-        return await self._ready().write(lambda db: _erase(db, contact_id, keep_opt_out, stamp))
+        erased = await self._ready().write(lambda db: _erase(db, contact_id, keep_opt_out, stamp))
+        checkpointer = self._checkpointer
+        if erased is None or checkpointer is None:
+            return erased
+        if not await asyncio.wrap_future(checkpointer.empty_wal()):
+            log.warning(
+                "contact %s is erased, but copies of its data stay in %s-wal until "
+                "the WAL can be emptied: another connection is reading the database; "
+                "disparo tries again after its next writes",
+                contact_id,
+                self.path,
+            )
+        return erased
 
 
 def _erase(db: sqlite3.Connection, contact_id: str, keep_opt_out: bool, now: int) -> Erased | None:

@@ -77,7 +77,7 @@ async def test_a_value_that_is_not_a_time_leaves_that_contact_out_and_sweeps_the
     assert all(e["errors"] == 2 for e in swept)
     assert [e["started"] for e in swept].count(1) == 1
     assert swept[0]["first_error"].startswith(
-        "contact a-huge: context.vence_em: 1e+20 is past the year 9999"
+        "contact a-huge: context.vence_em: the number is past the year 9999"
     )
     # Logged once per sweep, naming the contact; the sweep itself never failed.
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

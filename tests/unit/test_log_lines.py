@@ -1,9 +1,12 @@
 """A value written into a text log line cannot start a line of its own: a contact id
-or a vendor's message with a line break would forge a record (log injection)."""
+or a vendor's message with a line break would forge a record (log injection). And
+no line keeps a person's e-mail or CPF in clear."""
 
 from __future__ import annotations
 
 import logging
+
+import pytest
 
 from engine.logs import Lines, RedactingFilter
 
@@ -40,3 +43,20 @@ def test_json_lines_keep_the_value_as_it_is() -> None:
     record = _record("contact %s", FORGED)
     RedactingFilter().filter(record)  # JSON escapes line breaks itself
     assert record.getMessage() == f"contact {FORGED}"
+
+
+@pytest.mark.parametrize(
+    ("said", "logged"),
+    [
+        ("invalid recipient joao.silva@joaosilva.com.br", "invalid recipient j***@***.br"),
+        ("to: <maria+boletos@gmail.com>", "to: <m***@***.com>"),
+        ("CPF 529.982.247-25 recusado", "CPF ***.***.***-** recusado"),
+        ("cpf=12345678909;", "cpf=***********;"),
+        ("CNPJ 12.345.678/0001-95", "CNPJ **.***.***/****-**"),
+        ("from 11987654321", "from 11*****4321"),  # a national mobile stays a phone
+        ("at postgresql://disparo@db.example.com", "at postgresql://disparo@db.example.com"),
+        ("v 2026.11.30 at 2026-11-30T10:00:00Z", "v 2026.11.30 at 2026-11-30T10:00:00Z"),
+    ],
+)
+def test_emails_and_cpfs_are_masked_in_every_line(said: str, logged: str) -> None:
+    assert RedactingFilter().clean(said) == logged

@@ -97,20 +97,11 @@ def test_brl_refuses_what_is_not_a_number(value: Any) -> None:
     assert "`brl` needs a" in error("{{ context.v | brl }}", {"v": value})
 
 
-@pytest.mark.parametrize(
-    ("value", "readings"),
-    [
-        ("1.670", "R$ 1.670,00 or R$ 1,67"),
-        ("-1.670", "-R$ 1.670,00 or -R$ 1,67"),
-        ("0.500", "R$ 500,00 or R$ 0,50"),
-    ],
-)
-def test_brl_refuses_a_dot_that_may_separate_thousands_or_decimals(
-    value: str, readings: str
-) -> None:
+@pytest.mark.parametrize("value", ["1.670", "-1.670", "0.500"])
+def test_brl_refuses_a_dot_that_may_separate_thousands_or_decimals(value: str) -> None:
     # "1.670" is R$ 1.670,00 to a Brazilian and R$ 1,67 to a program: never guess.
     message = error("{{ context.v | brl }}", {"v": value})
-    assert f"`brl` cannot tell whether {value!r} is {readings}" in message
+    assert "`brl` cannot tell whether a string like 1.670 is R$ 1.670,00 or R$ 1,67" in message
     assert "without a thousands separator (1670) or with a decimal comma (1.670,00)" in message
 
 
@@ -205,8 +196,8 @@ def test_date_refuses_what_is_not_a_date(value: Any) -> None:
 @pytest.mark.parametrize(
     ("value", "says"),
     [
-        (20261130, "20261130 is too small for a Unix time"),
-        (1e20, "1e+20 is past the year 9999 even as Unix milliseconds"),
+        (20261130, "the number is too small for a Unix time"),
+        (1e20, "the number is past the year 9999 even as Unix milliseconds"),
         ("9999-12-31T23:59:59-03:00", "out of the range of times"),  # passes through UTC
         ("0001-01-01T00:00:00+00:00", "out of the range of times"),
     ],
