@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from engine.api import build_app
 from engine.errors import UserInputError
 from engine.models import ContactEvent
 from tests.integration.engine_kit import harness, settings_for
+from tests.integration.openapi_conformance import checked_client
 from tests.integration.test_api import AUTH, RUN, error_of
 
 EDGE = "0001-01-01T00:00:00+14:00"  # year 0 in UTC: no datetime holds it
@@ -513,16 +512,14 @@ async def test_a_nul_in_a_run_or_message_id_in_the_url_is_a_404_on_every_store(
     tmp_path: Path, storage: str, method: str, path: str
 ) -> None:
     # No id disparo makes holds one; PostgreSQL refused the query and it was a 500.
-    async with harness(settings_for(tmp_path, storage=storage)) as h:
-        client = TestClient(TestServer(build_app(h.engine)))
-        await client.start_server()
-        try:
-            answer = await client.request(method, path, headers=AUTH)
+    async with (
+        harness(settings_for(tmp_path, storage=storage)) as h,
+        checked_client(h.engine) as client,
+    ):
+        answer = await client.request(method, path, headers=AUTH)
 
-            assert answer.status == 404
-            assert (await error_of(answer))["code"] == "NOT_FOUND"
-        finally:
-            await client.close()
+        assert answer.status == 404
+        assert (await error_of(answer))["code"] == "NOT_FOUND"
 
 
 async def test_an_idempotency_key_header_of_bytes_that_are_not_utf8_is_a_400(api: Any) -> None:
@@ -552,20 +549,15 @@ async def test_a_number_of_thousands_of_digits_is_a_400_that_speaks_of_the_body(
     run = b'{"flow": "cobranca_boleto", "contact": {"id": "c-1"}, "context": {"v": ' + (
         b"9" * 5000 + b"}}"
     )
-    async with harness(settings_for(tmp_path)) as h:
-        client = TestClient(TestServer(build_app(h.engine)))
-        await client.start_server()
-        try:
-            answer = await client.post("/v1/runs", data=run, headers=AUTH)
+    async with harness(settings_for(tmp_path)) as h, checked_client(h.engine) as client:
+        answer = await client.post("/v1/runs", data=run, headers=AUTH)
 
-            assert answer.status == 400
-            error = await error_of(answer)
-            assert error["code"] == "INVALID_JSON"
-            assert "sys." not in error["message"]
-            assert "more digits" in error["message"]
-            assert await h.engine.store.get_contact("c-1") is None
-        finally:
-            await client.close()
+        assert answer.status == 400
+        error = await error_of(answer)
+        assert error["code"] == "INVALID_JSON"
+        assert "sys." not in error["message"]
+        assert "more digits" in error["message"]
+        assert await h.engine.store.get_contact("c-1") is None
 
 
 @pytest.mark.parametrize(

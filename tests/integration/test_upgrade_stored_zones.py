@@ -15,11 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from engine.api import build_app
 from engine.models import ContactUpsert, MessageStatus
 from tests.integration.engine_kit import START, harness, settings_for, settings_with_flows
+from tests.integration.openapi_conformance import checked_client
 from tests.integration.test_api import AUTH
 from tests.integration.test_cli import _local_config, disparo
 
@@ -47,9 +46,7 @@ async def test_a_run_of_a_contact_stored_with_a_non_iana_zone_uses_the_flow_zone
         await h.engine.store.upsert_contact(
             ContactUpsert(id="c-1", phone="+5511999998888", timezone=stored), AT
         )
-        client = TestClient(TestServer(build_app(h.engine)))
-        await client.start_server()
-        try:
+        async with checked_client(h.engine) as client:
             with caplog.at_level(logging.WARNING):
                 answer = await client.post(
                     "/v1/runs", json={"flow": "aviso", "contact": {"id": "c-1"}}, headers=AUTH
@@ -57,8 +54,6 @@ async def test_a_run_of_a_contact_stored_with_a_non_iana_zone_uses_the_flow_zone
                 assert answer.status == 201, await answer.text()
                 await h.engine.settle()
             run_id = (await answer.json())["run_id"]
-        finally:
-            await client.close()
 
         (message,) = await h.messages(run_id)
         # Quiet in São Paulo until 08:00 (11:00 UTC), as for a contact naming no zone.

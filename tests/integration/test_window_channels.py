@@ -61,28 +61,21 @@ async def test_a_reply_by_sms_does_not_open_the_whatsapp_window(tmp_path: Path) 
 
 
 async def test_an_api_reply_that_says_it_came_by_sms_opens_no_window(tmp_path: Path) -> None:
-    from aiohttp.test_utils import TestClient, TestServer
-
-    from engine.api import build_app
+    from tests.integration.openapi_conformance import checked_client
 
     settings = settings_with_flows(tmp_path, FLOW)
-    async with harness(settings) as h:
-        client = TestClient(TestServer(build_app(h.engine)))
-        await client.start_server()
-        try:
-            auth = {"Authorization": "Bearer test-token"}
-            await client.put("/v1/contacts/c-1", json={"phone": "+5511999998888"}, headers=auth)
-            answer = await client.post(
-                "/v1/events",
-                json={"type": "reply", "contact": "c-1", "text": "ok", "channel": "sms"},
-                headers=auth,
-            )
-            assert answer.status == 202
-            contact = await h.engine.get_contact("c-1")
-            assert contact.last_inbound_at is None
-            assert contact.last_interaction_at == h.clock.now()
-        finally:
-            await client.close()
+    async with harness(settings) as h, checked_client(h.engine) as client:
+        auth = {"Authorization": "Bearer test-token"}
+        await client.put("/v1/contacts/c-1", json={"phone": "+5511999998888"}, headers=auth)
+        answer = await client.post(
+            "/v1/events",
+            json={"type": "reply", "contact": "c-1", "text": "ok", "channel": "sms"},
+            headers=auth,
+        )
+        assert answer.status == 202
+        contact = await h.engine.get_contact("c-1")
+        assert contact.last_inbound_at is None
+        assert contact.last_interaction_at == h.clock.now()
 
 
 async def test_a_webhook_item_that_names_its_channel_is_taken_at_its_word(
