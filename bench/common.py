@@ -104,21 +104,39 @@ def paired(engine: list[float], raw: list[float]) -> tuple[float, float]:
     return ratio_of_medians, per_round
 
 
-@contextlib.asynccontextmanager
-async def postgres_schema(dsn: str) -> AsyncIterator[str]:
-    """A DSN on a fresh schema of the PostgreSQL database ``dsn`` (dropped afterwards)."""
+async def create_schema(dsn: str) -> tuple[str, str]:
+    """A fresh schema of the PostgreSQL database ``dsn``: (its name, a DSN on it)."""
     import asyncpg
 
     name = f"bench_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(dsn)
     try:
         await admin.execute(f'CREATE SCHEMA "{name}"')
-        parts = urlsplit(dsn)
-        query = urlencode([*parse_qsl(parts.query), ("search_path", name)])
-        yield urlunsplit(parts._replace(query=query))
     finally:
-        await admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
         await admin.close()
+    parts = urlsplit(dsn)
+    query = urlencode([*parse_qsl(parts.query), ("search_path", name)])
+    return name, urlunsplit(parts._replace(query=query))
+
+
+async def drop_schema(dsn: str, name: str) -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    finally:
+        await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def postgres_schema(dsn: str) -> AsyncIterator[str]:
+    """A DSN on a fresh schema of the PostgreSQL database ``dsn`` (dropped afterwards)."""
+    name, schema_dsn = await create_schema(dsn)
+    try:
+        yield schema_dsn
+    finally:
+        await drop_schema(dsn, name)
 
 
 def add_store_options(parser: argparse.ArgumentParser, per_round: str) -> None:
