@@ -19,6 +19,7 @@ from engine import message_resend
 from engine.api_body import UNSTORABLE, read_json
 from engine.api_models import IDEMPOTENCY_KEY_MAX, RunIn, pydantic_details
 from engine.api_views import ALL_EVENTS, message_view, run_view
+from engine.body_timeout import BODY_TIMEOUT, BodyTimeout, read_body
 from engine.errors import (
     Conflict,
     DisparoError,
@@ -35,6 +36,7 @@ from engine.health import HealthProbe
 from engine.models import Run
 from engine.outage_log import OutageLog
 from engine.runtime import Engine
+from engine.settings import Settings
 from engine.start_request import replayed_run
 from engine.webhook_refusals import RefusalLog
 
@@ -64,7 +66,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         response = await handler(request)
     except RequestError as exc:
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        response = error_response(exc.status, exc.code, exc.message, exc.details)
+        if exc.status == 408:
+            response.force_close()  # RFC 9110: the rest of that body may never come
+        return response
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[ENGINE].settings.server.max_body_bytes
         return error_response(
@@ -347,7 +352,7 @@ async def webhook(request: web.Request) -> web.Response:
             request.app[REFUSALS].unauthorized(name, given="token" in request.query)
             return error_response(401, "UNAUTHORIZED", "wrong or missing ?token= for this webhook")
     started = time.perf_counter()
-    body = await request.read()
+    body = await read_body(request)
     try:
         outcome = await engine.ingest_webhook(name, body, dict(request.headers))
     except ProviderRejected as exc:
@@ -396,6 +401,12 @@ async def metrics(request: web.Request) -> web.Response:
     )
 
 
+def server_options(settings: Settings) -> dict[str, Any]:
+    """What ``web.AppRunner`` takes from the config: a connection idle (or sending its
+    headers) for ``server.idle_timeout`` seconds is closed."""
+    return {"keepalive_timeout": settings.server.idle_timeout}
+
+
 def build_app(engine: Engine) -> web.Application:
     from engine import api_contacts, api_events  # their handlers import this module
 
@@ -405,6 +416,7 @@ def build_app(engine: Engine) -> web.Application:
     )
     app[ENGINE] = engine
     app[REFUSALS] = RefusalLog(engine.clock)
+    app[BODY_TIMEOUT] = BodyTimeout(engine.settings.server.body_timeout, engine.clock)
     app[OUTAGE] = OutageLog(log, "requests answer 503", "requests answered 503")
     app[HEALTH] = HealthProbe(lambda: engine.store.health(), engine.settings.server.health_timeout)
     app.on_cleanup.append(_close_health)

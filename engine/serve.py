@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection
 
 from aiohttp import web
 
-from engine.api import build_app, webhook_secret
+from engine.api import build_app, server_options, webhook_secret
 from engine.early_signals import reload_asked
 from engine.errors import StoreError, UserInputError
 from engine.gc_policy import tune_for_serving
@@ -71,7 +71,9 @@ async def _serve_engine(
 ) -> None:
     """Listen on ``sockets`` until ``stop``; then finish as ``serve`` says."""
     loop = asyncio.get_running_loop()
-    runner = web.AppRunner(build_app(engine), access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        build_app(engine), access_log=None, handle_signals=False, **server_options(settings)
+    )
     await runner.setup()
     for sock in sockets:
         await web.SockSite(runner, sock).start()

@@ -72,6 +72,19 @@ class ServerSettings(_Section):
         le=60,
         description="Seconds GET /healthz waits for the store before answering 503",
     )
+    body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds a request's body may take to arrive in full before 408",
+    )
+    idle_timeout: float = Field(
+        default=75.0,
+        gt=0,
+        le=3600,
+        description="Seconds a connection may stay idle, or take to send a request's "
+        "headers, before it is closed",
+    )
 
 
 class DispatcherSettings(_Section):

@@ -312,3 +312,13 @@ def test_a_path_key_that_is_not_a_path_says_a_path_goes_there(tmp_path: Path) ->
         f"{path}:2:12: `templates` must be a file or folder path; got `5`",
         f"{path}:3:8: `flows` must be a file or folder path; got a list",
     ]
+
+
+def test_the_server_timeouts_are_read_and_a_bad_one_is_named(tmp_path: Path) -> None:
+    default = load_settings(write(tmp_path, "api_token: t\n"), {}).server
+    assert (default.body_timeout, default.idle_timeout) == (30.0, 75.0)
+    path = write(tmp_path, "api_token: t\nserver: {body_timeout: 0, idle_timeout: soon}\n")
+    assert problems(path) == [
+        f"{path}:2:24: `body_timeout` in `server` must be more than 0.0",
+        f"{path}:2:41: `idle_timeout` in `server` must be a number; got `soon`",
+    ]
