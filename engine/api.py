@@ -338,19 +338,31 @@ def webhook_secret(provider: object) -> str | None:
     return str(secret) if secret else None
 
 
+def no_webhook() -> web.Response:
+    """The answer to a webhook for a provider name the config lacks and to one with
+    a wrong or no ``?token=``, alike: an outsider learns no provider names (the log
+    tells the operator which it was)."""
+    return error_response(
+        404,
+        "NOT_FOUND",
+        "no webhook takes this URL; check the provider name in it and its ?token=",
+    )
+
+
 async def webhook(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     name = request.match_info["provider"]
     provider = engine.providers.get(name)
     if provider is None:
-        return error_response(404, "NOT_FOUND", f"no provider named {name!r} is configured")
+        request.app[REFUSALS].unknown(name, known=sorted(engine.providers))
+        return no_webhook()
     secret = webhook_secret(provider)
     if secret:
         token = request.query.get("token", "")
         if not secrets.compare_digest(token.encode("utf-8", "surrogateescape"), secret.encode()):
             engine.metrics.webhooks.labels(name, "unauthorized").inc()
             request.app[REFUSALS].unauthorized(name, given="token" in request.query)
-            return error_response(401, "UNAUTHORIZED", "wrong or missing ?token= for this webhook")
+            return no_webhook()
     started = time.perf_counter()
     body = await read_body(request)
     try:
