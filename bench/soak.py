@@ -59,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import ROOT, free_port, wait_for_port
 
-TOKEN = "soak-token"
+TOKEN = "soak-token-0123456789"
 GATEWAY_AUTH = "Bearer gw-test-token-0123456789"
 FLOW = """\
 flow: soak

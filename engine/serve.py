@@ -23,7 +23,7 @@ from engine.runtime import Engine
 from engine.serve_lock import one_server_per_file
 from engine.settings import Settings
 
-EXAMPLE_API_TOKEN = "dev-token"  # config/disparo.yaml's default, for make run
+EXAMPLE_API_TOKEN = "dev-token-change-me"  # config/disparo.yaml's default, for make run
 
 log = logging.getLogger("disparo.serve")
 

@@ -16,7 +16,7 @@ from providers.generic_webhook import status_body
 from storage import sqlite_batch
 from tests.integration.engine_kit import Harness, harness, settings_for
 
-AUTH = {"Authorization": "Bearer test-token"}
+AUTH = {"Authorization": "Bearer test-token-0123456789"}
 RUN = {
     "flow": "cobranca_boleto",
     "contact": {"id": "c-1", "phone": "+55 11 99999-8888", "name": "Maria Souza"},

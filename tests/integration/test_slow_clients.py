@@ -47,7 +47,7 @@ async def half_a_request(client: TestClient[Any, Any], path: str, body: bytes) -
     reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
     try:
         writer.write(
-            f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token-0123456789\r\n"
             f"Content-Type: application/json\r\nContent-Length: {2 * len(body)}\r\n\r\n".encode()
             + body
         )
