@@ -15,11 +15,11 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from engine import message_resend
+from engine import bad_http, message_resend
 from engine.api_body import UNSTORABLE, read_json
 from engine.api_models import IDEMPOTENCY_KEY_MAX, RunIn, pydantic_details
 from engine.api_views import ALL_EVENTS, message_view, run_view
-from engine.body_timeout import BODY_TIMEOUT, BodyTimeout, read_body
+from engine.body_reads import BODY_READS, BodyReads, read_body
 from engine.errors import (
     Conflict,
     DisparoError,
@@ -428,7 +428,8 @@ def build_app(engine: Engine) -> web.Application:
     )
     app[ENGINE] = engine
     app[REFUSALS] = RefusalLog(engine.clock)
-    app[BODY_TIMEOUT] = BodyTimeout(engine.settings.server.body_timeout, engine.clock)
+    app[BODY_READS] = BodyReads(engine.settings.server.body_timeout, engine.clock)
+    bad_http.watch(app, engine.clock)
     app[OUTAGE] = OutageLog(log, "requests answer 503", "requests answered 503")
     app[HEALTH] = HealthProbe(lambda: engine.store.health(), engine.settings.server.health_timeout)
     app.on_cleanup.append(_close_health)

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.body_timeout import read_body
+from engine.body_reads import read_body
 from engine.errors import FieldError, RequestError
 
 

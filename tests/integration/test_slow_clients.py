@@ -103,7 +103,7 @@ async def test_a_stalled_webhook_is_refused_and_warned_about_once_a_minute(
     assert len(warnings) == 2, warnings
     assert warnings[0].startswith("POST /webhooks/sandbox from 127.0.0.1 answered 408")
     assert "(server.body_timeout)" in warnings[0]
-    assert "(1 more such request since the last warning)" in warnings[1]
+    assert "(1 more such request since the last one logged)" in warnings[1]
     assert not any("s3cr3t" in w for w in warnings)
 
 
