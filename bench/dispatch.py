@@ -107,7 +107,7 @@ def write_config(tmp: Path, port: int, storage: str | None = None) -> Path:
     (tmp / "flows" / "bench.yaml").write_text(FLOW)
     config = {
         "storage": storage or f"sqlite:///{tmp}/bench.db",
-        "api_token": "bench-token",
+        "api_token": "bench-token-0123456789",
         "flows": str(tmp / "flows"),
         "providers": {
             "gateway": {

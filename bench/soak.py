@@ -74,7 +74,7 @@ from bench.common import (
 )
 from bench.soak_store import PostgresProbe, Probe, Queue, SQLiteProbe
 
-TOKEN = "soak-token"
+TOKEN = "soak-token-0123456789"
 GATEWAY_AUTH = "Bearer gw-test-token-0123456789"
 FLOW = """\
 flow: soak

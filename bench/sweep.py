@@ -135,7 +135,7 @@ async def measure_start(path: Path, folder: Path, chunk: int, synchronous: str) 
     settings = Settings.model_validate(
         {
             "storage": f"sqlite:///{path}",
-            "api_token": "bench",
+            "api_token": "bench-token-0123456789",
             "flows": folder,
             "providers": {"sandbox": {"type": "sandbox", "channels": ["sms"]}},
             "triggers": {"chunk_size": chunk},

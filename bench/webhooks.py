@@ -75,7 +75,7 @@ from bench.common import (
 
 WARMUP = 500
 PROVIDER = "wa"
-TOKEN = "bench-token"
+TOKEN = "bench-token-0123456789"
 WEBHOOK_SECRET = "bench-webhook-secret"  # as a deployment would: the ?token= is checked
 
 FLOW = """

@@ -15,10 +15,11 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from engine import message_resend
+from engine import bad_http, message_resend
 from engine.api_body import UNSTORABLE, read_json
 from engine.api_models import IDEMPOTENCY_KEY_MAX, RunIn, pydantic_details
 from engine.api_views import ALL_EVENTS, message_view, run_view
+from engine.body_reads import BODY_READS, BodyReads, read_body
 from engine.errors import (
     Conflict,
     DisparoError,
@@ -36,6 +37,7 @@ from engine.models import Run
 from engine.openapi import OPENAPI_PATH, document_json
 from engine.outage_log import OutageLog
 from engine.runtime import Engine
+from engine.settings import Settings
 from engine.start_request import replayed_run
 from engine.webhook_refusals import RefusalLog
 
@@ -65,7 +67,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         response = await handler(request)
     except RequestError as exc:
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        response = error_response(exc.status, exc.code, exc.message, exc.details)
+        if exc.status == 408:
+            response.force_close()  # RFC 9110: the rest of that body may never come
+        return response
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[ENGINE].settings.server.max_body_bytes
         return error_response(
@@ -334,21 +339,33 @@ def webhook_secret(provider: object) -> str | None:
     return str(secret) if secret else None
 
 
+def no_webhook() -> web.Response:
+    """The answer to a webhook for a provider name the config lacks and to one with
+    a wrong or no ``?token=``, alike: an outsider learns no provider names (the log
+    tells the operator which it was)."""
+    return error_response(
+        404,
+        "NOT_FOUND",
+        "no webhook takes this URL; check the provider name in it and its ?token=",
+    )
+
+
 async def webhook(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     name = request.match_info["provider"]
     provider = engine.providers.get(name)
     if provider is None:
-        return error_response(404, "NOT_FOUND", f"no provider named {name!r} is configured")
+        request.app[REFUSALS].unknown(name, known=sorted(engine.providers))
+        return no_webhook()
     secret = webhook_secret(provider)
     if secret:
         token = request.query.get("token", "")
         if not secrets.compare_digest(token.encode("utf-8", "surrogateescape"), secret.encode()):
             engine.metrics.webhooks.labels(name, "unauthorized").inc()
             request.app[REFUSALS].unauthorized(name, given="token" in request.query)
-            return error_response(401, "UNAUTHORIZED", "wrong or missing ?token= for this webhook")
+            return no_webhook()
     started = time.perf_counter()
-    body = await request.read()
+    body = await read_body(request)
     try:
         outcome = await engine.ingest_webhook(name, body, dict(request.headers))
     except ProviderRejected as exc:
@@ -401,6 +418,12 @@ async def openapi(request: web.Request) -> web.Response:
     return web.Response(text=document_json(), content_type="application/json")
 
 
+def server_options(settings: Settings) -> dict[str, Any]:
+    """What ``web.AppRunner`` takes from the config: a connection idle (or sending its
+    headers) for ``server.idle_timeout`` seconds is closed."""
+    return {"keepalive_timeout": settings.server.idle_timeout}
+
+
 def build_app(engine: Engine) -> web.Application:
     from engine import api_contacts, api_events  # their handlers import this module
 
@@ -410,6 +433,8 @@ def build_app(engine: Engine) -> web.Application:
     )
     app[ENGINE] = engine
     app[REFUSALS] = RefusalLog(engine.clock)
+    app[BODY_READS] = BodyReads(engine.settings.server.body_timeout, engine.clock)
+    bad_http.watch(app, engine.clock)
     app[OUTAGE] = OutageLog(log, "requests answer 503", "requests answered 503")
     app[HEALTH] = HealthProbe(lambda: engine.store.health(), engine.settings.server.health_timeout)
     app.on_cleanup.append(_close_health)

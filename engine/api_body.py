@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from engine.body_reads import read_body
 from engine.errors import FieldError, RequestError
 
 
@@ -26,7 +27,7 @@ MAX_DEPTH = 32
 
 
 async def read_json(request: web.Request) -> Any:
-    raw = await request.read()
+    raw = await read_body(request)
     try:
         # NaN and Infinity are not JSON (RFC 8259): stored, they would make every
         # later answer about that contact unreadable to a strict client.

@@ -31,6 +31,7 @@ ERRORS: dict[str, tuple[str, str]] = {
     "401": ("Unauthorized", "no `Authorization: Bearer <api_token>`, or a wrong token"),
     "404": ("NotFound", "no such run, message, contact, flow or path"),
     "405": ("MethodNotAllowed", "the path takes another method (the `Allow` header lists it)"),
+    "408": ("BodyTimeout", "the body did not arrive in full within `server.body_timeout`"),
     "409": ("Conflict", "the request conflicts with what is stored; it changed nothing"),
     "413": ("TooLarge", "the body is larger than `server.max_body_bytes`"),
     "422": ("Unprocessable", "the flow is unknown, or does not start over HTTP"),
@@ -108,7 +109,7 @@ def _runs() -> dict[str, Any]:
                     "201": _json(ref("RunStarted"), "the run started"),
                     "200": _json(ref("RunStarted"), "the same request again: the run it started"),
                 },
-                ("400", "401", "409", "413", "422"),
+                ("400", "401", "408", "409", "413", "422"),
                 description="The contact is created or updated with what the request holds. "
                 "An `idempotency_key` (or the `Idempotency-Key` header) starts one run however "
                 "often the request is retried; the same key with another request is a 409 "
@@ -195,7 +196,7 @@ def _events() -> dict[str, Any]:
                 "events_post",
                 "Report replies, button taps, attendance, opt-outs and statuses",
                 {"202": _json(ref("EventsAccepted"), "stored; one outcome per event")},
-                ("400", "401", "404", "413"),
+                ("400", "401", "404", "408", "413"),
                 description="One event or a list. The whole request is checked before any "
                 "of it is stored: a 400 or 404 stores nothing. An `id` seen before is a "
                 "`duplicate` and changes nothing.",
@@ -218,7 +219,7 @@ def _contacts() -> dict[str, Any]:
                     "200": _json(ref("Contact"), "updated"),
                     "201": _json(ref("Contact"), "created"),
                 },
-                ("400", "401", "413"),
+                ("400", "401", "408", "413"),
                 description="A field left out or `null` keeps what is stored; `context` "
                 "merges key by key (a key set to `null` is removed).",
                 body=body,
@@ -306,9 +307,10 @@ def _operations() -> dict[str, Any]:
                 "webhooks_post",
                 "A provider's status or inbound webhook",
                 {"200": _json(ref("WebhookStored"), "stored durably")},
-                ("400", "401", "404", "413"),
+                ("400", "404", "408", "413"),
                 description="Answered 200 only once what it reports is stored, so a "
-                "vendor that retries on anything else loses nothing.",
+                "vendor that retries on anything else loses nothing. An unknown provider "
+                "and a wrong or missing `?token=` get the same 404.",
                 body={"required": True, "content": {"application/json": {"schema": {}}}},
                 public=True,
             ),

@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection
 
 from aiohttp import web
 
-from engine.api import build_app, webhook_secret
+from engine.api import build_app, server_options, webhook_secret
 from engine.early_signals import reload_asked
 from engine.errors import StoreError, UserInputError
 from engine.gc_policy import tune_for_serving
@@ -23,7 +23,7 @@ from engine.runtime import Engine
 from engine.serve_lock import one_server_per_file
 from engine.settings import Settings
 
-EXAMPLE_API_TOKEN = "dev-token"  # config/disparo.yaml's default, for make run
+EXAMPLE_API_TOKEN = "dev-token-change-me"  # config/disparo.yaml's default, for make run
 
 log = logging.getLogger("disparo.serve")
 
@@ -71,7 +71,9 @@ async def _serve_engine(
 ) -> None:
     """Listen on ``sockets`` until ``stop``; then finish as ``serve`` says."""
     loop = asyncio.get_running_loop()
-    runner = web.AppRunner(build_app(engine), access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        build_app(engine), access_log=None, handle_signals=False, **server_options(settings)
+    )
     await runner.setup()
     for sock in sockets:
         await web.SockSite(runner, sock).start()

@@ -35,6 +35,7 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 import providers.registry as registry
 from engine.errors import ConfigError, Problem
@@ -45,6 +46,7 @@ from engine.flow.yaml_source import DocPath, SourceMap, YamlSourceError, format_
 from engine.models import NumbersRefuseBooleans
 from engine.opt_out import DEFAULT_OPT_OUT_KEYWORDS
 from engine.opt_out import normalise as normalise_keyword
+from engine.secret_length import too_short
 from engine.wording import counted
 from providers.base import ProviderConfig, url_secrets
 
@@ -71,6 +73,19 @@ class ServerSettings(_Section):
         gt=0,
         le=60,
         description="Seconds GET /healthz waits for the store before answering 503",
+    )
+    body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds a request's body may take to arrive in full before 408",
+    )
+    idle_timeout: float = Field(
+        default=75.0,
+        gt=0,
+        le=3600,
+        description="Seconds a connection may stay idle, or take to send a request's "
+        "headers, before it is closed",
     )
 
 
@@ -197,6 +212,11 @@ class Settings(_Section):
     def _some_token(cls, value: SecretStr) -> SecretStr:
         if not value.get_secret_value().strip():
             raise ValueError("the API token is empty; set DISPARO_API_TOKEN or `api_token:`")
+        why = too_short(value.get_secret_value(), "set DISPARO_API_TOKEN (or `api_token:`) to")
+        if why is not None:
+            # Its own error type: the config's wording hides a secret's ValueError text
+            # that holds the secret, and a short one (`it`) is in most sentences.
+            raise PydanticCustomError("secret_too_short", why)
         return value
 
     @field_validator("opt_out_keywords")
@@ -454,4 +474,21 @@ def _providers(
                     secret=_secret_path,
                 )
             )
+        else:
+            _guessable_webhook_secret(configs[name], path, where, out)
     return configs
+
+
+def _guessable_webhook_secret(
+    config: ProviderConfig, path: DocPath, where: SourceMap, out: list[Problem]
+) -> None:
+    if config.webhook_secret is None:
+        return
+    why = too_short(
+        config.webhook_secret,
+        "set it to",
+        "; then give the vendor the webhook URL with ?token=<it>",
+    )
+    if why is not None:
+        field = (*path, "webhook_secret")
+        out.append(where.problem(field, f"`webhook_secret` in provider `{path[-1]}` {why}"))

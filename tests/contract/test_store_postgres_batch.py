@@ -198,7 +198,7 @@ async def test_a_database_from_a_newer_disparo_is_refused(postgres_dsn: str) -> 
 def test_disparo_migrate_on_postgresql(postgres_dsn: str, tmp_path: Path) -> None:
     config = tmp_path / "disparo.yaml"
     config.write_text(
-        f"storage: '{postgres_dsn}'\napi_token: t\nflows: {ROOT / 'flows'}\n"
+        f"storage: '{postgres_dsn}'\napi_token: t0ken-0123456789\nflows: {ROOT / 'flows'}\n"
         "providers:\n  sandbox: {type: sandbox}\n"
     )
 

@@ -39,7 +39,7 @@ def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
         providers[name] = {**providers[name], **change}
     data: dict[str, Any] = {
         "storage": f"sqlite:///{tmp_path / 'disparo.db'}",
-        "api_token": "test-token",
+        "api_token": "test-token-0123456789",
         "timezone": "America/Sao_Paulo",
         "flows": overrides.pop("flows", ROOT / "flows"),
         "templates": ROOT / "config" / "templates.yaml",

@@ -906,7 +906,7 @@ def test_a_bearer_token_in_the_config_file_is_pointed_at_without_showing_it(
 ) -> None:
     config = tmp_path / "disparo.yaml"
     config.write_text(
-        "api_token: dev-token\n"
+        "api_token: dev-token-change-me\n"
         f"storage: sqlite:///{tmp_path / 'disparo.db'}\n"
         "providers:\n"
         "  altu:\n"

@@ -16,7 +16,7 @@ from providers.generic_webhook import status_body
 from storage import sqlite_batch
 from tests.integration.engine_kit import Harness, harness, settings_for
 
-AUTH = {"Authorization": "Bearer test-token"}
+AUTH = {"Authorization": "Bearer test-token-0123456789"}
 RUN = {
     "flow": "cobranca_boleto",
     "contact": {"id": "c-1", "phone": "+55 11 99999-8888", "name": "Maria Souza"},
@@ -376,15 +376,18 @@ async def test_webhooks_need_the_instance_token_and_respect_the_size_limit(
         try:
             missing = await client.post("/webhooks/sandbox", data=body)
             wrong = await client.post("/webhooks/sandbox?token=nope", data=body)
+            unknown = await client.post("/webhooks/sandbax?token=nope", data=body)
             right = await client.post("/webhooks/sandbox?token=s3cr3t-hook", data=body)
             huge = await client.post("/webhooks/sandbox?token=s3cr3t-hook", data=b"x" * 5000)
-            said = await wrong.text()
+            said = [await a.read() for a in (missing, wrong, unknown)]
         finally:
             await client.close()
 
-    assert (missing.status, wrong.status, right.status) == (401, 401, 200)
+    assert (missing.status, wrong.status, unknown.status, right.status) == (404, 404, 404, 200)
+    # An outsider cannot tell a provider name that exists from one that does not.
+    assert said[0] == said[1] == said[2]
+    assert b"s3cr3t-hook" not in said[0]
     assert huge.status == 413
-    assert "s3cr3t-hook" not in said
 
 
 async def test_a_contact_s_runs_are_listed_oldest_first_and_filtered_by_status(api: Any) -> None:

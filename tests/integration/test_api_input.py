@@ -528,7 +528,7 @@ async def test_an_idempotency_key_header_of_bytes_that_are_not_utf8_is_a_400(api
     body = b'{"flow": "cobranca_boleto", "contact": {"id": "c-1"}}'
     reader, writer = await asyncio.open_connection(client.host, client.port)
     writer.write(
-        b"POST /v1/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token\r\n"
+        b"POST /v1/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token-0123456789\r\n"
         b"Idempotency-Key: k-\xff\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
         % (len(body), body)
     )

@@ -137,7 +137,7 @@ async def test_logs_mask_phones_and_hide_the_api_token(
             await h.engine.ingest_contact_events(
                 [ContactEvent(type="reply", at=h.clock.now(), phone="+5511977776666", text="oi")]
             )
-            logging.getLogger("disparo.test").info("token is %s", "test-token")
+            logging.getLogger("disparo.test").info("token is %s", "test-token-0123456789")
             await h.start("cobranca_boleto", context=BOLETO)
             await h.advance(timedelta(seconds=6))
     finally:
@@ -147,7 +147,7 @@ async def test_logs_mask_phones_and_hide_the_api_token(
     assert "inbound reply" in text
     assert "+5511977776666" not in text
     assert "5511977776666" not in text
-    assert "test-token" not in text
+    assert "test-token-0123456789" not in text
 
 
 async def test_stopping_while_a_claim_commits_leaves_the_claimed_work_to_the_next_process(

@@ -22,7 +22,7 @@ from engine.errors import StoreUnavailable
 from storage.postgres import PostgresStore
 from tests.contract.conftest import fresh_postgres_schema, postgres_dsn_or_skip
 
-AUTH = {"Authorization": "Bearer test-token"}
+AUTH = {"Authorization": "Bearer test-token-0123456789"}
 RUN = {
     "flow": "cobranca_boleto",
     "contact": {"id": "c-1", "phone": "+55 11 99999-8888"},

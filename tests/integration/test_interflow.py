@@ -1095,7 +1095,7 @@ def test_config_is_normalised_and_its_secrets_are_known_to_the_settings() -> Non
     defaults = InterflowConfig(api_key=SecretStr(API_KEY), channel_id=CHANNEL)
     assert (defaults.base_url, defaults.per_minute) == ("https://api.interflow.chat", 60)
     settings = Settings.model_validate(
-        {"api_token": "t0ken-xyz", "providers": {"interflow": config.model_dump()}}
+        {"api_token": "t0ken-xyz-0123456789", "providers": {"interflow": config.model_dump()}}
     )
     assert {API_KEY, "hook-secret-123"} <= set(settings.secret_values())
     assert API_KEY not in repr(settings)

@@ -6,7 +6,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-AUTH = {"Authorization": "Bearer test-token"}
+AUTH = {"Authorization": "Bearer test-token-0123456789"}
 RUN = {
     "flow": "cobranca_boleto",
     "contact": {"id": "c-1", "phone": "+55 11 99999-8888", "name": "Maria Souza"},

@@ -10,14 +10,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from engine.api import build_app
 from engine.models import ContactUpsert
 from engine.why_text import why_lines
 from tests.integration.engine_kit import harness, settings_with_flows
+from tests.integration.openapi_conformance import checked_client
+from tests.integration.test_api import AUTH
 
-AUTH = {"Authorization": "Bearer test-token"}
 CPF = "529.982.247-25"
 PHONE = "+5511987650002"
 EMAIL = "titular.privado@example.com"
@@ -49,9 +48,7 @@ async def test_a_render_error_keeps_the_contacts_data_out_of_logs_events_and_api
         f'"{text}"',
     )
     async with harness(settings_with_flows(tmp_path, flow)) as h:
-        client = TestClient(TestServer(build_app(h.engine)))
-        await client.start_server()
-        try:
+        async with checked_client(h.engine) as client:
             with caplog.at_level(logging.INFO):
                 run, _ = await h.engine.start_run(
                     "cadastro",
@@ -59,9 +56,9 @@ async def test_a_render_error_keeps_the_contacts_data_out_of_logs_events_and_api
                     context={"cpf": CPF, "contatos": [PHONE]},
                 )
                 await h.engine.settle()
-            view = await (await client.get(f"/v1/runs/{run.id}", headers=AUTH)).json()
-        finally:
-            await client.close()
+            answer = await client.get(f"/v1/runs/{run.id}", headers=AUTH)
+            assert answer.status == 200, await answer.text()
+            view = await answer.json()
         events = await h.engine.store.list_events(run_id=run.id, limit=1000)
         stored = "\n".join(m.last_error or "" for m in await h.messages(run.id))
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.serve import warn_open_doors
+from engine.serve import EXAMPLE_API_TOKEN, warn_open_doors
 from providers.robbu import RobbuConfig
 from tests.integration.engine_kit import harness, settings_for
 
@@ -19,7 +19,7 @@ async def test_a_webhook_without_a_secret_and_the_example_token_are_warned_of(
 ) -> None:
     settings = settings_for(
         tmp_path,
-        api_token="dev-token",
+        api_token=EXAMPLE_API_TOKEN,
         provider_changes={"sandbox_sms": {"webhook_secret": "s3nha-do-webhook"}},
     )
     async with harness(settings) as h:

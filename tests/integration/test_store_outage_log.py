@@ -14,7 +14,7 @@ import pytest
 from engine.errors import StoreUnavailable
 from tests.integration.engine_kit import running_engine, settings_for, until
 
-AUTH = {"Authorization": "Bearer test-token"}
+AUTH = {"Authorization": "Bearer test-token-0123456789"}
 
 
 async def test_an_outage_is_one_warning_then_one_info_not_a_line_per_request(

@@ -67,14 +67,36 @@ async def test_a_webhook_with_a_wrong_token_is_warned_about_without_the_token(
         finally:
             await client.close()
 
-    assert [a.status for a in answers] == [401, 401, 200, 401]
+    assert [a.status for a in answers] == [404, 404, 200, 404]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     token_lines = [w for w in warnings if "?token=" in w]
     assert len(token_lines) == 2, warnings  # once a minute, apart from the item refusal
     assert token_lines[0].startswith("webhook sandbox: a request with a wrong ?token= refused")
     assert "providers.sandbox.webhook_secret" in token_lines[0]
     assert token_lines[1].startswith(
-        "webhook sandbox: a request with no ?token= refused (401) (1 more refusal since"
+        "webhook sandbox: a request with no ?token= refused (404) (1 more refusal since"
     )
     assert any("1 item refused" in w for w in warnings)  # the valid one's item, said too
     assert not any("old-t0ken" in w or "s3cr3t-hook" in w for w in warnings)
+
+
+async def test_a_webhook_for_an_unknown_provider_is_warned_about_once_a_minute_for_all(
+    api: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, h = api
+    caplog.set_level(logging.INFO, logger="disparo.api")
+    answers = [await client.post("/webhooks/sandbax", data=BAD_STATUS)]
+    answers.append(await client.post("/webhooks/other%0Aname", data=BAD_STATUS))
+    h.clock.advance(61)
+    answers.append(await client.post("/webhooks/robbu", data=BAD_STATUS))
+
+    assert [a.status for a in answers] == [404, 404, 404]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2, warnings  # one key for every name an outsider makes up
+    assert warnings[0].startswith(
+        "webhook 'sandbax': no provider of that name is configured; a request refused (404)"
+    )
+    assert warnings[0].endswith("the configured ones: sandbox, sandbox_sms")
+    assert warnings[1].startswith("webhook 'robbu': no provider of that name")
+    assert "(1 more refusal since the last warning)" in warnings[1]
+    assert not any("\n" in w for w in warnings)  # a name's line break stays escaped

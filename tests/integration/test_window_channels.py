@@ -65,7 +65,7 @@ async def test_an_api_reply_that_says_it_came_by_sms_opens_no_window(tmp_path: P
 
     settings = settings_with_flows(tmp_path, FLOW)
     async with harness(settings) as h, checked_client(h.engine) as client:
-        auth = {"Authorization": "Bearer test-token"}
+        auth = {"Authorization": "Bearer test-token-0123456789"}
         await client.put("/v1/contacts/c-1", json={"phone": "+5511999998888"}, headers=auth)
         answer = await client.post(
             "/v1/events",

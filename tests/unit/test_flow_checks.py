@@ -414,7 +414,9 @@ def test_a_location_url_interflow_has_no_field_for_is_a_check_error() -> None:
     from engine.settings import Settings
 
     interflow = {"type": "interflow", "api_key": "k", "channel_id": str(uuid.UUID(int=1))}
-    settings = Settings.model_validate({"api_token": "t", "providers": {"iflow": interflow}})
+    settings = Settings.model_validate(
+        {"api_token": "t0ken-0123456789", "providers": {"iflow": interflow}}
+    )
     caps = capabilities_of(settings)
     source = (
         "flow: f\nstart: a\ndefaults: {provider: iflow}\nsteps:\n"
