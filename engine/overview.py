@@ -20,6 +20,24 @@ def _ago(then: datetime | None, now: datetime) -> str:
     return f"{seconds // 3600} h ago"
 
 
+def _within(then: datetime, now: datetime) -> int:
+    return max(0, round((then - now).total_seconds()))
+
+
+def lease_lines(overview: Overview, now: datetime) -> list[str]:
+    """The processes holding due work now (``host:pid:...``), as many as there are
+    dispatchers at work; one that died shows until its leases end."""
+    if not overview.leases:
+        return ["processes holding work: none"]
+    width = max(len(owner) for owner in overview.leases)
+    lines = [f"processes holding work: {len(overview.leases)}"]
+    for owner, held in overview.leases.items():
+        first, last = _within(held.first_ends_at, now), _within(held.last_ends_at, now)
+        ends = f"{first} s" if first == last else f"{first}-{last} s"
+        lines.append(f"  {owner:<{width}}  {held.rows:>8,} rows, leases end in {ends}")
+    return lines
+
+
 def non_iana_zones(overview: Overview) -> dict[str, int]:
     """Contacts by stored zone that is no IANA name (an earlier release took it)."""
     return {zone: n for zone, n in overview.contact_zones.items() if not is_iana_zone(zone)}
@@ -37,6 +55,7 @@ def overview_lines(overview: Overview, now: datetime) -> list[str]:
             )
     else:
         lines.append("  none")
+    lines += lease_lines(overview, now)
     lines.append("open runs")
     if overview.open_runs:
         width = max(len(flow) for flow in overview.open_runs)
@@ -70,6 +89,14 @@ def overview_json(overview: Overview, now: datetime) -> dict[str, Any]:
                 "oldest_due_at": c.oldest_due_at.isoformat() if c.oldest_due_at else None,
             }
             for kind, c in overview.due_work.items()
+        },
+        "leases": {
+            owner: {
+                "rows": held.rows,
+                "first_ends_at": held.first_ends_at.isoformat(),
+                "last_ends_at": held.last_ends_at.isoformat(),
+            }
+            for owner, held in overview.leases.items()
         },
         "open_runs": dict(overview.open_runs),
         "ambiguous_messages": overview.ambiguous_messages,

@@ -64,7 +64,7 @@ from storage.changes import (
     reported_change,
 )
 from storage.erasure import Erased
-from storage.overview import DueCounts, OpenRunReads, Overview
+from storage.overview import DueCounts, LeaseCounts, OpenRunReads, Overview
 from storage.purged import Purged
 from storage.run_message_reads import RunMessageReads
 from storage.trigger_state import StoredTrigger, TriggerStateReads
@@ -80,6 +80,7 @@ __all__ = [
     "DueCounts",
     "Erased",
     "IngestOutcome",
+    "LeaseCounts",
     "MessageChange",
     "NewMessage",
     "NewRun",

@@ -19,8 +19,20 @@ class DueCounts:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LeaseCounts:
+    """The due-work rows one process's dispatcher holds now, and when its leases end
+    (a process that died holds its rows until then; another one takes them over)."""
+
+    rows: int
+    first_ends_at: datetime
+    last_ends_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Overview:
     due_work: Mapping[str, DueCounts] = field(default_factory=dict)  # by kind
+    # by holder: the dispatcher's owner, ``host:pid:random`` (engine.runtime)
+    leases: Mapping[str, LeaseCounts] = field(default_factory=dict)
     open_runs: Mapping[str, int] = field(default_factory=dict)  # by flow
     ambiguous_messages: int = 0
     # Contacts by the zone they name (those naming none left out): a release before

@@ -1,4 +1,4 @@
-"""Reads of what is queued on PostgreSQL: ``Store.overview`` (four grouped reads)
+"""Reads of what is queued on PostgreSQL: ``Store.overview`` (five grouped reads)
 and ``Store.has_queued_status``."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from storage.overview import DueCounts, Overview
+from storage.overview import DueCounts, LeaseCounts, Overview
 
 _FREE = "(lease_until IS NULL OR lease_until <= $1)"
 _DUE = f"""
@@ -17,6 +17,10 @@ SELECT kind,
        min(due_at) FILTER (WHERE {_FREE} AND due_at <= $1)
 FROM due_work GROUP BY kind ORDER BY kind
 """
+_LEASES = (
+    "SELECT lease_owner, count(*), min(lease_until), max(lease_until) FROM due_work "
+    "WHERE lease_until > $1 GROUP BY lease_owner ORDER BY lease_owner"
+)
 _OPEN_RUNS = (
     "SELECT flow, count(*) FROM runs WHERE status IN ('active', 'waiting') "
     "GROUP BY flow ORDER BY flow"
@@ -55,11 +59,19 @@ class OverviewMethods:
             row[0]: DueCounts(due=row[1], leased=row[2], later=row[3], oldest_due_at=row[4])
             for row in await self._fetch(_DUE, now)
         }
+        leases = {
+            row[0]: LeaseCounts(rows=row[1], first_ends_at=row[2], last_ends_at=row[3])
+            for row in await self._fetch(_LEASES, now)
+        }
         runs = {row[0]: row[1] for row in await self._fetch(_OPEN_RUNS)}
         (ambiguous,) = (await self._fetch(_AMBIGUOUS))[0]
         zones = {row[0]: row[1] for row in await self._fetch(_ZONES)}
         return Overview(
-            due_work=due, open_runs=runs, ambiguous_messages=ambiguous, contact_zones=zones
+            due_work=due,
+            leases=leases,
+            open_runs=runs,
+            ambiguous_messages=ambiguous,
+            contact_zones=zones,
         )
 
     async def open_run_versions(self) -> dict[tuple[str, str], int]:

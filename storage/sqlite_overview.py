@@ -1,12 +1,12 @@
-"""``Store.overview`` on SQLite: three grouped reads (a CLI reads them in its own process)."""
+"""``Store.overview`` on SQLite: grouped reads (a CLI reads them in its own process)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from storage.overview import DueCounts, Overview
+from storage.overview import DueCounts, LeaseCounts, Overview
 from storage.sqlite_batch import GroupCommitConnection
-from storage.sqlite_codec import from_us_or_none, to_us
+from storage.sqlite_codec import from_us, from_us_or_none, to_us
 
 _FREE = "(lease_until IS NULL OR lease_until <= :now)"
 _DUE = f"""
@@ -17,6 +17,10 @@ SELECT kind,
        min(CASE WHEN {_FREE} AND due_at <= :now THEN due_at END)
 FROM due_work GROUP BY kind ORDER BY kind
 """
+_LEASES = (
+    "SELECT lease_owner, count(*), min(lease_until), max(lease_until) FROM due_work "
+    "WHERE lease_until > :now GROUP BY lease_owner ORDER BY lease_owner"
+)
 _OPEN_RUNS = (
     "SELECT flow, count(*) FROM runs WHERE status IN ('active', 'waiting') "
     "GROUP BY flow ORDER BY flow"
@@ -57,11 +61,21 @@ class OverviewMethods:
                 )
                 for kind, due, leased, later, oldest in db.execute(_DUE, params)
             }
+            leases = {
+                owner: LeaseCounts(
+                    rows=rows, first_ends_at=from_us(first), last_ends_at=from_us(last)
+                )
+                for owner, rows, first, last in db.execute(_LEASES, params)
+            }
             runs = dict(db.execute(_OPEN_RUNS))
             (ambiguous,) = db.execute(_AMBIGUOUS).fetchone()
             zones = dict(db.execute(_ZONES))
             return Overview(
-                due_work=due, open_runs=runs, ambiguous_messages=ambiguous, contact_zones=zones
+                due_work=due,
+                leases=leases,
+                open_runs=runs,
+                ambiguous_messages=ambiguous,
+                contact_zones=zones,
             )
 
         return link.read(read)

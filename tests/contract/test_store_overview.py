@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from engine.models import ContactUpsert, DueKind, MessageStatus, RunStatus
-from storage.base import DueCounts, Overview, Store
+from storage.base import DueCounts, LeaseCounts, Overview, Store
 from tests.contract.store_kit import NOW, Seed, at
 
 
@@ -31,12 +31,39 @@ async def test_due_work_by_kind_open_runs_by_flow_and_ambiguous_messages(
             "inbound": DueCounts(due=1, oldest_due_at=at(-5)),
             "timer": DueCounts(due=1, leased=1, later=1, oldest_due_at=at(-10)),
         },
+        leases={"node-a": LeaseCounts(rows=1, first_ends_at=at(30), last_ends_at=at(30))},
         open_runs={"cobranca": 2, "nps": 1},
         ambiguous_messages=1,
     )
     # Once the lease ends the row counts as due again, and as the oldest.
     later = await store.overview(NOW + timedelta(seconds=31))
     assert later.due_work["timer"] == DueCounts(due=2, later=1, oldest_due_at=at(-60))
+    assert later.leases == {}
+
+
+async def test_each_process_holding_work_is_shown_with_its_rows_and_when_they_end(
+    store: Store, seed: Seed
+) -> None:
+    """An operator running several engines sees which ones are at work; one killed
+    shows until its leases end, when another takes its rows over."""
+    run = await seed.run(status=RunStatus.WAITING)
+    for seconds in (-30, -20, -10):
+        await seed.due(DueKind.TIMER, run_id=run.id, due_at=at(seconds))
+    await store.claim_due_work(owner="host-a:101:aa", now=NOW, lease_seconds=30, limit=2)
+    await store.claim_due_work(
+        owner="host-b:202:bb", now=NOW + timedelta(seconds=5), lease_seconds=30, limit=1
+    )
+
+    overview = await store.overview(NOW + timedelta(seconds=10))
+
+    assert overview.leases == {
+        "host-a:101:aa": LeaseCounts(rows=2, first_ends_at=at(30), last_ends_at=at(30)),
+        "host-b:202:bb": LeaseCounts(rows=1, first_ends_at=at(35), last_ends_at=at(35)),
+    }
+    assert overview.due_work["timer"] == DueCounts(leased=3)
+    # host-a's leases ended: its rows are free again, host-b still holds its own.
+    after = await store.overview(NOW + timedelta(seconds=31))
+    assert list(after.leases) == ["host-b:202:bb"]
 
 
 async def test_an_empty_store_has_nothing_to_show(store: Store) -> None:
