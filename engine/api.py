@@ -113,7 +113,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Conflict as exc:
         return error_response(409, exc.code, str(exc))
     except StaleRun as exc:  # it kept moving while the request tried to change it
-        return error_response(409, exc.code, f"{exc}; the request changed nothing")
+        return error_response(409, exc.code, f"{exc}; {exc.outcome}")
     except UserInputError as exc:
         return error_response(400, exc.code, str(exc))
     except DisparoError as exc:

@@ -221,9 +221,10 @@ def _contacts() -> dict[str, Any]:
                 "Erase a contact and everything kept about them (LGPD art. 18, VI)",
                 {"200": json_answer(ref("Erased"), "erased")},
                 ("400", "401", "404"),
-                description="Its runs, messages, events and pending work go with it. Its "
-                "opt-out is kept (a list it comes back on does not message it) unless "
-                "`forget_opt_out=true`.",
+                description="In one transaction, with every run of theirs, its messages, "
+                "events, timers and sends, and their own events. A contact that opted out "
+                "keeps a bare row (its id and when it opted out), so a list it comes back on "
+                "starts a run the opt-out rule skips; `forget_opt_out=true` deletes it too.",
                 parameters=[
                     query_param(
                         "forget_opt_out",
@@ -270,8 +271,9 @@ def _contacts() -> dict[str, Any]:
                 {"200": json_answer(ref("CancelledRuns"), "the runs cancelled")},
                 ("400", "401", "404", "409"),
                 description="Each run with its timers and sends, e.g. when the boleto was "
-                "paid elsewhere. A run that keeps moving while it is cancelled is a 409 "
-                "`STALE_RUN`: retry.",
+                "paid elsewhere, each in a commit of its own. A run that keeps moving while "
+                "it is cancelled stops the request with a 409 `STALE_RUN` naming the runs "
+                "cancelled before it: retry to cancel the rest.",
                 parameters=[FLOW_FILTER],
                 codes={"409": ("STALE_RUN",)},
             ),
