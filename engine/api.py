@@ -17,7 +17,13 @@ from pydantic import BaseModel, ValidationError
 
 from engine import bad_http, message_resend
 from engine.api_body import UNSTORABLE, read_json
-from engine.api_models import IDEMPOTENCY_KEY_MAX, RunIn, pydantic_details
+from engine.api_models import (
+    IDEMPOTENCY_KEY_MAX,
+    MESSAGES_LIMIT,
+    MESSAGES_MAX,
+    RunIn,
+    pydantic_details,
+)
 from engine.api_views import ALL_EVENTS, message_view, run_view
 from engine.body_reads import BODY_READS, BodyReads, read_body
 from engine.errors import (
@@ -107,7 +113,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Conflict as exc:
         return error_response(409, exc.code, str(exc))
     except StaleRun as exc:  # it kept moving while the request tried to change it
-        return error_response(409, exc.code, f"{exc}; the request changed nothing")
+        return error_response(409, exc.code, f"{exc}; {exc.outcome}")
     except UserInputError as exc:
         return error_response(400, exc.code, str(exc))
     except DisparoError as exc:
@@ -283,7 +289,8 @@ async def get_message(request: web.Request) -> web.Response:
 
 async def list_messages(request: web.Request) -> web.Response:
     """``?status=ambiguous[&limit=N]``: the messages an operator has to settle."""
-    status, raw_limit = request.query.get("status"), request.query.get("limit", "100")
+    status = request.query.get("status")
+    raw_limit = request.query.get("limit", str(MESSAGES_LIMIT))
     problems = []
     if status != "ambiguous":
         problems.append(
@@ -293,9 +300,11 @@ async def list_messages(request: web.Request) -> web.Response:
                 "find the others through their run",
             )
         )
-    limit = query_int(raw_limit, low=1, high=1000)
+    limit = query_int(raw_limit, low=1, high=MESSAGES_MAX)
     if limit is None:
-        problems.append(FieldError(field="limit", message="a whole number from 1 to 1000"))
+        problems.append(
+            FieldError(field="limit", message=f"a whole number from 1 to {MESSAGES_MAX}")
+        )
     if problems:
         raise RequestError(
             status=400, code="VALIDATION_ERROR", message="bad query", details=problems

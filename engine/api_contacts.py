@@ -8,15 +8,16 @@ from aiohttp import web
 from engine import run_cancel
 from engine.api import ENGINE, parse_body, query_int
 from engine.api_body import read_json
-from engine.api_models import CONTACT_ID_MAX, ContactIn
+from engine.api_models import (
+    CONTACT_ID_MAX,
+    DECISIONS_LIMIT,
+    DECISIONS_MAX,
+    RUN_FILTERS,
+    ContactIn,
+)
 from engine.api_views import contact_view, event_view, run_summary
 from engine.contact_data import erase_contact, erased_view, export_contact
 from engine.errors import RequestError
-from engine.models import OPEN_RUN_STATUSES, RunStatus
-
-# How many decisions and events GET /v1/contacts/{id}/decisions answers, by default
-# and at most (?limit=).
-DECISIONS_LIMIT, DECISIONS_MAX = 200, 10_000
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
@@ -83,28 +84,20 @@ async def export_contact_data(request: web.Request) -> web.Response:
     return web.json_response(document)
 
 
-# ``?status=`` of GET /v1/contacts/{id}/runs: a run status, or a group of them.
-_RUN_FILTERS: dict[str, frozenset[RunStatus]] = {
-    "open": OPEN_RUN_STATUSES,
-    "finished": frozenset(RunStatus) - OPEN_RUN_STATUSES,
-    **{str(status): frozenset({status}) for status in RunStatus},
-}
-
-
 async def list_contact_runs(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     contact_id = contact_id_of(request)
     wanted = request.query.get("status")
-    if wanted is not None and wanted not in _RUN_FILTERS:
+    if wanted is not None and wanted not in RUN_FILTERS:
         raise RequestError.bad_field(
             "status",
             f"{wanted!r} is not a run status",
-            "status must be one of " + ", ".join(_RUN_FILTERS),
+            "status must be one of " + ", ".join(RUN_FILTERS),
         )
     await engine.get_contact(contact_id)  # 404 for an unknown contact
     runs = await engine.store.list_contact_runs(contact_id)
     if wanted is not None:
-        runs = [run for run in runs if run.status in _RUN_FILTERS[wanted]]
+        runs = [run for run in runs if run.status in RUN_FILTERS[wanted]]
     return web.json_response({"contact_id": contact_id, "runs": [run_summary(r) for r in runs]})
 
 

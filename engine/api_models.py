@@ -16,7 +16,7 @@ from pydantic import (
 )
 
 from engine.errors import FieldError
-from engine.models import ContactUpsert, in_utc
+from engine.models import OPEN_RUN_STATUSES, ContactUpsert, RunStatus, in_utc
 from engine.phones import InvalidPhone, normalise_phone
 from engine.wording import json_kind
 from engine.zones import is_iana_zone
@@ -26,6 +26,18 @@ from providers.base import Attachment
 CONTACT_ID_MAX = 200
 # The longest idempotency key, in the body or in the Idempotency-Key header.
 IDEMPOTENCY_KEY_MAX = 200
+# How many decisions and events GET /v1/contacts/{id}/decisions answers, by default
+# and at most (?limit=); the same for GET /v1/messages?status=ambiguous.
+DECISIONS_LIMIT, DECISIONS_MAX = 200, 10_000
+MESSAGES_LIMIT, MESSAGES_MAX = 100, 1000
+# ``?status=`` of GET /v1/contacts/{id}/runs: a run status, or a group of them.
+RUN_FILTERS: dict[str, frozenset[RunStatus]] = {
+    "open": OPEN_RUN_STATUSES,
+    "finished": frozenset(RunStatus) - OPEN_RUN_STATUSES,
+    **{str(status): frozenset({status}) for status in RunStatus},
+}
+
+
 # Something@domain.tld without spaces: a mistyped address is refused, not bounced later.
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
@@ -35,13 +47,37 @@ class _Body(BaseModel):
 
 
 class ContactIn(_Body):
-    id: str | None = Field(default=None, min_length=1, max_length=CONTACT_ID_MAX)
-    phone: str | None = None
-    email: str | None = None
-    name: str | None = Field(default=None, max_length=200)
-    tags: list[str] | None = None
-    timezone: str | None = None
-    context: dict[str, Any] | None = None
+    """A contact as ``PUT /v1/contacts/{id}`` and a run's start take it: a field left
+    out or ``null`` keeps what is stored."""
+
+    id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=CONTACT_ID_MAX,
+        description="Your id of the contact (a CRM key, a CPF, an e-mail address). Left "
+        "out, the phone (else the e-mail) is its id. On PUT it must be the URL's or absent.",
+    )
+    phone: str | None = Field(
+        default=None,
+        description="A phone number as people write it (`+55 11 99999-8888`), stored in "
+        "E.164 (`+5511999998888`; a Brazilian mobile without its ninth digit gets it). "
+        "It can be replaced, not cleared.",
+    )
+    email: str | None = Field(default=None, description="An e-mail address, name@domain.tld.")
+    name: str | None = Field(default=None, max_length=200, description="The contact's name.")
+    tags: list[str] | None = Field(
+        default=None, description="The contact's tags; given, they replace those stored."
+    )
+    timezone: str | None = Field(
+        default=None,
+        description="An IANA time zone (`America/Sao_Paulo`): the contact's local time, "
+        "for the rules that read it, instead of the config's `timezone`.",
+    )
+    context: dict[str, Any] | None = Field(
+        default=None,
+        description="What flows' templates and `when:` tests read about the contact; "
+        "merged key by key into what is stored (a key set to `null` is removed).",
+    )
 
     @field_validator("phone")
     @classmethod
@@ -89,10 +125,30 @@ class ContactIn(_Body):
 
 
 class RunIn(_Body):
-    flow: str
-    contact: ContactIn
-    context: dict[str, Any] = Field(default_factory=dict)
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=IDEMPOTENCY_KEY_MAX)
+    """A run to start: a flow for a contact."""
+
+    flow: str = Field(
+        description="A loaded flow whose `triggers:` include `- api: {}` (a flow that "
+        "lists no `triggers:` has that one)."
+    )
+    contact: ContactIn = Field(
+        description="The contact, created or updated with what this holds; it needs an "
+        "`id`, a `phone` or an `email`."
+    )
+    context: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The run's own context: its templates and `when:` tests see these "
+        "keys over the contact's stored context. Also merged into the contact's context "
+        "and kept in the run's `vars.context`.",
+    )
+    idempotency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=IDEMPOTENCY_KEY_MAX,
+        description="One run per key, however often the request is retried; the same "
+        "key with another request is a 409 `IDEMPOTENCY_KEY_REUSED`. Or send the "
+        "`Idempotency-Key` header.",
+    )
 
 
 def _contact_ref(value: Any) -> Any:
@@ -112,6 +168,8 @@ def _contact_ref(value: Any) -> Any:
 
 
 class EventIn(_Body):
+    """Something a contact did, or a message's status, for ``POST /v1/events``."""
+
     type: Literal[
         "reply",
         "button",
@@ -122,19 +180,56 @@ class EventIn(_Body):
         "opt_out",
         "opt_in",
         "status",
-    ]
-    contact: Annotated[str | ContactIn | None, BeforeValidator(_contact_ref)] = None
-    at: datetime | None = None
-    text: str | None = None
-    button_id: str | None = None
-    attendant: str | None = None
-    until: datetime | None = None
-    channel: Literal["whatsapp", "sms", "email"] | None = None  # what a reply came in on
-    attachment: Attachment | None = None  # a file or map pin a reply brought
-    message_id: str | None = None  # for type=status
-    status: Literal["sent", "delivered", "read", "failed"] | None = None
-    error: str | None = None
-    id: str | None = Field(default=None, description="Your id of this event; repeats are ignored")
+    ] = Field(
+        description="What happened: a `reply` (needs `text`, an `attachment` or both), a "
+        "tapped `button` or list `choice` (needs `button_id`), an `interaction`, an "
+        "attendance's start or end, an `opt_out` or `opt_in`, or a message's `status`."
+    )
+    contact: Annotated[str | ContactIn | None, BeforeValidator(_contact_ref)] = Field(
+        default=None,
+        description='Whose event: a contact id, or `{"phone": "+5511999998888"}` (or '
+        '`{"id": ...}`); required but on a `status`.',
+    )
+    at: datetime | None = Field(
+        default=None,
+        description="When it happened, with its offset (`2026-11-23T10:00:00-03:00`) or "
+        "in UTC (`…Z`), at most 5 minutes ahead of now. Left out: now.",
+    )
+    text: str | None = Field(default=None, description="What the contact wrote; not on a `status`.")
+    button_id: str | None = Field(
+        default=None, description="The tapped button's or list row's id; `button` and `choice`."
+    )
+    attendant: str | None = Field(
+        default=None, description="Who attends; `attendance_started` and `attendance_ended`."
+    )
+    until: datetime | None = Field(
+        default=None,
+        description="When the attendance ends if no `attendance_ended` comes, after `at`; "
+        "`attendance_started` only.",
+    )
+    channel: Literal["whatsapp", "sms", "email"] | None = Field(
+        default=None,
+        description="What a `reply`, `button` or `choice` came in on: only WhatsApp opens "
+        "the 24 h window. Left out: whatsapp.",
+    )
+    attachment: Attachment | None = Field(
+        default=None, description="A file or map pin a `reply` brought."
+    )
+    message_id: str | None = Field(
+        default=None, description="The message a `status` is about (required there)."
+    )
+    status: Literal["sent", "delivered", "read", "failed"] | None = Field(
+        default=None, description="The message's new status (required on a `status`)."
+    )
+    error: str | None = Field(
+        default=None,
+        description="Why the message failed, kept as its last error; a `status` only.",
+    )
+    id: str | None = Field(
+        default=None,
+        description="Your id of this event: an id seen before is a `duplicate` and changes "
+        "nothing (a provider's redelivery).",
+    )
 
     @field_validator("at", "until")
     @classmethod

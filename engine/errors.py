@@ -137,6 +137,9 @@ class StaleRun(StoreError):
     """The run changed since it was read (optimistic concurrency); re-read and retry."""
 
     code = "STALE_RUN"
+    # What the request that met it did, for its 409: every API write is one commit,
+    # but a contact's cancel commits run by run (``engine.run_cancel``).
+    outcome = "the request changed nothing"
 
 
 # How often a change refused with ``StaleRun`` is read again and retried before giving up.

@@ -26,7 +26,8 @@ def ref(name: str) -> Schema:
 
 
 def nullable(schema: Schema) -> Schema:
-    return {"oneOf": [schema, {"type": "null"}]}
+    """``schema`` or null, written as pydantic writes the request bodies' optionals."""
+    return {"anyOf": [schema, {"type": "null"}]}
 
 
 def obj(properties: dict[str, Schema], description: str = "") -> Schema:
@@ -51,18 +52,68 @@ INTEGER: Schema = {"type": "integer"}
 BOOLEAN: Schema = {"type": "boolean"}
 TIME: Schema = {"type": "string", "format": "date-time"}
 ANY_OBJECT: Schema = {"type": "object", "additionalProperties": True}
-RUN_STATUS: Schema = {"type": "string", "enum": [str(s) for s in RunStatus]}
-MESSAGE_STATUS: Schema = {"type": "string", "enum": [str(s) for s in MessageStatus]}
+MESSAGE_STATUSES = [str(s) for s in MessageStatus]
+
+# The enums of the request bodies that get a name of their own, so a generated
+# client has ``EventType`` rather than ``Type1`` or ``EventInStatusType0``:
+# (model, field, name).
+_NAMED_ENUMS = (
+    ("EventIn", "type", "EventType"),
+    ("EventIn", "channel", "Channel"),
+    ("EventIn", "status", "ReportedStatus"),
+    ("Attachment", "type", "AttachmentType"),
+)
 
 
 def request_schemas() -> dict[str, Schema]:
-    """RunIn, ContactIn, EventIn and what they hold, as pydantic validates them."""
+    """RunIn, ContactIn, EventIn and what they hold, as pydantic validates them; the
+    body of ``POST /v1/events`` (one event or a list) as ``EventsIn``."""
     _, top = models_json_schema(
         [(RunIn, "validation"), (ContactIn, "validation"), (EventIn, "validation")],
         ref_template=REF,
     )
     schemas: dict[str, Schema] = top["$defs"]
+    for schema in schemas.values():
+        for prop in schema["properties"].values():
+            prop.pop("title", None)  # pydantic's "Button Id": the name said again
+    for model, name, component in _NAMED_ENUMS:
+        prop = schemas[model]["properties"][name]
+        options = prop.get("anyOf", [prop])
+        (enum,) = (option for option in options if "enum" in option)
+        schemas[component] = {"type": "string", "enum": enum["enum"]}
+        for key in ("type", "enum"):
+            enum.pop(key)
+        enum["$ref"] = REF.format(model=component)
+    schemas["EventList"] = {
+        **array(ref("EventIn")),
+        "minItems": 1,
+        "description": "Events checked as one: if any is refused, none is stored.",
+    }
+    schemas["EventsIn"] = {
+        "description": "One event, or a list of at least one.",
+        "oneOf": [ref("EventIn"), ref("EventList")],
+    }
     return schemas
+
+
+# Every `code` an error answer may carry, for the Error schema's description.
+ERROR_CODES = (
+    "VALIDATION_ERROR",
+    "INVALID_JSON",
+    "INVALID_WEBHOOK",
+    "UNAUTHORIZED",
+    "NOT_FOUND",
+    "METHOD_NOT_ALLOWED",
+    "BODY_TIMEOUT",
+    "CONFLICT",
+    "IDEMPOTENCY_KEY_REUSED",
+    "STALE_RUN",
+    "BODY_TOO_LARGE",
+    "UNKNOWN_FLOW",
+    "NOT_AN_API_FLOW",
+    "INTERNAL",
+    "STORE_UNAVAILABLE",
+)
 
 
 def answer_schemas() -> dict[str, Schema]:
@@ -70,8 +121,8 @@ def answer_schemas() -> dict[str, Schema]:
         "id": STRING,
         "flow": STRING,
         "version": {**STRING, "description": "the flow version the run started on"},
-        "step": STRING,
-        "status": RUN_STATUS,
+        "step": {**STRING, "description": "the step the run is at (or ended at)"},
+        "status": ref("RunStatus"),
         "idempotency_key": nullable(STRING),
         "created_at": nullable(TIME),
         "updated_at": nullable(TIME),
@@ -79,34 +130,43 @@ def answer_schemas() -> dict[str, Schema]:
     run = {
         **run_summary,
         "contact_id": STRING,
-        "vars": ANY_OBJECT,
+        "vars": {**ANY_OBJECT, "description": "the run's variables; `context` is its own"},
         "messages": array(ref("Message")),
         "history": {**array(ref("Event")), "description": "oldest first"},
     }
+    codes = ", ".join(f"`{code}`" for code in ERROR_CODES)
     return {
-        "Error": obj(
+        "RunStatus": {
+            "type": "string",
+            "enum": [str(s) for s in RunStatus],
+            "description": "`active` and `waiting` are open; the others are finished",
+        },
+        "MessageStatus": {"type": "string", "enum": MESSAGE_STATUSES},
+        "EventOutcome": {
+            "type": "string",
+            "enum": list(get_args(IngestOutcome)),
+            "description": "`duplicate`: an `id` seen before, nothing changed",
+        },
+        "HealthStatus": {"type": "string", "enum": ["ok", "unavailable"]},
+        "FieldError": obj(
             {
-                "error": obj(
-                    {
-                        "code": {**STRING, "description": "stable, for programs"},
-                        "message": {**STRING, "description": "for people"},
-                        "details": array(
-                            obj(
-                                {
-                                    "field": {
-                                        **STRING,
-                                        "description": "e.g. `contact.phone`, `[1].at`",
-                                    },
-                                    "message": STRING,
-                                }
-                            )
-                        ),
-                    }
-                )
-            },
-            "Every error answer of disparo has this shape.",
+                "field": {**STRING, "description": "e.g. `contact.phone`, `[1].at`"},
+                "message": {**STRING, "description": "what is wrong with it, and what to do"},
+            }
         ),
-        "RunStarted": obj({"run_id": STRING, "status": RUN_STATUS, "step": STRING}),
+        "ErrorBody": obj(
+            {
+                "code": {
+                    **STRING,
+                    "description": f"stable, for programs: one of {codes}; a 500 may carry "
+                    "the failing part's own code",
+                },
+                "message": {**STRING, "description": "for people"},
+                "details": array(ref("FieldError")),
+            }
+        ),
+        "Error": obj({"error": ref("ErrorBody")}, "Every error answer of disparo has this shape."),
+        "RunStarted": obj({"run_id": STRING, "status": ref("RunStatus"), "step": STRING}),
         "RunSummary": obj(run_summary),
         "Run": obj(run),
         "CancelledRun": obj({"run_id": STRING, **run}),
@@ -127,13 +187,13 @@ def answer_schemas() -> dict[str, Schema]:
                 "contact_id": STRING,
                 "flow": STRING,
                 "step": STRING,
-                "provider": STRING,
-                "channel": STRING,
-                "status": MESSAGE_STATUS,
+                "provider": {**STRING, "description": "the provider's name in the config"},
+                "channel": ref("Channel"),
+                "status": ref("MessageStatus"),
                 "status_at": {
                     "type": "object",
                     "description": "when the message reached each status",
-                    "propertyNames": {"enum": MESSAGE_STATUS["enum"]},
+                    "propertyNames": {"enum": MESSAGE_STATUSES},
                     "additionalProperties": TIME,
                 },
                 "provider_message_id": nullable(STRING),
@@ -141,15 +201,26 @@ def answer_schemas() -> dict[str, Schema]:
                 "attempts": INTEGER,
                 "next_attempt_at": nullable(TIME),
                 "last_error": nullable(STRING),
-                "payload": nullable(ANY_OBJECT),
+                "payload": {
+                    **nullable(ANY_OBJECT),
+                    "description": "what was sent to the provider",
+                },
                 "created_at": nullable(TIME),
             }
         ),
         "MessageList": obj({"messages": array(ref("Message"))}),
+        "Attendance": obj(
+            {
+                "attendant": nullable(STRING),
+                "since": TIME,
+                "until": {**nullable(TIME), "description": "null: until `attendance_ended`"},
+            },
+            "A person attending the contact, since an `attendance_started` event.",
+        ),
         "Contact": obj(
             {
                 "id": STRING,
-                "phone": nullable(STRING),
+                "phone": {**nullable(STRING), "description": "E.164"},
                 "email": nullable(STRING),
                 "name": nullable(STRING),
                 "tags": array(STRING),
@@ -158,9 +229,7 @@ def answer_schemas() -> dict[str, Schema]:
                 "last_inbound_at": nullable(TIME),
                 "last_interaction_at": nullable(TIME),
                 "last_outbound_at": nullable(TIME),
-                "attendance": nullable(
-                    obj({"attendant": nullable(STRING), "since": TIME, "until": nullable(TIME)})
-                ),
+                "attendance": nullable(ref("Attendance")),
                 "opted_out_at": nullable(TIME),
             }
         ),
@@ -168,7 +237,7 @@ def answer_schemas() -> dict[str, Schema]:
             {
                 "accepted": {**INTEGER, "description": "the events that were not duplicates"},
                 "outcomes": {
-                    **array({"type": "string", "enum": list(get_args(IngestOutcome))}),
+                    **array(ref("EventOutcome")),
                     "description": "one per event, in the order given",
                 },
             }
@@ -176,16 +245,12 @@ def answer_schemas() -> dict[str, Schema]:
         "ContactRuns": obj({"contact_id": STRING, "runs": array(ref("RunSummary"))}),
         "CancelledRuns": obj({"contact_id": STRING, "cancelled": array(ref("RunSummary"))}),
         "Decisions": obj({"events": {**array(ref("Event")), "description": "newest first"}}),
+        "ErasedCounts": obj(
+            dict.fromkeys(("runs", "messages", "events", "due_work", "pending_statuses"), INTEGER),
+            "How many of each were erased.",
+        ),
         "Erased": obj(
-            {
-                "contact_id": STRING,
-                "erased": obj(
-                    dict.fromkeys(
-                        ("runs", "messages", "events", "due_work", "pending_statuses"), INTEGER
-                    )
-                ),
-                "opt_out_kept": BOOLEAN,
-            }
+            {"contact_id": STRING, "erased": ref("ErasedCounts"), "opt_out_kept": BOOLEAN}
         ),
         "Export": obj(
             {
@@ -205,9 +270,12 @@ def answer_schemas() -> dict[str, Schema]:
         ),
         "Health": {
             "type": "object",
-            "properties": {"status": {"enum": ["ok", "unavailable"]}, "store": STRING},
+            "properties": {
+                "status": ref("HealthStatus"),
+                "store": {**STRING, "description": "what is wrong with the store"},
+            },
             "required": ["status"],
             "additionalProperties": False,
         },
-        "Live": obj({"status": {"const": "alive"}}),
+        "Live": obj({"status": {"type": "string", "const": "alive"}}),
     }

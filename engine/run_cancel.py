@@ -13,6 +13,7 @@ from datetime import datetime
 from engine.closed_runs import skip_queued
 from engine.errors import Conflict, NotFound, StaleRun
 from engine.models import OPEN_RUN_STATUSES, NewEvent, Run, RunStatus
+from engine.wording import counted
 from storage.base import Commit, RunChange, Store
 
 # A run that moves this many times while one cancel is being written is moving far
@@ -55,6 +56,15 @@ async def cancel_contact_runs(
             cancelled.append(await cancel_run(store, run.id, reason=reason, now=now))
         except Conflict:
             continue  # it finished on its own meanwhile
+        except StaleRun as exc:
+            if cancelled:  # those stay cancelled: the answer must not say nothing changed
+                ids = ", ".join(r.id for r in cancelled)
+                were = "was" if len(cancelled) == 1 else "were"
+                exc.outcome = (
+                    f"{counted(len(cancelled), 'run')} of the contact ({ids}) {were} "
+                    "cancelled before it; retry to cancel the rest"
+                )
+            raise
     return cancelled
 
 

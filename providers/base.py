@@ -66,15 +66,21 @@ class Attachment(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    type: Literal["image", "video", "audio", "document", "sticker", "location"]
-    url: str | None = Field(default=None, min_length=1)
-    mime_type: str | None = None
-    filename: str | None = None
-    caption: str | None = None
-    latitude: float | None = Field(default=None, ge=-90, le=90)
-    longitude: float | None = Field(default=None, ge=-180, le=180)
-    name: str | None = None
-    address: str | None = None
+    type: Literal["image", "video", "audio", "document", "sticker", "location"] = Field(
+        description="A file's kind, or `location` for a map pin."
+    )
+    url: str | None = Field(default=None, min_length=1, description="Where the file is.")
+    mime_type: str | None = Field(default=None, description="The file's type, `image/jpeg`.")
+    filename: str | None = Field(default=None, description="The file's name.")
+    caption: str | None = Field(default=None, description="What the contact wrote with it.")
+    latitude: float | None = Field(
+        default=None, ge=-90, le=90, description="A `location`'s (required there)."
+    )
+    longitude: float | None = Field(
+        default=None, ge=-180, le=180, description="A `location`'s (required there)."
+    )
+    name: str | None = Field(default=None, description="A `location`'s place name.")
+    address: str | None = Field(default=None, description="A `location`'s address.")
 
     @model_validator(mode="after")
     def _a_place_has_coordinates(self) -> Attachment:

@@ -78,15 +78,15 @@ def test_the_cli_prints_the_document_serve_serves() -> None:
 
 
 async def test_the_check_catches_an_answer_the_document_does_not_describe() -> None:
-    """The conformance check itself: a field too many, a wrong type and a status the
+    """The conformance check itself: a field too many, a wrong value and a status the
     operation does not list are each reported."""
 
     async def drifted(request: web.Request) -> web.Response:
         kind = request.query["kind"]
         if kind == "extra":
             return web.json_response({"status": "alive", "uptime": 3})
-        if kind == "type":
-            return web.json_response({"status": 1})
+        if kind == "value":
+            return web.json_response({"status": "dead"})
         return web.json_response({"status": "alive"}, status=201)
 
     app = web.Application()
@@ -95,14 +95,14 @@ async def test_the_check_catches_an_answer_the_document_does_not_describe() -> N
     client = TestClient(TestServer(conformance.install(app)))
     await client.start_server()
     try:
-        for kind in ("extra", "type", "status"):
+        for kind in ("extra", "value", "status"):
             await client.get(f"/livez?kind={kind}")
     finally:
         await client.close()
     assert len(conformance.problems) == 3
-    extra, wrong_type, status = conformance.problems
+    extra, wrong_value, status = conformance.problems
     assert "'uptime' was unexpected" in extra
-    assert "at status" in wrong_type
+    assert "at status: 'alive' was expected" in wrong_value
     assert "-> 201: the document lists no such answer" in status
 
 
@@ -177,3 +177,50 @@ async def walk(client: TestClient[Any, Any], h: Harness) -> None:
         assert (await client.get(path)).status == 200
     resend = await client.post(f"/v1/messages/{message['id']}/resend", headers=AUTH)
     assert resend.status == 409
+
+
+def _parts(schema: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The schemas inside ``schema``, each with its place."""
+    parts: list[tuple[str, Any]] = list(schema.get("properties", {}).items())
+    for key in ("anyOf", "oneOf"):
+        parts += [(f"{key}[{i}]", sub) for i, sub in enumerate(schema.get(key, []))]
+    return parts + [
+        (key, schema[key]) for key in ("items", "additionalProperties") if key in schema
+    ]
+
+
+def _inline_types(schema: Any, where: str) -> list[str]:
+    """Where ``schema`` or its parts hold an enum or an object with properties of its
+    own, which a client generator can only name after where it sits (``Status1``,
+    ``ContactAttendanceType0``)."""
+    if not isinstance(schema, dict):
+        return []
+    found = [where] if "properties" in schema or len(schema.get("enum", ())) > 1 else []
+    for name, part in _parts(schema):
+        found += _inline_types(part, f"{where}.{name}")
+    return found
+
+
+def test_every_enum_and_object_is_a_named_schema() -> None:
+    """So a generated client has ``RunStatus`` and ``Attendance``, one of each, not a
+    numbered class per place they appear."""
+    doc = document()
+    inline = [
+        place
+        for name, schema in doc["components"]["schemas"].items()
+        for part, sub in _parts(schema)
+        for place in _inline_types(sub, f"{name}.{part}")
+    ]
+    bodies = [
+        place
+        for path, item in doc["paths"].items()
+        for method, operation in item.items()
+        if method in METHODS
+        for status, answer in {
+            **operation["responses"],
+            "body": operation.get("requestBody", {}),
+        }.items()
+        for media in answer.get("content", {}).values()
+        for place in _inline_types(media["schema"], f"{method} {path} {status}")
+    ]
+    assert inline + bodies == []
