@@ -20,7 +20,9 @@
 --   records (disparo_lock_status_keys takes them again inside: already held).
 -- * disparo_apply: takes the keys of the whole batch in ascending order, each in a
 --   subtransaction of its own: a key that cannot be had (lock_timeout) fails the
---   units that need it, alone, as a unit's own lock timeout did; the others go on,
+--   units that need it, alone, as a unit's own lock timeout did (a subtransaction
+--   that only takes a lock gets no transaction id: these do not fill PostgreSQL's
+--   per-backend subtransaction cache); the others go on,
 --   applied by disparo_apply_units (disparo_apply of migration 0007, renamed: a
 --   later migration changing how units apply replaces disparo_apply_units).
 -- Store.erase_contact and Store.start_runs take the contact keys too
