@@ -21,7 +21,9 @@ from engine.models import (
     Contact,
     ContactEvent,
     ContactUpsert,
+    DueKind,
     MessageStatus,
+    NewDueWork,
     Run,
     RunStatus,
     StatusReport,
@@ -34,6 +36,7 @@ from storage.postgres_codec import (
     commit_unit,
     contact_events_unit,
     encode_unit,
+    schedule_unit,
     status_reports_unit,
     upsert_unit,
 )
@@ -251,3 +254,28 @@ async def test_a_unit_whose_contact_key_is_held_too_long_fails_alone(
             assert stored is not None
             assert stored.last_outbound_at == at(1)
         await store.commit(sent_to(held))  # the key let go: the same write passes
+
+
+async def test_two_engines_scheduling_the_same_new_triggers_never_wait_in_a_cycle(
+    pg_store: PostgresStore, other_session: asyncpg.Connection
+) -> None:
+    """Two engines schedule the trigger rows of the same flows at the same moment (a
+    flow file both picked up), each listing them in its own catalog order. An insert
+    of a key the other engine just inserted waits for it: each inserted one key, then
+    waited for the other's."""
+    first, second = "cron:a:0", "cron:b:0"
+    row = NewDueWork(kind=DueKind.CRON, due_at=at(60))
+
+    async with other_session.transaction():  # the other engine inserted `first`
+        await apply_elsewhere(other_session, schedule_unit({first: row}, NOW))
+        scheduling = asyncio.ensure_future(
+            pg_store.schedule_triggers({second: row, first: row}, NOW)
+        )
+        await _until_it_waits(other_session, scheduling)
+        await asyncio.wait_for(
+            apply_elsewhere(other_session, schedule_unit({first: row, second: row}, NOW)),
+            timeout=4,
+        )
+
+    assert await asyncio.wait_for(scheduling, timeout=4) == []  # the other engine stored both
+    assert pg_store.stats.retried_units == 0
