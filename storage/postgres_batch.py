@@ -9,6 +9,10 @@ puts the unit back in the queue for the next batch (a few times, then
 ``StoreUnavailable``). If the statement itself fails (connection lost, server shut
 down), every unit of the batch gets ``StoreUnavailable``: whether it was stored is
 unknown, and callers retry (run keys, fences and dedupe keys make that safe).
+Units of one batch come in their callers' order, so before any unit writes,
+``disparo_apply`` takes the advisory keys of every contact (due-work row, message
+status) the batch writes, ascending (migration 0011): two processes' batches
+writing the same contacts wait for each other only there, never in a cycle.
 At most ``max_batches`` batches are in flight at once, each with at most
 ``max_units`` units (more subtransactions per transaction would overflow
 PostgreSQL's per-backend subtransaction cache and slow every other session).

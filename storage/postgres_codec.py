@@ -321,6 +321,9 @@ def commit_unit(commit: Commit) -> dict[str, Any]:
 
 
 def schedule_unit(wanted: Mapping[str, NewDueWork], now: datetime) -> dict[str, Any]:
+    # In key order, whatever the catalog's: an insert of a key another engine is
+    # inserting waits for it, so two engines scheduling at once must insert the keys
+    # they share in one order (or each would wait for the other's next key).
     rows = [
         {
             "key": key,
@@ -330,7 +333,7 @@ def schedule_unit(wanted: Mapping[str, NewDueWork], now: datetime) -> dict[str, 
             "message_id": due.message_id,
             "payload": dumps(due.payload),
         }
-        for key, due in wanted.items()
+        for key, due in sorted(wanted.items(), key=lambda item: item[0])
     ]
     return {"op": "schedule_triggers", "now": iso(now), "wanted": rows}
 

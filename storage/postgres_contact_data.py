@@ -2,8 +2,11 @@
 the messages of its newest runs (``Store.list_contact_messages``) and the contact's
 erasure (``Store.erase_contact``), one transaction.
 
-The contact row is locked first (``FOR UPDATE``), so a start or an event for the
-same contact waits for the erasure and then finds the contact gone (or bare). A
+The contact's advisory key (migration 0011: every writer of a contact's rows holds
+it) is taken first, then the contact row (``FOR UPDATE``), so a start or an event
+for the same contact waits for the erasure and then finds the contact gone (or
+bare), and a batch committing the contact's runs finishes before the erasure
+deletes them instead of waiting for the contact row the erasure holds. A
 status report for one of the contact's messages may still be queued between the
 delete of the due work and the delete of the messages: the delete then breaks the
 foreign key of ``due_work.message_id``, the transaction rolls back and is taken
@@ -69,6 +72,7 @@ class ContactDataMethods:
 async def _erase(
     connection: Any, contact_id: str, keep_opt_out: bool, now: datetime
 ) -> Erased | None:
+    await connection.execute("SELECT pg_advisory_xact_lock(disparo_contact_key($1))", contact_id)
     row = await connection.fetchrow(
         "SELECT opted_out_at FROM contacts WHERE id = $1 FOR UPDATE", contact_id
     )

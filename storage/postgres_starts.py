@@ -1,15 +1,17 @@
 """Bulk run starts on PostgreSQL: ``Store.start_runs`` as one transaction.
 
-The transaction first takes the advisory lock of every (contact, flow) of the batch,
-the lock ``disparo_commit`` takes before creating a run, in one sorted order (two
-bulk starts never wait for each other in a cycle). Under those locks the key and
+The transaction first takes the advisory key of every contact of the batch (the key
+every writer of a contact's rows holds, migration 0011), then the advisory lock of
+every (contact, flow), the lock ``disparo_commit`` takes before creating a run, each
+in one sorted order: it waits for a batch writing the same contacts only before it
+holds anything, so neither waits for the other in a cycle. Under those locks the key and
 open-run checks see every run a concurrent creation committed, so processes
 starting the same keys at once start each key once. ``storage.bulk_starts`` decides
 each request; the contacts of the requests that start are written when the batch
 carries them (``storage.postgres_contacts``); the runs, START rows (carrying the
 data of their ``run.started`` event, written at entry) and the refusals' events go
 in with one ``unnest`` insert each.
-A deadlock with a group commit that creates runs of the same contacts is retried.
+A deadlock (with a writer outside that protocol) is retried.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from storage.postgres_contacts import upsert_contacts
 
 MAX_TRIES = 5
 
+# The contact keys first, then the run keys (held under them), each kind ascending.
 _LOCK = (
     "SELECT pg_advisory_xact_lock(k) FROM ("
-    "SELECT DISTINCT hashtextextended('disparo.run/' || c || '/' || $2::text, 0) AS k "
-    "FROM unnest($1::text[]) AS c ORDER BY k) AS locks"
+    "SELECT DISTINCT 0 AS kind, disparo_contact_key(c) AS k FROM unnest($1::text[]) AS c "
+    "UNION SELECT 1, hashtextextended('disparo.run/' || c || '/' || $2::text, 0) "
+    "FROM unnest($1::text[]) AS c ORDER BY kind, k) AS locks"
 )
 _STORED_KEYS = "SELECT idempotency_key FROM runs WHERE idempotency_key = ANY($1::text[])"
 _BUSY = (

@@ -221,16 +221,16 @@ def test_disparo_migrate_on_postgresql(postgres_dsn: str, tmp_path: Path) -> Non
     again = disparo("migrate")
 
     assert (
-        "10 pending migrations (0001_initial, 0002_triggers, 0003_provider_state, 0004_retention, "
+        "11 pending migrations (0001_initial, 0002_triggers, 0003_provider_state, 0004_retention, "
         "0005_erasure, 0006_ambiguous, 0007_sending, 0008_claim_order, 0009_window_channels, "
-        "0010_event_contacts)" in outdated
+        "0010_event_contacts, 0011_lock_order)" in outdated
     )
     assert "run `disparo migrate`" in outdated
     assert (first.returncode, again.returncode) == (0, 0), first.stderr + again.stderr
     assert first.stdout.strip().endswith(
         "): 0001_initial, 0002_triggers, 0003_provider_state, 0004_retention, "
         "0005_erasure, 0006_ambiguous, 0007_sending, 0008_claim_order, 0009_window_channels, "
-        "0010_event_contacts"
+        "0010_event_contacts, 0011_lock_order"
     )
-    assert first.stdout.startswith("applied 10 migrations to ")
+    assert first.stdout.startswith("applied 11 migrations to ")
     assert again.stdout.strip().endswith(") is up to date")

@@ -52,10 +52,10 @@ def test_pending_migrations_name_the_schema_they_are_pending_in(
     again = disparo("migrate", "--config", str(config))
 
     assert status.returncode == 4, status.stderr
-    assert "10 pending migrations" in status.stderr
+    assert "11 pending migrations" in status.stderr
     assert f"schema {schema}" in status.stderr
     assert migrated.returncode == 0, migrated.stderr
-    assert f"applied 10 migrations to 127.0.0.1:5432/test (schema {schema}):" in migrated.stdout
+    assert f"applied 11 migrations to 127.0.0.1:5432/test (schema {schema}):" in migrated.stdout
     assert f"(schema {schema}) is up to date" in again.stdout
 
 
