@@ -2,9 +2,11 @@
 
 Any number of processes may purge at once: each batch locks the runs and rows it
 takes with ``FOR UPDATE SKIP LOCKED``, so two batches never take the same rows and
-neither waits for the other. Every selection is served by an index of migration
-0004; deleting messages checks the foreign key of ``due_work.message_id`` through
-``due_work_message``.
+neither waits for the other. It deletes a run's rows only under its contact's
+advisory key, as every writer of a contact's rows does (migration 0011), and
+skips a contact whose key another transaction holds (``_take_runs``). Every
+selection is served by an index of migration 0004; deleting messages checks the
+foreign key of ``due_work.message_id`` through ``due_work_message``.
 
 A status report for an old message may be queued (a STATUS row naming the message)
 between the batch's check that no due work names its runs and the delete of their
@@ -36,8 +38,15 @@ WHERE status IN ('completed', 'failed', 'cancelled') AND updated_at < $1
       SELECT 1 FROM messages AS m JOIN due_work AS d ON d.message_id = m.id
       WHERE m.run_id = r.id)
 """
+# The runs no other batch took, then the keys of their contacts no writer holds
+# (tried, never waited for).
 _FINISHED_RUNS = (
-    f"SELECT id {_PURGEABLE} ORDER BY updated_at, id LIMIT $2 FOR UPDATE OF r SKIP LOCKED"
+    f"SELECT id, contact_id {_PURGEABLE} ORDER BY updated_at, id LIMIT $2 "
+    "FOR UPDATE OF r SKIP LOCKED"
+)
+_FREE_CONTACTS = (
+    "SELECT c FROM (SELECT DISTINCT c, disparo_contact_key(c) AS k "
+    "FROM unnest($1::text[]) AS c) AS keyed WHERE pg_try_advisory_xact_lock(k)"
 )
 _COUNT = f"""
 WITH doomed AS (SELECT id {_PURGEABLE})
@@ -91,7 +100,7 @@ class RetentionMethods:
 
 
 async def _purge(connection: Any, before: datetime, limit: int) -> Purged:
-    run_ids = [row["id"] for row in await connection.fetch(_FINISHED_RUNS, before, limit)]
+    run_ids = await _take_runs(connection, before, limit)
     run_events = messages = runs = 0
     if run_ids:
         run_events = await deleted(
@@ -106,3 +115,20 @@ async def _purge(connection: Any, before: datetime, limit: int) -> Purged:
     firings = await deleted(connection, _FIRINGS, before, limit)
     counts = (runs, messages, run_events, contact_events, pending, firings)
     return batch_purged(limit, len(run_ids), counts)
+
+
+async def _take_runs(connection: Any, before: datetime, limit: int) -> list[str]:
+    """The finished runs this batch deletes, under their contacts' keys.
+
+    Every writer of a contact's rows holds the contact's advisory key (migration
+    0011); a late status report for an old message is such a writer. The purge
+    deletes a run's messages and events only under its contact's key, and takes a
+    key only if it can have it at once: a contact whose key a writer holds is left
+    for the next batch. So the purge never waits for a key or a row (its runs it
+    takes with SKIP LOCKED), and a writer never waits for it in a cycle."""
+    taken = await connection.fetch(_FINISHED_RUNS, before, limit)
+    if not taken:
+        return []
+    contacts = sorted({row["contact_id"] for row in taken})
+    free = {row["c"] for row in await connection.fetch(_FREE_CONTACTS, contacts)}
+    return [row["id"] for row in taken if row["contact_id"] in free]

@@ -279,3 +279,34 @@ async def test_two_engines_scheduling_the_same_new_triggers_never_wait_in_a_cycl
 
     assert await asyncio.wait_for(scheduling, timeout=4) == []  # the other engine stored both
     assert pg_store.stats.retried_units == 0
+
+
+async def test_a_purge_leaves_a_contact_a_late_status_report_is_writing_and_never_waits(
+    pg_store: PostgresStore, other_session: asyncpg.Connection
+) -> None:
+    """A status report for a message of a run finished long ago comes in while the
+    retention purge takes that run: the report's batch holds the contact's key and
+    the message, the purge took the run and wanted the message. The purge now
+    deletes a run only under its contact's key, taken only if free: it leaves that
+    contact for its next batch, purges the others, and waits for nobody."""
+    old = at(-40 * 24 * 3600)
+    seed = Seed(pg_store)
+    late = await seed.run(status=RunStatus.COMPLETED, when=old)
+    message = await seed.message(late, status=MessageStatus.SENT, when=old)
+    other = await seed.run(status=RunStatus.COMPLETED, when=old)
+    await seed.message(other, status=MessageStatus.READ, when=old)
+
+    async with other_session.transaction():  # the report's batch, mid-way
+        await other_session.execute(
+            "SELECT pg_advisory_xact_lock(disparo_contact_key($1))", late.contact_id
+        )
+        await other_session.execute(
+            "UPDATE messages SET status = 'delivered' WHERE id = $1", message
+        )
+        purged = await asyncio.wait_for(pg_store.purge(at(-30 * 24 * 3600), limit=10), timeout=4)
+
+    assert (purged.runs, purged.messages) == (1, 1)
+    assert await pg_store.get_run(other.id) is None
+    assert await pg_store.get_run(late.id) is not None  # for the next batch
+    again = await pg_store.purge(at(-30 * 24 * 3600), limit=10)
+    assert (again.runs, again.messages) == (1, 1)
