@@ -22,7 +22,7 @@ coalescing), ``postgres_codec`` (rows <-> records, write units),
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 import asyncpg
@@ -32,7 +32,6 @@ from engine.models import (
     Contact,
     ContactEvent,
     ContactUpsert,
-    DueWork,
     Event,
     Message,
     MessageStatus,
@@ -42,7 +41,6 @@ from engine.models import (
 from storage import postgres_schema as schema
 from storage.base import IngestOutcome, RunIgnores
 from storage.changes import Commit, CommitResult
-from storage.claim_order import claim_order
 from storage.columns import (
     CONTACT_COLUMNS,
     EVENT_COLUMNS,
@@ -54,7 +52,6 @@ from storage.postgres_codec import (
     commit_unit,
     contact_events_unit,
     contact_from_row,
-    due_from_row,
     event_from_row,
     message_from_row,
     run_from_row,
@@ -63,7 +60,7 @@ from storage.postgres_codec import (
 )
 from storage.postgres_contact_data import ContactDataMethods
 from storage.postgres_contacts import PhoneMethods
-from storage.postgres_due import BRING_SENDS_FORWARD, CLAIM
+from storage.postgres_due import DueWorkMethods
 from storage.postgres_messages import RunMessageMethods
 from storage.postgres_overview import OverviewMethods
 from storage.postgres_pool import Pool
@@ -88,6 +85,7 @@ class PostgresStore(
     OverviewMethods,
     PhoneMethods,
     RunMessageMethods,
+    DueWorkMethods,
 ):
     """The ``storage.base.Store`` protocol on one PostgreSQL database.
 
@@ -395,69 +393,6 @@ class PostgresStore(
             "AND status = 'sending')) AS at",
             contact_id,
             exclude_run,
-        )
-        return None if row is None else row["at"]
-
-    # ------------------------------------------------------------------ due work
-
-    async def claim_due_work(
-        self, *, owner: str, now: datetime, lease_seconds: float, limit: int
-    ) -> list[DueWork]:
-        """Claim up to ``limit`` rows due at ``now`` that nobody holds: those of runs under
-        way first, then the work that starts runs (START rows, fan-out and sweep
-        chunks), each oldest due first.
-
-        Each claimed row gets ``owner``, ``lease_until = now + lease_seconds`` and its
-        fence + 1, durably, before this returns. Rows another node is claiming or
-        completing at this moment are skipped (``SKIP LOCKED``), never waited for.
-        """
-        self._ready()
-        if limit <= 0:
-            return []
-        rows = await self._pool.write(
-            CLAIM, owner, now + timedelta(seconds=lease_seconds), now, limit
-        )
-        # RETURNING gives no order; callers get the claim order.
-        return sorted((due_from_row(row) for row in rows), key=claim_order)
-
-    async def extend_leases(
-        self, *, owner: str, work: Sequence[DueWork], until: datetime
-    ) -> set[int]:
-        """Move ``lease_until`` of the rows ``owner`` still holds at the same fence.
-
-        A row another transaction has locked is skipped, not waited for: it is being
-        finished or moved on by a commit (which may lock several rows in another
-        order: waiting could deadlock with it), and the next heartbeat, a third of a
-        lease later, extends it if it is still held."""
-        self._ready()
-        if not work:
-            return set()
-        rows = await self._pool.write(
-            "WITH mine AS (SELECT d.id FROM due_work AS d "
-            "JOIN unnest($2::bigint[], $3::bigint[]) AS w (id, fence) "
-            "ON d.id = w.id AND d.fence = w.fence WHERE d.lease_owner = $4 "
-            "ORDER BY d.id FOR UPDATE OF d SKIP LOCKED) "
-            "UPDATE due_work AS d SET lease_until = $1 FROM mine WHERE d.id = mine.id "
-            "RETURNING d.id",
-            until,
-            [item.id for item in work],
-            [item.fence for item in work],
-            owner,
-        )
-        return {int(row["id"]) for row in rows}
-
-    async def bring_sends_forward(self, run_id: str, now: datetime) -> int:
-        """The run's later DISPATCH rows nobody holds, due ``now`` (see the protocol)."""
-        self._ready()
-        return len(await self._pool.write(BRING_SENDS_FORWARD, run_id, now))
-
-    async def next_due_at(self) -> datetime | None:
-        """The earliest moment a row becomes claimable (a lease expires 1 µs after it ends)."""
-        row = await self._fetchrow(
-            "SELECT least("
-            "(SELECT due_at FROM due_work WHERE lease_until IS NULL ORDER BY due_at LIMIT 1), "
-            "(SELECT min(greatest(due_at, lease_until + interval '1 microsecond')) "
-            "FROM due_work WHERE lease_until IS NOT NULL)) AS at"
         )
         return None if row is None else row["at"]
 
